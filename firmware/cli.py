@@ -1,0 +1,58 @@
+"""The one `bodycam` command. Each subcommand lives in its own module, imported
+only when that subcommand runs, so a broken or Pi-only import in one cannot
+stop the others (and `bodycam verify` works on a dock with no media stack).
+
+A subcommand module provides:
+    HELP: str
+    configure(parser: argparse.ArgumentParser) -> None
+    run(args: argparse.Namespace) -> int   (the exit code)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module path. Ordered as `bodycam --help` shows them.
+SUBCOMMANDS: dict[str, str] = {
+    "demo": "firmware.cmd_demo",
+    "run": "firmware.cmd_run",
+    "status": "firmware.cmd_status",
+    "capture": "capture.cli",
+    "verify": "sealing.cli_verify",
+    "release": "sealing.cli_release",
+    "selftest": "boot.cmd_selftest",
+}
+
+
+def _available() -> dict[str, object]:
+    found = {}
+    for name, path in SUBCOMMANDS.items():
+        try:
+            found[name] = importlib.import_module(path)
+        except ModuleNotFoundError as exc:
+            # Only hide subcommands whose own module is absent (not yet built);
+            # a missing dependency inside an existing module is a real error.
+            if exc.name != path and not path.startswith(f"{exc.name}."):
+                raise
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bodycam", description="Body-worn evidence camera")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in _available().items():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args._module.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
