@@ -1,0 +1,30 @@
+"""Project benchmark: `python tools/bench.py {sealing|capture|recorder|export}`.
+
+Each part lives in its own module beside this file (bench_<part>.py) with a
+`main(argv) -> dict`; the result is printed as JSON. Parts measure the real
+code path and report, where a target is a ratio, both sides from the same run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+PARTS = ("sealing", "capture", "recorder", "export")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in PARTS:
+        print(f"usage: bench.py {{{'|'.join(PARTS)}}} [options]", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    module = importlib.import_module(f"bench_{argv[0]}")
+    result = module.main(argv[1:])
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
