@@ -1,0 +1,316 @@
+"""age v1 (C2SP age spec) for one X25519 recipient: a streaming writer that
+never holds a whole segment and never writes plaintext, and a reader.
+
+Written over `cryptography` rather than pyrage because pyrage's writer buffers
+whole payloads in memory and gives no control over when bytes reach the disk;
+here every 64 KiB chunk is written as it fills, and `checkpoint()` makes the
+data that is still short of a chunk durable too (see "Provisional last chunk"
+in docs/FORMAT.md). Files written here decrypt with the standard `age` tool.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from . import bech32
+
+INTRO = b"age-encryption.org/v1\n"
+CHUNK = 64 * 1024
+TAG = 16
+X25519_LABEL = b"age-encryption.org/v1/X25519"
+
+
+class AgeError(ValueError):
+    """Malformed key or file, or a failed authentication (with where it failed)."""
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.b64encode(data).rstrip(b"=")
+
+
+def _unb64(text: bytes) -> bytes:
+    # age uses unpadded standard base64 and forbids padding.
+    if b"=" in text:
+        raise AgeError("padded base64 in header")
+    try:
+        return base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
+    except ValueError:
+        raise AgeError("bad base64 in header") from None
+
+
+def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+
+
+def _raw(key: X25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """An X25519 recipient, `age1...`."""
+
+    public: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> Recipient:
+        try:
+            hrp, data = bech32.decode(text.strip())
+        except ValueError as exc:
+            raise AgeError(f"not an age recipient: {exc}") from None
+        if hrp != "age" or len(data) != 32:
+            raise AgeError("not an age X25519 recipient (want age1...)")
+        return cls(data)
+
+    def __str__(self) -> str:
+        return bech32.encode("age", self.public)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An X25519 identity, `AGE-SECRET-KEY-1...`."""
+
+    secret: bytes
+
+    @classmethod
+    def generate(cls) -> Identity:
+        key = X25519PrivateKey.generate()
+        raw = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return cls(raw)
+
+    @classmethod
+    def parse(cls, text: str) -> Identity:
+        """Accept an identity file as age-keygen writes it (comments allowed)."""
+        lines = [ln.strip() for ln in text.splitlines()]
+        keys = [ln for ln in lines if ln and not ln.startswith("#")]
+        if len(keys) != 1:
+            raise AgeError("identity file must hold exactly one AGE-SECRET-KEY-1 line")
+        try:
+            hrp, data = bech32.decode(keys[0])
+        except ValueError as exc:
+            raise AgeError(f"not an age identity: {exc}") from None
+        if hrp != "age-secret-key-" or len(data) != 32:
+            raise AgeError("not an age X25519 identity")
+        return cls(data)
+
+    def __str__(self) -> str:
+        return bech32.encode("age-secret-key-", self.secret).upper()
+
+    @property
+    def recipient(self) -> Recipient:
+        return Recipient(_raw(X25519PrivateKey.from_private_bytes(self.secret).public_key()))
+
+
+def _wrap_key(shared: bytes, share: bytes, recipient: bytes) -> bytes:
+    return _hkdf(shared, share + recipient, X25519_LABEL)
+
+
+def make_header(recipient: Recipient, file_key: bytes) -> bytes:
+    """The header bytes for one X25519 stanza, ending with the MAC line."""
+    eph = X25519PrivateKey.generate()
+    share = _raw(eph.public_key())
+    shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient.public))
+    body = ChaCha20Poly1305(_wrap_key(shared, share, recipient.public)).encrypt(
+        b"\x00" * 12, file_key, None
+    )
+    head = INTRO + b"-> X25519 " + _b64(share) + b"\n" + _b64(body) + b"\n---"
+    mac = hmac.new(_hkdf(file_key, b"", b"header"), head, hashlib.sha256).digest()
+    return head + b" " + _b64(mac) + b"\n"
+
+
+def _nonce(counter: int, last: bool) -> bytes:
+    return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+
+
+class StreamWriter:
+    """Encrypts a stream to an open file descriptor as age v1, in bounded steps.
+
+    `write()` buffers at most one chunk of plaintext; full chunks go to the
+    file as they fill. `checkpoint()` also writes what is buffered as a
+    *provisional last chunk* at its final position, so a file cut off at that
+    instant is a complete, valid age file; the next full chunk overwrites it.
+    Hashes of the plaintext and of the final ciphertext are kept incrementally.
+    """
+
+    def __init__(self, fd: int, recipient: Recipient) -> None:
+        self._fd = fd
+        file_key = os.urandom(16)
+        header = make_header(recipient, file_key)
+        nonce = os.urandom(16)
+        self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+        prefix = header + nonce
+        os.write(fd, prefix)
+        self._pos = len(prefix)  # where the next chunk starts
+        self._counter = 0
+        self._buf = bytearray()
+        self.ct_hash = hashlib.sha256(prefix)
+        self.pt_hash = hashlib.sha256()
+        self.pt_len = 0
+        self.ct_len = len(prefix)
+        self._closed = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._closed:
+            raise ValueError("write to a closed segment")
+        self.pt_hash.update(data)
+        self.pt_len += len(data)
+        self._buf += data
+        # A full chunk may only go out as non-final once a byte after it
+        # exists: the spec makes a full-size last chunk carry the last flag.
+        if len(self._buf) > CHUNK:
+            view = memoryview(self._buf)
+            done = 0
+            while len(self._buf) - done > CHUNK:
+                self._emit(view[done : done + CHUNK], last=False)
+                done += CHUNK
+            view.release()
+            del self._buf[:done]
+
+    def _emit(self, chunk: bytes | memoryview, last: bool) -> None:
+        ct = self._aead.encrypt(_nonce(self._counter, last), bytes(chunk), None)
+        os.pwrite(self._fd, ct, self._pos)
+        self.ct_hash.update(ct)
+        self.ct_len += len(ct)
+        self._pos += len(ct)
+        self._counter += 1
+
+    def checkpoint(self) -> None:
+        """Write the buffered tail as a provisional last chunk (caller fsyncs)."""
+        if self._buf and not self._closed:
+            ct = self._aead.encrypt(_nonce(self._counter, True), bytes(self._buf), None)
+            os.pwrite(self._fd, ct, self._pos)
+
+    def close(self) -> None:
+        """Write the real last chunk (caller fsyncs). Idempotent."""
+        if self._closed:
+            return
+        self._emit(self._buf, last=True)
+        self._buf.clear()
+        os.ftruncate(self._fd, self._pos)
+        self._closed = True
+
+
+@dataclass
+class Decrypted:
+    """What a reader got out of a file."""
+
+    plaintext_len: int
+    plaintext_sha256: str
+    complete: bool  # ended with an authentic last chunk and nothing after it
+    error: str | None  # why reading stopped early, with the byte offset
+
+
+def _parse_header(f: BinaryIO) -> tuple[bytes, bytes, bytes, int]:
+    """Return (share, body, mac_input, header_len) for a one-X25519-stanza header."""
+    lines: list[bytes] = []
+    consumed = 0
+    while True:
+        line = f.readline(4096)
+        if not line.endswith(b"\n"):
+            raise AgeError(f"header cut off at byte {consumed + len(line)}")
+        consumed += len(line)
+        lines.append(line)
+        if line.startswith(b"---"):
+            break
+        if len(lines) > 8:
+            raise AgeError("header too long for one X25519 stanza")
+    if lines[0] != INTRO:
+        raise AgeError("not an age v1 file (bad intro line)")
+    if len(lines) != 4 or not lines[1].startswith(b"-> X25519 "):
+        raise AgeError("expected exactly one X25519 stanza")
+    args = lines[1][len(b"-> X25519 ") :].rstrip(b"\n")
+    share = _unb64(args)
+    body = _unb64(lines[2].rstrip(b"\n"))
+    if len(share) != 32 or len(body) != 32:
+        raise AgeError("malformed X25519 stanza")
+    mac_line = lines[3].rstrip(b"\n")
+    mac_input = b"".join(lines[:3]) + b"---"
+    return share, body, mac_input + b"|" + mac_line[4:], consumed
+
+
+def decrypt(f: BinaryIO, identity: Identity, sink: BinaryIO | None = None) -> Decrypted:
+    """Decrypt an age stream; tolerate a cut-off tail and say where it stopped.
+
+    A file whose data ends in a partial chunk is reported as not complete,
+    with the authenticated plaintext before the cut counted and hashed.
+    """
+    share, body, mac_data, offset = _parse_header(f)
+    mac_input, mac_b64 = mac_data.split(b"|", 1)
+    key = X25519PrivateKey.from_private_bytes(identity.secret)
+    shared = key.exchange(X25519PublicKey.from_public_bytes(share))
+    try:
+        file_key = ChaCha20Poly1305(
+            _wrap_key(shared, share, identity.recipient.public)
+        ).decrypt(b"\x00" * 12, body, None)
+    except InvalidTag:
+        raise AgeError("this identity cannot open the file (stanza did not unwrap)") from None
+    want = hmac.new(_hkdf(file_key, b"", b"header"), mac_input, hashlib.sha256).digest()
+    if not hmac.compare_digest(want, _unb64(mac_b64)):
+        raise AgeError("header MAC does not match (header altered)")
+    nonce = f.read(16)
+    if len(nonce) != 16:
+        return Decrypted(0, hashlib.sha256().hexdigest(), False, f"cut in nonce at {offset}")
+    offset += 16
+    aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+    pt_hash = hashlib.sha256()
+    total = 0
+    for counter, chunk in enumerate(_chunks(f)):
+        pt = _open_chunk(aead, counter, chunk)
+        if pt is None:
+            return Decrypted(total, pt_hash.hexdigest(), False,
+                             f"chunk {counter} at byte {offset} fails authentication")
+        data, last = pt
+        pt_hash.update(data)
+        total += len(data)
+        if sink is not None:
+            sink.write(data)
+        offset += len(chunk)
+        if last:
+            if f.read(1):
+                return Decrypted(total, pt_hash.hexdigest(), False,
+                                 f"data after the last chunk at byte {offset}")
+            if not data and counter > 0:
+                return Decrypted(total, pt_hash.hexdigest(), False, "empty last chunk")
+            return Decrypted(total, pt_hash.hexdigest(), True, None)
+    return Decrypted(
+        total, pt_hash.hexdigest(), False, f"file ends at byte {offset} without a last chunk"
+    )
+
+
+def _chunks(f: BinaryIO) -> Iterator[bytes]:
+    while True:
+        chunk = f.read(CHUNK + TAG)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _open_chunk(aead: ChaCha20Poly1305, counter: int, chunk: bytes) -> tuple[bytes, bool] | None:
+    # A full-size chunk is normally non-final, but a payload that is an exact
+    # multiple of 64 KiB ends in a full chunk with the last flag; short ones
+    # can only be last.
+    if len(chunk) == CHUNK + TAG:
+        try:
+            return aead.decrypt(_nonce(counter, False), chunk, None), False
+        except InvalidTag:
+            pass
+    try:
+        return aead.decrypt(_nonce(counter, True), chunk, None), True
+    except InvalidTag:
+        return None

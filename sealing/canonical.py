@@ -1,0 +1,74 @@
+"""The canonical byte encoding of everything that is hashed or signed.
+
+Canonical JSON (docs/FORMAT.md, "Canonical encoding"): UTF-8, object keys
+sorted, no insignificant whitespace, ASCII-only keys, and only these value
+types: object, array, string, integer, true/false, null. Floats are refused,
+because two writers can print the same float two ways; times are integer
+microseconds and coordinates integer 1e-7 degrees.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+
+class EncodingError(ValueError):
+    """A value that has no canonical encoding, or bytes that are not canonical."""
+
+
+def _check(value: Any, where: str) -> None:
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        raise EncodingError(f"{where}: floats are not allowed in records (use integers)")
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key.isascii():
+                raise EncodingError(f"{where}: keys must be ASCII strings, got {key!r}")
+            _check(item, f"{where}.{key}")
+        return
+    raise EncodingError(f"{where}: {type(value).__name__} cannot be encoded")
+
+
+def encode(value: Any) -> bytes:
+    """The one byte string that `value` hashes and signs as."""
+    _check(value, "$")
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def decode(data: bytes) -> Any:
+    """Parse canonical JSON, refusing any byte string that is not canonical.
+
+    Re-encoding and comparing is what makes a changed space, key order or
+    escape a detectable change rather than an equivalent rewrite.
+    """
+    try:
+        value = json.loads(data.decode("utf-8"), parse_float=_no_float)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EncodingError(f"not valid JSON: {exc}") from None
+    if encode(value) != data:
+        raise EncodingError("JSON is valid but not in canonical form")
+    return value
+
+
+def _no_float(text: str) -> float:
+    raise EncodingError(f"float {text} is not allowed")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise EncodingError(f"bad base64: {exc}") from None

@@ -1,0 +1,51 @@
+"""`bodycam verify PATH`: prove or disprove a sealed store.
+
+Exit 0 when everything holds, 1 when verification fails (the first bad
+place is named), 2 when the input is unusable (one-line reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .age import AgeError, Identity
+from .fss import FssError, load_escrow
+from .keys import KeyFileError, load_public
+from .verify import Unusable, human, verify_store
+
+HELP = "verify a sealed store (a unit's or a dock's copy)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="the store, or a unit directory holding store/")
+    parser.add_argument("--identity", type=Path,
+                        help="the agency's age identity: decrypt and check every plaintext hash")
+    parser.add_argument("--escrow", type=Path,
+                        help="the unit's escrowed first MAC key: check forward-secure MACs")
+    parser.add_argument("--device-key", type=Path,
+                        help="the unit's enrolled Ed25519 public key (PEM) to anchor signatures")
+    parser.add_argument("--receipt", type=Path, action="append", default=[],
+                        help="a receipt held outside the store (repeatable)")
+    parser.add_argument("--json", action="store_true", help="machine-readable report")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        identity = Identity.parse(args.identity.read_text()) if args.identity else None
+        escrow = load_escrow(args.escrow) if args.escrow else None
+        device_key = load_public(args.device_key) if args.device_key else None
+        extra = [p.read_bytes() for p in args.receipt]
+        report = verify_store(args.path, identity=identity, escrow_key=escrow,
+                              device_key=device_key, extra_receipts=extra)
+    except (Unusable, AgeError, FssError, KeyFileError, OSError, UnicodeDecodeError) as exc:
+        print(f"bodycam verify: unusable input: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=1)
+        print()
+    else:
+        print(human(report))
+    return 0 if report.ok else 1

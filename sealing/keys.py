@@ -1,0 +1,126 @@
+"""The unit's keys on disk, and making them at provisioning.
+
+    <keys>/device_ed25519.pem   signing key (PKCS#8, mode 0600)
+    <keys>/fss.key              forward-secure MAC key for the next record (0600)
+    <keys>/evidence.recipient   the agency's age X25519 recipient (age1...)
+    <keys>/docks/*.pem          Ed25519 public keys of enrolled docks
+
+The escrowed first MAC key is returned by `provision` for the agency and is
+never written under <keys>.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from . import canonical, fss
+from .age import AgeError, Recipient
+
+SIGNING = "device_ed25519.pem"
+FSS = "fss.key"
+RECIPIENT = "evidence.recipient"
+DOCKS = "docks"
+
+
+class KeyFileError(ValueError):
+    """A key file is missing or unreadable (the message names it)."""
+
+
+def public_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def raw_public(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def fingerprint(key: Ed25519PublicKey) -> str:
+    """SHA-256 of the raw public key, hex: how records and receipts name a key."""
+    return hashlib.sha256(raw_public(key)).hexdigest()
+
+
+def load_public(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"unreadable public key {path}: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class UnitKeys:
+    directory: Path
+    signing: Ed25519PrivateKey
+    recipient: Recipient
+    docks: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return self.signing.public_key()
+
+    @property
+    def fss_path(self) -> Path:
+        return self.directory / FSS
+
+    @classmethod
+    def load(cls, directory: Path) -> UnitKeys:
+        directory = Path(directory)
+        try:
+            key = serialization.load_pem_private_key((directory / SIGNING).read_bytes(), None)
+        except (OSError, ValueError) as exc:
+            raise KeyFileError(f"unreadable signing key {directory / SIGNING}: {exc}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise KeyFileError(f"{directory / SIGNING} is not an Ed25519 private key")
+        try:
+            recipient = Recipient.parse((directory / RECIPIENT).read_text())
+        except (OSError, AgeError) as exc:
+            raise KeyFileError(
+                f"unreadable evidence recipient {directory / RECIPIENT}: {exc}"
+            ) from None
+        docks = {}
+        for pem in sorted((directory / DOCKS).glob("*.pem")):
+            pub = load_public(pem)
+            docks[fingerprint(pub)] = pub
+        return cls(directory, key, recipient, docks)
+
+
+def provision(directory: Path, recipient: Recipient, docks: list[Ed25519PublicKey]) -> bytes:
+    """Make a unit's keys in an empty `directory`; return k[0] for escrow."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / SIGNING).exists():
+        raise KeyFileError(f"{directory} already holds a signing key; keys are never reused")
+    signing = Ed25519PrivateKey.generate()
+    write_secret(directory / SIGNING, signing.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    key0 = os.urandom(32)
+    fss.save(directory / FSS, fss.FssState(0, key0))
+    (directory / RECIPIENT).write_text(str(recipient) + "\n")
+    (directory / DOCKS).mkdir(exist_ok=True)
+    for pub in docks:
+        (directory / DOCKS / f"{fingerprint(pub)[:16]}.pem").write_bytes(public_pem(pub))
+    return key0
+
+
+def escrow_text(key0: bytes) -> str:
+    return canonical.b64(key0) + "\n"

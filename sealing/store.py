@@ -1,0 +1,410 @@
+"""The sealed store: one writer, an append-only signed chain, age segments.
+
+Everything here follows docs/FORMAT.md. Durability rules, in order:
+  * a chain line is written with one write(2) on an O_APPEND fd and fsynced
+    before the forward-secure key advances (so a torn line never costs a key);
+  * a segment's bytes are checkpointed and fdatasynced at least every
+    `sync_interval` seconds (default 1 s) and on close;
+  * a closed segment is renamed from .partial to its final name, the
+    directory fsynced, and only then is its `segment` record appended.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import canonical, fss, layout
+from .age import StreamWriter
+from .files import fsync_dir, hash_file
+from .keys import UnitKeys, fingerprint, public_pem
+from .records import (
+    GENESIS_PREV,
+    Record,
+    RecordError,
+    Stamp,
+    check_signature,
+    parse_line,
+    seal_line,
+)
+
+Clock = Callable[[], Stamp]
+
+
+class StoreError(Exception):
+    """Base of the store's errors; the message says what and where."""
+
+
+class StoreLocked(StoreError):
+    pass
+
+
+class StoreCorrupt(StoreError):
+    pass
+
+
+class NotAStore(StoreError):
+    pass
+
+
+def system_clock() -> Stamp:
+    """Monotonic and wall time with no claim about the wall clock's truth."""
+    return Stamp(time.monotonic_ns() // 1000, time.time_ns() // 1000, "unverified", "none")
+
+
+@dataclass(frozen=True)
+class ChainLine:
+    record: Record
+    sig: bytes
+    mac: str
+    offset: int
+    length: int
+
+
+@dataclass
+class ReadChain:
+    lines: list[ChainLine]
+    torn: bytes  # bytes after the last good line (empty if none)
+    torn_offset: int
+
+
+def read_chain(path: Path) -> ReadChain:
+    """Parse chain.jsonl; a bad *last* line is reported as torn, any other
+    bad line raises StoreCorrupt (recovery only ever drops a torn tail)."""
+    data = path.read_bytes()
+    lines: list[ChainLine] = []
+    pos = 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        if end < 0:
+            break
+        try:
+            record, sig, mac = parse_line(data[pos:end])
+        except RecordError as exc:
+            if end + 1 >= len(data):
+                break  # the last line: treat as torn
+            raise StoreCorrupt(f"{path}: line at byte {pos} is malformed: {exc}") from None
+        lines.append(ChainLine(record, sig, mac, pos, end + 1 - pos))
+        pos = end + 1
+    return ReadChain(lines, data[pos:], pos)
+
+
+@dataclass
+class SegmentMeta:
+    """What the caller knows about a segment; the writer adds hashes and length."""
+
+    start: Stamp
+    end: Stamp
+    container: str = "mpegts"
+    codecs: list[str] = field(default_factory=lambda: ["h264", "aac"])
+    duration_us: int = 0
+    location: dict[str, Any] | None = None
+    retention: str = "supervision"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What opening the store had to repair."""
+
+    torn_bytes: int
+    partial_files: list[str]
+    pending_receipts: list[str]
+
+
+class SegmentWriter:
+    """Streams one segment into the store as age ciphertext (a capture sink)."""
+
+    def __init__(self, store: Store, name: layout.SegmentName, sync_interval: float) -> None:
+        self._store = store
+        self.name = name
+        self.path = store.segments / (str(name) + layout.PARTIAL)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fsync_dir(store.segments)
+        self._age = StreamWriter(self._fd, store.keys.recipient)
+        self._interval = sync_interval
+        self._last_sync = time.monotonic()
+        self.closed = False
+
+    @property
+    def plaintext_len(self) -> int:
+        return self._age.pt_len
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._age.write(data)
+        if time.monotonic() - self._last_sync >= self._interval:
+            self.sync()
+
+    def sync(self) -> None:
+        """Make everything written so far durable (the ~1 s power-loss bound)."""
+        if self.closed:
+            return
+        self._age.checkpoint()
+        os.fdatasync(self._fd)
+        self._last_sync = time.monotonic()
+
+    def close(self, meta: SegmentMeta) -> Record:
+        """Seal: last chunk, fsync, rename, then the `segment`/`still` record."""
+        if self.closed:
+            raise StoreError(f"{self.name} is already closed")
+        self._age.close()
+        os.fsync(self._fd)
+        os.close(self._fd)
+        final = self._store.segments / str(self.name)
+        os.replace(self.path, final)
+        fsync_dir(self._store.segments)
+        self.closed = True
+        body = {
+            "file": str(self.name), "segno": self.name.segno,
+            "ct_len": self._age.ct_len, "ct_sha256": self._age.ct_hash.hexdigest(),
+            "pt_len": self._age.pt_len, "pt_sha256": self._age.pt_hash.hexdigest(),
+            "start": {"mono_us": meta.start.mono_us, "wall_us": meta.start.wall_us},
+            "end": {"mono_us": meta.end.mono_us, "wall_us": meta.end.wall_us},
+            "duration_us": meta.duration_us, "container": meta.container,
+            "codecs": list(meta.codecs), "location": meta.location,
+            "retention": meta.retention, **meta.extra,
+        }
+        return self._store.finish_segment(self, body)
+
+
+class Store:
+    """An open, locked sealed store. Thread-safe: the capture thread seals
+    segments while the daemon appends events."""
+
+    def __init__(self, root: Path, keys: UnitKeys, clock: Clock, lock_fd: int,
+                 chain: ReadChain, sync_interval: float) -> None:
+        self.root = root
+        self.keys = keys
+        self.clock = clock
+        self.segments = root / layout.SEGMENTS
+        self.receipts = root / layout.RECEIPTS
+        self.sync_interval = sync_interval
+        self._lock_fd = lock_fd
+        self._mutex = threading.RLock()
+        self._open: dict[str, SegmentWriter] = {}
+        if not chain.lines:
+            raise StoreCorrupt(f"{root}: chain has no genesis record")
+        genesis = chain.lines[0].record
+        if genesis.type != "genesis" or genesis.seq != 0:
+            raise StoreCorrupt(f"{root}: first record is not genesis")
+        if genesis.body.get("device_key") != fingerprint(keys.public):
+            raise StoreCorrupt(f"{root}: store belongs to another device key")
+        self.serial = genesis.serial
+        self.officer = chain.lines[-1].record.officer
+        self._head: Record = chain.lines[-1].record
+        self._boot = self._head.boot
+        self._chain_fd = os.open(root / layout.CHAIN, os.O_WRONLY | os.O_APPEND)
+        self._fss = fss.load(keys.fss_path)
+        self._next_segno = 1 + max(
+            [int(ln.record.body.get("segno", 0)) for ln in chain.lines
+             if isinstance(ln.record.body.get("segno", 0), int)]
+            + [n.segno for n in self._files_on_disk()], default=0)
+        self.recovery = Recovery(0, [], [])
+
+    # -- creating and opening -------------------------------------------------
+
+    @classmethod
+    def create(cls, root: Path, keys: UnitKeys, *, serial: str, officer: str,
+               escrow_commitment: str, clock: Clock = system_clock) -> None:
+        """Make an empty store with its genesis record (seq 0)."""
+        layout.check_serial(serial)
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        if (root / layout.CHAIN).exists():
+            raise StoreError(f"{root} already holds a store")
+        (root / layout.SEGMENTS).mkdir()
+        (root / layout.RECEIPTS).mkdir()
+        (root / layout.DEVICE_PUB).write_bytes(public_pem(keys.public))
+        state = fss.load(keys.fss_path)
+        if state.seq != 0:
+            raise StoreError("the forward-secure key has already been used")
+        genesis = Record(
+            seq=0, type="genesis", stamp=clock(), serial=serial, officer=officer,
+            prev=GENESIS_PREV, boot=0,
+            body={"device_key": fingerprint(keys.public),
+                  "fss_commitment": escrow_commitment,
+                  "recipient": str(keys.recipient),
+                  "docks": sorted(keys.docks)},
+        )
+        fd = os.open(root / layout.CHAIN, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, seal_line(genesis, keys.signing, state.key))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        state.advance_to(1)
+        fss.save(keys.fss_path, state)
+        fsync_dir(root)
+
+    @classmethod
+    def open(cls, root: Path, keys: UnitKeys, *, clock: Clock = system_clock,
+             boot_body: dict[str, Any] | None = None, sync_interval: float = 1.0) -> Store:
+        """Lock, recover whatever a crash left, then append a `boot` record."""
+        root = Path(root)
+        if not (root / layout.CHAIN).is_file():
+            raise NotAStore(f"{root} is not a sealed store (no {layout.CHAIN})")
+        lock_fd = os.open(root / layout.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise StoreLocked(f"{root} is open by another writer") from None
+        try:
+            chain = read_chain(root / layout.CHAIN)
+            store = cls(root, keys, clock, lock_fd, chain, sync_interval)
+            store._recover(chain, boot_body or {})
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return store
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._lock_fd < 0:
+                return
+            os.close(self._chain_fd)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- recovery --------------------------------------------------------------
+
+    def _recover(self, chain: ReadChain, boot_body: dict[str, Any]) -> None:
+        torn = chain.torn
+        last = chain.lines[-1]
+        # A torn write cannot produce a well-formed line with a bad signature;
+        # that is tampering or another key, and the unit must not build on it.
+        if not check_signature(last.record, last.sig, self.keys.public):
+            raise StoreCorrupt(f"{self.root}: last record {last.record.seq} has a bad signature")
+        for prev, line in zip(chain.lines, chain.lines[1:], strict=False):
+            if line.record.seq != prev.record.seq + 1 or line.record.prev != prev.record.hash:
+                raise StoreCorrupt(f"{self.root}: chain broken at record {line.record.seq}")
+        if torn:
+            os.truncate(self.root / layout.CHAIN, chain.torn_offset)
+            os.fsync(self._chain_fd)
+        want = self._head.seq + 1
+        if self._fss.seq > want:
+            raise StoreCorrupt(
+                f"{self.root}: the key has advanced to record {self._fss.seq} but the chain "
+                f"ends at {self._head.seq}: durable records are missing")
+        self._fss.advance_to(want)
+        self._boot += 1
+        self.append("boot", boot_body)
+        if torn:
+            self.append("power_loss", {
+                "cause": "torn_chain_line", "dropped_bytes": len(torn),
+                "dropped_sha256": hashlib.sha256(torn).hexdigest(), "offset": chain.torn_offset})
+        partial = self._seal_orphans(chain)
+        pending = self._finish_pending_receipts()
+        self.recovery = Recovery(len(torn), partial, pending)
+
+    def _files_on_disk(self) -> list[layout.SegmentName]:
+        names = []
+        for path in self.segments.iterdir():
+            parsed = layout.parse_name(path.name)
+            if parsed is not None:
+                names.append(parsed)
+        return names
+
+    def _seal_orphans(self, chain: ReadChain) -> list[str]:
+        """Seal every segment file no record names, as it lies on disk."""
+        named = {ln.record.body.get("file") for ln in chain.lines}
+        sealed = []
+        for path in sorted(self.segments.iterdir()):
+            parsed = layout.parse_name(path.name)
+            if parsed is None or str(parsed) in named:
+                continue
+            final = self.segments / str(parsed)
+            if path != final:
+                os.replace(path, final)
+                fsync_dir(self.segments)
+            digest, length = hash_file(final)
+            self.append("power_loss", {
+                "cause": "partial_segment", "file": str(parsed), "segno": parsed.segno,
+                "kind": parsed.kind, "ct_len": length, "ct_sha256": digest,
+                "last_write_wall_us": final.stat().st_mtime_ns // 1000})
+            sealed.append(str(parsed))
+        return sealed
+
+    def _finish_pending_receipts(self) -> list[str]:
+        from .receipts import finish_pending  # receipts works on a Store: import late
+
+        return finish_pending(self)
+
+    # -- appending -------------------------------------------------------------
+
+    @property
+    def head(self) -> Record:
+        return self._head
+
+    def append(self, type_: str, body: dict[str, Any], stamp: Stamp | None = None) -> Record:
+        """Sign, MAC, write and fsync one record; then erase its MAC key."""
+        canonical.encode(body)  # refuse an unencodable body before taking a seq
+        with self._mutex:
+            if self._lock_fd < 0:
+                raise StoreError("store is closed")
+            boot = self._boot
+            record = Record(seq=self._head.seq + 1, type=type_, body=body,
+                            stamp=stamp or self.clock(), serial=self.serial,
+                            officer=self.officer, prev=self._head.hash, boot=boot)
+            line = seal_line(record, self.keys.signing, self._fss.key)
+            os.write(self._chain_fd, line)
+            os.fsync(self._chain_fd)
+            self._fss.advance_to(record.seq + 1)
+            fss.save(self.keys.fss_path, self._fss)
+            self._head = record
+            return record
+
+    def set_officer(self, officer: str) -> Record:
+        with self._mutex:
+            old, self.officer = self.officer, officer
+            return self.append("officer", {"from": old, "to": officer})
+
+    def open_segment(self, ext: str = "ts", stamp: Stamp | None = None) -> SegmentWriter:
+        """Start a segment (`ts`) or still (`jpg`) file, named by its start time."""
+        if ext not in layout.KIND_BY_EXT:
+            raise StoreError(f"unknown segment extension {ext!r}")
+        with self._mutex:
+            when = stamp or self.clock()
+            name = layout.SegmentName(self.serial, when.wall_us, self._next_segno, ext)
+            self._next_segno += 1
+            writer = SegmentWriter(self, name, self.sync_interval)
+            self._open[str(name)] = writer
+            return writer
+
+    def sync_open_segments(self) -> None:
+        with self._mutex:
+            for writer in list(self._open.values()):
+                writer.sync()
+
+    def is_open(self, file: str) -> bool:
+        return file in self._open
+
+    def finish_segment(self, writer: SegmentWriter, body: dict[str, Any]) -> Record:
+        with self._mutex:
+            self._open.pop(str(writer.name), None)
+            return self.append(writer.name.kind, body)
+
+    # -- reading (for the verifier, the export service and release) -----------
+
+    def records(self) -> list[Record]:
+        return [ln.record for ln in read_chain(self.root / layout.CHAIN).lines]
+
+    def chain_bytes(self, from_seq: int = 0) -> bytes:
+        chain = read_chain(self.root / layout.CHAIN)
+        start = next((ln.offset for ln in chain.lines if ln.record.seq >= from_seq), None)
+        if start is None:
+            return b""
+        return (self.root / layout.CHAIN).read_bytes()[start:chain.torn_offset]

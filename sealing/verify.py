@@ -1,0 +1,368 @@
+"""The verifier: proves or disproves a sealed store (a unit's, or a dock's copy).
+
+Checks every property of docs/FORMAT.md "What the verifier checks". It never
+writes. Problems are listed in the order found, each naming the file, record
+and byte offset where known; the first one is "the first bad place".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from . import canonical, fss, layout
+from .age import AgeError, Identity, decrypt
+from .files import hash_file
+from .keys import KeyFileError, fingerprint, load_public
+from .receipts import MEDIA_TYPES, Receipt, ReceiptRefused, parse_receipt
+from .records import GENESIS_PREV, KNOWN_TYPES, Record, RecordError, check_signature, parse_line
+
+
+class Unusable(Exception):
+    """Input the verifier cannot work on at all (exit 2)."""
+
+
+@dataclass
+class Problem:
+    where: str
+    message: str
+    record: int | None = None
+    offset: int | None = None
+
+    def __str__(self) -> str:
+        at = self.where
+        if self.record is not None:
+            at += f" record {self.record}"
+        if self.offset is not None:
+            at += f" byte {self.offset}"
+        return f"{at}: {self.message}"
+
+
+@dataclass
+class Report:
+    store: str
+    serial: str = ""
+    anchors: dict[str, str] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    receipts: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def fail(self, where: str, message: str, record: int | None = None,
+             offset: int | None = None) -> None:
+        self.problems.append(Problem(where, message, record, offset))
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+
+def find_store(path: Path) -> Path:
+    """A store root, or a unit directory holding `store/`."""
+    for root in (path, path / "store"):
+        if (root / layout.CHAIN).is_file():
+            return root
+    raise Unusable(f"{path} is not a sealed store (no {layout.CHAIN} in it or in store/)")
+
+
+def verify_store(
+    path: Path,
+    *,
+    identity: Identity | None = None,
+    escrow_key: bytes | None = None,
+    device_key: Ed25519PublicKey | None = None,
+    find_segment: Callable[[str], Path | None] | None = None,
+    extra_receipts: list[bytes] | None = None,
+) -> Report:
+    root = find_store(Path(path))
+    report = Report(store=str(root))
+    segdir = root / layout.SEGMENTS
+    locate = find_segment or (lambda name: segdir / name if (segdir / name).exists() else None)
+
+    if device_key is None:
+        pub = root / layout.DEVICE_PUB
+        try:
+            device_key = load_public(pub)
+        except KeyFileError as exc:
+            report.fail(layout.DEVICE_PUB, str(exc))
+            return report
+        report.anchors["device_key"] = "from the store (self-asserted: pass --device-key to anchor)"
+    else:
+        report.anchors["device_key"] = "given"
+    records = _check_chain(root / layout.CHAIN, device_key, escrow_key, report)
+    if not records:
+        return report
+    receipts = _load_receipts(root, extra_receipts or [], report)
+    _check_media(records, receipts, locate, segdir, identity, report)
+    _check_receipts(records, receipts, report)
+    return report
+
+
+def _check_chain(path: Path, device_key: Ed25519PublicKey, escrow_key: bytes | None,
+                 report: Report) -> list[Record]:
+    data = path.read_bytes()
+    where = layout.CHAIN
+    records: list[Record] = []
+    mac_key = escrow_key
+    pos = 0
+    prev: Record | None = None
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        if end < 0:
+            report.fail(where, "chain ends in an incomplete line (power loss not yet "
+                        "recovered, or a cut)", len(records), pos)
+            break
+        try:
+            rec, sig, mac = parse_line(data[pos:end])
+        except RecordError as exc:
+            report.fail(where, f"malformed record: {exc}", len(records), pos)
+            return records
+        n = len(records)
+        if rec.seq != n:
+            report.fail(where, f"sequence {rec.seq} where {n} was expected "
+                        "(record deleted, inserted, duplicated or reordered)", rec.seq, pos)
+            return records
+        if prev is None:
+            if rec.type != "genesis" or rec.prev != GENESIS_PREV:
+                report.fail(where, "first record is not a genesis record", 0, pos)
+                return records
+            report.serial = rec.serial
+            if rec.body.get("device_key") != fingerprint(device_key):
+                report.fail(where, "genesis names another device key than the one checked "
+                            "against", 0, pos)
+            if escrow_key is not None:
+                if fss.commitment(escrow_key) != rec.body.get("fss_commitment"):
+                    report.fail(where, "escrow key does not belong to this unit", 0, pos)
+                    mac_key = None
+                else:
+                    report.anchors["forward_secure_mac"] = "checked with the escrow key"
+        else:
+            if rec.prev != prev.hash:
+                report.fail(where, "previous-hash link broken", rec.seq, pos)
+            if rec.serial != report.serial:
+                report.fail(where, f"serial {rec.serial!r} differs from the chain's", rec.seq, pos)
+            want_boot = prev.boot + (1 if rec.type == "boot" else 0)
+            if rec.boot != want_boot:
+                report.fail(where, f"boot count {rec.boot}, expected {want_boot}", rec.seq, pos)
+            elif rec.type != "boot" and rec.stamp.mono_us < prev.stamp.mono_us:
+                report.fail(where, "monotonic time runs backwards within one boot",
+                            rec.seq, pos)
+        if not check_signature(rec, sig, device_key):
+            report.fail(where, "bad signature (altered, or signed by another device)",
+                        rec.seq, pos)
+        if mac_key is not None:
+            if fss.mac(mac_key, _canon(rec)) != mac:
+                report.fail(where, "forward-secure MAC does not match (record rewritten "
+                            "with a key taken later)", rec.seq, pos)
+            mac_key = fss.evolve(mac_key)
+        if rec.type not in KNOWN_TYPES:
+            report.notes.append(f"record {rec.seq}: type {rec.type!r} is newer than this "
+                                "verifier; checked as a record, body not interpreted")
+        report.records.append({"seq": rec.seq, "type": rec.type, "officer": rec.officer,
+                               "boot": rec.boot, "mono_us": rec.stamp.mono_us,
+                               "wall_us": rec.stamp.wall_us,
+                               "clock": {"state": rec.stamp.clock_state,
+                                         "source": rec.stamp.clock_source},
+                               "body": rec.body})
+        records.append(rec)
+        prev = rec
+        pos = end + 1
+    if escrow_key is None:
+        report.anchors["forward_secure_mac"] = "not checked (no escrow key given)"
+    return records
+
+
+def _canon(rec: Record) -> bytes:
+    return canonical.encode(rec.to_dict())
+
+
+def _load_receipts(root: Path, extra: list[bytes], report: Report) -> dict[str, Receipt]:
+    found: dict[str, Receipt] = {}
+    sources = [(f"{layout.RECEIPTS}/{p.name}", p.read_bytes())
+               for p in sorted((root / layout.RECEIPTS).glob("*"))]
+    sources += [(f"receipt #{i + 1} given", data) for i, data in enumerate(extra)]
+    for where, data in sources:
+        try:
+            receipt = parse_receipt(data)
+        except ReceiptRefused as exc:
+            report.fail(where, str(exc))
+            continue
+        if where.startswith(layout.RECEIPTS) and where != f"{layout.RECEIPTS}/{receipt.id}.json":
+            report.fail(where, "file name is not the receipt's id")
+        found[receipt.id] = receipt
+    return found
+
+
+def _media_records(records: list[Record]) -> list[Record]:
+    return [r for r in records
+            if r.type in MEDIA_TYPES or (r.type == "power_loss" and "file" in r.body)]
+
+
+def _check_media(records: list[Record], receipts: dict[str, Receipt],
+                 locate: Callable[[str], Path | None], segdir: Path,
+                 identity: Identity | None, report: Report) -> None:
+    released: dict[str, str] = {}
+    for r in records:
+        if r.type == "release":
+            rid = r.body.get("receipt")
+            receipt = receipts.get(rid)
+            if receipt is None:
+                report.fail(layout.CHAIN, f"release cites receipt {str(rid)[:16]} which is not "
+                            "in the store", r.seq)
+                continue
+            allowed = {e["file"] for e in receipt.body["segments"]}
+            for f in r.body.get("files", []):
+                if f not in allowed:
+                    report.fail(layout.CHAIN, f"release of {f} not covered by its receipt", r.seq)
+                released[f] = rid
+    named: set[str] = set()
+    last_segno = 0
+    last_end = -1
+    for r in _media_records(records):
+        b = r.body
+        file = b.get("file")
+        parsed = layout.parse_name(file) if isinstance(file, str) else None
+        if parsed is None or parsed.serial != report.serial or parsed.segno != b.get("segno"):
+            report.fail(layout.CHAIN, f"media record names a bad file {file!r}", r.seq)
+            continue
+        if file in named:
+            report.fail(layout.CHAIN, f"{file} is named by two records", r.seq)
+        named.add(file)
+        if parsed.segno <= last_segno:
+            report.fail(layout.CHAIN, f"segment number {parsed.segno} not after {last_segno}",
+                        r.seq)
+        last_segno = parsed.segno
+        truncated = r.type == "power_loss"
+        if not truncated:
+            start, end = b.get("start", {}), b.get("end", {})
+            if not (isinstance(start, dict) and isinstance(end, dict)
+                    and isinstance(start.get("wall_us"), int)
+                    and isinstance(end.get("wall_us"), int)
+                    and start["wall_us"] <= end["wall_us"]):
+                report.fail(layout.CHAIN, f"{file}: start/end times missing or reversed", r.seq)
+            elif start["mono_us"] < last_end and r.boot == records[r.seq - 1].boot:
+                report.notes.append(f"{file}: starts before the previous segment ended "
+                                    "(overlapping media: a still, or pre-record)")
+            else:
+                last_end = end.get("mono_us", last_end)
+        entry: dict[str, Any] = {"file": file, "seq": r.seq, "kind": parsed.kind,
+                                 "ct_sha256": b.get("ct_sha256"), "ct_len": b.get("ct_len")}
+        path = locate(file)
+        if path is None:
+            if file in released:
+                entry["status"] = "released"
+                entry["receipt"] = released[file]
+            else:
+                entry["status"] = "missing"
+                report.fail(f"{layout.SEGMENTS}/{file}", "missing and not released by any "
+                            "receipt", r.seq)
+            report.segments.append(entry)
+            continue
+        digest, length = hash_file(path)
+        if digest != b.get("ct_sha256") or length != b.get("ct_len"):
+            report.fail(f"{layout.SEGMENTS}/{file}", "ciphertext hash or length differs from "
+                        "the chain", r.seq)
+            entry["status"] = "altered"
+        else:
+            entry["status"] = "truncated by power loss" if truncated else "intact"
+        if identity is not None and entry["status"] != "altered":
+            _check_plaintext(path, r, truncated, identity, entry, report)
+        report.segments.append(entry)
+    if segdir.is_dir():
+        for p in sorted(segdir.iterdir()):
+            if p.name not in named:
+                msg = ("partial segment not yet recovered" if p.name.endswith(layout.PARTIAL)
+                       else "file not named by any record (inserted)")
+                report.fail(f"{layout.SEGMENTS}/{p.name}", msg)
+
+
+def _check_plaintext(path: Path, r: Record, truncated: bool, identity: Identity,
+                     entry: dict[str, Any], report: Report) -> None:
+    where = f"{layout.SEGMENTS}/{r.body['file']}"
+    try:
+        with path.open("rb") as f:
+            got = decrypt(f, identity)
+    except AgeError as exc:
+        if truncated:
+            entry["plaintext"] = f"nothing recoverable: {exc}"
+            return
+        report.fail(where, f"does not decrypt: {exc}", r.seq)
+        return
+    entry["pt_len"] = got.plaintext_len
+    entry["pt_sha256"] = got.plaintext_sha256
+    if truncated:
+        entry["plaintext"] = ("complete" if got.complete
+                              else f"authentic up to {got.plaintext_len} bytes ({got.error})")
+        return
+    if not got.complete:
+        report.fail(where, f"ciphertext incomplete: {got.error}", r.seq)
+    elif got.plaintext_sha256 != r.body.get("pt_sha256") or got.plaintext_len != r.body.get(
+            "pt_len"):
+        report.fail(where, "plaintext hash or length differs from the chain", r.seq)
+    else:
+        entry["plaintext"] = "decrypted, hash matches"
+
+
+def _check_receipts(records: list[Record], receipts: dict[str, Receipt], report: Report) -> None:
+    by_seq = {r.seq: r for r in records}
+    last = records[-1].seq
+    for rid, receipt in receipts.items():
+        b = receipt.body
+        where = f"receipt {rid[:16]}"
+        info = {"id": rid, "dock": receipt.dock, "from_seq": b["from_seq"], "to_seq": b["to_seq"],
+                "segments": len(b["segments"]), "dock_time_us": b["dock_time_us"]}
+        report.receipts.append(info)
+        if b["serial"] != report.serial:
+            report.fail(where, f"is for device {b['serial']!r}")
+            continue
+        if b["to_seq"] > last:
+            report.fail(where, f"the dock saw the chain up to record {b['to_seq']}, but it ends "
+                        f"at {last}: chain cut short")
+            continue
+        if by_seq[b["to_seq"]].hash != b["head"]:
+            report.fail(where, f"head differs from record {b['to_seq']}: chain rewritten")
+        for e in b["segments"]:
+            rec = by_seq.get(e["seq"])
+            if rec is None or rec.body.get("file") != e["file"] or rec.body.get(
+                    "ct_sha256") != e["ct_sha256"]:
+                report.fail(where, f"{e['file']} does not match record {e['seq']}")
+
+
+def human(report: Report) -> str:
+    """The examiner's summary."""
+    lines = [f"store      {report.store}", f"serial     {report.serial or '?'}"]
+    for k, v in report.anchors.items():
+        lines.append(f"{k:<10} {v}")
+    types: dict[str, int] = {}
+    for r in report.records:
+        types[r["type"]] = types.get(r["type"], 0) + 1
+    lines.append(f"records    {len(report.records)} ("
+                 + ", ".join(f"{n} {t}" for t, n in sorted(types.items())) + ")")
+    status: dict[str, int] = {}
+    for s in report.segments:
+        status[s["status"]] = status.get(s["status"], 0) + 1
+    lines.append(f"media      {len(report.segments)} files ("
+                 + ", ".join(f"{n} {t}" for t, n in sorted(status.items())) + ")")
+    lines.append(f"receipts   {len(report.receipts)}")
+    unverified = sum(1 for r in report.records if r["clock"]["state"] == "unverified")
+    if unverified:
+        lines.append(f"clock      {unverified} records made with an unverified clock")
+    lines += [f"note       {n}" for n in report.notes]
+    if report.ok:
+        lines.append("RESULT     VERIFIED")
+    else:
+        lines.append(f"RESULT     FAILED at {report.problems[0]}")
+        lines += [f"problem    {p}" for p in report.problems[1:20]]
+        if len(report.problems) > 20:
+            lines.append(f"problem    ... and {len(report.problems) - 20} more")
+    return "\n".join(lines)
