@@ -45,9 +45,12 @@ def _unb64(text: bytes) -> bytes:
     if b"=" in text:
         raise AgeError("padded base64 in header")
     try:
-        return base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
+        data = base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
     except ValueError:
         raise AgeError("bad base64 in header") from None
+    if _b64(data) != text:
+        raise AgeError("non-canonical base64 in header")
+    return data
 
 
 def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:

@@ -68,7 +68,11 @@ def b64(data: bytes) -> str:
 
 
 def unb64(text: str) -> bytes:
+    """Strict base64: the one padded encoding of its bytes (no stray bits)."""
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
-    except (ValueError, UnicodeEncodeError) as exc:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError, AttributeError) as exc:
         raise EncodingError(f"bad base64: {exc}") from None
+    if b64(data) != text:
+        raise EncodingError("base64 is not in canonical form")
+    return data

@@ -58,7 +58,10 @@ def parse_name(name: str) -> SegmentName | None:
     m = _NAME_RE.match(name.removesuffix(PARTIAL))
     if not m:
         return None
-    when = datetime.strptime(m["date"] + m["time"], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    try:
+        when = datetime.strptime(m["date"] + m["time"], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
     return SegmentName(m["serial"], int(when.timestamp() * 1_000_000), int(m["segno"]), m["ext"])
 
 

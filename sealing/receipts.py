@@ -9,7 +9,6 @@ hash it checked, the dock's key and its time.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 from dataclasses import dataclass
@@ -94,7 +93,7 @@ def parse_receipt(data: bytes) -> Receipt:
             and isinstance(s["ct_sha256"], str) for s in body["segments"]
         ):
             raise ValueError("segments must be a list of {seq, file, ct_sha256}")
-        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(body["dock_key"], validate=True))
+        key = Ed25519PublicKey.from_public_bytes(canonical.unb64(body["dock_key"]))
     except (canonical.EncodingError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ReceiptRefused(f"malformed receipt: {exc}") from None
     try:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from . import canonical, fss, layout
 from .age import AgeError, Identity, decrypt
 from .files import hash_file
-from .keys import KeyFileError, fingerprint, load_public
+from .keys import KeyFileError, fingerprint, load_public, public_pem
 from .receipts import MEDIA_TYPES, Receipt, ReceiptRefused, parse_receipt
 from .records import GENESIS_PREV, KNOWN_TYPES, Record, RecordError, check_signature, parse_line
 
@@ -96,6 +96,9 @@ def verify_store(
         except KeyFileError as exc:
             report.fail(layout.DEVICE_PUB, str(exc))
             return report
+        if public_pem(device_key) != pub.read_bytes():
+            # PEM parsers forgive stray bytes; an evidence file must not.
+            report.fail(layout.DEVICE_PUB, "not exactly the PEM of the key it holds")
         report.anchors["device_key"] = "from the store (self-asserted: pass --device-key to anchor)"
     else:
         report.anchors["device_key"] = "given"
@@ -177,6 +180,8 @@ def _check_chain(path: Path, device_key: Ed25519PublicKey, escrow_key: bytes | N
         records.append(rec)
         prev = rec
         pos = end + 1
+    if not records and not report.problems:
+        report.fail(where, "chain is empty: no genesis record", 0, 0)
     if escrow_key is None:
         report.anchors["forward_secure_mac"] = "not checked (no escrow key given)"
     return records
@@ -243,18 +248,15 @@ def _check_media(records: list[Record], receipts: dict[str, Receipt],
                         r.seq)
         last_segno = parsed.segno
         truncated = r.type == "power_loss"
-        if not truncated:
-            start, end = b.get("start", {}), b.get("end", {})
-            if not (isinstance(start, dict) and isinstance(end, dict)
-                    and isinstance(start.get("wall_us"), int)
-                    and isinstance(end.get("wall_us"), int)
-                    and start["wall_us"] <= end["wall_us"]):
-                report.fail(layout.CHAIN, f"{file}: start/end times missing or reversed", r.seq)
-            elif start["mono_us"] < last_end and r.boot == records[r.seq - 1].boot:
+        bad = _media_body_problem(b, truncated)
+        if bad:
+            report.fail(layout.CHAIN, f"{file}: {bad}", r.seq)
+        elif not truncated:
+            if b["start"]["mono_us"] < last_end and r.boot == records[r.seq - 1].boot:
                 report.notes.append(f"{file}: starts before the previous segment ended "
                                     "(overlapping media: a still, or pre-record)")
             else:
-                last_end = end.get("mono_us", last_end)
+                last_end = b["end"]["mono_us"]
         entry: dict[str, Any] = {"file": file, "seq": r.seq, "kind": parsed.kind,
                                  "ct_sha256": b.get("ct_sha256"), "ct_len": b.get("ct_len")}
         path = locate(file)
@@ -284,6 +286,29 @@ def _check_media(records: list[Record], receipts: dict[str, Receipt],
                 msg = ("partial segment not yet recovered" if p.name.endswith(layout.PARTIAL)
                        else "file not named by any record (inserted)")
                 report.fail(f"{layout.SEGMENTS}/{p.name}", msg)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _media_body_problem(b: dict[str, Any], truncated: bool) -> str | None:
+    """Why a media record's body is not well formed, or None."""
+    if not (_is_int(b.get("ct_len")) and isinstance(b.get("ct_sha256"), str)):
+        return "ct_len/ct_sha256 missing"
+    if truncated:
+        return None
+    if not (_is_int(b.get("pt_len")) and isinstance(b.get("pt_sha256"), str)):
+        return "pt_len/pt_sha256 missing"
+    times = [b.get("start"), b.get("end")]
+    if not all(isinstance(t, dict) and _is_int(t.get("mono_us")) and _is_int(t.get("wall_us"))
+               for t in times):
+        return "start/end times missing"
+    if b["start"]["wall_us"] > b["end"]["wall_us"] or b["start"]["mono_us"] > b["end"]["mono_us"]:
+        return "ends before it starts"
+    if not _is_int(b.get("duration_us")):
+        return "duration missing"
+    return None
 
 
 def _check_plaintext(path: Path, r: Record, truncated: bool, identity: Identity,

@@ -1,0 +1,68 @@
+"""Fixtures shared across areas. Sealing: a provisioned unit with known parties."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sealing.age import Identity
+from sealing.store import SegmentMeta, Store
+from sealing.unit import open_unit, provision_unit
+
+
+@dataclass
+class Agency:
+    """The parties outside the unit: evidence identity and an enrolled dock."""
+
+    identity: Identity
+    dock: Ed25519PrivateKey
+    escrow: bytes = b""
+
+
+@dataclass
+class Unit:
+    path: Path
+    agency: Agency
+
+    def open(self, **kw: object) -> Store:
+        return open_unit(self.path, **kw)  # type: ignore[arg-type]
+
+
+def make_unit(path: Path, serial: str = "BC-TEST-0001") -> Unit:
+    agency = Agency(Identity.generate(), Ed25519PrivateKey.generate())
+    agency.escrow = provision_unit(path, serial=serial, officer="OFFICER-7",
+                                   recipient=agency.identity.recipient,
+                                   docks=[agency.dock.public_key()])
+    return Unit(path, agency)
+
+
+def write_segment(store: Store, data: bytes, ext: str = "ts", step: int = 4096) -> None:
+    start = store.clock()
+    w = store.open_segment(ext)
+    for i in range(0, len(data), step):
+        w.write(data[i:i + step])
+    end = store.clock()
+    w.close(SegmentMeta(start=start, end=end, duration_us=end.mono_us - start.mono_us))
+
+
+@pytest.fixture
+def unit(tmp_path: Path) -> Unit:
+    return make_unit(tmp_path / "unit")
+
+
+@pytest.fixture
+def recorded_unit(unit: Unit) -> Unit:
+    """A unit with three segments, a still and a few events, closed."""
+    with unit.open(boot_body={"firmware": "test"}) as store:
+        write_segment(store, os.urandom(150_000))
+        store.append("pause", {"reason": "to_be_stated"})
+        store.append("resume", {})
+        write_segment(store, os.urandom(70_000))
+        write_segment(store, os.urandom(5_000), ext="jpg")
+        store.append("mark", {"flag": "evidence"})
+        write_segment(store, b"")
+    return unit

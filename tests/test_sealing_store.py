@@ -1,0 +1,157 @@
+"""The sealed store through its API and its files: writing, reading back,
+locking, bad input, and what the verifier says about a clean store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sealing import canonical, layout
+from sealing.age import Identity
+from sealing.records import RecordError, parse_line
+from sealing.store import StoreError, StoreLocked
+from sealing.verify import verify_store
+
+from .conftest import Unit, write_segment
+
+
+def test_clean_store_verifies_with_every_anchor(recorded_unit: Unit) -> None:
+    a = recorded_unit.agency
+    report = verify_store(recorded_unit.path, identity=a.identity, escrow_key=a.escrow)
+    assert report.ok, report.problems
+    kinds = [s["kind"] for s in report.segments]
+    assert kinds == ["segment", "segment", "still", "segment"]
+    assert all(s["plaintext"] == "decrypted, hash matches" for s in report.segments)
+    assert report.anchors["forward_secure_mac"] == "checked with the escrow key"
+    types = [r["type"] for r in report.records]
+    assert types[:2] == ["genesis", "boot"] and "pause" in types and "mark" in types
+
+
+def test_records_carry_the_required_fields(recorded_unit: Unit) -> None:
+    lines = (recorded_unit.path / "store" / layout.CHAIN).read_bytes().splitlines()
+    rec, _, _ = parse_line(lines[2])
+    d = rec.to_dict()
+    for k in ("v", "serial", "officer", "seq", "prev", "type", "mono_us", "wall_us", "clock"):
+        assert k in d
+    assert d["serial"] == "BC-TEST-0001" and d["officer"] == "OFFICER-7"
+    seg = next(parse_line(x)[0] for x in lines if b'"type":"segment"' in x)
+    for k in ("ct_sha256", "pt_sha256", "ct_len", "pt_len", "start", "end", "duration_us",
+              "container", "codecs", "location", "retention", "file", "segno"):
+        assert k in seg.body
+    assert seg.body["pt_len"] == 150_000
+
+
+def test_segment_names_carry_serial_date_and_number(recorded_unit: Unit) -> None:
+    names = sorted(p.name for p in (recorded_unit.path / "store" / "segments").iterdir())
+    parsed = [layout.parse_name(n) for n in names]
+    assert [p.segno for p in parsed] == [1, 2, 3, 4]
+    assert all(p.serial == "BC-TEST-0001" for p in parsed)
+    assert parsed[2].kind == "still" and names[2].endswith(".jpg.age")
+    assert len(parsed[0].day_dir.split("/")) == 3
+
+
+def test_no_plaintext_reaches_the_disk(unit: Unit) -> None:
+    marker = b"PLAINTEXT-MARKER-" * 1000
+    with unit.open() as store:
+        w = store.open_segment()
+        w.write(marker)
+        w.sync()
+        on_disk = w.path.read_bytes()
+        assert b"PLAINTEXT-MARKER" not in on_disk and len(on_disk) > 0
+        write_segment(store, marker)
+    for p in (unit.path / "store").rglob("*"):
+        if p.is_file():
+            assert b"PLAINTEXT-MARKER" not in p.read_bytes(), p
+
+
+def test_second_writer_is_locked_out(unit: Unit) -> None:
+    with unit.open(), pytest.raises(StoreLocked, match="another writer"):
+        unit.open()
+
+
+def test_second_writer_in_another_process_is_locked_out(unit: Unit) -> None:
+    code = ("import sys\nfrom sealing.unit import open_unit\n"
+            "from sealing.store import StoreLocked\n"
+            "try:\n open_unit(sys.argv[1])\nexcept StoreLocked: sys.exit(7)\n")
+    with unit.open():
+        rc = subprocess.run([sys.executable, "-c", code, str(unit.path)]).returncode
+    assert rc == 7
+
+
+def test_floats_are_refused_and_nothing_is_appended(unit: Unit) -> None:
+    with unit.open() as store:
+        before = store.head.seq
+        with pytest.raises(canonical.EncodingError, match="floats"):
+            store.append("mark", {"x": 1.5})
+        assert store.head.seq == before
+    assert verify_store(unit.path).ok
+
+
+def test_non_canonical_line_is_rejected() -> None:
+    good = canonical.encode({"a": 1, "b": [1, 2]})
+    assert canonical.decode(good) == {"a": 1, "b": [1, 2]}
+    with pytest.raises(canonical.EncodingError):
+        canonical.decode(b'{"b":[1,2],"a":1}')
+    with pytest.raises(canonical.EncodingError):
+        canonical.decode(b'{"a": 1}')
+    with pytest.raises(RecordError):
+        parse_line(b'{"mac":"x","rec":{},"sig":""}')
+
+
+def test_segment_close_twice_is_an_error(unit: Unit) -> None:
+    from sealing.store import SegmentMeta
+
+    with unit.open() as store:
+        w = store.open_segment()
+        w.write(b"x")
+        meta = SegmentMeta(start=store.clock(), end=store.clock())
+        w.close(meta)
+        with pytest.raises(StoreError, match="already closed"):
+            w.close(meta)
+
+
+def test_wrong_identity_cannot_decrypt(recorded_unit: Unit) -> None:
+    report = verify_store(recorded_unit.path, identity=Identity.generate())
+    assert not report.ok
+    assert "cannot open" in str(report.problems[0])
+
+
+def test_escrow_key_of_another_unit_is_reported(recorded_unit: Unit) -> None:
+    report = verify_store(recorded_unit.path, escrow_key=os.urandom(32))
+    assert not report.ok and "escrow key does not belong" in str(report.problems[0])
+
+
+def test_unknown_record_type_is_checked_but_not_fatal(unit: Unit) -> None:
+    with unit.open() as store:
+        store.append("future_thing", {"anything": [1, 2]})
+    report = verify_store(unit.path, escrow_key=unit.agency.escrow)
+    assert report.ok
+    assert any("future_thing" in n for n in report.notes)
+
+
+def test_cli_verify_exit_codes(recorded_unit: Unit, tmp_path) -> None:
+    ident = tmp_path / "id.txt"
+    ident.write_text(str(recorded_unit.agency.identity) + "\n")
+    run = [sys.executable, "-m", "firmware.cli", "verify"]
+    ok = subprocess.run(run + [str(recorded_unit.path), "--identity", str(ident), "--json"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    data = json.loads(ok.stdout)
+    assert data["ok"] and all("type" in r for r in data["records"])
+    not_store = subprocess.run(run + [str(tmp_path)], capture_output=True, text=True)
+    assert not_store.returncode == 2 and "not a sealed store" in not_store.stderr
+    bad_id = tmp_path / "bad.txt"
+    bad_id.write_text("hello\n")
+    garbage = subprocess.run(run + [str(recorded_unit.path), "--identity", str(bad_id)],
+                             capture_output=True, text=True)
+    assert garbage.returncode == 2 and "identity" in garbage.stderr
+    seg = next((recorded_unit.path / "store" / "segments").iterdir())
+    data = bytearray(seg.read_bytes())
+    data[-1] ^= 1
+    seg.write_bytes(bytes(data))
+    bad = subprocess.run(run + [str(recorded_unit.path)], capture_output=True, text=True)
+    assert bad.returncode == 1 and f"FAILED at segments/{seg.name}" in bad.stdout

@@ -1,0 +1,152 @@
+"""Tamper campaign, in the spirit of journald's verify test: every byte of
+every file flipped in turn, and records and segments deleted, duplicated,
+reordered, inserted and truncated. The verifier must fail every single time.
+
+The store under test ends with a `release` record for a dock receipt, so a
+cut-off chain tail is detectable here too (a cut after the last outside
+commitment is not: docs/FORMAT.md, "What cannot be detected").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sealing import layout
+from sealing.receipts import apply_receipt, make_receipt, media_entries
+from sealing.verify import verify_store
+
+from .conftest import Unit, make_unit, write_segment
+
+
+@pytest.fixture(scope="module")
+def small_unit(tmp_path_factory: pytest.TempPathFactory) -> Unit:
+    unit = make_unit(tmp_path_factory.mktemp("tamper") / "unit")
+    with unit.open() as store:
+        write_segment(store, os.urandom(700))
+        store.append("pause", {"reason": "to_be_stated"})
+        write_segment(store, os.urandom(300), ext="jpg")
+        store.append("resume", {})
+        write_segment(store, os.urandom(900))
+        write_segment(store, os.urandom(500))
+        recs = store.records()
+        receipt = make_receipt(unit.agency.dock, serial=store.serial, from_seq=0,
+                               to_seq=recs[-1].seq, head=recs[-1].hash,
+                               segments=media_entries(recs)[:2],
+                               dock_time_us=time.time_ns() // 1000)
+        apply_receipt(store, receipt.to_bytes())
+    assert verify_store(unit.path, escrow_key=unit.agency.escrow).ok
+    return unit
+
+
+def _store_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != layout.LOCK)
+
+
+class Campaign:
+    def __init__(self, unit: Unit, work: Path) -> None:
+        self.pristine = unit.path / "store"
+        self.root = work / "store"
+        shutil.copytree(self.pristine, self.root)
+        self.escrow = unit.agency.escrow
+        self.tried = 0
+        self.missed: list[str] = []
+
+    def check(self, what: str) -> None:
+        self.tried += 1
+        if verify_store(self.root, escrow_key=self.escrow).ok:
+            self.missed.append(what)
+
+    def restore(self) -> None:
+        shutil.rmtree(self.root)
+        shutil.copytree(self.pristine, self.root)
+
+    def mutate(self, what: str, change: Callable[[], None]) -> None:
+        change()
+        self.check(what)
+        self.restore()
+
+
+def test_every_byte_flipped_is_detected(small_unit: Unit, tmp_path: Path) -> None:
+    c = Campaign(small_unit, tmp_path)
+    for path in _store_files(c.root):
+        original = path.read_bytes()
+        for i in range(len(original)):
+            data = bytearray(original)
+            data[i] ^= 0xFF
+            path.write_bytes(bytes(data))
+            c.check(f"{path.name}@{i}")
+        path.write_bytes(original)
+    print(f"\ntamper: {c.tried} byte flips tried, {len(c.missed)} undetected")
+    assert c.tried > 5000
+    assert not c.missed, c.missed[:10]
+
+
+@pytest.mark.parametrize("stride", [
+    7, pytest.param(1, marks=pytest.mark.soak, id="every-byte")])
+def test_every_bit_of_the_chain_flipped_is_detected(
+        small_unit: Unit, tmp_path: Path, stride: int) -> None:
+    """Every bit of every `stride`-th byte (every byte under -m soak)."""
+    c = Campaign(small_unit, tmp_path)
+    path = c.root / layout.CHAIN
+    original = path.read_bytes()
+    for i in range(0, len(original), stride):
+        for bit in range(8):
+            data = bytearray(original)
+            data[i] ^= 1 << bit
+            path.write_bytes(bytes(data))
+            c.check(f"chain bit {i}.{bit}")
+    path.write_bytes(original)
+    print(f"\ntamper: {c.tried} chain bit flips tried, {len(c.missed)} undetected")
+    assert not c.missed, c.missed[:10]
+
+
+def test_record_and_segment_surgery_is_detected(small_unit: Unit, tmp_path: Path) -> None:
+    c = Campaign(small_unit, tmp_path)
+    chain = c.root / layout.CHAIN
+    lines = chain.read_bytes().splitlines(keepends=True)
+    n = len(lines)
+    foreign = make_unit(tmp_path / "foreign")
+    with foreign.open() as store:
+        write_segment(store, os.urandom(600))
+    foreign_lines = (foreign.path / "store" / layout.CHAIN).read_bytes().splitlines(True)
+
+    def put(new: list[bytes]) -> Callable[[], None]:
+        return lambda: chain.write_bytes(b"".join(new))
+
+    for i in range(n):
+        c.mutate(f"delete record {i}", put(lines[:i] + lines[i + 1:]))
+        c.mutate(f"duplicate record {i}", put(lines[:i + 1] + [lines[i]] + lines[i + 1:]))
+        c.mutate(f"insert foreign record before {i}",
+                 put(lines[:i] + [foreign_lines[min(i, len(foreign_lines) - 1)]] + lines[i:]))
+        c.mutate(f"truncate chain to {i} records", put(lines[:i]))
+        c.mutate(f"truncate mid-record {i}", put(lines[:i] + [lines[i][: len(lines[i]) // 2]]))
+        if i + 1 < n:
+            c.mutate(f"swap records {i},{i + 1}",
+                     put(lines[:i] + [lines[i + 1], lines[i]] + lines[i + 2:]))
+    segs = sorted((c.root / "segments").iterdir())
+    assert len(segs) >= 2
+    for s in segs:
+        name = s.name
+        c.mutate(f"delete {name}", lambda s=s: s.unlink())
+        c.mutate(f"truncate {name}", lambda s=s: s.write_bytes(s.read_bytes()[:-1]))
+        c.mutate(f"extend {name}", lambda s=s: s.write_bytes(s.read_bytes() + b"\0"))
+        c.mutate(f"copy {name} as another segment", lambda s=s: shutil.copy(
+            s, s.with_name(s.name.replace("_0000", "_0009"))))
+    c.mutate("swap two segments' contents", lambda: (
+        segs[0].write_bytes(segs[1].read_bytes()), None))
+    fseg = next((foreign.path / "store" / "segments").iterdir())
+    c.mutate("insert a foreign segment", lambda: shutil.copy(fseg, c.root / "segments"))
+    c.mutate("rename a segment to the next number", lambda: segs[-1].rename(
+        segs[-1].with_name(segs[-1].name.replace("_000004", "_000005"))))
+    receipts = list((c.root / "receipts").iterdir())
+    c.mutate("delete the receipt", lambda: receipts[0].unlink())
+    c.mutate("replace device key", lambda: shutil.copy(
+        foreign.path / "store" / layout.DEVICE_PUB, c.root / layout.DEVICE_PUB))
+    print(f"\ntamper: {c.tried} record/segment mutations tried, {len(c.missed)} undetected")
+    assert not c.missed, c.missed
