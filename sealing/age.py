@@ -171,22 +171,26 @@ class StreamWriter:
     def write(self, data: bytes | memoryview) -> None:
         if self._closed:
             raise ValueError("write to a closed segment")
-        self.pt_hash.update(data)
-        self.pt_len += len(data)
-        self._buf += data
+        view = memoryview(data).cast("B")
+        self.pt_hash.update(view)
+        self.pt_len += len(view)
         # A full chunk may only go out as non-final once a byte after it
         # exists: the spec makes a full-size last chunk carry the last flag.
-        if len(self._buf) > CHUNK:
-            view = memoryview(self._buf)
-            done = 0
-            while len(self._buf) - done > CHUNK:
-                self._emit(view[done : done + CHUNK], last=False)
-                done += CHUNK
-            view.release()
-            del self._buf[:done]
+        if self._buf:
+            take = min(CHUNK - len(self._buf), len(view))
+            self._buf += view[:take]
+            view = view[take:]
+            if not view:
+                return
+            self._emit(self._buf, last=False)
+            self._buf.clear()
+        while len(view) > CHUNK:  # encrypt straight from the caller's buffer
+            self._emit(view[:CHUNK], last=False)
+            view = view[CHUNK:]
+        self._buf += view
 
     def _emit(self, chunk: bytes | memoryview, last: bool) -> None:
-        ct = self._aead.encrypt(_nonce(self._counter, last), bytes(chunk), None)
+        ct = self._aead.encrypt(_nonce(self._counter, last), chunk, None)
         os.pwrite(self._fd, ct, self._pos)
         self.ct_hash.update(ct)
         self.ct_len += len(ct)
