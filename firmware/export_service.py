@@ -1,0 +1,354 @@
+"""The unit's export service: HTTPS with mutual TLS, spoken to only by an
+enrolled dock (R16-R18). Endpoints are documented in docs/EXPORT.md.
+
+Runs in the recorder's process (it shares the open Store, the only writer),
+on the configured address only: the USB gadget interface in the field,
+loopback in tests. Every request is answered; a bad one gets a 4xx with a
+reason and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+
+from sealing import layout
+from sealing.keys import fingerprint, public_pem
+from sealing.receipts import MAX_RECEIPT_BYTES, ReceiptRefused, apply_receipt, media_entries
+from sealing.store import Store
+
+from .auth import AuthError, Authoriser
+
+MAX_BODY = MAX_RECEIPT_BYTES
+SESSION_S = 15 * 60
+HANDSHAKE_TIMEOUT_S = 10.0
+BLOCK = 256 * 1024
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+@dataclass
+class ExportHooks:
+    """What the service needs from the rest of the unit (the daemon wires these)."""
+
+    clock_status: Callable[[], dict[str, str]]
+    on_dock_time: Callable[[int, str], dict[str, Any]]
+    now: Callable[[], float] = time.time
+
+
+@dataclass
+class _Session:
+    dock: str
+    expires: float
+
+
+@dataclass
+class ExportService:
+    store: Store
+    unit_dir: Path
+    hooks: ExportHooks
+    sessions: dict[str, _Session] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.auth = Authoriser(self.unit_dir)
+        self._lock = threading.Lock()
+
+    # -- the parts each endpoint needs --------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        unexported = self.unexported()
+        now_us = int(self.hooks.now() * 1e6)
+        oldest = min((e["wall_us"] for e in unexported), default=None)
+        return {
+            "serial": self.store.serial, "officer": self.store.officer,
+            "device_key_pem": public_pem(self.store.keys.public).decode(),
+            "clock": self.hooks.clock_status(), "head_seq": self.store.head.seq,
+            "free_bytes": shutil.disk_usage(self.store.root).free,
+            "unexported": {"count": len(unexported),
+                           "oldest_age_s": None if oldest is None
+                           else max(0, (now_us - oldest) // 1_000_000)},
+        }
+
+    def unexported(self) -> list[dict[str, Any]]:
+        """Sealed media still on the unit (offered to the dock)."""
+        out = []
+        records = {r.seq: r for r in self.store.records()}
+        for e in media_entries(list(records.values())):
+            if (self.store.segments / e["file"]).exists():
+                out.append({**e, "wall_us": records[e["seq"]].stamp.wall_us})
+        return out
+
+    def login(self, dock: str, password: str, fingerprint_ok: bool) -> tuple[int, dict]:
+        with self._lock:
+            try:
+                v = self.auth.attempt(password, fingerprint_ok, self.hooks.now())
+            except AuthError as exc:
+                self.store.append("auth", {"dock": dock, "result": "error", "reason": str(exc)})
+                return 503, {"error": str(exc)}
+            self.store.append("auth", {"dock": dock, "result": v.result, "failures": v.failures,
+                                       "fingerprint_ok": fingerprint_ok})
+            if v.ok:
+                token = secrets.token_hex(16)
+                self.sessions[token] = _Session(dock, self.hooks.now() + SESSION_S)
+                return 200, {"token": token, "expires_in_s": SESSION_S}
+            if v.result == "locked" or v.retry_after_s:
+                return 429, {"error": "export locked after repeated failures",
+                             "retry_after_s": round(v.retry_after_s)}
+            return 401, {"error": f"not authorised: {v.result}", "failures": v.failures}
+
+    def session(self, token: str | None, dock: str) -> bool:
+        s = self.sessions.get(token or "")
+        return s is not None and s.dock == dock and self.hooks.now() < s.expires
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, addr: tuple[str, int], service: ExportService,
+                 context: ssl.SSLContext) -> None:
+        self.service = service
+        self.context = context
+        super().__init__(addr, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A dock that drops the link mid-response is routine (cut cable, resume
+        # later); the next request is answered as usual.
+        return
+
+    def finish_request(self, request: socket.socket, client_address: Any) -> None:
+        # The TLS handshake runs in the request's thread, with a timeout, so a
+        # stalled client cannot hold up the accept loop.
+        request.settimeout(HANDSHAKE_TIMEOUT_S)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            request.close()
+            return
+        tls.settimeout(60)
+        self.RequestHandlerClass(tls, client_address, self)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        return  # the daemon logs requests through the chain where they matter
+
+    # -- helpers ------------------------------------------------------------
+
+    def _send(self, code: int, obj: dict[str, Any] | bytes, ctype: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
+        body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _dock(self) -> str | None:
+        der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+        if not der:
+            return None
+        key = x509.load_der_x509_certificate(der).public_key()
+        try:
+            fp = fingerprint(key)  # type: ignore[arg-type]
+        except (TypeError, AttributeError):
+            return None
+        return fp if fp in self.server.service.store.keys.docks else None
+
+    def _body(self) -> bytes | None:
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self._send(411, {"error": "Content-Length required"})
+            return None
+        n = int(length)
+        if n > MAX_BODY:
+            self._send(413, {"error": f"body larger than {MAX_BODY} bytes"})
+            self.close_connection = True
+            return None
+        return self.rfile.read(n)
+
+    def _json(self) -> dict[str, Any] | None:
+        raw = self._body()
+        if raw is None:
+            return None
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            self._send(400, {"error": "body is not JSON"})
+            return None
+        if not isinstance(obj, dict):
+            self._send(400, {"error": "body must be a JSON object"})
+            return None
+        return obj
+
+    def _authorised(self, dock: str) -> bool:
+        auth = self.headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else None
+        if not self.server.service.session(token, dock):
+            self._send(401, {"error": "log in first (POST /v1/auth)"})
+            return False
+        return True
+
+    # -- routing -------------------------------------------------------------
+
+    def _route(self, method: str) -> None:
+        svc = self.server.service
+        dock = self._dock()
+        if dock is None:
+            self._send(403, {"error": "client certificate is not an enrolled dock"})
+            self.close_connection = True
+            return
+        url = urlsplit(self.path)
+        path = url.path
+        routes = {("GET", "/v1/status"), ("POST", "/v1/auth"), ("POST", "/v1/time"),
+                  ("GET", "/v1/offered"),
+                  ("GET", "/v1/chain"), ("GET", "/v1/segments"), ("POST", "/v1/receipt")}
+        key = (method, "/v1/segments") if path.startswith("/v1/segments/") else (method, path)
+        if key not in routes:
+            known = {p for _, p in routes}
+            base = "/v1/segments" if path.startswith("/v1/segments/") else path
+            if base in known:
+                self._send(405, {"error": f"{method} not allowed on {base}"})
+            else:
+                self._send(404, {"error": f"no such endpoint {path[:100]!r}"})
+            return
+        if key == ("GET", "/v1/status"):
+            self._send(200, svc.status())
+        elif key == ("POST", "/v1/auth"):
+            req = self._json()
+            if req is None:
+                return
+            pw, fp_ok = req.get("password"), req.get("fingerprint_ok")
+            if not isinstance(pw, str) or not isinstance(fp_ok, bool):
+                self._send(400, {"error": "want {password: string, fingerprint_ok: bool}"})
+                return
+            code, obj = svc.login(dock, pw, fp_ok)
+            self._send(code, obj)
+        elif not self._authorised(dock):
+            return
+        elif key == ("POST", "/v1/time"):
+            req = self._json()
+            if req is None:
+                return
+            t = req.get("dock_time_us")
+            if not isinstance(t, int) or isinstance(t, bool) or t <= 0:
+                self._send(400, {"error": "want {dock_time_us: positive integer}"})
+                return
+            self._send(200, svc.hooks.on_dock_time(t, dock))
+        elif key == ("GET", "/v1/offered"):
+            self._send(200, {"segments": svc.unexported()})
+        elif key == ("GET", "/v1/chain"):
+            q = parse_qs(url.query)
+            frm = q.get("from", ["0"])[0]
+            if not frm.isdigit():
+                self._send(400, {"error": "from must be a non-negative integer"})
+                return
+            self._send(200, svc.store.chain_bytes(int(frm)), "application/x-ndjson")
+        elif key == ("GET", "/v1/segments"):
+            self._segment(path[len("/v1/segments/"):], dock)
+        elif key == ("POST", "/v1/receipt"):
+            raw = self._body()
+            if raw is None:
+                return
+            try:
+                done = apply_receipt(svc.store, raw)
+            except ReceiptRefused as exc:
+                svc.store.append("fault", {"what": "receipt_refused", "dock": dock,
+                                           "reason": str(exc)})
+                self._send(409, {"error": f"receipt refused, nothing released: {exc}"})
+                return
+            self._send(200, {"receipt": done.receipt, "released": done.files,
+                             "bytes_freed": done.bytes_freed,
+                             "already_applied": done.already_applied})
+
+    def _segment(self, name: str, dock: str) -> None:
+        svc = self.server.service
+        if layout.parse_name(name) is None or name.endswith(layout.PARTIAL):
+            self._send(400, {"error": "not a segment file name"})
+            return
+        offered = {e["file"] for e in svc.unexported()}
+        if name not in offered:
+            self._send(404, {"error": f"{name} is not offered (unknown, released, "
+                                      "or still being written)"})
+            return
+        path = svc.store.segments / name
+        size = path.stat().st_size
+        start, end = 0, size - 1
+        rng = self.headers.get("Range")
+        if rng is not None:
+            m = _RANGE.match(rng.strip())
+            if not m or int(m[1]) >= max(size, 1) or (m[2] and int(m[2]) < int(m[1])):
+                self._send(416, {"error": f"unsatisfiable range {rng[:60]!r} for {size} bytes"},
+                           headers={"Content-Range": f"bytes */{size}"})
+                return
+            start = int(m[1])
+            end = min(int(m[2]), size - 1) if m[2] else size - 1
+        self.send_response(206 if rng is not None else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        if rng is not None:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        with path.open("rb") as f:
+            f.seek(start)
+            left = end - start + 1
+            while left > 0:
+                chunk = f.read(min(BLOCK, left))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                left -= len(chunk)
+        if end == size - 1:
+            svc.store.append("export", {"file": name, "dock": dock, "bytes": size})
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        self._route("GET")
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        self._route("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._route("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._route("DELETE")
+
+
+class RunningService:
+    """The service on a background thread; `close()` stops it."""
+
+    def __init__(self, service: ExportService, context: ssl.SSLContext,
+                 host: str, port: int) -> None:
+        self.server = _Server((host, port), service, context)
+        self.address = self.server.server_address[:2]
+        self._thread = threading.Thread(target=self.server.serve_forever,
+                                        name="export", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
+
+
+def serve(service: ExportService, context: ssl.SSLContext, host: str,
+          port: int) -> RunningService:
+    return RunningService(service, context, host, port)

@@ -1,0 +1,154 @@
+"""A unit with its export service running on loopback mTLS, and a dock for it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from firmware import pki
+from firmware.auth import set_password
+from firmware.export_service import ExportHooks, ExportService, RunningService, serve
+from sealing.store import Store
+
+from .conftest import Unit, make_unit, write_segment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import dock  # noqa: E402
+
+PASSWORD = "correct horse 7"
+
+
+@dataclass
+class Link:
+    unit: Unit
+    store: Store
+    service: ExportService
+    running: RunningService
+    dir: Path
+    ca: pki.Issued
+    clock_steps: list[int] = field(default_factory=list)
+
+    def files(self) -> set[str]:
+        return {p.name for p in (self.unit.path / "store" / "segments").iterdir()}
+
+    def client(self, name: str = "dock1") -> dock.Client:
+        d = self.dir / "docks" / name
+        ctx = pki.client_context(d / "dock.crt", d / "dock.key", self.dir / "ca.crt")
+        host, port = self.running.address
+        return dock.Client(host, port, ctx)
+
+    def pull(self, dock_dir: Path | None = None, **kw: Any) -> dock.PullResult:
+        client = self.client()
+        try:
+            return dock.pull(client, dock_dir or self.dir / "dockstore", self.unit.agency.dock,
+                             password=kw.pop("password", PASSWORD),
+                             fingerprint_ok=kw.pop("fingerprint_ok", True),
+                             progress=lambda *_: None, **kw)
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        self.running.close()
+        self.store.close()
+
+
+def write_dock_creds(base: Path, ca: pki.Issued, key: Ed25519PrivateKey, name: str) -> None:
+    d = base / "docks" / name
+    d.mkdir(parents=True, exist_ok=True)
+    cert = pki.issue(ca, cn=name, role="dock", public_key=key.public_key())
+    (d / "dock.crt").write_bytes(pki.pem_cert(cert))
+    (d / "dock.key").write_bytes(pki.pem_key(key))
+
+
+def start_link(base: Path, segments: int = 3, size: int = 300_000) -> Link:
+    unit = make_unit(base / "unit")
+    set_password(unit.path, PASSWORD)
+    ca = pki.make_ca("qa")
+    (base / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
+    write_dock_creds(base, ca, unit.agency.dock, "dock1")
+    tls_key = Ed25519PrivateKey.generate()
+    tls = unit.path / "tls"
+    tls.mkdir()
+    (tls / "unit.key").write_bytes(pki.pem_key(tls_key))
+    (tls / "unit.crt").write_bytes(pki.pem_cert(pki.issue(
+        ca, cn="BC-TEST-0001", role="unit", public_key=tls_key.public_key(),
+        hosts=["127.0.0.1"])))
+    (tls / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
+    store = unit.open(boot_body={"cause": "export test"})
+    for _ in range(segments):
+        write_segment(store, os.urandom(size), step=32_768)
+    steps: list[int] = []
+
+    def on_dock_time(t_us: int, dock_fp: str) -> dict[str, Any]:
+        steps.append(t_us)
+        before = time.time_ns() // 1000
+        store.append("clock", {"before_us": before, "after_us": t_us, "source": "dock",
+                               "dock": dock_fp, "state": "synced"})
+        return {"stepped_us": t_us - before}
+
+    service = ExportService(store, unit.path, ExportHooks(
+        clock_status=lambda: {"state": "synced", "source": "dock"}, on_dock_time=on_dock_time))
+    ctx = pki.server_context(tls / "unit.crt", tls / "unit.key", tls / "ca.crt")
+    running = serve(service, ctx, "127.0.0.1", 0)
+    return Link(unit, store, service, running, base, ca, steps)
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback that drops the link once, after `cut_after`
+    bytes have gone from the unit to the dock: a real cut mid-transfer."""
+
+    def __init__(self, target: tuple[str, int], cut_after: int) -> None:
+        import socket
+        import threading
+
+        self.target = target
+        self.cut_after = cut_after
+        self.down_bytes = 0
+        self.cuts = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = self.sock.getsockname()[:2]
+        self._threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for a, b, down in ((client, upstream, False), (upstream, client, True)):
+                self._threading.Thread(target=self._pump, args=(a, b, down, client, upstream),
+                                       daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, down: bool, *both: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                if down:
+                    self.down_bytes += len(data)
+                    if self.cuts == 0 and self.down_bytes > self.cut_after:
+                        self.cuts += 1
+                        dst.sendall(data[: len(data) // 2])
+                        raise OSError("cut")
+                dst.sendall(data)
+        except OSError:
+            pass
+        import socket
+
+        for s in both:  # shutdown, not just close: wakes the other pump, sends FIN
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,229 @@
+"""The dock link end to end over loopback mutual TLS: pull, receipt, release,
+resume after a cut, a dock killed before its receipt, and refusals."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from firmware import pki
+from sealing.verify import verify_store
+
+from .export_fixtures import Link, dock, start_link, write_dock_creds
+
+
+@pytest.fixture
+def link(tmp_path: Path) -> Iterator[Link]:
+    lk = start_link(tmp_path)
+    yield lk
+    lk.close()
+
+
+def test_pull_receipt_release_and_dock_copy_verifies(link: Link) -> None:
+    before = link.files()
+    result = link.pull(identity=link.unit.agency.identity)
+    assert sorted(result.pulled) == sorted(before)
+    assert sorted(result.released) == sorted(before) and result.bytes_freed > 0
+    assert link.files() == set()  # exactly the receipted segments freed: all of them here
+    assert link.clock_steps, "the unit's clock was not set from the dock"
+    # the dock's copy verifies, decrypting with the agency identity
+    dd = link.dir / "dockstore"
+    held = {p.name: p for p in dd.rglob("*.ts.age")}
+    assert set(held) == before
+    assert all(len(p.relative_to(dd).parts) == 5 for p in held.values())  # YYYY/MM/DD/serial/f
+    report = verify_store(dd / "units" / "BC-TEST-0001", identity=link.unit.agency.identity,
+                          find_segment=held.get)
+    assert report.ok, report.problems
+    assert all(s["plaintext"] == "decrypted, hash matches" for s in report.segments)
+    types = [r.type for r in link.store.records()]
+    assert "auth" in types and "export" in types and types[-1] == "release"
+    # the unit's own store still verifies, with the segments reported as released
+    unit_report = verify_store(link.unit.path)
+    assert unit_report.ok and {s["status"] for s in unit_report.segments} == {"released"}
+    # a second pull has nothing new and releases nothing more
+    again = link.pull()
+    assert again.pulled == [] and again.released == []
+
+
+def test_only_receipted_segments_are_freed(link: Link) -> None:
+    dd = link.dir / "dockstore"
+    link.pull(dd)
+    from .conftest import write_segment
+
+    write_segment(link.store, b"x" * 50_000)  # recorded after the pull
+    left = link.files()
+    assert len(left) == 1
+    assert verify_store(link.unit.path).ok
+
+
+def test_cut_link_resumes_without_resending(link: Link,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from .export_fixtures import CuttingProxy
+
+    size = sum((link.unit.path / "store" / "segments" / f).stat().st_size for f in link.files())
+    proxy = CuttingProxy(link.running.address, cut_after=150_000)
+    ranges: list[str] = []
+    real = dock.Client.request
+
+    def spy(self: dock.Client, method: str, path: str, body: bytes | None = None,
+            headers: dict | None = None):  # noqa: ANN202
+        if path.startswith("/v1/segments/"):
+            ranges.append((headers or {}).get("Range", ""))
+        return real(self, method, path, body, headers)
+
+    monkeypatch.setattr(dock.Client, "request", spy)
+    monkeypatch.setattr(link.running, "address", proxy.address)
+    try:
+        result = link.pull(identity=link.unit.agency.identity)
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1 and result.resumed_bytes > 0
+    resumed = [r for r in ranges if r != "bytes=0-"]
+    assert len(resumed) == 1 and int(resumed[0][6:-1]) == result.resumed_bytes
+    # no byte of a segment crossed the link twice (headers and chain aside)
+    assert proxy.down_bytes < size + 60_000
+    assert sorted(result.released) == sorted(result.pulled)
+
+
+def test_dock_killed_before_receipt_releases_nothing_then_completes(link: Link) -> None:
+    before = link.files()
+    with pytest.raises(dock.DockError, match="before sending the receipt"):
+        link.pull(stop_before_receipt=True)
+    assert link.files() == before
+    result = link.pull()
+    assert result.pulled == []  # already stored: nothing sent twice
+    assert sorted(result.released) == sorted(before) and link.files() == set()
+
+
+def test_wrong_password_and_lockout(link: Link) -> None:
+    before = link.files()
+    for i in range(4):
+        with pytest.raises(dock.DockError, match="not authorised"):
+            link.pull(password=f"wrong{i}")
+    with pytest.raises(dock.DockError, match="retry in"):
+        link.pull(password="wrong5")
+    with pytest.raises(dock.DockError, match="locked"):
+        link.pull()  # even the right password, while locked
+    with pytest.raises(dock.DockError, match="no_fingerprint"):
+        link.service.auth._state_path.unlink()
+        link.pull(fingerprint_ok=False)
+    assert link.files() == before
+    auth = [r.body["result"] for r in link.store.records() if r.type == "auth"]
+    assert auth.count("bad_password") == 5 and "locked" in auth and "no_fingerprint" in auth
+
+
+def test_lockout_survives_a_restart_of_the_service(link: Link) -> None:
+    from firmware.auth import Authoriser
+
+    for i in range(5):
+        with pytest.raises(dock.DockError):
+            link.pull(password=f"bad{i}")
+    fresh = Authoriser(link.unit.path)
+    v = fresh.attempt("correct horse 7", True, __import__("time").time())
+    assert not v.ok and v.result == "locked"
+
+
+def _handshake(link: Link, ctx: ssl.SSLContext) -> bytes:
+    host, port = link.running.address
+    with socket.create_connection((host, port), timeout=5) as raw, \
+            ctx.wrap_socket(raw) as tls:
+        tls.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        return tls.recv(4096)
+
+
+def test_missing_or_foreign_client_certificate_fails(link: Link, tmp_path: Path) -> None:
+    no_cert = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    no_cert.load_verify_locations(link.dir / "ca.crt")
+    no_cert.check_hostname = False
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        data = _handshake(link, no_cert)
+        assert not data  # TLS 1.3: the server's alert can arrive on first read
+        raise ConnectionError("closed without answer")
+    other = pki.make_ca("production")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "ca.crt").write_bytes(pki.pem_cert(other.cert))
+    write_dock_creds(tmp_path / "other", other, Ed25519PrivateKey.generate(), "x")
+    d = tmp_path / "other" / "docks" / "x"
+    foreign = pki.client_context(d / "dock.crt", d / "dock.key", link.dir / "ca.crt")
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        data = _handshake(link, foreign)
+        assert not data
+        raise ConnectionError("closed without answer")
+
+
+def test_unenrolled_dock_with_agency_cert_is_refused(link: Link) -> None:
+    stranger = Ed25519PrivateKey.generate()
+    write_dock_creds(link.dir, link.ca, stranger, "dock2")
+    client = link.client("dock2")
+    code, body = client.json("GET", "/v1/status")
+    client.close()
+    assert code == 403 and "not an enrolled dock" in body["error"]
+
+
+def test_receipt_refusals_through_the_network(link: Link) -> None:
+    from sealing.receipts import make_receipt, media_entries
+
+    before = link.files()
+    client = link.client()
+    code, auth = client.json("POST", "/v1/auth", {"password": "correct horse 7",
+                                                  "fingerprint_ok": True})
+    assert code == 200
+    client.token = auth["token"]
+    recs = link.store.records()
+    good = dict(serial="BC-TEST-0001", from_seq=0, to_seq=recs[-1].seq, head=recs[-1].hash,
+                segments=media_entries(recs), dock_time_us=1)
+    cases = {
+        "unenrolled": make_receipt(Ed25519PrivateKey.generate(), **good).to_bytes(),
+        "foreign device": make_receipt(link.unit.agency.dock,
+                                       **{**good, "serial": "BC-OTHER"}).to_bytes(),
+        "mismatch": make_receipt(link.unit.agency.dock, **{**good, "segments": [
+            {**e, "ct_sha256": "0" * 64} for e in good["segments"]]}).to_bytes(),
+        "beyond chain": make_receipt(link.unit.agency.dock,
+                                     **{**good, "to_seq": 999}).to_bytes(),
+        "garbage": b"{not json",
+    }
+    forged = json.loads(make_receipt(link.unit.agency.dock, **good).to_bytes())
+    forged["receipt"]["segments"] = forged["receipt"]["segments"][:1]
+    cases["forged"] = json.dumps(forged, separators=(",", ":"), sort_keys=True).encode()
+    for name, data in cases.items():
+        resp = client.request("POST", "/v1/receipt", data)
+        body = json.loads(resp.read())
+        assert resp.status == 409, (name, body)
+        assert "nothing released" in body["error"], name
+    client.close()
+    assert link.files() == before
+    assert verify_store(link.unit.path).ok
+
+
+def test_bad_requests_get_4xx_and_the_service_stays_up(link: Link) -> None:
+    client = link.client()
+    assert client.json("GET", "/v1/nope")[0] == 404
+    assert client.json("DELETE", "/v1/status")[0] == 405
+    assert client.json("GET", "/v1/chain")[0] == 401  # not logged in
+    resp = client.request("POST", "/v1/auth", b"\xff\xfe")
+    assert resp.status == 400
+    resp.read()
+    resp = client.request("POST", "/v1/auth", b"x" * 10, {"Content-Length": str(10 << 20)})
+    assert resp.status == 413  # and the connection is closed: the body is not read
+    client.close()
+    client = link.client()
+    code, auth = client.json("POST", "/v1/auth", {"password": "correct horse 7",
+                                                  "fingerprint_ok": True})
+    client.token = auth["token"]
+    for path in ("/v1/segments/../../keys/fss.key", "/v1/segments/x.ts.age",
+                 "/v1/chain?from=-1"):
+        resp = client.request("GET", path)
+        assert 400 <= resp.status < 500, path
+        resp.read()
+    name = sorted(link.files())[0]
+    resp = client.request("GET", f"/v1/segments/{name}", headers={"Range": "bytes=999999999-"})
+    assert resp.status == 416
+    resp.read()
+    assert client.json("GET", "/v1/status")[0] == 200
+    client.close()

@@ -1,0 +1,408 @@
+"""The reference dock: pull a unit's sealed segments over mutual TLS, verify,
+store durably, index, and only then send a signed receipt (R15-R22).
+
+    python tools/dock.py pull --unit HOST:PORT --dock-dir DIR \
+        (--agency DIR --name NAME | --cert F --key F --ca F) [--identity F]
+    python tools/dock.py report --dock-dir DIR
+
+The dock's storage:
+    <dock>/dock.sqlite                       the index
+    <dock>/units/<serial>/chain.jsonl        the unit's chain as last pulled
+    <dock>/units/<serial>/device_ed25519.pub the unit's key, pinned on first pull
+    <dock>/units/<serial>/receipts/<id>.json receipts this dock signed
+    <dock>/YYYY/MM/DD/<serial>/<segment>     segments, filed by start date (R21)
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import http.client
+import json
+import os
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from dock_index import Index  # noqa: E402
+
+from firmware.pki import client_context  # noqa: E402
+from sealing import layout  # noqa: E402
+from sealing.age import Identity  # noqa: E402
+from sealing.files import fsync_dir, hash_file, write_durably  # noqa: E402
+from sealing.keys import fingerprint  # noqa: E402
+from sealing.receipts import make_receipt, media_entries  # noqa: E402
+from sealing.records import Record, parse_line  # noqa: E402
+from sealing.verify import human, verify_store  # noqa: E402
+
+BLOCK = 256 * 1024
+
+
+class DockError(Exception):
+    """A pull that must stop; the message says why. Nothing was released."""
+
+
+@dataclass
+class Client:
+    """One keep-alive HTTPS connection to a unit, reopened after a cut."""
+
+    host: str
+    port: int
+    context: ssl.SSLContext
+    token: str | None = None
+    _conn: http.client.HTTPSConnection | None = field(default=None, repr=False)
+
+    def _connection(self) -> http.client.HTTPSConnection:
+        if self._conn is None:
+            self._conn = http.client.HTTPSConnection(self.host, self.port, context=self.context,
+                                                     timeout=30)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+        h = dict(headers or {})
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        conn = self._connection()
+        try:
+            conn.request(method, path, body=body, headers=h)
+            return conn.getresponse()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+
+    def json(self, method: str, path: str, obj: dict[str, Any] | None = None
+             ) -> tuple[int, dict[str, Any]]:
+        body = json.dumps(obj).encode() if obj is not None else None
+        resp = self.request(method, path, body, {"Content-Type": "application/json"})
+        data = resp.read()
+        try:
+            return resp.status, json.loads(data)
+        except ValueError:
+            return resp.status, {"error": data[:200].decode(errors="replace")}
+
+
+@dataclass
+class PullResult:
+    serial: str
+    pulled: list[str]
+    resumed_bytes: int
+    receipt: str | None
+    released: list[str]
+    bytes_freed: int
+    report_ok: bool
+
+
+def _download(client: Client, name: str, dest: Path, want_sha: str, want_len: int,
+              progress: Callable[[str, int, int], None], retries: int = 5) -> int:
+    """Fetch one segment into dest, resuming a .part file left by a cut link (in
+    this pull or an earlier one); return how many bytes were not fetched again."""
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    resumed = 0
+    for _attempt in range(retries + 1):
+        have = part.stat().st_size if part.exists() else 0
+        if have >= want_len:
+            break
+        resumed += have
+        try:
+            resp = client.request("GET", f"/v1/segments/{name}",
+                                  headers={"Range": f"bytes={have}-"})
+            if resp.status not in (200, 206):
+                raise DockError(f"{name}: unit answered {resp.status}: {resp.read()[:200]!r}")
+            with part.open("ab") as f:
+                while chunk := resp.read1(BLOCK):  # what arrived, as it arrives
+                    f.write(chunk)
+                    have += len(chunk)
+                    progress(name, have, want_len)
+                resp.read()  # read1 leaves a finished response open; this closes it
+                f.flush()
+                os.fsync(f.fileno())
+            if have < want_len:
+                client.close()  # the body ended early: the link was cut
+        except (OSError, http.client.HTTPException):
+            client.close()  # the link was cut: reconnect and resume from what arrived
+    digest, length = hash_file(part)
+    if length != want_len or digest != want_sha:
+        part.unlink()
+        raise DockError(f"{name}: received {length} bytes whose hash does not match the chain")
+    os.replace(part, dest)
+    fsync_dir(dest.parent)
+    return resumed
+
+
+def _progress_bar(name: str, have: int, total: int) -> None:
+    if sys.stderr.isatty():
+        width = 30
+        done = int(width * have / max(total, 1))
+        sys.stderr.write(f"\r{name[-40:]:>40} [{'#' * done}{'.' * (width - done)}] "
+                         f"{have * 100 // max(total, 1):3d}%")
+        if have >= total:
+            sys.stderr.write("\n")
+
+
+def _records(chain: bytes) -> list[Record]:
+    return [parse_line(line)[0] for line in chain.splitlines()]
+
+
+def pull(client: Client, dock_dir: Path, dock_key: Ed25519PrivateKey, *, password: str,
+         fingerprint_ok: bool, identity: Identity | None = None,
+         progress: Callable[[str, int, int], None] = _progress_bar,
+         stop_before_receipt: bool = False, now: Callable[[], float] = time.time) -> PullResult:
+    dock_dir.mkdir(parents=True, exist_ok=True)
+    index = Index(dock_dir / "dock.sqlite")
+    try:
+        code, status = client.json("GET", "/v1/status")
+        if code != 200:
+            raise DockError(f"status: {code} {status.get('error')}")
+        serial = status["serial"]
+        layout.check_serial(serial)
+        code, auth = client.json("POST", "/v1/auth", {"password": password,
+                                                      "fingerprint_ok": fingerprint_ok})
+        if code != 200:
+            raise DockError(f"officer not authorised ({code}): {auth.get('error')}"
+                            + (f", retry in {auth['retry_after_s']} s"
+                               if "retry_after_s" in auth else ""))
+        client.token = auth["token"]
+        code, clock = client.json("POST", "/v1/time", {"dock_time_us": int(now() * 1e6)})
+        if code != 200:
+            raise DockError(f"time sync refused ({code}): {clock.get('error')}")
+        resp = client.request("GET", "/v1/chain?from=0")
+        chain = resp.read()
+        if resp.status != 200:
+            raise DockError(f"chain: {resp.status}")
+        records = _records(chain)
+        mirror = dock_dir / "units" / serial
+        _store_chain(index, mirror, serial, status, records, chain)
+        held = index.held(serial)
+        offered = {e["file"] for e in _offered(client)}
+        pulled, resumed = [], 0
+        by_seq = {r.seq: r for r in records}
+        for e in media_entries(records):
+            if e["file"] in held or e["file"] not in offered:
+                continue
+            rec = by_seq[e["seq"]]
+            name = layout.parse_name(e["file"])
+            assert name is not None
+            dest = dock_dir / name.day_dir / serial / e["file"]
+            resumed += _download(client, e["file"], dest, e["ct_sha256"], rec.body["ct_len"],
+                                 progress)
+            index.add_segment(
+                file=e["file"], serial=serial, seq=e["seq"], kind=name.kind,
+                ct_sha256=e["ct_sha256"], pt_sha256=rec.body.get("pt_sha256"),
+                ct_len=rec.body["ct_len"],
+                start_wall_us=(rec.body.get("start") or {}).get("wall_us"),
+                end_wall_us=(rec.body.get("end") or {}).get("wall_us"),
+                officer=rec.officer, retention=rec.body.get("retention"),
+                marks=json.dumps(_marks(records)), path=str(dest.relative_to(dock_dir)),
+                stored_us=int(now() * 1e6))
+            pulled.append(e["file"])
+        held = index.held(serial)
+        report = verify_store(mirror, identity=identity,
+                              find_segment=lambda f: (dock_dir / held[f]["path"])
+                              if f in held else None)
+        if not report.ok:
+            raise DockError(f"verification of the pulled copy failed, no receipt sent:\n"
+                            f"{human(report)}")
+        index.update_unit(serial, records[-1].seq, int(now() * 1e6))
+        if stop_before_receipt:
+            raise DockError("stopped before sending the receipt (fault injection)")
+        entries = [e for e in media_entries(records) if e["file"] in held
+                   and e["file"] in offered]
+        receipt = make_receipt(dock_key, serial=serial, from_seq=0, to_seq=records[-1].seq,
+                               head=records[-1].hash, segments=entries,
+                               dock_time_us=int(now() * 1e6))
+        (mirror / layout.RECEIPTS).mkdir(exist_ok=True)
+        write_durably(mirror / layout.RECEIPTS / f"{receipt.id}.json", receipt.to_bytes())
+        code, applied = _post_receipt(client, receipt.to_bytes())
+        accepted = code == 200
+        index.add_receipt(receipt.id, serial, receipt.body, [e["file"] for e in entries],
+                          accepted)
+        if not accepted:
+            raise DockError(f"unit refused the receipt ({code}): {applied.get('error')}")
+        return PullResult(serial, pulled, resumed, receipt.id, applied["released"],
+                          applied["bytes_freed"], report.ok)
+    finally:
+        index.close()
+
+
+def _post_receipt(client: Client, data: bytes) -> tuple[int, dict[str, Any]]:
+    resp = client.request("POST", "/v1/receipt", data, {"Content-Type": "application/json"})
+    body = resp.read()
+    try:
+        return resp.status, json.loads(body)
+    except ValueError:
+        return resp.status, {"error": body[:200].decode(errors="replace")}
+
+
+def _offered(client: Client) -> list[dict[str, Any]]:
+    """What the unit still holds and offers: sealed, not yet released."""
+    code, got = client.json("GET", "/v1/offered")
+    if code != 200 or not isinstance(got.get("segments"), list):
+        raise DockError(f"offered list: {code} {got.get('error')}")
+    return got["segments"]
+
+
+def _marks(records: list[Record]) -> list[str]:
+    return sorted({str(r.body.get("flag") or r.body.get("retention"))
+                   for r in records if r.type == "mark"})
+
+
+def _store_chain(index: Index, mirror: Path, serial: str, status: dict[str, Any],
+                 records: list[Record], chain: bytes) -> None:
+    """Pin the unit's key on first sight; the new chain must extend the old copy."""
+    mirror.mkdir(parents=True, exist_ok=True)
+    pem = status["device_key_pem"].encode()
+    key = serialization.load_pem_public_key(pem)
+    fp = fingerprint(key)  # type: ignore[arg-type]
+    known = index.unit(serial)
+    if known is not None and known["device_key"] != fp:
+        raise DockError(f"{serial} presents device key {fp[:16]}, "
+                        f"pinned {known['device_key'][:16]}")
+    if not records or records[0].body.get("device_key") != fp:
+        raise DockError(f"{serial}: chain genesis does not name the unit's device key")
+    old = mirror / layout.CHAIN
+    if old.exists() and not chain.startswith(old.read_bytes()):
+        raise DockError(f"{serial}: the unit's chain no longer starts with the copy this dock "
+                        "holds (history rewritten or cut)")
+    write_durably(mirror / layout.DEVICE_PUB, pem)
+    write_durably(old, chain)
+    index.pin_unit(serial, fp, records[-1].officer)
+
+
+# -- report (R22) -------------------------------------------------------------
+
+def report(dock_dir: Path, late_after_s: int = 24 * 3600) -> str:
+    index = Index(dock_dir / "dock.sqlite")
+    out: list[str] = []
+    try:
+        for serial in index.serials():
+            chain = (dock_dir / "units" / serial / layout.CHAIN).read_bytes()
+            out += _unit_report(serial, _records(chain), index.held(serial), late_after_s)
+    finally:
+        index.close()
+    return "\n".join(out) if out else "no units pulled yet"
+
+
+def _unit_report(serial: str, records: list[Record], held: dict[str, Any],
+                 late_after_s: int) -> list[str]:
+    lines = [f"unit {serial} (officer {records[-1].officer}, chain 0..{records[-1].seq})"]
+    media = [r for r in records if r.type in ("segment", "still")]
+    segs = [r for r in media if r.type == "segment"]
+    total = sum(r.body.get("duration_us", 0) for r in segs) / 1e6
+    lines.append(f"  recordings   {sum(r.type == 'record_start' for r in records)} started, "
+                 f"{len(segs)} segments ({total:.0f} s), "
+                 f"{len(media) - len(segs)} stills")
+    gaps = []
+    for a, b in zip(segs, segs[1:], strict=False):
+        if a.boot == b.boot:
+            gap = (b.body["start"]["mono_us"] - a.body["end"]["mono_us"]) / 1e6
+            if gap > 1.0:
+                gaps.append(f"{gap:.1f} s before segment {b.body['segno']}")
+    lines.append(f"  gaps         {len(gaps)}" + (f": {', '.join(gaps[:5])}" if gaps else ""))
+    pauses = [r for r in records if r.type == "pause"]
+    notes = [r for r in records if r.type == "resume_note"]
+    missing = [n for n in notes if not n.body.get("given")]
+    lines.append(f"  pauses       {len(pauses)} ("
+                 + ", ".join(sorted({str(p.body.get('reason')) for p in pauses})) + ")")
+    lines.append(f"  resume notes {len(notes) - len(missing)} given, {len(missing)} missing"
+                 + (f" (records {', '.join(str(n.seq) for n in missing)})" if missing else ""))
+    unverified = [r for r in records if r.stamp.clock_state == "unverified"]
+    steps = [r for r in records if r.type == "clock"]
+    lines.append(f"  clock        {len(unverified)} records unverified, {len(steps)} steps")
+    faults = [r for r in records if r.type in ("fault", "power_loss")]
+    lines.append(f"  faults       {len(faults)}"
+                 + (": " + ", ".join(f"{f.type}:{f.body.get('what') or f.body.get('cause')}"
+                                     for f in faults[:6]) if faults else ""))
+    late = [f for f, row in held.items() if row["end_wall_us"] is not None
+            and row["stored_us"] - row["end_wall_us"] > late_after_s * 1_000_000]
+    lines.append(f"  late export  {len(late)} segments exported more than "
+                 f"{late_after_s // 3600} h after recording")
+    return lines
+
+
+# -- command line ---------------------------------------------------------------
+
+def _load_dock(args: argparse.Namespace) -> tuple[ssl.SSLContext, Ed25519PrivateKey]:
+    if args.agency:
+        cert = args.agency / "docks" / f"{args.name}.crt"
+        key = args.agency / "docks" / f"{args.name}.key"
+        ca = args.agency / "ca.crt"
+    else:
+        cert, key, ca = args.cert, args.key, args.ca
+    if not (cert and key and ca):
+        raise DockError("give --agency DIR --name NAME, or --cert, --key and --ca")
+    try:
+        private = serialization.load_pem_private_key(Path(key).read_bytes(), None)
+        ctx = client_context(Path(cert), Path(key), Path(ca))
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise DockError(f"dock credentials: {exc}") from None
+    if not isinstance(private, Ed25519PrivateKey):
+        raise DockError("the dock key must be Ed25519")
+    return ctx, private
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="dock.py", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pl = sub.add_parser("pull", help="pull, verify, store, then receipt")
+    pl.add_argument("--unit", required=True, help="HOST:PORT of the unit's export service")
+    pl.add_argument("--dock-dir", type=Path, required=True)
+    pl.add_argument("--agency", type=Path)
+    pl.add_argument("--name", default="dock1")
+    pl.add_argument("--cert", type=Path)
+    pl.add_argument("--key", type=Path)
+    pl.add_argument("--ca", type=Path)
+    pl.add_argument("--identity", type=Path, help="agency identity: also check plaintext hashes")
+    pl.add_argument("--password-file", type=Path,
+                    help="read the officer's password from a file (default: prompt)")
+    pl.add_argument("--fingerprint", choices=["match", "no-match"], default=None,
+                    help="simulated fingerprint reader verdict (default: ask)")
+    pl.add_argument("--stop-before-receipt", action="store_true", help=argparse.SUPPRESS)
+    rp = sub.add_parser("report", help="compliance report per unit (R22)")
+    rp.add_argument("--dock-dir", type=Path, required=True)
+    args = p.parse_args(argv)
+    if args.cmd == "report":
+        print(report(args.dock_dir))
+        return 0
+    try:
+        host, _, port = args.unit.rpartition(":")
+        if not host or not port.isdigit():
+            raise DockError(f"--unit must be HOST:PORT, not {args.unit!r}")
+        ctx, key = _load_dock(args)
+        password = (args.password_file.read_text().rstrip("\n") if args.password_file
+                    else getpass.getpass("officer password: "))
+        fp = args.fingerprint or ("match" if input("fingerprint matched? [y/N] ").lower()
+                                  .startswith("y") else "no-match")
+        identity = Identity.parse(args.identity.read_text()) if args.identity else None
+        client = Client(host, int(port), ctx)
+        try:
+            result = pull(client, args.dock_dir, key, password=password,
+                          fingerprint_ok=fp == "match", identity=identity,
+                          stop_before_receipt=args.stop_before_receipt)
+        finally:
+            client.close()
+    except (DockError, OSError, ssl.SSLError) as exc:
+        print(f"dock: {exc}", file=sys.stderr)
+        return 1
+    print(f"pulled {len(result.pulled)} segments from {result.serial}; receipt "
+          f"{result.receipt[:16] if result.receipt else '-'}; unit released "
+          f"{len(result.released)} files ({result.bytes_freed} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
