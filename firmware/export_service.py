@@ -144,6 +144,27 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # HTTP/0.9 answers have no status line; a dock speaks 1.1, so every
+    # answer, even to garbage, carries one.
+    default_request_version = "HTTP/1.1"
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.1"
+            self.send_error(400, "HTTP/0.9 is not spoken here")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        # The stdlib says 501 for a method it has no handler for; for the dock
+        # that is a request error (405), not a server fault.
+        if code == 501:
+            code, message = 405, f"method {self.command!r} not allowed"
+        self.close_connection = True
+        super().send_error(code, message, explain)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
         return  # the daemon logs requests through the chain where they matter
