@@ -36,7 +36,7 @@ from .auth import AuthError, Authoriser
 MAX_BODY = MAX_RECEIPT_BYTES
 SESSION_S = 15 * 60
 HANDSHAKE_TIMEOUT_S = 10.0
-BLOCK = 256 * 1024
+BLOCK = 1024 * 1024
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 

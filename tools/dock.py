@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import http.client
 import json
 import os
@@ -37,13 +38,13 @@ from dock_index import Index  # noqa: E402
 from firmware.pki import client_context  # noqa: E402
 from sealing import layout  # noqa: E402
 from sealing.age import Identity  # noqa: E402
-from sealing.files import fsync_dir, hash_file, write_durably  # noqa: E402
+from sealing.files import fsync_dir, write_durably  # noqa: E402
 from sealing.keys import fingerprint  # noqa: E402
 from sealing.receipts import make_receipt, media_entries  # noqa: E402
 from sealing.records import Record, parse_line  # noqa: E402
 from sealing.verify import human, verify_store  # noqa: E402
 
-BLOCK = 256 * 1024
+BLOCK = 1024 * 1024
 
 
 class DockError(Exception):
@@ -109,12 +110,20 @@ class PullResult:
 def _download(client: Client, name: str, dest: Path, want_sha: str, want_len: int,
               progress: Callable[[str, int, int], None], retries: int = 5) -> int:
     """Fetch one segment into dest, resuming a .part file left by a cut link (in
-    this pull or an earlier one); return how many bytes were not fetched again."""
+    this pull or an earlier one); return how many bytes were not fetched again.
+    The hash is taken as bytes arrive, so the file is read back only to resume."""
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     resumed = 0
+    buf = memoryview(bytearray(BLOCK))
+    digest = hashlib.sha256()
+    have = 0
+    if part.exists():
+        with part.open("rb") as f:
+            while n := f.readinto(buf):
+                digest.update(buf[:n])
+                have += n
     for _attempt in range(retries + 1):
-        have = part.stat().st_size if part.exists() else 0
         if have >= want_len:
             break
         resumed += have
@@ -124,24 +133,36 @@ def _download(client: Client, name: str, dest: Path, want_sha: str, want_len: in
             if resp.status not in (200, 206):
                 raise DockError(f"{name}: unit answered {resp.status}: {resp.read()[:200]!r}")
             with part.open("ab") as f:
-                while chunk := resp.read1(BLOCK):  # what arrived, as it arrives
-                    f.write(chunk)
-                    have += len(chunk)
-                    progress(name, have, want_len)
-                resp.read()  # read1 leaves a finished response open; this closes it
-                f.flush()
-                os.fsync(f.fileno())
+                try:
+                    while n := resp.readinto(buf):  # short only at the end or at a cut
+                        f.write(buf[:n])
+                        digest.update(buf[:n])
+                        have += n
+                        progress(name, have, want_len)
+                finally:
+                    f.flush()
+                    os.fsync(f.fileno())  # what arrived stays, for the resume
             if have < want_len:
                 client.close()  # the body ended early: the link was cut
         except (OSError, http.client.HTTPException):
             client.close()  # the link was cut: reconnect and resume from what arrived
-    digest, length = hash_file(part)
-    if length != want_len or digest != want_sha:
-        part.unlink()
-        raise DockError(f"{name}: received {length} bytes whose hash does not match the chain")
+            have = part.stat().st_size if part.exists() else 0
+            digest = _rehash(part, buf)
+    if have != want_len or digest.hexdigest() != want_sha:
+        part.unlink(missing_ok=True)
+        raise DockError(f"{name}: received {have} bytes whose hash does not match the chain")
     os.replace(part, dest)
     fsync_dir(dest.parent)
     return resumed
+
+
+def _rehash(path: Path, buf: memoryview) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    if path.exists():
+        with path.open("rb") as f:
+            while n := f.readinto(buf):
+                digest.update(buf[:n])
+    return digest
 
 
 def _progress_bar(name: str, have: int, total: int) -> None:
