@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "capture": "capture.cli",
     "verify": "sealing.cli_verify",
     "release": "sealing.cli_release",
+    "export-serve": "firmware.cmd_export",
     "selftest": "boot.cmd_selftest",
 }
 

@@ -1,0 +1,74 @@
+"""`bodycam export-serve --unit DIR`: the export service on its own, for a unit
+that is docked and not recording (the recorder runs the same service inside
+its own process, since only one writer may hold the store)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import tomllib
+from pathlib import Path
+
+from sealing.keys import KeyFileError
+from sealing.store import StoreError
+from sealing.unit import open_unit
+
+from . import pki
+from .export_service import ExportHooks, ExportService, serve
+from .unitclock import UnitClock
+
+HELP = "serve the dock link (mutual TLS) for a unit that is not recording"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--unit", type=Path, required=True, help="the unit directory")
+    parser.add_argument("--address", help="listen address (default: unit.toml [export])")
+    parser.add_argument("--port", type=int, help="listen port (default: unit.toml [export])")
+
+
+def export_config(unit: Path) -> tuple[str, int]:
+    path = unit / "unit.toml"
+    cfg = tomllib.loads(path.read_text()) if path.exists() else {}
+    exp = cfg.get("export", {})
+    return str(exp.get("address", "127.0.0.1")), int(exp.get("port", 8443))
+
+
+def start(unit: Path, store, clock: UnitClock, address: str, port: int):  # noqa: ANN001, ANN201
+    """Start the service for an open store; the caller closes what it returns."""
+    tls = unit / "tls"
+    ctx = pki.server_context(tls / "unit.crt", tls / "unit.key", tls / "ca.crt")
+
+    def on_dock_time(t_us: int, dock: str) -> dict:
+        body = clock.set_from(t_us, "dock")
+        store.append("clock", {**body, "dock": dock})
+        return body
+
+    hooks = ExportHooks(clock_status=lambda: {"state": clock.state, "source": clock.source},
+                        on_dock_time=on_dock_time)
+    return serve(ExportService(store, unit, hooks), ctx, address, port)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        address, port = export_config(args.unit)
+        clock = UnitClock()
+        store = open_unit(args.unit, clock=clock.stamp, boot_body={"cause": "export-serve"})
+    except (OSError, ValueError, KeyFileError, StoreError) as exc:
+        print(f"bodycam export-serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        running = start(args.unit, store, clock, args.address or address, args.port or port)
+    except (OSError, ValueError) as exc:
+        store.close()
+        print(f"bodycam export-serve: cannot serve: {exc}", file=sys.stderr)
+        return 2
+    print(f"export service on {running.address[0]}:{running.address[1]}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    running.close()
+    store.close()
+    return 0

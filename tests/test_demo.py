@@ -1,0 +1,22 @@
+"""The README's first quick-start command, run as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_runs_the_main_job_and_reports(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "firmware.cli", "demo", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    for needle in ("unit store: VERIFIED", "dock copy: VERIFIED", "signed by dock1",
+                   "unit clock synced from dock", "pauses       1"):
+        assert needle in text, text
+    assert not list((tmp_path / "unit" / "store" / "segments").iterdir())  # storage freed
+    again = subprocess.run([sys.executable, "-m", "firmware.cli", "demo", "--out",
+                            str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "already exists" in again.stdout
