@@ -227,3 +227,20 @@ def test_bad_requests_get_4xx_and_the_service_stays_up(link: Link) -> None:
     resp.read()
     assert client.json("GET", "/v1/status")[0] == 200
     client.close()
+
+
+def test_dock_report_tells_pauses_notes_clock_and_late_exports(link: Link) -> None:
+    link.store.append("pause", {"reason": "privacy"})
+    link.store.append("resume", {"after_pause_us": 1})
+    link.store.append("resume_note", {"given": False, "speech_s": 0})
+    link.store.append("fault", {"what": "microphone", "reason": "no frames"})
+    link.pull()
+    text = dock.report(link.dir / "dockstore")
+    assert "unit BC-TEST-0001" in text
+    assert "pauses       1 (privacy)" in text
+    assert "resume notes 0 given, 1 missing" in text
+    assert "faults       1: fault:microphone" in text
+    assert "late export  0 segments" in text
+    # the same pull seen a day later counts as late
+    late = dock.report(link.dir / "dockstore", late_after_s=0)
+    assert "late export  3 segments" in late
