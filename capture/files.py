@@ -1,0 +1,29 @@
+"""Plain-file sinks: segments as .ts files (QA's camera-and-microphone check).
+Plaintext on disk is fine here: this is the test path, not the evidence path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .segmenter import SegmentInfo
+
+
+class FileSink:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f = path.open("wb")
+
+    def write(self, data: bytes) -> None:
+        self._f.write(data)
+
+    def close(self, info: SegmentInfo) -> tuple[Path, SegmentInfo]:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        return self.path, info
+
+
+def file_sinks(out: Path):  # noqa: ANN201 - returns a SinkFactory
+    out.mkdir(parents=True, exist_ok=True)
+    return lambda index: FileSink(out / f"segment_{index:04d}.ts")

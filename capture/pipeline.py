@@ -1,0 +1,103 @@
+"""The capture pipeline: pre-record ring, segments, voice activity.
+
+Frames and PCM are pushed in by whoever owns the devices (the daemon, or
+`bodycam capture`); bytes go out to sinks made by `open_sink(index)`, so the
+sealing writer plugs in without capture knowing about it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from hal.media import EncodedFrame, PcmChunk
+
+from .segmenter import Segmenter, SinkFactory
+from .vad import SpeechMeter
+
+
+@dataclass
+class CaptureConfig:
+    segment_s: float = 30.0
+    prerecord_s: float = 30.0  # 0..120
+    prerecord_audio: bool = False
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    audio_rate: int = 16_000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.prerecord_s <= 120:
+            raise ValueError("prerecord_s must be between 0 and 120 seconds")
+        if self.segment_s < 1:
+            raise ValueError("segment_s must be at least 1 second")
+
+
+class Capture:
+    def __init__(self, open_sink: SinkFactory, config: CaptureConfig | None = None) -> None:
+        self.config = cfg = config or CaptureConfig()
+        self.segmenter = Segmenter(open_sink, segment_us=int(cfg.segment_s * 1e6),
+                                   width=cfg.width, height=cfg.height, fps=cfg.fps,
+                                   audio_rate=cfg.audio_rate)
+        self.meter = SpeechMeter()
+        self._ring: deque[EncodedFrame] = deque()
+        self._aring: deque[PcmChunk] = deque()
+        self.recording = False
+        self.video_ok = True
+        self.audio_ok = True
+
+    # -- input ---------------------------------------------------------------
+
+    def push_video(self, frame: EncodedFrame) -> None:
+        if self.recording:
+            self.segmenter.video(frame)
+            return
+        self._ring.append(frame)
+        keep_from = frame.pts_us - int((self.config.prerecord_s + 2) * 1e6)
+        while len(self._ring) > 1 and self._ring[0].pts_us < keep_from:
+            self._ring.popleft()
+
+    def push_audio(self, chunk: PcmChunk) -> None:
+        self.meter.feed(chunk.data, chunk.pts_us)
+        if self.recording:
+            self.segmenter.audio(chunk)
+        elif self.config.prerecord_audio:
+            self._aring.append(chunk)
+            keep_from = chunk.pts_us - int((self.config.prerecord_s + 2) * 1e6)
+            while self._aring and self._aring[0].pts_us < keep_from:
+                self._aring.popleft()
+
+    # -- control ---------------------------------------------------------------
+
+    def start(self, now_us: int) -> int:
+        """Start recording with the pre-record ring; returns how much of it (us)."""
+        if self.recording:
+            return 0
+        frames = list(self._ring)
+        want = now_us - int(self.config.prerecord_s * 1e6)
+        keys = [i for i, f in enumerate(frames) if f.keyframe]
+        first = next((i for i in keys if frames[i].pts_us >= want), keys[-1] if keys else None)
+        self.recording = True
+        self._ring.clear()
+        if first is None:
+            return 0  # no picture yet: recording starts at the next keyframe
+        for f in frames[first:]:
+            self.segmenter.video(f)
+        if self.config.prerecord_audio:
+            for c in self._aring:
+                if c.pts_us >= frames[first].pts_us:
+                    self.segmenter.audio(c)
+        self._aring.clear()
+        return max(0, now_us - frames[first].pts_us)
+
+    def stop(self) -> Any:
+        if not self.recording:
+            return None
+        self.recording = False
+        result = self.segmenter.close()
+        self.segmenter.reset_audio()
+        return result
+
+    def speech_seconds(self, from_us: int, to_us: int) -> float:
+        return self.meter.seconds(from_us, to_us)

@@ -1,0 +1,110 @@
+"""Simulated microphone: a schedule of sounds (speech WAVs, silence, noise,
+tones) played into the unit, delivered as 16 kHz 16-bit mono PCM on demand.
+
+Speech comes from real recordings or from espeak-ng (`speech_wav`), never
+from synthetic stand-ins, because the voice-activity check must hear speech.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .media import DeviceFault, PcmChunk
+
+RATE = 16_000
+
+
+def load_wav(path: Path, rate: int = RATE) -> np.ndarray:
+    """Any audio file -> int16 mono at `rate` (PyAV's resampler)."""
+    out = []
+    with av.open(str(path)) as f:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        for frame in f.decode(audio=0):
+            for r in resampler.resample(frame):
+                out.append(r.to_ndarray().reshape(-1))
+        for r in resampler.resample(None):
+            out.append(r.to_ndarray().reshape(-1))
+    return np.concatenate(out).astype(np.int16) if out else np.zeros(0, np.int16)
+
+
+def speech_wav(text: str, path: Path, voice: str = "en") -> Path:
+    """Speak `text` into a WAV with espeak-ng (Debian package espeak-ng)."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise DeviceFault("espeak-ng is not installed (scripts/setup installs it)")
+    subprocess.run([exe, "-v", voice, "-s", "150", "-w", str(path), text], check=True,
+                   capture_output=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Sound:
+    """One scheduled sound: `at_s` from the start, and what it is:
+    a WAV path, "silence", "noise:<dBFS>" or "tone:<Hz>:<dBFS>"."""
+
+    at_s: float
+    source: str
+    seconds: float | None = None  # for generated sounds
+
+
+def _level(dbfs: float) -> float:
+    return 32767 * 10 ** (dbfs / 20)
+
+
+class SimMicrophone:
+    def __init__(self, schedule: Sequence[Sound] = (), seed: int = 1) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._clips: list[tuple[int, np.ndarray]] = []
+        for s in schedule:
+            start = int(s.at_s * RATE)
+            self._clips.append((start, self._render(s)))
+        self.failed: str | None = None
+
+    def _render(self, s: Sound) -> np.ndarray:
+        n = int((s.seconds or 1.0) * RATE)
+        kind, _, arg = s.source.partition(":")
+        if kind == "silence":
+            return np.zeros(n, np.int16)
+        if kind == "noise":
+            return np.clip(self._rng.normal(0, _level(float(arg)), n), -32768, 32767
+                           ).astype(np.int16)
+        if kind == "tone":
+            hz, _, db = arg.partition(":")
+            t = np.arange(n) / RATE
+            return (np.sin(2 * np.pi * float(hz) * t) * _level(float(db))).astype(np.int16)
+        path = Path(s.source)
+        if not path.exists():
+            raise DeviceFault(f"microphone schedule: no such sound file {path}")
+        return load_wav(path)
+
+    def read(self, start_sample: int, count: int) -> PcmChunk:
+        """The PCM the microphone hears for samples [start, start+count)."""
+        if self.failed:
+            raise DeviceFault(f"microphone: {self.failed}")
+        out = np.zeros(count, np.int32)
+        for at, clip in self._clips:
+            lo, hi = max(at, start_sample), min(at + len(clip), start_sample + count)
+            if lo < hi:
+                out[lo - start_sample:hi - start_sample] += clip[lo - at:hi - at]
+        pcm = np.clip(out, -32768, 32767).astype("<i2").tobytes()
+        return PcmChunk(pcm, start_sample * 1_000_000 // RATE, RATE)
+
+    def fail(self, reason: str) -> None:
+        self.failed = reason
+
+
+class SimSpeaker:
+    """Records what it was asked to play, so tests can assert prompts."""
+
+    def __init__(self) -> None:
+        self.played: list[tuple[int, str]] = []
+
+    def play(self, prompt: str, at_us: int) -> None:
+        self.played.append((at_us, prompt))

@@ -1,0 +1,99 @@
+"""Capture through its real interface: continuity across rollovers (decoded
+with PyAV and checked by ffprobe), pre-record, and voice activity on real
+speech (espeak-ng) against noise and a tone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from capture.files import file_sinks
+from capture.pipeline import Capture, CaptureConfig
+from hal.camera_sim import SimCamera, read_number
+from hal.microphone_sim import RATE, SimMicrophone, Sound, speech_wav
+
+
+def _numbers(path: Path) -> tuple[list[int], list[bool]]:
+    nums, keys = [], []
+    with av.open(str(path)) as f:
+        for packet in f.demux(video=0):
+            for frame in packet.decode():
+                nums.append(read_number(frame.to_ndarray(format="rgb24")))
+                keys.append(bool(packet.is_keyframe))
+    return nums, keys
+
+
+def test_rollover_loses_and_duplicates_no_frame(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "firmware.cli", "capture", "--sim",
+                          "--seconds", "7", "--segment-seconds", "2", "--size", "640x360",
+                          "--out", str(tmp_path)], capture_output=True, text=True, check=True)
+    segs = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(segs) >= 3
+    seen: list[int] = []
+    for s in segs:
+        nums, keys = _numbers(Path(s["file"]))
+        assert keys[0], "a segment must start with a keyframe"
+        assert len(nums) == s["frames"]
+        seen += nums
+    assert seen == list(range(7 * 30))
+    # ffprobe accepts every segment and the concatenation plays as one recording
+    whole = tmp_path / "all.ts"
+    whole.write_bytes(b"".join(Path(s["file"]).read_bytes() for s in segs))
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+                            "stream=codec_name,nb_read_frames", "-of", "json", str(whole)],
+                           capture_output=True, text=True, check=True)
+    streams = {s["codec_name"]: int(s["nb_read_frames"])
+               for s in json.loads(probe.stdout)["streams"]}
+    assert streams["h264"] == 210
+    # every audio sample fed was encoded: 7 s at 16 kHz, to within one AAC frame
+    audio = sum(s["audio_samples"] for s in segs)
+    assert abs(audio - 7 * RATE) <= 1024 + RATE // 30
+    # timestamps run on: each segment starts where the previous ended
+    for a, b in zip(segs, segs[1:], strict=False):
+        assert b["start_us"] == a["start_us"] + a["duration_us"] + 30 or \
+            abs(b["start_us"] - (a["start_us"] + a["duration_us"])) <= 34
+
+
+def test_prerecord_starts_at_a_keyframe_within_the_window(tmp_path: Path) -> None:
+    cam = SimCamera(320, 180, 30)
+    cap = Capture(file_sinks(tmp_path), CaptureConfig(segment_s=30, prerecord_s=3, width=320,
+                                                       height=180))
+    for i in range(10 * 30):  # 10 s before the press
+        cap.push_video(cam.next_frame(i * 1_000_000 // 30))
+    pre = cap.start(10_000_000)
+    for i in range(300, 330):
+        cap.push_video(cam.next_frame(i * 1_000_000 // 30))
+    path, _ = cap.stop()
+    nums, keys = _numbers(path)
+    assert keys[0] and 2_000_000 <= pre <= 3_000_000
+    assert nums == list(range(nums[0], 330)) and nums[0] == 300 - pre * 30 // 1_000_000
+
+
+def test_bad_config_fails_clearly() -> None:
+    with pytest.raises(ValueError, match="prerecord"):
+        CaptureConfig(prerecord_s=500)
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return speech_wav("I am resuming the recording because the driver came back to the car "
+                      "and started talking to me again", tmp_path_factory.mktemp("s") / "s.wav")
+
+
+@pytest.mark.parametrize("source,lo,hi", [
+    ("speech", 3.0, 7.0), ("noise:-20", 0.0, 0.3), ("noise:-35", 0.0, 0.3),
+    ("tone:1000:-12", 0.0, 0.3), ("silence", 0.0, 0.0)])
+def test_speech_seconds_count_speech_not_noise_or_tone(speech: Path, source: str, lo: float,
+                                                       hi: float) -> None:
+    src = str(speech) if source == "speech" else source
+    mic = SimMicrophone([Sound(1.0, src, seconds=6)])
+    cap = Capture(lambda i: None, CaptureConfig())  # type: ignore[arg-type, return-value]
+    for i in range(0, 9 * RATE, RATE // 30):
+        cap.push_audio(mic.read(i, RATE // 30))
+    got = cap.speech_seconds(0, 9_000_000)
+    assert lo <= got <= hi, (source, got)
