@@ -231,7 +231,7 @@ def _check_media(records: list[Record], receipts: dict[str, Receipt],
                     report.fail(layout.CHAIN, f"release of {f} not covered by its receipt", r.seq)
                 released[f] = rid
     named: set[str] = set()
-    last_segno = 0
+    segnos: set[int] = set()
     last_end = -1
     for r in _media_records(records):
         b = r.body
@@ -243,18 +243,19 @@ def _check_media(records: list[Record], receipts: dict[str, Receipt],
         if file in named:
             report.fail(layout.CHAIN, f"{file} is named by two records", r.seq)
         named.add(file)
-        if parsed.segno <= last_segno:
-            report.fail(layout.CHAIN, f"segment number {parsed.segno} not after {last_segno}",
-                        r.seq)
-        last_segno = parsed.segno
+        # numbers are taken when a file opens and recorded when it closes, so a
+        # still can close before the segment it was taken in: unique, not ordered
+        if parsed.segno in segnos:
+            report.fail(layout.CHAIN, f"segment number {parsed.segno} used twice", r.seq)
+        segnos.add(parsed.segno)
         truncated = r.type == "power_loss"
         bad = _media_body_problem(b, truncated)
         if bad:
             report.fail(layout.CHAIN, f"{file}: {bad}", r.seq)
-        elif not truncated:
-            if b["start"]["mono_us"] < last_end and r.boot == records[r.seq - 1].boot:
+        elif not truncated and parsed.kind == "segment":
+            if b["start"]["mono_us"] < last_end - 1000 and r.boot == records[r.seq - 1].boot:
                 report.notes.append(f"{file}: starts before the previous segment ended "
-                                    "(overlapping media: a still, or pre-record)")
+                                    "(overlapping segments)")
             else:
                 last_end = b["end"]["mono_us"]
         entry: dict[str, Any] = {"file": file, "seq": r.seq, "kind": parsed.kind,

@@ -1,0 +1,43 @@
+"""`bodycam run --unit DIR [--sim --scenario FILE]`: the recorder daemon."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from hal.media import DeviceFault
+from sealing.keys import KeyFileError
+from sealing.store import StoreError
+
+from .recording import run_scenario
+from .scenario import ScenarioError, load
+
+HELP = "run the recorder (simulated unit: --sim --scenario FILE)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--unit", type=Path, required=True, help="the unit directory")
+    parser.add_argument("--sim", action="store_true", help="simulated devices")
+    parser.add_argument("--scenario", type=Path, help="scenario file (with --sim)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.sim:
+        print("bodycam run: the Raspberry Pi device backends are not in this tree yet; "
+              "run a simulated unit with --sim --scenario FILE", file=sys.stderr)
+        return 2
+    if args.scenario is None:
+        print("bodycam run: --sim needs --scenario FILE (see docs/SCENARIO.md)", file=sys.stderr)
+        return 2
+    try:
+        with tempfile.TemporaryDirectory(prefix="bodycam-scenario-") as tmp:
+            scenario = load(args.scenario, Path(tmp))
+            rec = run_scenario(args.unit, scenario)
+    except (ScenarioError, DeviceFault, KeyFileError, StoreError, OSError) as exc:
+        print(f"bodycam run: {exc}", file=sys.stderr)
+        return 2
+    print(f"done: {len(rec.sealed)} segments sealed, prompts: "
+          + ", ".join(p for _, p in rec.speaker.played))
+    return 0
