@@ -70,16 +70,19 @@ class Capture:
 
     # -- control ---------------------------------------------------------------
 
-    def start(self, now_us: int) -> int:
-        """Start recording with the pre-record ring; returns how much of it (us)."""
+    def start(self, now_us: int, prerecord: bool = True) -> int:
+        """Start recording with the pre-record ring (or, without it, from the
+        latest keyframe only); returns how much before `now_us` it reaches (us)."""
         if self.recording:
             return 0
         frames = list(self._ring)
+        self.recording = True
+        self._ring.clear()
+        if not prerecord:
+            return 0  # from the next keyframe on (the caller asks the camera for one)
         want = now_us - int(self.config.prerecord_s * 1e6)
         keys = [i for i, f in enumerate(frames) if f.keyframe]
         first = next((i for i in keys if frames[i].pts_us >= want), keys[-1] if keys else None)
-        self.recording = True
-        self._ring.clear()
         if first is None:
             return 0  # no picture yet: recording starts at the next keyframe
         for f in frames[first:]:

@@ -27,7 +27,7 @@ from sealing.verify import verify_store
 from . import pki
 from .auth import set_password
 from .cmd_export import start as start_export
-from .demo_recording import record_sample
+from .demo_recording import record_demo
 from .unitclock import UnitClock
 
 HELP = "run the main job on a simulated unit and print a short report"
@@ -92,11 +92,11 @@ def _demo(work: Path) -> int:
     dock = _load_dock()
     unit, agency, dock_key, escrow = _provision(work)
     _say("provision", f"unit {SERIAL} (QA CA, dock1 enrolled) at {unit}")
+    for step, text in record_demo(unit, work):
+        _say(step, text)
     clock = UnitClock()
-    store = open_unit(unit, clock=clock.stamp, boot_body={"cause": "demo"})
+    store = open_unit(unit, clock=clock.stamp, boot_body={"cause": "docked"})
     try:
-        for line in record_sample(store, work):
-            _say(*line)
         held = sum(p.stat().st_size for p in store.segments.iterdir())
         running = start_export(unit, store, clock, "127.0.0.1", 0)
         _say("dock", f"export service on 127.0.0.1:{running.address[1]} (mutual TLS)")

@@ -145,7 +145,9 @@ class Recorder:
     def _do(self, a: m.Action) -> None:
         now = self.now_us()
         if isinstance(a, m.StartCapture):
-            pre = self.capture.start(now)
+            pre = self.capture.start(now, prerecord=a.prerecord)
+            if not a.prerecord:
+                self.camera.force_keyframe()  # start now, not up to a second later
             self.log(f"capture started ({a.cause}), pre-record {pre / 1e6:.1f} s")
         elif isinstance(a, m.StopCapture):
             self.capture.stop()

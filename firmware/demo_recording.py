@@ -1,28 +1,25 @@
-"""The recording part of the demo: what the unit records before docking."""
+"""The recording part of the demo: the simulated unit runs docs/examples/demo.toml
+(record, still, pause, resume with a spoken reason heard by the VAD, evidence
+mark, stop) through the real recorder: state machine, capture, sealing."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from sealing.store import SegmentMeta, Store
+from .recording import run_scenario
+from .scenario import load
+
+DEMO = Path(__file__).resolve().parent.parent / "docs" / "examples" / "demo.toml"
+SHOWN = ("capture started", "capture stopped", "record ", "sealed ", "still ", "clock stepped")
 
 
-def record_sample(store: Store, work: Path) -> Iterator[tuple[str, str]]:
-    """Sample bytes through the sealed store (stands in until the recorder runs)."""
-    store.append("record_start", {"cause": "button"})
-    for i in range(2):
-        start = store.clock()
-        w = store.open_segment(stamp=start)
-        for _ in range(32):
-            w.write(os.urandom(8192))
-        end = store.clock()
-        rec = w.close(SegmentMeta(start=start, end=end, duration_us=end.mono_us - start.mono_us))
-        yield "seal", f"{rec.body['file']} ({rec.body['ct_len']} bytes ciphertext)"
-        if i == 0:
-            store.append("pause", {"reason": "to_be_stated"})
-            store.append("resume", {"after_pause_us": 0})
-            yield "pause", "paused, resumed"
-    store.append("record_stop", {"cause": "button"})
-    yield "stop", "recording stopped"
+def record_demo(unit: Path, work: Path) -> Iterator[tuple[str, str]]:
+    lines: list[str] = []
+    scenario = load(DEMO, work)
+    rec = run_scenario(unit, scenario, log=lines.append)
+    for line in lines:
+        if line.startswith(SHOWN):
+            word, _, rest = line.partition(" ")
+            yield word, rest
+    yield "prompts", ", ".join(p for _, p in rec.speaker.played)

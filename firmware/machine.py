@@ -89,6 +89,7 @@ Event = (Press | Hold | DoublePress | Trigger | Tick | Battery | Storage | Clock
 @dataclass(frozen=True)
 class StartCapture:
     cause: str
+    prerecord: bool = True  # a resume does not reach back into the pause it ends
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def _start(p: Policy, s: State, cause: str, at: int) -> tuple[State, list[Action
                                     "cause": cause}),
                    Prompt("clock_unverified"), _indicate(_warn(s, "clock", True))]
     resume = s.mode == "paused" or s.needs_note
-    acts: list[Action] = [StartCapture(cause)]
+    acts: list[Action] = [StartCapture(cause, prerecord=not resume)]
     if resume:
         acts.append(Record("resume", {"cause": cause,
                                       "after_pause_us": at - s.paused_at_us if s.paused_at_us

@@ -59,6 +59,7 @@ class SimCamera:
         self._cc.open()
         self.frames_made = 0
         self.failed: str | None = None
+        self._force_key = False
 
     def frame_interval_us(self) -> int:
         return 1_000_000 // self.fps
@@ -71,12 +72,19 @@ class SimCamera:
         vf = av.VideoFrame.from_ndarray(draw(n, self.width, self.height), format="rgb24")
         vf = vf.reformat(format="yuv420p")
         vf.pts = n
+        if self._force_key:
+            vf.pict_type = av.video.frame.PictureType.I
+            self._force_key = False
         packets = self._cc.encode(vf)
         self.frames_made += 1
         if len(packets) != 1:
             raise DeviceFault(f"camera: encoder gave {len(packets)} packets for frame {n}")
         p = packets[0]
         return EncodedFrame(bytes(p), pts_us, bool(p.is_keyframe))
+
+    def force_keyframe(self) -> None:
+        """The next frame is a keyframe (the real encoder's force-key-frame control)."""
+        self._force_key = True
 
     def still(self) -> bytes:
         """A JPEG of the current picture (what the real camera's still port gives)."""
