@@ -182,8 +182,8 @@ class Recorder:
     def happen(self, h: Happening) -> None:
         at = self.now_us()
         if h.kind in ("press", "hold", "double"):
-            if h.kind == "hold":  # judge a note on what was heard up to the stop
-                self.event(m.Tick(at, self._speech(at)))
+            # judge a pending note on what was heard up to this press
+            self.event(m.Tick(at, self._speech(at)))
             cls = {"press": m.Press, "hold": m.Hold, "double": m.DoublePress}[h.kind]
             self.event(cls(h.value, at))
         elif h.kind == "trigger":

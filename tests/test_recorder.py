@@ -1,0 +1,148 @@
+"""The recorder end to end on a simulated unit: scenario in, sealed store out,
+checked with the verifier (decrypting), PyAV and the chain's records."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from firmware.recording import run_scenario
+from firmware.scenario import ScenarioError, parse
+from hal.camera_sim import read_number
+from sealing.age import decrypt
+from sealing.verify import verify_store
+
+from .conftest import Unit
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEECH = "I am resuming because the driver came back to the car and is talking to me again."
+
+
+def _run(unit: Unit, tmp: Path, data: dict) -> tuple[object, list[str], list]:
+    log: list[str] = []
+    rec = run_scenario(unit.path, parse(data, tmp), log=log.append)
+    records = verify_store(unit.path).records
+    return rec, log, records
+
+
+def _frames(unit: Unit, files: list[str]) -> list[int]:
+    nums = []
+    for name in files:
+        plain = io.BytesIO()
+        with (unit.path / "store" / "segments" / name).open("rb") as f:
+            assert decrypt(f, unit.agency.identity, plain).complete
+        plain.seek(0)
+        with av.open(plain, format="mpegts") as c:
+            for frame in c.decode(video=0):
+                nums.append(read_number(frame.to_ndarray(format="rgb24")))
+    return nums
+
+
+BASE = {"seconds": 16, "size": "320x180", "clock": "synced", "segment_seconds": 3,
+        "prerecord_seconds": 2}
+
+
+def test_record_pause_resume_with_spoken_note(unit: Unit, tmp_path: Path) -> None:
+    rec, log, records = _run(unit, tmp_path, {**BASE, "at": [
+        {"t": 3, "press": "record"}, {"t": 7, "press": "function"},
+        {"t": 8, "press": "record"}, {"t": 15, "hold": "record"}],
+        "sound": [{"t": 8.5, "speech": SPEECH, "seconds": 6}]})
+    types = [r["type"] for r in records]
+    for t in ("record_start", "pause", "resume", "resume_note", "record_stop"):
+        assert t in types
+    note = next(r for r in records if r["type"] == "resume_note")["body"]
+    assert note["given"] is True and note["speech_ms"] >= 3000 and note["file"]
+    assert "state_reason" in [p for _, p in rec.speaker.played]
+    report = verify_store(unit.path, identity=unit.agency.identity, escrow_key=unit.agency.escrow)
+    assert report.ok, report.problems
+    # the first recording: pre-record from t=1 s, no frame lost or doubled across rollovers
+    pause = next(r["seq"] for r in records if r["type"] == "pause")
+    first = [r["body"]["file"] for r in records if r["type"] == "segment" and r["seq"] < pause]
+    nums = _frames(unit, first)
+    assert nums == list(range(nums[0], nums[0] + len(nums)))
+    assert nums[0] == 30 and len(nums) == 6 * 30  # 1 s .. 7 s
+
+
+def test_no_note_reprompts_then_records_missing(unit: Unit, tmp_path: Path) -> None:
+    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 52, "size": "160x90", "at": [
+        {"t": 1, "press": "record"}, {"t": 2, "press": "function"},
+        {"t": 3, "press": "record"}],
+        "sound": [{"t": 3, "source": "noise:-25", "seconds": 40}]})
+    note = next(r for r in records if r["type"] == "resume_note")["body"]
+    assert note["given"] is False and note["speech_ms"] < 1000
+    played = [p for _, p in rec.speaker.played]
+    assert played.count("state_reason") == 2 and "note_missing" in played
+    assert rec.indicators is not None and rec.indicators.warning == "note_missing"
+
+
+def test_clock_jump_is_stepped_back_by_gps_and_recorded(unit: Unit, tmp_path: Path) -> None:
+    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 5, "at": [
+        {"t": 1, "clock_jump_s": -30}, {"t": 2, "gps_time": True}]})
+    step = next(r for r in records if r["type"] == "clock")["body"]
+    assert step["source"] == "gps" and 29_000_000 <= step["step_us"] <= 31_000_000
+    assert step["after_us"] - step["before_us"] == step["step_us"]
+
+
+def test_camera_fault_is_recorded_and_recording_goes_on(unit: Unit, tmp_path: Path) -> None:
+    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 8, "at": [
+        {"t": 1, "press": "record"}, {"t": 3, "fault": "camera", "reason": "ribbon"},
+        {"t": 7, "hold": "record"}]})
+    fault = next(r for r in records if r["type"] == "fault")["body"]
+    assert fault["what"] == "camera" and "ribbon" in fault["reason"]
+    stops = [r for r in records if r["type"] == "record_stop"]
+    assert stops[0]["body"]["cause"] == "button"  # the officer stopped it, not the fault
+    assert verify_store(unit.path, identity=unit.agency.identity).ok
+
+
+def test_storage_floor_stops_and_seals(unit: Unit, tmp_path: Path) -> None:
+    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 6, "at": [
+        {"t": 1, "press": "record"}, {"t": 3, "storage_free_mib": 10}]})
+    stop = next(r for r in records if r["type"] == "record_stop")["body"]
+    assert stop["cause"] == "storage" and "storage_low" in [r["type"] for r in records]
+    assert verify_store(unit.path, identity=unit.agency.identity).ok
+
+
+def test_bad_scenarios_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="seconds"):
+        parse({"seconds": -1}, tmp_path)
+    with pytest.raises(ScenarioError, match="unknown button"):
+        parse({"seconds": 1, "at": [{"t": 0, "press": "volume"}]}, tmp_path)
+    with pytest.raises(ScenarioError, match="unknown scenario keys"):
+        parse({"seconds": 1, "colour": "red"}, tmp_path)
+
+
+def test_killed_mid_recording_recovers_first_and_verifies(unit: Unit, tmp_path: Path) -> None:
+    scen = tmp_path / "long.toml"
+    scen.write_text('seconds = 600\nsize = "320x180"\nclock = "synced"\nsegment_seconds = 2\n'
+                    '[[at]]\nt = 0.5\npress = "record"\n')
+    child = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--unit",
+                              str(unit.path), "--sim", "--scenario", str(scen)],
+                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith("sealed ") and "000003" in line:
+            break
+    time.sleep(0.3)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    log: list[str] = []
+    run_scenario(unit.path, parse({"seconds": 1, "clock": "synced"}, tmp_path),
+                 log=log.append)
+    assert log[0].startswith("recovery:") and "partial_files=['" in log[0]
+    report = verify_store(unit.path, identity=unit.agency.identity,
+                          escrow_key=unit.agency.escrow)
+    assert report.ok, report.problems
+    cut = [r for r in report.records if r["type"] == "power_loss"]
+    assert cut and cut[0]["body"]["cause"] == "partial_segment"
+    # recovery came before anything new: the power_loss follows the next boot directly
+    boots = [i for i, r in enumerate(report.records) if r["type"] == "boot"]
+    assert report.records[boots[-1] + 1]["type"] == "power_loss"
+    assert os.listdir(unit.path / "store" / "segments")
