@@ -1,0 +1,124 @@
+"""GPS: NMEA 0183 from a serial port (pyserial), parsed with pynmea2 into fixes.
+
+Garbage lines, bad checksums and torn sentences are counted and skipped,
+never fatal. pynmea2 pitfalls handled here (platform-facts.md): checksums
+are only enforced with check=True; empty lat/lon read as 0.0, so validity
+comes from RMC status and GGA quality; an out-of-range field makes
+`.datetime` raise TypeError. The serial backend has only run against the
+replay of a recorded log (no GPS receiver here).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pynmea2
+
+
+@dataclass(frozen=True)
+class Fix:
+    utc: datetime | None  # from a valid RMC (date and time)
+    lat_e7: int | None  # degrees x 1e7 (integers: the chain has no floats)
+    lon_e7: int | None
+    quality: int  # GGA fix quality, 0 = none
+    satellites: int
+
+    @property
+    def has_time(self) -> bool:
+        return self.utc is not None
+
+    def location(self) -> dict[str, int] | None:
+        if self.lat_e7 is None or self.lon_e7 is None:
+            return None
+        return {"lat_e7": self.lat_e7, "lon_e7": self.lon_e7, "quality": self.quality,
+                "satellites": self.satellites}
+
+
+@dataclass
+class NmeaParser:
+    """Feed lines; get a Fix after each RMC (merged with the latest GGA)."""
+
+    good: int = 0
+    bad_checksum: int = 0
+    garbage: int = 0
+    ignored: int = 0
+    _quality: int = 0
+    _sats: int = 0
+
+    def feed(self, line: str | bytes) -> Fix | None:
+        if isinstance(line, bytes):
+            line = line.decode("ascii", "replace")
+        line = line.strip()
+        if not line.startswith("$") or "*" not in line:
+            self.garbage += 1  # includes torn sentences: no checksum part
+            return None
+        try:
+            msg = pynmea2.parse(line, check=True)
+        except pynmea2.ChecksumError:
+            self.bad_checksum += 1
+            return None
+        except pynmea2.ParseError:
+            self.garbage += 1
+            return None
+        kind = getattr(msg, "sentence_type", None)
+        if kind == "GGA":
+            self.good += 1
+            try:
+                self._quality = int(msg.gps_qual or 0)
+                self._sats = int(msg.num_sats or 0)
+            except (TypeError, ValueError):
+                self.garbage += 1
+            return None
+        if kind != "RMC":
+            self.ignored += 1
+            return None
+        self.good += 1
+        if msg.status != "A":
+            return Fix(None, None, None, 0, self._sats)
+        try:
+            utc = msg.datetime.replace(tzinfo=UTC)
+            lat, lon = float(msg.latitude), float(msg.longitude)
+        except (TypeError, ValueError, AttributeError):
+            self.garbage += 1
+            return None
+        return Fix(utc, round(lat * 1e7), round(lon * 1e7), self._quality, self._sats)
+
+
+def fixes(lines: Iterable[str | bytes], parser: NmeaParser | None = None) -> Iterator[Fix]:
+    parser = parser or NmeaParser()
+    for line in lines:
+        fix = parser.feed(line)
+        if fix is not None:
+            yield fix
+
+
+def replay(path: Path, parser: NmeaParser | None = None) -> Iterator[Fix]:
+    """The simulated GPS: a recorded NMEA log, line by line."""
+    with Path(path).open("rb") as f:
+        yield from fixes(f, parser)
+
+
+class SerialGps:
+    """The real receiver on the Pi's UART (pyserial, imported lazily)."""
+
+    def __init__(self, port: str = "/dev/serial0", baud: int = 9600) -> None:
+        serial = importlib.import_module("serial")
+        self._port = serial.Serial(port, baud, timeout=1.0)
+        self.parser = NmeaParser()
+
+    def read_fix(self, max_lines: int = 20) -> Fix | None:
+        for _ in range(max_lines):
+            line = self._port.readline()
+            if not line:
+                return None
+            fix = self.parser.feed(line)
+            if fix is not None:
+                return fix
+        return None
+
+    def close(self) -> None:
+        self._port.close()

@@ -1,0 +1,77 @@
+"""GPS parsing on a recorded NMEA log with defects, and the GPIO devices on
+gpiozero's MockFactory with gestures (press, hold, double, bounce)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from hal.gpio import Gestures, UnitPins
+from hal.gps import NmeaParser, fixes, replay
+
+LOG = Path(__file__).parent / "data" / "gps_sample.nmea"
+
+
+def test_replay_gives_fixes_and_counts_defects() -> None:
+    p = NmeaParser()
+    got = list(replay(LOG, p))
+    assert len(got) == 30
+    assert not got[0].has_time and got[0].location() is None  # status V: no fix yet
+    first = got[3]
+    assert first.utc is not None and first.utc.isoformat() == "2026-11-23T08:30:03+00:00"
+    assert first.quality == 1 and first.satellites == 7
+    assert 31 * 10**7 < first.lat_e7 < 32 * 10**7 and first.lon_e7 > 121 * 10**7
+    assert p.bad_checksum == 1 and p.garbage == 2 and p.ignored == 3
+
+
+@pytest.mark.parametrize("line", ["", "$", "*", "$GPRMC,,,", "$GPRMC*ZZ", "\xff\xfe",
+                                  "$GPRMC,999999.00,A,9999.0,N,99999.0,E,0,0,999999,,,A*00",
+                                  b"\x00\x01\x02"])
+def test_garbage_is_counted_never_fatal(line: str | bytes) -> None:
+    p = NmeaParser()
+    assert list(fixes([line], p)) == []
+    assert p.garbage + p.bad_checksum + p.ignored == 1
+
+
+@pytest.fixture
+def factory() -> MockFactory:
+    f = MockFactory(pin_class=MockPWMPin)
+    yield f
+    f.reset()
+
+
+def test_buttons_give_press_hold_double_and_ignore_bounce(factory: MockFactory) -> None:
+    seen: list[tuple[str, str]] = []
+    clock = {"t": 0.0}
+    g = Gestures(lambda kind, button, t: seen.append((kind, button)))
+    pins = UnitPins(factory, g, lambda: clock["t"])
+    rec = factory.pin(pins.pins.record)
+
+    def edge(pin, t: float, down: bool) -> None:  # noqa: ANN001
+        clock["t"] = t
+        (pin.drive_low if down else pin.drive_high)()
+
+    edge(rec, 1.0, True)
+    edge(rec, 1.005, False)  # contact bounce: 5 ms later ...
+    edge(rec, 1.01, True)  # ... and back
+    edge(rec, 1.2, False)  # the real release
+    g.poll(2.0)
+    assert seen == [("press", "record")]
+    edge(rec, 3.0, True)
+    g.poll(4.6)
+    edge(rec, 5.0, False)
+    g.poll(6.0)
+    assert seen[-1] == ("hold", "record") and len(seen) == 2  # a hold is not also a press
+    fn = factory.pin(pins.pins.function)
+    edge(fn, 7.0, True)
+    edge(fn, 7.1, False)
+    edge(fn, 7.3, True)
+    edge(fn, 7.4, False)
+    g.poll(8.0)
+    assert seen[-1] == ("double", "function") and len(seen) == 3
+    pins.show(video=True, audio=False)
+    assert factory.pin(pins.pins.led_video).state and not factory.pin(pins.pins.led_audio).state
+    assert factory.pin(pins.pins.led_power).state
+    pins.close()
