@@ -1,0 +1,160 @@
+"""QA flashing and the boot side: flash, check, tamper, re-flash, QA vs
+production refusal at the TLS handshake, systemd units."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from boot import layout
+from firmware import pki
+from sealing.verify import verify_store
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import flash  # noqa: E402
+
+
+def _flash(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "flash.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def qa(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("flash")
+    (base / "pw").write_text("qa-password\n")
+    assert _flash("agency-init", "--profile", "qa", "--agency", str(base / "qa")).returncode == 0
+    return base
+
+
+def _provision(base: Path, target: str, serial: str, profile: str = "qa",
+               *extra: str) -> subprocess.CompletedProcess:
+    return _flash(str(base / target), "--serial", serial, "--officer", "OFFICER-1",
+                  "--password-file", str(base / "pw"), "--profile", profile,
+                  "--agency", str(base / profile), *extra)
+
+
+def test_flash_then_check_passes_and_inventory_lists_it(qa: Path) -> None:
+    r = _provision(qa, "sd1", "BC-QA-000001")
+    assert r.returncode == 0, r.stderr
+    assert "BEGIN" not in r.stdout + r.stderr  # keys are never printed
+    unit = layout.unit_dir(qa / "sd1")
+    for secret in ("keys/device_ed25519.pem", "tls/unit.key", "keys/fss.key"):
+        assert (unit / secret).stat().st_mode & 0o777 == 0o600, secret
+    check = _flash("check", str(qa / "sd1"))
+    assert check.returncode == 0, check.stdout
+    assert "FAIL" not in check.stdout and "PASS scripted recording" in check.stdout
+    inv = (qa / "qa" / "inventory.csv").read_text()
+    assert "BC-QA-000001" in inv and "device_key" in inv.splitlines()[0]
+    assert (qa / "qa" / "escrow" / "BC-QA-000001.fss").exists()
+    escrow = flash.keys.canonical.unb64(
+        (qa / "qa" / "escrow" / "BC-QA-000001.fss").read_text().strip())
+    assert verify_store(unit, escrow_key=escrow).ok
+
+
+def test_changed_file_is_named_by_the_selftest(qa: Path) -> None:
+    assert _provision(qa, "sd2", "BC-QA-000002").returncode == 0
+    victim = qa / "sd2" / layout.PREFIX / "src" / "firmware" / "machine.py"
+    victim.write_text(victim.read_text() + "\n# changed\n")
+    r = subprocess.run([sys.executable, "-m", "firmware.cli", "selftest", "--unit",
+                        str(layout.unit_dir(qa / "sd2"))], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert r.returncode == 1
+    assert "FAIL firmware integrity: changed opt/bodycam/src/firmware/machine.py" in r.stdout
+    records = verify_store(layout.unit_dir(qa / "sd2")).records
+    assert records[-1]["type"] == "selftest"
+    assert "machine.py" in records[-1]["body"]["checks"]["firmware integrity"]
+
+
+def test_reflash_refused_without_force_and_makes_new_keys_with_it(qa: Path) -> None:
+    assert _provision(qa, "sd3", "BC-QA-000003").returncode == 0
+    pem = layout.unit_dir(qa / "sd3") / "keys" / "device_ed25519.pem"
+    old = pem.read_bytes()
+    again = _provision(qa, "sd3", "BC-QA-000003")
+    assert again.returncode == 1 and "already provisioned" in again.stderr
+    assert pem.read_bytes() == old
+    forced = _provision(qa, "sd3", "BC-QA-000003", "qa", "--force")
+    assert forced.returncode == 0 and pem.read_bytes() != old
+
+
+def test_bad_serial_and_wrong_profile_agency_fail_clearly(qa: Path) -> None:
+    r = _provision(qa, "sd4", "bad serial!")
+    assert r.returncode == 1 and "serial" in r.stderr
+    r = _flash(str(qa / "sd5"), "--serial", "BC-QA-5", "--officer", "O", "--password-file",
+               str(qa / "pw"), "--profile", "production", "--agency", str(qa / "qa"))
+    assert r.returncode == 1 and "not a production agency" in r.stderr
+
+
+def _handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> bool:
+    srv = socket.create_server(("127.0.0.1", 0))
+    result = {}
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        try:
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+                result["server"] = True
+        except (ssl.SSLError, OSError):
+            result["server"] = False
+
+    t = threading.Thread(target=serve)
+    t.start()
+    ok = True
+    try:
+        with socket.create_connection(srv.getsockname()[:2], timeout=5) as raw, \
+                client_ctx.wrap_socket(raw) as tls:
+            tls.sendall(b"x")
+            tls.recv(1)
+    except (ssl.SSLError, OSError):
+        ok = False
+    t.join(5)
+    srv.close()
+    return ok and result.get("server", False)
+
+
+def test_qa_unit_and_production_dock_refuse_each_other(qa: Path) -> None:
+    assert _flash("agency-init", "--profile", "production", "--agency",
+                  str(qa / "production")).returncode == 0
+    assert _provision(qa, "sdq", "BC-QA-000010").returncode == 0
+    assert _provision(qa, "sdp", "BC-PR-000010", "production").returncode == 0
+
+    def unit_ctx(target: str) -> ssl.SSLContext:
+        tls = layout.unit_dir(qa / target) / "tls"
+        return pki.server_context(tls / "unit.crt", tls / "unit.key", tls / "ca.crt")
+
+    def dock_ctx(profile: str) -> ssl.SSLContext:
+        a = qa / profile
+        return pki.client_context(a / "docks" / "dock1.crt", a / "docks" / "dock1.key",
+                                  a / "ca.crt")
+
+    assert _handshake(unit_ctx("sdq"), dock_ctx("qa"))  # the control: same CA works
+    assert not _handshake(unit_ctx("sdq"), dock_ctx("production"))
+    assert not _handshake(unit_ctx("sdp"), dock_ctx("qa"))
+
+
+def test_systemd_units_verify(tmp_path: Path) -> None:
+    prefix = tmp_path / "opt"
+    (prefix / "venv" / "bin").mkdir(parents=True)
+    exe = prefix / "venv" / "bin" / "bodycam"
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    for name, text in flash.render_units(str(prefix), "/var/lib/bodycam").items():
+        path = tmp_path / name
+        path.write_text(text)
+        r = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
+                           text=True)
+        noise = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+        assert r.returncode == 0 and not noise, noise
+    # the check can fail: a broken unit is reported
+    bad = tmp_path / "broken.service"
+    bad.write_text(text.replace("Type=notify", "Type=notifyy"))
+    r = subprocess.run(["systemd-analyze", "verify", str(bad)], capture_output=True, text=True)
+    assert "Failed to parse service type" in r.stdout + r.stderr

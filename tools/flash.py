@@ -1,0 +1,293 @@
+"""QA provisioning: turn a blank unit (the root of a mounted SD card; a folder
+in tests) into a provisioned, checked one, and keep an inventory.
+
+    python tools/flash.py agency-init --profile qa [--agency DIR] [--dock NAME]
+    python tools/flash.py TARGET --serial S --officer O --password-file F
+                          [--profile qa|production] [--agency DIR] [--force]
+    python tools/flash.py check TARGET
+
+docs/QA.md is the procedure. Keys are generated on the target (0600) and
+never printed; an already provisioned target is refused without --force,
+and --force makes new keys (never reuses old ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from boot import layout  # noqa: E402
+from firmware import pki  # noqa: E402
+from firmware.auth import set_password  # noqa: E402
+from sealing import canonical, keys  # noqa: E402
+from sealing.age import Identity, Recipient  # noqa: E402
+from sealing.layout import check_serial  # noqa: E402
+from sealing.unit import provision_unit  # noqa: E402
+
+PACKAGES = ("firmware", "capture", "sealing", "hal", "boot")
+FIRMWARE_VERSION = "0.1.0"
+
+
+class FlashError(Exception):
+    pass
+
+
+def default_agency(profile: str) -> Path:
+    return Path.home() / ".bodycam-agency" / profile
+
+
+def agency_init(agency: Path, profile: str, dock: str) -> None:
+    if (agency / "ca.key").exists():
+        raise FlashError(f"{agency} already holds an agency CA")
+    agency.mkdir(parents=True, exist_ok=True)
+    ca = pki.make_ca(profile)
+    keys.write_secret(agency / "ca.key", pki.pem_key(ca.key))
+    (agency / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
+    (agency / "profile").write_text(profile + "\n")
+    ident = Identity.generate()
+    # QA keeps the evidence identity here so `check` can decrypt; a production
+    # agency holds it off the flashing station (docs/QA.md).
+    keys.write_secret(agency / "evidence.key", f"# evidence identity ({profile})\n{ident}\n"
+                      .encode())
+    (agency / "evidence.recipient").write_text(f"{ident.recipient}\n")
+    add_dock(agency, dock)
+    (agency / "escrow").mkdir(exist_ok=True)
+
+
+def add_dock(agency: Path, name: str) -> None:
+    ca = _load_ca(agency)
+    d = agency / "docks"
+    d.mkdir(exist_ok=True)
+    if (d / f"{name}.key").exists():
+        raise FlashError(f"dock {name} exists")
+    key = Ed25519PrivateKey.generate()
+    keys.write_secret(d / f"{name}.key", pki.pem_key(key))
+    (d / f"{name}.crt").write_bytes(pki.pem_cert(pki.issue(ca, cn=name, role="dock",
+                                                          public_key=key.public_key())))
+
+
+def _load_ca(agency: Path) -> pki.Issued:
+    try:
+        key = serialization.load_pem_private_key((agency / "ca.key").read_bytes(), None)
+        cert = x509.load_pem_x509_certificate((agency / "ca.crt").read_bytes())
+    except (OSError, ValueError) as exc:
+        raise FlashError(f"no usable agency CA in {agency}: {exc}") from None
+    assert isinstance(key, Ed25519PrivateKey)
+    return pki.Issued(key, cert)
+
+
+def _docks(agency: Path) -> list[Ed25519PublicKey]:
+    out = []
+    for crt in sorted((agency / "docks").glob("*.crt")):
+        pub = x509.load_pem_x509_certificate(crt.read_bytes()).public_key()
+        assert isinstance(pub, Ed25519PublicKey)
+        out.append(pub)
+    if not out:
+        raise FlashError(f"no enrolled docks in {agency}/docks")
+    return out
+
+
+def provision(target: Path, *, serial: str, officer: str, password: str, profile: str,
+              agency: Path, force: bool) -> dict[str, str]:
+    check_serial(serial)
+    if not officer.strip():
+        raise FlashError("--officer must not be empty")
+    if (agency / "profile").read_text().strip() != profile:
+        raise FlashError(f"{agency} is not a {profile} agency")
+    unit = layout.unit_dir(target)
+    if (unit / "unit.toml").exists():
+        if not force:
+            raise FlashError(f"{target} is already provisioned "
+                             f"({(unit / 'unit.toml').read_text().splitlines()[1]}); "
+                             "use --force to wipe it and make new keys")
+        shutil.rmtree(unit)  # new keys, never the old ones
+        shutil.rmtree(target / layout.PREFIX, ignore_errors=True)
+    ca = _load_ca(agency)
+    recipient = Recipient.parse((agency / "evidence.recipient").read_text())
+    _install_firmware(target)
+    _install_system(target)
+    key0 = provision_unit(unit, serial=serial, officer=officer, recipient=recipient,
+                          docks=_docks(agency))
+    tls = unit / "tls"
+    tls.mkdir()
+    tls_key = Ed25519PrivateKey.generate()
+    keys.write_secret(tls / "unit.key", pki.pem_key(tls_key))
+    cert = pki.issue(ca, cn=serial, role="unit", public_key=tls_key.public_key(),
+                     hosts=["192.168.7.2", "127.0.0.1", serial.lower()])
+    (tls / "unit.crt").write_bytes(pki.pem_cert(cert))
+    (tls / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
+    set_password(unit, password)
+    (unit / "unit.toml").write_text(
+        f'[unit]\nserial = "{serial}"\nofficer = "{officer}"\nprofile = "{profile}"\n'
+        f'firmware_version = "{FIRMWARE_VERSION}"\n\n'
+        '[export]\naddress = "192.168.7.2"\nport = 8443\n\n'
+        '[clock]\ntolerance_s = 1\nmax_holdover_h = 24\n\n'
+        f'[sim]\ngps_log = "{layout.PREFIX}/sim/gps.nmea"\nbattery = 100\n')
+    (agency / "escrow").mkdir(exist_ok=True)
+    escrow = agency / "escrow" / f"{serial}.fss"
+    if escrow.exists():  # a re-flash: keep the old unit's key beside it, never lose one
+        escrow.rename(escrow.with_name(f"{serial}.{int(escrow.stat().st_mtime)}.fss"))
+    keys.write_secret(escrow, keys.escrow_text(key0).encode())
+    _write_manifest(target, ca)
+    unit_keys = keys.UnitKeys.load(unit / "keys")
+    row = {"serial": serial, "officer": officer, "profile": profile,
+           "device_key": keys.fingerprint(unit_keys.public),
+           "tls_cert_sha256": hashlib.sha256(cert.public_bytes(
+               serialization.Encoding.DER)).hexdigest(),
+           "firmware": FIRMWARE_VERSION, "date": dt.datetime.now(dt.UTC).isoformat()}
+    inv = agency / "inventory.csv"
+    new = not inv.exists()
+    with inv.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+    return row
+
+
+def _install_firmware(target: Path) -> None:
+    """The packages of this tree, as source (the Pi builds its venv from them:
+    `python3 -m venv /opt/bodycam/venv && pip install /opt/bodycam/src[pi]`)."""
+    src = target / layout.PREFIX / "src"
+    for pkg in PACKAGES:
+        shutil.copytree(ROOT / pkg, src / pkg, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy2(ROOT / "pyproject.toml", src / "pyproject.toml")
+    shutil.copytree(ROOT / "docs", src / "docs", dirs_exist_ok=True)
+    sim = target / layout.PREFIX / "sim"
+    sim.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "tests" / "data" / "gps_sample.nmea", sim / "gps.nmea")
+
+
+def render_units(prefix: str, unit: str) -> dict[str, str]:
+    files = ROOT / "boot" / "files"
+    text = (files / "bodycam-recorder.service").read_text()
+    return {"bodycam-recorder.service": text.replace("@PREFIX@", prefix).replace("@UNIT@", unit)}
+
+
+def _install_system(target: Path) -> None:
+    files = ROOT / "boot" / "files"
+    bootfw = target / "boot" / "firmware"
+    bootfw.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(files / "config.txt", bootfw / "config.txt")
+    shutil.copy2(files / "cmdline.txt", bootfw / "cmdline.txt")
+    sysd = target / "etc" / "systemd" / "system"
+    sysd.mkdir(parents=True, exist_ok=True)
+    for name, text in render_units(f"/{layout.PREFIX}", f"/{layout.UNIT}").items():
+        (sysd / name).write_text(text)
+    want = sysd / "multi-user.target.wants"
+    want.mkdir(exist_ok=True)
+    link = want / "bodycam-recorder.service"
+    if not link.is_symlink():
+        link.symlink_to("../bodycam-recorder.service")
+    net = target / "etc" / "systemd" / "network"
+    net.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(files / "usb0.network", net / "usb0.network")
+
+
+def _write_manifest(target: Path, ca: pki.Issued) -> None:
+    entries = []
+    for p in sorted(target.rglob("*")):
+        rel = str(p.relative_to(target))
+        if not p.is_file() or p.is_symlink() or rel.startswith(layout.MUTABLE) \
+                or rel == layout.MANIFEST:
+            continue
+        entries.append({"path": rel, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+                        "size": p.stat().st_size, "mode": oct(p.stat().st_mode & 0o777)})
+    data = json.dumps({"firmware": FIRMWARE_VERSION, "files": entries}, indent=1).encode()
+    (target / layout.MANIFEST).write_bytes(data)
+    (target / layout.MANIFEST_SIG).write_text(canonical.b64(ca.key.sign(data)) + "\n")
+
+
+def check(target: Path) -> list[tuple[str, bool, str]]:
+    """Boot the unit in simulation from that root: self-test, a short scripted
+    recording through the real recorder, and verification."""
+    from boot.cmd_selftest import run_checks
+    from firmware.recording import run_scenario
+    from firmware.scenario import parse
+    from sealing.verify import verify_store
+
+    unit = layout.unit_dir(target)
+    out = [(r.name, r.ok, r.reason) for r in run_checks(unit)]
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            rec = run_scenario(unit, parse({
+                "seconds": 6, "size": "320x180", "clock": "synced", "segment_seconds": 2,
+                "prerecord_seconds": 1, "at": [{"t": 0.5, "press": "record"},
+                                               {"t": 5.5, "hold": "record"}]}, Path(tmp)),
+                log=lambda _line: None)
+            out.append(("scripted recording", len(rec.sealed) >= 2,
+                        f"{len(rec.sealed)} segments sealed"))
+        except Exception as exc:  # noqa: BLE001 - reported as a FAIL line
+            out.append(("scripted recording", False, f"{type(exc).__name__}: {exc}"))
+    report = verify_store(unit)
+    out.append(("store verifies", report.ok, "" if report.ok else str(report.problems[0])))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["agency-init"]:
+            p = argparse.ArgumentParser(prog="flash.py agency-init")
+            p.add_argument("--profile", choices=pki.PROFILES, required=True)
+            p.add_argument("--agency", type=Path)
+            p.add_argument("--dock", default="dock1")
+            a = p.parse_args(argv[1:])
+            agency = a.agency or default_agency(a.profile)
+            agency_init(agency, a.profile, a.dock)
+            print(f"agency ({a.profile}) created in {agency}")
+            return 0
+        if argv[:1] == ["check"]:
+            p = argparse.ArgumentParser(prog="flash.py check")
+            p.add_argument("target", type=Path)
+            a = p.parse_args(argv[1:])
+            if not (layout.unit_dir(a.target) / "unit.toml").exists():
+                raise FlashError(f"{a.target} is not a provisioned unit")
+            results = check(a.target)
+            for name, ok, reason in results:
+                print(f"PASS {name}" if ok else f"FAIL {name}: {reason}")
+            return 0 if all(ok for _, ok, _ in results) else 1
+        p = argparse.ArgumentParser(prog="flash.py", description=__doc__.split("\n")[0])
+        p.add_argument("target", type=Path)
+        p.add_argument("--serial", required=True)
+        p.add_argument("--officer", required=True)
+        p.add_argument("--password-file", type=Path, required=True,
+                       help="the officer's export password (first line)")
+        p.add_argument("--profile", choices=pki.PROFILES, default="qa")
+        p.add_argument("--agency", type=Path)
+        p.add_argument("--force", action="store_true")
+        a = p.parse_args(argv)
+        password = a.password_file.read_text().splitlines()[0] if a.password_file.exists() \
+            else ""
+        if not password:
+            raise FlashError(f"no password in {a.password_file}")
+        row = provision(a.target, serial=a.serial, officer=a.officer, password=password,
+                        profile=a.profile, agency=a.agency or default_agency(a.profile),
+                        force=a.force)
+        print(f"provisioned {row['serial']} ({a.profile}) device key {row['device_key'][:16]}")
+        return 0
+    except (FlashError, ValueError, OSError) as exc:
+        print(f"flash: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
