@@ -1,0 +1,36 @@
+"""A replay camera: a pre-encoded H.264 file fed as if the camera produced it
+(for benchmarks: the Pi path, where video is never re-encoded). The file is
+looped; presentation times are re-stamped by the caller's clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+
+from .media import EncodedFrame
+
+
+class ReplayCamera:
+    def __init__(self, path: Path) -> None:
+        self._units: list[tuple[bytes, bool]] = []
+        with av.open(str(path)) as f:
+            stream = f.streams.video[0]
+            self.width, self.height = stream.codec_context.width, stream.codec_context.height
+            for packet in f.demux(stream):
+                if packet.size:
+                    self._units.append((bytes(packet), bool(packet.is_keyframe)))
+        if not self._units or not self._units[0][1]:
+            raise ValueError(f"{path}: no H.264 starting with a keyframe")
+        self.frames_made = 0
+
+    def next_frame(self, pts_us: int) -> EncodedFrame:
+        data, key = self._units[self.frames_made % len(self._units)]
+        self.frames_made += 1
+        return EncodedFrame(data, pts_us, key)
+
+    def force_keyframe(self) -> None:
+        return None  # a recording cannot be re-encoded: the next keyframe comes in its time
+
+    def still(self) -> bytes:
+        return b""
