@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sealing import canonical
+from sealing.files import write_synced
 from sealing.keys import KeyFileError, UnitKeys, fingerprint
 from sealing.store import read_chain
 
@@ -77,12 +78,7 @@ def check_store(unit: Path) -> CheckResult:
     def run() -> str | None:
         probe = unit / "store" / ".selftest-probe"
         data = os.urandom(4096)
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_synced(probe, data)
         try:
             if probe.read_bytes() != data:
                 return "read back differs from what was written"

@@ -334,40 +334,34 @@ def _tick(p: Policy, s: State, e: Tick) -> tuple[State, list[Action]]:
     return s, acts
 
 
-def _battery(p: Policy, s: State, e: Battery) -> tuple[State, list[Action]]:
+def _level(p: Policy, s: State, *, name: str, low: bool, body: dict[str, Any], stop: bool,
+           at: int) -> tuple[State, list[Action]]:
+    """A warning level (battery, storage): record and warn once when it goes
+    low, clear when it recovers, and stop recording at the hard limit."""
     acts: list[Action] = []
-    low = e.minutes_left <= p.battery_warn_minutes
-    if low and "battery" not in s.warnings:
-        s = _warn(s, "battery", True)
-        acts += [Record("battery_low", {"percent": e.percent, "minutes_left": e.minutes_left}),
-                 Prompt("battery_low"), _indicate(s)]
-    elif not low and "battery" in s.warnings:
-        s = _warn(s, "battery", False)
+    if low and name not in s.warnings:
+        s = _warn(s, name, True)
+        acts += [Record(f"{name}_low", body), Prompt(f"{name}_low"), _indicate(s)]
+    elif not low and name in s.warnings:
+        s = _warn(s, name, False)
         acts.append(_indicate(s))
-    if e.percent <= p.battery_critical_percent and s.mode == "recording":
-        s, more = _stop(s, "battery", e.at_us, pause=False, unit_caused=True,
-                        speech_s=0.0, p=p)
+    if stop and s.mode == "recording":
+        # evidence is never overwritten: seal and stop, with the reason
+        s, more = _stop(s, name, at, pause=False, unit_caused=True, speech_s=0.0, p=p)
         acts += more
     return s, acts
+
+
+def _battery(p: Policy, s: State, e: Battery) -> tuple[State, list[Action]]:
+    return _level(p, s, name="battery", low=e.minutes_left <= p.battery_warn_minutes,
+                  body={"percent": e.percent, "minutes_left": e.minutes_left},
+                  stop=e.percent <= p.battery_critical_percent, at=e.at_us)
 
 
 def _storage(p: Policy, s: State, e: Storage) -> tuple[State, list[Action]]:
-    acts: list[Action] = []
-    low = e.free_bytes <= e.total_bytes * p.storage_warn_fraction
-    if low and "storage" not in s.warnings:
-        s = _warn(s, "storage", True)
-        acts += [Record("storage_low", {"free_bytes": e.free_bytes,
-                                        "total_bytes": e.total_bytes}),
-                 Prompt("storage_low"), _indicate(s)]
-    elif not low and "storage" in s.warnings:
-        s = _warn(s, "storage", False)
-        acts.append(_indicate(s))
-    if e.free_bytes <= p.storage_floor_bytes and s.mode == "recording":
-        # evidence is never overwritten: seal and stop, with the reason
-        s, more = _stop(s, "storage", e.at_us, pause=False, unit_caused=True,
-                        speech_s=0.0, p=p)
-        acts += more
-    return s, acts
+    return _level(p, s, name="storage", low=e.free_bytes <= e.total_bytes * p.storage_warn_fraction,
+                  body={"free_bytes": e.free_bytes, "total_bytes": e.total_bytes},
+                  stop=e.free_bytes <= p.storage_floor_bytes, at=e.at_us)
 
 
 def _fault(p: Policy, s: State, e: Fault) -> tuple[State, list[Action]]:

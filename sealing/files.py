@@ -27,6 +27,18 @@ def hash_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
+def write_synced(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Create (or, unless `exclusive`, replace the contents of) a 0600 file and
+    fsync it; the caller renames or fsyncs the directory as it needs."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_durably(path: Path, data: bytes) -> None:
     """Write via a temporary name, fsync, rename, fsync the directory."""
     tmp = path.with_name(path.name + ".tmp")

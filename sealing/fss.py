@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import canonical
+from .files import fsync_dir, write_synced
 
 EVOLVE = b"bodycam-fss-evolve-v1"
 COMMIT = b"bodycam-fss-commit-v1"
@@ -63,18 +64,9 @@ def save(path: Path, state: FssState) -> None:
     """
     tmp = path.with_suffix(".tmp")
     data = canonical.encode({"seq": state.seq, "key": canonical.b64(state.key)})
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_synced(tmp, data)
     os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fsync_dir(path.parent)
 
 
 def load(path: Path) -> FssState:

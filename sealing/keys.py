@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from . import canonical, fss
 from .age import AgeError, Recipient
+from .files import write_synced
 
 SIGNING = "device_ed25519.pem"
 FSS = "fss.key"
@@ -58,12 +59,8 @@ def load_public(path: Path) -> Ed25519PublicKey:
 
 
 def write_secret(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """A new secret file, 0600, never over an existing one."""
+    write_synced(path, data, exclusive=True)
 
 
 @dataclass
