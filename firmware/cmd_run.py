@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -11,6 +12,7 @@ from hal.media import DeviceFault
 from sealing.keys import KeyFileError
 from sealing.store import StoreError
 
+from .daemon import Recorder
 from .recording import run_scenario
 from .scenario import ScenarioError, load
 
@@ -34,7 +36,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bodycam-scenario-") as tmp:
             scenario = load(args.scenario, Path(tmp))
-            rec = run_scenario(args.unit, scenario)
+
+            def on_ready(rec: Recorder) -> None:
+                def stop(signum: int, _frame: object) -> None:
+                    rec.stop_requested = signal.Signals(signum).name
+
+                signal.signal(signal.SIGTERM, stop)
+                signal.signal(signal.SIGINT, stop)
+
+            rec = run_scenario(args.unit, scenario, on_ready=on_ready)
     except (ScenarioError, DeviceFault, KeyFileError, StoreError, OSError) as exc:
         print(f"bodycam run: {exc}", file=sys.stderr)
         return 2

@@ -109,6 +109,7 @@ class Recorder:
     retention: str = "supervision"
     sealed: list[Any] = field(default_factory=list)
     faulted: set[str] = field(default_factory=set)
+    stop_requested: str | None = None  # set from a signal handler: SIGTERM
 
     def __post_init__(self) -> None:
         self.machine = m.Machine(self.policy)
@@ -231,6 +232,11 @@ class Recorder:
         for i in range(frames):
             at = t0 + i * 1_000_000 // fps
             self.vt.mono_ns = at * 1000
+            if self.stop_requested:
+                self.log(f"stopping: {self.stop_requested}")
+                self.event(m.Shutdown(self.stop_requested, at))
+                sd_notify("STOPPING=1")
+                return
             while pending and t0 + int(pending[0].t * 1e6) <= at:
                 self.happen(pending.pop(0))
             self._media(i, at, per_frame)

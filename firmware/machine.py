@@ -75,13 +75,21 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class Shutdown:
+    """The daemon is asked to stop (SIGTERM, power switch)."""
+
+    reason: str
+    at_us: int
+
+
+@dataclass(frozen=True)
 class Unexported:
     oldest_age_s: int
     at_us: int
 
 
 Event = (Press | Hold | DoublePress | Trigger | Tick | Battery | Storage | ClockStatus | Fault
-         | Unexported)
+         | Unexported | Shutdown)
 
 # -- actions --------------------------------------------------------------------
 
@@ -301,6 +309,11 @@ def step(p: Policy, s: State, e: Event) -> tuple[State, list[Action]]:
         return s2, acts
     if isinstance(e, Fault):
         return _fault(p, s, e)
+    if isinstance(e, Shutdown):
+        if s.mode == "recording":  # seal and stop; the next start is a resume
+            return _stop(s, f"shutdown:{e.reason}", e.at_us, pause=False, unit_caused=True,
+                         speech_s=0.0, p=p)
+        return s, []
     if isinstance(e, Unexported):
         overdue = e.oldest_age_s > p.unexported_warn_s
         s2 = _warn(s, "export_overdue", overdue)

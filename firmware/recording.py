@@ -19,8 +19,8 @@ from .unitclock import UnitClock
 
 
 def run_scenario(unit: Path, scenario: Scenario, *, policy: Policy | None = None,
-                 log: Callable[[str], None] = print,
-                 wall_start_ns: int | None = None) -> Recorder:
+                 log: Callable[[str], None] = print, wall_start_ns: int | None = None,
+                 on_ready: Callable[[Recorder], None] | None = None) -> Recorder:
     vt = VirtualTime(wall_start_ns if wall_start_ns is not None else time.time_ns())
     clock = UnitClock(monotonic_ns=vt.monotonic_ns, time_ns=vt.time_ns)
     if scenario.clock == "synced":
@@ -34,6 +34,8 @@ def run_scenario(unit: Path, scenario: Scenario, *, policy: Policy | None = None
     rec = Recorder(store, clock, vt, SimCamera(cfg.width, cfg.height, cfg.fps),
                    SimMicrophone(scenario.sounds), SimSpeaker(), policy or Policy(), cfg,
                    log=log)
+    if on_ready is not None:
+        on_ready(rec)
     try:
         rec.event(ClockStatus(clock.state, clock.source, rec.now_us()))
         rec.run(scenario)

@@ -38,11 +38,15 @@ class PinMap:
 
 @dataclass
 class Gestures:
-    """Edges in, gestures out: press (released before `hold_s`), hold (held
-    `hold_s`), double (two presses within `double_s`). Edges closer than
-    `debounce_s` to the previous edge are bounce and ignored."""
+    """Edges in, gestures out. Buttons in `doubles` (the function button) give
+    press (released before `hold_s`, no second press within `double_s`),
+    double, and hold; the others give press at once on the down edge (so a
+    record press starts recording without waiting to rule out a double) and
+    hold after `hold_s`. Edges closer than `debounce_s` to the previous edge
+    are bounce and ignored."""
 
     emit: Callable[[str, str, float], None]  # (gesture, button, t)
+    doubles: frozenset[str] = frozenset({"function"})
     hold_s: float = 1.5
     double_s: float = 0.4
     debounce_s: float = 0.03
@@ -60,6 +64,8 @@ class Gestures:
         if self._bounce(button, t) or button in self._down:
             return
         self._down[button] = t
+        if button not in self.doubles:
+            self.emit("press", button, t)
 
     def up(self, button: str, t: float) -> None:
         if self._bounce(button, t) or button not in self._down:
@@ -68,6 +74,8 @@ class Gestures:
         if button in self._held:
             self._held.discard(button)
             return
+        if button not in self.doubles:
+            return  # its press went out on the down edge
         first = self._pending.pop(button, None)
         if first is not None and t - first <= self.double_s:
             self.emit("double", button, t)

@@ -146,3 +146,32 @@ def test_killed_mid_recording_recovers_first_and_verifies(unit: Unit, tmp_path: 
     boots = [i for i, r in enumerate(report.records) if r["type"] == "boot"]
     assert report.records[boots[-1] + 1]["type"] == "power_loss"
     assert os.listdir(unit.path / "store" / "segments")
+
+
+def test_sigterm_seals_the_segment_and_exits_cleanly(unit: Unit, tmp_path: Path) -> None:
+    scen = tmp_path / "long.toml"
+    scen.write_text('seconds = 600\nsize = "320x180"\nclock = "synced"\nsegment_seconds = 2\n'
+                    '[[at]]\nt = 0.5\npress = "record"\n')
+    child = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--unit",
+                              str(unit.path), "--sim", "--scenario", str(scen)],
+                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith("sealed "):
+            break
+    child.send_signal(signal.SIGTERM)
+    rest = child.stdout.read()
+    assert child.wait(timeout=60) == 0, rest
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    stop = [r for r in report.records if r["type"] == "record_stop"][-1]
+    assert stop["body"]["cause"] == "shutdown:SIGTERM"
+    assert not [r for r in report.records if r["type"] == "power_loss"]
+    assert not [p for p in os.listdir(unit.path / "store" / "segments") if "partial" in p]
+    st = subprocess.run([sys.executable, "-m", "firmware.cli", "status", "--unit",
+                         str(unit.path), "--json"], capture_output=True, text=True, cwd=ROOT)
+    import json
+
+    data = json.loads(st.stdout)
+    assert data["state"] == "idle" and data["unexported"]["count"] >= 2
+    assert data["clock"]["state"] == "synced"
