@@ -18,14 +18,12 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from sealing import canonical
 from sealing.age import Identity
-from sealing.unit import open_unit, provision_unit
+from sealing.unit import open_unit
 from sealing.verify import verify_store
 
 from . import pki
-from .auth import set_password
 from .cmd_export import start as start_export
 from .demo_recording import record_demo
 from .unitclock import UnitClock
@@ -53,45 +51,42 @@ def _say(step: str, text: str) -> None:
     print(f"{step:<10} {text}", flush=True)
 
 
-def _load_dock() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "tools" / "dock.py"
-    if not path.exists():
-        raise SystemExit(f"bodycam demo: the reference dock {path} is not in this tree")
-    sys.path.insert(0, str(path.parent))
-    return importlib.import_module("dock")
+def _tool(name: str) -> ModuleType:
+    """A tool of this source tree (tools/dock.py, tools/flash.py)."""
+    tools = Path(__file__).resolve().parent.parent / "tools"
+    if not (tools / f"{name}.py").exists():
+        raise SystemExit(f"bodycam demo: {tools / name}.py is not in this tree")
+    if str(tools) not in sys.path:
+        sys.path.insert(0, str(tools))
+    return importlib.import_module(name)
 
 
-def _provision(work: Path) -> tuple[Path, Identity, Ed25519PrivateKey, bytes]:
-    agency, dock_key = Identity.generate(), Ed25519PrivateKey.generate()
-    unit = work / "unit"
-    escrow = provision_unit(unit, serial=SERIAL, officer="OFFICER-DEMO",
-                            recipient=agency.recipient, docks=[dock_key.public_key()])
-    set_password(unit, PASSWORD)
-    ca = pki.make_ca("qa")
-    tls = unit / "tls"
-    tls.mkdir()
-    unit_tls = Ed25519PrivateKey.generate()
-    (tls / "unit.key").write_bytes(pki.pem_key(unit_tls))
-    (tls / "unit.crt").write_bytes(pki.pem_cert(pki.issue(
-        ca, cn=SERIAL, role="unit", public_key=unit_tls.public_key(), hosts=["127.0.0.1"])))
-    (tls / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
-    d = work / "agency"
-    d.mkdir()
-    (d / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
-    (d / "evidence.key").write_text(f"{agency}\n")
-    (d / "dock1.key").write_bytes(pki.pem_key(dock_key))
-    (d / "dock1.crt").write_bytes(pki.pem_cert(pki.issue(
-        ca, cn="dock1", role="dock", public_key=dock_key.public_key())))
-    return unit, agency, dock_key, escrow
+def _provision(work: Path) -> tuple[Path, Path]:
+    """Flash a unit into work/sd with a throw-away QA agency in work/agency."""
+    flash = _tool("flash")
+    agency = work / "agency"
+    flash.agency_init(agency, "qa", "dock1")
+    (work / "pw").write_text(PASSWORD + "\n")
+    flash.provision(work / "sd", serial=SERIAL, officer="OFFICER-DEMO", password=PASSWORD,
+                    profile="qa", agency=agency, force=False)
+    return flash.layout.unit_dir(work / "sd"), agency
 
 
 def _demo(work: Path) -> int:
-    if (work / "unit").exists():
-        print(f"bodycam demo: {work / 'unit'} already exists; choose an empty --out")
+    if (work / "sd").exists():
+        print(f"bodycam demo: {work / 'sd'} already exists; choose an empty --out")
         return 2
-    dock = _load_dock()
-    unit, agency, dock_key, escrow = _provision(work)
-    _say("provision", f"unit {SERIAL} (QA CA, dock1 enrolled) at {unit}")
+    dock = _tool("dock")
+    unit, agency_dir = _provision(work)
+    _say("provision", f"unit {SERIAL} flashed with tools/flash.py (QA CA, dock1) at {unit}")
+    from boot.cmd_selftest import run_checks
+
+    checks = run_checks(unit)
+    _say("selftest", ", ".join(("PASS " if c.ok else "FAIL ") + c.name for c in checks))
+    agency = Identity.parse((agency_dir / "evidence.key").read_text())
+    dock_key = _tool("flash").serialization.load_pem_private_key(
+        (agency_dir / "docks" / "dock1.key").read_bytes(), None)
+    escrow = canonical.unb64((agency_dir / "escrow" / f"{SERIAL}.fss").read_text().strip())
     for step, text in record_demo(unit, work):
         _say(step, text)
     clock = UnitClock()
@@ -100,9 +95,9 @@ def _demo(work: Path) -> int:
         held = sum(p.stat().st_size for p in store.segments.iterdir())
         running = start_export(unit, store, clock, "127.0.0.1", 0)
         _say("dock", f"export service on 127.0.0.1:{running.address[1]} (mutual TLS)")
-        a = work / "agency"
-        client = dock.Client("127.0.0.1", running.address[1],
-                             pki.client_context(a / "dock1.crt", a / "dock1.key", a / "ca.crt"))
+        d = agency_dir / "docks"
+        client = dock.Client("127.0.0.1", running.address[1], pki.client_context(
+            d / "dock1.crt", d / "dock1.key", agency_dir / "ca.crt"))
         try:
             result = dock.pull(client, work / "dock", dock_key, password=PASSWORD,
                                fingerprint_ok=True, identity=agency,
