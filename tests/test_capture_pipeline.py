@@ -86,12 +86,16 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("source,lo,hi", [
-    ("speech", 3.0, 7.0), ("noise:-20", 0.0, 0.3), ("noise:-35", 0.0, 0.3),
-    ("tone:1000:-12", 0.0, 0.3), ("silence", 0.0, 0.0)])
+    ("speech", 3.0, 7.0), ("speech+noise:-35", 3.0, 7.0), ("speech+noise:-45", 3.0, 7.0),
+    ("noise:-20", 0.0, 0.3), ("noise:-25", 0.0, 0.3), ("noise:-30", 0.0, 0.3),
+    ("noise:-40", 0.0, 0.3), ("noise:-50", 0.0, 0.3), ("noise:-60", 0.0, 0.3),
+    ("tone:1000:-12", 0.0, 0.3), ("tone:300:-20", 0.0, 0.3), ("silence", 0.0, 0.0)])
 def test_speech_seconds_count_speech_not_noise_or_tone(speech: Path, source: str, lo: float,
                                                        hi: float) -> None:
-    src = str(speech) if source == "speech" else source
-    mic = SimMicrophone([Sound(1.0, src, seconds=6)])
+    sounds = []
+    for part in source.split("+"):
+        sounds.append(Sound(1.0, str(speech) if part == "speech" else part, seconds=6))
+    mic = SimMicrophone(sounds)
     cap = Capture(lambda i: None, CaptureConfig())  # type: ignore[arg-type, return-value]
     for i in range(0, 9 * RATE, RATE // 30):
         cap.push_audio(mic.read(i, RATE // 30))
