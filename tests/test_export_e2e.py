@@ -244,3 +244,20 @@ def test_dock_report_tells_pauses_notes_clock_and_late_exports(link: Link) -> No
     # the same pull seen a day later counts as late
     late = dock.report(link.dir / "dockstore", late_after_s=0)
     assert "late export  3 segments" in late
+
+
+def test_segment_being_written_is_not_offered_while_recording(link: Link) -> None:
+    """Export while the unit records: the open segment is neither offered nor
+    released; once sealed, the next pull takes it."""
+    writer = link.store.open_segment()
+    writer.write(b"still recording" * 1000)
+    writer.sync()
+    result = link.pull()
+    assert str(writer.name) not in result.pulled
+    assert (writer.path).exists() and str(writer.name) not in result.released
+    from sealing.store import SegmentMeta
+
+    writer.close(SegmentMeta(start=link.store.clock(), end=link.store.clock()))
+    again = link.pull()
+    assert again.pulled == [str(writer.name)] and again.released == [str(writer.name)]
+    assert verify_store(link.unit.path).ok

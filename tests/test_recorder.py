@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEECH = "I am resuming because the driver came back to the car and is talking to me again."
 
 
-def _run(unit: Unit, tmp: Path, data: dict) -> tuple[object, list[str], list]:
+def _run(unit: Unit, tmp: Path, data: dict, **kw: object) -> tuple[object, list[str], list]:
     log: list[str] = []
-    rec = run_scenario(unit.path, parse(data, tmp), log=log.append)
+    rec = run_scenario(unit.path, parse(data, tmp), log=log.append, **kw)  # type: ignore[arg-type]
     records = verify_store(unit.path).records
     return rec, log, records
 
@@ -175,3 +176,47 @@ def test_sigterm_seals_the_segment_and_exits_cleanly(unit: Unit, tmp_path: Path)
     data = json.loads(st.stdout)
     assert data["state"] == "idle" and data["unexported"]["count"] >= 2
     assert data["clock"]["state"] == "synced"
+
+
+def test_policy_from_unit_toml_refuse_and_unexported_warning(unit: Unit, tmp_path: Path) -> None:
+    (unit.path / "unit.toml").write_text('[policy]\nclock_policy = "refuse"\n'
+                                         'unexported_warn_s = 0\n')
+    rec, log, records = _run(unit, tmp_path, {"seconds": 3, "size": "160x90", "at": [
+        {"t": 1, "press": "record"}]})
+    assert "record_start" not in [r["type"] for r in records]
+    refused = next(r for r in records if r["type"] == "fault")["body"]
+    assert refused["what"] == "record_refused"
+    # a unit holding media not exported for more than 24 h warns at power-on (R15)
+    (unit.path / "unit.toml").write_text("")
+    _run(unit, tmp_path, {**BASE, "seconds": 3, "at": [{"t": 1, "press": "record"}]})
+    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 1})
+    assert "export_overdue" not in [p for _, p in rec.speaker.played]
+    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 1},
+                             wall_start_ns=time.time_ns() + 25 * 3600 * 10**9)
+    assert "export_overdue" in [p for _, p in rec.speaker.played]
+    (unit.path / "unit.toml").write_text('[policy]\nclock_polcy = "refuse"\n')
+    with pytest.raises(ValueError, match="unknown keys"):
+        _run(unit, tmp_path, {**BASE, "seconds": 1})
+
+
+def test_systemd_notify_ready_and_watchdog(unit: Unit, tmp_path: Path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(sock_path))
+    server.settimeout(30)
+    scen = tmp_path / "s.toml"
+    scen.write_text('seconds = 3\nsize = "160x90"\nclock = "synced"\n')
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
+    r = subprocess.run([sys.executable, "-m", "firmware.cli", "run", "--unit", str(unit.path),
+                        "--sim", "--scenario", str(scen)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = []
+    server.settimeout(0.5)
+    try:
+        while True:
+            got.append(server.recv(100).decode())
+    except TimeoutError:
+        pass
+    server.close()
+    assert got[0] == "READY=1" and got.count("WATCHDOG=1") >= 2
