@@ -18,7 +18,9 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -216,27 +218,47 @@ def _write_manifest(target: Path, ca: pki.Issued) -> None:
     (target / layout.MANIFEST_SIG).write_text(canonical.b64(ca.key.sign(data)) + "\n")
 
 
+CHECK_SCENARIO = """seconds = 6
+size = "320x180"
+clock = "synced"
+segment_seconds = 2
+prerecord_seconds = 1
+[[at]]
+t = 0.5
+press = "record"
+[[at]]
+t = 5.5
+hold = "record"
+"""
+
+
 def check(target: Path) -> list[tuple[str, bool, str]]:
-    """Boot the unit in simulation from that root: self-test, a short scripted
-    recording through the real recorder, and verification."""
-    from boot.cmd_selftest import run_checks
-    from firmware.recording import run_scenario
-    from firmware.scenario import parse
+    """Boot the unit in simulation from that root, running the firmware
+    installed there (not this tree): self-test, a short scripted recording,
+    then verification of the store."""
     from sealing.verify import verify_store
 
     unit = layout.unit_dir(target)
-    out = [(r.name, r.ok, r.reason) for r in run_checks(unit)]
+    src = target / layout.PREFIX / "src"
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    out: list[tuple[str, bool, str]] = []
+    st = subprocess.run([sys.executable, "-m", "firmware.cli", "selftest", "--unit", str(unit)],
+                        cwd=src, env=env, capture_output=True, text=True, timeout=300)
+    for line in st.stdout.splitlines():
+        if line.startswith(("PASS ", "FAIL ")):
+            name, _, reason = line[5:].partition(": ")
+            out.append((name, line.startswith("PASS"), reason))
+    if not out:
+        out.append(("selftest", False, (st.stderr or st.stdout).strip()[-300:]))
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            rec = run_scenario(unit, parse({
-                "seconds": 6, "size": "320x180", "clock": "synced", "segment_seconds": 2,
-                "prerecord_seconds": 1, "at": [{"t": 0.5, "press": "record"},
-                                               {"t": 5.5, "hold": "record"}]}, Path(tmp)),
-                log=lambda _line: None)
-            out.append(("scripted recording", len(rec.sealed) >= 2,
-                        f"{len(rec.sealed)} segments sealed"))
-        except Exception as exc:  # noqa: BLE001 - reported as a FAIL line
-            out.append(("scripted recording", False, f"{type(exc).__name__}: {exc}"))
+        scenario = Path(tmp) / "check.toml"
+        scenario.write_text(CHECK_SCENARIO)
+        run = subprocess.run([sys.executable, "-m", "firmware.cli", "run", "--unit", str(unit),
+                              "--sim", "--scenario", str(scenario)], cwd=src, env=env,
+                             capture_output=True, text=True, timeout=300)
+    sealed = sum(1 for line in run.stdout.splitlines() if line.startswith("sealed "))
+    out.append(("scripted recording", run.returncode == 0 and sealed >= 2,
+                f"exit {run.returncode}, {sealed} segments sealed {run.stderr.strip()[-200:]}"))
     report = verify_store(unit)
     out.append(("store verifies", report.ok, "" if report.ok else str(report.problems[0])))
     return out
