@@ -12,6 +12,8 @@ from hal.media import DeviceFault
 from sealing.keys import KeyFileError
 from sealing.store import StoreError
 
+from .cmd_export import export_config
+from .cmd_export import start as start_export
 from .daemon import Recorder
 from .recording import run_scenario
 from .scenario import ScenarioError, load
@@ -23,6 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit", type=Path, required=True, help="the unit directory")
     parser.add_argument("--sim", action="store_true", help="simulated devices")
     parser.add_argument("--scenario", type=Path, help="scenario file (with --sim)")
+    parser.add_argument("--export", metavar="ADDRESS:PORT", nargs="?", const="",
+                        help="also serve the dock link while recording (default address: "
+                             "unit.toml [export])")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,15 +42,30 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="bodycam-scenario-") as tmp:
             scenario = load(args.scenario, Path(tmp))
 
+            services = []
+
             def on_ready(rec: Recorder) -> None:
                 def stop(signum: int, _frame: object) -> None:
                     rec.stop_requested = signal.Signals(signum).name
 
                 signal.signal(signal.SIGTERM, stop)
                 signal.signal(signal.SIGINT, stop)
+                if args.export is not None:
+                    host, port = export_config(args.unit)
+                    if args.export:
+                        host, _, p = args.export.rpartition(":")
+                        port = int(p)
+                    running = start_export(args.unit, rec.store, rec.clock, host, port)
+                    services.append(running)
+                    print(f"export service on {running.address[0]}:{running.address[1]}",
+                          flush=True)
 
-            rec = run_scenario(args.unit, scenario, on_ready=on_ready)
-    except (ScenarioError, DeviceFault, KeyFileError, StoreError, OSError) as exc:
+            try:
+                rec = run_scenario(args.unit, scenario, on_ready=on_ready)
+            finally:
+                for running in services:
+                    running.close()
+    except (ScenarioError, DeviceFault, KeyFileError, StoreError, OSError, ValueError) as exc:
         print(f"bodycam run: {exc}", file=sys.stderr)
         return 2
     print(f"done: {len(rec.sealed)} segments sealed, prompts: "

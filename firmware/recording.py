@@ -38,7 +38,8 @@ def oldest_unexported_age_s(store: Store, now_us: int) -> int | None:
 
 
 def run_scenario(unit: Path, scenario: Scenario, *, policy: Policy | None = None,
-                 log: Callable[[str], None] = print, wall_start_ns: int | None = None,
+                 log: Callable[[str], None] = lambda line: print(line, flush=True),
+                 wall_start_ns: int | None = None,
                  on_ready: Callable[[Recorder], None] | None = None) -> Recorder:
     vt = VirtualTime(wall_start_ns if wall_start_ns is not None else time.time_ns())
     clock = UnitClock(monotonic_ns=vt.monotonic_ns, time_ns=vt.time_ns)
