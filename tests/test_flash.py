@@ -158,3 +158,15 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     bad.write_text(text.replace("Type=notify", "Type=notifyy"))
     r = subprocess.run(["systemd-analyze", "verify", str(bad)], capture_output=True, text=True)
     assert "Failed to parse service type" in r.stdout + r.stderr
+
+
+def test_unverified_clock_fails_the_pre_use_check(qa: Path) -> None:
+    """No GPS time (the receiver's log is empty): the clock check FAILs, visibly."""
+    assert _provision(qa, "sd6", "BC-QA-000006").returncode == 0
+    gps = qa / "sd6" / layout.PREFIX / "sim" / "gps.nmea"
+    gps.write_text("$GPGSV,1,1,00*79\r\n")
+    r = subprocess.run([sys.executable, "-m", "firmware.cli", "selftest", "--unit",
+                        str(layout.unit_dir(qa / "sd6"))], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert r.returncode == 1
+    assert "FAIL clock: unverified" in r.stdout

@@ -120,13 +120,18 @@ def test_bad_scenarios_fail_clearly(tmp_path: Path) -> None:
         parse({"seconds": 1, "colour": "red"}, tmp_path)
 
 
-def test_killed_mid_recording_recovers_first_and_verifies(unit: Unit, tmp_path: Path) -> None:
+def _long_run(unit: Unit, tmp_path: Path) -> subprocess.Popen:
+    """`bodycam run` recording a long scenario in a child process."""
     scen = tmp_path / "long.toml"
     scen.write_text('seconds = 600\nsize = "320x180"\nclock = "synced"\nsegment_seconds = 2\n'
                     '[[at]]\nt = 0.5\npress = "record"\n')
-    child = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--unit",
-                              str(unit.path), "--sim", "--scenario", str(scen)],
-                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--unit",
+                             str(unit.path), "--sim", "--scenario", str(scen)],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def test_killed_mid_recording_recovers_first_and_verifies(unit: Unit, tmp_path: Path) -> None:
+    child = _long_run(unit, tmp_path)
     assert child.stdout is not None
     for line in child.stdout:
         if line.startswith("sealed ") and "000003" in line:
@@ -150,12 +155,7 @@ def test_killed_mid_recording_recovers_first_and_verifies(unit: Unit, tmp_path: 
 
 
 def test_sigterm_seals_the_segment_and_exits_cleanly(unit: Unit, tmp_path: Path) -> None:
-    scen = tmp_path / "long.toml"
-    scen.write_text('seconds = 600\nsize = "320x180"\nclock = "synced"\nsegment_seconds = 2\n'
-                    '[[at]]\nt = 0.5\npress = "record"\n')
-    child = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--unit",
-                              str(unit.path), "--sim", "--scenario", str(scen)],
-                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    child = _long_run(unit, tmp_path)
     assert child.stdout is not None
     for line in child.stdout:
         if line.startswith("sealed "):

@@ -55,6 +55,17 @@ def make_h264_elsewhere(path: Path, seconds: int, width: int, height: int,
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
 
 
+def _recorder(unit: Path, cam: ReplayCamera, cfg: CaptureConfig) -> Recorder:
+    """A provisioned throw-away unit with the recorder on virtual time."""
+    provision_unit(unit, serial="BENCH-REC", officer="B", recipient=Identity.generate().recipient,
+                   docks=[Ed25519PrivateKey.generate().public_key()])
+    vt = VirtualTime(time.time_ns())
+    clock = UnitClock(monotonic_ns=vt.monotonic_ns, time_ns=vt.time_ns)
+    store = open_unit(unit, clock=clock.stamp)
+    return Recorder(store, clock, vt, cam, SimMicrophone(), SimSpeaker(), m.Policy(), cfg,
+                    log=lambda _l: None)  # type: ignore[arg-type]
+
+
 def _pct(values: list[float], q: float) -> float:
     v = sorted(values)
     return round(v[min(len(v) - 1, int(q * len(v)))], 2)
@@ -68,14 +79,8 @@ def press_latency(tmpd: Path, cam: ReplayCamera, cfg: CaptureConfig, presses: in
 
     from hal.gpio import Gestures, UnitPins
 
-    provision_unit(tmpd / "unit2", serial="BENCH-EDGE", officer="B",
-                   recipient=Identity.generate().recipient,
-                   docks=[Ed25519PrivateKey.generate().public_key()])
-    vt = VirtualTime(time.time_ns())
-    clock = UnitClock(monotonic_ns=vt.monotonic_ns, time_ns=vt.time_ns)
-    store = open_unit(tmpd / "unit2", clock=clock.stamp)
-    rec = Recorder(store, clock, vt, cam, SimMicrophone(), SimSpeaker(), m.Policy(), cfg,
-                   log=lambda _l: None)  # type: ignore[arg-type]
+    rec = _recorder(tmpd / "unit2", cam, cfg)
+    store, vt = rec.store, rec.vt
     rec.event(m.ClockStatus("synced", "gps", 0))
     marks: dict[str, float] = {}
     real_open = rec._open_sink  # noqa: SLF001
@@ -156,16 +161,10 @@ def main(argv: list[str]) -> dict:
         make_h264_elsewhere(src, 10, w, h, int(args.mbit * 1e6))
         cam = ReplayCamera(src)
         bitrate = src.stat().st_size * 8 / 10
-        provision_unit(tmpd / "unit", serial="BENCH-REC", officer="B",
-                       recipient=Identity.generate().recipient,
-                       docks=[Ed25519PrivateKey.generate().public_key()])
-        vt = VirtualTime(time.time_ns())
-        clock = UnitClock(monotonic_ns=vt.monotonic_ns, time_ns=vt.time_ns)
-        store = open_unit(tmpd / "unit", clock=clock.stamp)
         cfg = CaptureConfig(segment_s=args.segment_seconds, prerecord_s=args.prerecord_seconds,
                             width=w, height=h)
-        rec = Recorder(store, clock, vt, cam, SimMicrophone(), SimSpeaker(), m.Policy(), cfg,
-                       log=lambda _l: None)  # type: ignore[arg-type]
+        rec = _recorder(tmpd / "unit", cam, cfg)
+        store, vt = rec.store, rec.vt
         fps, per_frame = 30, RATE // 30
         frames = int(args.seconds * fps)
         press_at = min(frames // 2, int(args.prerecord_seconds * fps) + 15)
