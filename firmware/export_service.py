@@ -328,15 +328,16 @@ class _Handler(BaseHTTPRequestHandler):
         if rng is not None:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.end_headers()
+        buf = memoryview(bytearray(BLOCK))  # one buffer, reused: no per-block allocation
         with path.open("rb") as f:
             f.seek(start)
             left = end - start + 1
             while left > 0:
-                chunk = f.read(min(BLOCK, left))
-                if not chunk:
+                n = f.readinto(buf[: min(BLOCK, left)])
+                if not n:
                     break
-                self.wfile.write(chunk)
-                left -= len(chunk)
+                self.connection.sendall(buf[:n])
+                left -= n
         if end == size - 1:
             svc.store.append("export", {"file": name, "dock": dock, "bytes": size})
 

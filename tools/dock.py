@@ -25,9 +25,10 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -134,11 +135,8 @@ def _download(client: Client, name: str, dest: Path, want_sha: str, want_len: in
                 raise DockError(f"{name}: unit answered {resp.status}: {resp.read()[:200]!r}")
             with part.open("ab") as f:
                 try:
-                    while n := resp.readinto(buf):  # short only at the end or at a cut
-                        f.write(buf[:n])
-                        digest.update(buf[:n])
-                        have += n
-                        progress(name, have, want_len)
+                    have = _receive(resp, f, digest, have, want_len,
+                                    lambda got: progress(name, got, want_len))
                 finally:
                     f.flush()
                     os.fsync(f.fileno())  # what arrived stays, for the resume
@@ -154,6 +152,38 @@ def _download(client: Client, name: str, dest: Path, want_sha: str, want_len: in
     os.replace(part, dest)
     fsync_dir(dest.parent)
     return resumed
+
+
+def _receive(resp: http.client.HTTPResponse, f: BinaryIO, digest: Any, have: int,
+             want_len: int, progress: Callable[[int], None]) -> int:
+    """Read the body into two alternating buffers; a worker thread writes and
+    hashes one while the next arrives (hashlib and file writes release the
+    GIL), so TLS decryption and SHA-256 use both cores. Returns bytes held."""
+    bufs = [memoryview(bytearray(BLOCK)), memoryview(bytearray(BLOCK))]
+    pending: list[Future | None] = [None, None]
+
+    def keep(view: memoryview) -> None:
+        f.write(view)
+        digest.update(view)
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        k = 0
+        try:
+            while True:
+                if pending[k] is not None:
+                    pending[k].result()  # type: ignore[union-attr]
+                n = resp.readinto(bufs[k])  # short only at the end or at a cut
+                if not n:
+                    break
+                pending[k] = worker.submit(keep, bufs[k][:n])
+                have += n
+                progress(have)
+                k ^= 1
+        finally:
+            for fut in pending:
+                if fut is not None:
+                    fut.result()  # everything received is written and hashed, in order
+    return have
 
 
 def _rehash(path: Path, buf: memoryview) -> hashlib._Hash:
