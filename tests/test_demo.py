@@ -15,7 +15,8 @@ def test_demo_runs_the_main_job_and_reports(tmp_path: Path) -> None:
     text = out.stdout
     for needle in ("unit store: VERIFIED", "dock copy: VERIFIED", "signed by dock1",
                    "unit clock synced from dock", "pauses       2", "PASS firmware integrity",
-                   "resume notes 1 given, 1 missing", "pre-record 3.0 s", "note_missing"):
+                   "resume notes 1 given, 1 missing", "pre-record 3.0 s", "note_missing",
+                   "gaps         2, 0 unexplained"):
         assert needle in text, text
     assert "FAIL" not in text
     segments = tmp_path / "sd" / "var" / "lib" / "bodycam" / "store" / "segments"

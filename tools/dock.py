@@ -357,13 +357,20 @@ def _unit_report(serial: str, records: list[Record], held: dict[str, Any],
     lines.append(f"  recordings   {sum(r.type == 'record_start' for r in records)} started, "
                  f"{len(segs)} segments ({total:.0f} s), "
                  f"{len(media) - len(segs)} stills")
-    gaps = []
+    gaps, unexplained = [], 0
     for a, b in zip(segs, segs[1:], strict=False):
         if a.boot == b.boot:
             gap = (b.body["start"]["mono_us"] - a.body["end"]["mono_us"]) / 1e6
             if gap > 1.0:
-                gaps.append(f"{gap:.1f} s before segment {b.body['segno']}")
-    lines.append(f"  gaps         {len(gaps)}" + (f": {', '.join(gaps[:5])}" if gaps else ""))
+                # a gap is explained by a pause or stop recorded between the two segments
+                why = next((f"{r.type}: {r.body.get('reason') or r.body.get('cause')}"
+                            for r in records if a.seq < r.seq < b.seq
+                            and r.type in ("pause", "record_stop")), None)
+                unexplained += why is None
+                gaps.append(f"{gap:.1f} s before segment {b.body['segno']} "
+                            f"({why or 'UNEXPLAINED'})")
+    lines.append(f"  gaps         {len(gaps)}, {unexplained} unexplained"
+                 + (f": {', '.join(gaps[:5])}" if gaps else ""))
     pauses = [r for r in records if r.type == "pause"]
     notes = [r for r in records if r.type == "resume_note"]
     missing = [n for n in notes if not n.body.get("given")]
