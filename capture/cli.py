@@ -37,11 +37,13 @@ def run_sim(out: Path, seconds: float, segment_s: float, width: int, height: int
     mic = SimMicrophone(sounds)
     cap = Capture(file_sinks(out), CaptureConfig(segment_s=segment_s, prerecord_s=0,
                                                  width=width, height=height, fps=fps))
-    per_frame = RATE // fps
     cap.start(0)
     for i in range(int(seconds * fps)):
         cap.push_video(cam.next_frame(i * 1_000_000 // fps))
-        cap.push_audio(mic.read(i * per_frame, per_frame))
+        # sample-exact: RATE / fps is not whole (16000 / 30), so take the samples
+        # between this frame's instant and the next one's
+        s0, s1 = i * RATE // fps, (i + 1) * RATE // fps
+        cap.push_audio(mic.read(s0, s1 - s0))
     cap.stop()
     return cap.segmenter.closed
 

@@ -26,4 +26,4 @@ class FileSink:
 
 def file_sinks(out: Path):  # noqa: ANN201 - returns a SinkFactory
     out.mkdir(parents=True, exist_ok=True)
-    return lambda index: FileSink(out / f"segment_{index:04d}.ts")
+    return lambda index, start_us: FileSink(out / f"segment_{index:04d}.ts")

@@ -1,12 +1,14 @@
 """The capture pipeline: pre-record ring, segments, voice activity.
 
-Frames and PCM are pushed in by whoever owns the devices (the daemon, or
-`bodycam capture`); bytes go out to sinks made by `open_sink(index)`, so the
-sealing writer plugs in without capture knowing about it.
+Frames and PCM are pushed in by whoever owns the devices (the recorder's
+loop thread, or `bodycam capture`), stamped on the unit's monotonic clock;
+bytes go out to sinks made by `open_sink(index, start_us)`, so the sealing
+writer plugs in without capture knowing about it.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,9 @@ from .vad import SpeechMeter
 class CaptureConfig:
     segment_s: float = 30.0
     prerecord_s: float = 30.0  # 0..120
+    # Off by default: sound from before the officer chose to record is a
+    # conversation taken without the decision R1 asks for (and unlawful to
+    # keep in many places); the pre-record picture carries a silent track.
     prerecord_audio: bool = False
     width: int = 1280
     height: int = 720
@@ -44,10 +49,17 @@ class Capture:
         self._ring: deque[EncodedFrame] = deque()
         self._aring: deque[PcmChunk] = deque()
         self.recording = False
-        self.video_ok = True
-        self.audio_ok = True
+        self._audio_end_us: int | None = None  # end of the last PCM heard
+
+    @property
+    def ring_bytes(self) -> int:
+        return sum(len(f.data) for f in self._ring) + sum(len(c.data) for c in self._aring)
 
     # -- input ---------------------------------------------------------------
+
+    def set_media(self, video: bool | None = None, audio: bool | None = None) -> None:
+        """Which devices deliver: a file is built from what there is."""
+        self.segmenter.set_media(video, audio)
 
     def push_video(self, frame: EncodedFrame) -> None:
         if self.recording:
@@ -60,6 +72,7 @@ class Capture:
 
     def push_audio(self, chunk: PcmChunk) -> None:
         self.meter.feed(chunk.data, chunk.pts_us)
+        self._audio_end_us = chunk.pts_us + chunk.samples * 1_000_000 // chunk.rate
         if self.recording:
             self.segmenter.audio(chunk)
         elif self.config.prerecord_audio:
@@ -72,35 +85,39 @@ class Capture:
 
     def start(self, now_us: int, prerecord: bool = True) -> int:
         """Start recording with the pre-record ring (or, without it, from the
-        latest keyframe only); returns how much before `now_us` it reaches (us)."""
+        next keyframe); returns how much before `now_us` it reaches (us)."""
         if self.recording:
             return 0
-        frames = list(self._ring)
+        frames, chunks = list(self._ring), list(self._aring)
         self.recording = True
         self._ring.clear()
-        if not prerecord:
+        self._aring.clear()
+        if not prerecord or not self.segmenter.video_on:
             return 0  # from the next keyframe on (the caller asks the camera for one)
         want = now_us - int(self.config.prerecord_s * 1e6)
         keys = [i for i, f in enumerate(frames) if f.keyframe]
         first = next((i for i in keys if frames[i].pts_us >= want), keys[-1] if keys else None)
         if first is None:
             return 0  # no picture yet: recording starts at the next keyframe
-        for f in frames[first:]:
-            self.segmenter.video(f)
-        if self.config.prerecord_audio:
-            for c in self._aring:
-                if c.pts_us >= frames[first].pts_us:
-                    self.segmenter.audio(c)
-        self._aring.clear()
-        return max(0, now_us - frames[first].pts_us)
+        t0 = frames[first].pts_us
+        self.segmenter.video(frames[first])
+        if not self.config.prerecord_audio and self._audio_end_us is not None:
+            self.segmenter.silence_until(self._audio_end_us)  # live sound goes on from here
+        # in time order, as live media arrives, so every packet lands in its own file
+        for _, item in heapq.merge(((f.pts_us, f) for f in frames[first + 1:]),
+                                   ((c.pts_us, c) for c in chunks if c.pts_us >= t0 - 30_000),
+                                   key=lambda x: x[0]):
+            if isinstance(item, EncodedFrame):
+                self.segmenter.video(item)
+            else:
+                self.segmenter.audio(item)
+        return max(0, now_us - t0)
 
     def stop(self) -> Any:
         if not self.recording:
             return None
         self.recording = False
-        result = self.segmenter.close()
-        self.segmenter.reset_audio()
-        return result
+        return self.segmenter.close()
 
     def speech_seconds(self, from_us: int, to_us: int) -> float:
         return self.meter.seconds(from_us, to_us)

@@ -1,13 +1,39 @@
 """MPEG-TS segments (H.264 + AAC) muxed with PyAV, streamed into a sink.
 
-The video is muxed as it comes from the camera (never re-encoded). Audio is
-encoded once by one AAC encoder that lives across segments, so rollover adds
-no priming gap; timestamps run on across segments, so concatenated segments
-play as one recording. A segment rolls over only at a keyframe.
+One recording is one timeline. Frames and PCM arrive stamped on the unit's
+monotonic clock; the recording's origin `t0` is its first picture (or its
+first sound when there is no camera). Everything before `t0` is dropped, so
+a file never starts with sound before its first picture.
+
+Audio. One AAC encoder lives for the whole recording and is fed samples
+counted from `t0`: packet k starts exactly at t0 + k * 1024 / rate. A
+stretch the microphone lost is filled with silence in place and overlaps are
+trimmed, so sound never slides against the picture. The encoder's priming
+packet (before `t0`) is dropped. At the end, audio past the last picture is
+dropped, so a recording's files last as long as their pictures.
+
+Rollover. A segment ends at a keyframe at least `segment_us` after its start
+at which the audio packet grid meets the picture (within `ALIGN_US`), so the
+old file's sound ends and the new file's sound begins at that keyframe's
+instant: each file carries the sound of its own pictures and nothing else,
+and `ffmpeg -f concat` inserts nothing between them. If no keyframe lines up
+within `MAX_EXTRA_US`, the next keyframe is taken (the joint is then off by
+at most half an AAC frame). With 16 kHz audio (64 ms frames) and a keyframe
+every second at 30 fps, the grids meet every 8 s.
+
+Order. Packets are muxed in time order across both streams, each waiting
+(at most `WAIT_US`) for the other to pass it, so a packet always lands in
+the file its time belongs to whichever device thread delivered first.
+
+Joins. PyAV starts every file's MPEG-TS continuity counters afresh, which
+makes byte-joined files "corrupt" to a decoder; the counters are carried on
+across the files of a unit instead (`_TsWriter`), so the files of a
+recording joined byte by byte are one valid transport stream.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -19,6 +45,12 @@ import numpy as np
 from hal.media import EncodedFrame, PcmChunk
 
 US = Fraction(1, 1_000_000)
+TS = 188
+AAC_FRAME = 1024
+ALIGN_US = 2_000
+MAX_EXTRA_US = 10_000_000
+WAIT_US = 400_000
+SLACK_SAMPLES = 2  # stamp rounding: closer than this is contiguous
 
 
 @dataclass
@@ -45,18 +77,61 @@ class SegmentSink(Protocol):
     def close(self, info: SegmentInfo) -> Any: ...
 
 
-SinkFactory = Callable[[int], SegmentSink]
+SinkFactory = Callable[[int, int], SegmentSink]  # (segment index, start us)
 
 
-class _Writer:
-    """The file object PyAV writes the container into."""
+class _TsWriter:
+    """The file object PyAV writes a container into. Passes on whole 188-byte
+    transport packets, with each PID's continuity counter continuing from
+    the unit's previous file (`last`, shared across files)."""
 
-    def __init__(self, sink: SegmentSink) -> None:
-        self.sink = sink
+    def __init__(self, sink: SegmentSink, last: dict[int, int]) -> None:
+        self.sink, self._last = sink, last
+        self._offset: dict[int, int] = {}
+        self._carry = b""
 
     def write(self, data: bytes) -> int:
-        self.sink.write(bytes(data))
+        buf = self._carry + bytes(data)
+        whole = len(buf) - len(buf) % TS
+        self._carry = buf[whole:]
+        if whole:
+            self.sink.write(self._renumber(buf[:whole]))
         return len(data)
+
+    def _renumber(self, buf: bytes) -> bytes:
+        a = np.frombuffer(buf, np.uint8).reshape(-1, TS).copy()
+        pid = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
+        payload = (a[:, 3] & 0x10) != 0
+        cc = (a[:, 3] & 0x0F).astype(np.int32)
+        for p in np.unique(pid):
+            if p == 0x1FFF:
+                continue  # null packets carry no counter
+            rows = np.nonzero(pid == p)[0]
+            p = int(p)
+            if p not in self._offset:
+                first = rows[0]
+                prev = self._last.get(p)
+                want = 0 if prev is None else (prev + int(payload[first])) & 0x0F
+                self._offset[p] = (want - int(cc[first])) & 0x0F
+            new = (cc[rows] + self._offset[p]) & 0x0F
+            a[rows, 3] = (a[rows, 3] & 0xF0) | new.astype(np.uint8)
+            self._last[p] = int(new[-1])
+        return a.tobytes()
+
+    def flush(self) -> None:
+        if self._carry:  # never expected: the muxer writes whole packets
+            self.sink.write(self._carry)
+            self._carry = b""
+
+
+def _new_aac(rate: int) -> Any:
+    enc = av.CodecContext.create("aac", "w")
+    enc.sample_rate = rate
+    enc.layout = "mono"
+    enc.format = "fltp"
+    enc.time_base = Fraction(1, rate)
+    enc.open()
+    return enc
 
 
 class Segmenter:
@@ -66,88 +141,117 @@ class Segmenter:
         self.segment_us = segment_us
         self.width, self.height, self.fps = width, height, fps
         self.rate = audio_rate
-        self._aenc = av.CodecContext.create("aac", "w")
-        self._aenc.sample_rate = audio_rate
-        self._aenc.layout = "mono"
-        self._aenc.format = "fltp"
-        self._aenc.time_base = Fraction(1, audio_rate)
-        self._aenc.open()
-        self._pcm = np.zeros(0, np.float32)
-        self._pcm_next_us: int | None = None
-        self._apts = 0  # samples fed to the encoder
-        self._a0_us = 0  # media time of audio sample 0
+        self.frame_us = 1_000_000 // fps
+        self.aac_us = AAC_FRAME * 1_000_000 // audio_rate
         self.index = 0
         self.frames_total = 0
+        self.closed: list[Any] = []
+        self.video_on = True
+        self.audio_on = True
+        self._cc: dict[int, int] = {}  # continuity counters, carried across files
         self._container: Any = None
         self._info: SegmentInfo | None = None
-        self.closed: list[Any] = []
+        self._roll_asap = False
+        self._reset()
 
-    # -- segments ---------------------------------------------------------------
+    def _reset(self) -> None:
+        """Per-recording state."""
+        self._t0: int | None = None
+        self._aenc: Any = None
+        self._pcm = np.zeros(0, np.float32)
+        self._fed = 0  # samples given to the encoder since t0 (silence included)
+        self._early: deque[PcmChunk] = deque()  # audio that came before t0 was known
+        self._vq: deque[EncodedFrame] = deque()
+        self._aq: deque[tuple[int, Any]] = deque()
+        self._a_next_us = 0  # no audio packet still to come starts before this
+        self._v_seen_us: int | None = None  # pts of the last frame handed in
+        self._v_end_us: int | None = None  # end of the last frame muxed
 
-    def _open(self, start_us: int) -> None:
-        self.index += 1
-        sink = self._open_sink(self.index)
-        self._writer = _Writer(sink)
-        c = av.open(self._writer, "w", format="mpegts")
-        self._vs = c.add_stream("h264", rate=self.fps)
-        self._vs.width, self._vs.height = self.width, self.height
-        self._as = c.add_stream("aac", rate=self.rate)
-        self._as.codec_context.extradata = self._aenc.extradata
-        self._container = c
-        self._info = SegmentInfo(self.index, start_us, start_us, 0, 0, self.frames_total)
-
-    def _close(self) -> Any:
-        if self._container is None:
-            return None
-        self._container.close()  # flushes the muxer into the sink
-        info = self._info
-        assert info is not None
-        self._container = None
-        result = self._writer.sink.close(info)
-        self.closed.append(result)
-        return result
+    # -- input -------------------------------------------------------------------------
 
     @property
-    def open(self) -> bool:
-        return self._container is not None
+    def recording(self) -> bool:
+        return self._t0 is not None
+
+    def set_media(self, video: bool | None = None, audio: bool | None = None) -> None:
+        """Which media are expected (a dead device must not hold the other back)."""
+        if video is not None:
+            self.video_on = video
+        if audio is not None:
+            self.audio_on = audio
+        self._drain()
 
     def video(self, frame: EncodedFrame) -> None:
-        info = self._info
-        if self._container is None:
+        if self._t0 is None:
             if not frame.keyframe:
-                return  # a segment starts at a keyframe; until then nothing to write to
-            self._open(frame.pts_us)
-            if self._pcm_next_us is None:
-                self._a0_us = frame.pts_us
-        elif (frame.keyframe and info is not None
-              and frame.pts_us - info.start_us >= self.segment_us):
-            self._close()
-            self._open(frame.pts_us)
-        info = self._info
-        assert info is not None
-        p = av.Packet(frame.data)
-        p.stream = self._vs
-        p.time_base = US
-        p.pts = p.dts = frame.pts_us
-        p.is_keyframe = frame.keyframe
-        self._container.mux(p)
-        info.video_frames += 1
-        info.end_us = frame.pts_us + 1_000_000 // self.fps
-        self.frames_total += 1
+                return  # a recording starts at a keyframe
+            self._begin(frame.pts_us)
+        if self._v_seen_us is not None and frame.pts_us <= self._v_seen_us:
+            return  # never backwards: the muxer would refuse the file
+        self._v_seen_us = frame.pts_us
+        self._vq.append(frame)
+        self._drain()
 
     def audio(self, chunk: PcmChunk) -> None:
-        """Audio for the open segment (dropped when none is open)."""
-        if self._container is None:
+        if self._t0 is None:
+            if self.video_on:
+                self._early.append(chunk)  # the first picture may still be on its way
+                while self._early and chunk.pts_us - self._early[0].pts_us > 2_000_000:
+                    self._early.popleft()
+                return
+            self._begin(chunk.pts_us)
+        self._feed(chunk)
+        self._drain()
+
+    def silence_until(self, t_us: int) -> None:
+        """The recording has no sound before `t_us` (a pre-record kept without
+        its audio): fill the track with silence up to there, in place."""
+        if self._aenc is None or self._t0 is None:
             return
-        if self._pcm_next_us is None:
-            self._pcm_next_us = chunk.pts_us
-            self._a0_us = chunk.pts_us
+        n = round((t_us - self._t0) * self.rate / 1_000_000) - self._fed - len(self._pcm)
+        if n > 0:
+            self._feed(PcmChunk(bytes(2 * n), t_us - n * 1_000_000 // self.rate, self.rate))
+
+    def rollover_at_next_keyframe(self) -> None:
+        self._roll_asap = self.recording
+
+    def close(self) -> Any:
+        """End the recording: the last sound up to the last picture, then seal."""
+        if self._t0 is not None:
+            self._finish_audio()
+            self._drain(final=True)
+        result = self._close()
+        self._roll_asap = False
+        self._reset()
+        return result
+
+    # -- audio -----------------------------------------------------------------------------
+
+    def _begin(self, t0: int) -> None:
+        self._t0 = t0
+        self._a_next_us = t0
+        if self.audio_on:
+            self._aenc = _new_aac(self.rate)
+        early, self._early = self._early, deque()
+        for c in early:
+            self._feed(c)
+
+    def _feed(self, chunk: PcmChunk) -> None:
+        if self._aenc is None or self._t0 is None:
+            return
         x = np.frombuffer(chunk.data, "<i2").astype(np.float32) / 32768
+        due = self._fed + len(self._pcm)  # the next sample's index from t0
+        at = round((chunk.pts_us - self._t0) * self.rate / 1_000_000)
+        if at + len(x) <= due:
+            return  # all before what we have (or before t0)
+        if at > due + SLACK_SAMPLES:
+            x = np.concatenate([np.zeros(at - due, np.float32), x])  # a lost stretch: silence
+        elif at < due - SLACK_SAMPLES:
+            x = x[due - at:]  # overlap (or before t0): keep what is new
         self._pcm = np.concatenate([self._pcm, x])
-        size = self._aenc.frame_size
-        while len(self._pcm) >= size:
-            self._encode(self._pcm[:size])
-            self._pcm = self._pcm[size:]
+        while len(self._pcm) >= AAC_FRAME:
+            self._encode(self._pcm[:AAC_FRAME])
+            self._pcm = self._pcm[AAC_FRAME:]
 
     def _encode(self, samples: np.ndarray | None) -> None:
         if samples is None:
@@ -156,34 +260,158 @@ class Segmenter:
             frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="fltp",
                                                layout="mono")
             frame.sample_rate = self.rate
-            frame.pts = self._apts
+            frame.pts = self._fed
             frame.time_base = Fraction(1, self.rate)
-            self._apts += len(samples)
+            self._fed += len(samples)
+        assert self._t0 is not None
         for pkt in self._aenc.encode(frame):
-            if self._container is None or pkt.pts is None:
-                continue
-            t_us = self._a0_us + pkt.pts * 1_000_000 // self.rate
-            pkt.stream = self._as
-            pkt.time_base = US
-            pkt.pts = pkt.dts = t_us
-            self._container.mux(pkt)
-            assert self._info is not None
-            self._info.audio_samples += self._aenc.frame_size
+            if pkt.pts is None or pkt.pts < 0:
+                continue  # the encoder's priming, from before the first picture
+            t_us = self._t0 + pkt.pts * 1_000_000 // self.rate
+            self._aq.append((t_us, pkt))
+            self._a_next_us = self._t0 + (pkt.pts + AAC_FRAME) * 1_000_000 // self.rate
 
-    def close(self) -> Any:
-        """End the recording: flush audio, close the last segment."""
-        if self._container is not None:
-            self._encode(None)
-        return self._close()
+    def _finish_audio(self) -> None:
+        """Flush the encoder, keeping no sound past the last picture."""
+        if self._aenc is None:
+            return
+        self._pcm = np.zeros(0, np.float32)  # a partial frame would end past the picture
+        self._encode(None)
+        self._aenc = None
+        if self.video_on and self._v_seen_us is not None:
+            end = self._v_seen_us + self.frame_us
+            self._aq = deque((t, p) for t, p in self._aq if t + self.aac_us <= end + ALIGN_US)
+        self._a_next_us = 1 << 62
 
-    def reset_audio(self) -> None:
-        """A new recording: audio restarts with the next segment (fresh encoder)."""
-        self._aenc = av.CodecContext.create("aac", "w")
-        self._aenc.sample_rate = self.rate
-        self._aenc.layout = "mono"
-        self._aenc.format = "fltp"
-        self._aenc.time_base = Fraction(1, self.rate)
-        self._aenc.open()
-        self._pcm = np.zeros(0, np.float32)
-        self._pcm_next_us = None
-        self._apts = 0
+    # -- muxing in time order ------------------------------------------------------------------
+
+    def _drain(self, final: bool = False) -> None:
+        while self._vq or self._aq:
+            v = self._vq[0] if self._vq else None
+            a = self._aq[0] if self._aq else None
+            if a is not None and (v is None or a[0] + ALIGN_US < v.pts_us):
+                if not (final or self._audio_may_go(a[0])):
+                    return
+                self._aq.popleft()
+                self._mux_audio(*a)
+            else:
+                assert v is not None
+                if not (final or self._video_may_go(v)):
+                    return
+                self._vq.popleft()
+                self._mux_video(v)
+
+    def _audio_may_go(self, t_us: int) -> bool:
+        """No frame still to come can start a new file at or before `t_us`."""
+        if not self.video_on:
+            return True
+        if self._v_seen_us is None:
+            return False
+        waited = self._aq[-1][0] - self._aq[0][0]
+        return t_us + ALIGN_US < self._v_seen_us + self.frame_us or waited > WAIT_US
+
+    def _video_may_go(self, v: EncodedFrame) -> bool:
+        """No audio still to come belongs before this frame."""
+        if self._aenc is None:
+            return True
+        waited = self._vq[-1].pts_us - v.pts_us
+        return self._a_next_us + ALIGN_US >= v.pts_us or waited > WAIT_US
+
+    def _roll_due(self, t_us: int, start_us: int) -> bool:
+        if self._roll_asap:
+            return True
+        elapsed = t_us - start_us
+        if elapsed < self.segment_us:
+            return False
+        if self._aenc is None and not self._aq or elapsed >= self.segment_us + MAX_EXTRA_US:
+            return True
+        assert self._t0 is not None
+        r = (t_us - self._t0) * self.rate % (AAC_FRAME * 1_000_000)
+        off = min(r, AAC_FRAME * 1_000_000 - r) // self.rate
+        return off <= ALIGN_US
+
+    def _mux_video(self, frame: EncodedFrame) -> None:
+        info = self._info
+        if info is None:
+            self._open(frame.pts_us)
+        elif frame.keyframe and self._roll_due(frame.pts_us, info.start_us):
+            self._close()
+            self._open(frame.pts_us)
+        info = self._info
+        assert info is not None
+        if self._vs is None:
+            return  # the file was opened without a picture (camera back after a fault)
+        p = av.Packet(frame.data)
+        p.stream = self._vs
+        p.time_base = US
+        p.pts = p.dts = frame.pts_us
+        p.is_keyframe = frame.keyframe
+        self._container.mux(p)
+        info.video_frames += 1
+        info.end_us = frame.pts_us + self.frame_us
+        self.frames_total += 1
+        self._v_end_us = info.end_us
+
+    def _mux_audio(self, t_us: int, pkt: Any) -> None:
+        info = self._info
+        if info is None:
+            if self.video_on:
+                return  # no picture yet to start a file with
+            self._open(t_us)
+        elif not self.video_on and self._roll_due(t_us, info.start_us):
+            self._close()
+            self._open(t_us)
+        info = self._info
+        assert info is not None
+        if self._as is None:
+            return
+        pkt.stream = self._as
+        pkt.time_base = US
+        pkt.pts = pkt.dts = t_us
+        self._container.mux(pkt)
+        info.audio_samples += AAC_FRAME
+        info.end_us = max(info.end_us, t_us + self.aac_us)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def _open(self, start_us: int) -> None:
+        self.index += 1
+        sink = self._open_sink(self.index, start_us)
+        self._writer = _TsWriter(sink, self._cc)
+        c = av.open(self._writer, "w", format="mpegts")
+        self._vs: Any = None
+        self._as: Any = None
+        codecs = []
+        if self.video_on:
+            self._vs = c.add_stream("h264", rate=self.fps)
+            self._vs.width, self._vs.height = self.width, self.height
+            codecs.append("h264")
+        if self._aenc is not None:
+            self._as = c.add_stream("aac", rate=self.rate, layout="mono")
+            self._as.codec_context.extradata = self._aenc.extradata
+            codecs.append("aac")
+        self._container = c
+        self._info = SegmentInfo(self.index, start_us, start_us, 0, 0, self.frames_total,
+                                 codecs=codecs)
+        self._roll_asap = False
+
+    def _close(self) -> Any:
+        if self._container is None:
+            return None
+        self._container.close()  # flushes the muxer into the writer
+        self._writer.flush()
+        info = self._info
+        assert info is not None
+        self._container = None
+        self._info = None
+        result = self._writer.sink.close(info)
+        self.closed.append(result)
+        return result
+
+    @property
+    def open(self) -> bool:
+        return self._container is not None
+
+    @property
+    def current(self) -> SegmentInfo | None:
+        return self._info

@@ -22,4 +22,4 @@ def record_demo(unit: Path, work: Path) -> Iterator[tuple[str, str]]:
         if line.startswith(SHOWN):
             word, _, rest = line.partition(" ")
             yield word, rest
-    yield "prompts", ", ".join(p for _, p in rec.speaker.played)
+    yield "prompts", ", ".join(rec.prompts_played)

@@ -8,7 +8,8 @@ resume note is awaited (R12), the clock's state (R3, R8), and warnings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 # -- events -------------------------------------------------------------------
@@ -147,14 +148,35 @@ class Policy:
     note_reprompts: int = 1
     clock_policy: str = "flag"  # flag | refuse
     trigger_starts: bool = False
+    record_on_power_on: bool = False  # start recording when the unit comes up
     battery_warn_minutes: int = 5
     battery_critical_percent: int = 2
     storage_warn_fraction: float = 0.10
     storage_floor_bytes: int = 64 << 20
     unexported_warn_s: int = 24 * 3600
     clock_warn_every_s: int = 20
+    # capture settings the agency sets with the rest (the machine does not use them)
+    segment_s: float = 30.0
+    prerecord_s: float = 30.0
+    prerecord_audio: bool = False  # see capture.pipeline.CaptureConfig for why
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            v, want = getattr(self, f.name), type(f.default)
+            if want is bool:
+                ok = isinstance(v, bool)
+            elif want in (int, float):
+                ok = (isinstance(v, want if want is int else (int, float))
+                      and not isinstance(v, bool) and math.isfinite(v))
+            else:
+                ok = isinstance(v, want)
+            if not ok:
+                raise ValueError(f"{f.name} = {v!r}: must be a {want.__name__}"
+                                 + (" (finite)" if want in (int, float) else ""))
+        if not 1 <= self.segment_s <= 3600:
+            raise ValueError("segment_s must be from 1 to 3600 seconds")
+        if not 0 <= self.prerecord_s <= 120:
+            raise ValueError("prerecord_s must be from 0 to 120 seconds")
         if self.clock_policy not in ("flag", "refuse"):
             raise ValueError("clock_policy must be flag or refuse")
         if self.note_min_speech_s <= 0 or self.note_window_s < self.note_min_speech_s:
@@ -293,7 +315,8 @@ def step(p: Policy, s: State, e: Event) -> tuple[State, list[Action]]:
                        Prompt("marked")]
         return s, []
     if isinstance(e, Trigger):
-        if p.trigger_starts and s.mode == "idle":
+        wanted = p.record_on_power_on if e.source == "power_on" else p.trigger_starts
+        if wanted and s.mode == "idle":
             return _start(p, s, f"trigger:{e.source}", e.at_us)
         return s, []
     if isinstance(e, Tick):

@@ -1,12 +1,15 @@
 """The unit's spoken prompts and standard phrases (R5), in Chinese and English.
 
-Made at build time (or on first use) with espeak-ng into 16 kHz WAVs under a
-cache directory; tones are generated. On the Pi they are played through the
-speaker backend; in simulation the speaker records the prompt's name.
+Phrases are rendered with espeak-ng on the build or flashing machine into
+16 kHz mono WAVs (`build_all`), which ship with the firmware; a unit never
+runs espeak-ng. Tones are generated. `PromptBank` hands the speaker PCM by
+name: a phrase missing from the shipped set is a fault, and a tone stands in
+for it so the officer still hears something.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +77,37 @@ def build_all(cache: Path) -> list[Path]:
         for lang in LANGS:
             pcm(name, lang, cache)
     return sorted(cache.glob("*.wav"))
+
+
+@dataclass
+class PromptBank:
+    """Prompt PCM from `directory` (`<name>.<lang>.wav`), loaded once each.
+    `render` lets a simulated unit make a missing phrase with espeak-ng on
+    this (build) machine; a real unit has it off."""
+
+    directory: Path
+    language: str = "en"
+    render: bool = False
+    _cache: dict[str, bytes] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)
+
+    def pcm(self, name: str) -> bytes:
+        """The prompt's PCM; a missing phrase gives a stand-in tone and is
+        remembered in `missing` (the caller records the fault once)."""
+        if name in self._cache:
+            return self._cache[name]
+        if name in TONES:
+            data = tone(TONES[name])
+        elif name not in PHRASES:
+            raise KeyError(f"no prompt {name!r}")
+        elif self.render:
+            data = pcm(name, self.language, self.directory)
+        else:
+            wav = self.directory / f"{name}.{self.language}.wav"
+            if wav.exists():
+                data = load_wav(wav).astype("<i2").tobytes()
+            else:
+                self.missing.add(name)
+                data = tone([(600, 0.3), (0, 0.1), (600, 0.3)])
+        self._cache[name] = data
+        return data

@@ -1,23 +1,41 @@
-"""Build a simulated unit's recorder from a scenario and run it (used by
-`bodycam run --sim`, the demo and the tests)."""
+"""Build a unit's recorder and run it: live on its configured devices
+(`bodycam run --unit DIR`), or driven by a scenario on simulated devices,
+on virtual time or in real time (`--sim --scenario FILE [--realtime]`).
+
+A scenario is a driver, not a second recorder: it presses buttons by
+driving the mock pins low and high, says what the microphone hears, stalls
+the camera, sets the battery and the free space, and hands the GPS a fix.
+Everything else is the runtime a real unit runs.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from capture.pipeline import CaptureConfig
-from hal.camera_sim import SimCamera
-from hal.microphone_sim import SimMicrophone, SimSpeaker
+from hal.gps import Fix, SimGps
+from hal.microphone_sim import PacedMicrophone
+from hal.pacing import Clock, LiveClock, ManualPacer, Pacer, ThreadPacer, VirtualClock
 from sealing.store import Store
 from sealing.unit import open_unit
 
-from .daemon import Recorder, VirtualTime
-from .machine import ClockStatus, Policy, Unexported
-from .scenario import Scenario
+from .devices import DeviceConfig, Devices, build_devices, load_devices, parse_devices
+from .machine import Policy, Trigger, Unexported
+from .prompts import PromptBank
+from .runtime import DeviceError, Recorder
+from .scenario import Happening, Scenario
 from .unitclock import UnitClock
+
+PRESS_S = 0.1
+HOLD_S = 2.0  # held past the 1.5 s hold time
+DOUBLE_GAP_S = 0.15
 
 
 def unit_policy(unit: Path) -> Policy:
@@ -37,31 +55,240 @@ def oldest_unexported_age_s(store: Store, now_us: int) -> int | None:
     return None if not held else max(0, (now_us - min(r.stamp.wall_us for r in held)) // 10**6)
 
 
-def run_scenario(unit: Path, scenario: Scenario, *, policy: Policy | None = None,
+class ShiftedClock:
+    """The live clock with a scenario's injected wall-clock jump."""
+
+    def __init__(self) -> None:
+        self.wall_jump_ns = 0
+
+    def monotonic_ns(self) -> int:
+        return time.monotonic_ns()
+
+    def time_ns(self) -> int:
+        return time.time_ns() + self.wall_jump_ns
+
+    def true_time_ns(self) -> int:
+        return time.time_ns()
+
+
+def build(unit: Path, cfg: DeviceConfig, *, clock: Clock, pacer: Pacer, policy: Policy,
+          capture: CaptureConfig, log: Callable[[str], None], mode: str,
+          scenario: Scenario | None = None) -> Recorder:
+    """Open the store (recovering first), the devices and the recorder."""
+    unitclock = UnitClock(monotonic_ns=clock.monotonic_ns, time_ns=clock.time_ns)
+    store = open_unit(unit, clock=unitclock.stamp, boot_body={"cause": "power on",
+                                                              "mode": mode})
+    log(f"recovery: {store.recovery}")
+    origin = clock.monotonic_ns() // 1000
+    try:
+        devices = build_devices(cfg, clock=clock, pacer=pacer, store_path=store.root,
+                                sounds=scenario.sounds if scenario else None,
+                                sound_origin_us=origin, log=log)
+    except Exception:
+        store.close()
+        raise
+    prompts = PromptBank(Path(unit) / "prompts", str(cfg.opt("speaker", "language", "en")),
+                         render=cfg.backends["speaker"] == "sim")
+    rec = Recorder(store, unitclock, clock, devices, policy, capture, prompts, log=log)
+    rec.log(f"devices: {' '.join(f'{k}={v}' for k, v in devices.backends().items())}")
+    return rec
+
+
+def _power_on(rec: Recorder) -> None:
+    rec.start()
+    rec.event(Trigger("power_on", rec.now_us()))  # starts only if the policy says so
+    age = oldest_unexported_age_s(rec.store, rec.unitclock.stamp().wall_us)
+    if age is not None:  # R15: the power-on warning for records not yet exported
+        rec.event(Unexported(age, rec.now_us()))
+
+
+def capture_config(cfg: DeviceConfig, policy: Policy, *, segment_s: float = 30.0,
+                   prerecord_s: float = 30.0) -> CaptureConfig:
+    width, height = cfg.size
+    return CaptureConfig(segment_s=segment_s, prerecord_s=prerecord_s,
+                         prerecord_audio=policy.prerecord_audio, width=width, height=height,
+                         fps=int(cfg.opt("camera", "fps", 30)))
+
+
+def run_live(unit: Path, *, log: Callable[[str], None] = print,
+             on_ready: Callable[[Recorder], None] | None = None,
+             stop: threading.Event | None = None) -> Recorder:
+    """The unit as it runs in the field: configured devices, the live clock,
+    until a stop request (SIGTERM) or `stop`."""
+    cfg = load_devices(unit)
+    policy = unit_policy(unit)
+    clock = LiveClock()
+    rec = build(unit, cfg, clock=clock, pacer=ThreadPacer(clock), policy=policy,
+                capture=capture_config(cfg, policy, segment_s=policy.segment_s,
+                                       prerecord_s=policy.prerecord_s),
+                log=log, mode="live")
+    try:
+        _power_on(rec)
+        if on_ready is not None:
+            on_ready(rec)
+        rec.run(stop)
+        rec.finish()
+    finally:
+        rec.devices.close()
+        rec.store.close()
+    return rec
+
+
+# -- scenarios ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One thing the driver does at `t` seconds from the start."""
+
+    t: float
+    do: Callable[[], None]
+
+
+def scenario_devices(scenario: Scenario) -> DeviceConfig:
+    return parse_devices({"camera": {"backend": "sim",
+                                     "size": f"{scenario.width}x{scenario.height}"},
+                          "storage": {"backend": "sim"}})
+
+
+def _edges(h: Happening, d: Devices, clock: Any, rec: Recorder) -> list[Edge]:
+    """What the driver does for one scenario happening."""
+    t = h.t
+
+    def pin(name: str) -> Any:
+        return d.pin_factory.pin(getattr(d.pins, name))
+
+    if h.kind in ("press", "hold", "double"):
+        p = pin(str(h.value))
+        if h.kind == "press":
+            return [Edge(t, p.drive_low), Edge(t + PRESS_S, p.drive_high)]
+        if h.kind == "hold":
+            return [Edge(t, p.drive_low), Edge(t + HOLD_S, p.drive_high)]
+        second = t + PRESS_S + DOUBLE_GAP_S
+        return [Edge(t, p.drive_low), Edge(t + PRESS_S, p.drive_high),
+                Edge(second, p.drive_low), Edge(second + PRESS_S, p.drive_high)]
+    if h.kind == "trigger":
+        p = pin("trigger")
+        return [Edge(t, p.drive_low), Edge(t + 0.5, p.drive_high)]
+    if h.kind == "fault":
+        reason = str(h.extra.get("reason", "injected fault"))
+        if h.value == "camera":
+            cam = d.camera
+            return [Edge(t, lambda: cam.stall(reason))] if cam is not None else []  # type: ignore[attr-defined]
+        if h.value == "microphone":
+            mic = d.microphone
+            if isinstance(mic, PacedMicrophone):
+                return [Edge(t, lambda: mic.source.fail(reason))]
+            return []
+        if h.value == "tamper":
+            p = pin("tamper")
+            return [Edge(t, p.drive_low)]
+        return [Edge(t, lambda: rec.inbox.put(DeviceError(str(h.value), reason)))]
+    if h.kind == "battery":
+        minutes = int(h.extra.get("minutes", 60))
+        return [Edge(t, lambda: d.battery.set(float(h.value), minutes))]  # type: ignore[union-attr]
+    if h.kind == "storage_free_mib":
+        return [Edge(t, lambda: setattr(d.storage, "free_override", int(h.value) << 20))]
+    if h.kind == "gps_time":
+        gps = d.gps
+
+        def fix() -> None:
+            utc = datetime.fromtimestamp(clock.true_time_ns() / 1e9, UTC)
+            if isinstance(gps, SimGps):
+                gps.emit(Fix(utc, None, None, 1, 8))
+
+        return [Edge(t, fix)]
+    if h.kind == "clock_jump_s":
+        def jump() -> None:
+            clock.wall_jump_ns += int(float(h.value) * 1e9)
+            rec.log(f"wall clock jumped {h.value} s")
+
+        return [Edge(t, jump)]
+    raise ValueError(f"unknown happening {h.kind}")
+
+
+def run_scenario(unit: Path, scenario: Scenario, *, realtime: bool = False,
+                 policy: Policy | None = None,
                  log: Callable[[str], None] = lambda line: print(line, flush=True),
                  wall_start_ns: int | None = None,
                  on_ready: Callable[[Recorder], None] | None = None) -> Recorder:
-    vt = VirtualTime(wall_start_ns if wall_start_ns is not None else time.time_ns())
-    clock = UnitClock(monotonic_ns=vt.monotonic_ns, time_ns=vt.time_ns)
-    if scenario.clock == "synced":
-        clock.set_from(vt.true_time_ns() // 1000, "rtc")
-    store = open_unit(unit, clock=clock.stamp, boot_body={"cause": "power on",
-                                                          "mode": "simulation"})
-    log(f"recovery: {store.recovery}")
-    cfg = CaptureConfig(segment_s=scenario.segment_seconds,
-                        prerecord_s=scenario.prerecord_seconds, width=scenario.width,
-                        height=scenario.height)
-    rec = Recorder(store, clock, vt, SimCamera(cfg.width, cfg.height, cfg.fps),
-                   SimMicrophone(scenario.sounds), SimSpeaker(), policy or unit_policy(unit),
-                   cfg, log=log)
-    if on_ready is not None:
-        on_ready(rec)
+    """Play `scenario` on simulated devices: on virtual time (as fast as the
+    work allows, repeatable) or, with `realtime`, on the live clock."""
+    cfg = scenario_devices(scenario)
+    policy = policy or unit_policy(unit)
+    clock: VirtualClock | ShiftedClock
+    pacer: ManualPacer | ThreadPacer
+    if realtime:
+        clock = ShiftedClock()
+        pacer = ThreadPacer(clock)
+    else:
+        clock = VirtualClock(wall_start_ns if wall_start_ns is not None else time.time_ns())
+        pacer = ManualPacer(clock)
+    rec = build(unit, cfg, clock=clock, pacer=pacer, policy=policy,
+                capture=capture_config(cfg, policy, segment_s=scenario.segment_seconds,
+                                       prerecord_s=scenario.prerecord_seconds),
+                log=log, mode="simulation", scenario=scenario)
+    d = rec.devices
+    if scenario.clock == "synced" and d.rtc is not None:
+        d.rtc.write_us(clock.true_time_ns() // 1000)  # an RTC that kept good time
     try:
-        rec.event(ClockStatus(clock.state, clock.source, rec.now_us()))
-        age = oldest_unexported_age_s(store, clock.stamp().wall_us)
-        if age is not None:  # R15: the power-on warning for records not yet exported
-            rec.event(Unexported(age, rec.now_us()))
-        rec.run(scenario)
+        _power_on(rec)
+        if on_ready is not None:
+            on_ready(rec)
+        edges = sorted((e for h in scenario.happenings for e in _edges(h, d, clock, rec)),
+                       key=lambda e: e.t)
+        if realtime:
+            assert isinstance(clock, ShiftedClock)
+            _drive_live(rec, edges, scenario.seconds)
+        else:
+            assert isinstance(pacer, ManualPacer)
+            _drive_virtual(rec, pacer, edges, scenario.seconds)
+        rec.finish()
     finally:
-        store.close()
+        d.close()
+        rec.store.close()
     return rec
+
+
+def _drive_virtual(rec: Recorder, pacer: ManualPacer, edges: list[Edge], seconds: float) -> None:
+    t0 = rec.now_us()
+    end = t0 + int(seconds * 1e6)
+    step = 1_000_000 // rec.capture_config.fps
+    pending = list(edges)
+    now = t0
+    rec.notify("READY=1")
+    while now < end and rec.stop_reason is None:
+        nxt = min(now + step, end)
+        if pending:
+            nxt = min(nxt, t0 + int(pending[0].t * 1e6))
+        pacer.advance_to(nxt)
+        now = nxt
+        rec.pump()
+        while pending and t0 + int(pending[0].t * 1e6) <= now:
+            pending.pop(0).do()
+            rec.pump()
+    if rec.stop_reason is not None:
+        rec.log(f"stopping: {rec.stop_reason}")
+    rec.stop_reason = rec.stop_reason or "end of scenario"
+
+
+def _drive_live(rec: Recorder, edges: list[Edge], seconds: float) -> None:
+    stop = threading.Event()
+    start = time.monotonic()
+
+    def drive() -> None:
+        for e in edges:
+            if stop.wait(max(0.0, start + e.t - time.monotonic())):
+                return
+            e.do()
+        if not stop.wait(max(0.0, start + seconds - time.monotonic())):
+            rec.request_stop("end of scenario")
+
+    driver = threading.Thread(target=drive, name="scenario", daemon=True)
+    driver.start()
+    try:
+        rec.run()
+    finally:
+        stop.set()
+        driver.join(timeout=5)
+

@@ -27,6 +27,8 @@ def _swap(word: int) -> int:
 
 
 class Max17048:
+    name = "max17048"
+
     def __init__(self, bus: object | None = None, busno: int = 1) -> None:
         if bus is None:
             bus = importlib.import_module("smbus2").SMBus(busno)
@@ -49,14 +51,22 @@ class Max17048:
 
 @dataclass
 class SimBattery:
-    """Percent falls linearly over `hours` of recording."""
+    """A simulated gauge: percent falls linearly over `hours`; a scenario may
+    set the reading outright (`set`)."""
 
     percent: float = 100.0
     hours: float = 10.0
+    minutes_left: int | None = None  # as set; else from the linear curve
+    name: str = "sim"
 
     def drain(self, seconds: float) -> None:
         self.percent = max(0.0, self.percent - seconds / 3600 * 100 / self.hours)
 
+    def set(self, percent: float, minutes_left: int | None = None) -> None:
+        self.percent, self.minutes_left = percent, minutes_left
+
     def read(self) -> BatteryReading:
-        minutes = int(self.percent / (100 / self.hours) * 60)
+        minutes = self.minutes_left
+        if minutes is None:
+            minutes = int(self.percent / (100 / self.hours) * 60)
         return BatteryReading(int(self.percent), 3600 + int(self.percent * 6), False, minutes)

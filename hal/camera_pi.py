@@ -1,61 +1,136 @@
-"""The Pi camera through picamera2: its H.264 encoder (hardware on a Pi 4,
-libav on a Pi 5) feeds our Output, which hands access units to capture.
+"""The Camera port on picamera2: its H.264 encoder (V4L2 hardware on a Pi 4
+and earlier, libav/libx264 on a Pi 5) feeds our Output from the encoder's
+own thread; we hand each access unit on, stamped on the unit's timeline.
 
-picamera2 imports only on a Pi (it needs libcamera), so everything here is
-imported inside `PiCamera.__init__`. This module has only run against the
-test double in tests/doubles/picamera2_double.py, never on a Pi.
+Timestamps. picamera2 passes `timestamp` in microseconds since the first
+frame of *this encoder start* (`Encoder.start()` resets `firsttimestamp`),
+so a restart begins at 0 again. `encoder.firsttimestamp` is that first
+frame's SensorTimestamp in microseconds, which libcamera takes from the
+kernel's monotonic clock, the same clock as `time.monotonic_ns()`. So
+`firsttimestamp + timestamp` is the exposure instant on the unit's
+timeline. Where that sum is not plausible (more than 5 s from now, or an
+encoder without `firsttimestamp`), the frame is placed by its arrival instead,
+anchored at each encoder start; either way a restart continues the timeline,
+and timestamps never go backwards.
+
+Failures. Nothing raised by the consumer may escape into picamera2's thread
+(it would die silently, leaving a recording without picture): it becomes
+`on_error`. A camera whose cable works loose just stops delivering, and
+`stop_recording()` can then block for ever, so `stop` gives up after a few
+seconds; the firmware's frame watchdog notices the silence.
+
+picamera2 imports only on a Pi (it needs libcamera), so it is imported in
+`PiCamera.__init__`. Only run against tests/doubles/picamera2_double.py.
 """
 
 from __future__ import annotations
 
 import importlib
 import io
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from .media import EncodedFrame
+from .media import DeviceFault, EncodedFrame
+from .pacing import Clock
+from .ports import OnError, OnFrame
+
+PLAUSIBLE_US = 5_000_000
+AF_CONTINUOUS = 2  # libcamera controls.AfModeEnum.Continuous
 
 
 def output_class(base: type) -> type:
     """Our Output subclass (the encoder rejects anything that is not an Output)."""
 
     class FrameOutput(base):  # type: ignore[misc, valid-type]
-        def __init__(self, on_frame: Callable[[EncodedFrame], None]) -> None:
+        def __init__(self, on_frame: Callable[[bytes, bool, int], None],
+                     on_error: OnError) -> None:
             super().__init__()
-            self.on_frame = on_frame
+            self.on_frame, self.on_error = on_frame, on_error
+            self.failed: str | None = None
 
         def outputframe(self, frame: bytes, keyframe: bool = True, timestamp: int | None = None,
                         packet: Any = None, audio: bool = False) -> None:
-            if audio:
+            if audio or self.failed:
                 return  # audio comes from pyaudio, not picamera2's pulse input
-            self.on_frame(EncodedFrame(bytes(frame), int(timestamp or 0), bool(keyframe)))
+            try:
+                self.on_frame(bytes(frame), bool(keyframe), int(timestamp or 0))
+            except Exception as exc:  # noqa: BLE001 - the encoder thread's last stop: report
+                self.failed = f"camera: frame handling failed: {exc!r}"
+                self.on_error(self.failed)
 
     return FrameOutput
 
 
+class Timeline:
+    """Maps an encoder's per-start timestamps onto the unit's monotonic us."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._offset: int | None = None
+        self._last_device = -1
+        self.last_us = -1
+        self.restarts = 0
+
+    def place(self, device_us: int, sensor_base_us: int | None) -> int:
+        now = self.clock.monotonic_ns() // 1000
+        if self._offset is None or device_us < self._last_device:
+            if self._offset is not None:
+                self.restarts += 1
+            base = sensor_base_us
+            if base is None or abs(base + device_us - now) > PLAUSIBLE_US:
+                base = now - device_us  # by arrival: the encoder's latency stays in it
+            self._offset = base
+        self._last_device = device_us
+        pts = max(self._offset + device_us, self.last_us + 1)
+        self.last_us = pts
+        return pts
+
+
 class PiCamera:
-    def __init__(self, on_frame: Callable[[EncodedFrame], None], width: int = 1280,
-                 height: int = 720, fps: int = 30, bitrate: int = 8_000_000) -> None:
+    name = "picamera2"
+
+    def __init__(self, clock: Clock, width: int = 1280, height: int = 720, fps: int = 30,
+                 bitrate: int = 8_000_000, autofocus: bool = True) -> None:
         picamera2 = importlib.import_module("picamera2")
-        encoders = importlib.import_module("picamera2.encoders")
-        outputs = importlib.import_module("picamera2.outputs")
-        self.cam = picamera2.Picamera2()
+        self._encoders = importlib.import_module("picamera2.encoders")
+        self._outputs = importlib.import_module("picamera2.outputs")
+        try:
+            self.cam = picamera2.Picamera2()
+        except (RuntimeError, IndexError) as exc:  # no camera: "__init__ sequence did not..."
+            raise DeviceFault(f"camera: {exc}") from None
         config = self.cam.create_video_configuration(main={"size": (width, height)},
                                                      controls={"FrameRate": fps})
         self.cam.configure(config)
-        # repeat headers on every keyframe so each segment decodes alone
-        self.encoder = encoders.H264Encoder(bitrate=bitrate, repeat=True, iperiod=fps)
-        self.output = output_class(outputs.Output)(on_frame)
+        if autofocus and "AfMode" in getattr(self.cam, "camera_controls", {}):
+            self.cam.set_controls({"AfMode": AF_CONTINUOUS})  # Camera Module 3: off by default
+        # SPS/PPS before every keyframe (the default) so each segment decodes alone
+        self.encoder = self._encoders.H264Encoder(bitrate=bitrate, repeat=True, iperiod=fps)
+        self.timeline = Timeline(clock)
         self.running = False
 
-    def start(self) -> None:
+    def start(self, on_frame: OnFrame, on_error: OnError) -> None:
+        def frame(data: bytes, keyframe: bool, timestamp: int) -> None:
+            base = getattr(self.encoder, "firsttimestamp", None)
+            pts = self.timeline.place(timestamp, base if isinstance(base, int) else None)
+            on_frame(EncodedFrame(data, pts, keyframe))
+
+        self.output = output_class(self._outputs.Output)(frame, on_error)
         self.cam.start_recording(self.encoder, self.output)
         self.running = True
 
-    def stop(self) -> None:
-        if self.running:
-            self.cam.stop_recording()
-            self.running = False
+    def stop(self, timeout_s: float = 3.0) -> None:
+        if not self.running:
+            return
+        self.running = False
+        t = threading.Thread(target=self.cam.stop_recording, name="camera-stop", daemon=True)
+        t.start()
+        t.join(timeout_s)  # a stalled camera can block here for ever: leave it behind
+
+    def request_keyframe(self) -> None:
+        force = getattr(self.encoder, "force_key_frame", None)  # picamera2 >= 0.3.32
+        if force is not None:
+            force()
 
     def still(self) -> bytes:
         buf = io.BytesIO()

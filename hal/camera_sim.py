@@ -2,18 +2,23 @@
 
 Each picture carries its frame number as a row of 32 black/white blocks
 (big enough to survive compression), so tests can decode a segment and read
-back exactly which frames it holds. Frames are produced on demand by the
-caller's clock (`frame_at`), so simulations run faster than real time.
+back exactly which frames it holds. `SimCamera` encodes a frame when asked;
+`PacedCamera` is the Camera port that asks it once per frame period, live or
+on a scenario's virtual clock.
 """
 
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
+from typing import Protocol
 
 import av
 import numpy as np
 
 from .media import DeviceFault, EncodedFrame
+from .pacing import Pacer, Task
+from .ports import OnError, OnFrame
 
 BITS = 32
 
@@ -99,3 +104,63 @@ class SimCamera:
     def fail(self, reason: str) -> None:
         """Fault injection: the camera stops delivering."""
         self.failed = reason
+
+
+class FrameSource(Protocol):
+    """What a paced camera encodes from: the test pattern or a replayed file."""
+
+    def next_frame(self, pts_us: int) -> EncodedFrame: ...
+
+    def force_keyframe(self) -> None: ...
+
+    def still(self) -> bytes: ...
+
+
+class PacedCamera:
+    """The Camera port for simulation: `source` encodes one frame per period,
+    delivered from the pacer's thread (live) or on its step (virtual), with
+    the due instant on the unit's monotonic clock as its timestamp.
+
+    `stall(reason)` is the fault a loose ribbon cable gives a real camera:
+    frames simply stop, nothing is raised (the firmware's frame watchdog must
+    notice). An encoder error is reported through `on_error`, once."""
+
+    def __init__(self, source: FrameSource, pacer: Pacer, fps: int = 30,
+                 name: str = "sim") -> None:
+        self.source, self.pacer, self.fps, self.name = source, pacer, fps, name
+        self._task: Task | None = None
+        self._lock = threading.Lock()
+        self.stalled: str | None = None
+        self.frames_delivered = 0
+
+    def start(self, on_frame: OnFrame, on_error: OnError) -> None:
+        def tick(due_us: int) -> None:
+            if self.stalled:
+                return
+            try:
+                with self._lock:
+                    frame = self.source.next_frame(due_us)
+            except DeviceFault as exc:
+                self.stalled = str(exc)
+                on_error(str(exc))
+                return
+            self.frames_delivered += 1
+            on_frame(frame)
+
+        self._task = self.pacer.every(Fraction(1_000_000, self.fps), tick, "camera")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def request_keyframe(self) -> None:
+        with self._lock:
+            self.source.force_keyframe()
+
+    def still(self) -> bytes:
+        with self._lock:
+            return self.source.still()
+
+    def stall(self, reason: str) -> None:
+        self.stalled = reason

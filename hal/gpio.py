@@ -13,11 +13,15 @@ a tap" must not depend on the pin library.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpiozero import LED, Button, Buzzer, DigitalOutputDevice
+
+from .pacing import Clock
+from .ports import Blink, Lights, OnGesture
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class PinMap:
     led_power: int = 5  # green
     led_audio: int = 6  # yellow
     led_video: int = 13  # red
-    buzzer: int = 19
+    buzzer: int = 12  # not 19: GPIO 18-21 are I2S (19 is LRCLK) for an I2S microphone
     vibration: int = 26
 
 
@@ -94,37 +98,96 @@ class Gestures:
                 self.emit("press", button, at)
 
 
-class UnitPins:
-    """The unit's GPIO devices on `pin_factory`."""
+BUTTONS = ("record", "function", "photo")
+LINES = ("tamper", "trigger")  # level inputs: active / inactive
 
-    def __init__(self, pin_factory: Any, gestures: Gestures, now: Callable[[], float],
-                 pins: PinMap | None = None) -> None:
+
+class GpioButtons:
+    """The Buttons port on gpiozero `Button`s. Edges arrive on gpiozero's pin
+    thread (synchronously inside `drive_low()` on a MockPin); gestures are
+    timed on the unit's monotonic clock and handed to `on_gesture` from
+    whichever thread made them (the pin's, or the caller of `poll`)."""
+
+    def __init__(self, pin_factory: Any, clock: Clock, pins: PinMap | None = None,
+                 name: str = "gpio") -> None:
         self.pins = p = pins or PinMap()
+        self.clock, self.name = clock, name
+        self._lock = threading.Lock()
+        self._on: OnGesture | None = None
+        self.gestures = Gestures(self._emit)
         f = {"pin_factory": pin_factory}
-        self.buttons = {name: Button(getattr(p, name), **f)
-                        for name in ("record", "function", "photo")}
-        for name, b in self.buttons.items():
-            b.when_pressed = lambda n=name: gestures.down(n, now())
-            b.when_released = lambda n=name: gestures.up(n, now())
-        self.tamper = Button(p.tamper, **f)
-        self.trigger = Button(p.trigger, **f)
-        self.led_power = LED(p.led_power, **f)
-        self.led_audio = LED(p.led_audio, **f)
-        self.led_video = LED(p.led_video, **f)
-        self.buzzer = Buzzer(p.buzzer, **f)
-        self.vibration = DigitalOutputDevice(p.vibration, **f)
-        self.led_power.on()
+        self.buttons = {n: Button(getattr(p, n), **f) for n in (*BUTTONS, *LINES)}
 
-    def show(self, video: bool, audio: bool) -> None:
-        (self.led_video.on if video else self.led_video.off)()
-        (self.led_audio.on if audio else self.led_audio.off)()
+    def _now_s(self) -> float:
+        return self.clock.monotonic_ns() / 1e9
 
-    def pulse(self, seconds: float = 0.2) -> None:
-        """Tone and vibration at a start or stop (background blink, once)."""
-        self.buzzer.blink(on_time=seconds, off_time=0, n=1, background=True)
-        self.vibration.blink(on_time=seconds, off_time=0, n=1, background=True)
+    def _emit(self, gesture: str, line: str, t: float) -> None:
+        if self._on is not None:
+            self._on(gesture, line, round(t * 1e6))
+
+    def start(self, on_gesture: OnGesture) -> None:
+        self._on = on_gesture
+        for n in BUTTONS:
+            self.buttons[n].when_pressed = lambda n=n: self._edge(n, True)
+            self.buttons[n].when_released = lambda n=n: self._edge(n, False)
+        for n in LINES:
+            self.buttons[n].when_pressed = lambda n=n: on_gesture("active", n, self._us())
+            self.buttons[n].when_released = lambda n=n: on_gesture("inactive", n, self._us())
+
+    def _us(self) -> int:
+        return self.clock.monotonic_ns() // 1000
+
+    def _edge(self, button: str, down: bool) -> None:
+        with self._lock:
+            (self.gestures.down if down else self.gestures.up)(button, self._now_s())
+
+    def poll(self) -> None:
+        with self._lock:
+            self.gestures.poll(self._now_s())
 
     def close(self) -> None:
-        for dev in [*self.buttons.values(), self.tamper, self.trigger, self.led_power,
-                    self.led_audio, self.led_video, self.buzzer, self.vibration]:
+        for b in self.buttons.values():
+            b.close()
+
+
+class GpioIndicators:
+    """The Indicators port on gpiozero outputs: three LEDs, a buzzer and a
+    vibration motor. Patterns run on gpiozero's own background threads
+    (`blink(background=True)`), so nothing here blocks the caller."""
+
+    def __init__(self, pin_factory: Any, pins: PinMap | None = None, name: str = "gpio") -> None:
+        p = pins or PinMap()
+        self.name = name
+        f = {"pin_factory": pin_factory}
+        self.leds = {"power": LED(p.led_power, **f), "audio": LED(p.led_audio, **f),
+                     "video": LED(p.led_video, **f)}
+        self.buzzer = Buzzer(p.buzzer, **f)
+        self.vibration = DigitalOutputDevice(p.vibration, **f)
+        self._shown: dict[str, Blink | None] = {}
+
+    @staticmethod
+    def _drive(dev: Any, pattern: Blink | None) -> None:
+        if pattern is None:
+            dev.off()
+        elif pattern.off_s == 0 and pattern.n == 0:
+            dev.on()
+        else:
+            dev.blink(on_time=pattern.on_s, off_time=pattern.off_s, n=pattern.n or None,
+                      background=True)
+
+    def show(self, lights: Lights) -> None:
+        for led in ("power", "audio", "video"):
+            want = getattr(lights, led)
+            if self._shown.get(led, "unset") != want:  # a blink restarts only on a change
+                self._shown[led] = want
+                self._drive(self.leds[led], want)
+
+    def buzz(self, pattern: Blink) -> None:
+        self._drive(self.buzzer, pattern)
+
+    def vibrate(self, pattern: Blink) -> None:
+        self._drive(self.vibration, pattern)
+
+    def close(self) -> None:
+        for dev in [*self.leds.values(), self.buzzer, self.vibration]:
             dev.close()

@@ -11,10 +11,12 @@ replay of a recorded log (no GPS receiver here).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pynmea2
 
@@ -103,22 +105,57 @@ def replay(path: Path, parser: NmeaParser | None = None) -> Iterator[Fix]:
 
 
 class SerialGps:
-    """The real receiver on the Pi's UART (pyserial, imported lazily)."""
+    """The Gps port on the Pi's UART (pyserial, imported lazily): a reader
+    thread turns lines into fixes. A serial error is reported once through
+    `on_error` and ends the thread; garbage is counted, never fatal. Only run
+    against a replayed log here (no receiver)."""
 
-    def __init__(self, port: str = "/dev/serial0", baud: int = 9600) -> None:
-        serial = importlib.import_module("serial")
+    name = "serial"
+
+    def __init__(self, port: str = "/dev/serial0", baud: int = 9600,
+                 serial_module: Any = None) -> None:
+        serial = serial_module or importlib.import_module("serial")
         self._port = serial.Serial(port, baud, timeout=1.0)
         self.parser = NmeaParser()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def read_fix(self, max_lines: int = 20) -> Fix | None:
-        for _ in range(max_lines):
-            line = self._port.readline()
-            if not line:
-                return None
-            fix = self.parser.feed(line)
-            if fix is not None:
-                return fix
-        return None
+    def start(self, on_fix: Callable[[Fix], None], on_error: Callable[[str], None]) -> None:
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    line = self._port.readline()
+                except OSError as exc:  # pyserial's SerialException is an OSError
+                    on_error(f"gps: {exc}")
+                    return
+                fix = self.parser.feed(line) if line else None
+                if fix is not None:
+                    on_fix(fix)
 
-    def close(self) -> None:
+        self._thread = threading.Thread(target=run, name="gps", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
         self._port.close()
+
+
+class SimGps:
+    """The Gps port for simulation: fixes arrive when the driver says so."""
+
+    name = "sim"
+
+    def __init__(self) -> None:
+        self._on: Callable[[Fix], None] | None = None
+
+    def start(self, on_fix: Callable[[Fix], None], on_error: Callable[[str], None]) -> None:
+        self._on = on_fix
+
+    def stop(self) -> None:
+        self._on = None
+
+    def emit(self, fix: Fix) -> None:
+        if self._on is not None:
+            self._on(fix)

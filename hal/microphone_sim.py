@@ -11,12 +11,15 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
 from .media import DeviceFault, PcmChunk
+from .pacing import Clock, Pacer, Task
+from .ports import AudioGap, OnChunk, OnError, OnGap
 
 RATE = 16_000
 
@@ -100,11 +103,88 @@ class SimMicrophone:
         self.failed = reason
 
 
+CHUNK = 480  # 30 ms at 16 kHz: the VAD's frame, and what PortAudio hands over per callback
+
+
+class PacedMicrophone:
+    """The Microphone port for simulation: `source` says what is heard, one
+    30 ms block per period, delivered when its last sample has arrived (as a
+    sound card does), stamped with its first sample's instant on the unit's
+    monotonic clock. `origin_us` is where sample 0 of the source lies, so a
+    scenario's sounds fall where it put them. Sample-exact: 16 kHz x 30 ms is
+    480 samples with no remainder.
+
+    `overflow(blocks)` loses that many blocks the way an input overrun does:
+    they are not delivered and a gap is reported instead."""
+
+    def __init__(self, source: SimMicrophone, pacer: Pacer, origin_us: int,
+                 name: str = "sim") -> None:
+        self.source, self.pacer, self.origin_us, self.name = source, pacer, origin_us, name
+        self.rate = RATE
+        self._task: Task | None = None
+        self._lose = 0
+
+    def start(self, on_chunk: OnChunk, on_gap: OnGap, on_error: OnError) -> None:
+        first = -(-(self.pacer.clock.monotonic_ns() // 1000 - self.origin_us) * RATE
+                  // 1_000_000)  # the first whole sample from now on
+        state = {"k": 0}
+
+        def tick(due_us: int) -> None:
+            s0 = first + state["k"] * CHUNK
+            state["k"] += 1
+            pts = self.origin_us + s0 * 1_000_000 // RATE
+            if self._lose >= 1 << 62:
+                return
+            if self._lose > 0:
+                self._lose -= 1
+                on_gap(AudioGap(pts, CHUNK))
+                return
+            try:
+                chunk = self.source.read(s0, CHUNK)
+            except DeviceFault as exc:
+                self._lose = 1 << 62  # a dead device delivers nothing more
+                on_error(str(exc))
+                return
+            on_chunk(PcmChunk(chunk.data, pts, RATE))
+
+        # the first block is complete one block after the first sample
+        self._task = self.pacer.every(Fraction(CHUNK * 1_000_000, RATE), tick, "microphone")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def overflow(self, blocks: int) -> None:
+        self._lose += blocks
+
+
 class SimSpeaker:
-    """Records what it was asked to play, so tests can assert prompts."""
+    """The Speaker port for simulation: plays nothing aloud, records what it
+    was given and when, and is busy for as long as the sound would last."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.name = "sim"
         self.played: list[tuple[int, str]] = []
+        self.samples_played = 0
+        self._busy_until_us = 0
+        self.failed: str | None = None
 
-    def play(self, prompt: str, at_us: int) -> None:
-        self.played.append((at_us, prompt))
+    def play(self, name: str, pcm: bytes) -> None:
+        if self.failed:
+            raise DeviceFault(f"speaker: {self.failed}")
+        now = self.clock.monotonic_ns() // 1000
+        start = max(now, self._busy_until_us)
+        self._busy_until_us = start + len(pcm) // 2 * 1_000_000 // RATE
+        self.samples_played += len(pcm) // 2
+        self.played.append((now, name))
+
+    def busy(self) -> bool:
+        return self.clock.monotonic_ns() // 1000 < self._busy_until_us
+
+    def stop(self) -> None:
+        self._busy_until_us = 0
+
+    def fail(self, reason: str) -> None:
+        self.failed = reason

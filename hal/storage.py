@@ -1,4 +1,5 @@
-"""Free space of the store's file system (real), or a simulated disk."""
+"""Free space of the store's file system: measured (`FsStorage`), or measured
+with a scenario's override (`SimStorage`, for a simulated full disk)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,26 @@ def space(path: Path) -> Space:
 
 
 @dataclass
-class SimStorage:
-    total_bytes: int
-    used_bytes: int = 0
+class FsStorage:
+    """The Storage port: statvfs of the file system that holds `path`."""
+
+    path: Path
+    name: str = "fs"
 
     def space(self) -> Space:
-        return Space(max(0, self.total_bytes - self.used_bytes), self.total_bytes)
+        return space(self.path)
+
+
+@dataclass
+class SimStorage:
+    """The real file system's numbers unless a scenario set the free space."""
+
+    path: Path
+    free_override: int | None = None
+    name: str = "sim"
+
+    def space(self) -> Space:
+        real = space(self.path)
+        if self.free_override is None:
+            return real
+        return Space(min(self.free_override, real.total_bytes), real.total_bytes)

@@ -1,34 +1,78 @@
-"""Real backends against faithful doubles of their libraries (no Pi here):
-picamera2, pyaudio, smbus2 (MAX17048). And the simulated ones they mirror."""
+"""Real backends against doubles that behave like their libraries (no Pi
+here): picamera2 (its encoder thread, per-start timestamps, stalls),
+pyaudio (callback thread, overruns, blocking writes), smbus2 (MAX17048)."""
 
 from __future__ import annotations
 
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from hal.audio_pi import PyAudioMicrophone, PyAudioSpeaker
 from hal.battery import Max17048, SimBattery
 from hal.camera_pi import PiCamera
-from hal.media import DeviceFault, EncodedFrame
+from hal.media import DeviceFault, EncodedFrame, PcmChunk
+from hal.pacing import LiveClock
+from hal.ports import AudioGap
 from hal.storage import SimStorage, space
 
 from .doubles import picamera2_double, pyaudio_double
 from .doubles.smbus_double import SMBus
 
 
-def test_picamera2_adapter_delivers_access_units(monkeypatch: pytest.MonkeyPatch) -> None:
+def _wait(cond, seconds: float = 5.0) -> None:  # noqa: ANN001
+    end = time.monotonic() + seconds
+    while not cond() and time.monotonic() < end:
+        time.sleep(0.01)
+    assert cond()
+
+
+def test_picamera2_port_maps_per_start_timestamps_onto_one_timeline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     picamera2_double.install(monkeypatch)
     got: list[EncodedFrame] = []
-    cam = PiCamera(got.append, width=320, height=180, fps=30)
+    threads: set[str] = set()
+
+    def on_frame(f: EncodedFrame) -> None:
+        threads.add(threading.current_thread().name)
+        got.append(f)
+
+    cam = PiCamera(LiveClock(), width=320, height=180, fps=30)
     assert cam.encoder.repeat and cam.encoder.iperiod == 30
-    cam.start()
-    cam.stop()
-    assert len(got) == picamera2_double.Picamera2.frames_per_start
-    assert got[0].keyframe and got[30].keyframe and not got[1].keyframe
-    assert got[0].data.startswith(b"\x00\x00\x00\x01")  # Annex-B
-    assert [f.pts_us for f in got[:3]] == [0, 33333, 66666]
+    assert cam.cam.controls["AfMode"] == 2  # Camera Module 3 autofocus on
+    cam.start(on_frame, pytest.fail)
+    _wait(lambda: len(got) >= 10)
+    assert threads == {"v4l2-poll"}  # never the caller's thread
+    now = time.monotonic_ns() // 1000
+    assert abs(got[-1].pts_us - now) < 200_000  # on the unit's monotonic clock
+    assert got[0].keyframe and got[0].data.startswith(b"\x00\x00\x00\x01")
+    # the encoder restarts: picamera2's timestamps begin at 0 again; ours go on
+    cam.cam.stop_recording()
+    n = len(got)
+    cam.cam.start_recording(cam.encoder, cam.output)
+    _wait(lambda: len(got) >= n + 5)
+    pts = [f.pts_us for f in got]
+    assert all(b > a for a, b in zip(pts, pts[1:], strict=False))
+    assert pts[n] - pts[n - 1] < 500_000  # continues where it was, not from 0
+    k = len(got)
+    cam.request_keyframe()
+    _wait(lambda: len(got) >= k + 3)
+    assert any(f.keyframe for f in got[k:k + 3])
     assert cam.still().startswith(b"\xff\xd8")
+    cam.cam.stall()  # frames stop, nothing raised; stop_recording would block for ever
+    t = time.monotonic()
+    cam.stop(timeout_s=0.5)
+    assert time.monotonic() - t < 2
+
+
+def test_picamera2_absent_is_a_device_fault(monkeypatch: pytest.MonkeyPatch) -> None:
+    picamera2_double.install(monkeypatch)
+    monkeypatch.setattr(picamera2_double.Picamera2, "cameras", 0)
+    with pytest.raises(DeviceFault, match="did not complete"):
+        PiCamera(LiveClock())
 
 
 def test_picamera2_is_not_imported_off_a_pi() -> None:
@@ -37,26 +81,55 @@ def test_picamera2_is_not_imported_off_a_pi() -> None:
     assert "picamera2" not in sys.modules or "picamera2_double" in str(sys.modules["picamera2"])
 
 
-def test_pyaudio_adapter_reads_vad_sized_frames() -> None:
-    pyaudio_double.PyAudio.source = bytearray(b"\x01\x00" * 1000)
-    mic = PyAudioMicrophone(module=pyaudio_double)
-    a, b = mic.read(), mic.read()
-    assert len(a.data) == 960 and a.pts_us == 0 and b.pts_us == 30_000
-    mic.close()
-    spk = PyAudioSpeaker(module=pyaudio_double)
-    spk.play_pcm("tone_start", b"\0\0" * 10)
-    assert spk.played == ["tone_start"] and len(pyaudio_double.PyAudio.sink) >= 20
+def test_pyaudio_microphone_reports_overruns_as_gaps_in_place() -> None:
+    mic = PyAudioMicrophone(LiveClock(), device="USB Audio", module=pyaudio_double)
+    chunks: list[PcmChunk] = []
+    gaps: list[AudioGap] = []
+    threads: set[str] = set()
+
+    def on_chunk(c: PcmChunk) -> None:
+        threads.add(threading.current_thread().name)
+        chunks.append(c)
+
+    mic.start(on_chunk, gaps.append, pytest.fail)
+    _wait(lambda: len(chunks) >= 5)
+    mic._pa.overflow(10)  # noqa: SLF001 - the double's overrun: 300 ms lost
+    _wait(lambda: gaps and len(chunks) >= 12)
+    mic.stop()
+    assert threads == {"portaudio"}
+    assert len(chunks[0].data) == 960
+    assert len(gaps) == 1 and 4000 <= gaps[0].samples <= 5600
+    i = next(i for i, c in enumerate(chunks) if c.pts_us > gaps[0].at_us)
+    # the audio after the gap keeps its true place: ~300 ms after the block before it
+    assert 280_000 <= chunks[i].pts_us - chunks[i - 1].pts_us <= 400_000
+    steady = [b.pts_us - a.pts_us for a, b in zip(chunks[1:i - 1], chunks[2:i], strict=False)]
+    assert set(steady) == {30_000}
 
 
-def test_pyaudio_bad_device_fails_clearly_instead_of_segfaulting() -> None:
-    with pytest.raises(DeviceFault, match="no device 5"):
-        PyAudioMicrophone(device_index=5, module=pyaudio_double)
-    pyaudio_double.PyAudio.devices = 0
+def test_pyaudio_speaker_never_blocks_and_reports_failure() -> None:
+    spk = PyAudioSpeaker(device="USB Audio", module=pyaudio_double)
+    t = time.monotonic()
+    spk.play("start_notice", b"\0\0" * 16_000)  # one second of sound
+    assert time.monotonic() - t < 0.05 and spk.busy()
+    _wait(lambda: not spk.busy())
+    assert spk.played == ["start_notice"]
+    spk._pa.output_failed = True  # noqa: SLF001 - the device goes away
+    spk.play("tone_stop", b"\0\0" * 100)
+    _wait(lambda: spk.failed is not None)
+    with pytest.raises(DeviceFault, match="speaker"):
+        spk.play("tone_start", b"\0\0")
+
+
+def test_pyaudio_devices_are_chosen_by_name() -> None:
+    with pytest.raises(DeviceFault, match="no input device named 'Blue Yeti'.*USB Audio"):
+        PyAudioMicrophone(LiveClock(), device="Blue Yeti", module=pyaudio_double)
+    old = pyaudio_double.PyAudio.devices
+    pyaudio_double.PyAudio.devices = []
     try:
         with pytest.raises(DeviceFault, match="no audio devices"):
-            PyAudioMicrophone(module=pyaudio_double)
+            PyAudioMicrophone(LiveClock(), module=pyaudio_double)
     finally:
-        pyaudio_double.PyAudio.devices = 1
+        pyaudio_double.PyAudio.devices = old
 
 
 def test_max17048_reads_soc_voltage_and_rate() -> None:
@@ -70,9 +143,11 @@ def test_max17048_reads_soc_voltage_and_rate() -> None:
         Max17048(SMBus({}, address=0x40)).read()
 
 
-def test_sim_battery_and_storage() -> None:
+def test_sim_battery_and_storage(tmp_path: Path) -> None:
     b = SimBattery(percent=10, hours=10)
     b.drain(1800)
     assert b.read().percent == 5 and b.read().minutes_left == 30
-    assert SimStorage(100, 90).space().free_bytes == 10
-    assert space(__import__("pathlib").Path(".")).total_bytes > 0
+    s = SimStorage(tmp_path)
+    assert s.space() == space(tmp_path)
+    s.free_override = 10 << 20
+    assert s.space().free_bytes == 10 << 20 and s.space().total_bytes == space(tmp_path).total_bytes

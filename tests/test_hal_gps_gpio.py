@@ -3,13 +3,16 @@ gpiozero's MockFactory with gestures (press, hold, double, bounce)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from hal.gpio import Gestures, UnitPins
+from hal.gpio import GpioButtons, GpioIndicators, PinMap
 from hal.gps import NmeaParser, fixes, replay
+from hal.pacing import VirtualClock
+from hal.ports import STEADY, Blink, Lights
 
 LOG = Path(__file__).parent / "data" / "gps_sample.nmea"
 
@@ -44,41 +47,61 @@ def factory() -> MockFactory:
 
 def test_buttons_give_press_hold_double_and_ignore_bounce(factory: MockFactory) -> None:
     seen: list[tuple[str, str]] = []
-    clock = {"t": 0.0}
-    g = Gestures(lambda kind, button, t: seen.append((kind, button)))
-    pins = UnitPins(factory, g, lambda: clock["t"])
-    rec = factory.pin(pins.pins.record)
+    clock = VirtualClock(0)
+    buttons = GpioButtons(factory, clock)
+    buttons.start(lambda kind, button, at: seen.append((kind, button)))
+    rec = factory.pin(buttons.pins.record)
+
+    def at(t: float) -> None:
+        clock.mono_ns = int(t * 1e9)
 
     def edge(pin, t: float, down: bool) -> None:  # noqa: ANN001
-        clock["t"] = t
+        at(t)
         (pin.drive_low if down else pin.drive_high)()
+
+    def poll(t: float) -> None:
+        at(t)
+        buttons.poll()
 
     edge(rec, 1.0, True)
     edge(rec, 1.005, False)  # contact bounce: 5 ms later ...
     edge(rec, 1.01, True)  # ... and back
     assert seen == [("press", "record")]  # at once on the down edge: no wait
     edge(rec, 1.2, False)  # the real release
-    g.poll(2.0)
+    poll(2.0)
     assert seen == [("press", "record")]
     edge(rec, 3.0, True)
-    g.poll(4.6)
+    poll(4.6)
     edge(rec, 5.0, False)
-    g.poll(6.0)
+    poll(6.0)
     assert seen[-2:] == [("press", "record"), ("hold", "record")] and len(seen) == 3
-    fn = factory.pin(pins.pins.function)
+    fn = factory.pin(buttons.pins.function)
     edge(fn, 7.0, True)
     edge(fn, 7.1, False)
     edge(fn, 7.3, True)
     edge(fn, 7.4, False)
-    g.poll(8.0)
+    poll(8.0)
     assert seen[-1] == ("double", "function") and len(seen) == 4
     edge(fn, 9.0, True)
     edge(fn, 9.1, False)
-    g.poll(9.2)
+    poll(9.2)
     assert len(seen) == 4  # a single press waits out the double-press window ...
-    g.poll(9.6)
+    poll(9.6)
     assert seen[-1] == ("press", "function")  # ... then is a press
-    pins.show(video=True, audio=False)
-    assert factory.pin(pins.pins.led_video).state and not factory.pin(pins.pins.led_audio).state
-    assert factory.pin(pins.pins.led_power).state
-    pins.close()
+    edge(factory.pin(buttons.pins.tamper), 10.0, True)
+    assert seen[-1] == ("active", "tamper")
+    buttons.close()
+
+
+def test_indicators_drive_leds_buzzer_and_vibration(factory: MockFactory) -> None:
+    ind = GpioIndicators(factory)
+    pins = PinMap()
+    ind.show(Lights(power=STEADY, audio=None, video=STEADY))
+    assert factory.pin(pins.led_video).state and not factory.pin(pins.led_audio).state
+    assert factory.pin(pins.led_power).state
+    ind.vibrate(Blink(0.05, 0.0, 1))
+    time.sleep(0.2)
+    states = [s.state for s in factory.pin(pins.vibration).states]
+    assert states[-2:] == [True, False]  # one pulse, then off
+    assert pins.buzzer not in (18, 19, 20, 21)  # I2S pins stay free for a microphone
+    ind.close()

@@ -61,7 +61,7 @@ def test_record_pause_resume_with_spoken_note(unit: Unit, tmp_path: Path) -> Non
         assert t in types
     note = next(r for r in records if r["type"] == "resume_note")["body"]
     assert note["given"] is True and note["speech_ms"] >= 3000 and note["file"]
-    assert "state_reason" in [p for _, p in rec.speaker.played]
+    assert "state_reason" in [p for _, p in rec.devices.speaker.played]
     report = verify_store(unit.path, identity=unit.agency.identity, escrow_key=unit.agency.escrow)
     assert report.ok, report.problems
     # the first recording: pre-record from t=1 s, no frame lost or doubled across rollovers
@@ -69,7 +69,8 @@ def test_record_pause_resume_with_spoken_note(unit: Unit, tmp_path: Path) -> Non
     first = [r["body"]["file"] for r in records if r["type"] == "segment" and r["seq"] < pause]
     nums = _frames(unit, first)
     assert nums == list(range(nums[0], nums[0] + len(nums)))
-    assert nums[0] == 30 and len(nums) == 6 * 30  # 1 s .. 7 s
+    # 1 s .. the pause: a function press counts once its double-press window (0.4 s) is over
+    assert nums[0] == 30 and 6.5 * 30 <= len(nums) <= 6.7 * 30
 
 
 def test_no_note_reprompts_then_records_missing(unit: Unit, tmp_path: Path) -> None:
@@ -79,7 +80,7 @@ def test_no_note_reprompts_then_records_missing(unit: Unit, tmp_path: Path) -> N
         "sound": [{"t": 3, "source": "noise:-25", "seconds": 40}]})
     note = next(r for r in records if r["type"] == "resume_note")["body"]
     assert note["given"] is False and note["speech_ms"] < 1000
-    played = [p for _, p in rec.speaker.played]
+    played = [p for _, p in rec.devices.speaker.played]
     assert played.count("state_reason") == 2 and "note_missing" in played
     assert rec.indicators is not None and rec.indicators.warning == "note_missing"
 
@@ -87,17 +88,19 @@ def test_no_note_reprompts_then_records_missing(unit: Unit, tmp_path: Path) -> N
 def test_clock_jump_is_stepped_back_by_gps_and_recorded(unit: Unit, tmp_path: Path) -> None:
     rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 5, "at": [
         {"t": 1, "clock_jump_s": -30}, {"t": 2, "gps_time": True}]})
-    step = next(r for r in records if r["type"] == "clock")["body"]
+    rtc, step = (r["body"] for r in records if r["type"] == "clock")
+    assert rtc["source"] == "rtc"  # a synced unit's clock comes from its RTC at power-on
     assert step["source"] == "gps" and 29_000_000 <= step["step_us"] <= 31_000_000
     assert step["after_us"] - step["before_us"] == step["step_us"]
 
 
 def test_camera_fault_is_recorded_and_recording_goes_on(unit: Unit, tmp_path: Path) -> None:
-    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 8, "at": [
+    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 10, "at": [
         {"t": 1, "press": "record"}, {"t": 3, "fault": "camera", "reason": "ribbon"},
         {"t": 7, "hold": "record"}]})
     fault = next(r for r in records if r["type"] == "fault")["body"]
-    assert fault["what"] == "camera" and "ribbon" in fault["reason"]
+    # a loose ribbon stops the frames silently: the frame watchdog notices
+    assert fault["what"] == "camera" and "no frame for" in fault["reason"]
     stops = [r for r in records if r["type"] == "record_stop"]
     assert stops[0]["body"]["cause"] == "button"  # the officer stopped it, not the fault
     assert verify_store(unit.path, identity=unit.agency.identity).ok
@@ -190,10 +193,10 @@ def test_policy_from_unit_toml_refuse_and_unexported_warning(unit: Unit, tmp_pat
     (unit.path / "unit.toml").write_text("")
     _run(unit, tmp_path, {**BASE, "seconds": 3, "at": [{"t": 1, "press": "record"}]})
     rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 1})
-    assert "export_overdue" not in [p for _, p in rec.speaker.played]
+    assert "export_overdue" not in [p for _, p in rec.devices.speaker.played]
     rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 1},
                              wall_start_ns=time.time_ns() + 25 * 3600 * 10**9)
-    assert "export_overdue" in [p for _, p in rec.speaker.played]
+    assert "export_overdue" in [p for _, p in rec.devices.speaker.played]
     (unit.path / "unit.toml").write_text('[policy]\nclock_polcy = "refuse"\n')
     with pytest.raises(ValueError, match="unknown keys"):
         _run(unit, tmp_path, {**BASE, "seconds": 1})

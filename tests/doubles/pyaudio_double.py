@@ -1,54 +1,107 @@
-"""A test double of the pyaudio API used by hal/audio_pi.py: PyAudio() with
-get_device_count/open/terminate, streams with read(n, exception_on_overflow=)
-/write/stop_stream/close, and paInt16. Input is a given PCM buffer."""
+"""A test double of the pyaudio API used by hal/audio_pi.py, behaving as
+PortAudio does where it matters:
+
+* callback mode: `open(..., stream_callback=cb)` starts a thread of its own
+  that calls `cb(in_data, frame_count, time_info, status_flags)` once per
+  buffer, in real time;
+* an input overrun (`overflow(blocks)`): those blocks are never delivered,
+  and the next callback carries paInputOverflow;
+* output `write` blocks for as long as the sound lasts; a device can fail
+  (`fail_output`), and write then raises OSError;
+* devices are listed with names (`get_device_info_by_index`); an index that
+  does not exist is where the real library segfaults, so the double refuses
+  it loudly.
+Input PCM comes from `source(n)` (silence unless set)."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
-paInt16 = 8  # pyaudio's value
+paInt16 = 8  # pyaudio's values
+paInputOverflow = 0x2
+paContinue = 0
 
 
 class Stream:
-    def __init__(self, source: bytearray, sink: bytearray, kw: dict[str, Any]) -> None:
-        self.source, self.sink, self.kw = source, sink, kw
+    def __init__(self, pa: PyAudio, rate: int, frames: int, callback: Any,
+                 output: bool) -> None:
+        self.pa, self.rate, self.frames, self.callback = pa, rate, frames, callback
+        self.output = output
+        self._stop = threading.Event()
         self.closed = False
+        if callback is not None:
+            self._thread = threading.Thread(target=self._run, name="portaudio", daemon=True)
+            self._thread.start()
 
-    def read(self, num_frames: int, exception_on_overflow: bool = True) -> bytes:
-        if self.closed:
-            raise OSError(-9988, "Stream closed")
-        n = num_frames * 2
-        data = bytes(self.source[:n]).ljust(n, b"\0")
-        del self.source[:n]
-        return data
+    def _run(self) -> None:
+        period = self.frames / self.rate
+        due = time.monotonic()
+        flags = 0
+        n = 0
+        while not self._stop.is_set():
+            due += period
+            time.sleep(max(0.0, due - time.monotonic()))
+            if self.pa.lose_blocks > 0:
+                self.pa.lose_blocks -= 1
+                flags = paInputOverflow
+                n += self.frames
+                continue
+            data = self.pa.source(n, self.frames)
+            n += self.frames
+            self.callback(data, self.frames, {"input_buffer_adc_time": 0.0}, flags)
+            flags = 0
 
     def write(self, frames: bytes, num_frames: int | None = None,
               exception_on_underflow: bool = False) -> None:
-        self.sink += frames
+        if self.pa.output_failed:
+            raise OSError(-9999, "Unanticipated host error")
+        time.sleep(len(frames) / 2 / self.rate)
+        self.pa.sink += frames
 
     def stop_stream(self) -> None:
-        pass
+        self._stop.set()
 
     def close(self) -> None:
+        self._stop.set()
         self.closed = True
 
 
 class PyAudio:
-    devices = 1
-    source = bytearray()
+    devices: list[dict[str, Any]] = [
+        {"name": "snd_rpi_i2s_card: simple-card_codec_link", "maxInputChannels": 2,
+         "maxOutputChannels": 0},
+        {"name": "USB Audio Device: - (hw:2,0)", "maxInputChannels": 1,
+         "maxOutputChannels": 2},
+    ]
+    source: Callable[[int, int], bytes] = staticmethod(lambda n, k: bytes(2 * k))
     sink = bytearray()
+    lose_blocks = 0
+    output_failed = False
 
     def get_device_count(self) -> int:
-        return self.devices
+        return len(self.devices)
+
+    def get_device_info_by_index(self, i: int) -> dict[str, Any]:
+        if not 0 <= i < len(self.devices):
+            raise OSError(-9996, "Invalid device index")
+        return {"index": i, **self.devices[i]}
 
     def open(self, rate: int, channels: int, format: int, input: bool = False,  # noqa: A002
              output: bool = False, input_device_index: int | None = None,
-             frames_per_buffer: int = 1024, **kw: Any) -> Stream:
-        if input_device_index is not None and input_device_index >= self.devices:
-            raise AssertionError("the real pyaudio segfaults here; the caller must check")
-        if format != paInt16 or channels != 1:
-            raise ValueError("the unit uses 16-bit mono")
-        return Stream(self.source, self.sink, dict(rate=rate, input=input, output=output))
+             output_device_index: int | None = None, frames_per_buffer: int = 1024,
+             stream_callback: Any = None, **kw: Any) -> Stream:
+        for index in (input_device_index, output_device_index):
+            if index is not None and not 0 <= index < len(self.devices):
+                raise AssertionError("the real pyaudio segfaults here; the caller must check")
+        if format != paInt16:
+            raise ValueError("format")
+        return Stream(self, rate, frames_per_buffer, stream_callback, output)
+
+    def overflow(self, blocks: int) -> None:
+        self.lose_blocks = blocks
 
     def terminate(self) -> None:
         pass

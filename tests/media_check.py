@@ -1,0 +1,105 @@
+"""Judging recordings by decoding them: decrypt a store's segments, decode
+them with PyAV, find tone bursts in the sound and frame numbers in the
+picture, and ask ffmpeg/ffprobe what a player would see."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from hal.camera_sim import read_number
+from sealing.age import Identity, decrypt
+from sealing.verify import verify_store
+
+
+def recordings(unit: Path, identity: Identity) -> list[list[tuple[str, bytes]]]:
+    """The decrypted segment files of each recording (start/resume .. pause/stop),
+    in chain order."""
+    records = verify_store(unit).records
+    out: list[list[tuple[str, bytes]]] = []
+    current: list[tuple[str, bytes]] | None = None
+    for r in records:
+        if r["type"] in ("record_start", "resume"):
+            current = []
+            out.append(current)
+        elif r["type"] in ("pause", "record_stop"):
+            current = None
+        elif r["type"] == "segment" and r["body"]["file"].endswith(".ts.age"):
+            plain = io.BytesIO()
+            with (unit / "store" / "segments" / r["body"]["file"]).open("rb") as f:
+                assert decrypt(f, identity, plain).complete
+            target = current if current is not None else out[-1]
+            target.append((r["body"]["file"], plain.getvalue()))
+    return [rec for rec in out if rec]
+
+
+@dataclass
+class Decoded:
+    frames: list[tuple[int, int]]  # (pts us, drawn frame number)
+    audio: np.ndarray  # float samples
+    audio_start_us: int
+    rate: int
+    first_video_key: bool
+
+
+def decode(data: bytes) -> Decoded:
+    frames: list[tuple[int, int]] = []
+    pcm: list[np.ndarray] = []
+    a0: int | None = None
+    rate = 16_000
+    first_key: bool | None = None
+    with av.open(io.BytesIO(data), format="mpegts") as c:
+        for packet in c.demux():
+            if packet.stream.type == "video" and packet.size and first_key is None:
+                first_key = bool(packet.is_keyframe)
+            for frame in packet.decode():
+                t = int(frame.pts * frame.time_base * 1_000_000)
+                if isinstance(frame, av.VideoFrame):
+                    frames.append((t, read_number(frame.to_ndarray(format="rgb24"))))
+                else:
+                    if a0 is None:
+                        a0 = t
+                    rate = frame.sample_rate
+                    pcm.append(frame.to_ndarray().reshape(-1))
+    audio = np.concatenate(pcm) if pcm else np.zeros(0)
+    return Decoded(frames, audio, a0 if a0 is not None else 0, rate, bool(first_key))
+
+
+def onsets(d: Decoded, threshold: float = 0.05, quiet_s: float = 0.3) -> list[int]:
+    """Times (us) where a burst starts: the level rises above `threshold`
+    after at least `quiet_s` below it."""
+    x = np.abs(d.audio)
+    loud = np.nonzero(x > threshold)[0]
+    out, last = [], -(10**12)
+    for i in loud:
+        if i - last > quiet_s * d.rate:
+            out.append(d.audio_start_us + int(i * 1_000_000 // d.rate))
+        last = i
+    return out
+
+
+def ffmpeg_warnings(args: list[str], data: bytes | None = None) -> str:
+    """What `ffmpeg -v warning` says decoding the input (empty when clean)."""
+    r = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-v", "warning", *args,
+                        "-f", "null", "-"], input=data, capture_output=True, timeout=300)
+    return r.stderr.decode(errors="replace").strip()
+
+
+def probe(path: Path) -> dict:
+    r = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of",
+                        "json", str(path)], capture_output=True, check=True, timeout=60)
+    return json.loads(r.stdout)
+
+
+def frame_times(path: Path, args: tuple[str, ...] = ()) -> list[float]:
+    """Video frame presentation times (s) as ffprobe reads the input."""
+    r = subprocess.run(["ffprobe", "-v", "error", *args, "-select_streams", "v:0",
+                        "-show_entries", "frame=pts_time", "-of", "csv=p=0", str(path)],
+                       capture_output=True, check=True, timeout=300)
+    return [float(x) for x in r.stdout.decode().split() if x.strip()]

@@ -1,0 +1,282 @@
+"""The live unit: the real-time runtime on simulated devices driven only
+through gpiozero mock pins, the Pi backends inside it against library-like
+doubles, `bodycam run` without --sim, and refused `[devices]` tables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware.devices import DeviceConfigError, parse_devices
+from firmware.recording import run_live, run_scenario
+from firmware.runtime import Recorder
+from firmware.scenario import parse
+from sealing.verify import verify_store
+
+from .conftest import Unit, make_unit
+from .doubles import picamera2_double, pyaudio_double
+from .media_check import decode, recordings
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEECH = "I am resuming because the driver came back to the car and is talking to me again."
+DAY = {"seconds": 21, "size": "320x180", "clock": "synced", "segment_seconds": 5,
+       "prerecord_seconds": 1,
+       "at": [{"t": 1, "press": "record"}, {"t": 4, "press": "photo"},
+              {"t": 6, "press": "function"}, {"t": 8, "press": "record"},
+              {"t": 15, "double": "function"}, {"t": 18, "hold": "record"}],
+       "sound": [{"t": 8.6, "speech": SPEECH, "seconds": 6}]}
+OUTPUTS = ("led_power", "led_audio", "led_video", "buzzer", "vibration")
+
+
+def _history(pin: Any) -> list[tuple[float, bool]]:
+    """MockPin.states as (seconds since the first entry, state)."""
+    t, out = 0.0, []
+    for s in pin.states:
+        t += s.timestamp
+        out.append((t, bool(s.state)))
+    return out
+
+
+def _on_spans(hist: list[tuple[float, bool]]) -> list[tuple[float, float]]:
+    spans, start = [], None
+    for t, on in hist:
+        if on and start is None:
+            start = t
+        elif not on and start is not None:
+            spans.append((start, t))
+            start = None
+    return spans
+
+
+@pytest.fixture(scope="module")
+def live_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Unit, Recorder, dict, float]:
+    tmp = tmp_path_factory.mktemp("live")
+    unit = make_unit(tmp / "unit")
+    pins: dict[str, Any] = {}
+
+    def on_ready(rec: Recorder) -> None:
+        d = rec.devices
+        for name in OUTPUTS:
+            pins[name] = d.pin_factory.pin(getattr(d.pins, name))
+        pins["t0"] = time.monotonic()
+
+    t = time.monotonic()
+    rec = run_scenario(unit.path, parse(DAY, tmp), realtime=True, on_ready=on_ready,
+                       log=lambda line: None)
+    return unit, rec, pins, time.monotonic() - t
+
+
+def test_live_day_on_mock_pins(live_day: tuple[Unit, Recorder, dict, float]) -> None:
+    unit, rec, pins, wall = live_day
+    assert wall >= 20  # real time, not virtual
+    report = verify_store(unit.path, identity=unit.agency.identity, escrow_key=unit.agency.escrow)
+    assert report.ok, report.problems
+    types = [r["type"] for r in report.records]
+    for t in ("record_start", "still", "pause", "resume", "resume_note", "mark", "record_stop"):
+        assert t in types, t
+    note = next(r for r in report.records if r["type"] == "resume_note")["body"]
+    assert note["given"] is True and note["file"] and note["offset_us"] is not None
+    played = rec.prompts_played
+    order = ["tone_start", "start_notice", "shutter", "tone_stop", "tone_start", "state_reason",
+             "note_ok", "marked", "tone_stop", "end_phrase"]
+    it = iter(played)
+    assert all(p in it for p in order), played  # in this order, others may come between
+    assert rec.devices.speaker.samples_played > 16_000  # PCM reached the speaker
+    # LEDs (docs/STATES.md): red = video recording, yellow = audio recording, green steady
+    video = _on_spans(_history(pins["led_video"]))
+    audio = _on_spans(_history(pins["led_audio"]))
+    assert len(video) == 2 and len(audio) == 2  # start..pause, resume..stop
+    (a0, a1), (b0, b1) = video
+    assert 0.5 < a0 < 1.6 and 6.0 < a1 < 7.2  # record at 1 s; pause at 6 s (+ double window)
+    assert 7.5 < b0 < 8.6 and 19.0 < b1 < 20.5  # resume at 8 s; hold from 18 s for 1.5 s
+    power = _history(pins["led_power"])
+    on = _on_spans(power)  # on from power-on until the unit closes its pins: never blinking
+    assert len(on) == 1 and on[0][1] - on[0][0] > 19
+    # buzzer: a pulse at each start and stop; vibration: those plus the photo and the mark
+    buzz = _on_spans(_history(pins["buzzer"]))
+    vib = _on_spans(_history(pins["vibration"]))
+    assert len(buzz) == 4 and all(0.15 < e - s < 0.35 for s, e in buzz)
+    assert len(vib) == 6
+
+
+def test_virtual_and_realtime_give_the_same_records(live_day: tuple[Unit, Recorder, dict, float],
+                                                     tmp_path: Path) -> None:
+    unit, _, _, _ = live_day
+    other = make_unit(tmp_path / "unit")
+    run_scenario(other.path, parse(DAY, tmp_path), log=lambda line: None)
+
+    def types(u: Unit) -> list[str]:
+        return [r["type"] for r in verify_store(u.path).records]
+
+    assert types(other) == types(unit)
+
+
+def _live(unit: Path, steps: list[tuple[float, Any]], seconds: float) -> Recorder:
+    """run_live with a driver thread doing `steps` (at s, fn(rec)) then stopping."""
+    def on_ready(rec: Recorder) -> None:
+        def drive() -> None:
+            t0 = time.monotonic()
+            for at, fn in steps:
+                time.sleep(max(0.0, t0 + at - time.monotonic()))
+                fn(rec)
+            time.sleep(max(0.0, t0 + seconds - time.monotonic()))
+            rec.request_stop("test done")
+
+        threading.Thread(target=drive, daemon=True).start()
+
+    return run_live(unit, log=lambda line: None, on_ready=on_ready)
+
+
+def _press(rec: Recorder) -> None:
+    p = rec.devices.pin_factory.pin(rec.devices.pins.record)
+    p.drive_low()
+    time.sleep(0.1)  # a finger, not contact bounce
+    p.drive_high()
+
+
+PI_TOML = ('[devices.camera]\nbackend = "picamera2"\nsize = "320x180"\n'
+           '[devices.microphone]\nbackend = "pyaudio"\ndevice = "USB Audio"\n'
+           '[policy]\nsegment_s = 3.0\nprerecord_s = 1.0\n')
+
+
+def test_pi_backends_in_the_live_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    picamera2_double.install(monkeypatch)
+    monkeypatch.setitem(sys.modules, "pyaudio", pyaudio_double)
+    pyaudio_double.PyAudio.source = staticmethod(
+        lambda n, k: bytes(2 * k))  # type: ignore[assignment]
+    unit = make_unit(tmp_path / "unit")
+    (unit.path / "unit.toml").write_text(PI_TOML)
+    sock = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(sock))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(sock))
+    stalled_at: list[float] = []
+
+    def restart_camera(rec: Recorder) -> None:  # timestamps start from 0 again
+        cam = rec.devices.camera
+        cam.cam.stop_recording()  # type: ignore[union-attr]
+        cam.cam.start_recording(cam.encoder, cam.output)  # type: ignore[union-attr]
+
+    def overflow(rec: Recorder) -> None:
+        rec.devices.microphone._pa.overflow(5)  # type: ignore[union-attr]  # noqa: SLF001
+
+    def stall(rec: Recorder) -> None:
+        stalled_at.append(time.monotonic())
+        rec.devices.camera.cam.stall()  # type: ignore[union-attr]
+
+    _live(unit.path, [(0.8, _press), (2.5, restart_camera), (3.5, overflow),
+                            (5.0, stall)], seconds=9.0)
+    server.settimeout(0.1)
+    notes = []
+    with server:
+        while True:
+            try:
+                notes.append(server.recv(64).decode())
+            except (TimeoutError, BlockingIOError):
+                break
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    faults = [r["body"] for r in report.records if r["type"] == "fault"]
+    assert any(f["what"] == "camera" and "no frame" in f["reason"] for f in faults), faults
+    gaps = [f for f in faults if f["what"] == "audio_gap"]
+    assert len(gaps) == 1 and 2000 <= gaps[0]["samples"] <= 3500, gaps
+    assert "READY=1" in notes and "WATCHDOG=1" in notes
+    # one pat a second while frames and audio come; none after the stall at 5 s (9 s run)
+    assert notes[-1] == "STOPPING=1" and 3 <= notes.count("WATCHDOG=1") <= 6, notes
+    boot = next(r for r in report.records if r["type"] == "boot")
+    assert boot["body"]["mode"] == "live"
+    pts, audio_end = [], 0
+    for rec_files in recordings(unit.path, unit.agency.identity):
+        for _, data in rec_files:
+            d = decode(data)
+            pts += [t for t, _ in d.frames]
+            audio_end = max(audio_end, d.audio_start_us + len(d.audio) * 1_000_000 // d.rate)
+    steps = [b - a for a, b in zip(pts, pts[1:], strict=False)]
+    assert all(s > 0 for s in steps) and max(steps) < 200_000  # one timeline across restart
+    assert audio_end - pts[-1] > 2_000_000  # sound went on after the camera stalled
+
+
+def test_camera_absent_at_start_records_sound_only(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    picamera2_double.install(monkeypatch)
+    monkeypatch.setattr(picamera2_double.Picamera2, "cameras", 0)
+    monkeypatch.setitem(sys.modules, "pyaudio", pyaudio_double)
+    unit = make_unit(tmp_path / "unit")
+    (unit.path / "unit.toml").write_text(PI_TOML)
+    _live(unit.path, [(0.5, _press)], seconds=3.5)
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    fault = next(r["body"] for r in report.records if r["type"] == "fault")
+    assert fault["what"] == "camera" and "did not complete" in fault["reason"]
+    files = [f for rec in recordings(unit.path, unit.agency.identity) for f in rec]
+    assert files
+    for _, data in files:
+        d = decode(data)
+        assert not d.frames and len(d.audio) > 16_000
+
+
+def test_bodycam_run_live_until_sigterm(unit: Unit) -> None:
+    (unit.path / "unit.toml").write_text('[devices.camera]\nsize = "320x180"\n'
+                                         "[policy]\nrecord_on_power_on = true\n"
+                                         "segment_s = 2.0\nprerecord_s = 1.0\n")
+    child = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--unit",
+                              str(unit.path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith("record ") and "record_start" in line:
+            break
+    time.sleep(2.5)
+    child.send_signal(signal.SIGTERM)
+    rest = child.stdout.read()
+    assert child.wait(timeout=60) == 0, rest
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    stop = [r for r in report.records if r["type"] == "record_stop"][-1]
+    assert stop["body"]["cause"] == "shutdown:SIGTERM"
+    assert [r for r in report.records if r["type"] == "segment"]
+    assert not [p for p in os.listdir(unit.path / "store" / "segments") if "partial" in p]
+
+
+BAD_DEVICES = [
+    ({"camera": {"backend": "usb"}}, r"\[devices.camera\] backend = 'usb'"),
+    ({"camera": {"fps": "30"}}, r"\[devices.camera\] fps"),
+    ({"camera": {"fps": 0}}, r"\[devices.camera\] fps"),
+    ({"camera": {"size": "1279x720"}}, r"\[devices.camera\] size"),
+    ({"camera": {"bitrate": True}}, r"\[devices.camera\] bitrate"),
+    ({"camera": {"backend": "replay"}}, r"needs file"),
+    ({"camera": {"zoom": 2}}, r"unknown key\(s\) \['zoom'\]"),
+    ({"microphone": {"device": 3}}, r"\[devices.microphone\] device"),
+    ({"speaker": {"language": "fr"}}, r"\[devices.speaker\] language"),
+    ({"gpio": {"record": 40}}, r"\[devices.gpio\] record"),
+    ({"gpio": {"record": 27}}, r"share a pin"),
+    ({"gps": {"baud": 1234}}, r"\[devices.gps\] baud"),
+    ({"battery": {"bus": -1}}, r"\[devices.battery\] bus"),
+    ({"storage": {"backend": "nfs"}}, r"\[devices.storage\] backend"),
+    ({"rtc": "yes"}, r"\[devices.rtc\] must be a table"),
+    ({"lidar": {}}, r"unknown device\(s\) \['lidar'\]"),
+]
+
+
+@pytest.mark.parametrize(("table", "match"), BAD_DEVICES, ids=[m for _, m in BAD_DEVICES])
+def test_bad_devices_are_refused_with_the_key_named(table: dict, match: str) -> None:
+    with pytest.raises(DeviceConfigError, match=match):
+        parse_devices(table)
+
+
+def test_bodycam_run_refuses_a_bad_devices_table_before_starting(unit: Unit) -> None:
+    (unit.path / "unit.toml").write_text('[devices.camera]\nbackend = "picamera3"\n')
+    before = (unit.path / "store" / "chain.jsonl").read_bytes()
+    r = subprocess.run([sys.executable, "-m", "firmware.cli", "run", "--unit", str(unit.path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "[devices.camera] backend = 'picamera3'" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert (unit.path / "store" / "chain.jsonl").read_bytes() == before  # nothing started
