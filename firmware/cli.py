@@ -23,7 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "verify": "sealing.cli_verify",
     "release": "sealing.cli_release",
     "export-serve": "firmware.cmd_export",
-    "selftest": "boot.cmd_selftest",
+    "selftest": "firmware.cmd_selftest",
 }
 
 

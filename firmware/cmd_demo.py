@@ -79,9 +79,9 @@ def _demo(work: Path) -> int:
     dock = _tool("dock")
     unit, agency_dir = _provision(work)
     _say("provision", f"unit {SERIAL} flashed with tools/flash.py (QA CA, dock1) at {unit}")
-    from boot.cmd_selftest import run_checks
+    from .cmd_selftest import run_checks
 
-    checks = run_checks(unit)
+    checks, _backends = run_checks(unit)
     _say("selftest", ", ".join(("PASS " if c.ok else "FAIL ") + c.name for c in checks))
     agency = Identity.parse((agency_dir / "evidence.key").read_text())
     dock_key = _tool("flash").serialization.load_pem_private_key(
