@@ -115,7 +115,13 @@ def test_virtual_and_realtime_give_the_same_records(live_day: tuple[Unit, Record
     run_scenario(other.path, parse(DAY, tmp_path), log=lambda line: None)
 
     def types(u: Unit) -> list[str]:
-        return [r["type"] for r in verify_store(u.path).records]
+        # where a rollover falls depends on which frame a press lands on, so a run of
+        # segments counts as one entry; every other record must match in order
+        out: list[str] = []
+        for r in verify_store(u.path).records:
+            if not (r["type"] == "segment" and out and out[-1] == "segment"):
+                out.append(r["type"])
+        return out
 
     assert types(other) == types(unit)
 
