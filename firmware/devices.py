@@ -44,7 +44,7 @@ from .prompts import LANGS
 
 
 class DeviceConfigError(ValueError):
-    pass
+    """unit.toml [devices] is wrong; the message names the key."""
 
 
 BACKENDS: dict[str, tuple[str, ...]] = {

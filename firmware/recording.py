@@ -80,13 +80,15 @@ def build(unit: Path, cfg: DeviceConfig, *, clock: Clock, pacer: Pacer, policy: 
                                                               "mode": mode})
     log(f"recovery: {store.recovery}")
     origin = clock.monotonic_ns() // 1000
-    try:
+    opened = False
+    try:  # a device library that raises must not leave the store locked
         devices = build_devices(cfg, clock=clock, pacer=pacer, store_path=store.root,
                                 sounds=scenario.sounds if scenario else None,
                                 sound_origin_us=origin, log=log)
-    except Exception:
-        store.close()
-        raise
+        opened = True
+    finally:
+        if not opened:
+            store.close()
     prompts = PromptBank(Path(unit) / "prompts", str(cfg.opt("speaker", "language", "en")),
                          render=cfg.backends["speaker"] == "sim")
     rec = Recorder(store, unitclock, clock, devices, policy, capture, prompts, log=log)

@@ -217,8 +217,8 @@ class Recorder:
             try:
                 item = self.inbox.get(timeout=wait)
             except queue.Empty:
-                pass
-            else:
+                item = None  # a quiet tick: the timers below still run
+            if item is not None:
                 self._handle(item)
             self.pump()
         self.notify("STOPPING=1")
