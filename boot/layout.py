@@ -9,8 +9,14 @@ UNIT = "var/lib/bodycam"
 MANIFEST = f"{PREFIX}/MANIFEST.json"
 MANIFEST_SIG = f"{PREFIX}/MANIFEST.sig"
 # what changes while the unit runs, or is secret: not in the manifest
-MUTABLE = (f"{UNIT}/store/", f"{UNIT}/keys/", f"{UNIT}/auth_state.json", f"{UNIT}/tls/unit.key",
-           MANIFEST, MANIFEST_SIG)
+MUTABLE = (
+    f"{UNIT}/store/",
+    f"{UNIT}/keys/",
+    f"{UNIT}/auth_state.json",
+    f"{UNIT}/tls/unit.key",
+    MANIFEST,
+    MANIFEST_SIG,
+)
 
 
 def unit_dir(root: Path) -> Path:

@@ -90,8 +90,12 @@ def check_store(unit: Path) -> CheckResult:
 
 
 def check_free_space(unit: Path, free_bytes: int, floor: int = MIN_FREE_BYTES) -> CheckResult:
-    return _check("free space", lambda: None if free_bytes >= floor else
-                  f"{free_bytes >> 20} MiB free, need {floor >> 20} MiB")
+    return _check(
+        "free space",
+        lambda: (
+            None if free_bytes >= floor else f"{free_bytes >> 20} MiB free, need {floor >> 20} MiB"
+        ),
+    )
 
 
 def check_firmware(root: Path | None) -> CheckResult:
@@ -99,8 +103,7 @@ def check_firmware(root: Path | None) -> CheckResult:
         if root is None:
             return "not a flashed unit (no MANIFEST.json above the unit directory)"
         manifest = (root / layout.MANIFEST).read_bytes()
-        ca = x509.load_pem_x509_certificate((layout.unit_dir(root) / "tls" / "ca.crt")
-                                            .read_bytes())
+        ca = x509.load_pem_x509_certificate((layout.unit_dir(root) / "tls" / "ca.crt").read_bytes())
         ca_key = ca.public_key()
         if not isinstance(ca_key, Ed25519PublicKey):
             return "CA key is not Ed25519"
@@ -121,8 +124,12 @@ def check_firmware(root: Path | None) -> CheckResult:
         prefix = root / layout.PREFIX
         for p in sorted(prefix.rglob("*")):
             rel = str(p.relative_to(root))
-            if p.is_file() and rel not in listed and not rel.startswith(layout.MUTABLE) \
-                    and "__pycache__" not in rel:
+            if (
+                p.is_file()
+                and rel not in listed
+                and not rel.startswith(layout.MUTABLE)
+                and "__pycache__" not in rel
+            ):
                 bad.append(f"extra {rel}")
         return "; ".join(bad[:10]) or None
 
@@ -130,13 +137,25 @@ def check_firmware(root: Path | None) -> CheckResult:
 
 
 def check_clock(state: str) -> CheckResult:
-    return _check("clock", lambda: None if state in ("synced", "holdover") else
-                  "unverified: no dock, GPS or RTC time (recording will be flagged)")
+    return _check(
+        "clock",
+        lambda: (
+            None
+            if state in ("synced", "holdover")
+            else "unverified: no dock, GPS or RTC time (recording will be flagged)"
+        ),
+    )
 
 
 def check_battery(percent: int) -> CheckResult:
-    return _check("battery", lambda: None if percent >= MIN_BATTERY_PERCENT else
-                  f"{percent} % (need {MIN_BATTERY_PERCENT} %)")
+    return _check(
+        "battery",
+        lambda: (
+            None
+            if percent >= MIN_BATTERY_PERCENT
+            else f"{percent} % (need {MIN_BATTERY_PERCENT} %)"
+        ),
+    )
 
 
 def check_camera(next_frame: Callable[[int], Any], frames: int = 5) -> CheckResult:
@@ -150,10 +169,13 @@ def check_camera(next_frame: Callable[[int], Any], frames: int = 5) -> CheckResu
 
 
 def check_microphone(read: Callable[[int, int], Any]) -> CheckResult:
-    return _check("microphone frames", lambda: None if len(read(0, 480).data) == 960 else
-                  "short read")
+    return _check(
+        "microphone frames", lambda: None if len(read(0, 480).data) == 960 else "short read"
+    )
 
 
 def check_gps(sentences_ok: int, garbage: int) -> CheckResult:
-    return _check("gps sentences", lambda: None if sentences_ok > 0 else
-                  f"no valid sentence ({garbage} unreadable)")
+    return _check(
+        "gps sentences",
+        lambda: None if sentences_ok > 0 else f"no valid sentence ({garbage} unreadable)",
+    )

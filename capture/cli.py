@@ -19,24 +19,40 @@ HELP = "run the capture pipeline alone and write plain MPEG-TS segments"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sim", action="store_true", required=True,
-                        help="simulated camera and microphone (the only backend off a Pi)")
+    parser.add_argument(
+        "--sim",
+        action="store_true",
+        required=True,
+        help="simulated camera and microphone (the only backend off a Pi)",
+    )
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--segment-seconds", type=float, default=30.0)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--size", default="1280x720", choices=["1280x720", "1920x1080",
-                                                               "640x360"])
+    parser.add_argument("--size", default="1280x720", choices=["1280x720", "1920x1080", "640x360"])
     parser.add_argument("--fps", type=int, default=30)
-    parser.add_argument("--sound", action="append", default=[],
-                        help="AT:SOURCE, e.g. 2:speech.wav or 0:noise:-30 (repeatable)")
+    parser.add_argument(
+        "--sound",
+        action="append",
+        default=[],
+        help="AT:SOURCE, e.g. 2:speech.wav or 0:noise:-30 (repeatable)",
+    )
 
 
-def run_sim(out: Path, seconds: float, segment_s: float, width: int, height: int, fps: int,
-            sounds: list[Sound]) -> list[tuple[Path, object]]:
+def run_sim(
+    out: Path,
+    seconds: float,
+    segment_s: float,
+    width: int,
+    height: int,
+    fps: int,
+    sounds: list[Sound],
+) -> list[tuple[Path, object]]:
     cam = SimCamera(width, height, fps)
     mic = SimMicrophone(sounds)
-    cap = Capture(file_sinks(out), CaptureConfig(segment_s=segment_s, prerecord_s=0,
-                                                 width=width, height=height, fps=fps))
+    cap = Capture(
+        file_sinks(out),
+        CaptureConfig(segment_s=segment_s, prerecord_s=0, width=width, height=height, fps=fps),
+    )
     cap.start(0)
     for i in range(int(seconds * fps)):
         cap.push_video(cam.next_frame(i * 1_000_000 // fps))
@@ -50,8 +66,7 @@ def run_sim(out: Path, seconds: float, segment_s: float, width: int, height: int
 
 def run(args: argparse.Namespace) -> int:
     if args.seconds <= 0 or args.segment_seconds < 1:
-        print("bodycam capture: --seconds must be > 0 and --segment-seconds >= 1",
-              file=sys.stderr)
+        print("bodycam capture: --seconds must be > 0 and --segment-seconds >= 1", file=sys.stderr)
         return 2
     try:
         sounds = []
@@ -64,7 +79,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"bodycam capture: {exc}", file=sys.stderr)
         return 2
     for path, info in closed:
-        print(json.dumps({"file": str(path), "frames": info.video_frames,
-                          "start_us": info.start_us, "duration_us": info.duration_us,
-                          "audio_samples": info.audio_samples}))
+        print(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "frames": info.video_frames,
+                    "start_us": info.start_us,
+                    "duration_us": info.duration_us,
+                    "audio_samples": info.audio_samples,
+                }
+            )
+        )
     return 0

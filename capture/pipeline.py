@@ -42,9 +42,14 @@ class CaptureConfig:
 class Capture:
     def __init__(self, open_sink: SinkFactory, config: CaptureConfig | None = None) -> None:
         self.config = cfg = config or CaptureConfig()
-        self.segmenter = Segmenter(open_sink, segment_us=int(cfg.segment_s * 1e6),
-                                   width=cfg.width, height=cfg.height, fps=cfg.fps,
-                                   audio_rate=cfg.audio_rate)
+        self.segmenter = Segmenter(
+            open_sink,
+            segment_us=int(cfg.segment_s * 1e6),
+            width=cfg.width,
+            height=cfg.height,
+            fps=cfg.fps,
+            audio_rate=cfg.audio_rate,
+        )
         self.meter = SpeechMeter()
         self._ring: deque[EncodedFrame] = deque()
         self._aring: deque[PcmChunk] = deque()
@@ -104,9 +109,11 @@ class Capture:
         if not self.config.prerecord_audio and self._audio_end_us is not None:
             self.segmenter.silence_until(self._audio_end_us)  # live sound goes on from here
         # in time order, as live media arrives, so every packet lands in its own file
-        for _, item in heapq.merge(((f.pts_us, f) for f in frames[first + 1:]),
-                                   ((c.pts_us, c) for c in chunks if c.pts_us >= t0 - 30_000),
-                                   key=lambda x: x[0]):
+        for _, item in heapq.merge(
+            ((f.pts_us, f) for f in frames[first + 1 :]),
+            ((c.pts_us, c) for c in chunks if c.pts_us >= t0 - 30_000),
+            key=lambda x: x[0],
+        ):
             if isinstance(item, EncodedFrame):
                 self.segmenter.video(item)
             else:

@@ -135,8 +135,16 @@ def _new_aac(rate: int) -> Any:
 
 
 class Segmenter:
-    def __init__(self, open_sink: SinkFactory, *, segment_us: int, width: int, height: int,
-                 fps: int, audio_rate: int = 16_000) -> None:
+    def __init__(
+        self,
+        open_sink: SinkFactory,
+        *,
+        segment_us: int,
+        width: int,
+        height: int,
+        fps: int,
+        audio_rate: int = 16_000,
+    ) -> None:
         self._open_sink = open_sink
         self.segment_us = segment_us
         self.width, self.height, self.fps = width, height, fps
@@ -247,7 +255,7 @@ class Segmenter:
         if at > due + SLACK_SAMPLES:
             x = np.concatenate([np.zeros(at - due, np.float32), x])  # a lost stretch: silence
         elif at < due - SLACK_SAMPLES:
-            x = x[due - at:]  # overlap (or before t0): keep what is new
+            x = x[due - at :]  # overlap (or before t0): keep what is new
         self._pcm = np.concatenate([self._pcm, x])
         while len(self._pcm) >= AAC_FRAME:
             self._encode(self._pcm[:AAC_FRAME])
@@ -257,8 +265,7 @@ class Segmenter:
         if samples is None:
             frame = None
         else:
-            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="fltp",
-                                               layout="mono")
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="fltp", layout="mono")
             frame.sample_rate = self.rate
             frame.pts = self._fed
             frame.time_base = Fraction(1, self.rate)
@@ -391,8 +398,9 @@ class Segmenter:
             self._as.codec_context.extradata = self._aenc.extradata
             codecs.append("aac")
         self._container = c
-        self._info = SegmentInfo(self.index, start_us, start_us, 0, 0, self.frames_total,
-                                 codecs=codecs)
+        self._info = SegmentInfo(
+            self.index, start_us, start_us, 0, 0, self.frames_total, codecs=codecs
+        )
         self._roll_asap = False
 
     def _close(self) -> Any:

@@ -45,8 +45,9 @@ def check_password(stored: str, password: str) -> bool:
         kind, n, r, p, salt, digest = stored.strip().split("$")
         if kind != "scrypt":
             raise ValueError(kind)
-        got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), dklen=32,
-                             n=int(n), r=int(r), p=int(p))
+        got = hashlib.scrypt(
+            password.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=int(r), p=int(p)
+        )
     except ValueError as exc:
         raise AuthError(f"unusable password hash on the unit: {exc}") from None
     return hmac.compare_digest(got.hex(), digest)
@@ -99,11 +100,14 @@ class Authoriser:
             self._save(AuthState(lockouts=state.lockouts))
             return Verdict(True, "ok")
         state.failures += 1
-        result = "bad_password" if fingerprint_ok or not check_password(stored, password) \
+        result = (
+            "bad_password"
+            if fingerprint_ok or not check_password(stored, password)
             else "no_fingerprint"
+        )
         if state.failures >= MAX_FAILURES:
             # each lockout doubles: 60 s, 120 s, 240 s, ...
-            state.locked_until = now + BASE_LOCK_S * (2 ** state.lockouts)
+            state.locked_until = now + BASE_LOCK_S * (2**state.lockouts)
             state.lockouts += 1
             state.failures = 0
             self._save(state)

@@ -34,8 +34,12 @@ PASSWORD = "demo-password"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=None,
-                        help="keep the unit, dock and agency files here (default: temp, removed)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="keep the unit, dock and agency files here (default: temp, removed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,8 +71,15 @@ def _provision(work: Path) -> tuple[Path, Path]:
     agency = work / "agency"
     flash.agency_init(agency, "qa", "dock1")
     (work / "pw").write_text(PASSWORD + "\n")
-    flash.provision(work / "sd", serial=SERIAL, officer="OFFICER-DEMO", password=PASSWORD,
-                    profile="qa", agency=agency, force=False)
+    flash.provision(
+        work / "sd",
+        serial=SERIAL,
+        officer="OFFICER-DEMO",
+        password=PASSWORD,
+        profile="qa",
+        agency=agency,
+        force=False,
+    )
     return flash.layout.unit_dir(work / "sd"), agency
 
 
@@ -85,7 +96,8 @@ def _demo(work: Path) -> int:
     _say("selftest", ", ".join(("PASS " if c.ok else "FAIL ") + c.name for c in checks))
     agency = Identity.parse((agency_dir / "evidence.key").read_text())
     dock_key = _tool("flash").serialization.load_pem_private_key(
-        (agency_dir / "docks" / "dock1.key").read_bytes(), None)
+        (agency_dir / "docks" / "dock1.key").read_bytes(), None
+    )
     escrow = canonical.unb64((agency_dir / "escrow" / f"{SERIAL}.fss").read_text().strip())
     for step, text in record_demo(unit, work):
         _say(step, text)
@@ -96,33 +108,53 @@ def _demo(work: Path) -> int:
         running = start_export(unit, store, clock, "127.0.0.1", 0)
         _say("dock", f"export service on 127.0.0.1:{running.address[1]} (mutual TLS)")
         d = agency_dir / "docks"
-        client = dock.Client("127.0.0.1", running.address[1], pki.client_context(
-            d / "dock1.crt", d / "dock1.key", agency_dir / "ca.crt"))
+        client = dock.Client(
+            "127.0.0.1",
+            running.address[1],
+            pki.client_context(d / "dock1.crt", d / "dock1.key", agency_dir / "ca.crt"),
+        )
         try:
-            result = dock.pull(client, work / "dock", dock_key, password=PASSWORD,
-                               fingerprint_ok=True, identity=agency,
-                               progress=lambda *_: None)
+            result = dock.pull(
+                client,
+                work / "dock",
+                dock_key,
+                password=PASSWORD,
+                fingerprint_ok=True,
+                identity=agency,
+                progress=lambda *_: None,
+            )
         finally:
             client.close()
             running.close()
         _say("clock", f"unit clock {clock.state} from {clock.source}")
-        _say("export", f"{len(result.pulled)} files pulled, verified with the agency identity, "
-                       f"stored under {work / 'dock'}")
+        _say(
+            "export",
+            f"{len(result.pulled)} files pulled, verified with the agency identity, "
+            f"stored under {work / 'dock'}",
+        )
         _say("receipt", f"{result.receipt[:16] if result.receipt else '-'} signed by dock1")
         left = sum(p.stat().st_size for p in store.segments.iterdir())
-        _say("release", f"{len(result.released)} files, {result.bytes_freed} bytes freed "
-                        f"({held} held before, {left} now)")
+        _say(
+            "release",
+            f"{len(result.released)} files, {result.bytes_freed} bytes freed "
+            f"({held} held before, {left} now)",
+        )
     finally:
         store.close()
     unit_report = verify_store(unit, escrow_key=escrow)
-    _say("verify", f"unit store: {'VERIFIED' if unit_report.ok else unit_report.problems[0]}"
-                   " (signatures, chain, forward-secure MACs, releases)")
+    _say(
+        "verify",
+        f"unit store: {'VERIFIED' if unit_report.ok else unit_report.problems[0]}"
+        " (signatures, chain, forward-secure MACs, releases)",
+    )
     dock_dir = work / "dock"
     files = {p.name: p for p in dock_dir.rglob("*.age")}
-    dock_report = verify_store(dock_dir / "units" / SERIAL, identity=agency,
-                               find_segment=files.get)
-    _say("verify", f"dock copy: {'VERIFIED' if dock_report.ok else dock_report.problems[0]}"
-                   " (decrypted, plaintext hashes match)")
+    dock_report = verify_store(dock_dir / "units" / SERIAL, identity=agency, find_segment=files.get)
+    _say(
+        "verify",
+        f"dock copy: {'VERIFIED' if dock_report.ok else dock_report.problems[0]}"
+        " (decrypted, plaintext hashes match)",
+    )
     print()
     print(dock.report(dock_dir))
     return 0 if unit_report.ok and dock_report.ok and result.released else 1

@@ -45,8 +45,10 @@ def start(unit: Path, store, clock: UnitClock, address: str, port: int):  # noqa
         store.append("clock", {**body, "dock": dock})
         return body
 
-    hooks = ExportHooks(clock_status=lambda: {"state": clock.state, "source": clock.source},
-                        on_dock_time=on_dock_time)
+    hooks = ExportHooks(
+        clock_status=lambda: {"state": clock.state, "source": clock.source},
+        on_dock_time=on_dock_time,
+    )
     return serve(ExportService(store, unit, hooks), ctx, address, port)
 
 

@@ -26,24 +26,34 @@ HELP = "run the recorder (live until SIGTERM; a scripted simulated unit: --sim -
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit", type=Path, required=True, help="the unit directory")
-    parser.add_argument("--sim", action="store_true",
-                        help="play a scenario on simulated devices (needs --scenario)")
+    parser.add_argument(
+        "--sim", action="store_true", help="play a scenario on simulated devices (needs --scenario)"
+    )
     parser.add_argument("--scenario", type=Path, help="scenario file (with --sim)")
-    parser.add_argument("--realtime", action="store_true",
-                        help="play the scenario on the wall clock through the live runtime")
-    parser.add_argument("--export", metavar="ADDRESS:PORT", nargs="?", const="",
-                        help="also serve the dock link while recording (default address: "
-                             "unit.toml [export])")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play the scenario on the wall clock through the live runtime",
+    )
+    parser.add_argument(
+        "--export",
+        metavar="ADDRESS:PORT",
+        nargs="?",
+        const="",
+        help="also serve the dock link while recording (default address: unit.toml [export])",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.sim != (args.scenario is not None):
-        print("bodycam run: --sim and --scenario FILE go together (docs/SCENARIO.md); "
-              "without them the unit runs live on its configured devices", file=sys.stderr)
+        print(
+            "bodycam run: --sim and --scenario FILE go together (docs/SCENARIO.md); "
+            "without them the unit runs live on its configured devices",
+            file=sys.stderr,
+        )
         return 2
     if args.realtime and not args.sim:
-        print("bodycam run: --realtime plays a scenario (--sim --scenario FILE)",
-              file=sys.stderr)
+        print("bodycam run: --realtime plays a scenario (--sim --scenario FILE)", file=sys.stderr)
         return 2
     services = []
 
@@ -70,15 +80,23 @@ def run(args: argparse.Namespace) -> int:
             try:
                 if args.sim:
                     scenario = load(args.scenario, Path(tmp))
-                    rec = run_scenario(args.unit, scenario, realtime=args.realtime, log=log,
-                                       on_ready=on_ready)
+                    rec = run_scenario(
+                        args.unit, scenario, realtime=args.realtime, log=log, on_ready=on_ready
+                    )
                 else:
                     rec = run_live(args.unit, log=log, on_ready=on_ready)
             finally:
                 for running in services:
                     running.close()
-    except (ScenarioError, DeviceConfigError, DeviceFault, KeyFileError, StoreError, OSError,
-            ValueError) as exc:
+    except (
+        ScenarioError,
+        DeviceConfigError,
+        DeviceFault,
+        KeyFileError,
+        StoreError,
+        OSError,
+        ValueError,
+    ) as exc:
         print(f"bodycam run: {exc}", file=sys.stderr)
         return 2
     print(f"done: {len(rec.sealed)} segments sealed, prompts: " + ", ".join(rec.prompts_played))

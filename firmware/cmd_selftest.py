@@ -33,8 +33,11 @@ DEFAULT_GPS_LOG = Path(__file__).resolve().parent.parent / "tests" / "data" / "g
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit", type=Path, required=True, help="the unit directory")
-    parser.add_argument("--sim", action="store_true",
-                        help="accepted for compatibility: the devices are what unit.toml names")
+    parser.add_argument(
+        "--sim",
+        action="store_true",
+        help="accepted for compatibility: the devices are what unit.toml names",
+    )
 
 
 def _device_checks(devices: Devices, listen_s: float = 2.0) -> list[selftest.CheckResult]:
@@ -65,8 +68,10 @@ def _device_checks(devices: Devices, listen_s: float = 2.0) -> list[selftest.Che
             return devices.absent.get("microphone", "no microphone configured")
         return None if chunks else f"no audio in {listen_s} s {errors[:1]}"
 
-    return [selftest._check("camera frames", camera),  # noqa: SLF001 - the module's own helper
-            selftest._check("microphone audio", microphone)]  # noqa: SLF001
+    return [
+        selftest._check("camera frames", camera),  # noqa: SLF001 - the module's own helper
+        selftest._check("microphone audio", microphone),
+    ]  # noqa: SLF001
 
 
 def run_checks(unit: Path) -> tuple[list[selftest.CheckResult], dict[str, str]]:
@@ -76,8 +81,13 @@ def run_checks(unit: Path) -> tuple[list[selftest.CheckResult], dict[str, str]]:
     root = layout.root_of(unit)
     dev_cfg = load_devices(unit)
     clock = LiveClock()
-    devices = build_devices(dev_cfg, clock=clock, pacer=ThreadPacer(clock),
-                            store_path=unit / "store", log=lambda line: None)
+    devices = build_devices(
+        dev_cfg,
+        clock=clock,
+        pacer=ThreadPacer(clock),
+        store_path=unit / "store",
+        log=lambda line: None,
+    )
     try:
         results = [
             selftest.check_keys(unit),
@@ -117,14 +127,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         if store.recovery.partial_files or store.recovery.torn_bytes:
-            print(f"recovered: {len(store.recovery.partial_files)} partial segments, "
-                  f"{store.recovery.torn_bytes} torn bytes")
+            print(
+                f"recovered: {len(store.recovery.partial_files)} partial segments, "
+                f"{store.recovery.torn_bytes} torn bytes"
+            )
         results, backends = run_checks(args.unit)
         for r in results:
             print(r.line())
-        store.append("selftest", {"devices": backends,
-                                  "checks": {r.name: "PASS" if r.ok else r.reason
-                                             for r in results}})
+        store.append(
+            "selftest",
+            {
+                "devices": backends,
+                "checks": {r.name: "PASS" if r.ok else r.reason for r in results},
+            },
+        )
     finally:
         store.close()
     failed = [r for r in results if not r.ok]

@@ -41,11 +41,16 @@ def status(unit: Path, now_us: int | None = None) -> dict:
     battery = next((r.body for r in reversed(records) if r.type == "battery_low"), None)
     free = space(store)
     return {
-        "serial": last.serial, "officer": last.officer, "state": mode,
+        "serial": last.serial,
+        "officer": last.officer,
+        "state": mode,
         "clock": {"state": last.stamp.clock_state, "source": last.stamp.clock_source},
-        "unexported": {"count": len(held), "oldest_age_s": None if oldest is None
-                       else max(0, (now_us - oldest) // 1_000_000)},
-        "free_bytes": free.free_bytes, "total_bytes": free.total_bytes,
+        "unexported": {
+            "count": len(held),
+            "oldest_age_s": None if oldest is None else max(0, (now_us - oldest) // 1_000_000),
+        },
+        "free_bytes": free.free_bytes,
+        "total_bytes": free.total_bytes,
         "battery": battery or "no low-battery record",
         "chain": {"head_seq": last.seq, "last_type": last.type},
     }
@@ -62,11 +67,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     u = st["unexported"]
     print(f"unit       {st['serial']} (officer {st['officer']})")
-    print(f"state      {st['state']} (last record {st['chain']['head_seq']} "
-          f"{st['chain']['last_type']})")
+    print(
+        f"state      {st['state']} (last record {st['chain']['head_seq']} "
+        f"{st['chain']['last_type']})"
+    )
     print(f"clock      {st['clock']['state']} ({st['clock']['source']})")
-    print(f"unexported {u['count']} files" + (f", oldest {u['oldest_age_s'] // 3600} h"
-                                             if u["oldest_age_s"] is not None else ""))
+    print(
+        f"unexported {u['count']} files"
+        + (f", oldest {u['oldest_age_s'] // 3600} h" if u["oldest_age_s"] is not None else "")
+    )
     print(f"free       {st['free_bytes'] >> 20} MiB of {st['total_bytes'] >> 20} MiB")
     print(f"battery    {st['battery']}")
     return 0

@@ -61,8 +61,13 @@ SIM_DEFAULT = {"gpio": "mock"}
 PINS = tuple(f.name for f in fields(PinMap))
 # key -> (type check, description) per device; `backend` is implied everywhere
 KEYS: dict[str, dict[str, str]] = {
-    "camera": {"size": "WxH", "fps": "int 1..120", "bitrate": "int 100000..50000000",
-               "file": "path", "autofocus": "bool"},
+    "camera": {
+        "size": "WxH",
+        "fps": "int 1..120",
+        "bitrate": "int 100000..50000000",
+        "file": "path",
+        "autofocus": "bool",
+    },
     "microphone": {"device": "name"},
     "speaker": {"device": "name", "language": "language"},
     "gpio": {pin: "pin" for pin in PINS},
@@ -81,8 +86,7 @@ class DeviceConfig:
 
     @property
     def all_simulated(self) -> bool:
-        return all(self.backends[d] in ("sim", "mock", "none") for d in BACKENDS
-                   if d != "storage")
+        return all(self.backends[d] in ("sim", "mock", "none") for d in BACKENDS if d != "storage")
 
     def opt(self, device: str, key: str, default: Any) -> Any:
         return self.options[device].get(key, default)
@@ -118,8 +122,11 @@ def _check(device: str, key: str, kind: str, value: Any, base: Path) -> Any:
         return value
     if kind == "WxH":
         parts = str(value).split("x") if isinstance(value, str) else []
-        if (len(parts) != 2 or not all(p.isdigit() for p in parts)
-                or not all(16 <= int(p) <= 4096 and int(p) % 2 == 0 for p in parts)):
+        if (
+            len(parts) != 2
+            or not all(p.isdigit() for p in parts)
+            or not all(16 <= int(p) <= 4096 and int(p) % 2 == 0 for p in parts)
+        ):
             raise bad("must look like 1280x720 (even numbers, 16 to 4096)")
         return value
     if kind == "language":
@@ -142,8 +149,9 @@ def parse_devices(table: Any, base: Path = Path(".")) -> DeviceConfig:
         raise DeviceConfigError("unit.toml [devices] must be a table")
     unknown = set(table) - set(BACKENDS)
     if unknown:
-        raise DeviceConfigError(f"unit.toml [devices]: unknown device(s) {sorted(unknown)} "
-                                f"(known: {sorted(BACKENDS)})")
+        raise DeviceConfigError(
+            f"unit.toml [devices]: unknown device(s) {sorted(unknown)} (known: {sorted(BACKENDS)})"
+        )
     backends: dict[str, str] = {}
     options: dict[str, dict[str, Any]] = {}
     for device, allowed in BACKENDS.items():
@@ -152,16 +160,21 @@ def parse_devices(table: Any, base: Path = Path(".")) -> DeviceConfig:
             raise DeviceConfigError(f"unit.toml [devices.{device}] must be a table")
         backend = sub.get("backend", SIM_DEFAULT.get(device, "sim"))
         if backend not in allowed:
-            raise DeviceConfigError(f"unit.toml [devices.{device}] backend = {backend!r}: "
-                                    f"must be one of {list(allowed)}")
+            raise DeviceConfigError(
+                f"unit.toml [devices.{device}] backend = {backend!r}: "
+                f"must be one of {list(allowed)}"
+            )
         known = KEYS[device]
         extra = set(sub) - set(known) - {"backend"}
         if extra:
-            raise DeviceConfigError(f"unit.toml [devices.{device}]: unknown key(s) "
-                                    f"{sorted(extra)} (known: {sorted(known)})")
+            raise DeviceConfigError(
+                f"unit.toml [devices.{device}]: unknown key(s) "
+                f"{sorted(extra)} (known: {sorted(known)})"
+            )
         backends[device] = backend
-        options[device] = {k: _check(device, k, known[k], v, base)
-                           for k, v in sub.items() if k != "backend"}
+        options[device] = {
+            k: _check(device, k, known[k], v, base) for k, v in sub.items() if k != "backend"
+        }
     if backends["camera"] == "replay" and "file" not in options["camera"]:
         raise DeviceConfigError("unit.toml [devices.camera] backend = 'replay' needs file = ...")
     pins = [options["gpio"].get(p, getattr(PinMap(), p)) for p in PINS]
@@ -225,9 +238,16 @@ def _pi_factory() -> Any:
     return Device.pin_factory
 
 
-def build_devices(cfg: DeviceConfig, *, clock: Clock, pacer: Pacer, store_path: Path,
-                  sounds: list[Sound] | None = None, sound_origin_us: int = 0,
-                  log: Callable[[str], None] = print) -> Devices:
+def build_devices(
+    cfg: DeviceConfig,
+    *,
+    clock: Clock,
+    pacer: Pacer,
+    store_path: Path,
+    sounds: list[Sound] | None = None,
+    sound_origin_us: int = 0,
+    log: Callable[[str], None] = print,
+) -> Devices:
     """Open every configured device. Pi libraries load here, only when named."""
     absent: dict[str, str] = {}
     width, height = cfg.size
@@ -244,17 +264,30 @@ def build_devices(cfg: DeviceConfig, *, clock: Clock, pacer: Pacer, store_path: 
     camera: Camera | None = None
     b = cfg.backends["camera"]
     if b == "sim":
-        camera = attempt("camera", lambda: PacedCamera(
-            SimCamera(width, height, fps, gop=fps), pacer, fps))
+        camera = attempt(
+            "camera", lambda: PacedCamera(SimCamera(width, height, fps, gop=fps), pacer, fps)
+        )
     elif b == "replay":
-        camera = attempt("camera", lambda: PacedCamera(
-            ReplayCamera(Path(cfg.opt("camera", "file", ""))), pacer, fps, name="replay"))
+        camera = attempt(
+            "camera",
+            lambda: PacedCamera(
+                ReplayCamera(Path(cfg.opt("camera", "file", ""))), pacer, fps, name="replay"
+            ),
+        )
     elif b == "picamera2":
         from hal.camera_pi import PiCamera
 
-        camera = attempt("camera", lambda: PiCamera(
-            clock, width, height, fps, int(cfg.opt("camera", "bitrate", 8_000_000)),
-            bool(cfg.opt("camera", "autofocus", True))))
+        camera = attempt(
+            "camera",
+            lambda: PiCamera(
+                clock,
+                width,
+                height,
+                fps,
+                int(cfg.opt("camera", "bitrate", 8_000_000)),
+                bool(cfg.opt("camera", "autofocus", True)),
+            ),
+        )
 
     microphone: Microphone | None = None
     b = cfg.backends["microphone"]
@@ -263,8 +296,9 @@ def build_devices(cfg: DeviceConfig, *, clock: Clock, pacer: Pacer, store_path: 
     elif b == "pyaudio":
         from hal.audio_pi import PyAudioMicrophone
 
-        microphone = attempt("microphone", lambda: PyAudioMicrophone(
-            clock, cfg.opt("microphone", "device", None)))
+        microphone = attempt(
+            "microphone", lambda: PyAudioMicrophone(clock, cfg.opt("microphone", "device", None))
+        )
 
     speaker: Speaker
     if cfg.backends["speaker"] == "pyaudio":
@@ -285,8 +319,12 @@ def build_devices(cfg: DeviceConfig, *, clock: Clock, pacer: Pacer, store_path: 
     if cfg.backends["gps"] == "sim":
         gps = SimGps()
     elif cfg.backends["gps"] == "serial":
-        gps = attempt("gps", lambda: SerialGps(cfg.opt("gps", "port", "/dev/serial0"),
-                                               int(cfg.opt("gps", "baud", 9600))))
+        gps = attempt(
+            "gps",
+            lambda: SerialGps(
+                cfg.opt("gps", "port", "/dev/serial0"), int(cfg.opt("gps", "baud", 9600))
+            ),
+        )
 
     battery: Battery | None = None
     if cfg.backends["battery"] == "sim":
@@ -294,8 +332,9 @@ def build_devices(cfg: DeviceConfig, *, clock: Clock, pacer: Pacer, store_path: 
     elif cfg.backends["battery"] == "max17048":
         battery = attempt("battery", lambda: Max17048(busno=int(cfg.opt("battery", "bus", 1))))
 
-    storage: Storage = (SimStorage(store_path) if cfg.backends["storage"] == "sim"
-                        else FsStorage(store_path))
+    storage: Storage = (
+        SimStorage(store_path) if cfg.backends["storage"] == "sim" else FsStorage(store_path)
+    )
 
     rtc: Rtc | None = None
     if cfg.backends["rtc"] == "sim":
@@ -303,6 +342,17 @@ def build_devices(cfg: DeviceConfig, *, clock: Clock, pacer: Pacer, store_path: 
     elif cfg.backends["rtc"] == "linux":
         rtc = LinuxRtc(Path(cfg.opt("rtc", "device", "/dev/rtc0")))
 
-    return Devices(camera, microphone, speaker, indicators, buttons, gps, battery, storage, rtc,
-                   absent=absent, pin_factory=factory, pins=pins)
-
+    return Devices(
+        camera,
+        microphone,
+        speaker,
+        indicators,
+        buttons,
+        gps,
+        battery,
+        storage,
+        rtc,
+        absent=absent,
+        pin_factory=factory,
+        pins=pins,
+    )

@@ -73,13 +73,16 @@ class ExportService:
         now_us = int(self.hooks.now() * 1e6)
         oldest = min((e["wall_us"] for e in unexported), default=None)
         return {
-            "serial": self.store.serial, "officer": self.store.officer,
+            "serial": self.store.serial,
+            "officer": self.store.officer,
             "device_key_pem": public_pem(self.store.keys.public).decode(),
-            "clock": self.hooks.clock_status(), "head_seq": self.store.head.seq,
+            "clock": self.hooks.clock_status(),
+            "head_seq": self.store.head.seq,
             "free_bytes": shutil.disk_usage(self.store.root).free,
-            "unexported": {"count": len(unexported),
-                           "oldest_age_s": None if oldest is None
-                           else max(0, (now_us - oldest) // 1_000_000)},
+            "unexported": {
+                "count": len(unexported),
+                "oldest_age_s": None if oldest is None else max(0, (now_us - oldest) // 1_000_000),
+            },
         }
 
     def unexported(self) -> list[dict[str, Any]]:
@@ -98,15 +101,24 @@ class ExportService:
             except AuthError as exc:
                 self.store.append("auth", {"dock": dock, "result": "error", "reason": str(exc)})
                 return 503, {"error": str(exc)}
-            self.store.append("auth", {"dock": dock, "result": v.result, "failures": v.failures,
-                                       "fingerprint_ok": fingerprint_ok})
+            self.store.append(
+                "auth",
+                {
+                    "dock": dock,
+                    "result": v.result,
+                    "failures": v.failures,
+                    "fingerprint_ok": fingerprint_ok,
+                },
+            )
             if v.ok:
                 token = secrets.token_hex(16)
                 self.sessions[token] = _Session(dock, self.hooks.now() + SESSION_S)
                 return 200, {"token": token, "expires_in_s": SESSION_S}
             if v.result == "locked" or v.retry_after_s:
-                return 429, {"error": "export locked after repeated failures",
-                             "retry_after_s": round(v.retry_after_s)}
+                return 429, {
+                    "error": "export locked after repeated failures",
+                    "retry_after_s": round(v.retry_after_s),
+                }
             return 401, {"error": f"not authorised: {v.result}", "failures": v.failures}
 
     def session(self, token: str | None, dock: str) -> bool:
@@ -117,8 +129,9 @@ class ExportService:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, addr: tuple[str, int], service: ExportService,
-                 context: ssl.SSLContext) -> None:
+    def __init__(
+        self, addr: tuple[str, int], service: ExportService, context: ssl.SSLContext
+    ) -> None:
         self.service = service
         self.context = context
         super().__init__(addr, _Handler)
@@ -157,8 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def send_error(self, code: int, message: str | None = None,
-                   explain: str | None = None) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # The stdlib says 501 for a method it has no handler for; for the dock
         # that is a request error (405), not a server fault.
         if code == 501:
@@ -171,8 +183,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- helpers ------------------------------------------------------------
 
-    def _send(self, code: int, obj: dict[str, Any] | bytes, ctype: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        code: int,
+        obj: dict[str, Any] | bytes,
+        ctype: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
         self.send_response(code)
         self.send_header("Content-Type", ctype)
@@ -238,9 +255,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         url = urlsplit(self.path)
         path = url.path
-        routes = {("GET", "/v1/status"), ("POST", "/v1/auth"), ("POST", "/v1/time"),
-                  ("GET", "/v1/offered"),
-                  ("GET", "/v1/chain"), ("GET", "/v1/segments"), ("POST", "/v1/receipt")}
+        routes = {
+            ("GET", "/v1/status"),
+            ("POST", "/v1/auth"),
+            ("POST", "/v1/time"),
+            ("GET", "/v1/offered"),
+            ("GET", "/v1/chain"),
+            ("GET", "/v1/segments"),
+            ("POST", "/v1/receipt"),
+        }
         key = (method, "/v1/segments") if path.startswith("/v1/segments/") else (method, path)
         if key not in routes:
             known = {p for _, p in routes}
@@ -283,7 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._send(200, svc.store.chain_bytes(int(frm)), "application/x-ndjson")
         elif key == ("GET", "/v1/segments"):
-            self._segment(path[len("/v1/segments/"):], dock)
+            self._segment(path[len("/v1/segments/") :], dock)
         elif key == ("POST", "/v1/receipt"):
             raw = self._body()
             if raw is None:
@@ -291,13 +314,20 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 done = apply_receipt(svc.store, raw)
             except ReceiptRefused as exc:
-                svc.store.append("fault", {"what": "receipt_refused", "dock": dock,
-                                           "reason": str(exc)})
+                svc.store.append(
+                    "fault", {"what": "receipt_refused", "dock": dock, "reason": str(exc)}
+                )
                 self._send(409, {"error": f"receipt refused, nothing released: {exc}"})
                 return
-            self._send(200, {"receipt": done.receipt, "released": done.files,
-                             "bytes_freed": done.bytes_freed,
-                             "already_applied": done.already_applied})
+            self._send(
+                200,
+                {
+                    "receipt": done.receipt,
+                    "released": done.files,
+                    "bytes_freed": done.bytes_freed,
+                    "already_applied": done.already_applied,
+                },
+            )
 
     def _segment(self, name: str, dock: str) -> None:
         svc = self.server.service
@@ -306,8 +336,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         offered = {e["file"] for e in svc.unexported()}
         if name not in offered:
-            self._send(404, {"error": f"{name} is not offered (unknown, released, "
-                                      "or still being written)"})
+            self._send(
+                404, {"error": f"{name} is not offered (unknown, released, or still being written)"}
+            )
             return
         path = svc.store.segments / name
         size = path.stat().st_size
@@ -316,8 +347,11 @@ class _Handler(BaseHTTPRequestHandler):
         if rng is not None:
             m = _RANGE.match(rng.strip())
             if not m or int(m[1]) >= max(size, 1) or (m[2] and int(m[2]) < int(m[1])):
-                self._send(416, {"error": f"unsatisfiable range {rng[:60]!r} for {size} bytes"},
-                           headers={"Content-Range": f"bytes */{size}"})
+                self._send(
+                    416,
+                    {"error": f"unsatisfiable range {rng[:60]!r} for {size} bytes"},
+                    headers={"Content-Range": f"bytes */{size}"},
+                )
                 return
             start = int(m[1])
             end = min(int(m[2]), size - 1) if m[2] else size - 1
@@ -357,12 +391,14 @@ class _Handler(BaseHTTPRequestHandler):
 class RunningService:
     """The service on a background thread; `close()` stops it."""
 
-    def __init__(self, service: ExportService, context: ssl.SSLContext,
-                 host: str, port: int) -> None:
+    def __init__(
+        self, service: ExportService, context: ssl.SSLContext, host: str, port: int
+    ) -> None:
         self.server = _Server((host, port), service, context)
         self.address = self.server.server_address[:2]
-        self._thread = threading.Thread(target=self.server.serve_forever,
-                                        name="export", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="export", daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
@@ -371,6 +407,5 @@ class RunningService:
         self._thread.join(5)
 
 
-def serve(service: ExportService, context: ssl.SSLContext, host: str,
-          port: int) -> RunningService:
+def serve(service: ExportService, context: ssl.SSLContext, host: str, port: int) -> RunningService:
     return RunningService(service, context, host, port)

@@ -89,8 +89,19 @@ class Unexported:
     at_us: int
 
 
-Event = (Press | Hold | DoublePress | Trigger | Tick | Battery | Storage | ClockStatus | Fault
-         | Unexported | Shutdown)
+Event = (
+    Press
+    | Hold
+    | DoublePress
+    | Trigger
+    | Tick
+    | Battery
+    | Storage
+    | ClockStatus
+    | Fault
+    | Unexported
+    | Shutdown
+)
 
 # -- actions --------------------------------------------------------------------
 
@@ -166,13 +177,18 @@ class Policy:
             if want is bool:
                 ok = isinstance(v, bool)
             elif want in (int, float):
-                ok = (isinstance(v, want if want is int else (int, float))
-                      and not isinstance(v, bool) and math.isfinite(v))
+                ok = (
+                    isinstance(v, want if want is int else (int, float))
+                    and not isinstance(v, bool)
+                    and math.isfinite(v)
+                )
             else:
                 ok = isinstance(v, want)
             if not ok:
-                raise ValueError(f"{f.name} = {v!r}: must be a {want.__name__}"
-                                 + (" (finite)" if want in (int, float) else ""))
+                raise ValueError(
+                    f"{f.name} = {v!r}: must be a {want.__name__}"
+                    + (" (finite)" if want in (int, float) else "")
+                )
         if not 1 <= self.segment_s <= 3600:
             raise ValueError("segment_s must be from 1 to 3600 seconds")
         if not 0 <= self.prerecord_s <= 120:
@@ -240,52 +256,80 @@ def _warn(s: State, name: str, on: bool) -> State:
 
 def _start(p: Policy, s: State, cause: str, at: int) -> tuple[State, list[Action]]:
     if s.clock == "unverified" and p.clock_policy == "refuse":
-        return s, [Record("fault", {"what": "record_refused", "reason": "clock unverified",
-                                    "cause": cause}),
-                   Prompt("clock_unverified"), _indicate(_warn(s, "clock", True))]
+        return s, [
+            Record(
+                "fault", {"what": "record_refused", "reason": "clock unverified", "cause": cause}
+            ),
+            Prompt("clock_unverified"),
+            _indicate(_warn(s, "clock", True)),
+        ]
     resume = s.mode == "paused" or s.needs_note
     acts: list[Action] = [StartCapture(cause, prerecord=not resume)]
     if resume:
-        acts.append(Record("resume", {"cause": cause,
-                                      "after_pause_us": at - s.paused_at_us if s.paused_at_us
-                                      else None,
-                                      "pause_reason": s.pause_reason or None}))
+        acts.append(
+            Record(
+                "resume",
+                {
+                    "cause": cause,
+                    "after_pause_us": at - s.paused_at_us if s.paused_at_us else None,
+                    "pause_reason": s.pause_reason or None,
+                },
+            )
+        )
         note = NoteWait(at, at + int(p.note_window_s * 1e6), p.note_reprompts, cause)
         s = replace(s, note=note)
         acts += [Prompt("tone_start"), Prompt("state_reason")]
     else:
-        acts += [Record("record_start", {"cause": cause, "clock": s.clock}),
-                 Prompt("tone_start"), Prompt("start_notice")]
+        acts += [
+            Record("record_start", {"cause": cause, "clock": s.clock}),
+            Prompt("tone_start"),
+            Prompt("start_notice"),
+        ]
     s = replace(s, mode="recording", needs_note=False)
     if s.clock == "unverified":
         s = _warn(s, "clock", True)
     return s, [*acts, _indicate(s)]
 
 
-def _stop(s: State, cause: str, at: int, *, pause: bool, unit_caused: bool,
-          speech_s: float, p: Policy) -> tuple[State, list[Action]]:
+def _stop(
+    s: State, cause: str, at: int, *, pause: bool, unit_caused: bool, speech_s: float, p: Policy
+) -> tuple[State, list[Action]]:
     acts: list[Action] = [StopCapture(cause)]
     if s.note is not None:  # stopped while a note was awaited: judge what was heard
         acts.append(_note_record(s.note, at, speech_s, p))
-        s = _warn(replace(s, note=None, note_missing=speech_s < p.note_min_speech_s),
-                  "note_missing", speech_s < p.note_min_speech_s)
+        s = _warn(
+            replace(s, note=None, note_missing=speech_s < p.note_min_speech_s),
+            "note_missing",
+            speech_s < p.note_min_speech_s,
+        )
     if pause:
         acts.append(Record("pause", {"reason": cause}))
         s = replace(s, mode="paused", paused_at_us=at, pause_reason=cause)
     else:
         acts.append(Record("record_stop", {"cause": cause}))
-        s = replace(s, mode="idle", paused_at_us=at if unit_caused else 0,
-                    pause_reason=cause if unit_caused else "")
+        s = replace(
+            s,
+            mode="idle",
+            paused_at_us=at if unit_caused else 0,
+            pause_reason=cause if unit_caused else "",
+        )
     s = replace(s, needs_note=unit_caused)
     return s, [*acts, Prompt("tone_stop"), _indicate(s)]
 
 
 def _note_record(note: NoteWait, at: int, speech_s: float, p: Policy) -> Record:
     given = speech_s >= p.note_min_speech_s
-    return Record("resume_note", {"given": given, "speech_s": round(speech_s * 1000) // 1000,
-                                  "speech_ms": int(speech_s * 1000),
-                                  "window_from_us": note.since_us, "window_to_us": at,
-                                  "cause": note.cause})
+    return Record(
+        "resume_note",
+        {
+            "given": given,
+            "speech_s": round(speech_s * 1000) // 1000,
+            "speech_ms": int(speech_s * 1000),
+            "window_from_us": note.since_us,
+            "window_to_us": at,
+            "cause": note.cause,
+        },
+    )
 
 
 def step(p: Policy, s: State, e: Event) -> tuple[State, list[Action]]:
@@ -294,8 +338,9 @@ def step(p: Policy, s: State, e: Event) -> tuple[State, list[Action]]:
         if e.button == "record" and s.mode in ("idle", "paused"):
             return _start(p, s, "button", e.at_us)
         if e.button == "function" and s.mode == "recording":
-            return _stop(s, "to_be_stated", e.at_us, pause=True, unit_caused=False,
-                         speech_s=0.0, p=p)
+            return _stop(
+                s, "to_be_stated", e.at_us, pause=True, unit_caused=False, speech_s=0.0, p=p
+            )
         if e.button == "photo" and s.mode == "recording":
             return s, [TakeStill(), Prompt("shutter")]
         return s, []  # a tap that means nothing in this state: ignored, never a stop
@@ -303,16 +348,23 @@ def step(p: Policy, s: State, e: Event) -> tuple[State, list[Action]]:
         if e.button == "record" and s.mode in ("recording", "paused"):
             if s.mode == "paused":
                 s2 = replace(s, mode="idle", paused_at_us=0, pause_reason="")
-                return s2, [Record("record_stop", {"cause": "button", "from": "paused"}),
-                            Prompt("tone_stop"), Prompt("end_phrase"), _indicate(s2)]
-            s2, acts = _stop(s, "button", e.at_us, pause=False, unit_caused=False,
-                             speech_s=0.0, p=p)
+                return s2, [
+                    Record("record_stop", {"cause": "button", "from": "paused"}),
+                    Prompt("tone_stop"),
+                    Prompt("end_phrase"),
+                    _indicate(s2),
+                ]
+            s2, acts = _stop(
+                s, "button", e.at_us, pause=False, unit_caused=False, speech_s=0.0, p=p
+            )
             return s2, [*acts, Prompt("end_phrase")]
         return s, []
     if isinstance(e, DoublePress):
         if e.button == "function" and s.mode in ("recording", "paused"):
-            return s, [Record("mark", {"flag": "evidence", "retention": "evidence"}),
-                       Prompt("marked")]
+            return s, [
+                Record("mark", {"flag": "evidence", "retention": "evidence"}),
+                Prompt("marked"),
+            ]
         return s, []
     if isinstance(e, Trigger):
         wanted = p.record_on_power_on if e.source == "power_on" else p.trigger_starts
@@ -326,16 +378,18 @@ def step(p: Policy, s: State, e: Event) -> tuple[State, list[Action]]:
     if isinstance(e, Storage):
         return _storage(p, s, e)
     if isinstance(e, ClockStatus):
-        s2 = _warn(replace(s, clock=e.state, clock_source=e.source), "clock",
-                   e.state == "unverified")
+        s2 = _warn(
+            replace(s, clock=e.state, clock_source=e.source), "clock", e.state == "unverified"
+        )
         acts: list[Action] = [] if s2.warnings == s.warnings else [_indicate(s2)]
         return s2, acts
     if isinstance(e, Fault):
         return _fault(p, s, e)
     if isinstance(e, Shutdown):
         if s.mode == "recording":  # seal and stop; the next start is a resume
-            return _stop(s, f"shutdown:{e.reason}", e.at_us, pause=False, unit_caused=True,
-                         speech_s=0.0, p=p)
+            return _stop(
+                s, f"shutdown:{e.reason}", e.at_us, pause=False, unit_caused=True, speech_s=0.0, p=p
+            )
         return s, []
     if isinstance(e, Unexported):
         overdue = e.oldest_age_s > p.unexported_warn_s
@@ -356,9 +410,14 @@ def _tick(p: Policy, s: State, e: Tick) -> tuple[State, list[Action]]:
             acts += [Prompt("note_ok"), _indicate(s)]
         elif e.at_us >= s.note.deadline_us:
             if s.note.reprompts_left > 0:
-                s = replace(s, note=replace(
-                    s.note, deadline_us=e.at_us + int(p.note_window_s * 1e6),
-                    reprompts_left=s.note.reprompts_left - 1))
+                s = replace(
+                    s,
+                    note=replace(
+                        s.note,
+                        deadline_us=e.at_us + int(p.note_window_s * 1e6),
+                        reprompts_left=s.note.reprompts_left - 1,
+                    ),
+                )
                 acts.append(Prompt("state_reason"))
             else:
                 acts.append(_note_record(s.note, e.at_us, e.speech_s, p))
@@ -370,8 +429,9 @@ def _tick(p: Policy, s: State, e: Tick) -> tuple[State, list[Action]]:
     return s, acts
 
 
-def _level(p: Policy, s: State, *, name: str, low: bool, body: dict[str, Any], stop: bool,
-           at: int) -> tuple[State, list[Action]]:
+def _level(
+    p: Policy, s: State, *, name: str, low: bool, body: dict[str, Any], stop: bool, at: int
+) -> tuple[State, list[Action]]:
     """A warning level (battery, storage): record and warn once when it goes
     low, clear when it recovers, and stop recording at the hard limit."""
     acts: list[Action] = []
@@ -389,15 +449,27 @@ def _level(p: Policy, s: State, *, name: str, low: bool, body: dict[str, Any], s
 
 
 def _battery(p: Policy, s: State, e: Battery) -> tuple[State, list[Action]]:
-    return _level(p, s, name="battery", low=e.minutes_left <= p.battery_warn_minutes,
-                  body={"percent": e.percent, "minutes_left": e.minutes_left},
-                  stop=e.percent <= p.battery_critical_percent, at=e.at_us)
+    return _level(
+        p,
+        s,
+        name="battery",
+        low=e.minutes_left <= p.battery_warn_minutes,
+        body={"percent": e.percent, "minutes_left": e.minutes_left},
+        stop=e.percent <= p.battery_critical_percent,
+        at=e.at_us,
+    )
 
 
 def _storage(p: Policy, s: State, e: Storage) -> tuple[State, list[Action]]:
-    return _level(p, s, name="storage", low=e.free_bytes <= e.total_bytes * p.storage_warn_fraction,
-                  body={"free_bytes": e.free_bytes, "total_bytes": e.total_bytes},
-                  stop=e.free_bytes <= p.storage_floor_bytes, at=e.at_us)
+    return _level(
+        p,
+        s,
+        name="storage",
+        low=e.free_bytes <= e.total_bytes * p.storage_warn_fraction,
+        body={"free_bytes": e.free_bytes, "total_bytes": e.total_bytes},
+        stop=e.free_bytes <= p.storage_floor_bytes,
+        at=e.at_us,
+    )
 
 
 def _fault(p: Policy, s: State, e: Fault) -> tuple[State, list[Action]]:
@@ -407,7 +479,8 @@ def _fault(p: Policy, s: State, e: Fault) -> tuple[State, list[Action]]:
     elif e.device == "microphone":
         s = replace(s, audio_ok=False)
     if s.mode == "recording" and (e.device == "tamper" or not (s.video_ok or s.audio_ok)):
-        s, more = _stop(s, f"fault:{e.device}", e.at_us, pause=False, unit_caused=True,
-                        speech_s=0.0, p=p)
+        s, more = _stop(
+            s, f"fault:{e.device}", e.at_us, pause=False, unit_caused=True, speech_s=0.0, p=p
+        )
         acts += more
     return s, [*acts, _indicate(s)]

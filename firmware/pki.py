@@ -34,8 +34,12 @@ class Issued:
 
 
 def _name(cn: str, org: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
 
 
 def make_ca(profile: str, org: str = "Agency", years: int = 10) -> Issued:
@@ -44,31 +48,49 @@ def make_ca(profile: str, org: str = "Agency", years: int = 10) -> Issued:
     key = Ed25519PrivateKey.generate()
     name = _name(f"bodycam {profile} CA", org)
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=365 * years))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                         False), critical=True)
-            .sign(key, None))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365 * years))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(key, None)
+    )
     return Issued(key, cert)
 
 
-def issue(ca: Issued, *, cn: str, role: str, public_key: Ed25519PublicKey,
-          hosts: list[str] | None = None, years: int = 5) -> x509.Certificate:
+def issue(
+    ca: Issued,
+    *,
+    cn: str,
+    role: str,
+    public_key: Ed25519PublicKey,
+    hosts: list[str] | None = None,
+    years: int = 5,
+) -> x509.Certificate:
     """A unit certificate (TLS server) or a dock certificate (TLS client)."""
     if role not in ("unit", "dock"):
         raise PkiError("role must be unit or dock")
     now = dt.datetime.now(dt.UTC)
     usage = ExtendedKeyUsageOID.SERVER_AUTH if role == "unit" else ExtendedKeyUsageOID.CLIENT_AUTH
-    b = (x509.CertificateBuilder().subject_name(_name(cn, f"bodycam {role}"))
-         .issuer_name(ca.cert.subject).public_key(public_key)
-         .serial_number(x509.random_serial_number())
-         .not_valid_before(now - dt.timedelta(days=1))
-         .not_valid_after(now + dt.timedelta(days=365 * years))
-         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn, f"bodycam {role}"))
+        .issuer_name(ca.cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365 * years))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
     if hosts:
         alt: list[x509.GeneralName] = []
         for h in hosts:
@@ -85,8 +107,9 @@ def pem_cert(cert: x509.Certificate) -> bytes:
 
 
 def pem_key(key: Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def load_cert(path: Path) -> x509.Certificate:

@@ -21,7 +21,7 @@ PHRASES: dict[str, dict[str, str]] = {
     "start_notice": {
         "zh": "我是执法人员，现在依法对执法过程进行全程录音录像。",
         "en": "I am a law enforcement officer. This enforcement action is being recorded "
-              "in sound and video, as the law requires.",
+        "in sound and video, as the law requires.",
     },
     "end_phrase": {
         "zh": "执法记录结束。",
@@ -36,8 +36,10 @@ PHRASES: dict[str, dict[str, str]] = {
     "clock_unverified": {"zh": "时间未校准。", "en": "The clock is not verified."},
     "battery_low": {"zh": "电量不足。", "en": "Battery low."},
     "storage_low": {"zh": "存储空间不足。", "en": "Storage almost full."},
-    "export_overdue": {"zh": "有记录超过二十四小时未导出。",
-                       "en": "Recordings older than twenty-four hours are not exported."},
+    "export_overdue": {
+        "zh": "有记录超过二十四小时未导出。",
+        "en": "Recordings older than twenty-four hours are not exported.",
+    },
     "marked": {"zh": "已标记为证据。", "en": "Marked as evidence."},
 }
 TONES: dict[str, list[tuple[float, float]]] = {  # (Hz, seconds); 0 Hz = silence

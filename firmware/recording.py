@@ -50,8 +50,11 @@ def unit_policy(unit: Path) -> Policy:
 
 
 def oldest_unexported_age_s(store: Store, now_us: int) -> int | None:
-    held = [r for r in store.records() if r.type in ("segment", "still")
-            and (store.segments / r.body["file"]).exists()]
+    held = [
+        r
+        for r in store.records()
+        if r.type in ("segment", "still") and (store.segments / r.body["file"]).exists()
+    ]
     return None if not held else max(0, (now_us - min(r.stamp.wall_us for r in held)) // 10**6)
 
 
@@ -71,26 +74,43 @@ class ShiftedClock:
         return time.time_ns()
 
 
-def build(unit: Path, cfg: DeviceConfig, *, clock: Clock, pacer: Pacer, policy: Policy,
-          capture: CaptureConfig, log: Callable[[str], None], mode: str,
-          scenario: Scenario | None = None) -> Recorder:
+def build(
+    unit: Path,
+    cfg: DeviceConfig,
+    *,
+    clock: Clock,
+    pacer: Pacer,
+    policy: Policy,
+    capture: CaptureConfig,
+    log: Callable[[str], None],
+    mode: str,
+    scenario: Scenario | None = None,
+) -> Recorder:
     """Open the store (recovering first), the devices and the recorder."""
     unitclock = UnitClock(monotonic_ns=clock.monotonic_ns, time_ns=clock.time_ns)
-    store = open_unit(unit, clock=unitclock.stamp, boot_body={"cause": "power on",
-                                                              "mode": mode})
+    store = open_unit(unit, clock=unitclock.stamp, boot_body={"cause": "power on", "mode": mode})
     log(f"recovery: {store.recovery}")
     origin = clock.monotonic_ns() // 1000
     opened = False
     try:  # a device library that raises must not leave the store locked
-        devices = build_devices(cfg, clock=clock, pacer=pacer, store_path=store.root,
-                                sounds=scenario.sounds if scenario else None,
-                                sound_origin_us=origin, log=log)
+        devices = build_devices(
+            cfg,
+            clock=clock,
+            pacer=pacer,
+            store_path=store.root,
+            sounds=scenario.sounds if scenario else None,
+            sound_origin_us=origin,
+            log=log,
+        )
         opened = True
     finally:
         if not opened:
             store.close()
-    prompts = PromptBank(Path(unit) / "prompts", str(cfg.opt("speaker", "language", "en")),
-                         render=cfg.backends["speaker"] == "sim")
+    prompts = PromptBank(
+        Path(unit) / "prompts",
+        str(cfg.opt("speaker", "language", "en")),
+        render=cfg.backends["speaker"] == "sim",
+    )
     rec = Recorder(store, unitclock, clock, devices, policy, capture, prompts, log=log)
     rec.log(f"devices: {' '.join(f'{k}={v}' for k, v in devices.backends().items())}")
     return rec
@@ -104,26 +124,44 @@ def _power_on(rec: Recorder) -> None:
         rec.event(Unexported(age, rec.now_us()))
 
 
-def capture_config(cfg: DeviceConfig, policy: Policy, *, segment_s: float = 30.0,
-                   prerecord_s: float = 30.0) -> CaptureConfig:
+def capture_config(
+    cfg: DeviceConfig, policy: Policy, *, segment_s: float = 30.0, prerecord_s: float = 30.0
+) -> CaptureConfig:
     width, height = cfg.size
-    return CaptureConfig(segment_s=segment_s, prerecord_s=prerecord_s,
-                         prerecord_audio=policy.prerecord_audio, width=width, height=height,
-                         fps=int(cfg.opt("camera", "fps", 30)))
+    return CaptureConfig(
+        segment_s=segment_s,
+        prerecord_s=prerecord_s,
+        prerecord_audio=policy.prerecord_audio,
+        width=width,
+        height=height,
+        fps=int(cfg.opt("camera", "fps", 30)),
+    )
 
 
-def run_live(unit: Path, *, log: Callable[[str], None] = print,
-             on_ready: Callable[[Recorder], None] | None = None,
-             stop: threading.Event | None = None) -> Recorder:
+def run_live(
+    unit: Path,
+    *,
+    log: Callable[[str], None] = print,
+    on_ready: Callable[[Recorder], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Recorder:
     """The unit as it runs in the field: configured devices, the live clock,
     until a stop request (SIGTERM) or `stop`."""
     cfg = load_devices(unit)
     policy = unit_policy(unit)
     clock = LiveClock()
-    rec = build(unit, cfg, clock=clock, pacer=ThreadPacer(clock), policy=policy,
-                capture=capture_config(cfg, policy, segment_s=policy.segment_s,
-                                       prerecord_s=policy.prerecord_s),
-                log=log, mode="live")
+    rec = build(
+        unit,
+        cfg,
+        clock=clock,
+        pacer=ThreadPacer(clock),
+        policy=policy,
+        capture=capture_config(
+            cfg, policy, segment_s=policy.segment_s, prerecord_s=policy.prerecord_s
+        ),
+        log=log,
+        mode="live",
+    )
     try:
         _power_on(rec)
         if on_ready is not None:
@@ -148,9 +186,12 @@ class Edge:
 
 
 def scenario_devices(scenario: Scenario) -> DeviceConfig:
-    return parse_devices({"camera": {"backend": "sim",
-                                     "size": f"{scenario.width}x{scenario.height}"},
-                          "storage": {"backend": "sim"}})
+    return parse_devices(
+        {
+            "camera": {"backend": "sim", "size": f"{scenario.width}x{scenario.height}"},
+            "storage": {"backend": "sim"},
+        }
+    )
 
 
 def _edges(h: Happening, d: Devices, clock: Any, rec: Recorder) -> list[Edge]:
@@ -167,8 +208,12 @@ def _edges(h: Happening, d: Devices, clock: Any, rec: Recorder) -> list[Edge]:
         if h.kind == "hold":
             return [Edge(t, p.drive_low), Edge(t + HOLD_S, p.drive_high)]
         second = t + PRESS_S + DOUBLE_GAP_S
-        return [Edge(t, p.drive_low), Edge(t + PRESS_S, p.drive_high),
-                Edge(second, p.drive_low), Edge(second + PRESS_S, p.drive_high)]
+        return [
+            Edge(t, p.drive_low),
+            Edge(t + PRESS_S, p.drive_high),
+            Edge(second, p.drive_low),
+            Edge(second + PRESS_S, p.drive_high),
+        ]
     if h.kind == "trigger":
         p = pin("trigger")
         return [Edge(t, p.drive_low), Edge(t + 0.5, p.drive_high)]
@@ -201,6 +246,7 @@ def _edges(h: Happening, d: Devices, clock: Any, rec: Recorder) -> list[Edge]:
 
         return [Edge(t, fix)]
     if h.kind == "clock_jump_s":
+
         def jump() -> None:
             clock.wall_jump_ns += int(float(h.value) * 1e9)
             rec.log(f"wall clock jumped {h.value} s")
@@ -209,11 +255,16 @@ def _edges(h: Happening, d: Devices, clock: Any, rec: Recorder) -> list[Edge]:
     raise ValueError(f"unknown happening {h.kind}")
 
 
-def run_scenario(unit: Path, scenario: Scenario, *, realtime: bool = False,
-                 policy: Policy | None = None,
-                 log: Callable[[str], None] = lambda line: print(line, flush=True),
-                 wall_start_ns: int | None = None,
-                 on_ready: Callable[[Recorder], None] | None = None) -> Recorder:
+def run_scenario(
+    unit: Path,
+    scenario: Scenario,
+    *,
+    realtime: bool = False,
+    policy: Policy | None = None,
+    log: Callable[[str], None] = lambda line: print(line, flush=True),
+    wall_start_ns: int | None = None,
+    on_ready: Callable[[Recorder], None] | None = None,
+) -> Recorder:
     """Play `scenario` on simulated devices: on virtual time (as fast as the
     work allows, repeatable) or, with `realtime`, on the live clock."""
     cfg = scenario_devices(scenario)
@@ -226,10 +277,19 @@ def run_scenario(unit: Path, scenario: Scenario, *, realtime: bool = False,
     else:
         clock = VirtualClock(wall_start_ns if wall_start_ns is not None else time.time_ns())
         pacer = ManualPacer(clock)
-    rec = build(unit, cfg, clock=clock, pacer=pacer, policy=policy,
-                capture=capture_config(cfg, policy, segment_s=scenario.segment_seconds,
-                                       prerecord_s=scenario.prerecord_seconds),
-                log=log, mode="simulation", scenario=scenario)
+    rec = build(
+        unit,
+        cfg,
+        clock=clock,
+        pacer=pacer,
+        policy=policy,
+        capture=capture_config(
+            cfg, policy, segment_s=scenario.segment_seconds, prerecord_s=scenario.prerecord_seconds
+        ),
+        log=log,
+        mode="simulation",
+        scenario=scenario,
+    )
     d = rec.devices
     if scenario.clock == "synced" and d.rtc is not None:
         d.rtc.write_us(clock.true_time_ns() // 1000)  # an RTC that kept good time
@@ -237,8 +297,9 @@ def run_scenario(unit: Path, scenario: Scenario, *, realtime: bool = False,
         _power_on(rec)
         if on_ready is not None:
             on_ready(rec)
-        edges = sorted((e for h in scenario.happenings for e in _edges(h, d, clock, rec)),
-                       key=lambda e: e.t)
+        edges = sorted(
+            (e for h in scenario.happenings for e in _edges(h, d, clock, rec)), key=lambda e: e.t
+        )
         if realtime:
             assert isinstance(clock, ShiftedClock)
             _drive_live(rec, edges, scenario.seconds)
@@ -293,4 +354,3 @@ def _drive_live(rec: Recorder, edges: list[Edge], seconds: float) -> None:
     finally:
         stop.set()
         driver.join(timeout=5)
-

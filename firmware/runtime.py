@@ -85,8 +85,13 @@ Incoming = EncodedFrame | PcmChunk | AudioGap | GestureIn | DeviceError | Fix | 
 class StoreSink:
     """capture's SegmentSink onto the sealed store."""
 
-    def __init__(self, writer: SegmentWriter, stamp_at: Callable[[int], Stamp],
-                 retention: Callable[[], str], on_sealed: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        writer: SegmentWriter,
+        stamp_at: Callable[[int], Stamp],
+        retention: Callable[[], str],
+        on_sealed: Callable[[Any], None],
+    ) -> None:
         self.writer = writer
         self._stamp_at = stamp_at
         self._retention = retention
@@ -96,12 +101,21 @@ class StoreSink:
         self.writer.write(data)
 
     def close(self, info: SegmentInfo) -> Any:
-        rec = self.writer.close(SegmentMeta(
-            start=self._stamp_at(info.start_us), end=self._stamp_at(info.end_us),
-            container=info.container, codecs=list(info.codecs), duration_us=info.duration_us,
-            retention=self._retention(),
-            extra={"video_frames": info.video_frames, "audio_samples": info.audio_samples,
-                   "first_frame": info.first_frame}))
+        rec = self.writer.close(
+            SegmentMeta(
+                start=self._stamp_at(info.start_us),
+                end=self._stamp_at(info.end_us),
+                container=info.container,
+                codecs=list(info.codecs),
+                duration_us=info.duration_us,
+                retention=self._retention(),
+                extra={
+                    "video_frames": info.video_frames,
+                    "audio_samples": info.audio_samples,
+                    "first_frame": info.first_frame,
+                },
+            )
+        )
         self._on_sealed(rec)
         return rec
 
@@ -148,8 +162,9 @@ class Recorder:
 
     def _stamp_at(self, mono_us: int) -> Stamp:
         now = self.unitclock.stamp()
-        return Stamp(mono_us, now.wall_us + (mono_us - now.mono_us), now.clock_state,
-                     now.clock_source)
+        return Stamp(
+            mono_us, now.wall_us + (mono_us - now.mono_us), now.clock_state, now.clock_source
+        )
 
     def _open_sink(self, index: int, start_us: int) -> StoreSink:
         writer = self.store.open_segment("ts", stamp=self._stamp_at(start_us))
@@ -158,8 +173,10 @@ class Recorder:
 
     def _sealed(self, rec: Any) -> None:
         self.sealed.append(rec)
-        self.log(f"sealed {rec.body['file']} ({rec.body['video_frames']} frames, "
-                 f"{rec.body['ct_len']} bytes)")
+        self.log(
+            f"sealed {rec.body['file']} ({rec.body['video_frames']} frames, "
+            f"{rec.body['ct_len']} bytes)"
+        )
 
     # -- starting and stopping ------------------------------------------------------------
 
@@ -173,8 +190,10 @@ class Recorder:
             self._fault("camera", "no camera configured")
         if d.microphone is None and "microphone" not in d.absent:
             self._fault("microphone", "no microphone configured")
-        self.capture.set_media(video=d.camera is not None and "camera" not in self.faulted,
-                               audio=d.microphone is not None)
+        self.capture.set_media(
+            video=d.camera is not None and "camera" not in self.faulted,
+            audio=d.microphone is not None,
+        )
         if d.rtc is not None and self.unitclock.state == "unverified":
             rtc_us = d.rtc.read_us()
             if rtc_us is not None:
@@ -252,10 +271,17 @@ class Recorder:
         elif isinstance(item, AudioGap):
             self._last["microphone"] = self.now_us()
             self.audio_gaps += 1  # capture fills the stretch with silence in place
-            self._append("fault", {"what": "audio_gap", "at_us": item.at_us,
-                                   "samples": item.samples, "gaps": self.audio_gaps,
-                                   "reason": "microphone input overflow: samples lost, "
-                                             "filled with silence in place"})
+            self._append(
+                "fault",
+                {
+                    "what": "audio_gap",
+                    "at_us": item.at_us,
+                    "samples": item.samples,
+                    "gaps": self.audio_gaps,
+                    "reason": "microphone input overflow: samples lost, "
+                    "filled with silence in place",
+                },
+            )
         elif isinstance(item, GestureIn):
             self._gesture(item)
         elif isinstance(item, DeviceError):
@@ -294,8 +320,9 @@ class Recorder:
             quiet = now - self._last[name]
             if quiet > STALL_US:
                 self._stalled.add(name)
-                self._fault(name, f"no {'frame' if name == 'camera' else 'audio'} "
-                                  f"for {quiet / 1e6:.1f} s")
+                self._fault(
+                    name, f"no {'frame' if name == 'camera' else 'audio'} for {quiet / 1e6:.1f} s"
+                )
 
     def _each_second(self, now: int) -> None:
         self.store.sync_open_segments()
@@ -367,8 +394,7 @@ class Recorder:
         """Which file of the recording holds media time `at_us`, and where."""
         if not self._files:
             return {"file": None, "offset_us": None}
-        start, name = next(((s, n) for s, n in reversed(self._files) if s <= at_us),
-                           self._files[0])
+        start, name = next(((s, n) for s, n in reversed(self._files) if s <= at_us), self._files[0])
         return {"file": name, "offset_us": max(0, at_us - start)}
 
     def _prompt(self, name: str) -> None:
@@ -380,8 +406,9 @@ class Recorder:
         pcm = self.prompts.pcm(name)
         if name in self.prompts.missing and name not in self._reported_missing:
             self._reported_missing.add(name)
-            self._fault("speaker", f"prompt {name!r} is not in the shipped set; a tone "
-                                   "was played instead")
+            self._fault(
+                "speaker", f"prompt {name!r} is not in the shipped set; a tone was played instead"
+            )
         if "speaker" not in self.faulted:
             try:
                 self.devices.speaker.play(name, pcm)
@@ -404,8 +431,16 @@ class Recorder:
         w = self.store.open_segment("jpg", stamp=start)
         w.write(jpeg)
         extra = {"location": self.location} if self.location else {}
-        rec = w.close(SegmentMeta(start=start, end=self.unitclock.stamp(), container="jpeg",
-                                  codecs=["mjpeg"], retention=self.retention, extra=extra))
+        rec = w.close(
+            SegmentMeta(
+                start=start,
+                end=self.unitclock.stamp(),
+                container="jpeg",
+                codecs=["mjpeg"],
+                retention=self.retention,
+                extra=extra,
+            )
+        )
         self.log(f"still {rec.body['file']}")
 
     def _fault(self, device: str, reason: str) -> None:
@@ -446,6 +481,9 @@ def _fields(event: object) -> str:
 
 
 def _brief(body: dict[str, Any]) -> str:
-    keep = {k: v for k, v in body.items() if k in ("cause", "reason", "given", "speech_s",
-                                                    "what", "flag", "percent")}
+    keep = {
+        k: v
+        for k, v in body.items()
+        if k in ("cause", "reason", "given", "speech_s", "what", "flag", "percent")
+    }
     return " ".join(f"{k}={v}" for k, v in keep.items())

@@ -33,8 +33,17 @@ from typing import Any
 
 from hal.microphone_sim import Sound, speech_wav
 
-ACTIONS = ("press", "hold", "double", "trigger", "fault", "battery", "storage_free_mib",
-           "gps_time", "clock_jump_s")
+ACTIONS = (
+    "press",
+    "hold",
+    "double",
+    "trigger",
+    "fault",
+    "battery",
+    "storage_free_mib",
+    "gps_time",
+    "clock_jump_s",
+)
 BUTTONS = ("record", "function", "photo")
 
 
@@ -85,8 +94,14 @@ def parse(data: dict[str, Any], workdir: Path, base: Path = Path(".")) -> Scenar
     clock = data.get("clock", "unverified")
     if clock not in ("synced", "unverified"):
         raise ScenarioError("clock must be synced or unverified")
-    sc = Scenario(float(seconds), w, h, clock, float(data.get("segment_seconds", 30)),
-                  float(data.get("prerecord_seconds", 30)))
+    sc = Scenario(
+        float(seconds),
+        w,
+        h,
+        clock,
+        float(data.get("segment_seconds", 30)),
+        float(data.get("prerecord_seconds", 30)),
+    )
     for i, item in enumerate(data.get("at", [])):
         t = item.get("t")
         kinds = [k for k in ACTIONS if k in item]
@@ -105,8 +120,11 @@ def parse(data: dict[str, Any], workdir: Path, base: Path = Path(".")) -> Scenar
             raise ScenarioError(f"[[sound]] #{i + 1}: needs t >= 0")
         secs = float(item.get("seconds", 5))
         if "speech" in item:
-            wav = speech_wav(str(item["speech"]), workdir / f"speech_{i + 1}.wav",
-                             voice=str(item.get("voice", "en")))
+            wav = speech_wav(
+                str(item["speech"]),
+                workdir / f"speech_{i + 1}.wav",
+                voice=str(item.get("voice", "en")),
+            )
             sc.sounds.append(Sound(float(t), str(wav), secs))
         elif "wav" in item:
             sc.sounds.append(Sound(float(t), str(base / item["wav"]), secs))

@@ -36,6 +36,8 @@ ALERTS: dict[str, tuple[Blink | None, Blink | None]] = {
 
 
 def lights_for(ind: Indicate) -> Lights:
-    return Lights(power=WARNING_BLINK if ind.warning else STEADY,
-                  audio=STEADY if ind.audio else None,
-                  video=STEADY if ind.video else None)
+    return Lights(
+        power=WARNING_BLINK if ind.warning else STEADY,
+        audio=STEADY if ind.audio else None,
+        video=STEADY if ind.video else None,
+    )

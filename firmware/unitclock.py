@@ -33,8 +33,11 @@ class UnitClock:
     def stamp(self) -> Stamp:
         with self._lock:
             mono = self.monotonic_ns() // 1000
-            if (self.state == "synced" and self.synced_at_mono_us is not None
-                    and mono - self.synced_at_mono_us > self.max_holdover_s * 1e6):
+            if (
+                self.state == "synced"
+                and self.synced_at_mono_us is not None
+                and mono - self.synced_at_mono_us > self.max_holdover_s * 1e6
+            ):
                 self.state = "holdover"
             return Stamp(mono, self.now_us(), self.state, self.source)
 
@@ -45,5 +48,10 @@ class UnitClock:
             self.offset_us += true_us - before
             self.state, self.source = "synced", source
             self.synced_at_mono_us = self.monotonic_ns() // 1000
-            return {"before_us": before, "after_us": true_us, "step_us": true_us - before,
-                    "source": source, "state": "synced"}
+            return {
+                "before_us": before,
+                "after_us": true_us,
+                "step_us": true_us - before,
+                "source": source,
+                "state": "synced",
+            }

@@ -45,15 +45,18 @@ def find_device(pa: Any, name: str | None, *, input: bool) -> int | None:  # noq
         seen.append(str(info.get("name")))
         if name in str(info.get("name", "")) and int(info.get(key, 0)) > 0:
             return i
-    raise DeviceFault(f"no {'input' if input else 'output'} device named {name!r} "
-                      f"(have: {', '.join(seen) or 'none'})")
+    raise DeviceFault(
+        f"no {'input' if input else 'output'} device named {name!r} "
+        f"(have: {', '.join(seen) or 'none'})"
+    )
 
 
 class PyAudioMicrophone:
     name = "pyaudio"
 
-    def __init__(self, clock: Clock, device: str | None = None, rate: int = RATE,
-                 module: Any = None) -> None:
+    def __init__(
+        self, clock: Clock, device: str | None = None, rate: int = RATE, module: Any = None
+    ) -> None:
         self._mod = module or importlib.import_module("pyaudio")
         self._pa = self._mod.PyAudio()
         if self._pa.get_device_count() == 0:
@@ -73,8 +76,9 @@ class PyAudioMicrophone:
     def start(self, on_chunk: OnChunk, on_gap: OnGap, on_error: OnError) -> None:
         block_us = FRAMES * 1_000_000 // self.rate
 
-        def callback(in_data: bytes | None, frame_count: int, time_info: Any,
-                     status: int) -> tuple[None, int]:
+        def callback(
+            in_data: bytes | None, frame_count: int, time_info: Any, status: int
+        ) -> tuple[None, int]:
             try:
                 now = self.clock.monotonic_ns() // 1000
                 arrived = now - frame_count * 1_000_000 // self.rate  # its first sample
@@ -94,10 +98,15 @@ class PyAudioMicrophone:
             return None, PA_CONTINUE
 
         try:
-            self._stream = self._pa.open(format=self._mod.paInt16, channels=1, rate=self.rate,
-                                         input=True, frames_per_buffer=FRAMES,
-                                         input_device_index=self._index,
-                                         stream_callback=callback)
+            self._stream = self._pa.open(
+                format=self._mod.paInt16,
+                channels=1,
+                rate=self.rate,
+                input=True,
+                frames_per_buffer=FRAMES,
+                input_device_index=self._index,
+                stream_callback=callback,
+            )
         except OSError as exc:
             raise DeviceFault(f"microphone: {exc}") from None
 
@@ -117,8 +126,9 @@ class PyAudioSpeaker:
         self._pa = mod.PyAudio()
         index = find_device(self._pa, device, input=False)
         try:
-            self._stream = self._pa.open(format=mod.paInt16, channels=1, rate=rate, output=True,
-                                         output_device_index=index)
+            self._stream = self._pa.open(
+                format=mod.paInt16, channels=1, rate=rate, output=True, output_device_index=index
+            )
         except OSError as exc:
             self._pa.terminate()
             raise DeviceFault(f"speaker: {exc}") from None

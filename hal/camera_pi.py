@@ -43,14 +43,19 @@ def output_class(base: type) -> type:
     """Our Output subclass (the encoder rejects anything that is not an Output)."""
 
     class FrameOutput(base):  # type: ignore[misc, valid-type]
-        def __init__(self, on_frame: Callable[[bytes, bool, int], None],
-                     on_error: OnError) -> None:
+        def __init__(self, on_frame: Callable[[bytes, bool, int], None], on_error: OnError) -> None:
             super().__init__()
             self.on_frame, self.on_error = on_frame, on_error
             self.failed: str | None = None
 
-        def outputframe(self, frame: bytes, keyframe: bool = True, timestamp: int | None = None,
-                        packet: Any = None, audio: bool = False) -> None:
+        def outputframe(
+            self,
+            frame: bytes,
+            keyframe: bool = True,
+            timestamp: int | None = None,
+            packet: Any = None,
+            audio: bool = False,
+        ) -> None:
             if audio or self.failed:
                 return  # audio comes from pyaudio, not picamera2's pulse input
             try:
@@ -90,8 +95,15 @@ class Timeline:
 class PiCamera:
     name = "picamera2"
 
-    def __init__(self, clock: Clock, width: int = 1280, height: int = 720, fps: int = 30,
-                 bitrate: int = 8_000_000, autofocus: bool = True) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        width: int = 1280,
+        height: int = 720,
+        fps: int = 30,
+        bitrate: int = 8_000_000,
+        autofocus: bool = True,
+    ) -> None:
         picamera2 = importlib.import_module("picamera2")
         self._encoders = importlib.import_module("picamera2.encoders")
         self._outputs = importlib.import_module("picamera2.outputs")
@@ -99,8 +111,9 @@ class PiCamera:
             self.cam = picamera2.Picamera2()
         except (RuntimeError, IndexError) as exc:  # no camera: "__init__ sequence did not..."
             raise DeviceFault(f"camera: {exc}") from None
-        config = self.cam.create_video_configuration(main={"size": (width, height)},
-                                                     controls={"FrameRate": fps})
+        config = self.cam.create_video_configuration(
+            main={"size": (width, height)}, controls={"FrameRate": fps}
+        )
         self.cam.configure(config)
         if autofocus and "AfMode" in getattr(self.cam, "camera_controls", {}):
             self.cam.set_controls({"AfMode": AF_CONTINUOUS})  # Camera Module 3: off by default

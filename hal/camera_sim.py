@@ -26,11 +26,11 @@ BITS = 32
 def draw(n: int, width: int, height: int) -> np.ndarray:
     img = np.full((height, width, 3), 40, np.uint8)
     x = (n * 8) % width
-    img[height // 2:, max(0, x - 40):x, 1] = 220  # a bar that moves: motion for the encoder
+    img[height // 2 :, max(0, x - 40) : x, 1] = 220  # a bar that moves: motion for the encoder
     block = width // BITS
     for bit in range(BITS):
         if (n >> bit) & 1:
-            img[: block, bit * block:(bit + 1) * block] = 255
+            img[:block, bit * block : (bit + 1) * block] = 255
     return img
 
 
@@ -41,7 +41,7 @@ def read_number(img: np.ndarray) -> int:
     n = 0
     for bit in range(BITS):
         x0, x1 = bit * block + block // 4, (bit + 1) * block - block // 4
-        cell = img[block // 4: 3 * block // 4, x0:x1]
+        cell = img[block // 4 : 3 * block // 4, x0:x1]
         if cell.mean() > 150:
             n |= 1 << bit
     return n
@@ -50,8 +50,14 @@ def read_number(img: np.ndarray) -> int:
 class SimCamera:
     """Camera backend for simulation (no Pi): same frames out as the real one."""
 
-    def __init__(self, width: int = 1280, height: int = 720, fps: int = 30, gop: int = 30,
-                 bitrate: int = 2_000_000) -> None:
+    def __init__(
+        self,
+        width: int = 1280,
+        height: int = 720,
+        fps: int = 30,
+        gop: int = 30,
+        bitrate: int = 2_000_000,
+    ) -> None:
         self.width, self.height, self.fps = width, height, fps
         self._cc = av.CodecContext.create("libx264", "w")
         self._cc.width, self._cc.height = width, height
@@ -59,8 +65,13 @@ class SimCamera:
         self._cc.time_base = Fraction(1, fps)
         self._cc.framerate = fps
         self._cc.bit_rate = bitrate
-        self._cc.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop),
-                            "keyint_min": str(gop), "sc_threshold": "0"}
+        self._cc.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "g": str(gop),
+            "keyint_min": str(gop),
+            "sc_threshold": "0",
+        }
         self._cc.open()
         self.frames_made = 0
         self.failed: str | None = None
@@ -97,8 +108,9 @@ class SimCamera:
         cc.width, cc.height, cc.pix_fmt = self.width, self.height, "yuvj420p"
         cc.time_base = Fraction(1, self.fps)
         cc.open()
-        vf = av.VideoFrame.from_ndarray(draw(self.frames_made, self.width, self.height),
-                                        format="rgb24").reformat(format="yuvj420p")
+        vf = av.VideoFrame.from_ndarray(
+            draw(self.frames_made, self.width, self.height), format="rgb24"
+        ).reformat(format="yuvj420p")
         return b"".join(bytes(p) for p in cc.encode(vf) + cc.encode(None))
 
     def fail(self, reason: str) -> None:
@@ -125,8 +137,7 @@ class PacedCamera:
     frames simply stop, nothing is raised (the firmware's frame watchdog must
     notice). An encoder error is reported through `on_error`, once."""
 
-    def __init__(self, source: FrameSource, pacer: Pacer, fps: int = 30,
-                 name: str = "sim") -> None:
+    def __init__(self, source: FrameSource, pacer: Pacer, fps: int = 30, name: str = "sim") -> None:
         self.source, self.pacer, self.fps, self.name = source, pacer, fps, name
         self._task: Task | None = None
         self._lock = threading.Lock()

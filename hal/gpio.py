@@ -108,8 +108,9 @@ class GpioButtons:
     timed on the unit's monotonic clock and handed to `on_gesture` from
     whichever thread made them (the pin's, or the caller of `poll`)."""
 
-    def __init__(self, pin_factory: Any, clock: Clock, pins: PinMap | None = None,
-                 name: str = "gpio") -> None:
+    def __init__(
+        self, pin_factory: Any, clock: Clock, pins: PinMap | None = None, name: str = "gpio"
+    ) -> None:
         self.pins = p = pins or PinMap()
         self.clock, self.name = clock, name
         self._lock = threading.Lock()
@@ -159,8 +160,11 @@ class GpioIndicators:
         p = pins or PinMap()
         self.name = name
         f = {"pin_factory": pin_factory}
-        self.leds = {"power": LED(p.led_power, **f), "audio": LED(p.led_audio, **f),
-                     "video": LED(p.led_video, **f)}
+        self.leds = {
+            "power": LED(p.led_power, **f),
+            "audio": LED(p.led_audio, **f),
+            "video": LED(p.led_video, **f),
+        }
         self.buzzer = Buzzer(p.buzzer, **f)
         self.vibration = DigitalOutputDevice(p.vibration, **f)
         self._shown: dict[str, Blink | None] = {}
@@ -172,8 +176,9 @@ class GpioIndicators:
         elif pattern.off_s == 0 and pattern.n == 0:
             dev.on()
         else:
-            dev.blink(on_time=pattern.on_s, off_time=pattern.off_s, n=pattern.n or None,
-                      background=True)
+            dev.blink(
+                on_time=pattern.on_s, off_time=pattern.off_s, n=pattern.n or None, background=True
+            )
 
     def show(self, lights: Lights) -> None:
         for led in ("power", "audio", "video"):

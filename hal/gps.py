@@ -36,8 +36,12 @@ class Fix:
     def location(self) -> dict[str, int] | None:
         if self.lat_e7 is None or self.lon_e7 is None:
             return None
-        return {"lat_e7": self.lat_e7, "lon_e7": self.lon_e7, "quality": self.quality,
-                "satellites": self.satellites}
+        return {
+            "lat_e7": self.lat_e7,
+            "lon_e7": self.lon_e7,
+            "quality": self.quality,
+            "satellites": self.satellites,
+        }
 
 
 @dataclass
@@ -112,8 +116,9 @@ class SerialGps:
 
     name = "serial"
 
-    def __init__(self, port: str = "/dev/serial0", baud: int = 9600,
-                 serial_module: Any = None) -> None:
+    def __init__(
+        self, port: str = "/dev/serial0", baud: int = 9600, serial_module: Any = None
+    ) -> None:
         serial = serial_module or importlib.import_module("serial")
         self._port = serial.Serial(port, baud, timeout=1.0)
         self.parser = NmeaParser()

@@ -42,8 +42,9 @@ def speech_wav(text: str, path: Path, voice: str = "en") -> Path:
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise DeviceFault("espeak-ng is not installed (scripts/setup installs it)")
-    subprocess.run([exe, "-v", voice, "-s", "150", "-w", str(path), text], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [exe, "-v", voice, "-s", "150", "-w", str(path), text], check=True, capture_output=True
+    )
     return path
 
 
@@ -76,8 +77,9 @@ class SimMicrophone:
         if kind == "silence":
             return np.zeros(n, np.int16)
         if kind == "noise":
-            return np.clip(self._rng.normal(0, _level(float(arg)), n), -32768, 32767
-                           ).astype(np.int16)
+            return np.clip(self._rng.normal(0, _level(float(arg)), n), -32768, 32767).astype(
+                np.int16
+            )
         if kind == "tone":
             hz, _, db = arg.partition(":")
             t = np.arange(n) / RATE
@@ -95,7 +97,7 @@ class SimMicrophone:
         for at, clip in self._clips:
             lo, hi = max(at, start_sample), min(at + len(clip), start_sample + count)
             if lo < hi:
-                out[lo - start_sample:hi - start_sample] += clip[lo - at:hi - at]
+                out[lo - start_sample : hi - start_sample] += clip[lo - at : hi - at]
         pcm = np.clip(out, -32768, 32767).astype("<i2").tobytes()
         return PcmChunk(pcm, start_sample * 1_000_000 // RATE, RATE)
 
@@ -117,16 +119,18 @@ class PacedMicrophone:
     `overflow(blocks)` loses that many blocks the way an input overrun does:
     they are not delivered and a gap is reported instead."""
 
-    def __init__(self, source: SimMicrophone, pacer: Pacer, origin_us: int,
-                 name: str = "sim") -> None:
+    def __init__(
+        self, source: SimMicrophone, pacer: Pacer, origin_us: int, name: str = "sim"
+    ) -> None:
         self.source, self.pacer, self.origin_us, self.name = source, pacer, origin_us, name
         self.rate = RATE
         self._task: Task | None = None
         self._lose = 0
 
     def start(self, on_chunk: OnChunk, on_gap: OnGap, on_error: OnError) -> None:
-        first = -(-(self.pacer.clock.monotonic_ns() // 1000 - self.origin_us) * RATE
-                  // 1_000_000)  # the first whole sample from now on
+        first = -(
+            -(self.pacer.clock.monotonic_ns() // 1000 - self.origin_us) * RATE // 1_000_000
+        )  # the first whole sample from now on
         state = {"k": 0}
 
         def tick(due_us: int) -> None:

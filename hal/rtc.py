@@ -36,8 +36,9 @@ class LinuxRtc:
 
     def write_us(self, utc_us: int) -> None:
         t = time.gmtime(utc_us // 1_000_000)
-        raw = RTC_TIME.pack(t.tm_sec, t.tm_min, t.tm_hour, t.tm_mday, t.tm_mon - 1,
-                            t.tm_year - 1900, 0, 0, 0)
+        raw = RTC_TIME.pack(
+            t.tm_sec, t.tm_min, t.tm_hour, t.tm_mday, t.tm_mon - 1, t.tm_year - 1900, 0, 0, 0
+        )
         with self.device.open("wb") as f:
             fcntl.ioctl(f.fileno(), RTC_SET_TIME, raw)
 

@@ -262,9 +262,9 @@ def decrypt(f: BinaryIO, identity: Identity, sink: BinaryIO | None = None) -> De
     key = X25519PrivateKey.from_private_bytes(identity.secret)
     shared = key.exchange(X25519PublicKey.from_public_bytes(share))
     try:
-        file_key = ChaCha20Poly1305(
-            _wrap_key(shared, share, identity.recipient.public)
-        ).decrypt(b"\x00" * 12, body, None)
+        file_key = ChaCha20Poly1305(_wrap_key(shared, share, identity.recipient.public)).decrypt(
+            b"\x00" * 12, body, None
+        )
     except InvalidTag:
         raise AgeError("this identity cannot open the file (stanza did not unwrap)") from None
     want = hmac.new(_hkdf(file_key, b"", b"header"), mac_input, hashlib.sha256).digest()
@@ -280,8 +280,12 @@ def decrypt(f: BinaryIO, identity: Identity, sink: BinaryIO | None = None) -> De
     for counter, chunk in enumerate(_chunks(f)):
         pt = _open_chunk(aead, counter, chunk)
         if pt is None:
-            return Decrypted(total, pt_hash.hexdigest(), False,
-                             f"chunk {counter} at byte {offset} fails authentication")
+            return Decrypted(
+                total,
+                pt_hash.hexdigest(),
+                False,
+                f"chunk {counter} at byte {offset} fails authentication",
+            )
         data, last = pt
         pt_hash.update(data)
         total += len(data)
@@ -290,8 +294,9 @@ def decrypt(f: BinaryIO, identity: Identity, sink: BinaryIO | None = None) -> De
         offset += len(chunk)
         if last:
             if f.read(1):
-                return Decrypted(total, pt_hash.hexdigest(), False,
-                                 f"data after the last chunk at byte {offset}")
+                return Decrypted(
+                    total, pt_hash.hexdigest(), False, f"data after the last chunk at byte {offset}"
+                )
             if not data and counter > 0:
                 return Decrypted(total, pt_hash.hexdigest(), False, "empty last chunk")
             return Decrypted(total, pt_hash.hexdigest(), True, None)

@@ -19,8 +19,9 @@ HELP = "apply a dock's signed receipt and free exactly the storage it covers"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--unit", type=Path, required=True,
-                        help="unit directory (holds keys/ and store/)")
+    parser.add_argument(
+        "--unit", type=Path, required=True, help="unit directory (holds keys/ and store/)"
+    )
     parser.add_argument("receipt", type=Path, help="the receipt file")
 
 
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if done.already_applied:
         print(f"receipt {done.receipt[:16]} was already applied; nothing to do")
     else:
-        print(f"released {len(done.files)} files, {done.bytes_freed} bytes "
-              f"(receipt {done.receipt[:16]})")
+        print(
+            f"released {len(done.files)} files, {done.bytes_freed} bytes "
+            f"(receipt {done.receipt[:16]})"
+        )
     return 0

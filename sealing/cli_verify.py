@@ -21,14 +21,26 @@ HELP = "verify a sealed store (a unit's or a dock's copy)"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="the store, or a unit directory holding store/")
-    parser.add_argument("--identity", type=Path,
-                        help="the agency's age identity: decrypt and check every plaintext hash")
-    parser.add_argument("--escrow", type=Path,
-                        help="the unit's escrowed first MAC key: check forward-secure MACs")
-    parser.add_argument("--device-key", type=Path,
-                        help="the unit's enrolled Ed25519 public key (PEM) to anchor signatures")
-    parser.add_argument("--receipt", type=Path, action="append", default=[],
-                        help="a receipt held outside the store (repeatable)")
+    parser.add_argument(
+        "--identity",
+        type=Path,
+        help="the agency's age identity: decrypt and check every plaintext hash",
+    )
+    parser.add_argument(
+        "--escrow", type=Path, help="the unit's escrowed first MAC key: check forward-secure MACs"
+    )
+    parser.add_argument(
+        "--device-key",
+        type=Path,
+        help="the unit's enrolled Ed25519 public key (PEM) to anchor signatures",
+    )
+    parser.add_argument(
+        "--receipt",
+        type=Path,
+        action="append",
+        default=[],
+        help="a receipt held outside the store (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable report")
 
 
@@ -38,8 +50,13 @@ def run(args: argparse.Namespace) -> int:
         escrow = load_escrow(args.escrow) if args.escrow else None
         device_key = load_public(args.device_key) if args.device_key else None
         extra = [p.read_bytes() for p in args.receipt]
-        report = verify_store(args.path, identity=identity, escrow_key=escrow,
-                              device_key=device_key, extra_receipts=extra)
+        report = verify_store(
+            args.path,
+            identity=identity,
+            escrow_key=escrow,
+            device_key=device_key,
+            extra_receipts=extra,
+        )
     except (Unusable, AgeError, FssError, KeyFileError, OSError, UnicodeDecodeError) as exc:
         print(f"bodycam verify: unusable input: {exc}", file=sys.stderr)
         return 2

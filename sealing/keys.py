@@ -107,9 +107,14 @@ def provision(directory: Path, recipient: Recipient, docks: list[Ed25519PublicKe
     if (directory / SIGNING).exists():
         raise KeyFileError(f"{directory} already holds a signing key; keys are never reused")
     signing = Ed25519PrivateKey.generate()
-    write_secret(directory / SIGNING, signing.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    write_secret(
+        directory / SIGNING,
+        signing.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
     key0 = os.urandom(32)
     fss.save(directory / FSS, fss.FssState(0, key0))
     (directory / RECIPIENT).write_text(str(recipient) + "\n")

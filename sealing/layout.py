@@ -74,5 +74,10 @@ def check_serial(serial: str) -> str:
 
 
 def store_paths(root: Path) -> dict[str, Path]:
-    return {"chain": root / CHAIN, "lock": root / LOCK, "pub": root / DEVICE_PUB,
-            "segments": root / SEGMENTS, "receipts": root / RECEIPTS}
+    return {
+        "chain": root / CHAIN,
+        "lock": root / LOCK,
+        "pub": root / DEVICE_PUB,
+        "segments": root / SEGMENTS,
+        "receipts": root / RECEIPTS,
+    }

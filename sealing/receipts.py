@@ -61,11 +61,27 @@ def media_entries(records: list[Record]) -> list[dict[str, Any]]:
     return out
 
 
-def make_receipt(dock: Ed25519PrivateKey, *, serial: str, from_seq: int, to_seq: int,
-                 head: str, segments: list[dict[str, Any]], dock_time_us: int) -> Receipt:
-    body = {"v": 1, "serial": serial, "dock_key": canonical.b64(raw_public(dock.public_key())),
-            "from_seq": from_seq, "to_seq": to_seq, "head": head, "segments": segments,
-            "dock_time_us": dock_time_us, "nonce": os.urandom(16).hex()}
+def make_receipt(
+    dock: Ed25519PrivateKey,
+    *,
+    serial: str,
+    from_seq: int,
+    to_seq: int,
+    head: str,
+    segments: list[dict[str, Any]],
+    dock_time_us: int,
+) -> Receipt:
+    body = {
+        "v": 1,
+        "serial": serial,
+        "dock_key": canonical.b64(raw_public(dock.public_key())),
+        "from_seq": from_seq,
+        "to_seq": to_seq,
+        "head": head,
+        "segments": segments,
+        "dock_time_us": dock_time_us,
+        "nonce": os.urandom(16).hex(),
+    }
     sig = dock.sign(RECEIPT_DOMAIN + canonical.encode(body))
     return Receipt(body, sig, dock.public_key())
 
@@ -80,17 +96,29 @@ def parse_receipt(data: bytes) -> Receipt:
         body, sig = outer["receipt"], canonical.unb64(outer["sig"])
         if set(outer) != {"receipt", "sig"} or body.get("v") != 1:
             raise ValueError("not a version 1 receipt")
-        want = {"v", "serial", "dock_key", "from_seq", "to_seq", "head", "segments",
-                "dock_time_us", "nonce"}
+        want = {
+            "v",
+            "serial",
+            "dock_key",
+            "from_seq",
+            "to_seq",
+            "head",
+            "segments",
+            "dock_time_us",
+            "nonce",
+        }
         if set(body) != want:
             raise ValueError(f"fields must be {sorted(want)}")
         for k in ("from_seq", "to_seq", "dock_time_us"):
             if not isinstance(body[k], int) or isinstance(body[k], bool) or body[k] < 0:
                 raise ValueError(f"{k} must be a non-negative integer")
         if not isinstance(body["segments"], list) or not all(
-            isinstance(s, dict) and set(s) == {"seq", "file", "ct_sha256"}
-            and isinstance(s["seq"], int) and isinstance(s["file"], str)
-            and isinstance(s["ct_sha256"], str) for s in body["segments"]
+            isinstance(s, dict)
+            and set(s) == {"seq", "file", "ct_sha256"}
+            and isinstance(s["seq"], int)
+            and isinstance(s["file"], str)
+            and isinstance(s["ct_sha256"], str)
+            for s in body["segments"]
         ):
             raise ValueError("segments must be a list of {seq, file, ct_sha256}")
         key = Ed25519PublicKey.from_public_bytes(canonical.unb64(body["dock_key"]))
@@ -113,8 +141,9 @@ class Released:
     already_applied: bool
 
 
-def check_against_chain(receipt: Receipt, serial: str, records: list[Record],
-                        open_files: set[str]) -> list[Record]:
+def check_against_chain(
+    receipt: Receipt, serial: str, records: list[Record], open_files: set[str]
+) -> list[Record]:
     """Every refusal rule of FORMAT.md; returns the media records to release."""
     b = receipt.body
     if b["serial"] != serial:
@@ -122,7 +151,8 @@ def check_against_chain(receipt: Receipt, serial: str, records: list[Record],
     head = records[-1].seq
     if not 0 <= b["from_seq"] <= b["to_seq"] <= head:
         raise ReceiptRefused(
-            f"range {b['from_seq']}..{b['to_seq']} is not in this chain (0..{head})")
+            f"range {b['from_seq']}..{b['to_seq']} is not in this chain (0..{head})"
+        )
     by_seq = {r.seq: r for r in records}
     if by_seq[b["to_seq"]].hash != b["head"]:
         raise ReceiptRefused(f"head hash does not match record {b['to_seq']}")
@@ -156,8 +186,9 @@ def apply_receipt(store: Store, data: bytes) -> Released:
     for r in records:
         if r.type == "release" and r.body.get("receipt") == receipt.id:
             return Released(receipt.id, list(r.body.get("files", [])), 0, True)
-    open_files = {name for name in (e["file"] for e in receipt.body["segments"])
-                  if store.is_open(name)}
+    open_files = {
+        name for name in (e["file"] for e in receipt.body["segments"]) if store.is_open(name)
+    }
     targets = check_against_chain(receipt, store.serial, records, open_files)
     _keep(store, receipt)
     freed = 0
@@ -169,10 +200,18 @@ def apply_receipt(store: Store, data: bytes) -> Released:
             path.unlink()
         files.append(rec.body["file"])
     fsync_dir(store.segments)
-    store.append("release", {"receipt": receipt.id, "dock": receipt.dock,
-                             "from_seq": receipt.body["from_seq"],
-                             "to_seq": receipt.body["to_seq"], "head": receipt.body["head"],
-                             "files": files, "bytes_freed": freed})
+    store.append(
+        "release",
+        {
+            "receipt": receipt.id,
+            "dock": receipt.dock,
+            "from_seq": receipt.body["from_seq"],
+            "to_seq": receipt.body["to_seq"],
+            "head": receipt.body["head"],
+            "files": files,
+            "bytes_freed": freed,
+        },
+    )
     return Released(receipt.id, files, freed, False)
 
 

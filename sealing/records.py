@@ -24,11 +24,30 @@ CLOCK_STATES = ("synced", "holdover", "unverified")
 
 # Types this version interprets. Any other type is still hashed, signed and
 # MACed like these, so an older verifier checks it and only skips its body.
-KNOWN_TYPES = frozenset({
-    "genesis", "boot", "segment", "still", "pause", "resume", "resume_note", "clock",
-    "fault", "power_loss", "storage_low", "battery_low", "mark", "export", "release",
-    "record_start", "record_stop", "selftest", "auth", "officer",
-})
+KNOWN_TYPES = frozenset(
+    {
+        "genesis",
+        "boot",
+        "segment",
+        "still",
+        "pause",
+        "resume",
+        "resume_note",
+        "clock",
+        "fault",
+        "power_loss",
+        "storage_low",
+        "battery_low",
+        "mark",
+        "export",
+        "release",
+        "record_start",
+        "record_stop",
+        "selftest",
+        "auth",
+        "officer",
+    }
+)
 
 
 class RecordError(ValueError):
@@ -45,8 +64,11 @@ class Stamp:
     clock_source: str = "none"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"mono_us": self.mono_us, "wall_us": self.wall_us,
-                "clock": {"state": self.clock_state, "source": self.clock_source}}
+        return {
+            "mono_us": self.mono_us,
+            "wall_us": self.wall_us,
+            "clock": {"state": self.clock_state, "source": self.clock_source},
+        }
 
 
 @dataclass(frozen=True)
@@ -62,9 +84,17 @@ class Record:
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"v": VERSION, "serial": self.serial, "officer": self.officer, "seq": self.seq,
-                "prev": self.prev, "type": self.type, "boot": self.boot,
-                **self.stamp.as_dict(), "body": self.body}
+        return {
+            "v": VERSION,
+            "serial": self.serial,
+            "officer": self.officer,
+            "seq": self.seq,
+            "prev": self.prev,
+            "type": self.type,
+            "boot": self.boot,
+            **self.stamp.as_dict(),
+            "body": self.body,
+        }
 
     @property
     def hash(self) -> str:
@@ -91,8 +121,19 @@ def parse_line(line: bytes) -> tuple[Record, bytes, str]:
     if not isinstance(outer, dict) or set(outer) != {"mac", "rec", "sig"}:
         raise RecordError("line is not {mac, rec, sig}")
     rec = outer["rec"]
-    want = {"v", "serial", "officer", "seq", "prev", "type", "boot", "mono_us", "wall_us",
-            "clock", "body"}
+    want = {
+        "v",
+        "serial",
+        "officer",
+        "seq",
+        "prev",
+        "type",
+        "boot",
+        "mono_us",
+        "wall_us",
+        "clock",
+        "body",
+    }
     if not isinstance(rec, dict) or set(rec) != want:
         raise RecordError("record fields are not those of format version 1")
     if rec["v"] != VERSION:
@@ -101,8 +142,12 @@ def parse_line(line: bytes) -> tuple[Record, bytes, str]:
     if any(not isinstance(rec[k], int) or isinstance(rec[k], bool) or rec[k] < 0 for k in ints):
         raise RecordError("seq, boot, mono_us and wall_us must be non-negative integers")
     clock = rec["clock"]
-    if (not isinstance(clock, dict) or set(clock) != {"state", "source"}
-            or clock["state"] not in CLOCK_STATES or not isinstance(clock["source"], str)):
+    if (
+        not isinstance(clock, dict)
+        or set(clock) != {"state", "source"}
+        or clock["state"] not in CLOCK_STATES
+        or not isinstance(clock["source"], str)
+    ):
         raise RecordError("clock must be {state: synced|holdover|unverified, source}")
     strs = ("serial", "officer", "prev", "type")
     if any(not isinstance(rec[k], str) for k in strs) or not isinstance(rec["body"], dict):
@@ -114,9 +159,14 @@ def parse_line(line: bytes) -> tuple[Record, bytes, str]:
     except (canonical.EncodingError, AttributeError):
         raise RecordError("signature is not base64") from None
     record = Record(
-        seq=rec["seq"], type=rec["type"], body=rec["body"],
+        seq=rec["seq"],
+        type=rec["type"],
+        body=rec["body"],
         stamp=Stamp(rec["mono_us"], rec["wall_us"], clock["state"], clock["source"]),
-        serial=rec["serial"], officer=rec["officer"], prev=rec["prev"], boot=rec["boot"],
+        serial=rec["serial"],
+        officer=rec["officer"],
+        prev=rec["prev"],
+        boot=rec["boot"],
         raw=rec,
     )
     if not isinstance(outer["mac"], str):

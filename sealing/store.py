@@ -162,14 +162,20 @@ class SegmentWriter:
         fsync_dir(self._store.segments)
         self.closed = True
         body = {
-            "file": str(self.name), "segno": self.name.segno,
-            "ct_len": self._age.ct_len, "ct_sha256": self._age.ct_hash.hexdigest(),
-            "pt_len": self._age.pt_len, "pt_sha256": self._age.pt_hash.hexdigest(),
+            "file": str(self.name),
+            "segno": self.name.segno,
+            "ct_len": self._age.ct_len,
+            "ct_sha256": self._age.ct_hash.hexdigest(),
+            "pt_len": self._age.pt_len,
+            "pt_sha256": self._age.pt_hash.hexdigest(),
             "start": {"mono_us": meta.start.mono_us, "wall_us": meta.start.wall_us},
             "end": {"mono_us": meta.end.mono_us, "wall_us": meta.end.wall_us},
-            "duration_us": meta.duration_us, "container": meta.container,
-            "codecs": list(meta.codecs), "location": meta.location,
-            "retention": meta.retention, **meta.extra,
+            "duration_us": meta.duration_us,
+            "container": meta.container,
+            "codecs": list(meta.codecs),
+            "location": meta.location,
+            "retention": meta.retention,
+            **meta.extra,
         }
         return self._store.finish_segment(self, body)
 
@@ -178,8 +184,15 @@ class Store:
     """An open, locked sealed store. Thread-safe: the capture thread seals
     segments while the daemon appends events."""
 
-    def __init__(self, root: Path, keys: UnitKeys, clock: Clock, lock_fd: int,
-                 chain: ReadChain, sync_interval: float) -> None:
+    def __init__(
+        self,
+        root: Path,
+        keys: UnitKeys,
+        clock: Clock,
+        lock_fd: int,
+        chain: ReadChain,
+        sync_interval: float,
+    ) -> None:
         self.root = root
         self.keys = keys
         self.clock = clock
@@ -203,16 +216,29 @@ class Store:
         self._chain_fd = os.open(root / layout.CHAIN, os.O_WRONLY | os.O_APPEND)
         self._fss = fss.load(keys.fss_path)
         self._next_segno = 1 + max(
-            [int(ln.record.body.get("segno", 0)) for ln in chain.lines
-             if isinstance(ln.record.body.get("segno", 0), int)]
-            + [n.segno for n in self._files_on_disk()], default=0)
+            [
+                int(ln.record.body.get("segno", 0))
+                for ln in chain.lines
+                if isinstance(ln.record.body.get("segno", 0), int)
+            ]
+            + [n.segno for n in self._files_on_disk()],
+            default=0,
+        )
         self.recovery = Recovery(0, [], [])
 
     # -- creating and opening -------------------------------------------------
 
     @classmethod
-    def create(cls, root: Path, keys: UnitKeys, *, serial: str, officer: str,
-               escrow_commitment: str, clock: Clock = system_clock) -> None:
+    def create(
+        cls,
+        root: Path,
+        keys: UnitKeys,
+        *,
+        serial: str,
+        officer: str,
+        escrow_commitment: str,
+        clock: Clock = system_clock,
+    ) -> None:
         """Make an empty store with its genesis record (seq 0)."""
         layout.check_serial(serial)
         root = Path(root)
@@ -226,12 +252,19 @@ class Store:
         if state.seq != 0:
             raise StoreError("the forward-secure key has already been used")
         genesis = Record(
-            seq=0, type="genesis", stamp=clock(), serial=serial, officer=officer,
-            prev=GENESIS_PREV, boot=0,
-            body={"device_key": fingerprint(keys.public),
-                  "fss_commitment": escrow_commitment,
-                  "recipient": str(keys.recipient),
-                  "docks": sorted(keys.docks)},
+            seq=0,
+            type="genesis",
+            stamp=clock(),
+            serial=serial,
+            officer=officer,
+            prev=GENESIS_PREV,
+            boot=0,
+            body={
+                "device_key": fingerprint(keys.public),
+                "fss_commitment": escrow_commitment,
+                "recipient": str(keys.recipient),
+                "docks": sorted(keys.docks),
+            },
         )
         fd = os.open(root / layout.CHAIN, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -244,8 +277,15 @@ class Store:
         fsync_dir(root)
 
     @classmethod
-    def open(cls, root: Path, keys: UnitKeys, *, clock: Clock = system_clock,
-             boot_body: dict[str, Any] | None = None, sync_interval: float = 1.0) -> Store:
+    def open(
+        cls,
+        root: Path,
+        keys: UnitKeys,
+        *,
+        clock: Clock = system_clock,
+        boot_body: dict[str, Any] | None = None,
+        sync_interval: float = 1.0,
+    ) -> Store:
         """Lock, recover whatever a crash left, then append a `boot` record."""
         root = Path(root)
         if not (root / layout.CHAIN).is_file():
@@ -298,14 +338,21 @@ class Store:
         if self._fss.seq > want:
             raise StoreCorrupt(
                 f"{self.root}: the key has advanced to record {self._fss.seq} but the chain "
-                f"ends at {self._head.seq}: durable records are missing")
+                f"ends at {self._head.seq}: durable records are missing"
+            )
         self._fss.advance_to(want)
         self._boot += 1
         self.append("boot", boot_body)
         if torn:
-            self.append("power_loss", {
-                "cause": "torn_chain_line", "dropped_bytes": len(torn),
-                "dropped_sha256": hashlib.sha256(torn).hexdigest(), "offset": chain.torn_offset})
+            self.append(
+                "power_loss",
+                {
+                    "cause": "torn_chain_line",
+                    "dropped_bytes": len(torn),
+                    "dropped_sha256": hashlib.sha256(torn).hexdigest(),
+                    "offset": chain.torn_offset,
+                },
+            )
         partial = self._seal_orphans(chain)
         pending = self._finish_pending_receipts()
         self.recovery = Recovery(len(torn), partial, pending)
@@ -331,10 +378,18 @@ class Store:
                 os.replace(path, final)
                 fsync_dir(self.segments)
             digest, length = hash_file(final)
-            self.append("power_loss", {
-                "cause": "partial_segment", "file": str(parsed), "segno": parsed.segno,
-                "kind": parsed.kind, "ct_len": length, "ct_sha256": digest,
-                "last_write_wall_us": final.stat().st_mtime_ns // 1000})
+            self.append(
+                "power_loss",
+                {
+                    "cause": "partial_segment",
+                    "file": str(parsed),
+                    "segno": parsed.segno,
+                    "kind": parsed.kind,
+                    "ct_len": length,
+                    "ct_sha256": digest,
+                    "last_write_wall_us": final.stat().st_mtime_ns // 1000,
+                },
+            )
             sealed.append(str(parsed))
         return sealed
 
@@ -356,9 +411,16 @@ class Store:
             if self._lock_fd < 0:
                 raise StoreError("store is closed")
             boot = self._boot
-            record = Record(seq=self._head.seq + 1, type=type_, body=body,
-                            stamp=stamp or self.clock(), serial=self.serial,
-                            officer=self.officer, prev=self._head.hash, boot=boot)
+            record = Record(
+                seq=self._head.seq + 1,
+                type=type_,
+                body=body,
+                stamp=stamp or self.clock(),
+                serial=self.serial,
+                officer=self.officer,
+                prev=self._head.hash,
+                boot=boot,
+            )
             line = seal_line(record, self.keys.signing, self._fss.key)
             os.write(self._chain_fd, line)
             os.fsync(self._chain_fd)
@@ -407,4 +469,4 @@ class Store:
         start = next((ln.offset for ln in chain.lines if ln.record.seq >= from_seq), None)
         if start is None:
             return b""
-        return (self.root / layout.CHAIN).read_bytes()[start:chain.torn_offset]
+        return (self.root / layout.CHAIN).read_bytes()[start : chain.torn_offset]

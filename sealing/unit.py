@@ -17,22 +17,45 @@ from .records import Stamp
 from .store import Clock, Store, system_clock
 
 
-def provision_unit(unit: Path, *, serial: str, officer: str, recipient: Recipient,
-                   docks: list[Ed25519PublicKey], clock: Clock = system_clock) -> bytes:
+def provision_unit(
+    unit: Path,
+    *,
+    serial: str,
+    officer: str,
+    recipient: Recipient,
+    docks: list[Ed25519PublicKey],
+    clock: Clock = system_clock,
+) -> bytes:
     """Create keys and store under `unit`; return the escrow key k[0]."""
     unit = Path(unit)
     key0 = keys.provision(unit / "keys", recipient, docks)
     unit_keys = keys.UnitKeys.load(unit / "keys")
-    Store.create(unit / "store", unit_keys, serial=serial, officer=officer,
-                 escrow_commitment=fss.commitment(key0), clock=clock)
+    Store.create(
+        unit / "store",
+        unit_keys,
+        serial=serial,
+        officer=officer,
+        escrow_commitment=fss.commitment(key0),
+        clock=clock,
+    )
     return key0
 
 
-def open_unit(unit: Path, *, clock: Clock = system_clock, boot_body: dict | None = None,
-              sync_interval: float = 1.0) -> Store:
+def open_unit(
+    unit: Path,
+    *,
+    clock: Clock = system_clock,
+    boot_body: dict | None = None,
+    sync_interval: float = 1.0,
+) -> Store:
     unit = Path(unit)
-    return Store.open(unit / "store", keys.UnitKeys.load(unit / "keys"), clock=clock,
-                      boot_body=boot_body, sync_interval=sync_interval)
+    return Store.open(
+        unit / "store",
+        keys.UnitKeys.load(unit / "keys"),
+        clock=clock,
+        boot_body=boot_body,
+        sync_interval=sync_interval,
+    )
 
 
 __all__ = ["Stamp", "open_unit", "provision_unit"]

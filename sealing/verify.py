@@ -57,8 +57,9 @@ class Report:
     def ok(self) -> bool:
         return not self.problems
 
-    def fail(self, where: str, message: str, record: int | None = None,
-             offset: int | None = None) -> None:
+    def fail(
+        self, where: str, message: str, record: int | None = None, offset: int | None = None
+    ) -> None:
         self.problems.append(Problem(where, message, record, offset))
 
     def to_json(self) -> dict[str, Any]:
@@ -111,8 +112,9 @@ def verify_store(
     return report
 
 
-def _check_chain(path: Path, device_key: Ed25519PublicKey, escrow_key: bytes | None,
-                 report: Report) -> list[Record]:
+def _check_chain(
+    path: Path, device_key: Ed25519PublicKey, escrow_key: bytes | None, report: Report
+) -> list[Record]:
     data = path.read_bytes()
     where = layout.CHAIN
     records: list[Record] = []
@@ -122,8 +124,12 @@ def _check_chain(path: Path, device_key: Ed25519PublicKey, escrow_key: bytes | N
     while pos < len(data):
         end = data.find(b"\n", pos)
         if end < 0:
-            report.fail(where, "chain ends in an incomplete line (power loss not yet "
-                        "recovered, or a cut)", len(records), pos)
+            report.fail(
+                where,
+                "chain ends in an incomplete line (power loss not yet recovered, or a cut)",
+                len(records),
+                pos,
+            )
             break
         try:
             rec, sig, mac = parse_line(data[pos:end])
@@ -132,8 +138,13 @@ def _check_chain(path: Path, device_key: Ed25519PublicKey, escrow_key: bytes | N
             return records
         n = len(records)
         if rec.seq != n:
-            report.fail(where, f"sequence {rec.seq} where {n} was expected "
-                        "(record deleted, inserted, duplicated or reordered)", rec.seq, pos)
+            report.fail(
+                where,
+                f"sequence {rec.seq} where {n} was expected "
+                "(record deleted, inserted, duplicated or reordered)",
+                rec.seq,
+                pos,
+            )
             return records
         if prev is None:
             if rec.type != "genesis" or rec.prev != GENESIS_PREV:
@@ -141,8 +152,9 @@ def _check_chain(path: Path, device_key: Ed25519PublicKey, escrow_key: bytes | N
                 return records
             report.serial = rec.serial
             if rec.body.get("device_key") != fingerprint(device_key):
-                report.fail(where, "genesis names another device key than the one checked "
-                            "against", 0, pos)
+                report.fail(
+                    where, "genesis names another device key than the one checked against", 0, pos
+                )
             if escrow_key is not None:
                 if fss.commitment(escrow_key) != rec.body.get("fss_commitment"):
                     report.fail(where, "escrow key does not belong to this unit", 0, pos)
@@ -158,25 +170,35 @@ def _check_chain(path: Path, device_key: Ed25519PublicKey, escrow_key: bytes | N
             if rec.boot != want_boot:
                 report.fail(where, f"boot count {rec.boot}, expected {want_boot}", rec.seq, pos)
             elif rec.type != "boot" and rec.stamp.mono_us < prev.stamp.mono_us:
-                report.fail(where, "monotonic time runs backwards within one boot",
-                            rec.seq, pos)
+                report.fail(where, "monotonic time runs backwards within one boot", rec.seq, pos)
         if not check_signature(rec, sig, device_key):
-            report.fail(where, "bad signature (altered, or signed by another device)",
-                        rec.seq, pos)
+            report.fail(where, "bad signature (altered, or signed by another device)", rec.seq, pos)
         if mac_key is not None:
             if fss.mac(mac_key, _canon(rec)) != mac:
-                report.fail(where, "forward-secure MAC does not match (record rewritten "
-                            "with a key taken later)", rec.seq, pos)
+                report.fail(
+                    where,
+                    "forward-secure MAC does not match (record rewritten with a key taken later)",
+                    rec.seq,
+                    pos,
+                )
             mac_key = fss.evolve(mac_key)
         if rec.type not in KNOWN_TYPES:
-            report.notes.append(f"record {rec.seq}: type {rec.type!r} is newer than this "
-                                "verifier; checked as a record, body not interpreted")
-        report.records.append({"seq": rec.seq, "type": rec.type, "officer": rec.officer,
-                               "boot": rec.boot, "mono_us": rec.stamp.mono_us,
-                               "wall_us": rec.stamp.wall_us,
-                               "clock": {"state": rec.stamp.clock_state,
-                                         "source": rec.stamp.clock_source},
-                               "body": rec.body})
+            report.notes.append(
+                f"record {rec.seq}: type {rec.type!r} is newer than this "
+                "verifier; checked as a record, body not interpreted"
+            )
+        report.records.append(
+            {
+                "seq": rec.seq,
+                "type": rec.type,
+                "officer": rec.officer,
+                "boot": rec.boot,
+                "mono_us": rec.stamp.mono_us,
+                "wall_us": rec.stamp.wall_us,
+                "clock": {"state": rec.stamp.clock_state, "source": rec.stamp.clock_source},
+                "body": rec.body,
+            }
+        )
         records.append(rec)
         prev = rec
         pos = end + 1
@@ -193,8 +215,10 @@ def _canon(rec: Record) -> bytes:
 
 def _load_receipts(root: Path, extra: list[bytes], report: Report) -> dict[str, Receipt]:
     found: dict[str, Receipt] = {}
-    sources = [(f"{layout.RECEIPTS}/{p.name}", p.read_bytes())
-               for p in sorted((root / layout.RECEIPTS).glob("*"))]
+    sources = [
+        (f"{layout.RECEIPTS}/{p.name}", p.read_bytes())
+        for p in sorted((root / layout.RECEIPTS).glob("*"))
+    ]
     sources += [(f"receipt #{i + 1} given", data) for i, data in enumerate(extra)]
     for where, data in sources:
         try:
@@ -209,21 +233,30 @@ def _load_receipts(root: Path, extra: list[bytes], report: Report) -> dict[str, 
 
 
 def _media_records(records: list[Record]) -> list[Record]:
-    return [r for r in records
-            if r.type in MEDIA_TYPES or (r.type == "power_loss" and "file" in r.body)]
+    return [
+        r for r in records if r.type in MEDIA_TYPES or (r.type == "power_loss" and "file" in r.body)
+    ]
 
 
-def _check_media(records: list[Record], receipts: dict[str, Receipt],
-                 locate: Callable[[str], Path | None], segdir: Path,
-                 identity: Identity | None, report: Report) -> None:
+def _check_media(
+    records: list[Record],
+    receipts: dict[str, Receipt],
+    locate: Callable[[str], Path | None],
+    segdir: Path,
+    identity: Identity | None,
+    report: Report,
+) -> None:
     released: dict[str, str] = {}
     for r in records:
         if r.type == "release":
             rid = r.body.get("receipt")
             receipt = receipts.get(rid)
             if receipt is None:
-                report.fail(layout.CHAIN, f"release cites receipt {str(rid)[:16]} which is not "
-                            "in the store", r.seq)
+                report.fail(
+                    layout.CHAIN,
+                    f"release cites receipt {str(rid)[:16]} which is not in the store",
+                    r.seq,
+                )
                 continue
             allowed = {e["file"] for e in receipt.body["segments"]}
             for f in r.body.get("files", []):
@@ -254,12 +287,18 @@ def _check_media(records: list[Record], receipts: dict[str, Receipt],
             report.fail(layout.CHAIN, f"{file}: {bad}", r.seq)
         elif not truncated and parsed.kind == "segment":
             if b["start"]["mono_us"] < last_end - 1000 and r.boot == records[r.seq - 1].boot:
-                report.notes.append(f"{file}: starts before the previous segment ended "
-                                    "(overlapping segments)")
+                report.notes.append(
+                    f"{file}: starts before the previous segment ended (overlapping segments)"
+                )
             else:
                 last_end = b["end"]["mono_us"]
-        entry: dict[str, Any] = {"file": file, "seq": r.seq, "kind": parsed.kind,
-                                 "ct_sha256": b.get("ct_sha256"), "ct_len": b.get("ct_len")}
+        entry: dict[str, Any] = {
+            "file": file,
+            "seq": r.seq,
+            "kind": parsed.kind,
+            "ct_sha256": b.get("ct_sha256"),
+            "ct_len": b.get("ct_len"),
+        }
         path = locate(file)
         if path is None:
             if file in released:
@@ -267,14 +306,18 @@ def _check_media(records: list[Record], receipts: dict[str, Receipt],
                 entry["receipt"] = released[file]
             else:
                 entry["status"] = "missing"
-                report.fail(f"{layout.SEGMENTS}/{file}", "missing and not released by any "
-                            "receipt", r.seq)
+                report.fail(
+                    f"{layout.SEGMENTS}/{file}", "missing and not released by any receipt", r.seq
+                )
             report.segments.append(entry)
             continue
         digest, length = hash_file(path)
         if digest != b.get("ct_sha256") or length != b.get("ct_len"):
-            report.fail(f"{layout.SEGMENTS}/{file}", "ciphertext hash or length differs from "
-                        "the chain", r.seq)
+            report.fail(
+                f"{layout.SEGMENTS}/{file}",
+                "ciphertext hash or length differs from the chain",
+                r.seq,
+            )
             entry["status"] = "altered"
         else:
             entry["status"] = "truncated by power loss" if truncated else "intact"
@@ -284,8 +327,11 @@ def _check_media(records: list[Record], receipts: dict[str, Receipt],
     if segdir.is_dir():
         for p in sorted(segdir.iterdir()):
             if p.name not in named:
-                msg = ("partial segment not yet recovered" if p.name.endswith(layout.PARTIAL)
-                       else "file not named by any record (inserted)")
+                msg = (
+                    "partial segment not yet recovered"
+                    if p.name.endswith(layout.PARTIAL)
+                    else "file not named by any record (inserted)"
+                )
                 report.fail(f"{layout.SEGMENTS}/{p.name}", msg)
 
 
@@ -302,8 +348,10 @@ def _media_body_problem(b: dict[str, Any], truncated: bool) -> str | None:
     if not (_is_int(b.get("pt_len")) and isinstance(b.get("pt_sha256"), str)):
         return "pt_len/pt_sha256 missing"
     times = [b.get("start"), b.get("end")]
-    if not all(isinstance(t, dict) and _is_int(t.get("mono_us")) and _is_int(t.get("wall_us"))
-               for t in times):
+    if not all(
+        isinstance(t, dict) and _is_int(t.get("mono_us")) and _is_int(t.get("wall_us"))
+        for t in times
+    ):
         return "start/end times missing"
     if b["start"]["wall_us"] > b["end"]["wall_us"] or b["start"]["mono_us"] > b["end"]["mono_us"]:
         return "ends before it starts"
@@ -312,8 +360,14 @@ def _media_body_problem(b: dict[str, Any], truncated: bool) -> str | None:
     return None
 
 
-def _check_plaintext(path: Path, r: Record, truncated: bool, identity: Identity,
-                     entry: dict[str, Any], report: Report) -> None:
+def _check_plaintext(
+    path: Path,
+    r: Record,
+    truncated: bool,
+    identity: Identity,
+    entry: dict[str, Any],
+    report: Report,
+) -> None:
     where = f"{layout.SEGMENTS}/{r.body['file']}"
     try:
         with path.open("rb") as f:
@@ -327,13 +381,17 @@ def _check_plaintext(path: Path, r: Record, truncated: bool, identity: Identity,
     entry["pt_len"] = got.plaintext_len
     entry["pt_sha256"] = got.plaintext_sha256
     if truncated:
-        entry["plaintext"] = ("complete" if got.complete
-                              else f"authentic up to {got.plaintext_len} bytes ({got.error})")
+        entry["plaintext"] = (
+            "complete"
+            if got.complete
+            else f"authentic up to {got.plaintext_len} bytes ({got.error})"
+        )
         return
     if not got.complete:
         report.fail(where, f"ciphertext incomplete: {got.error}", r.seq)
     elif got.plaintext_sha256 != r.body.get("pt_sha256") or got.plaintext_len != r.body.get(
-            "pt_len"):
+        "pt_len"
+    ):
         report.fail(where, "plaintext hash or length differs from the chain", r.seq)
     else:
         entry["plaintext"] = "decrypted, hash matches"
@@ -345,22 +403,34 @@ def _check_receipts(records: list[Record], receipts: dict[str, Receipt], report:
     for rid, receipt in receipts.items():
         b = receipt.body
         where = f"receipt {rid[:16]}"
-        info = {"id": rid, "dock": receipt.dock, "from_seq": b["from_seq"], "to_seq": b["to_seq"],
-                "segments": len(b["segments"]), "dock_time_us": b["dock_time_us"]}
+        info = {
+            "id": rid,
+            "dock": receipt.dock,
+            "from_seq": b["from_seq"],
+            "to_seq": b["to_seq"],
+            "segments": len(b["segments"]),
+            "dock_time_us": b["dock_time_us"],
+        }
         report.receipts.append(info)
         if b["serial"] != report.serial:
             report.fail(where, f"is for device {b['serial']!r}")
             continue
         if b["to_seq"] > last:
-            report.fail(where, f"the dock saw the chain up to record {b['to_seq']}, but it ends "
-                        f"at {last}: chain cut short")
+            report.fail(
+                where,
+                f"the dock saw the chain up to record {b['to_seq']}, but it ends "
+                f"at {last}: chain cut short",
+            )
             continue
         if by_seq[b["to_seq"]].hash != b["head"]:
             report.fail(where, f"head differs from record {b['to_seq']}: chain rewritten")
         for e in b["segments"]:
             rec = by_seq.get(e["seq"])
-            if rec is None or rec.body.get("file") != e["file"] or rec.body.get(
-                    "ct_sha256") != e["ct_sha256"]:
+            if (
+                rec is None
+                or rec.body.get("file") != e["file"]
+                or rec.body.get("ct_sha256") != e["ct_sha256"]
+            ):
                 report.fail(where, f"{e['file']} does not match record {e['seq']}")
 
 
@@ -372,13 +442,19 @@ def human(report: Report) -> str:
     types: dict[str, int] = {}
     for r in report.records:
         types[r["type"]] = types.get(r["type"], 0) + 1
-    lines.append(f"records    {len(report.records)} ("
-                 + ", ".join(f"{n} {t}" for t, n in sorted(types.items())) + ")")
+    lines.append(
+        f"records    {len(report.records)} ("
+        + ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
+        + ")"
+    )
     status: dict[str, int] = {}
     for s in report.segments:
         status[s["status"]] = status.get(s["status"], 0) + 1
-    lines.append(f"media      {len(report.segments)} files ("
-                 + ", ".join(f"{n} {t}" for t, n in sorted(status.items())) + ")")
+    lines.append(
+        f"media      {len(report.segments)} files ("
+        + ", ".join(f"{n} {t}" for t, n in sorted(status.items()))
+        + ")"
+    )
     lines.append(f"receipts   {len(report.receipts)}")
     unverified = sum(1 for r in report.records if r["clock"]["state"] == "unverified")
     if unverified:

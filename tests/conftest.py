@@ -34,9 +34,13 @@ class Unit:
 
 def make_unit(path: Path, serial: str = "BC-TEST-0001") -> Unit:
     agency = Agency(Identity.generate(), Ed25519PrivateKey.generate())
-    agency.escrow = provision_unit(path, serial=serial, officer="OFFICER-7",
-                                   recipient=agency.identity.recipient,
-                                   docks=[agency.dock.public_key()])
+    agency.escrow = provision_unit(
+        path,
+        serial=serial,
+        officer="OFFICER-7",
+        recipient=agency.identity.recipient,
+        docks=[agency.dock.public_key()],
+    )
     return Unit(path, agency)
 
 
@@ -44,7 +48,7 @@ def write_segment(store: Store, data: bytes, ext: str = "ts", step: int = 4096) 
     start = store.clock()
     w = store.open_segment(ext)
     for i in range(0, len(data), step):
-        w.write(data[i:i + step])
+        w.write(data[i : i + step])
     end = store.clock()
     w.close(SegmentMeta(start=start, end=end, duration_us=end.mono_us - start.mono_us))
 

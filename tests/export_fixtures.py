@@ -46,10 +46,15 @@ class Link:
     def pull(self, dock_dir: Path | None = None, **kw: Any) -> dock.PullResult:
         client = self.client()
         try:
-            return dock.pull(client, dock_dir or self.dir / "dockstore", self.unit.agency.dock,
-                             password=kw.pop("password", PASSWORD),
-                             fingerprint_ok=kw.pop("fingerprint_ok", True),
-                             progress=lambda *_: None, **kw)
+            return dock.pull(
+                client,
+                dock_dir or self.dir / "dockstore",
+                self.unit.agency.dock,
+                password=kw.pop("password", PASSWORD),
+                fingerprint_ok=kw.pop("fingerprint_ok", True),
+                progress=lambda *_: None,
+                **kw,
+            )
         finally:
             client.close()
 
@@ -76,9 +81,17 @@ def start_link(base: Path, segments: int = 3, size: int = 300_000) -> Link:
     tls = unit.path / "tls"
     tls.mkdir()
     (tls / "unit.key").write_bytes(pki.pem_key(tls_key))
-    (tls / "unit.crt").write_bytes(pki.pem_cert(pki.issue(
-        ca, cn="BC-TEST-0001", role="unit", public_key=tls_key.public_key(),
-        hosts=["127.0.0.1"])))
+    (tls / "unit.crt").write_bytes(
+        pki.pem_cert(
+            pki.issue(
+                ca,
+                cn="BC-TEST-0001",
+                role="unit",
+                public_key=tls_key.public_key(),
+                hosts=["127.0.0.1"],
+            )
+        )
+    )
     (tls / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
     store = unit.open(boot_body={"cause": "export test"})
     for _ in range(segments):
@@ -88,12 +101,25 @@ def start_link(base: Path, segments: int = 3, size: int = 300_000) -> Link:
     def on_dock_time(t_us: int, dock_fp: str) -> dict[str, Any]:
         steps.append(t_us)
         before = time.time_ns() // 1000
-        store.append("clock", {"before_us": before, "after_us": t_us, "source": "dock",
-                               "dock": dock_fp, "state": "synced"})
+        store.append(
+            "clock",
+            {
+                "before_us": before,
+                "after_us": t_us,
+                "source": "dock",
+                "dock": dock_fp,
+                "state": "synced",
+            },
+        )
         return {"stepped_us": t_us - before}
 
-    service = ExportService(store, unit.path, ExportHooks(
-        clock_status=lambda: {"state": "synced", "source": "dock"}, on_dock_time=on_dock_time))
+    service = ExportService(
+        store,
+        unit.path,
+        ExportHooks(
+            clock_status=lambda: {"state": "synced", "source": "dock"}, on_dock_time=on_dock_time
+        ),
+    )
     ctx = pki.server_context(tls / "unit.crt", tls / "unit.key", tls / "ca.crt")
     running = serve(service, ctx, "127.0.0.1", 0)
     return Link(unit, store, service, running, base, ca, steps)
@@ -126,8 +152,9 @@ class CuttingProxy:
                 return
             upstream = socket.create_connection(self.target)
             for a, b, down in ((client, upstream, False), (upstream, client, True)):
-                self._threading.Thread(target=self._pump, args=(a, b, down, client, upstream),
-                                       daemon=True).start()
+                self._threading.Thread(
+                    target=self._pump, args=(a, b, down, client, upstream), daemon=True
+                ).start()
 
     def _pump(self, src: Any, dst: Any, down: bool, *both: Any) -> None:
         try:

@@ -86,20 +86,43 @@ def onsets(d: Decoded, threshold: float = 0.05, quiet_s: float = 0.3) -> list[in
 
 def ffmpeg_warnings(args: list[str], data: bytes | None = None) -> str:
     """What `ffmpeg -v warning` says decoding the input (empty when clean)."""
-    r = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-v", "warning", *args,
-                        "-f", "null", "-"], input=data, capture_output=True, timeout=300)
+    r = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-v", "warning", *args, "-f", "null", "-"],
+        input=data,
+        capture_output=True,
+        timeout=300,
+    )
     return r.stderr.decode(errors="replace").strip()
 
 
 def probe(path: Path) -> dict:
-    r = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of",
-                        "json", str(path)], capture_output=True, check=True, timeout=60)
+    r = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     return json.loads(r.stdout)
 
 
 def frame_times(path: Path, args: tuple[str, ...] = ()) -> list[float]:
     """Video frame presentation times (s) as ffprobe reads the input."""
-    r = subprocess.run(["ffprobe", "-v", "error", *args, "-select_streams", "v:0",
-                        "-show_entries", "frame=pts_time", "-of", "csv=p=0", str(path)],
-                       capture_output=True, check=True, timeout=300)
+    r = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            *args,
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts_time",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
     return [float(x) for x in r.stdout.decode().split() if x.strip()]

@@ -29,9 +29,26 @@ def _numbers(path: Path) -> tuple[list[int], list[bool]]:
 
 
 def test_rollover_loses_and_duplicates_no_frame(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "firmware.cli", "capture", "--sim",
-                          "--seconds", "17", "--segment-seconds", "2", "--size", "640x360",
-                          "--out", str(tmp_path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "firmware.cli",
+            "capture",
+            "--sim",
+            "--seconds",
+            "17",
+            "--segment-seconds",
+            "2",
+            "--size",
+            "640x360",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     segs = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(segs) == 3  # rollovers where the audio grid meets a keyframe: 8 s, 16 s
     seen: list[int] = []
@@ -44,25 +61,42 @@ def test_rollover_loses_and_duplicates_no_frame(tmp_path: Path) -> None:
     # ffprobe accepts every segment and the concatenation plays as one recording
     whole = tmp_path / "all.ts"
     whole.write_bytes(b"".join(Path(s["file"]).read_bytes() for s in segs))
-    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
-                            "stream=codec_name,nb_read_frames", "-of", "json", str(whole)],
-                           capture_output=True, text=True, check=True)
-    streams = {s["codec_name"]: int(s["nb_read_frames"])
-               for s in json.loads(probe.stdout)["streams"]}
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "json",
+            str(whole),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    streams = {
+        s["codec_name"]: int(s["nb_read_frames"]) for s in json.loads(probe.stdout)["streams"]
+    }
     assert streams["h264"] == 17 * 30
     # every audio sample up to the last picture was encoded, in whole AAC frames
     audio = sum(s["audio_samples"] for s in segs)
     assert 17 * RATE - 1024 < audio <= 17 * RATE
     # timestamps run on: each segment starts where the previous ended
     for a, b in zip(segs, segs[1:], strict=False):
-        assert b["start_us"] == a["start_us"] + a["duration_us"] + 30 or \
-            abs(b["start_us"] - (a["start_us"] + a["duration_us"])) <= 34
+        assert (
+            b["start_us"] == a["start_us"] + a["duration_us"] + 30
+            or abs(b["start_us"] - (a["start_us"] + a["duration_us"])) <= 34
+        )
 
 
 def test_prerecord_starts_at_a_keyframe_within_the_window(tmp_path: Path) -> None:
     cam = SimCamera(320, 180, 30)
-    cap = Capture(file_sinks(tmp_path), CaptureConfig(segment_s=30, prerecord_s=3, width=320,
-                                                       height=180))
+    cap = Capture(
+        file_sinks(tmp_path), CaptureConfig(segment_s=30, prerecord_s=3, width=320, height=180)
+    )
     for i in range(10 * 30):  # 10 s before the press
         cap.push_video(cam.next_frame(i * 1_000_000 // 30))
     pre = cap.start(10_000_000)
@@ -81,17 +115,33 @@ def test_bad_config_fails_clearly() -> None:
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return speech_wav("I am resuming the recording because the driver came back to the car "
-                      "and started talking to me again", tmp_path_factory.mktemp("s") / "s.wav")
+    return speech_wav(
+        "I am resuming the recording because the driver came back to the car "
+        "and started talking to me again",
+        tmp_path_factory.mktemp("s") / "s.wav",
+    )
 
 
-@pytest.mark.parametrize("source,lo,hi", [
-    ("speech", 3.0, 7.0), ("speech+noise:-35", 3.0, 7.0), ("speech+noise:-45", 3.0, 7.0),
-    ("noise:-20", 0.0, 0.3), ("noise:-25", 0.0, 0.3), ("noise:-30", 0.0, 0.3),
-    ("noise:-40", 0.0, 0.3), ("noise:-50", 0.0, 0.3), ("noise:-60", 0.0, 0.3),
-    ("tone:1000:-12", 0.0, 0.3), ("tone:300:-20", 0.0, 0.3), ("silence", 0.0, 0.0)])
-def test_speech_seconds_count_speech_not_noise_or_tone(speech: Path, source: str, lo: float,
-                                                       hi: float) -> None:
+@pytest.mark.parametrize(
+    "source,lo,hi",
+    [
+        ("speech", 3.0, 7.0),
+        ("speech+noise:-35", 3.0, 7.0),
+        ("speech+noise:-45", 3.0, 7.0),
+        ("noise:-20", 0.0, 0.3),
+        ("noise:-25", 0.0, 0.3),
+        ("noise:-30", 0.0, 0.3),
+        ("noise:-40", 0.0, 0.3),
+        ("noise:-50", 0.0, 0.3),
+        ("noise:-60", 0.0, 0.3),
+        ("tone:1000:-12", 0.0, 0.3),
+        ("tone:300:-20", 0.0, 0.3),
+        ("silence", 0.0, 0.0),
+    ],
+)
+def test_speech_seconds_count_speech_not_noise_or_tone(
+    speech: Path, source: str, lo: float, hi: float
+) -> None:
     sounds = []
     for part in source.split("+"):
         sounds.append(Sound(1.0, str(speech) if part == "speech" else part, seconds=6))

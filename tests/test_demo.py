@@ -8,19 +8,35 @@ from pathlib import Path
 
 
 def test_demo_runs_the_main_job_and_reports(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "firmware.cli", "demo", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "demo", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
-    for needle in ("unit store: VERIFIED", "dock copy: VERIFIED", "signed by dock1",
-                   "unit clock synced from dock", "pauses       2", "PASS firmware integrity",
-                   "resume notes 1 given, 1 missing", "pre-record 3.0 s", "note_missing",
-                   "gaps         2, 0 unexplained"):
+    for needle in (
+        "unit store: VERIFIED",
+        "dock copy: VERIFIED",
+        "signed by dock1",
+        "unit clock synced from dock",
+        "pauses       2",
+        "PASS firmware integrity",
+        "resume notes 1 given, 1 missing",
+        "pre-record 3.0 s",
+        "note_missing",
+        "gaps         2, 0 unexplained",
+    ):
         assert needle in text, text
     assert "FAIL" not in text
     segments = tmp_path / "sd" / "var" / "lib" / "bodycam" / "store" / "segments"
     assert not list(segments.iterdir())  # storage freed
-    again = subprocess.run([sys.executable, "-m", "firmware.cli", "demo", "--out",
-                            str(tmp_path)], capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "demo", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 2 and "already exists" in again.stdout

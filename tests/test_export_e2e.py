@@ -37,8 +37,9 @@ def test_pull_receipt_release_and_dock_copy_verifies(link: Link) -> None:
     held = {p.name: p for p in dd.rglob("*.ts.age")}
     assert set(held) == before
     assert all(len(p.relative_to(dd).parts) == 5 for p in held.values())  # YYYY/MM/DD/serial/f
-    report = verify_store(dd / "units" / "BC-TEST-0001", identity=link.unit.agency.identity,
-                          find_segment=held.get)
+    report = verify_store(
+        dd / "units" / "BC-TEST-0001", identity=link.unit.agency.identity, find_segment=held.get
+    )
     assert report.ok, report.problems
     assert all(s["plaintext"] == "decrypted, hash matches" for s in report.segments)
     types = [r.type for r in link.store.records()]
@@ -62,8 +63,7 @@ def test_only_receipted_segments_are_freed(link: Link) -> None:
     assert verify_store(link.unit.path).ok
 
 
-def test_cut_link_resumes_without_resending(link: Link,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cut_link_resumes_without_resending(link: Link, monkeypatch: pytest.MonkeyPatch) -> None:
     from .export_fixtures import CuttingProxy
 
     size = sum((link.unit.path / "store" / "segments" / f).stat().st_size for f in link.files())
@@ -71,8 +71,13 @@ def test_cut_link_resumes_without_resending(link: Link,
     ranges: list[str] = []
     real = dock.Client.request
 
-    def spy(self: dock.Client, method: str, path: str, body: bytes | None = None,
-            headers: dict | None = None):  # noqa: ANN202
+    def spy(
+        self: dock.Client,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict | None = None,
+    ):  # noqa: ANN202
         if path.startswith("/v1/segments/"):
             ranges.append((headers or {}).get("Range", ""))
         return real(self, method, path, body, headers)
@@ -131,8 +136,7 @@ def test_lockout_survives_a_restart_of_the_service(link: Link) -> None:
 
 def _handshake(link: Link, ctx: ssl.SSLContext) -> bytes:
     host, port = link.running.address
-    with socket.create_connection((host, port), timeout=5) as raw, \
-            ctx.wrap_socket(raw) as tls:
+    with socket.create_connection((host, port), timeout=5) as raw, ctx.wrap_socket(raw) as tls:
         tls.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
         return tls.recv(4096)
 
@@ -171,21 +175,30 @@ def test_receipt_refusals_through_the_network(link: Link) -> None:
 
     before = link.files()
     client = link.client()
-    code, auth = client.json("POST", "/v1/auth", {"password": "correct horse 7",
-                                                  "fingerprint_ok": True})
+    code, auth = client.json(
+        "POST", "/v1/auth", {"password": "correct horse 7", "fingerprint_ok": True}
+    )
     assert code == 200
     client.token = auth["token"]
     recs = link.store.records()
-    good = dict(serial="BC-TEST-0001", from_seq=0, to_seq=recs[-1].seq, head=recs[-1].hash,
-                segments=media_entries(recs), dock_time_us=1)
+    good = dict(
+        serial="BC-TEST-0001",
+        from_seq=0,
+        to_seq=recs[-1].seq,
+        head=recs[-1].hash,
+        segments=media_entries(recs),
+        dock_time_us=1,
+    )
     cases = {
         "unenrolled": make_receipt(Ed25519PrivateKey.generate(), **good).to_bytes(),
-        "foreign device": make_receipt(link.unit.agency.dock,
-                                       **{**good, "serial": "BC-OTHER"}).to_bytes(),
-        "mismatch": make_receipt(link.unit.agency.dock, **{**good, "segments": [
-            {**e, "ct_sha256": "0" * 64} for e in good["segments"]]}).to_bytes(),
-        "beyond chain": make_receipt(link.unit.agency.dock,
-                                     **{**good, "to_seq": 999}).to_bytes(),
+        "foreign device": make_receipt(
+            link.unit.agency.dock, **{**good, "serial": "BC-OTHER"}
+        ).to_bytes(),
+        "mismatch": make_receipt(
+            link.unit.agency.dock,
+            **{**good, "segments": [{**e, "ct_sha256": "0" * 64} for e in good["segments"]]},
+        ).to_bytes(),
+        "beyond chain": make_receipt(link.unit.agency.dock, **{**good, "to_seq": 999}).to_bytes(),
         "garbage": b"{not json",
     }
     forged = json.loads(make_receipt(link.unit.agency.dock, **good).to_bytes())
@@ -213,11 +226,11 @@ def test_bad_requests_get_4xx_and_the_service_stays_up(link: Link) -> None:
     assert resp.status == 413  # and the connection is closed: the body is not read
     client.close()
     client = link.client()
-    code, auth = client.json("POST", "/v1/auth", {"password": "correct horse 7",
-                                                  "fingerprint_ok": True})
+    code, auth = client.json(
+        "POST", "/v1/auth", {"password": "correct horse 7", "fingerprint_ok": True}
+    )
     client.token = auth["token"]
-    for path in ("/v1/segments/../../keys/fss.key", "/v1/segments/x.ts.age",
-                 "/v1/chain?from=-1"):
+    for path in ("/v1/segments/../../keys/fss.key", "/v1/segments/x.ts.age", "/v1/chain?from=-1"):
         resp = client.request("GET", path)
         assert 400 <= resp.status < 500, path
         resp.read()

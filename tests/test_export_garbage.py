@@ -29,8 +29,7 @@ def link(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Link]:
 def _send(link: Link, raw: bytes) -> bytes:
     d = link.dir / "docks" / "dock1"
     ctx = pki.client_context(d / "dock.crt", d / "dock.key", link.dir / "ca.crt")
-    with socket.create_connection(link.running.address, timeout=5) as s, \
-            ctx.wrap_socket(s) as tls:
+    with socket.create_connection(link.running.address, timeout=5) as s, ctx.wrap_socket(s) as tls:
         tls.sendall(raw)
         out = b""
         try:
@@ -43,19 +42,36 @@ def _send(link: Link, raw: bytes) -> bytes:
 
 methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "get", "X" * 300, ""])
 paths = st.one_of(
-    st.sampled_from(["/v1/receipt", "/v1/auth", "/v1/time", "/v1/chain?from=x",
-                     "/v1/segments/../../keys/fss.key", "/v1/segments/%00", "/" * 5000,
-                     "/v1/chain?from=99999999999999999999"]),
-    st.text(min_size=0, max_size=200).map(lambda t: "/" + t.replace("\r", "").replace("\n", "")))
+    st.sampled_from(
+        [
+            "/v1/receipt",
+            "/v1/auth",
+            "/v1/time",
+            "/v1/chain?from=x",
+            "/v1/segments/../../keys/fss.key",
+            "/v1/segments/%00",
+            "/" * 5000,
+            "/v1/chain?from=99999999999999999999",
+        ]
+    ),
+    st.text(min_size=0, max_size=200).map(lambda t: "/" + t.replace("\r", "").replace("\n", "")),
+)
 bodies = st.binary(max_size=3000)
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(method=methods, path=paths, body=bodies, raw=st.booleans(),
-       length=st.one_of(st.none(), st.integers(-5, 1 << 40)))
-def test_garbage_gets_4xx_and_changes_nothing(link: Link, method: str, path: str, body: bytes,
-                                              raw: bool, length: int | None) -> None:
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method=methods,
+    path=paths,
+    body=bodies,
+    raw=st.booleans(),
+    length=st.one_of(st.none(), st.integers(-5, 1 << 40)),
+)
+def test_garbage_gets_4xx_and_changes_nothing(
+    link: Link, method: str, path: str, body: bytes, raw: bool, length: int | None
+) -> None:
     before = link.files()
     if raw:
         request = body + b"\r\n\r\n"  # ends whatever "request" it is, so the unit answers

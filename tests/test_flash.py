@@ -22,8 +22,12 @@ import flash  # noqa: E402
 
 
 def _flash(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "flash.py"), *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "flash.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +38,23 @@ def qa(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-def _provision(base: Path, target: str, serial: str, profile: str = "qa",
-               *extra: str) -> subprocess.CompletedProcess:
-    return _flash(str(base / target), "--serial", serial, "--officer", "OFFICER-1",
-                  "--password-file", str(base / "pw"), "--profile", profile,
-                  "--agency", str(base / profile), *extra)
+def _provision(
+    base: Path, target: str, serial: str, profile: str = "qa", *extra: str
+) -> subprocess.CompletedProcess:
+    return _flash(
+        str(base / target),
+        "--serial",
+        serial,
+        "--officer",
+        "OFFICER-1",
+        "--password-file",
+        str(base / "pw"),
+        "--profile",
+        profile,
+        "--agency",
+        str(base / profile),
+        *extra,
+    )
 
 
 def test_flash_then_check_passes_and_inventory_lists_it(qa: Path) -> None:
@@ -55,7 +71,8 @@ def test_flash_then_check_passes_and_inventory_lists_it(qa: Path) -> None:
     assert "BC-QA-000001" in inv and "device_key" in inv.splitlines()[0]
     assert (qa / "qa" / "escrow" / "BC-QA-000001.fss").exists()
     escrow = flash.keys.canonical.unb64(
-        (qa / "qa" / "escrow" / "BC-QA-000001.fss").read_text().strip())
+        (qa / "qa" / "escrow" / "BC-QA-000001.fss").read_text().strip()
+    )
     assert verify_store(unit, escrow_key=escrow).ok
 
 
@@ -63,9 +80,19 @@ def test_changed_file_is_named_by_the_selftest(qa: Path) -> None:
     assert _provision(qa, "sd2", "BC-QA-000002").returncode == 0
     victim = qa / "sd2" / layout.PREFIX / "src" / "firmware" / "machine.py"
     victim.write_text(victim.read_text() + "\n# changed\n")
-    r = subprocess.run([sys.executable, "-m", "firmware.cli", "selftest", "--unit",
-                        str(layout.unit_dir(qa / "sd2"))], capture_output=True, text=True,
-                       cwd=ROOT)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "firmware.cli",
+            "selftest",
+            "--unit",
+            str(layout.unit_dir(qa / "sd2")),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert r.returncode == 1
     assert "FAIL firmware integrity: changed opt/bodycam/src/firmware/machine.py" in r.stdout
     records = verify_store(layout.unit_dir(qa / "sd2")).records
@@ -87,8 +114,19 @@ def test_reflash_refused_without_force_and_makes_new_keys_with_it(qa: Path) -> N
 def test_bad_serial_and_wrong_profile_agency_fail_clearly(qa: Path) -> None:
     r = _provision(qa, "sd4", "bad serial!")
     assert r.returncode == 1 and "serial" in r.stderr
-    r = _flash(str(qa / "sd5"), "--serial", "BC-QA-5", "--officer", "O", "--password-file",
-               str(qa / "pw"), "--profile", "production", "--agency", str(qa / "qa"))
+    r = _flash(
+        str(qa / "sd5"),
+        "--serial",
+        "BC-QA-5",
+        "--officer",
+        "O",
+        "--password-file",
+        str(qa / "pw"),
+        "--profile",
+        "production",
+        "--agency",
+        str(qa / "qa"),
+    )
     assert r.returncode == 1 and "not a production agency" in r.stderr
 
 
@@ -109,8 +147,10 @@ def _handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> bool:
     t.start()
     ok = True
     try:
-        with socket.create_connection(srv.getsockname()[:2], timeout=5) as raw, \
-                client_ctx.wrap_socket(raw) as tls:
+        with (
+            socket.create_connection(srv.getsockname()[:2], timeout=5) as raw,
+            client_ctx.wrap_socket(raw) as tls,
+        ):
             tls.sendall(b"x")
             tls.recv(1)
     except (ssl.SSLError, OSError):
@@ -121,8 +161,12 @@ def _handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> bool:
 
 
 def test_qa_unit_and_production_dock_refuse_each_other(qa: Path) -> None:
-    assert _flash("agency-init", "--profile", "production", "--agency",
-                  str(qa / "production")).returncode == 0
+    assert (
+        _flash(
+            "agency-init", "--profile", "production", "--agency", str(qa / "production")
+        ).returncode
+        == 0
+    )
     assert _provision(qa, "sdq", "BC-QA-000010").returncode == 0
     assert _provision(qa, "sdp", "BC-PR-000010", "production").returncode == 0
 
@@ -132,8 +176,9 @@ def test_qa_unit_and_production_dock_refuse_each_other(qa: Path) -> None:
 
     def dock_ctx(profile: str) -> ssl.SSLContext:
         a = qa / profile
-        return pki.client_context(a / "docks" / "dock1.crt", a / "docks" / "dock1.key",
-                                  a / "ca.crt")
+        return pki.client_context(
+            a / "docks" / "dock1.crt", a / "docks" / "dock1.key", a / "ca.crt"
+        )
 
     assert _handshake(unit_ctx("sdq"), dock_ctx("qa"))  # the control: same CA works
     assert not _handshake(unit_ctx("sdq"), dock_ctx("production"))
@@ -149,8 +194,7 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     for name, text in flash.render_units(str(prefix), "/var/lib/bodycam").items():
         path = tmp_path / name
         path.write_text(text)
-        r = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
-                           text=True)
+        r = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True)
         noise = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
         assert r.returncode == 0 and not noise, noise
     # the check can fail: a broken unit is reported
@@ -165,8 +209,18 @@ def test_unverified_clock_fails_the_pre_use_check(qa: Path) -> None:
     assert _provision(qa, "sd6", "BC-QA-000006").returncode == 0
     gps = qa / "sd6" / layout.PREFIX / "sim" / "gps.nmea"
     gps.write_text("$GPGSV,1,1,00*79\r\n")
-    r = subprocess.run([sys.executable, "-m", "firmware.cli", "selftest", "--unit",
-                        str(layout.unit_dir(qa / "sd6"))], capture_output=True, text=True,
-                       cwd=ROOT)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "firmware.cli",
+            "selftest",
+            "--unit",
+            str(layout.unit_dir(qa / "sd6")),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert r.returncode == 1
     assert "FAIL clock: unverified" in r.stdout

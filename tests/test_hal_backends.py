@@ -31,7 +31,8 @@ def _wait(cond, seconds: float = 5.0) -> None:  # noqa: ANN001
 
 
 def test_picamera2_port_maps_per_start_timestamps_onto_one_timeline(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     picamera2_double.install(monkeypatch)
     got: list[EncodedFrame] = []
     threads: set[str] = set()
@@ -60,7 +61,7 @@ def test_picamera2_port_maps_per_start_timestamps_onto_one_timeline(
     k = len(got)
     cam.request_keyframe()
     _wait(lambda: len(got) >= k + 3)
-    assert any(f.keyframe for f in got[k:k + 3])
+    assert any(f.keyframe for f in got[k : k + 3])
     assert cam.still().startswith(b"\xff\xd8")
     cam.cam.stall()  # frames stop, nothing raised; stop_recording would block for ever
     t = time.monotonic()
@@ -102,7 +103,7 @@ def test_pyaudio_microphone_reports_overruns_as_gaps_in_place() -> None:
     i = next(i for i, c in enumerate(chunks) if c.pts_us > gaps[0].at_us)
     # the audio after the gap keeps its true place: ~300 ms after the block before it
     assert 280_000 <= chunks[i].pts_us - chunks[i - 1].pts_us <= 400_000
-    steady = [b.pts_us - a.pts_us for a, b in zip(chunks[1:i - 1], chunks[2:i], strict=False)]
+    steady = [b.pts_us - a.pts_us for a, b in zip(chunks[1 : i - 1], chunks[2:i], strict=False)]
     assert set(steady) == {30_000}
 
 
@@ -134,8 +135,7 @@ def test_pyaudio_devices_are_chosen_by_name() -> None:
 
 def test_max17048_reads_soc_voltage_and_rate() -> None:
     # 3.9 V, 57.5 %, discharging at -10.4 %/h (datasheet encodings)
-    bus = SMBus({0x02: int(3.9 / 78.125e-6), 0x04: int(57.5 * 256),
-                 0x16: (-50) & 0xFFFF})
+    bus = SMBus({0x02: int(3.9 / 78.125e-6), 0x04: int(57.5 * 256), 0x16: (-50) & 0xFFFF})
     r = Max17048(bus).read()
     assert r.percent == 57 and 3899 <= r.volts_mv <= 3900 and not r.charging
     assert 320 <= r.minutes_left <= 335

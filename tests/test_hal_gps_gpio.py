@@ -29,9 +29,19 @@ def test_replay_gives_fixes_and_counts_defects() -> None:
     assert p.bad_checksum == 1 and p.garbage == 2 and p.ignored == 3
 
 
-@pytest.mark.parametrize("line", ["", "$", "*", "$GPRMC,,,", "$GPRMC*ZZ", "\xff\xfe",
-                                  "$GPRMC,999999.00,A,9999.0,N,99999.0,E,0,0,999999,,,A*00",
-                                  b"\x00\x01\x02"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "$",
+        "*",
+        "$GPRMC,,,",
+        "$GPRMC*ZZ",
+        "\xff\xfe",
+        "$GPRMC,999999.00,A,9999.0,N,99999.0,E,0,0,999999,,,A*00",
+        b"\x00\x01\x02",
+    ],
+)
 def test_garbage_is_counted_never_fatal(line: str | bytes) -> None:
     p = NmeaParser()
     assert list(fixes([line], p)) == []

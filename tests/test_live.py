@@ -28,12 +28,22 @@ from .media_check import decode, recordings
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = "I am resuming because the driver came back to the car and is talking to me again."
-DAY = {"seconds": 21, "size": "320x180", "clock": "synced", "segment_seconds": 5,
-       "prerecord_seconds": 1,
-       "at": [{"t": 1, "press": "record"}, {"t": 4, "press": "photo"},
-              {"t": 6, "press": "function"}, {"t": 8, "press": "record"},
-              {"t": 15, "double": "function"}, {"t": 18, "hold": "record"}],
-       "sound": [{"t": 8.6, "speech": SPEECH, "seconds": 6}]}
+DAY = {
+    "seconds": 21,
+    "size": "320x180",
+    "clock": "synced",
+    "segment_seconds": 5,
+    "prerecord_seconds": 1,
+    "at": [
+        {"t": 1, "press": "record"},
+        {"t": 4, "press": "photo"},
+        {"t": 6, "press": "function"},
+        {"t": 8, "press": "record"},
+        {"t": 15, "double": "function"},
+        {"t": 18, "hold": "record"},
+    ],
+    "sound": [{"t": 8.6, "speech": SPEECH, "seconds": 6}],
+}
 OUTPUTS = ("led_power", "led_audio", "led_video", "buzzer", "vibration")
 
 
@@ -70,8 +80,9 @@ def live_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Unit, Recorder, 
         pins["t0"] = time.monotonic()
 
     t = time.monotonic()
-    rec = run_scenario(unit.path, parse(DAY, tmp), realtime=True, on_ready=on_ready,
-                       log=lambda line: None)
+    rec = run_scenario(
+        unit.path, parse(DAY, tmp), realtime=True, on_ready=on_ready, log=lambda line: None
+    )
     return unit, rec, pins, time.monotonic() - t
 
 
@@ -86,8 +97,18 @@ def test_live_day_on_mock_pins(live_day: tuple[Unit, Recorder, dict, float]) -> 
     note = next(r for r in report.records if r["type"] == "resume_note")["body"]
     assert note["given"] is True and note["file"] and note["offset_us"] is not None
     played = rec.prompts_played
-    order = ["tone_start", "start_notice", "shutter", "tone_stop", "tone_start", "state_reason",
-             "note_ok", "marked", "tone_stop", "end_phrase"]
+    order = [
+        "tone_start",
+        "start_notice",
+        "shutter",
+        "tone_stop",
+        "tone_start",
+        "state_reason",
+        "note_ok",
+        "marked",
+        "tone_stop",
+        "end_phrase",
+    ]
     it = iter(played)
     assert all(p in it for p in order), played  # in this order, others may come between
     assert rec.devices.speaker.samples_played > 16_000  # PCM reached the speaker
@@ -108,8 +129,9 @@ def test_live_day_on_mock_pins(live_day: tuple[Unit, Recorder, dict, float]) -> 
     assert len(vib) == 6
 
 
-def test_virtual_and_realtime_give_the_same_records(live_day: tuple[Unit, Recorder, dict, float],
-                                                     tmp_path: Path) -> None:
+def test_virtual_and_realtime_give_the_same_records(
+    live_day: tuple[Unit, Recorder, dict, float], tmp_path: Path
+) -> None:
     unit, _, _, _ = live_day
     other = make_unit(tmp_path / "unit")
     run_scenario(other.path, parse(DAY, tmp_path), log=lambda line: None)
@@ -128,6 +150,7 @@ def test_virtual_and_realtime_give_the_same_records(live_day: tuple[Unit, Record
 
 def _live(unit: Path, steps: list[tuple[float, Any]], seconds: float) -> Recorder:
     """run_live with a driver thread doing `steps` (at s, fn(rec)) then stopping."""
+
     def on_ready(rec: Recorder) -> None:
         def drive() -> None:
             t0 = time.monotonic()
@@ -149,16 +172,17 @@ def _press(rec: Recorder) -> None:
     p.drive_high()
 
 
-PI_TOML = ('[devices.camera]\nbackend = "picamera2"\nsize = "320x180"\n'
-           '[devices.microphone]\nbackend = "pyaudio"\ndevice = "USB Audio"\n'
-           '[policy]\nsegment_s = 3.0\nprerecord_s = 1.0\n')
+PI_TOML = (
+    '[devices.camera]\nbackend = "picamera2"\nsize = "320x180"\n'
+    '[devices.microphone]\nbackend = "pyaudio"\ndevice = "USB Audio"\n'
+    "[policy]\nsegment_s = 3.0\nprerecord_s = 1.0\n"
+)
 
 
 def test_pi_backends_in_the_live_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     picamera2_double.install(monkeypatch)
     monkeypatch.setitem(sys.modules, "pyaudio", pyaudio_double)
-    pyaudio_double.PyAudio.source = staticmethod(
-        lambda n, k: bytes(2 * k))  # type: ignore[assignment]
+    pyaudio_double.PyAudio.source = staticmethod(lambda n, k: bytes(2 * k))  # type: ignore[assignment]
     unit = make_unit(tmp_path / "unit")
     (unit.path / "unit.toml").write_text(PI_TOML)
     sock = tmp_path / "notify.sock"
@@ -179,8 +203,11 @@ def test_pi_backends_in_the_live_runtime(tmp_path: Path, monkeypatch: pytest.Mon
         stalled_at.append(time.monotonic())
         rec.devices.camera.cam.stall()  # type: ignore[union-attr]
 
-    _live(unit.path, [(0.8, _press), (2.5, restart_camera), (3.5, overflow),
-                            (5.0, stall)], seconds=9.0)
+    _live(
+        unit.path,
+        [(0.8, _press), (2.5, restart_camera), (3.5, overflow), (5.0, stall)],
+        seconds=9.0,
+    )
     server.settimeout(0.1)
     notes = []
     with server:
@@ -211,8 +238,9 @@ def test_pi_backends_in_the_live_runtime(tmp_path: Path, monkeypatch: pytest.Mon
     assert audio_end - pts[-1] > 2_000_000  # sound went on after the camera stalled
 
 
-def test_camera_absent_at_start_records_sound_only(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_camera_absent_at_start_records_sound_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     picamera2_double.install(monkeypatch)
     monkeypatch.setattr(picamera2_double.Picamera2, "cameras", 0)
     monkeypatch.setitem(sys.modules, "pyaudio", pyaudio_double)
@@ -231,11 +259,17 @@ def test_camera_absent_at_start_records_sound_only(tmp_path: Path,
 
 
 def test_bodycam_run_live_until_sigterm(unit: Unit) -> None:
-    (unit.path / "unit.toml").write_text('[devices.camera]\nsize = "320x180"\n'
-                                         "[policy]\nrecord_on_power_on = true\n"
-                                         "segment_s = 2.0\nprerecord_s = 1.0\n")
-    child = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--unit",
-                              str(unit.path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    (unit.path / "unit.toml").write_text(
+        '[devices.camera]\nsize = "320x180"\n'
+        "[policy]\nrecord_on_power_on = true\n"
+        "segment_s = 2.0\nprerecord_s = 1.0\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-m", "firmware.cli", "run", "--unit", str(unit.path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout is not None
     for line in child.stdout:
         if line.startswith("record ") and "record_start" in line:
@@ -281,8 +315,13 @@ def test_bad_devices_are_refused_with_the_key_named(table: dict, match: str) -> 
 def test_bodycam_run_refuses_a_bad_devices_table_before_starting(unit: Unit) -> None:
     (unit.path / "unit.toml").write_text('[devices.camera]\nbackend = "picamera3"\n')
     before = (unit.path / "store" / "chain.jsonl").read_bytes()
-    r = subprocess.run([sys.executable, "-m", "firmware.cli", "run", "--unit", str(unit.path)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "run", "--unit", str(unit.path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "[devices.camera] backend = 'picamera3'" in r.stderr
     assert "Traceback" not in r.stderr
     assert (unit.path / "store" / "chain.jsonl").read_bytes() == before  # nothing started

@@ -109,8 +109,10 @@ def test_storage_floor_seals_and_stops() -> None:
     assert records(acts) == ["storage_low"]
     acts = mc.handle(m.Storage(10 << 20, total, 2 * S))
     assert any(isinstance(a, m.StopCapture) for a in acts)
-    assert next(a for a in acts if isinstance(a, m.Record) and a.type == "record_stop"
-                ).body["cause"] == "storage"
+    assert (
+        next(a for a in acts if isinstance(a, m.Record) and a.type == "record_stop").body["cause"]
+        == "storage"
+    )
 
 
 def test_camera_fault_keeps_recording_audio_both_faults_stop() -> None:
@@ -162,10 +164,15 @@ events = st.one_of(
     st.builds(m.Tick, st.just(0), st.floats(0, 10)),
     st.builds(m.Battery, st.integers(0, 100), st.integers(0, 600), st.just(0)),
     st.builds(m.Storage, st.integers(0, 1 << 35), st.just(1 << 35), st.just(0)),
-    st.builds(m.ClockStatus, st.sampled_from(["synced", "holdover", "unverified"]),
-              st.just("gps"), st.just(0)),
-    st.builds(m.Fault, st.sampled_from(["camera", "microphone", "tamper"]), st.just("x"),
-              st.just(0)),
+    st.builds(
+        m.ClockStatus,
+        st.sampled_from(["synced", "holdover", "unverified"]),
+        st.just("gps"),
+        st.just(0),
+    ),
+    st.builds(
+        m.Fault, st.sampled_from(["camera", "microphone", "tamper"]), st.just("x"), st.just(0)
+    ),
     st.builds(m.Trigger, st.just("holster"), st.just(0)),
 )
 

@@ -23,9 +23,15 @@ SECOND_RUN = [2.0, 3.3]
 
 
 def _scenario(seconds: float, presses: list[dict], bursts: list[float]) -> dict:
-    return {"seconds": seconds, "size": "320x180", "clock": "synced", "segment_seconds": 3,
-            "prerecord_seconds": 2, "at": presses,
-            "sound": [{"t": t, "source": "tone:1000:-12", "seconds": 0.1} for t in bursts]}
+    return {
+        "seconds": seconds,
+        "size": "320x180",
+        "clock": "synced",
+        "segment_seconds": 3,
+        "prerecord_seconds": 2,
+        "at": presses,
+        "sound": [{"t": t, "source": "tone:1000:-12", "seconds": 0.1} for t in bursts],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +40,33 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Unit, list]:
 
     tmp = tmp_path_factory.mktemp("sync")
     unit = make_unit(tmp / "unit")
-    run_scenario(unit.path, parse(_scenario(31, [
-        {"t": 4, "press": "record"}, {"t": 14, "press": "function"},
-        {"t": 16, "press": "record"}, {"t": 22, "press": "function"},
-        {"t": 23, "press": "record"}, {"t": 28, "hold": "record"}], FIRST_RUN), tmp),
-        log=lambda line: None)
+    run_scenario(
+        unit.path,
+        parse(
+            _scenario(
+                31,
+                [
+                    {"t": 4, "press": "record"},
+                    {"t": 14, "press": "function"},
+                    {"t": 16, "press": "record"},
+                    {"t": 22, "press": "function"},
+                    {"t": 23, "press": "record"},
+                    {"t": 28, "hold": "record"},
+                ],
+                FIRST_RUN,
+            ),
+            tmp,
+        ),
+        log=lambda line: None,
+    )
     # a restart: the unit powers on again and records once more
-    run_scenario(unit.path, parse(_scenario(7, [
-        {"t": 1, "press": "record"}, {"t": 5, "hold": "record"}], SECOND_RUN), tmp),
-        log=lambda line: None)
+    run_scenario(
+        unit.path,
+        parse(
+            _scenario(7, [{"t": 1, "press": "record"}, {"t": 5, "hold": "record"}], SECOND_RUN), tmp
+        ),
+        log=lambda line: None,
+    )
     return unit, recordings(unit.path, unit.agency.identity)
 
 
@@ -65,8 +89,9 @@ def test_every_burst_is_heard_with_its_picture(recorded: tuple[Unit, list]) -> N
     assert all(abs(ms) <= 20 for ms in offsets), offsets
 
 
-def test_each_file_is_self_contained_mono_and_clean(recorded: tuple[Unit, list],
-                                                    tmp_path: Path) -> None:
+def test_each_file_is_self_contained_mono_and_clean(
+    recorded: tuple[Unit, list], tmp_path: Path
+) -> None:
     unit, recs = recorded
     files = 0
     for rec in recs:
@@ -84,8 +109,9 @@ def test_each_file_is_self_contained_mono_and_clean(recorded: tuple[Unit, list],
     assert files >= 5  # the first recording rolled over
 
 
-def test_recordings_join_without_warnings_or_freezes(recorded: tuple[Unit, list],
-                                                     tmp_path: Path) -> None:
+def test_recordings_join_without_warnings_or_freezes(
+    recorded: tuple[Unit, list], tmp_path: Path
+) -> None:
     unit, recs = recorded
     longest = max(recs, key=len)
     assert len(longest) >= 2

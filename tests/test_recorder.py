@@ -47,15 +47,30 @@ def _frames(unit: Unit, files: list[str]) -> list[int]:
     return nums
 
 
-BASE = {"seconds": 16, "size": "320x180", "clock": "synced", "segment_seconds": 3,
-        "prerecord_seconds": 2}
+BASE = {
+    "seconds": 16,
+    "size": "320x180",
+    "clock": "synced",
+    "segment_seconds": 3,
+    "prerecord_seconds": 2,
+}
 
 
 def test_record_pause_resume_with_spoken_note(unit: Unit, tmp_path: Path) -> None:
-    rec, log, records = _run(unit, tmp_path, {**BASE, "at": [
-        {"t": 3, "press": "record"}, {"t": 7, "press": "function"},
-        {"t": 8, "press": "record"}, {"t": 15, "hold": "record"}],
-        "sound": [{"t": 8.5, "speech": SPEECH, "seconds": 6}]})
+    rec, log, records = _run(
+        unit,
+        tmp_path,
+        {
+            **BASE,
+            "at": [
+                {"t": 3, "press": "record"},
+                {"t": 7, "press": "function"},
+                {"t": 8, "press": "record"},
+                {"t": 15, "hold": "record"},
+            ],
+            "sound": [{"t": 8.5, "speech": SPEECH, "seconds": 6}],
+        },
+    )
     types = [r["type"] for r in records]
     for t in ("record_start", "pause", "resume", "resume_note", "record_stop"):
         assert t in types
@@ -74,10 +89,21 @@ def test_record_pause_resume_with_spoken_note(unit: Unit, tmp_path: Path) -> Non
 
 
 def test_no_note_reprompts_then_records_missing(unit: Unit, tmp_path: Path) -> None:
-    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 52, "size": "160x90", "at": [
-        {"t": 1, "press": "record"}, {"t": 2, "press": "function"},
-        {"t": 3, "press": "record"}],
-        "sound": [{"t": 3, "source": "noise:-25", "seconds": 40}]})
+    rec, log, records = _run(
+        unit,
+        tmp_path,
+        {
+            **BASE,
+            "seconds": 52,
+            "size": "160x90",
+            "at": [
+                {"t": 1, "press": "record"},
+                {"t": 2, "press": "function"},
+                {"t": 3, "press": "record"},
+            ],
+            "sound": [{"t": 3, "source": "noise:-25", "seconds": 40}],
+        },
+    )
     note = next(r for r in records if r["type"] == "resume_note")["body"]
     assert note["given"] is False and note["speech_ms"] < 1000
     played = [p for _, p in rec.devices.speaker.played]
@@ -86,8 +112,11 @@ def test_no_note_reprompts_then_records_missing(unit: Unit, tmp_path: Path) -> N
 
 
 def test_clock_jump_is_stepped_back_by_gps_and_recorded(unit: Unit, tmp_path: Path) -> None:
-    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 5, "at": [
-        {"t": 1, "clock_jump_s": -30}, {"t": 2, "gps_time": True}]})
+    rec, log, records = _run(
+        unit,
+        tmp_path,
+        {**BASE, "seconds": 5, "at": [{"t": 1, "clock_jump_s": -30}, {"t": 2, "gps_time": True}]},
+    )
     rtc, step = (r["body"] for r in records if r["type"] == "clock")
     assert rtc["source"] == "rtc"  # a synced unit's clock comes from its RTC at power-on
     assert step["source"] == "gps" and 29_000_000 <= step["step_us"] <= 31_000_000
@@ -95,9 +124,19 @@ def test_clock_jump_is_stepped_back_by_gps_and_recorded(unit: Unit, tmp_path: Pa
 
 
 def test_camera_fault_is_recorded_and_recording_goes_on(unit: Unit, tmp_path: Path) -> None:
-    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 10, "at": [
-        {"t": 1, "press": "record"}, {"t": 3, "fault": "camera", "reason": "ribbon"},
-        {"t": 7, "hold": "record"}]})
+    rec, log, records = _run(
+        unit,
+        tmp_path,
+        {
+            **BASE,
+            "seconds": 10,
+            "at": [
+                {"t": 1, "press": "record"},
+                {"t": 3, "fault": "camera", "reason": "ribbon"},
+                {"t": 7, "hold": "record"},
+            ],
+        },
+    )
     fault = next(r for r in records if r["type"] == "fault")["body"]
     # a loose ribbon stops the frames silently: the frame watchdog notices
     assert fault["what"] == "camera" and "no frame for" in fault["reason"]
@@ -107,8 +146,15 @@ def test_camera_fault_is_recorded_and_recording_goes_on(unit: Unit, tmp_path: Pa
 
 
 def test_storage_floor_stops_and_seals(unit: Unit, tmp_path: Path) -> None:
-    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 6, "at": [
-        {"t": 1, "press": "record"}, {"t": 3, "storage_free_mib": 10}]})
+    rec, log, records = _run(
+        unit,
+        tmp_path,
+        {
+            **BASE,
+            "seconds": 6,
+            "at": [{"t": 1, "press": "record"}, {"t": 3, "storage_free_mib": 10}],
+        },
+    )
     stop = next(r for r in records if r["type"] == "record_stop")["body"]
     assert stop["cause"] == "storage" and "storage_low" in [r["type"] for r in records]
     assert verify_store(unit.path, identity=unit.agency.identity).ok
@@ -126,11 +172,26 @@ def test_bad_scenarios_fail_clearly(tmp_path: Path) -> None:
 def _long_run(unit: Unit, tmp_path: Path) -> subprocess.Popen:
     """`bodycam run` recording a long scenario in a child process."""
     scen = tmp_path / "long.toml"
-    scen.write_text('seconds = 600\nsize = "320x180"\nclock = "synced"\nsegment_seconds = 2\n'
-                    '[[at]]\nt = 0.5\npress = "record"\n')
-    return subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--unit",
-                             str(unit.path), "--sim", "--scenario", str(scen)],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    scen.write_text(
+        'seconds = 600\nsize = "320x180"\nclock = "synced"\nsegment_seconds = 2\n'
+        '[[at]]\nt = 0.5\npress = "record"\n'
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firmware.cli",
+            "run",
+            "--unit",
+            str(unit.path),
+            "--sim",
+            "--scenario",
+            str(scen),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_killed_mid_recording_recovers_first_and_verifies(unit: Unit, tmp_path: Path) -> None:
@@ -143,11 +204,9 @@ def test_killed_mid_recording_recovers_first_and_verifies(unit: Unit, tmp_path: 
     child.send_signal(signal.SIGKILL)
     child.wait()
     log: list[str] = []
-    run_scenario(unit.path, parse({"seconds": 1, "clock": "synced"}, tmp_path),
-                 log=log.append)
+    run_scenario(unit.path, parse({"seconds": 1, "clock": "synced"}, tmp_path), log=log.append)
     assert log[0].startswith("recovery:") and "partial_files=['" in log[0]
-    report = verify_store(unit.path, identity=unit.agency.identity,
-                          escrow_key=unit.agency.escrow)
+    report = verify_store(unit.path, identity=unit.agency.identity, escrow_key=unit.agency.escrow)
     assert report.ok, report.problems
     cut = [r for r in report.records if r["type"] == "power_loss"]
     assert cut and cut[0]["body"]["cause"] == "partial_segment"
@@ -172,8 +231,12 @@ def test_sigterm_seals_the_segment_and_exits_cleanly(unit: Unit, tmp_path: Path)
     assert stop["body"]["cause"] == "shutdown:SIGTERM"
     assert not [r for r in report.records if r["type"] == "power_loss"]
     assert not [p for p in os.listdir(unit.path / "store" / "segments") if "partial" in p]
-    st = subprocess.run([sys.executable, "-m", "firmware.cli", "status", "--unit",
-                         str(unit.path), "--json"], capture_output=True, text=True, cwd=ROOT)
+    st = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "status", "--unit", str(unit.path), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     import json
 
     data = json.loads(st.stdout)
@@ -182,10 +245,12 @@ def test_sigterm_seals_the_segment_and_exits_cleanly(unit: Unit, tmp_path: Path)
 
 
 def test_policy_from_unit_toml_refuse_and_unexported_warning(unit: Unit, tmp_path: Path) -> None:
-    (unit.path / "unit.toml").write_text('[policy]\nclock_policy = "refuse"\n'
-                                         'unexported_warn_s = 0\n')
-    rec, log, records = _run(unit, tmp_path, {"seconds": 3, "size": "160x90", "at": [
-        {"t": 1, "press": "record"}]})
+    (unit.path / "unit.toml").write_text(
+        '[policy]\nclock_policy = "refuse"\nunexported_warn_s = 0\n'
+    )
+    rec, log, records = _run(
+        unit, tmp_path, {"seconds": 3, "size": "160x90", "at": [{"t": 1, "press": "record"}]}
+    )
     assert "record_start" not in [r["type"] for r in records]
     refused = next(r for r in records if r["type"] == "fault")["body"]
     assert refused["what"] == "record_refused"
@@ -194,8 +259,9 @@ def test_policy_from_unit_toml_refuse_and_unexported_warning(unit: Unit, tmp_pat
     _run(unit, tmp_path, {**BASE, "seconds": 3, "at": [{"t": 1, "press": "record"}]})
     rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 1})
     assert "export_overdue" not in [p for _, p in rec.devices.speaker.played]
-    rec, log, records = _run(unit, tmp_path, {**BASE, "seconds": 1},
-                             wall_start_ns=time.time_ns() + 25 * 3600 * 10**9)
+    rec, log, records = _run(
+        unit, tmp_path, {**BASE, "seconds": 1}, wall_start_ns=time.time_ns() + 25 * 3600 * 10**9
+    )
     assert "export_overdue" in [p for _, p in rec.devices.speaker.played]
     (unit.path / "unit.toml").write_text('[policy]\nclock_polcy = "refuse"\n')
     with pytest.raises(ValueError, match="unknown keys"):
@@ -210,9 +276,24 @@ def test_systemd_notify_ready_and_watchdog(unit: Unit, tmp_path: Path) -> None:
     scen = tmp_path / "s.toml"
     scen.write_text('seconds = 3\nsize = "160x90"\nclock = "synced"\n')
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
-    r = subprocess.run([sys.executable, "-m", "firmware.cli", "run", "--unit", str(unit.path),
-                        "--sim", "--scenario", str(scen)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "firmware.cli",
+            "run",
+            "--unit",
+            str(unit.path),
+            "--sim",
+            "--scenario",
+            str(scen),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     got = []
     server.settimeout(0.5)

@@ -27,8 +27,11 @@ def test_age_decrypts_a_sealed_segment_and_hash_matches_chain(unit: Unit, tmp_pa
     with unit.open() as store:
         write_segment(store, data, step=7_777)
     seg = next((unit.path / "store" / "segments").iterdir())
-    out = subprocess.run(["age", "-d", "-i", str(_identity_file(tmp_path, unit.agency.identity)),
-                          str(seg)], capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["age", "-d", "-i", str(_identity_file(tmp_path, unit.agency.identity)), str(seg)],
+        capture_output=True,
+        check=True,
+    ).stdout
     recs = [parse_line(x)[0] for x in (unit.path / "store" / CHAIN).read_bytes().splitlines()]
     seg_rec = next(r for r in recs if r.type == "segment")
     assert hashlib.sha256(out).hexdigest() == seg_rec.body["pt_sha256"]
@@ -43,12 +46,15 @@ def test_edge_sizes_roundtrip_through_age(size: int, tmp_path: Path) -> None:
     fd = os.open(path, os.O_CREAT | os.O_WRONLY)
     w = StreamWriter(fd, ident.recipient)
     for i in range(0, size, 5000):
-        w.write(data[i:i + 5000])
+        w.write(data[i : i + 5000])
         w.checkpoint()
     w.close()
     os.close(fd)
-    out = subprocess.run(["age", "-d", "-i", str(_identity_file(tmp_path, ident)), str(path)],
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["age", "-d", "-i", str(_identity_file(tmp_path, ident)), str(path)],
+        capture_output=True,
+        check=True,
+    ).stdout
     assert out == data
     assert w.ct_hash.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -63,8 +69,11 @@ def test_checkpointed_file_is_a_complete_age_file(tmp_path: Path) -> None:
     w.write(data)
     w.checkpoint()
     os.close(fd)  # never closed: as if the power went here
-    out = subprocess.run(["age", "-d", "-i", str(_identity_file(tmp_path, ident)), str(path)],
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["age", "-d", "-i", str(_identity_file(tmp_path, ident)), str(path)],
+        capture_output=True,
+        check=True,
+    ).stdout
     assert out == data
 
 
@@ -77,8 +86,9 @@ def test_we_decrypt_what_age_encrypts_and_keys_interoperate(tmp_path: Path) -> N
     assert str(Recipient.parse(public)) == public
     data = os.urandom(70_000)
     (tmp_path / "p").write_bytes(data)
-    subprocess.run(["age", "-r", public, "-o", str(tmp_path / "c"), str(tmp_path / "p")],
-                   check=True)
+    subprocess.run(
+        ["age", "-r", public, "-o", str(tmp_path / "c"), str(tmp_path / "p")], check=True
+    )
     with (tmp_path / "c").open("rb") as f:
         got = decrypt(f, ident)
     assert got.complete and got.plaintext_sha256 == hashlib.sha256(data).hexdigest()

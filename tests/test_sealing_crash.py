@@ -27,7 +27,10 @@ def _trial(unit: Unit, rng: random.Random) -> float:
     """One kill; returns the seconds of writes lost."""
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.sealing_crash_writer", str(unit.path), "150"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     # wait for the first write, then kill at a random instant
     first = child.stdout.readline()  # type: ignore[union-attr]
     assert first.startswith("W "), first
@@ -38,12 +41,12 @@ def _trial(unit: Unit, rng: random.Random) -> float:
     writes = [ln.split() for ln in out.splitlines() if ln.startswith("W ")]
     store = unit.open(boot_body={"cause": "after crash"})
     store.close()
-    report = verify_store(unit.path, identity=unit.agency.identity,
-                          escrow_key=unit.agency.escrow)
+    report = verify_store(unit.path, identity=unit.agency.identity, escrow_key=unit.agency.escrow)
     assert report.ok, report.problems[:3]
     last_segno = int(writes[-1][1])
-    seg = next((s for s in report.segments
-                if layout.parse_name(s["file"]).segno == last_segno), None)
+    seg = next(
+        (s for s in report.segments if layout.parse_name(s["file"]).segno == last_segno), None
+    )
     assert seg is not None, "the segment being written when the power went is not in the chain"
     if seg["status"] == "intact":
         return 0.0  # killed after it was sealed
@@ -63,8 +66,10 @@ def test_sigkill_at_random_instants(tmp_path: Path, trials: int) -> None:
     losses = [_trial(unit, rng) for _ in range(trials)]
     records = verify_store(unit.path).records
     cuts = [r for r in records if r["type"] == "power_loss"]
-    print(f"\ncrash: {trials} kills, {len(cuts)} power_loss records, "
-          f"loss median {sorted(losses)[len(losses) // 2]:.3f} s, max {max(losses):.3f} s")
+    print(
+        f"\ncrash: {trials} kills, {len(cuts)} power_loss records, "
+        f"loss median {sorted(losses)[len(losses) // 2]:.3f} s, max {max(losses):.3f} s"
+    )
     assert len(cuts) >= trials // 2
     assert max(losses) <= 1.1
 

@@ -24,8 +24,16 @@ def _rewrite(unit: Unit, seq: int, change: dict, mac_key: bytes) -> None:
         rec, _, mac = parse_line(raw)
         if rec.seq >= seq:
             body = dict(rec.body, **change) if rec.seq == seq else rec.body
-            rec = Record(rec.seq, rec.type, body, rec.stamp, rec.serial, rec.officer,
-                         prev_hash or rec.prev, rec.boot)
+            rec = Record(
+                rec.seq,
+                rec.type,
+                body,
+                rec.stamp,
+                rec.serial,
+                rec.officer,
+                prev_hash or rec.prev,
+                rec.boot,
+            )
             out.append(seal_line(rec, keys.signing, mac_key).rstrip(b"\n"))
         else:
             out.append(raw)
@@ -77,7 +85,8 @@ def test_other_device_signature_is_detected(recorded_unit: Unit, tmp_path) -> No
     report = verify_store(recorded_unit.path)
     assert report.problems[0].record == 4 and "signature" in report.problems[0].message
     # and a whole store re-signed by another key fails against the enrolled key
-    shutil.copy(other.path / "store" / layout.DEVICE_PUB,
-                recorded_unit.path / "store" / layout.DEVICE_PUB)
+    shutil.copy(
+        other.path / "store" / layout.DEVICE_PUB, recorded_unit.path / "store" / layout.DEVICE_PUB
+    )
     assert not verify_store(recorded_unit.path).ok
     assert canonical.decode(lines[0])["rec"]["type"] == "genesis"

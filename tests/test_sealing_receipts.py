@@ -24,8 +24,13 @@ def _files(unit: Unit) -> set[str]:
 def _receipt(store: Store, dock: Ed25519PrivateKey, **over: object) -> bytes:
     recs = store.records()
     fields: dict[str, object] = dict(
-        serial=store.serial, from_seq=0, to_seq=recs[-1].seq, head=recs[-1].hash,
-        segments=media_entries(recs), dock_time_us=time.time_ns() // 1000)
+        serial=store.serial,
+        from_seq=0,
+        to_seq=recs[-1].seq,
+        head=recs[-1].hash,
+        segments=media_entries(recs),
+        dock_time_us=time.time_ns() // 1000,
+    )
     fields.update(over)
     return make_receipt(dock, **fields).to_bytes()  # type: ignore[arg-type]
 
@@ -42,8 +47,11 @@ def test_good_receipt_frees_exactly_its_segments_once(recorded_unit: Unit) -> No
         again = apply_receipt(store, data)
         assert again.already_applied and _files(recorded_unit) == {e["file"] for e in entries[2:]}
         assert sum(r.type == "release" for r in store.records()) == 1
-    report = verify_store(recorded_unit.path, identity=recorded_unit.agency.identity,
-                          escrow_key=recorded_unit.agency.escrow)
+    report = verify_store(
+        recorded_unit.path,
+        identity=recorded_unit.agency.identity,
+        escrow_key=recorded_unit.agency.escrow,
+    )
     assert report.ok, report.problems
     assert [s["status"] for s in report.segments].count("released") == 2
 
@@ -73,8 +81,11 @@ def test_bad_signature_is_refused(recorded_unit: Unit) -> None:
 
 
 def test_other_device_is_refused(recorded_unit: Unit) -> None:
-    _refused(recorded_unit, lambda s: _receipt(s, recorded_unit.agency.dock, serial="BC-OTHER"),
-             "is for device")
+    _refused(
+        recorded_unit,
+        lambda s: _receipt(s, recorded_unit.agency.dock, serial="BC-OTHER"),
+        "is for device",
+    )
 
 
 def test_mismatching_hash_is_refused(recorded_unit: Unit) -> None:
@@ -87,19 +98,24 @@ def test_mismatching_hash_is_refused(recorded_unit: Unit) -> None:
 
 
 def test_range_not_in_chain_is_refused(recorded_unit: Unit) -> None:
-    _refused(recorded_unit, lambda s: _receipt(s, recorded_unit.agency.dock, to_seq=10_000),
-             "not in this chain")
+    _refused(
+        recorded_unit,
+        lambda s: _receipt(s, recorded_unit.agency.dock, to_seq=10_000),
+        "not in this chain",
+    )
 
 
 def test_wrong_head_is_refused(recorded_unit: Unit) -> None:
-    _refused(recorded_unit, lambda s: _receipt(s, recorded_unit.agency.dock, head="a" * 64),
-             "head hash")
+    _refused(
+        recorded_unit, lambda s: _receipt(s, recorded_unit.agency.dock, head="a" * 64), "head hash"
+    )
 
 
 def test_segment_outside_range_is_refused(recorded_unit: Unit) -> None:
     def bad(s: Store) -> bytes:
-        return _receipt(s, recorded_unit.agency.dock, from_seq=0, to_seq=3,
-                        head=s.records()[3].hash)
+        return _receipt(
+            s, recorded_unit.agency.dock, from_seq=0, to_seq=3, head=s.records()[3].hash
+        )
 
     _refused(recorded_unit, bad, "outside the receipt's range")
 

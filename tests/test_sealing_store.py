@@ -39,8 +39,21 @@ def test_records_carry_the_required_fields(recorded_unit: Unit) -> None:
         assert k in d
     assert d["serial"] == "BC-TEST-0001" and d["officer"] == "OFFICER-7"
     seg = next(parse_line(x)[0] for x in lines if b'"type":"segment"' in x)
-    for k in ("ct_sha256", "pt_sha256", "ct_len", "pt_len", "start", "end", "duration_us",
-              "container", "codecs", "location", "retention", "file", "segno"):
+    for k in (
+        "ct_sha256",
+        "pt_sha256",
+        "ct_len",
+        "pt_len",
+        "start",
+        "end",
+        "duration_us",
+        "container",
+        "codecs",
+        "location",
+        "retention",
+        "file",
+        "segno",
+    ):
         assert k in seg.body
     assert seg.body["pt_len"] == 150_000
 
@@ -74,9 +87,11 @@ def test_second_writer_is_locked_out(unit: Unit) -> None:
 
 
 def test_second_writer_in_another_process_is_locked_out(unit: Unit) -> None:
-    code = ("import sys\nfrom sealing.unit import open_unit\n"
-            "from sealing.store import StoreLocked\n"
-            "try:\n open_unit(sys.argv[1])\nexcept StoreLocked: sys.exit(7)\n")
+    code = (
+        "import sys\nfrom sealing.unit import open_unit\n"
+        "from sealing.store import StoreLocked\n"
+        "try:\n open_unit(sys.argv[1])\nexcept StoreLocked: sys.exit(7)\n"
+    )
     with unit.open():
         rc = subprocess.run([sys.executable, "-c", code, str(unit.path)]).returncode
     assert rc == 7
@@ -137,8 +152,11 @@ def test_cli_verify_exit_codes(recorded_unit: Unit, tmp_path) -> None:
     ident = tmp_path / "id.txt"
     ident.write_text(str(recorded_unit.agency.identity) + "\n")
     run = [sys.executable, "-m", "firmware.cli", "verify"]
-    ok = subprocess.run(run + [str(recorded_unit.path), "--identity", str(ident), "--json"],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        run + [str(recorded_unit.path), "--identity", str(ident), "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     data = json.loads(ok.stdout)
     assert data["ok"] and all("type" in r for r in data["records"])
@@ -146,8 +164,9 @@ def test_cli_verify_exit_codes(recorded_unit: Unit, tmp_path) -> None:
     assert not_store.returncode == 2 and "not a sealed store" in not_store.stderr
     bad_id = tmp_path / "bad.txt"
     bad_id.write_text("hello\n")
-    garbage = subprocess.run(run + [str(recorded_unit.path), "--identity", str(bad_id)],
-                             capture_output=True, text=True)
+    garbage = subprocess.run(
+        run + [str(recorded_unit.path), "--identity", str(bad_id)], capture_output=True, text=True
+    )
     assert garbage.returncode == 2 and "identity" in garbage.stderr
     seg = next((recorded_unit.path / "store" / "segments").iterdir())
     data = bytearray(seg.read_bytes())

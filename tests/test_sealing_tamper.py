@@ -35,10 +35,15 @@ def small_unit(tmp_path_factory: pytest.TempPathFactory) -> Unit:
         write_segment(store, os.urandom(900))
         write_segment(store, os.urandom(500))
         recs = store.records()
-        receipt = make_receipt(unit.agency.dock, serial=store.serial, from_seq=0,
-                               to_seq=recs[-1].seq, head=recs[-1].hash,
-                               segments=media_entries(recs)[:2],
-                               dock_time_us=time.time_ns() // 1000)
+        receipt = make_receipt(
+            unit.agency.dock,
+            serial=store.serial,
+            from_seq=0,
+            to_seq=recs[-1].seq,
+            head=recs[-1].hash,
+            segments=media_entries(recs)[:2],
+            dock_time_us=time.time_ns() // 1000,
+        )
         apply_receipt(store, receipt.to_bytes())
     assert verify_store(unit.path, escrow_key=unit.agency.escrow).ok
     return unit
@@ -87,10 +92,10 @@ def test_every_byte_flipped_is_detected(small_unit: Unit, tmp_path: Path) -> Non
     assert not c.missed, c.missed[:10]
 
 
-@pytest.mark.parametrize("stride", [
-    7, pytest.param(1, marks=pytest.mark.soak, id="every-byte")])
+@pytest.mark.parametrize("stride", [7, pytest.param(1, marks=pytest.mark.soak, id="every-byte")])
 def test_every_bit_of_the_chain_flipped_is_detected(
-        small_unit: Unit, tmp_path: Path, stride: int) -> None:
+    small_unit: Unit, tmp_path: Path, stride: int
+) -> None:
     """Every bit of every `stride`-th byte (every byte under -m soak)."""
     c = Campaign(small_unit, tmp_path)
     path = c.root / layout.CHAIN
@@ -120,15 +125,19 @@ def test_record_and_segment_surgery_is_detected(small_unit: Unit, tmp_path: Path
         return lambda: chain.write_bytes(b"".join(new))
 
     for i in range(n):
-        c.mutate(f"delete record {i}", put(lines[:i] + lines[i + 1:]))
-        c.mutate(f"duplicate record {i}", put(lines[:i + 1] + [lines[i]] + lines[i + 1:]))
-        c.mutate(f"insert foreign record before {i}",
-                 put(lines[:i] + [foreign_lines[min(i, len(foreign_lines) - 1)]] + lines[i:]))
+        c.mutate(f"delete record {i}", put(lines[:i] + lines[i + 1 :]))
+        c.mutate(f"duplicate record {i}", put(lines[: i + 1] + [lines[i]] + lines[i + 1 :]))
+        c.mutate(
+            f"insert foreign record before {i}",
+            put(lines[:i] + [foreign_lines[min(i, len(foreign_lines) - 1)]] + lines[i:]),
+        )
         c.mutate(f"truncate chain to {i} records", put(lines[:i]))
         c.mutate(f"truncate mid-record {i}", put(lines[:i] + [lines[i][: len(lines[i]) // 2]]))
         if i + 1 < n:
-            c.mutate(f"swap records {i},{i + 1}",
-                     put(lines[:i] + [lines[i + 1], lines[i]] + lines[i + 2:]))
+            c.mutate(
+                f"swap records {i},{i + 1}",
+                put(lines[:i] + [lines[i + 1], lines[i]] + lines[i + 2 :]),
+            )
     segs = sorted((c.root / "segments").iterdir())
     assert len(segs) >= 2
     for s in segs:
@@ -136,17 +145,24 @@ def test_record_and_segment_surgery_is_detected(small_unit: Unit, tmp_path: Path
         c.mutate(f"delete {name}", lambda s=s: s.unlink())
         c.mutate(f"truncate {name}", lambda s=s: s.write_bytes(s.read_bytes()[:-1]))
         c.mutate(f"extend {name}", lambda s=s: s.write_bytes(s.read_bytes() + b"\0"))
-        c.mutate(f"copy {name} as another segment", lambda s=s: shutil.copy(
-            s, s.with_name(s.name.replace("_0000", "_0009"))))
-    c.mutate("swap two segments' contents", lambda: (
-        segs[0].write_bytes(segs[1].read_bytes()), None))
+        c.mutate(
+            f"copy {name} as another segment",
+            lambda s=s: shutil.copy(s, s.with_name(s.name.replace("_0000", "_0009"))),
+        )
+    c.mutate(
+        "swap two segments' contents", lambda: (segs[0].write_bytes(segs[1].read_bytes()), None)
+    )
     fseg = next((foreign.path / "store" / "segments").iterdir())
     c.mutate("insert a foreign segment", lambda: shutil.copy(fseg, c.root / "segments"))
-    c.mutate("rename a segment to the next number", lambda: segs[-1].rename(
-        segs[-1].with_name(segs[-1].name.replace("_000004", "_000005"))))
+    c.mutate(
+        "rename a segment to the next number",
+        lambda: segs[-1].rename(segs[-1].with_name(segs[-1].name.replace("_000004", "_000005"))),
+    )
     receipts = list((c.root / "receipts").iterdir())
     c.mutate("delete the receipt", lambda: receipts[0].unlink())
-    c.mutate("replace device key", lambda: shutil.copy(
-        foreign.path / "store" / layout.DEVICE_PUB, c.root / layout.DEVICE_PUB))
+    c.mutate(
+        "replace device key",
+        lambda: shutil.copy(foreign.path / "store" / layout.DEVICE_PUB, c.root / layout.DEVICE_PUB),
+    )
     print(f"\ntamper: {c.tried} record/segment mutations tried, {len(c.missed)} undetected")
     assert not c.missed, c.missed

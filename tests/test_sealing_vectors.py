@@ -26,8 +26,11 @@ def test_vectors_verify_with_every_anchor() -> None:
 
 def test_vector_segment_decrypts_with_age_to_the_documented_plaintext() -> None:
     seg = next((V / "unit/store/segments").glob("*_000003.ts.age"))
-    out = subprocess.run(["age", "-d", "-i", str(V / "agency-identity.TEST-ONLY.txt"), str(seg)],
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["age", "-d", "-i", str(V / "agency-identity.TEST-ONLY.txt"), str(seg)],
+        capture_output=True,
+        check=True,
+    ).stdout
     assert out == b"segment two " * 7000
 
 

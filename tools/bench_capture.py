@@ -64,13 +64,18 @@ def main(argv: list[str]) -> dict:
     wall = time.perf_counter() - wall0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "part": "capture", "size": args.size, "media_seconds": args.media_seconds,
-        "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+        "part": "capture",
+        "size": args.size,
+        "media_seconds": args.media_seconds,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
         "cpu_percent_of_one_core_per_media_second": round(100 * cpu / args.media_seconds, 2),
         "target_cpu_percent": 5,
-        "segments": len(sinks), "bytes_out": sum(s.bytes for s in sinks),
-        "max_rss_mb": round(rss / 1024, 1), "rss_before_mb": round(rss0 / 1024, 1),
+        "segments": len(sinks),
+        "bytes_out": sum(s.bytes for s in sinks),
+        "max_rss_mb": round(rss / 1024, 1),
+        "rss_before_mb": round(rss0 / 1024, 1),
         "target_rss_mb": 100,
         "note": "the replay file is made in a child process, so RSS is the capture process "
-                "(the replay held in memory, the 30 s pre-record ring, PyAV, numpy)",
+        "(the replay held in memory, the 30 s pre-record ring, PyAV, numpy)",
     }

@@ -61,8 +61,7 @@ def _bare(files: list[Path], server_ctx, client_ctx) -> float:  # noqa: ANN001
     t.start()
     want = sum(f.stat().st_size for f in files)
     start = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port)) as raw, \
-            client_ctx.wrap_socket(raw) as tls:
+    with socket.create_connection(("127.0.0.1", port)) as raw, client_ctx.wrap_socket(raw) as tls:
         got = 0
         buf = bytearray(256 * 1024)
         while got < want:
@@ -93,23 +92,37 @@ def main(argv: list[str]) -> dict:
 def _run(tmp: Path, args: argparse.Namespace) -> dict:
     dock_key = Ed25519PrivateKey.generate()
     unit = tmp / "unit"
-    provision_unit(unit, serial="BENCH-EXPORT", officer="B", docks=[dock_key.public_key()],
-                   recipient=Identity.generate().recipient)
+    provision_unit(
+        unit,
+        serial="BENCH-EXPORT",
+        officer="B",
+        docks=[dock_key.public_key()],
+        recipient=Identity.generate().recipient,
+    )
     set_password(unit, "pw")
     ca = pki.make_ca("qa")
-    for name, key, role in (("unit", Ed25519PrivateKey.generate(), "unit"),
-                            ("dock", dock_key, "dock")):
+    for name, key, role in (
+        ("unit", Ed25519PrivateKey.generate(), "unit"),
+        ("dock", dock_key, "dock"),
+    ):
         (tmp / f"{name}.key").write_bytes(pki.pem_key(key))
-        (tmp / f"{name}.crt").write_bytes(pki.pem_cert(pki.issue(
-            ca, cn=name, role=role, public_key=key.public_key(), hosts=["127.0.0.1"])))
+        (tmp / f"{name}.crt").write_bytes(
+            pki.pem_cert(
+                pki.issue(ca, cn=name, role=role, public_key=key.public_key(), hosts=["127.0.0.1"])
+            )
+        )
     (tmp / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
     server_ctx = pki.server_context(tmp / "unit.crt", tmp / "unit.key", tmp / "ca.crt")
     client_ctx = pki.client_context(tmp / "dock.crt", tmp / "dock.key", tmp / "ca.crt")
     store = open_unit(unit)
     _fill(store, args.mib << 20, args.segment_mib << 20)
-    service = ExportService(store, unit, ExportHooks(
-        clock_status=lambda: {"state": "synced", "source": "dock"},
-        on_dock_time=lambda t, d: {}))
+    service = ExportService(
+        store,
+        unit,
+        ExportHooks(
+            clock_status=lambda: {"state": "synced", "source": "dock"}, on_dock_time=lambda t, d: {}
+        ),
+    )
     running = serve(service, server_ctx, "127.0.0.1", 0)
     client = Client(*running.address, client_ctx)
     code, auth = client.json("POST", "/v1/auth", {"password": "pw", "fingerprint_ok": True})
@@ -130,8 +143,14 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict:
         dest = tmp / f"dock{r}"
         start = time.perf_counter()
         for f in files:
-            _download(client, f.name, dest / f.name, entries[f.name]["ct_sha256"],
-                      f.stat().st_size, lambda *_: None)
+            _download(
+                client,
+                f.name,
+                dest / f.name,
+                entries[f.name]["ct_sha256"],
+                f.stat().st_size,
+                lambda *_: None,
+            )
         export_s.append(time.perf_counter() - start)
         shutil.rmtree(dest)
     client.close()
@@ -145,8 +164,15 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict:
         w.close(SegmentMeta(start=store.clock(), end=store.clock()))
     recs = store.records()
     small = [e for e in media_entries(recs) if e["file"] not in entries]
-    receipt = make_receipt(dock_key, serial=store.serial, from_seq=0, to_seq=recs[-1].seq,
-                           head=recs[-1].hash, segments=small, dock_time_us=1)
+    receipt = make_receipt(
+        dock_key,
+        serial=store.serial,
+        from_seq=0,
+        to_seq=recs[-1].seq,
+        head=recs[-1].hash,
+        segments=small,
+        dock_time_us=1,
+    )
     start = time.perf_counter()
     done = apply_receipt(store, receipt.to_bytes())
     release_s = time.perf_counter() - start
@@ -154,14 +180,18 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict:
     e_med, b_med = statistics.median(export_s), statistics.median(bare_s)
     h_med = statistics.median(http_s)
     return {
-        "part": "export", "bytes": total, "segments": len(files), "rounds": args.rounds,
+        "part": "export",
+        "bytes": total,
+        "segments": len(files),
+        "rounds": args.rounds,
         "export_MBps_median": round(total / e_med / 1e6, 1),
         "bare_tls_MBps_median": round(total / b_med / 1e6, 1),
-        "ratio": round(b_med / e_med, 3), "target_ratio": 0.5,
+        "ratio": round(b_med / e_med, 3),
+        "target_ratio": 0.5,
         "service_only_MBps_median": round(total / h_med / 1e6, 1),
         "service_only_ratio": round(b_med / h_med, 3),
         "note": "export = range GET + write + fsync + SHA-256 at the dock; service_only = "
-                "the same GETs with the bytes discarded; sender and receiver share 2 cores",
+        "the same GETs with the bytes discarded; sender and receiver share 2 cores",
         "release_segments": len(done.files),
         "receipt_check_and_release_s": round(release_s, 3),
     }

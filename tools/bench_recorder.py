@@ -37,9 +37,14 @@ def make_h264(path: Path, seconds: int, width: int, height: int, bitrate: int) -
         s = out.add_stream("libx264", rate=30)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         s.bit_rate = bitrate
-        s.options = {"preset": "ultrafast", "g": "30", "keyint_min": "30", "sc_threshold": "0",
-                     "nal-hrd": "cbr", "x264-params": f"vbv-maxrate={bitrate // 1000}:"
-                     f"vbv-bufsize={bitrate // 1000}"}
+        s.options = {
+            "preset": "ultrafast",
+            "g": "30",
+            "keyint_min": "30",
+            "sc_threshold": "0",
+            "nal-hrd": "cbr",
+            "x264-params": f"vbv-maxrate={bitrate // 1000}:vbv-bufsize={bitrate // 1000}",
+        }
         s.codec_context.time_base = Fraction(1, 30)
         for i in range(seconds * 30):
             frame = av.VideoFrame.from_ndarray(draw(i, width, height), format="rgb24")
@@ -48,11 +53,12 @@ def make_h264(path: Path, seconds: int, width: int, height: int, bitrate: int) -
         out.mux(s.encode(None))
 
 
-def make_h264_elsewhere(path: Path, seconds: int, width: int, height: int,
-                        bitrate: int) -> None:
+def make_h264_elsewhere(path: Path, seconds: int, width: int, height: int, bitrate: int) -> None:
     """make_h264 in a child process, so the encoder's memory is not counted."""
-    code = (f"from bench_recorder import make_h264; from pathlib import Path; "
-            f"make_h264(Path({str(path)!r}), {seconds}, {width}, {height}, {bitrate})")
+    code = (
+        f"from bench_recorder import make_h264; from pathlib import Path; "
+        f"make_h264(Path({str(path)!r}), {seconds}, {width}, {height}, {bitrate})"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
 
 
@@ -108,18 +114,24 @@ def main(argv: list[str]) -> dict:
         clip = tmpd / "clip.h264"
         make_h264_elsewhere(clip, 10, w, h, a.bitrate)
         unit = tmpd / "unit"
-        provision_unit(unit, serial="BENCH-REC", officer="B",
-                       recipient=Identity.generate().recipient,
-                       docks=[Ed25519PrivateKey.generate().public_key()])
+        provision_unit(
+            unit,
+            serial="BENCH-REC",
+            officer="B",
+            recipient=Identity.generate().recipient,
+            docks=[Ed25519PrivateKey.generate().public_key()],
+        )
         (unit / "unit.toml").write_text(
             f'[devices.camera]\nbackend = "replay"\nfile = "{clip}"\nsize = "{a.size}"\n'
-            '[policy]\nsegment_s = 10.0\nprerecord_s = 30.0\n')
+            "[policy]\nsegment_s = 10.0\nprerecord_s = 30.0\n"
+        )
         out: dict = {}
         lines: list[str] = []
 
         def on_ready(rec: Recorder) -> None:
-            threading.Thread(target=drive, args=(rec, a.seconds, a.warmup, out),
-                             daemon=True).start()
+            threading.Thread(
+                target=drive, args=(rec, a.seconds, a.warmup, out), daemon=True
+            ).start()
 
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.monotonic()
@@ -134,17 +146,26 @@ def main(argv: list[str]) -> dict:
     ring = out.get("ring_peak", 0) / 2**20
     return {
         "what": f"live runtime, {a.size}@30 {a.bitrate // 10**6} Mbit/s replay + 16 kHz audio, "
-                f"{wall:.0f} s wall",
-        "cpu_percent_of_one_core": round(100 * cpu / wall, 1), "target_cpu_percent": 5,
-        "frames_sealed": sealed, "frames_in_sealed_spans": expected,
-        "frames_lost": max(0, expected - sealed), "segments": len(rec.sealed),
+        f"{wall:.0f} s wall",
+        "cpu_percent_of_one_core": round(100 * cpu / wall, 1),
+        "target_cpu_percent": 5,
+        "frames_sealed": sealed,
+        "frames_in_sealed_spans": expected,
+        "frames_lost": max(0, expected - sealed),
+        "segments": len(rec.sealed),
         "presses": len(out.get("to_state", [])),
-        "edge_to_recording_ms": {"p50": _pct(out.get("to_state", []), 0.5),
-                                 "p99": _pct(out.get("to_state", []), 0.99)},
-        "edge_to_first_frame_muxed_ms": {"p50": _pct(out.get("to_bytes", []), 0.5),
-                                         "p99": _pct(out.get("to_bytes", []), 0.99)},
+        "edge_to_recording_ms": {
+            "p50": _pct(out.get("to_state", []), 0.5),
+            "p99": _pct(out.get("to_state", []), 0.99),
+        },
+        "edge_to_first_frame_muxed_ms": {
+            "p50": _pct(out.get("to_bytes", []), 0.5),
+            "p99": _pct(out.get("to_bytes", []), 0.99),
+        },
         "target_p99_ms": 50,
         "presses_over_50ms": sorted(round(x) for x in out.get("to_state", []) if x > 50),
-        "peak_rss_mb": round(rss, 1), "prerecord_ring_peak_mb": round(ring, 1),
-        "rss_outside_ring_mb": round(rss - ring, 1), "target_rss_outside_ring_mb": 60,
+        "peak_rss_mb": round(rss, 1),
+        "prerecord_ring_peak_mb": round(ring, 1),
+        "rss_outside_ring_mb": round(rss - ring, 1),
+        "target_rss_outside_ring_mb": 60,
     }

@@ -31,7 +31,7 @@ def _seal(store: Store, data: memoryview, step: int) -> float:
     start = store.clock()
     w = store.open_segment()
     for i in range(0, len(data), step):
-        w.write(data[i:i + step])
+        w.write(data[i : i + step])
     w.close(SegmentMeta(start=start, end=store.clock()))
     return time.perf_counter() - t
 
@@ -42,7 +42,7 @@ def _raw(data: memoryview) -> float:
     pt, ct = hashlib.sha256(), hashlib.sha256()
     nonce = bytes(12)
     for i in range(0, len(data), CHUNK):
-        chunk = data[i:i + CHUNK]
+        chunk = data[i : i + CHUNK]
         pt.update(chunk)
         ct.update(aead.encrypt(nonce, bytes(chunk), None))
     return time.perf_counter() - t
@@ -66,9 +66,13 @@ def main(argv: list[str]) -> dict:
 def _run(data: memoryview, rounds: int, where: Path | None) -> dict:
     with tempfile.TemporaryDirectory(dir=where) as tmp:
         unit = Path(tmp) / "unit"
-        provision_unit(unit, serial="BENCH-1", officer="BENCH",
-                       recipient=Identity.generate().recipient,
-                       docks=[Ed25519PrivateKey.generate().public_key()])
+        provision_unit(
+            unit,
+            serial="BENCH-1",
+            officer="BENCH",
+            recipient=Identity.generate().recipient,
+            docks=[Ed25519PrivateKey.generate().public_key()],
+        )
         sealed, raw = [], []
         with open_unit(unit) as store:
             for _ in range(rounds):

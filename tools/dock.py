@@ -64,8 +64,9 @@ class Client:
 
     def _connection(self) -> http.client.HTTPSConnection:
         if self._conn is None:
-            self._conn = http.client.HTTPSConnection(self.host, self.port, context=self.context,
-                                                     timeout=30)
+            self._conn = http.client.HTTPSConnection(
+                self.host, self.port, context=self.context, timeout=30
+            )
         return self._conn
 
     def close(self) -> None:
@@ -73,8 +74,13 @@ class Client:
             self._conn.close()
             self._conn = None
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> http.client.HTTPResponse:
         h = dict(headers or {})
         if self.token:
             h["Authorization"] = f"Bearer {self.token}"
@@ -86,8 +92,9 @@ class Client:
             self.close()
             raise
 
-    def json(self, method: str, path: str, obj: dict[str, Any] | None = None
-             ) -> tuple[int, dict[str, Any]]:
+    def json(
+        self, method: str, path: str, obj: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
         body = json.dumps(obj).encode() if obj is not None else None
         resp = self.request(method, path, body, {"Content-Type": "application/json"})
         data = resp.read()
@@ -108,8 +115,15 @@ class PullResult:
     report_ok: bool
 
 
-def _download(client: Client, name: str, dest: Path, want_sha: str, want_len: int,
-              progress: Callable[[str, int, int], None], retries: int = 5) -> int:
+def _download(
+    client: Client,
+    name: str,
+    dest: Path,
+    want_sha: str,
+    want_len: int,
+    progress: Callable[[str, int, int], None],
+    retries: int = 5,
+) -> int:
     """Fetch one segment into dest, resuming a .part file left by a cut link (in
     this pull or an earlier one); return how many bytes were not fetched again.
     The hash is taken as bytes arrive, so the file is read back only to resume."""
@@ -129,14 +143,16 @@ def _download(client: Client, name: str, dest: Path, want_sha: str, want_len: in
             break
         resumed += have
         try:
-            resp = client.request("GET", f"/v1/segments/{name}",
-                                  headers={"Range": f"bytes={have}-"})
+            resp = client.request(
+                "GET", f"/v1/segments/{name}", headers={"Range": f"bytes={have}-"}
+            )
             if resp.status not in (200, 206):
                 raise DockError(f"{name}: unit answered {resp.status}: {resp.read()[:200]!r}")
             with part.open("ab") as f:
                 try:
-                    have = _receive(resp, f, digest, have, want_len,
-                                    lambda got: progress(name, got, want_len))
+                    have = _receive(
+                        resp, f, digest, have, want_len, lambda got: progress(name, got, want_len)
+                    )
                 finally:
                     f.flush()
                     os.fsync(f.fileno())  # what arrived stays, for the resume
@@ -154,8 +170,14 @@ def _download(client: Client, name: str, dest: Path, want_sha: str, want_len: in
     return resumed
 
 
-def _receive(resp: http.client.HTTPResponse, f: BinaryIO, digest: Any, have: int,
-             want_len: int, progress: Callable[[int], None]) -> int:
+def _receive(
+    resp: http.client.HTTPResponse,
+    f: BinaryIO,
+    digest: Any,
+    have: int,
+    want_len: int,
+    progress: Callable[[int], None],
+) -> int:
     """Read the body into two alternating buffers; a worker thread writes and
     hashes one while the next arrives (hashlib and file writes release the
     GIL), so TLS decryption and SHA-256 use both cores. Returns bytes held."""
@@ -199,8 +221,10 @@ def _progress_bar(name: str, have: int, total: int) -> None:
     if sys.stderr.isatty():
         width = 30
         done = int(width * have / max(total, 1))
-        sys.stderr.write(f"\r{name[-40:]:>40} [{'#' * done}{'.' * (width - done)}] "
-                         f"{have * 100 // max(total, 1):3d}%")
+        sys.stderr.write(
+            f"\r{name[-40:]:>40} [{'#' * done}{'.' * (width - done)}] "
+            f"{have * 100 // max(total, 1):3d}%"
+        )
         if have >= total:
             sys.stderr.write("\n")
 
@@ -209,10 +233,18 @@ def _records(chain: bytes) -> list[Record]:
     return [parse_line(line)[0] for line in chain.splitlines()]
 
 
-def pull(client: Client, dock_dir: Path, dock_key: Ed25519PrivateKey, *, password: str,
-         fingerprint_ok: bool, identity: Identity | None = None,
-         progress: Callable[[str, int, int], None] = _progress_bar,
-         stop_before_receipt: bool = False, now: Callable[[], float] = time.time) -> PullResult:
+def pull(
+    client: Client,
+    dock_dir: Path,
+    dock_key: Ed25519PrivateKey,
+    *,
+    password: str,
+    fingerprint_ok: bool,
+    identity: Identity | None = None,
+    progress: Callable[[str, int, int], None] = _progress_bar,
+    stop_before_receipt: bool = False,
+    now: Callable[[], float] = time.time,
+) -> PullResult:
     dock_dir.mkdir(parents=True, exist_ok=True)
     index = Index(dock_dir / "dock.sqlite")
     try:
@@ -221,12 +253,14 @@ def pull(client: Client, dock_dir: Path, dock_key: Ed25519PrivateKey, *, passwor
             raise DockError(f"status: {code} {status.get('error')}")
         serial = status["serial"]
         layout.check_serial(serial)
-        code, auth = client.json("POST", "/v1/auth", {"password": password,
-                                                      "fingerprint_ok": fingerprint_ok})
+        code, auth = client.json(
+            "POST", "/v1/auth", {"password": password, "fingerprint_ok": fingerprint_ok}
+        )
         if code != 200:
-            raise DockError(f"officer not authorised ({code}): {auth.get('error')}"
-                            + (f", retry in {auth['retry_after_s']} s"
-                               if "retry_after_s" in auth else ""))
+            raise DockError(
+                f"officer not authorised ({code}): {auth.get('error')}"
+                + (f", retry in {auth['retry_after_s']} s" if "retry_after_s" in auth else "")
+            )
         client.token = auth["token"]
         code, clock = client.json("POST", "/v1/time", {"dock_time_us": int(now() * 1e6)})
         if code != 200:
@@ -249,43 +283,65 @@ def pull(client: Client, dock_dir: Path, dock_key: Ed25519PrivateKey, *, passwor
             name = layout.parse_name(e["file"])
             assert name is not None
             dest = dock_dir / name.day_dir / serial / e["file"]
-            resumed += _download(client, e["file"], dest, e["ct_sha256"], rec.body["ct_len"],
-                                 progress)
+            resumed += _download(
+                client, e["file"], dest, e["ct_sha256"], rec.body["ct_len"], progress
+            )
             index.add_segment(
-                file=e["file"], serial=serial, seq=e["seq"], kind=name.kind,
-                ct_sha256=e["ct_sha256"], pt_sha256=rec.body.get("pt_sha256"),
+                file=e["file"],
+                serial=serial,
+                seq=e["seq"],
+                kind=name.kind,
+                ct_sha256=e["ct_sha256"],
+                pt_sha256=rec.body.get("pt_sha256"),
                 ct_len=rec.body["ct_len"],
                 start_wall_us=(rec.body.get("start") or {}).get("wall_us"),
                 end_wall_us=(rec.body.get("end") or {}).get("wall_us"),
-                officer=rec.officer, retention=rec.body.get("retention"),
-                marks=json.dumps(_marks(records)), path=str(dest.relative_to(dock_dir)),
-                stored_us=int(now() * 1e6))
+                officer=rec.officer,
+                retention=rec.body.get("retention"),
+                marks=json.dumps(_marks(records)),
+                path=str(dest.relative_to(dock_dir)),
+                stored_us=int(now() * 1e6),
+            )
             pulled.append(e["file"])
         held = index.held(serial)
-        report = verify_store(mirror, identity=identity,
-                              find_segment=lambda f: (dock_dir / held[f]["path"])
-                              if f in held else None)
+        report = verify_store(
+            mirror,
+            identity=identity,
+            find_segment=lambda f: (dock_dir / held[f]["path"]) if f in held else None,
+        )
         if not report.ok:
-            raise DockError(f"verification of the pulled copy failed, no receipt sent:\n"
-                            f"{human(report)}")
+            raise DockError(
+                f"verification of the pulled copy failed, no receipt sent:\n{human(report)}"
+            )
         index.update_unit(serial, records[-1].seq, int(now() * 1e6))
         if stop_before_receipt:
             raise DockError("stopped before sending the receipt (fault injection)")
-        entries = [e for e in media_entries(records) if e["file"] in held
-                   and e["file"] in offered]
-        receipt = make_receipt(dock_key, serial=serial, from_seq=0, to_seq=records[-1].seq,
-                               head=records[-1].hash, segments=entries,
-                               dock_time_us=int(now() * 1e6))
+        entries = [e for e in media_entries(records) if e["file"] in held and e["file"] in offered]
+        receipt = make_receipt(
+            dock_key,
+            serial=serial,
+            from_seq=0,
+            to_seq=records[-1].seq,
+            head=records[-1].hash,
+            segments=entries,
+            dock_time_us=int(now() * 1e6),
+        )
         (mirror / layout.RECEIPTS).mkdir(exist_ok=True)
         write_durably(mirror / layout.RECEIPTS / f"{receipt.id}.json", receipt.to_bytes())
         code, applied = _post_receipt(client, receipt.to_bytes())
         accepted = code == 200
-        index.add_receipt(receipt.id, serial, receipt.body, [e["file"] for e in entries],
-                          accepted)
+        index.add_receipt(receipt.id, serial, receipt.body, [e["file"] for e in entries], accepted)
         if not accepted:
             raise DockError(f"unit refused the receipt ({code}): {applied.get('error')}")
-        return PullResult(serial, pulled, resumed, receipt.id, applied["released"],
-                          applied["bytes_freed"], report.ok)
+        return PullResult(
+            serial,
+            pulled,
+            resumed,
+            receipt.id,
+            applied["released"],
+            applied["bytes_freed"],
+            report.ok,
+        )
     finally:
         index.close()
 
@@ -308,12 +364,19 @@ def _offered(client: Client) -> list[dict[str, Any]]:
 
 
 def _marks(records: list[Record]) -> list[str]:
-    return sorted({str(r.body.get("flag") or r.body.get("retention"))
-                   for r in records if r.type == "mark"})
+    return sorted(
+        {str(r.body.get("flag") or r.body.get("retention")) for r in records if r.type == "mark"}
+    )
 
 
-def _store_chain(index: Index, mirror: Path, serial: str, status: dict[str, Any],
-                 records: list[Record], chain: bytes) -> None:
+def _store_chain(
+    index: Index,
+    mirror: Path,
+    serial: str,
+    status: dict[str, Any],
+    records: list[Record],
+    chain: bytes,
+) -> None:
     """Pin the unit's key on first sight; the new chain must extend the old copy."""
     mirror.mkdir(parents=True, exist_ok=True)
     pem = status["device_key_pem"].encode()
@@ -321,20 +384,24 @@ def _store_chain(index: Index, mirror: Path, serial: str, status: dict[str, Any]
     fp = fingerprint(key)  # type: ignore[arg-type]
     known = index.unit(serial)
     if known is not None and known["device_key"] != fp:
-        raise DockError(f"{serial} presents device key {fp[:16]}, "
-                        f"pinned {known['device_key'][:16]}")
+        raise DockError(
+            f"{serial} presents device key {fp[:16]}, pinned {known['device_key'][:16]}"
+        )
     if not records or records[0].body.get("device_key") != fp:
         raise DockError(f"{serial}: chain genesis does not name the unit's device key")
     old = mirror / layout.CHAIN
     if old.exists() and not chain.startswith(old.read_bytes()):
-        raise DockError(f"{serial}: the unit's chain no longer starts with the copy this dock "
-                        "holds (history rewritten or cut)")
+        raise DockError(
+            f"{serial}: the unit's chain no longer starts with the copy this dock "
+            "holds (history rewritten or cut)"
+        )
     write_durably(mirror / layout.DEVICE_PUB, pem)
     write_durably(old, chain)
     index.pin_unit(serial, fp, records[-1].officer)
 
 
 # -- report (R22) -------------------------------------------------------------
+
 
 def report(dock_dir: Path, late_after_s: int = 24 * 3600) -> str:
     index = Index(dock_dir / "dock.sqlite")
@@ -348,51 +415,80 @@ def report(dock_dir: Path, late_after_s: int = 24 * 3600) -> str:
     return "\n".join(out) if out else "no units pulled yet"
 
 
-def _unit_report(serial: str, records: list[Record], held: dict[str, Any],
-                 late_after_s: int) -> list[str]:
+def _unit_report(
+    serial: str, records: list[Record], held: dict[str, Any], late_after_s: int
+) -> list[str]:
     lines = [f"unit {serial} (officer {records[-1].officer}, chain 0..{records[-1].seq})"]
     media = [r for r in records if r.type in ("segment", "still")]
     segs = [r for r in media if r.type == "segment"]
     total = sum(r.body.get("duration_us", 0) for r in segs) / 1e6
-    lines.append(f"  recordings   {sum(r.type == 'record_start' for r in records)} started, "
-                 f"{len(segs)} segments ({total:.0f} s), "
-                 f"{len(media) - len(segs)} stills")
+    lines.append(
+        f"  recordings   {sum(r.type == 'record_start' for r in records)} started, "
+        f"{len(segs)} segments ({total:.0f} s), "
+        f"{len(media) - len(segs)} stills"
+    )
     gaps, unexplained = [], 0
     for a, b in zip(segs, segs[1:], strict=False):
         if a.boot == b.boot:
             gap = (b.body["start"]["mono_us"] - a.body["end"]["mono_us"]) / 1e6
             if gap > 1.0:
                 # a gap is explained by a pause or stop recorded between the two segments
-                why = next((f"{r.type}: {r.body.get('reason') or r.body.get('cause')}"
-                            for r in records if a.seq < r.seq < b.seq
-                            and r.type in ("pause", "record_stop")), None)
+                why = next(
+                    (
+                        f"{r.type}: {r.body.get('reason') or r.body.get('cause')}"
+                        for r in records
+                        if a.seq < r.seq < b.seq and r.type in ("pause", "record_stop")
+                    ),
+                    None,
+                )
                 unexplained += why is None
-                gaps.append(f"{gap:.1f} s before segment {b.body['segno']} "
-                            f"({why or 'UNEXPLAINED'})")
-    lines.append(f"  gaps         {len(gaps)}, {unexplained} unexplained"
-                 + (f": {', '.join(gaps[:5])}" if gaps else ""))
+                gaps.append(
+                    f"{gap:.1f} s before segment {b.body['segno']} ({why or 'UNEXPLAINED'})"
+                )
+    lines.append(
+        f"  gaps         {len(gaps)}, {unexplained} unexplained"
+        + (f": {', '.join(gaps[:5])}" if gaps else "")
+    )
     pauses = [r for r in records if r.type == "pause"]
     notes = [r for r in records if r.type == "resume_note"]
     missing = [n for n in notes if not n.body.get("given")]
-    lines.append(f"  pauses       {len(pauses)} ("
-                 + ", ".join(sorted({str(p.body.get('reason')) for p in pauses})) + ")")
-    lines.append(f"  resume notes {len(notes) - len(missing)} given, {len(missing)} missing"
-                 + (f" (records {', '.join(str(n.seq) for n in missing)})" if missing else ""))
+    lines.append(
+        f"  pauses       {len(pauses)} ("
+        + ", ".join(sorted({str(p.body.get("reason")) for p in pauses}))
+        + ")"
+    )
+    lines.append(
+        f"  resume notes {len(notes) - len(missing)} given, {len(missing)} missing"
+        + (f" (records {', '.join(str(n.seq) for n in missing)})" if missing else "")
+    )
     unverified = [r for r in records if r.stamp.clock_state == "unverified"]
     steps = [r for r in records if r.type == "clock"]
     lines.append(f"  clock        {len(unverified)} records unverified, {len(steps)} steps")
     faults = [r for r in records if r.type in ("fault", "power_loss")]
-    lines.append(f"  faults       {len(faults)}"
-                 + (": " + ", ".join(f"{f.type}:{f.body.get('what') or f.body.get('cause')}"
-                                     for f in faults[:6]) if faults else ""))
-    late = [f for f, row in held.items() if row["end_wall_us"] is not None
-            and row["stored_us"] - row["end_wall_us"] > late_after_s * 1_000_000]
-    lines.append(f"  late export  {len(late)} segments exported more than "
-                 f"{late_after_s // 3600} h after recording")
+    lines.append(
+        f"  faults       {len(faults)}"
+        + (
+            ": "
+            + ", ".join(f"{f.type}:{f.body.get('what') or f.body.get('cause')}" for f in faults[:6])
+            if faults
+            else ""
+        )
+    )
+    late = [
+        f
+        for f, row in held.items()
+        if row["end_wall_us"] is not None
+        and row["stored_us"] - row["end_wall_us"] > late_after_s * 1_000_000
+    ]
+    lines.append(
+        f"  late export  {len(late)} segments exported more than "
+        f"{late_after_s // 3600} h after recording"
+    )
     return lines
 
 
 # -- command line ---------------------------------------------------------------
+
 
 def _load_dock(args: argparse.Namespace) -> tuple[ssl.SSLContext, Ed25519PrivateKey]:
     if args.agency:
@@ -425,10 +521,17 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--key", type=Path)
     pl.add_argument("--ca", type=Path)
     pl.add_argument("--identity", type=Path, help="agency identity: also check plaintext hashes")
-    pl.add_argument("--password-file", type=Path,
-                    help="read the officer's password from a file (default: prompt)")
-    pl.add_argument("--fingerprint", choices=["match", "no-match"], default=None,
-                    help="simulated fingerprint reader verdict (default: ask)")
+    pl.add_argument(
+        "--password-file",
+        type=Path,
+        help="read the officer's password from a file (default: prompt)",
+    )
+    pl.add_argument(
+        "--fingerprint",
+        choices=["match", "no-match"],
+        default=None,
+        help="simulated fingerprint reader verdict (default: ask)",
+    )
     pl.add_argument("--stop-before-receipt", action="store_true", help=argparse.SUPPRESS)
     rp = sub.add_parser("report", help="compliance report per unit (R22)")
     rp.add_argument("--dock-dir", type=Path, required=True)
@@ -441,24 +544,36 @@ def main(argv: list[str] | None = None) -> int:
         if not host or not port.isdigit():
             raise DockError(f"--unit must be HOST:PORT, not {args.unit!r}")
         ctx, key = _load_dock(args)
-        password = (args.password_file.read_text().rstrip("\n") if args.password_file
-                    else getpass.getpass("officer password: "))
-        fp = args.fingerprint or ("match" if input("fingerprint matched? [y/N] ").lower()
-                                  .startswith("y") else "no-match")
+        password = (
+            args.password_file.read_text().rstrip("\n")
+            if args.password_file
+            else getpass.getpass("officer password: ")
+        )
+        fp = args.fingerprint or (
+            "match" if input("fingerprint matched? [y/N] ").lower().startswith("y") else "no-match"
+        )
         identity = Identity.parse(args.identity.read_text()) if args.identity else None
         client = Client(host, int(port), ctx)
         try:
-            result = pull(client, args.dock_dir, key, password=password,
-                          fingerprint_ok=fp == "match", identity=identity,
-                          stop_before_receipt=args.stop_before_receipt)
+            result = pull(
+                client,
+                args.dock_dir,
+                key,
+                password=password,
+                fingerprint_ok=fp == "match",
+                identity=identity,
+                stop_before_receipt=args.stop_before_receipt,
+            )
         finally:
             client.close()
     except (DockError, OSError, ssl.SSLError) as exc:
         print(f"dock: {exc}", file=sys.stderr)
         return 1
-    print(f"pulled {len(result.pulled)} segments from {result.serial}; receipt "
-          f"{result.receipt[:16] if result.receipt else '-'}; unit released "
-          f"{len(result.released)} files ({result.bytes_freed} bytes)")
+    print(
+        f"pulled {len(result.pulled)} segments from {result.serial}; receipt "
+        f"{result.receipt[:16] if result.receipt else '-'}; unit released "
+        f"{len(result.released)} files ({result.bytes_freed} bytes)"
+    )
     return 0
 
 

@@ -36,13 +36,17 @@ class Index:
 
     def pin_unit(self, serial: str, device_key: str, officer: str) -> None:
         with self.db:
-            self.db.execute("INSERT OR IGNORE INTO units(serial, device_key, officer) "
-                            "VALUES (?,?,?)", (serial, device_key, officer))
+            self.db.execute(
+                "INSERT OR IGNORE INTO units(serial, device_key, officer) VALUES (?,?,?)",
+                (serial, device_key, officer),
+            )
 
     def update_unit(self, serial: str, head_seq: int, now_us: int) -> None:
         with self.db:
-            self.db.execute("UPDATE units SET head_seq=?, last_pull_us=? WHERE serial=?",
-                            (head_seq, now_us, serial))
+            self.db.execute(
+                "UPDATE units SET head_seq=?, last_pull_us=? WHERE serial=?",
+                (head_seq, now_us, serial),
+            )
 
     def held(self, serial: str) -> dict[str, sqlite3.Row]:
         rows = self.db.execute("SELECT * FROM segments WHERE serial=?", (serial,))
@@ -51,18 +55,32 @@ class Index:
     def add_segment(self, **row: Any) -> None:
         cols = ",".join(row)
         with self.db:
-            self.db.execute(f"INSERT OR REPLACE INTO segments({cols}) VALUES "
-                            f"({','.join('?' * len(row))})", tuple(row.values()))
+            self.db.execute(
+                f"INSERT OR REPLACE INTO segments({cols}) VALUES ({','.join('?' * len(row))})",
+                tuple(row.values()),
+            )
 
-    def add_receipt(self, rid: str, serial: str, body: dict[str, Any], files: list[str],
-                    accepted: bool) -> None:
+    def add_receipt(
+        self, rid: str, serial: str, body: dict[str, Any], files: list[str], accepted: bool
+    ) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO receipts VALUES (?,?,?,?,?,?,?,?)",
-                            (rid, serial, body["from_seq"], body["to_seq"], body["head"],
-                             body["dock_time_us"], len(files), int(accepted)))
+            self.db.execute(
+                "INSERT OR REPLACE INTO receipts VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    rid,
+                    serial,
+                    body["from_seq"],
+                    body["to_seq"],
+                    body["head"],
+                    body["dock_time_us"],
+                    len(files),
+                    int(accepted),
+                ),
+            )
             if accepted:
-                self.db.executemany("UPDATE segments SET receipt=? WHERE file=?",
-                                    [(rid, f) for f in files])
+                self.db.executemany(
+                    "UPDATE segments SET receipt=? WHERE file=?", [(rid, f) for f in files]
+                )
 
     def serials(self) -> list[str]:
         return [r["serial"] for r in self.db.execute("SELECT serial FROM units ORDER BY serial")]

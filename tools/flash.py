@@ -66,8 +66,9 @@ def agency_init(agency: Path, profile: str, dock: str) -> None:
     ident = Identity.generate()
     # QA keeps the evidence identity here so `check` can decrypt; a production
     # agency holds it off the flashing station (docs/QA.md).
-    keys.write_secret(agency / "evidence.key", f"# evidence identity ({profile})\n{ident}\n"
-                      .encode())
+    keys.write_secret(
+        agency / "evidence.key", f"# evidence identity ({profile})\n{ident}\n".encode()
+    )
     (agency / "evidence.recipient").write_text(f"{ident.recipient}\n")
     add_dock(agency, dock)
     (agency / "escrow").mkdir(exist_ok=True)
@@ -81,8 +82,9 @@ def add_dock(agency: Path, name: str) -> None:
         raise FlashError(f"dock {name} exists")
     key = Ed25519PrivateKey.generate()
     keys.write_secret(d / f"{name}.key", pki.pem_key(key))
-    (d / f"{name}.crt").write_bytes(pki.pem_cert(pki.issue(ca, cn=name, role="dock",
-                                                          public_key=key.public_key())))
+    (d / f"{name}.crt").write_bytes(
+        pki.pem_cert(pki.issue(ca, cn=name, role="dock", public_key=key.public_key()))
+    )
 
 
 def _load_ca(agency: Path) -> pki.Issued:
@@ -106,8 +108,16 @@ def _docks(agency: Path) -> list[Ed25519PublicKey]:
     return out
 
 
-def provision(target: Path, *, serial: str, officer: str, password: str, profile: str,
-              agency: Path, force: bool) -> dict[str, str]:
+def provision(
+    target: Path,
+    *,
+    serial: str,
+    officer: str,
+    password: str,
+    profile: str,
+    agency: Path,
+    force: bool,
+) -> dict[str, str]:
     check_serial(serial)
     if not officer.strip():
         raise FlashError("--officer must not be empty")
@@ -116,23 +126,31 @@ def provision(target: Path, *, serial: str, officer: str, password: str, profile
     unit = layout.unit_dir(target)
     if (unit / "unit.toml").exists():
         if not force:
-            raise FlashError(f"{target} is already provisioned "
-                             f"({(unit / 'unit.toml').read_text().splitlines()[1]}); "
-                             "use --force to wipe it and make new keys")
+            raise FlashError(
+                f"{target} is already provisioned "
+                f"({(unit / 'unit.toml').read_text().splitlines()[1]}); "
+                "use --force to wipe it and make new keys"
+            )
         shutil.rmtree(unit)  # new keys, never the old ones
         shutil.rmtree(target / layout.PREFIX, ignore_errors=True)
     ca = _load_ca(agency)
     recipient = Recipient.parse((agency / "evidence.recipient").read_text())
     _install_firmware(target)
     _install_system(target)
-    key0 = provision_unit(unit, serial=serial, officer=officer, recipient=recipient,
-                          docks=_docks(agency))
+    key0 = provision_unit(
+        unit, serial=serial, officer=officer, recipient=recipient, docks=_docks(agency)
+    )
     tls = unit / "tls"
     tls.mkdir()
     tls_key = Ed25519PrivateKey.generate()
     keys.write_secret(tls / "unit.key", pki.pem_key(tls_key))
-    cert = pki.issue(ca, cn=serial, role="unit", public_key=tls_key.public_key(),
-                     hosts=["192.168.7.2", "127.0.0.1", serial.lower()])
+    cert = pki.issue(
+        ca,
+        cn=serial,
+        role="unit",
+        public_key=tls_key.public_key(),
+        hosts=["192.168.7.2", "127.0.0.1", serial.lower()],
+    )
     (tls / "unit.crt").write_bytes(pki.pem_cert(cert))
     (tls / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
     set_password(unit, password)
@@ -140,8 +158,9 @@ def provision(target: Path, *, serial: str, officer: str, password: str, profile
         f'[unit]\nserial = "{serial}"\nofficer = "{officer}"\nprofile = "{profile}"\n'
         f'firmware_version = "{FIRMWARE_VERSION}"\n\n'
         '[export]\naddress = "192.168.7.2"\nport = 8443\n\n'
-        '[clock]\ntolerance_s = 1\nmax_holdover_h = 24\n\n'
-        f'[sim]\ngps_log = "{layout.PREFIX}/sim/gps.nmea"\nbattery = 100\n')
+        "[clock]\ntolerance_s = 1\nmax_holdover_h = 24\n\n"
+        f'[sim]\ngps_log = "{layout.PREFIX}/sim/gps.nmea"\nbattery = 100\n'
+    )
     (agency / "escrow").mkdir(exist_ok=True)
     escrow = agency / "escrow" / f"{serial}.fss"
     if escrow.exists():  # a re-flash: keep the old unit's key beside it, never lose one
@@ -149,11 +168,17 @@ def provision(target: Path, *, serial: str, officer: str, password: str, profile
     keys.write_secret(escrow, keys.escrow_text(key0).encode())
     _write_manifest(target, ca)
     unit_keys = keys.UnitKeys.load(unit / "keys")
-    row = {"serial": serial, "officer": officer, "profile": profile,
-           "device_key": keys.fingerprint(unit_keys.public),
-           "tls_cert_sha256": hashlib.sha256(cert.public_bytes(
-               serialization.Encoding.DER)).hexdigest(),
-           "firmware": FIRMWARE_VERSION, "date": dt.datetime.now(dt.UTC).isoformat()}
+    row = {
+        "serial": serial,
+        "officer": officer,
+        "profile": profile,
+        "device_key": keys.fingerprint(unit_keys.public),
+        "tls_cert_sha256": hashlib.sha256(
+            cert.public_bytes(serialization.Encoding.DER)
+        ).hexdigest(),
+        "firmware": FIRMWARE_VERSION,
+        "date": dt.datetime.now(dt.UTC).isoformat(),
+    }
     inv = agency / "inventory.csv"
     new = not inv.exists()
     with inv.open("a", newline="") as f:
@@ -169,8 +194,12 @@ def _install_firmware(target: Path) -> None:
     `python3 -m venv /opt/bodycam/venv && pip install /opt/bodycam/src[pi]`)."""
     src = target / layout.PREFIX / "src"
     for pkg in PACKAGES:
-        shutil.copytree(ROOT / pkg, src / pkg, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            ROOT / pkg,
+            src / pkg,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
     shutil.copy2(ROOT / "pyproject.toml", src / "pyproject.toml")
     shutil.copytree(ROOT / "docs", src / "docs", dirs_exist_ok=True)
     sim = target / layout.PREFIX / "sim"
@@ -208,11 +237,21 @@ def _write_manifest(target: Path, ca: pki.Issued) -> None:
     entries = []
     for p in sorted(target.rglob("*")):
         rel = str(p.relative_to(target))
-        if not p.is_file() or p.is_symlink() or rel.startswith(layout.MUTABLE) \
-                or rel == layout.MANIFEST:
+        if (
+            not p.is_file()
+            or p.is_symlink()
+            or rel.startswith(layout.MUTABLE)
+            or rel == layout.MANIFEST
+        ):
             continue
-        entries.append({"path": rel, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
-                        "size": p.stat().st_size, "mode": oct(p.stat().st_mode & 0o777)})
+        entries.append(
+            {
+                "path": rel,
+                "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+                "size": p.stat().st_size,
+                "mode": oct(p.stat().st_mode & 0o777),
+            }
+        )
     data = json.dumps({"firmware": FIRMWARE_VERSION, "files": entries}, indent=1).encode()
     (target / layout.MANIFEST).write_bytes(data)
     (target / layout.MANIFEST_SIG).write_text(canonical.b64(ca.key.sign(data)) + "\n")
@@ -242,8 +281,14 @@ def check(target: Path) -> list[tuple[str, bool, str]]:
     src = target / layout.PREFIX / "src"
     env = {**os.environ, "PYTHONPATH": str(src)}
     out: list[tuple[str, bool, str]] = []
-    st = subprocess.run([sys.executable, "-m", "firmware.cli", "selftest", "--unit", str(unit)],
-                        cwd=src, env=env, capture_output=True, text=True, timeout=300)
+    st = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "selftest", "--unit", str(unit)],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     for line in st.stdout.splitlines():
         if line.startswith(("PASS ", "FAIL ")):
             name, _, reason = line[5:].partition(": ")
@@ -253,12 +298,32 @@ def check(target: Path) -> list[tuple[str, bool, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         scenario = Path(tmp) / "check.toml"
         scenario.write_text(CHECK_SCENARIO)
-        run = subprocess.run([sys.executable, "-m", "firmware.cli", "run", "--unit", str(unit),
-                              "--sim", "--scenario", str(scenario)], cwd=src, env=env,
-                             capture_output=True, text=True, timeout=300)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "firmware.cli",
+                "run",
+                "--unit",
+                str(unit),
+                "--sim",
+                "--scenario",
+                str(scenario),
+            ],
+            cwd=src,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     sealed = sum(1 for line in run.stdout.splitlines() if line.startswith("sealed "))
-    out.append(("scripted recording", run.returncode == 0 and sealed >= 2,
-                f"exit {run.returncode}, {sealed} segments sealed {run.stderr.strip()[-200:]}"))
+    out.append(
+        (
+            "scripted recording",
+            run.returncode == 0 and sealed >= 2,
+            f"exit {run.returncode}, {sealed} segments sealed {run.stderr.strip()[-200:]}",
+        )
+    )
     report = verify_store(unit)
     out.append(("store verifies", report.ok, "" if report.ok else str(report.problems[0])))
     return out
@@ -291,19 +356,28 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("target", type=Path)
         p.add_argument("--serial", required=True)
         p.add_argument("--officer", required=True)
-        p.add_argument("--password-file", type=Path, required=True,
-                       help="the officer's export password (first line)")
+        p.add_argument(
+            "--password-file",
+            type=Path,
+            required=True,
+            help="the officer's export password (first line)",
+        )
         p.add_argument("--profile", choices=pki.PROFILES, default="qa")
         p.add_argument("--agency", type=Path)
         p.add_argument("--force", action="store_true")
         a = p.parse_args(argv)
-        password = a.password_file.read_text().splitlines()[0] if a.password_file.exists() \
-            else ""
+        password = a.password_file.read_text().splitlines()[0] if a.password_file.exists() else ""
         if not password:
             raise FlashError(f"no password in {a.password_file}")
-        row = provision(a.target, serial=a.serial, officer=a.officer, password=password,
-                        profile=a.profile, agency=a.agency or default_agency(a.profile),
-                        force=a.force)
+        row = provision(
+            a.target,
+            serial=a.serial,
+            officer=a.officer,
+            password=password,
+            profile=a.profile,
+            agency=a.agency or default_agency(a.profile),
+            force=a.force,
+        )
         print(f"provisioned {row['serial']} ({a.profile}) device key {row['device_key'][:16]}")
         return 0
     except (FlashError, ValueError, OSError) as exc:

@@ -27,15 +27,26 @@ class Output:
     def __init__(self, pts: Any = None) -> None:
         self.recording = False
 
-    def outputframe(self, frame: bytes, keyframe: bool = True, timestamp: int | None = None,
-                    packet: Any = None, audio: bool = False) -> None:
+    def outputframe(
+        self,
+        frame: bytes,
+        keyframe: bool = True,
+        timestamp: int | None = None,
+        packet: Any = None,
+        audio: bool = False,
+    ) -> None:
         return None  # picamera2's base Output does nothing with a frame either
 
 
 class H264Encoder:
-    def __init__(self, bitrate: int | None = None, repeat: bool = True,
-                 iperiod: int | None = None, framerate: float | None = None,
-                 qp: int | None = None) -> None:
+    def __init__(
+        self,
+        bitrate: int | None = None,
+        repeat: bool = True,
+        iperiod: int | None = None,
+        framerate: float | None = None,
+        qp: int | None = None,
+    ) -> None:
         self.bitrate, self.repeat, self.iperiod = bitrate, repeat, iperiod
         self.firsttimestamp: int | None = None
         self._force = False
@@ -62,8 +73,9 @@ class Picamera2:
         self._thread: threading.Thread | None = None
         self._sim: SimCamera | None = None
 
-    def create_video_configuration(self, main: dict | None = None, controls: dict | None = None,
-                                   **kw: Any) -> dict[str, Any]:
+    def create_video_configuration(
+        self, main: dict | None = None, controls: dict | None = None, **kw: Any
+    ) -> dict[str, Any]:
         return {"main": dict(main or {"size": (1280, 720)}), "controls": dict(controls or {})}
 
     def configure(self, config: dict[str, Any]) -> None:
@@ -116,8 +128,9 @@ class Picamera2:
     def stall(self) -> None:
         self.stalled = True
 
-    def capture_file(self, file_output: Any, name: str = "main", format: str | None = None,
-                     **kw: Any) -> None:  # noqa: A002 - picamera2's parameter name
+    def capture_file(
+        self, file_output: Any, name: str = "main", format: str | None = None, **kw: Any
+    ) -> None:  # noqa: A002 - picamera2's parameter name
         assert self._sim is not None
         file_output.write(self._sim.still())
 
@@ -132,6 +145,5 @@ def install(monkeypatch: Any) -> None:
     enc.H264Encoder = H264Encoder  # type: ignore[attr-defined]
     out = types.ModuleType("picamera2.outputs")
     out.Output = Output  # type: ignore[attr-defined]
-    for name, mod in (("picamera2", root), ("picamera2.encoders", enc),
-                      ("picamera2.outputs", out)):
+    for name, mod in (("picamera2", root), ("picamera2.encoders", enc), ("picamera2.outputs", out)):
         monkeypatch.setitem(sys.modules, name, mod)

@@ -26,8 +26,7 @@ paContinue = 0
 
 
 class Stream:
-    def __init__(self, pa: PyAudio, rate: int, frames: int, callback: Any,
-                 output: bool) -> None:
+    def __init__(self, pa: PyAudio, rate: int, frames: int, callback: Any, output: bool) -> None:
         self.pa, self.rate, self.frames, self.callback = pa, rate, frames, callback
         self.output = output
         self._stop = threading.Event()
@@ -54,8 +53,9 @@ class Stream:
             self.callback(data, self.frames, {"input_buffer_adc_time": 0.0}, flags)
             flags = 0
 
-    def write(self, frames: bytes, num_frames: int | None = None,
-              exception_on_underflow: bool = False) -> None:
+    def write(
+        self, frames: bytes, num_frames: int | None = None, exception_on_underflow: bool = False
+    ) -> None:
         if self.pa.output_failed:
             raise OSError(-9999, "Unanticipated host error")
         time.sleep(len(frames) / 2 / self.rate)
@@ -71,10 +71,12 @@ class Stream:
 
 class PyAudio:
     devices: list[dict[str, Any]] = [
-        {"name": "snd_rpi_i2s_card: simple-card_codec_link", "maxInputChannels": 2,
-         "maxOutputChannels": 0},
-        {"name": "USB Audio Device: - (hw:2,0)", "maxInputChannels": 1,
-         "maxOutputChannels": 2},
+        {
+            "name": "snd_rpi_i2s_card: simple-card_codec_link",
+            "maxInputChannels": 2,
+            "maxOutputChannels": 0,
+        },
+        {"name": "USB Audio Device: - (hw:2,0)", "maxInputChannels": 1, "maxOutputChannels": 2},
     ]
     source: Callable[[int, int], bytes] = staticmethod(lambda n, k: bytes(2 * k))
     sink = bytearray()
@@ -89,10 +91,19 @@ class PyAudio:
             raise OSError(-9996, "Invalid device index")
         return {"index": i, **self.devices[i]}
 
-    def open(self, rate: int, channels: int, format: int, input: bool = False,  # noqa: A002
-             output: bool = False, input_device_index: int | None = None,
-             output_device_index: int | None = None, frames_per_buffer: int = 1024,
-             stream_callback: Any = None, **kw: Any) -> Stream:
+    def open(
+        self,
+        rate: int,
+        channels: int,
+        format: int,
+        input: bool = False,  # noqa: A002
+        output: bool = False,
+        input_device_index: int | None = None,
+        output_device_index: int | None = None,
+        frames_per_buffer: int = 1024,
+        stream_callback: Any = None,
+        **kw: Any,
+    ) -> Stream:
         for index in (input_device_index, output_device_index):
             if index is not None and not 0 <= index < len(self.devices):
                 raise AssertionError("the real pyaudio segfaults here; the caller must check")
