@@ -15,7 +15,7 @@ from typing import Any
 
 from hal.media import EncodedFrame, PcmChunk
 
-from .segmenter import Segmenter, SinkFactory
+from .segmenter import FrameClock, Segmenter, SinkFactory
 from .vad import SpeechMeter
 
 
@@ -40,7 +40,12 @@ class CaptureConfig:
 
 
 class Capture:
-    def __init__(self, open_sink: SinkFactory, config: CaptureConfig | None = None) -> None:
+    def __init__(
+        self,
+        open_sink: SinkFactory,
+        config: CaptureConfig | None = None,
+        frame_time: FrameClock | None = None,
+    ) -> None:
         self.config = cfg = config or CaptureConfig()
         self.segmenter = Segmenter(
             open_sink,
@@ -49,6 +54,7 @@ class Capture:
             height=cfg.height,
             fps=cfg.fps,
             audio_rate=cfg.audio_rate,
+            frame_time=frame_time,
         )
         self.meter = SpeechMeter()
         self._ring: deque[EncodedFrame] = deque()
@@ -116,7 +122,7 @@ class Capture:
         ):
             if isinstance(item, EncodedFrame):
                 self.segmenter.video(item)
-            else:
+            elif isinstance(item, PcmChunk):
                 self.segmenter.audio(item)
         return max(0, now_us - t0)
 

@@ -9,8 +9,9 @@ Audio. One AAC encoder lives for the whole recording and is fed samples
 counted from `t0`: packet k starts exactly at t0 + k * 1024 / rate. A
 stretch the microphone lost is filled with silence in place and overlaps are
 trimmed, so sound never slides against the picture. The encoder's priming
-packet (before `t0`) is dropped. At the end, audio past the last picture is
-dropped, so a recording's files last as long as their pictures.
+packet (before `t0`) is dropped. At the end the sound stops at the AAC frame
+boundary nearest the last picture's end (within half a frame), so a
+recording's files last as long as their pictures.
 
 Rollover. A segment ends at a keyframe at least `segment_us` after its start
 at which the audio packet grid meets the picture (within `ALIGN_US`), so the
@@ -24,6 +25,10 @@ every second at 30 fps, the grids meet every 8 s.
 Order. Packets are muxed in time order across both streams, each waiting
 (at most `WAIT_US`) for the other to pass it, so a packet always lands in
 the file its time belongs to whichever device thread delivered first.
+
+Time in the picture. Each access unit gets an SEI message with the frame's
+time on the unit's clock and its frame number (capture/sei.py), inserted as
+it is muxed, so the time survives a remux that drops container metadata.
 
 Joins. PyAV starts every file's MPEG-TS continuity counters afresh, which
 makes byte-joined files "corrupt" to a decoder; the counters are carried on
@@ -43,6 +48,9 @@ import av
 import numpy as np
 
 from hal.media import EncodedFrame, PcmChunk
+
+from . import sei
+from .sei import FrameTime
 
 US = Fraction(1, 1_000_000)
 TS = 188
@@ -78,6 +86,7 @@ class SegmentSink(Protocol):
 
 
 SinkFactory = Callable[[int, int], SegmentSink]  # (segment index, start us)
+FrameClock = Callable[[int], FrameTime]  # unit monotonic us -> the frame's time
 
 
 class _TsWriter:
@@ -144,8 +153,11 @@ class Segmenter:
         height: int,
         fps: int,
         audio_rate: int = 16_000,
+        frame_time: FrameClock | None = None,
     ) -> None:
         self._open_sink = open_sink
+        self.frame_time = frame_time
+        self.unstamped = 0  # frames muxed without their SEI (no slice found in them)
         self.segment_us = segment_us
         self.width, self.height, self.fps = width, height, fps
         self.rate = audio_rate
@@ -174,6 +186,7 @@ class Segmenter:
         self._a_next_us = 0  # no audio packet still to come starts before this
         self._v_seen_us: int | None = None  # pts of the last frame handed in
         self._v_end_us: int | None = None  # end of the last frame muxed
+        self._closing = False
 
     # -- input -------------------------------------------------------------------------
 
@@ -227,6 +240,7 @@ class Segmenter:
         """End the recording: the last sound up to the last picture, then seal."""
         if self._t0 is not None:
             self._finish_audio()
+            self._closing = True  # the last pictures end this file, never start a new one
             self._drain(final=True)
         result = self._close()
         self._roll_asap = False
@@ -282,12 +296,18 @@ class Segmenter:
         """Flush the encoder, keeping no sound past the last picture."""
         if self._aenc is None:
             return
-        self._pcm = np.zeros(0, np.float32)  # a partial frame would end past the picture
+        if len(self._pcm):  # the last partial frame, completed with silence
+            self._encode(
+                np.concatenate([self._pcm, np.zeros(AAC_FRAME - len(self._pcm), np.float32)])
+            )
+            self._pcm = np.zeros(0, np.float32)
         self._encode(None)
         self._aenc = None
         if self.video_on and self._v_seen_us is not None:
+            # the sound ends at the AAC frame boundary nearest the last picture's end:
+            # within half a frame (32 ms at 16 kHz) of it, never a whole frame off
             end = self._v_seen_us + self.frame_us
-            self._aq = deque((t, p) for t, p in self._aq if t + self.aac_us <= end + ALIGN_US)
+            self._aq = deque((t, p) for t, p in self._aq if t + self.aac_us // 2 <= end)
         self._a_next_us = 1 << 62
 
     # -- muxing in time order ------------------------------------------------------------------
@@ -325,12 +345,14 @@ class Segmenter:
         return self._a_next_us + ALIGN_US >= v.pts_us or waited > WAIT_US
 
     def _roll_due(self, t_us: int, start_us: int) -> bool:
+        if self._closing:
+            return False
         if self._roll_asap:
             return True
         elapsed = t_us - start_us
         if elapsed < self.segment_us:
             return False
-        if self._aenc is None and not self._aq or elapsed >= self.segment_us + MAX_EXTRA_US:
+        if self._as is None or elapsed >= self.segment_us + MAX_EXTRA_US:
             return True
         assert self._t0 is not None
         r = (t_us - self._t0) * self.rate % (AAC_FRAME * 1_000_000)
@@ -348,7 +370,13 @@ class Segmenter:
         assert info is not None
         if self._vs is None:
             return  # the file was opened without a picture (camera back after a fault)
-        p = av.Packet(frame.data)
+        data = frame.data
+        if self.frame_time is not None:
+            try:
+                data = sei.stamp(data, self.frame_time(frame.pts_us), self.frames_total)
+            except ValueError:
+                self.unstamped += 1  # kept as it came: a picture is never dropped for this
+        p = av.Packet(data)
         p.stream = self._vs
         p.time_base = US
         p.pts = p.dts = frame.pts_us

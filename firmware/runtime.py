@@ -26,6 +26,9 @@ from typing import Any
 
 from capture.pipeline import Capture, CaptureConfig
 from capture.segmenter import SegmentInfo
+from capture.sei import FrameTime
+from capture.stills import StillInfo, with_exif
+from capture.watermark import Watermark
 from hal.gps import Fix
 from hal.media import DeviceFault, EncodedFrame, PcmChunk
 from hal.pacing import Clock
@@ -143,7 +146,9 @@ class Recorder:
 
     def __post_init__(self) -> None:
         self.machine = m.Machine(self.policy)
-        self.capture = Capture(self._open_sink, self.capture_config)
+        self.capture = Capture(self._open_sink, self.capture_config, frame_time=self._frame_time)
+        self.watermark = Watermark(self.store.serial, self.store.officer, self._frame_time)
+        self.watermarked = False
         self.inbox: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
         self._files: list[tuple[int, str]] = []  # (start_us, file) of the recording's segments
         now = self.now_us()
@@ -165,6 +170,11 @@ class Recorder:
         return Stamp(
             mono_us, now.wall_us + (mono_us - now.mono_us), now.clock_state, now.clock_source
         )
+
+    def _frame_time(self, mono_us: int) -> FrameTime:
+        """A picture's time for its SEI and watermark (from any thread)."""
+        s = self._stamp_at(mono_us)
+        return FrameTime(s.wall_us, s.clock_state, s.clock_source)
 
     def _open_sink(self, index: int, start_us: int) -> StoreSink:
         writer = self.store.open_segment("ts", stamp=self._stamp_at(start_us))
@@ -202,6 +212,18 @@ class Recorder:
         self.event(m.Storage(*self._space(), self.now_us()))
         d.buttons.start(lambda g, line, at: q(GestureIn(g, line, at)))
         if d.camera is not None:
+            self.watermarked = d.camera.overlay(
+                self.watermark.burn, lambda reason: q(DeviceError("watermark", reason))
+            )
+            if not self.watermarked:
+                self._append(
+                    "fault",
+                    {
+                        "what": "watermark",
+                        "reason": f"the {d.camera.name} "
+                        "camera gives no pictures to burn the watermark into",
+                    },
+                )
             d.camera.start(q, lambda reason: q(DeviceError("camera", reason)))
         if d.microphone is not None:
             d.microphone.start(q, q, lambda reason: q(DeviceError("microphone", reason)))
@@ -284,6 +306,9 @@ class Recorder:
             )
         elif isinstance(item, GestureIn):
             self._gesture(item)
+        elif isinstance(item, DeviceError) and item.device == "watermark":
+            self.watermarked = False  # the picture goes on without it; its SEI still has the time
+            self._append("fault", {"what": "watermark", "reason": item.reason})
         elif isinstance(item, DeviceError):
             self._fault(item.device, item.reason)
         elif isinstance(item, Fix):
@@ -301,11 +326,17 @@ class Recorder:
             if g.gesture == "active":
                 self.event(m.Trigger("trigger", at))
             return
-        cls = {"press": m.Press, "hold": m.Hold, "double": m.DoublePress}.get(g.gesture)
-        if cls is None:
+        gesture: m.Event
+        if g.gesture == "press":
+            gesture = m.Press(g.line, at)
+        elif g.gesture == "hold":
+            gesture = m.Hold(g.line, at)
+        elif g.gesture == "double":
+            gesture = m.DoublePress(g.line, at)
+        else:
             return
         self.event(m.Tick(at, self._speech(at)))  # judge a pending note on what was heard
-        self.event(cls(g.line, at))
+        self.event(gesture)
 
     def _tick(self, now: int) -> None:
         self.devices.buttons.poll()
@@ -428,6 +459,22 @@ class Recorder:
         except (DeviceFault, OSError, RuntimeError) as exc:
             self._fault("camera", f"still failed: {exc}")
             return
+        loc = self.location or {}
+        try:
+            jpeg = with_exif(
+                jpeg,
+                StillInfo(
+                    start.wall_us,
+                    start.clock_state,
+                    start.clock_source,
+                    self.store.serial,
+                    self.store.officer,
+                    loc.get("lat_e7"),
+                    loc.get("lon_e7"),
+                ),
+            )
+        except ValueError as exc:  # kept as the camera gave it: the picture is the evidence
+            self._append("fault", {"what": "still_exif", "reason": str(exc)})
         w = self.store.open_segment("jpg", stamp=start)
         w.write(jpeg)
         extra = {"location": self.location} if self.location else {}
@@ -466,7 +513,7 @@ class Recorder:
             return  # within tolerance: nothing to step
         body = self.unitclock.set_from(true_us, source)
         self._append("clock", body)
-        self.log(f"clock stepped by {body['step_us'] / 1e6:+.3f} s from {source}")
+        self.log(f"clock stepped by {int(body['step_us']) / 1e6:+.3f} s from {source}")
         rtc = self.devices.rtc
         if rtc is not None and source != "rtc":
             try:

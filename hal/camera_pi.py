@@ -31,9 +31,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .media import DeviceFault, EncodedFrame
+from .media import DeviceFault, EncodedFrame, GuardedHook
 from .pacing import Clock
-from .ports import OnError, OnFrame
+from .ports import OnError, OnFrame, OnPicture
 
 PLAUSIBLE_US = 5_000_000
 AF_CONTINUOUS = 2  # libcamera controls.AfModeEnum.Continuous
@@ -107,6 +107,7 @@ class PiCamera:
         picamera2 = importlib.import_module("picamera2")
         self._encoders = importlib.import_module("picamera2.encoders")
         self._outputs = importlib.import_module("picamera2.outputs")
+        self._mapped_array = picamera2.MappedArray
         try:
             self.cam = picamera2.Picamera2()
         except (RuntimeError, IndexError) as exc:  # no camera: "__init__ sequence did not..."
@@ -115,6 +116,7 @@ class PiCamera:
             main={"size": (width, height)}, controls={"FrameRate": fps}
         )
         self.cam.configure(config)
+        self.pixel_format = str(config["main"].get("format", "XBGR8888"))
         if autofocus and "AfMode" in getattr(self.cam, "camera_controls", {}):
             self.cam.set_controls({"AfMode": AF_CONTINUOUS})  # Camera Module 3: off by default
         # SPS/PPS before every keyframe (the default) so each segment decodes alone
@@ -144,6 +146,28 @@ class PiCamera:
         force = getattr(self.encoder, "force_key_frame", None)  # picamera2 >= 0.3.32
         if force is not None:
             force()
+
+    def overlay(self, hook: OnPicture | None, on_error: OnError) -> bool:
+        """The hook runs from picamera2's `pre_callback`, on the main stream's
+        buffer before the encoder takes it. The picture's time is its
+        SensorTimestamp (ns, monotonic clock), or the call's instant."""
+        if hook is None:
+            self.cam.pre_callback = None
+            return True
+        clock, fmt, mapped = self.timeline.clock, self.pixel_format, self._mapped_array
+
+        def on_request(request: Any, _fmt: str, _us: int) -> None:
+            sensor_ns = request.get_metadata().get("SensorTimestamp")
+            mono_us = (
+                sensor_ns // 1000 if isinstance(sensor_ns, int) else clock.monotonic_ns() // 1000
+            )
+            with mapped(request, "main") as m:
+                hook(m.array, fmt, mono_us)
+
+        # everything, mapping included, under the guard: picamera2's thread must not die
+        guarded = GuardedHook(on_request, on_error)
+        self.cam.pre_callback = lambda request: guarded(request, fmt, 0)
+        return True
 
     def still(self) -> bytes:
         buf = io.BytesIO()

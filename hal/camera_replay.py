@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 
 from .media import EncodedFrame
+from .ports import OnPicture
 
 
 class ReplayCamera:
@@ -23,6 +24,10 @@ class ReplayCamera:
         if not self._units or not self._units[0][1]:
             raise ValueError(f"{path}: no H.264 starting with a keyframe")
         self.frames_made = 0
+        # Replayed frames are already encoded: no picture to burn a watermark
+        # into (the bench's Pi-like path). PacedCamera.overlay says so.
+        self.replayed = True
+        self.picture_hook: OnPicture | None = None
 
     def next_frame(self, pts_us: int) -> EncodedFrame:
         data, key = self._units[self.frames_made % len(self._units)]

@@ -16,9 +16,9 @@ from typing import Protocol
 import av
 import numpy as np
 
-from .media import DeviceFault, EncodedFrame
+from .media import DeviceFault, EncodedFrame, GuardedHook
 from .pacing import Pacer, Task
-from .ports import OnError, OnFrame
+from .ports import OnError, OnFrame, OnPicture
 
 BITS = 32
 
@@ -63,7 +63,7 @@ class SimCamera:
         self._cc.width, self._cc.height = width, height
         self._cc.pix_fmt = "yuv420p"
         self._cc.time_base = Fraction(1, fps)
-        self._cc.framerate = fps
+        self._cc.framerate = Fraction(fps)
         self._cc.bit_rate = bitrate
         self._cc.options = {
             "preset": "ultrafast",
@@ -76,16 +76,24 @@ class SimCamera:
         self.frames_made = 0
         self.failed: str | None = None
         self._force_key = False
+        self.picture_hook: OnPicture | None = None  # the watermark, burned before encoding
 
     def frame_interval_us(self) -> int:
         return 1_000_000 // self.fps
 
     def next_frame(self, pts_us: int) -> EncodedFrame:
         """Encode the next picture; zerolatency gives one packet per picture."""
+        img = draw(self.frames_made, self.width, self.height)
+        if self.picture_hook is not None:
+            self.picture_hook(img, "RGB888", pts_us)
+        return self.encode(img, pts_us)
+
+    def encode(self, img: np.ndarray, pts_us: int) -> EncodedFrame:
+        """Encode one RGB picture as the next frame."""
         if self.failed:
             raise DeviceFault(f"camera: {self.failed}")
         n = self.frames_made
-        vf = av.VideoFrame.from_ndarray(draw(n, self.width, self.height), format="rgb24")
+        vf = av.VideoFrame.from_ndarray(img, format="rgb24")
         vf = vf.reformat(format="yuv420p")
         vf.pts = n
         if self._force_key:
@@ -126,6 +134,8 @@ class FrameSource(Protocol):
     def force_keyframe(self) -> None: ...
 
     def still(self) -> bytes: ...
+
+    picture_hook: OnPicture | None
 
 
 class PacedCamera:
@@ -172,6 +182,13 @@ class PacedCamera:
     def still(self) -> bytes:
         with self._lock:
             return self.source.still()
+
+    def overlay(self, hook: OnPicture | None, on_error: OnError) -> bool:
+        if getattr(self.source, "replayed", False):
+            return False
+        with self._lock:
+            self.source.picture_hook = GuardedHook(hook, on_error) if hook else None
+        return True
 
     def stall(self, reason: str) -> None:
         self.stalled = reason

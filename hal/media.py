@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,3 +31,23 @@ class PcmChunk:
 
 class DeviceFault(Exception):
     """A device stopped delivering; the message says which and why."""
+
+
+class GuardedHook:
+    """A picture hook run on a camera's thread: one that raises is dropped
+    and reported once, so a broken overlay never stops the picture."""
+
+    def __init__(
+        self, hook: Callable[[Any, str, int], None], on_error: Callable[[str], None]
+    ) -> None:
+        self.hook: Callable[[Any, str, int], None] | None = hook
+        self.on_error = on_error
+
+    def __call__(self, pixels: Any, fmt: str, mono_us: int) -> None:
+        if self.hook is None:
+            return
+        try:
+            self.hook(pixels, fmt, mono_us)
+        except Exception as exc:  # noqa: BLE001 - the camera thread's last stop: report
+            self.hook = None
+            self.on_error(f"overlay dropped: {exc}")

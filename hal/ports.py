@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .battery import BatteryReading
 from .gps import Fix
@@ -36,6 +36,10 @@ from .storage import Space
 OnFrame = Callable[[EncodedFrame], None]
 OnChunk = Callable[[PcmChunk], None]
 OnError = Callable[[str], None]
+# A picture before it is encoded: (pixels, format, unit monotonic us). The hook
+# writes into `pixels` in place (the watermark); format names are picamera2's
+# ("RGB888", "XBGR8888", "YUV420", ...).
+OnPicture = Callable[[Any, str, int], None]
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,12 @@ class Camera(Protocol):
 
     def still(self) -> bytes:
         """A JPEG of the scene now (may block briefly; called on the loop thread)."""
+
+    def overlay(self, hook: OnPicture | None, on_error: OnError) -> bool:
+        """Call `hook` on every picture before it is encoded, from the camera's
+        thread. False if this backend cannot (it has no pictures, only H.264).
+        A hook that raises is dropped and reported once through `on_error`;
+        the camera goes on recording."""
 
 
 class Microphone(Protocol):

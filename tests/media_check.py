@@ -118,11 +118,11 @@ def frame_times(path: Path, args: tuple[str, ...] = ()) -> list[float]:
             "-show_entries",
             "frame=pts_time",
             "-of",
-            "csv=p=0",
+            "json",
             str(path),
         ],
         capture_output=True,
         check=True,
         timeout=300,
     )
-    return [float(x) for x in r.stdout.decode().split() if x.strip()]
+    return [float(f["pts_time"]) for f in json.loads(r.stdout)["frames"]]

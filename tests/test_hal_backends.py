@@ -151,3 +151,39 @@ def test_sim_battery_and_storage(tmp_path: Path) -> None:
     assert s.space() == space(tmp_path)
     s.free_override = 10 << 20
     assert s.space().free_bytes == 10 << 20 and s.space().total_bytes == space(tmp_path).total_bytes
+
+
+def test_picamera2_watermark_runs_in_pre_callback_before_encoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    import av
+    import numpy as np
+
+    from capture.sei import FrameTime
+    from capture.watermark import Watermark, box, render, text_for
+
+    picamera2_double.install(monkeypatch)
+    wm = Watermark(
+        "BC-9", "OFFICER-1", lambda us: FrameTime(1_800_000_000_000_000, "holdover", "dock")
+    )
+    errors: list[str] = []
+    got: list[EncodedFrame] = []
+    cam = PiCamera(LiveClock(), width=640, height=360, fps=30)
+    assert cam.overlay(wm.burn, errors.append)
+    cam.start(got.append, pytest.fail)
+    _wait(lambda: len(got) >= 5)
+    with av.open(io.BytesIO(b"".join(f.data for f in got)), format="h264") as c:
+        picture = next(iter(c.decode(video=0))).to_ndarray(format="gray").astype(float)
+    text = text_for("BC-9", "OFFICER-1", FrameTime(1_800_000_000_000_000, "holdover", "x"))
+    strip = render(text, 360, 640)
+    x0, y0, x1, y1 = box(strip, 640, 360)
+    assert np.abs(picture[y0:y1, x0:x1] - strip.luma[:, : x1 - x0]).mean() < 12
+    assert "HOLDOVER" in text
+    # a hook that raises is dropped and reported once; the picture goes on
+    assert cam.overlay(lambda px, fmt, us: 1 / 0, errors.append)
+    n = len(got)
+    _wait(lambda: len(got) >= n + 10)
+    assert errors == ["overlay dropped: division by zero"]
+    cam.stop()

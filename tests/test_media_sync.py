@@ -12,6 +12,7 @@ import pytest
 
 from firmware.recording import run_scenario
 from firmware.scenario import parse
+from sealing.verify import verify_store
 
 from .conftest import Unit
 from .media_check import decode, ffmpeg_warnings, frame_times, onsets, probe, recordings
@@ -134,3 +135,68 @@ def test_recordings_join_without_warnings_or_freezes(
     assert max(steps) < 1.5 / FPS, f"a freeze of {max(steps):.3f} s at a join"
     total = times[-1] - times[0] + 1 / FPS
     assert abs(total - frames / FPS) <= 0.05
+
+
+def test_a_pause_stays_a_gap_of_its_true_length(recorded: tuple[Unit, list]) -> None:
+    """Byte-joined across a pause, the pictures keep their times: the gap a
+    player shows is the pause as the chain recorded it (plus the two or three
+    frames a resume waits for its first keyframe), never a rollover's zero."""
+    unit, recs = recorded
+    chain = verify_store(unit.path).records
+    pause = next(r for r in chain if r["type"] == "pause")
+    resume = next(r for r in chain if r["type"] == "resume")
+    joined = b"".join(data for _, data in recs[0] + recs[1])
+    assert ffmpeg_warnings(["-f", "mpegts", "-i", "-"], joined) == ""
+    times = [t / 1e6 for t, _ in decode(joined).frames]
+    shown = max(b - a for a, b in zip(times, times[1:], strict=False)) - 1 / FPS
+    true_gap = (resume["mono_us"] - pause["mono_us"]) / 1e6
+    assert -1 / FPS <= shown - true_gap <= 3 / FPS, (shown, true_gap)
+
+
+@pytest.mark.slow
+def test_ten_minutes_stay_in_sync_and_last_as_long_as_their_frames(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from .conftest import make_unit
+
+    tmp = tmp_path_factory.mktemp("ten")
+    unit = make_unit(tmp / "unit")
+    bursts = [10.0, 200.0, 400.0, 590.0, 607.5]
+    run_scenario(
+        unit.path,
+        parse(
+            {
+                "seconds": 615,
+                "size": "320x180",
+                "clock": "synced",
+                "segment_seconds": 60,
+                "prerecord_seconds": 0,
+                "at": [{"t": 2, "press": "record"}, {"t": 610, "hold": "record"}],
+                "sound": [{"t": t, "source": "tone:1000:-12", "seconds": 0.1} for t in bursts],
+            },
+            tmp,
+        ),
+        log=lambda line: None,
+    )
+    [rec] = recordings(unit.path, unit.agency.identity)
+    assert len(rec) >= 9
+    joined = b"".join(data for _, data in rec)
+    d = decode(joined)
+    assert (d.frames[-1][0] - d.frames[0][0]) / 1e6 > 600
+    at = dict((n, t) for t, n in d.frames)
+    offsets = {}
+    for onset in onsets(d):
+        n = min(at, key=lambda k: abs(at[k] - onset))
+        offsets[n] = (onset - at[n]) / 1000
+    for t in bursts:
+        n = round(t * FPS)
+        assert n in offsets and abs(offsets[n]) <= 20, (t, offsets.get(n))
+    # the sound track lasts as long as the pictures: nothing lost, nothing extra
+    picture_s = len(d.frames) / FPS
+    sound_s = len(d.audio) / d.rate
+    assert abs(sound_s - picture_s) <= 0.05, (sound_s, picture_s)
+    path = tmp / "joined.ts"
+    path.write_bytes(joined)
+    duration = float(probe(path)["format"]["duration"])
+    assert abs(duration - picture_s) <= 0.05, (duration, picture_s)
+    assert ffmpeg_warnings(["-i", str(path)]) == ""

@@ -257,7 +257,8 @@ def _write_manifest(target: Path, ca: pki.Issued) -> None:
     (target / layout.MANIFEST_SIG).write_text(canonical.b64(ca.key.sign(data)) + "\n")
 
 
-CHECK_SCENARIO = """seconds = 6
+# Long enough for one rollover (segments end where the AAC grid meets a keyframe: 8 s)
+CHECK_SCENARIO = """seconds = 12
 size = "320x180"
 clock = "synced"
 segment_seconds = 2
@@ -266,7 +267,7 @@ prerecord_seconds = 1
 t = 0.5
 press = "record"
 [[at]]
-t = 5.5
+t = 10
 hold = "record"
 """
 

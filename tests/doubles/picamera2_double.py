@@ -10,7 +10,12 @@ picamera2's signatures and its behaviour where it bites:
 * `force_key_frame()` makes the next frame a keyframe (picamera2 >= 0.3.32);
 * a camera can stall (`stall()`): frames stop, nothing is raised, and then
   `stop_recording()` blocks (picamera2 issue 1264);
-* `Picamera2()` with no camera raises RuntimeError, as the real one does.
+* `Picamera2()` with no camera raises RuntimeError, as the real one does;
+* `pre_callback(request)` runs on each picture before it is encoded, with
+  `MappedArray(request, "main").array` the XBGR8888 buffer (the default
+  video format: (h, w, 4) bytes R, G, B, 255) and `request.get_metadata()`
+  holding SensorTimestamp in ns (monotonic); real picamera2 calls it from
+  its camera-manager thread, the double from its frame thread.
 The H.264 is real: the simulated camera's libx264 encoder."""
 
 from __future__ import annotations
@@ -20,7 +25,32 @@ import time
 import types
 from typing import Any
 
-from hal.camera_sim import SimCamera
+import numpy as np
+
+from hal.camera_sim import SimCamera, draw
+
+
+class CompletedRequest:
+    def __init__(self, buffer: np.ndarray, metadata: dict[str, Any]) -> None:
+        self.buffer, self.metadata = buffer, metadata
+
+    def get_metadata(self) -> dict[str, Any]:
+        return dict(self.metadata)
+
+
+class MappedArray:
+    def __init__(
+        self, request: CompletedRequest, stream: str, reshape: bool = True, write: bool = True
+    ) -> None:
+        if stream != "main":
+            raise KeyError(stream)
+        self.array = request.buffer
+
+    def __enter__(self) -> MappedArray:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 class Output:
@@ -72,11 +102,13 @@ class Picamera2:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sim: SimCamera | None = None
+        self.pre_callback: Any = None
 
     def create_video_configuration(
         self, main: dict | None = None, controls: dict | None = None, **kw: Any
     ) -> dict[str, Any]:
-        return {"main": dict(main or {"size": (1280, 720)}), "controls": dict(controls or {})}
+        main = {"format": "XBGR8888", "size": (1280, 720), **(main or {})}
+        return {"main": main, "controls": dict(controls or {})}
 
     def configure(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -105,11 +137,16 @@ class Picamera2:
                 time.sleep(max(0.0, due - time.monotonic()))
                 if self.stalled:
                     continue  # "Camera frontend has timed out!": frames just stop
-                sensor_us = time.monotonic_ns() // 1000
+                sensor_ns = time.monotonic_ns()
+                sensor_us = sensor_ns // 1000
                 if encoder._force:
                     sim.force_keyframe()
                     encoder._force = False
-                f = sim.next_frame(0)
+                buf = np.full((h, w, 4), 255, np.uint8)
+                buf[:, :, :3] = draw(sim.frames_made, w, h)
+                if self.pre_callback is not None:
+                    self.pre_callback(CompletedRequest(buf, {"SensorTimestamp": sensor_ns}))
+                f = sim.encode(np.ascontiguousarray(buf[:, :, :3]), 0)
                 if encoder.firsttimestamp is None:
                     encoder.firsttimestamp = sensor_us
                 output.outputframe(f.data, f.keyframe, sensor_us - encoder.firsttimestamp)
@@ -141,6 +178,7 @@ def install(monkeypatch: Any) -> None:
 
     root = types.ModuleType("picamera2")
     root.Picamera2 = Picamera2  # type: ignore[attr-defined]
+    root.MappedArray = MappedArray  # type: ignore[attr-defined]
     enc = types.ModuleType("picamera2.encoders")
     enc.H264Encoder = H264Encoder  # type: ignore[attr-defined]
     out = types.ModuleType("picamera2.outputs")
