@@ -14,6 +14,7 @@ from hal.microphone_sim import RATE, SimMicrophone, Sound
 
 from .files import file_sinks
 from .pipeline import Capture, CaptureConfig
+from .segmenter import SegmentInfo
 
 HELP = "run the capture pipeline alone and write plain MPEG-TS segments"
 
@@ -46,7 +47,7 @@ def run_sim(
     height: int,
     fps: int,
     sounds: list[Sound],
-) -> list[tuple[Path, object]]:
+) -> list[tuple[Path, SegmentInfo]]:
     cam = SimCamera(width, height, fps)
     mic = SimMicrophone(sounds)
     cap = Capture(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 # name -> module path. Ordered as `bodycam --help` shows them.
 SUBCOMMANDS: dict[str, str] = {
@@ -27,8 +28,8 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-def _available() -> dict[str, object]:
-    found = {}
+def _available() -> dict[str, ModuleType]:
+    found: dict[str, ModuleType] = {}
     for name, path in SUBCOMMANDS.items():
         try:
             found[name] = importlib.import_module(path)

@@ -13,7 +13,6 @@ import json
 import re
 import secrets
 import shutil
-import socket
 import ssl
 import threading
 import time
@@ -141,7 +140,7 @@ class _Server(ThreadingHTTPServer):
         # later); the next request is answered as usual.
         return
 
-    def finish_request(self, request: socket.socket, client_address: Any) -> None:
+    def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs in the request's thread, with a timeout, so a
         # stalled client cannot hold up the accept loop.
         request.settimeout(HANDSHAKE_TIMEOUT_S)
@@ -151,7 +150,7 @@ class _Server(ThreadingHTTPServer):
             request.close()
             return
         tls.settimeout(60)
-        self.RequestHandlerClass(tls, client_address, self)
+        self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -395,7 +394,11 @@ class RunningService:
         self, service: ExportService, context: ssl.SSLContext, host: str, port: int
     ) -> None:
         self.server = _Server((host, port), service, context)
-        self.address = self.server.server_address[:2]
+        bound, port = self.server.server_address[:2]
+        self.address: tuple[str, int] = (
+            bound if isinstance(bound, str) else bound.decode(),
+            int(port),
+        )
         self._thread = threading.Thread(
             target=self.server.serve_forever, name="export", daemon=True
         )

@@ -173,15 +173,14 @@ class Policy:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            v, want = getattr(self, f.name), type(f.default)
+            v: Any = getattr(self, f.name)
+            want = type(f.default)
             if want is bool:
                 ok = isinstance(v, bool)
-            elif want in (int, float):
-                ok = (
-                    isinstance(v, want if want is int else (int, float))
-                    and not isinstance(v, bool)
-                    and math.isfinite(v)
-                )
+            elif want is int:
+                ok = isinstance(v, int) and not isinstance(v, bool)
+            elif want is float:
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             else:
                 ok = isinstance(v, want)
             if not ok:
@@ -354,10 +353,10 @@ def step(p: Policy, s: State, e: Event) -> tuple[State, list[Action]]:
                     Prompt("end_phrase"),
                     _indicate(s2),
                 ]
-            s2, acts = _stop(
+            s2, stopped = _stop(
                 s, "button", e.at_us, pause=False, unit_caused=False, speech_s=0.0, p=p
             )
-            return s2, [*acts, Prompt("end_phrase")]
+            return s2, [*stopped, Prompt("end_phrase")]
         return s, []
     if isinstance(e, DoublePress):
         if e.button == "function" and s.mode in ("recording", "paused"):
@@ -403,24 +402,25 @@ def step(p: Policy, s: State, e: Event) -> tuple[State, list[Action]]:
 
 def _tick(p: Policy, s: State, e: Tick) -> tuple[State, list[Action]]:
     acts: list[Action] = []
-    if s.note is not None and s.mode == "recording":
+    note = s.note
+    if note is not None and s.mode == "recording":
         if e.speech_s >= p.note_min_speech_s:
-            acts.append(_note_record(s.note, e.at_us, e.speech_s, p))
+            acts.append(_note_record(note, e.at_us, e.speech_s, p))
             s = _warn(replace(s, note=None, note_missing=False), "note_missing", False)
             acts += [Prompt("note_ok"), _indicate(s)]
-        elif e.at_us >= s.note.deadline_us:
-            if s.note.reprompts_left > 0:
+        elif e.at_us >= note.deadline_us:
+            if note.reprompts_left > 0:
                 s = replace(
                     s,
                     note=replace(
-                        s.note,
+                        note,
                         deadline_us=e.at_us + int(p.note_window_s * 1e6),
-                        reprompts_left=s.note.reprompts_left - 1,
+                        reprompts_left=note.reprompts_left - 1,
                     ),
                 )
                 acts.append(Prompt("state_reason"))
             else:
-                acts.append(_note_record(s.note, e.at_us, e.speech_s, p))
+                acts.append(_note_record(note, e.at_us, e.speech_s, p))
                 s = _warn(replace(s, note=None, note_missing=True), "note_missing", True)
                 acts += [Prompt("note_missing"), _indicate(s)]
     if s.clock == "unverified" and e.at_us - s.last_clock_warn_us >= p.clock_warn_every_s * 1e6:

@@ -270,7 +270,7 @@ def run_scenario(
     cfg = scenario_devices(scenario)
     policy = policy or unit_policy(unit)
     clock: VirtualClock | ShiftedClock
-    pacer: ManualPacer | ThreadPacer
+    pacer: Pacer
     if realtime:
         clock = ShiftedClock()
         pacer = ThreadPacer(clock)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 ADDRESS = 0x36
 VCELL, SOC, CRATE = 0x02, 0x04, 0x16
@@ -29,13 +30,13 @@ def _swap(word: int) -> int:
 class Max17048:
     name = "max17048"
 
-    def __init__(self, bus: object | None = None, busno: int = 1) -> None:
+    def __init__(self, bus: Any = None, busno: int = 1) -> None:
         if bus is None:
             bus = importlib.import_module("smbus2").SMBus(busno)
         self.bus = bus
 
     def _read(self, reg: int) -> int:
-        return _swap(self.bus.read_word_data(ADDRESS, reg))  # type: ignore[attr-defined]
+        return _swap(self.bus.read_word_data(ADDRESS, reg))
 
     def read(self) -> BatteryReading:
         mv = self._read(VCELL) * 78125 // 1_000_000  # 78.125 uV per LSB

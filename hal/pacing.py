@@ -62,7 +62,8 @@ class Task(Protocol):
 
 
 class Pacer(Protocol):
-    clock: Clock
+    @property
+    def clock(self) -> Clock: ...
 
     def every(self, period_us: Fraction, fn: Tick, name: str) -> Task:
         """Call `fn(due_us)` at start + k * period for k = 0, 1, ... until cancelled."""

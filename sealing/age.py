@@ -189,7 +189,7 @@ class StreamWriter:
             view = view[CHUNK:]
         self._buf += view
 
-    def _emit(self, chunk: bytes | memoryview, last: bool) -> None:
+    def _emit(self, chunk: bytes | bytearray | memoryview, last: bool) -> None:
         ct = self._aead.encrypt(_nonce(self._counter, last), chunk, None)
         os.pwrite(self._fd, ct, self._pos)
         self.ct_hash.update(ct)

@@ -249,7 +249,7 @@ def _check_media(
     released: dict[str, str] = {}
     for r in records:
         if r.type == "release":
-            rid = r.body.get("receipt")
+            rid = str(r.body.get("receipt"))
             receipt = receipts.get(rid)
             if receipt is None:
                 report.fail(
@@ -269,7 +269,10 @@ def _check_media(
     for r in _media_records(records):
         b = r.body
         file = b.get("file")
-        parsed = layout.parse_name(file) if isinstance(file, str) else None
+        if not isinstance(file, str):
+            report.fail(layout.CHAIN, f"media record names a bad file {file!r}", r.seq)
+            continue
+        parsed = layout.parse_name(file)
         if parsed is None or parsed.serial != report.serial or parsed.segno != b.get("segno"):
             report.fail(layout.CHAIN, f"media record names a bad file {file!r}", r.seq)
             continue
