@@ -291,8 +291,8 @@ def run_scenario(
         scenario=scenario,
     )
     d = rec.devices
-    if scenario.clock == "synced" and d.rtc is not None:
-        d.rtc.write_us(clock.true_time_ns() // 1000)  # an RTC that kept good time
+    if scenario.clock == "synced":  # the dock set the clock just before the run
+        rec.set_clock(clock.true_time_ns() // 1000, "dock")
     try:
         _power_on(rec)
         if on_ready is not None:

@@ -32,7 +32,8 @@ from capture.watermark import Watermark
 from hal.gps import Fix
 from hal.media import DeviceFault, EncodedFrame, PcmChunk
 from hal.pacing import Clock
-from hal.ports import AudioGap
+from hal.ports import AudioGap, Rtc
+from hal.rtc import RtcInvalid
 from sealing.records import Stamp
 from sealing.store import SegmentMeta, SegmentWriter, Store
 
@@ -40,7 +41,7 @@ from . import machine as m
 from .devices import Devices
 from .prompts import PromptBank
 from .signals import ALERTS, lights_for
-from .unitclock import UnitClock
+from .unitclock import AUTHENTICATED, BUILD_UTC_US, UnitClock
 
 TICK_US = 100_000
 SYNC_US = 1_000_000  # checkpoint + fdatasync: the ~1 s power-loss bound
@@ -205,9 +206,7 @@ class Recorder:
             audio=d.microphone is not None,
         )
         if d.rtc is not None and self.unitclock.state == "unverified":
-            rtc_us = d.rtc.read_us()
-            if rtc_us is not None:
-                self.set_clock(rtc_us, "rtc")
+            self._clock_from_rtc(d.rtc)
         self.event(m.ClockStatus(self.unitclock.state, self.unitclock.source, self.now_us()))
         self.event(m.Storage(*self._space(), self.now_us()))
         d.buttons.start(lambda g, line, at: q(GestureIn(g, line, at)))
@@ -356,6 +355,7 @@ class Recorder:
                 )
 
     def _each_second(self, now: int) -> None:
+        self._watch_clock()
         self.store.sync_open_segments()
         free, total = self._space()
         self.event(m.Storage(free, total, now))
@@ -507,6 +507,29 @@ class Recorder:
         if fix.utc is not None:
             self.set_clock(int(fix.utc.timestamp() * 1_000_000), "gps")
 
+    def _clock_from_rtc(self, rtc: Rtc) -> None:
+        """Power-on: the RTC's time, vouched for only as far as the chain's last
+        authenticated sync allows (docs/STATES.md, "The clock")."""
+        try:
+            rtc_us = rtc.read_us()
+        except RtcInvalid as exc:
+            body = self.unitclock.refuse_rtc(str(exc))
+        except OSError as exc:
+            body = self.unitclock.refuse_rtc(f"the RTC could not be read: {exc}")
+        else:
+            if rtc_us is None:
+                return
+            last_sync, floor = _chain_clock_facts(self.store)
+            body = self.unitclock.adopt_rtc(rtc_us, last_sync, max(floor, BUILD_UTC_US))
+        self._append("clock", body)
+        self.log(f"clock from rtc: {body['state']} ({body['reason']})")
+
+    def _watch_clock(self) -> None:
+        for body in self.unitclock.watch():
+            self._append("clock", body)
+            self.log(f"clock {body['event']}: {body['reason']}")
+            self.event(m.ClockStatus(self.unitclock.state, self.unitclock.source, self.now_us()))
+
     def set_clock(self, true_us: int, source: str) -> None:
         before = self.unitclock.stamp()
         if before.clock_state == "synced" and abs(true_us - before.wall_us) <= CLOCK_TOLERANCE_US:
@@ -521,6 +544,21 @@ class Recorder:
             except OSError as exc:
                 self.log(f"rtc not written: {exc}")
         self.event(m.ClockStatus("synced", source, self.now_us()))
+
+
+def _chain_clock_facts(store: Store) -> tuple[int | None, int]:
+    """(unit time of the last dock/GPS sync, time of the last record of an
+    earlier power-on) from the chain: what the RTC is judged against."""
+    boot = store.head.boot
+    last_sync, floor = None, 0
+    for r in reversed(store.records()):
+        if r.boot < boot and not floor:
+            floor = r.stamp.wall_us
+        if r.type == "clock" and r.body.get("source") in AUTHENTICATED and last_sync is None:
+            last_sync = int(r.body["after_us"])
+        if floor and last_sync is not None:
+            break
+    return last_sync, floor
 
 
 def _fields(event: object) -> str:

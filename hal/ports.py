@@ -173,6 +173,7 @@ class Rtc(Protocol):
     name: str
 
     def read_us(self) -> int | None:
-        """UTC microseconds from the battery-backed clock, None if it has none."""
+        """UTC microseconds from the battery-backed clock, None if there is no
+        RTC; raises hal.rtc.RtcInvalid when it holds no valid time."""
 
     def write_us(self, utc_us: int) -> None: ...

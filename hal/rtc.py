@@ -9,11 +9,17 @@ device here (no RTC on this machine).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+
+class RtcInvalid(Exception):
+    """The RTC is there but holds no valid time (oscillator stopped, battery dead)."""
+
 
 # _IOW('p', 0x0a, struct rtc_time): nine ints
 RTC_SET_TIME = 0x4024700A
@@ -27,12 +33,25 @@ class LinuxRtc:
     name: str = "linux"
 
     def read_us(self) -> int | None:
-        try:
-            seconds = int((self.sysfs / "since_epoch").read_text().strip())
-        except (OSError, ValueError):
+        """None if there is no RTC; RtcInvalid if it has no valid time."""
+        path = self.sysfs / "since_epoch"
+        if not self.sysfs.exists():
             return None
-        # an RTC that lost its battery restarts at its epoch (2000 or 1970): not a time
-        return seconds * 1_000_000 if seconds > 1_600_000_000 else None
+        try:
+            text = path.read_text().strip()
+        except OSError as exc:
+            # rtc-ds1307 and rtc-pcf85063 answer EINVAL while the oscillator-stop
+            # flag is set: the chip lost power and its time means nothing
+            if exc.errno == errno.EINVAL:
+                raise RtcInvalid("the RTC's oscillator stopped (time invalid)") from None
+            raise
+        try:
+            seconds = int(text)
+        except ValueError:
+            raise RtcInvalid(f"the RTC gave {text!r}, not a time") from None
+        if seconds < 1_600_000_000:  # restarted at its epoch (2000 or 1970)
+            raise RtcInvalid(f"the RTC lost its time (it reads {seconds} s after 1970)")
+        return seconds * 1_000_000
 
     def write_us(self, utc_us: int) -> None:
         t = time.gmtime(utc_us // 1_000_000)
@@ -49,8 +68,11 @@ class SimRtc:
 
     utc_us: int | None = None
     name: str = "sim"
+    invalid: str | None = None  # set: the chip reports its time invalid (fault injection)
 
     def read_us(self) -> int | None:
+        if self.invalid:
+            raise RtcInvalid(self.invalid)
         return self.utc_us
 
     def write_us(self, utc_us: int) -> None:

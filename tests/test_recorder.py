@@ -111,16 +111,24 @@ def test_no_note_reprompts_then_records_missing(unit: Unit, tmp_path: Path) -> N
     assert rec.indicators is not None and rec.indicators.warning == "note_missing"
 
 
-def test_clock_jump_is_stepped_back_by_gps_and_recorded(unit: Unit, tmp_path: Path) -> None:
+def test_a_foreign_step_of_the_system_clock_is_undone_and_recorded(
+    unit: Unit, tmp_path: Path
+) -> None:
     rec, log, records = _run(
         unit,
         tmp_path,
         {**BASE, "seconds": 5, "at": [{"t": 1, "clock_jump_s": -30}, {"t": 2, "gps_time": True}]},
     )
-    rtc, step = (r["body"] for r in records if r["type"] == "clock")
-    assert rtc["source"] == "rtc"  # a synced unit's clock comes from its RTC at power-on
-    assert step["source"] == "gps" and 29_000_000 <= step["step_us"] <= 31_000_000
-    assert step["after_us"] - step["before_us"] == step["step_us"]
+    clocks = [r for r in records if r["type"] == "clock"]
+    dock, foreign = (r["body"] for r in clocks)
+    assert dock["source"] == "dock"  # "clock = synced": the dock set it before the run
+    assert foreign["event"] == "foreign_step"
+    assert -30_500_000 <= foreign["system_step_us"] <= -29_500_000
+    # the unit's time ran on through the step: stamps stay on true time, and the
+    # GPS fix a second later finds nothing to correct
+    assert foreign["state"] == "synced"
+    walls = [r["wall_us"] - r["mono_us"] for r in records if r["seq"] >= clocks[0]["seq"]]
+    assert max(walls) - min(walls) < 300_000
 
 
 def test_camera_fault_is_recorded_and_recording_goes_on(unit: Unit, tmp_path: Path) -> None:

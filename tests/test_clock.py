@@ -1,0 +1,178 @@
+"""The clock the unit owns: at power-on the RTC's time is trusted as holdover
+only within max_holdover of the chain's last authenticated sync, never when
+the chip lost its time or reads before the firmware's build or the chain's
+last record; a step of the system clock made by anyone else is undone and
+recorded; holdover ends on time. Every change is a `clock` record."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from firmware.recording import build, capture_config, run_scenario, scenario_devices, unit_policy
+from firmware.scenario import parse
+from firmware.unitclock import BUILD_UTC_US
+from hal.pacing import ManualPacer, VirtualClock
+from hal.rtc import LinuxRtc, RtcInvalid
+from sealing.verify import verify_store
+
+from .conftest import Unit, make_unit
+
+HOUR_US = 3600 * 10**6
+T = BUILD_UTC_US + 20 * 24 * HOUR_US  # "now" on the first day in the field
+
+
+@pytest.fixture
+def synced_unit(tmp_path: Path) -> Unit:
+    """A unit whose chain holds a dock sync at T (its first day)."""
+    unit = make_unit(tmp_path / "unit")
+    run_scenario(
+        unit.path,
+        parse({"seconds": 2, "size": "320x180", "clock": "synced"}, tmp_path),
+        log=lambda line: None,
+        wall_start_ns=T * 1000,
+    )
+    return unit
+
+
+def _boot(
+    unit: Unit,
+    tmp: Path,
+    *,
+    system_us: int,
+    rtc_us: int | None = None,
+    rtc_invalid: str | None = None,
+) -> tuple[list[dict], str]:
+    """Power the unit on with this system clock and RTC; run one second."""
+    scenario = parse({"seconds": 1, "size": "320x180"}, tmp)
+    cfg = scenario_devices(scenario)
+    policy = unit_policy(unit.path)
+    clock = VirtualClock(system_us * 1000)
+    pacer = ManualPacer(clock)
+    rec = build(
+        unit.path,
+        cfg,
+        clock=clock,
+        pacer=pacer,
+        policy=policy,
+        capture=capture_config(cfg, policy),
+        log=lambda line: None,
+        mode="simulation",
+        scenario=scenario,
+    )
+    try:
+        rtc = rec.devices.rtc
+        assert rtc is not None
+        rtc.utc_us, rtc.invalid = rtc_us, rtc_invalid  # type: ignore[attr-defined]
+        first = rec.store.head.seq
+        rec.start()
+        pacer.advance_to(rec.now_us() + 1_000_000)
+        rec.pump()
+        rec.finish()
+        state = rec.machine.state.clock
+    finally:
+        rec.devices.close()
+        rec.store.close()
+    return [r for r in verify_store(unit.path).records if r["seq"] > first], state
+
+
+def _clock_records(records: list[dict]) -> list[dict]:
+    return [r["body"] for r in records if r["type"] == "clock"]
+
+
+def test_rtc_within_holdover_of_the_last_dock_sync_is_holdover(
+    synced_unit: Unit, tmp_path: Path
+) -> None:
+    # fake-hwclock brought back a stale time; the RTC kept the true one
+    records, state = _boot(
+        synced_unit, tmp_path, system_us=T - 5 * 24 * HOUR_US, rtc_us=T + 10 * HOUR_US
+    )
+    [body] = _clock_records(records)
+    assert body["event"] == "rtc" and body["adopted"] and body["state"] == "holdover"
+    assert abs(body["last_sync_us"] - T) < 2 * 10**6
+    assert state == "holdover"
+    later = records[-1]  # stamped after the RTC was judged
+    assert abs(later["wall_us"] - (T + 10 * HOUR_US)) < 3 * 10**6  # the RTC's time was taken
+    assert later["clock"] == {"state": "holdover", "source": "rtc"}
+
+
+def test_rtc_past_holdover_is_taken_but_unverified(synced_unit: Unit, tmp_path: Path) -> None:
+    records, state = _boot(synced_unit, tmp_path, system_us=T, rtc_us=T + 30 * HOUR_US)
+    [body] = _clock_records(records)
+    assert body["adopted"] and body["state"] == "unverified" and "30.0 h" in body["reason"]
+    assert state == "unverified"
+
+
+def test_rtc_with_oscillator_stop_flag_is_refused(synced_unit: Unit, tmp_path: Path) -> None:
+    records, state = _boot(
+        synced_unit,
+        tmp_path,
+        system_us=T + HOUR_US,
+        rtc_invalid="the RTC's oscillator stopped (time invalid)",
+    )
+    [body] = _clock_records(records)
+    assert not body["adopted"] and body["state"] == "unverified"
+    assert "oscillator" in body["reason"] and state == "unverified"
+
+
+@pytest.mark.parametrize(
+    "rtc_us,why", [(BUILD_UTC_US - 400 * 24 * HOUR_US, "build"), (T - HOUR_US, "last record")]
+)
+def test_rtc_before_the_build_or_the_chain_is_refused(
+    synced_unit: Unit, tmp_path: Path, rtc_us: int, why: str
+) -> None:
+    system = T + 2 * HOUR_US
+    records, state = _boot(synced_unit, tmp_path, system_us=system, rtc_us=rtc_us)
+    [body] = _clock_records(records)
+    assert not body["adopted"] and body["state"] == "unverified", why
+    assert state == "unverified"
+    later = records[-1]  # stamped after the RTC was judged
+    assert abs(later["wall_us"] - system) < 3 * 10**6  # the bad time was not taken
+
+
+def test_a_gps_sync_writes_the_rtc_and_holdover_ends_on_time(tmp_path: Path) -> None:
+    unit = make_unit(tmp_path / "unit")
+    seen = {}
+
+    def shorten(rec) -> None:  # noqa: ANN001
+        rec.unitclock.max_holdover_s = 2.5
+        seen["rec"] = rec
+
+    run_scenario(
+        unit.path,
+        parse({"seconds": 6, "size": "320x180", "at": [{"t": 1, "gps_time": True}]}, tmp_path),
+        log=lambda line: None,
+        wall_start_ns=T * 1000,
+        on_ready=shorten,
+    )
+    rec = seen["rec"]
+    rtc_us = rec.devices.rtc.utc_us
+    assert rtc_us is not None and abs(rtc_us - (T + 2 * 10**6)) < 1_500_000
+    bodies = _clock_records(verify_store(unit.path).records)
+    gps, expired = bodies[-2:]
+    assert gps["source"] == "gps" and gps["state"] == "synced"
+    assert expired["event"] == "expired" and expired["state"] == "unverified"
+    assert rec.machine.state.clock == "unverified"
+
+
+def test_linux_rtc_reads_sysfs_and_knows_a_lost_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sysfs = tmp_path / "rtc0"
+    assert LinuxRtc(tmp_path / "dev", sysfs).read_us() is None  # no RTC at all
+    sysfs.mkdir()
+    (sysfs / "since_epoch").write_text("1795415954\n")
+    rtc = LinuxRtc(tmp_path / "dev", sysfs)
+    assert rtc.read_us() == 1_795_415_954_000_000
+    (sysfs / "since_epoch").write_text("946684812\n")  # back at the chip's epoch, 2000
+    with pytest.raises(RtcInvalid, match="lost its time"):
+        rtc.read_us()
+
+    def einval(self: Path, *a: object, **kw: object) -> str:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(Path, "read_text", einval)
+    with pytest.raises(RtcInvalid, match="oscillator"):
+        rtc.read_us()
