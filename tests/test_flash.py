@@ -67,7 +67,9 @@ def test_flash_then_check_passes_and_inventory_lists_it(qa: Path) -> None:
     check = _flash("check", str(qa / "sd1"))
     assert check.returncode == 0, check.stdout
     assert "FAIL" not in check.stdout and "PASS scripted recording" in check.stdout
-    inv = (qa / "qa" / "inventory.csv").read_text()
+    listed = _flash("inventory", "--agency", str(qa / "qa"), "--csv", str(qa / "inv.csv"))
+    assert listed.returncode == 0 and "BC-QA-000001" in listed.stdout and "active" in listed.stdout
+    inv = (qa / "inv.csv").read_text()
     assert "BC-QA-000001" in inv and "device_key" in inv.splitlines()[0]
     assert (qa / "qa" / "escrow" / "BC-QA-000001.fss").exists()
     escrow = flash.keys.canonical.unb64(
@@ -109,6 +111,21 @@ def test_reflash_refused_without_force_and_makes_new_keys_with_it(qa: Path) -> N
     assert pem.read_bytes() == old
     forced = _provision(qa, "sd3", "BC-QA-000003", "qa", "--force")
     assert forced.returncode == 0 and pem.read_bytes() != old
+
+
+def test_a_serial_on_a_second_card_is_refused_unless_forced_and_revokes_the_first(
+    qa: Path,
+) -> None:
+    assert _provision(qa, "sd7", "BC-QA-000005").returncode == 0
+    dup = _provision(qa, "sd8", "BC-QA-000005")
+    assert dup.returncode == 1 and "already active in the inventory" in dup.stderr
+    assert "Traceback" not in dup.stderr
+    assert not (layout.unit_dir(qa / "sd8") / "unit.toml").exists()  # nothing written
+    forced = _provision(qa, "sd8", "BC-QA-000005", "qa", "--force")
+    assert forced.returncode == 0, forced.stderr
+    listed = _flash("inventory", "--agency", str(qa / "qa")).stdout.splitlines()
+    rows = [line.split()[:2] for line in listed if line.startswith("BC-QA-000005")]
+    assert rows == [["BC-QA-000005", "revoked"], ["BC-QA-000005", "active"]]
 
 
 def test_bad_serial_and_wrong_profile_agency_fail_clearly(qa: Path) -> None:
@@ -202,6 +219,48 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     bad.write_text(text.replace("Type=notify", "Type=notifyy"))
     r = subprocess.run(["systemd-analyze", "verify", str(bad)], capture_output=True, text=True)
     assert "Failed to parse service type" in r.stdout + r.stderr
+
+
+def test_flashed_root_makes_the_recorder_user_and_gives_it_the_unit(qa: Path) -> None:
+    """systemd-sysusers and systemd-tmpfiles, run on the flashed root as at boot:
+    the service's user exists with only its device groups and owns the unit."""
+    assert _provision(qa, "sd9", "BC-QA-000009").returncode == 0
+    root = qa / "sd9"
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc" / "group").write_text(
+        "root:x:0:\nvideo:x:44:\naudio:x:29:\ngpio:x:997:\ni2c:x:998:\ndialout:x:20:\n"
+    )
+    for name in ("shadow", "gshadow"):
+        (root / "etc" / name).touch()
+    for cmd in (
+        ["systemd-sysusers", f"--root={root}"],
+        ["systemd-tmpfiles", f"--root={root}", "--create"],
+    ):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    user = next(
+        ln for ln in (root / "etc" / "passwd").read_text().splitlines() if ln.startswith("bodycam:")
+    )
+    uid = int(user.split(":")[2])
+    assert uid != 0 and user.endswith("/usr/sbin/nologin")
+    groups = {
+        ln.split(":")[0]
+        for ln in (root / "etc" / "group").read_text().splitlines()
+        if ln.split(":")[3:] and "bodycam" in ln.split(":")[3].split(",")
+    }
+    assert groups == {"video", "audio", "gpio", "i2c", "dialout"}
+    unit = layout.unit_dir(root)
+    assert all(p.stat().st_uid == uid for p in [unit, *unit.rglob("*")])
+    service = (root / "etc" / "systemd" / "system" / "bodycam-recorder.service").read_text()
+    for line in (
+        "User=bodycam",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        f"ReadWritePaths=/{layout.UNIT}",
+        "CapabilityBoundingSet=CAP_SYS_TIME",
+    ):
+        assert line in service.splitlines(), line
+    assert not [ln for ln in service.splitlines() if ln.startswith("After=")]
 
 
 def test_unverified_clock_fails_the_pre_use_check(qa: Path) -> None:

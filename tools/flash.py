@@ -5,16 +5,17 @@ in tests) into a provisioned, checked one, and keep an inventory.
     python tools/flash.py TARGET --serial S --officer O --password-file F
                           [--profile qa|production] [--agency DIR] [--force]
     python tools/flash.py check TARGET
+    python tools/flash.py inventory [--profile P] [--agency DIR] [--csv FILE]
 
 docs/QA.md is the procedure. Keys are generated on the target (0600) and
-never printed; an already provisioned target is refused without --force,
-and --force makes new keys (never reuses old ones).
+never printed; an already provisioned target, or a serial already active in
+the inventory (tools/inventory.py), is refused without --force; --force
+makes new keys (never reuses old ones) and marks the earlier unit revoked.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import hashlib
 import json
@@ -34,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from inventory import Inventory  # noqa: E402
 
 from boot import layout  # noqa: E402
 from firmware import pki  # noqa: E402
@@ -124,13 +126,24 @@ def provision(
     if (agency / "profile").read_text().strip() != profile:
         raise FlashError(f"{agency} is not a {profile} agency")
     unit = layout.unit_dir(target)
+    if (unit / "unit.toml").exists() and not force:
+        raise FlashError(
+            f"{target} is already provisioned "
+            f"({(unit / 'unit.toml').read_text().splitlines()[1]}); "
+            "use --force to wipe it and make new keys"
+        )
+    inventory = Inventory(agency)
+    try:
+        known = inventory.active(serial)
+    finally:
+        inventory.close()
+    if known is not None and not force:
+        raise FlashError(
+            f"serial {serial} is already active in the inventory (provisioned {known.date}, "
+            f"device key {known.device_key[:16]}); use --force to revoke that unit and "
+            "provision this one"
+        )
     if (unit / "unit.toml").exists():
-        if not force:
-            raise FlashError(
-                f"{target} is already provisioned "
-                f"({(unit / 'unit.toml').read_text().splitlines()[1]}); "
-                "use --force to wipe it and make new keys"
-            )
         shutil.rmtree(unit)  # new keys, never the old ones
         shutil.rmtree(target / layout.PREFIX, ignore_errors=True)
     ca = _load_ca(agency)
@@ -179,13 +192,11 @@ def provision(
         "firmware": FIRMWARE_VERSION,
         "date": dt.datetime.now(dt.UTC).isoformat(),
     }
-    inv = agency / "inventory.csv"
-    new = not inv.exists()
-    with inv.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
+    inventory = Inventory(agency)
+    try:
+        inventory.add(row, revoke_reason=f"re-provisioned with --force on {row['date']}")
+    finally:
+        inventory.close()
     return row
 
 
@@ -205,6 +216,16 @@ def _install_firmware(target: Path) -> None:
     sim = target / layout.PREFIX / "sim"
     sim.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "tests" / "data" / "gps_sample.nmea", sim / "gps.nmea")
+
+
+# boot/files -> where on the root: the recorder's user and its device groups,
+# the unit directory's owner, the RTC's group, the hardware watchdog
+SYSTEM_FILES = {
+    "bodycam.sysusers": "etc/sysusers.d/bodycam.conf",
+    "bodycam.tmpfiles": "etc/tmpfiles.d/bodycam.conf",
+    "bodycam-rtc.rules": "etc/udev/rules.d/60-bodycam-rtc.rules",
+    "watchdog.conf": "etc/systemd/system.conf.d/bodycam-watchdog.conf",
+}
 
 
 def render_units(prefix: str, unit: str) -> dict[str, str]:
@@ -231,6 +252,10 @@ def _install_system(target: Path) -> None:
     net = target / "etc" / "systemd" / "network"
     net.mkdir(parents=True, exist_ok=True)
     shutil.copy2(files / "usb0.network", net / "usb0.network")
+    for src, dest in SYSTEM_FILES.items():
+        path = target / dest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(files / src, path)
 
 
 def _write_manifest(target: Path, ca: pki.Issued) -> None:
@@ -342,6 +367,24 @@ def main(argv: list[str] | None = None) -> int:
             agency = a.agency or default_agency(a.profile)
             agency_init(agency, a.profile, a.dock)
             print(f"agency ({a.profile}) created in {agency}")
+            return 0
+        if argv[:1] == ["inventory"]:
+            p = argparse.ArgumentParser(prog="flash.py inventory")
+            p.add_argument("--profile", choices=pki.PROFILES, default="qa")
+            p.add_argument("--agency", type=Path)
+            p.add_argument("--csv", type=Path, help="write the table to this CSV file")
+            a = p.parse_args(argv[1:])
+            inv = Inventory(a.agency or default_agency(a.profile))
+            try:
+                if a.csv:
+                    print(f"{inv.export_csv(a.csv)} units written to {a.csv}")
+                for r in inv.rows():
+                    print(
+                        f"{r['serial']:16} {r['status']:8} {str(r['date'])[:19]} "
+                        f"key {str(r['device_key'])[:16]} officer {r['officer']}"
+                    )
+            finally:
+                inv.close()
             return 0
         if argv[:1] == ["check"]:
             p = argparse.ArgumentParser(prog="flash.py check")
