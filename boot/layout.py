@@ -19,6 +19,30 @@ MUTABLE = (
 )
 
 
+# What the signed manifest covers: our firmware, the unit's provisioning and
+# our own system files. The OS around them is Debian's (`dpkg --verify`
+# checks it) and changes on every boot (machine-id, logs, fake-hwclock.data),
+# so it is not in the manifest.
+COVERED = (
+    f"{PREFIX}/",
+    f"{UNIT}/",
+    "etc/systemd/system/bodycam-",
+    "etc/systemd/system/multi-user.target.wants/bodycam-",
+    "etc/systemd/system.conf.d/bodycam-",
+    "etc/sysusers.d/bodycam.conf",
+    "etc/tmpfiles.d/bodycam.conf",
+    "etc/udev/rules.d/60-bodycam-",
+    "etc/NetworkManager/system-connections/bodycam-",
+    "etc/systemd/network/usb0.network",
+    "boot/firmware/bodycam.txt",
+)
+
+
+def covered(rel: str) -> bool:
+    """Whether a root-relative path is one the manifest must list."""
+    return rel.startswith(COVERED) and not rel.startswith(MUTABLE) and "__pycache__" not in rel
+
+
 def unit_dir(root: Path) -> Path:
     return Path(root) / UNIT
 

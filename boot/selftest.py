@@ -121,16 +121,11 @@ def check_firmware(root: Path | None) -> CheckResult:
             elif hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
                 bad.append(f"changed {entry['path']}")
         listed = {e["path"] for e in files}
-        prefix = root / layout.PREFIX
-        for p in sorted(prefix.rglob("*")):
-            rel = str(p.relative_to(root))
-            if (
-                p.is_file()
-                and rel not in listed
-                and not rel.startswith(layout.MUTABLE)
-                and "__pycache__" not in rel
-            ):
-                bad.append(f"extra {rel}")
+        for top in (layout.PREFIX,):  # the unit directory gains files as it runs
+            for p in sorted((root / top).rglob("*")):
+                rel = str(p.relative_to(root))
+                if p.is_file() and rel not in listed and layout.covered(rel):
+                    bad.append(f"extra {rel}")
         return "; ".join(bad[:10]) or None
 
     return _check("firmware integrity", run)

@@ -3,6 +3,7 @@ production refusal at the TLS handshake, systemd units."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
@@ -76,6 +77,42 @@ def test_flash_then_check_passes_and_inventory_lists_it(qa: Path) -> None:
         (qa / "qa" / "escrow" / "BC-QA-000001.fss").read_text().strip()
     )
     assert verify_store(unit, escrow_key=escrow).ok
+
+
+def _selftest(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "selftest", "--unit", str(layout.unit_dir(root))],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_manifest_holds_after_a_first_boot_but_names_our_changed_files(qa: Path) -> None:
+    """The OS changes as it boots (machine-id, logs, fake-hwclock, a login's
+    history): not in the manifest. Our own files are, firmware and system."""
+    assert _provision(qa, "sd10", "BC-QA-000011").returncode == 0
+    root = qa / "sd10"
+    for rel, text in (
+        ("etc/machine-id", "0123456789abcdef\n"),
+        ("var/log/syslog", "boot\n"),
+        ("etc/fake-hwclock.data", "2026\n"),
+        ("root/.bash_history", "ls\n"),
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    first = _selftest(root)
+    assert "PASS firmware integrity" in first.stdout, first.stdout
+    listed = {e["path"] for e in json.loads((root / layout.MANIFEST).read_text())["files"]}
+    assert "etc/sysusers.d/bodycam.conf" in listed
+    assert "etc/systemd/system/bodycam-recorder.service" in listed
+    assert not [p for p in listed if not layout.covered(p)]
+    service = root / "etc" / "systemd" / "system" / "bodycam-recorder.service"
+    service.write_text(service.read_text().replace("NoNewPrivileges=yes", ""))
+    second = _selftest(root)
+    assert "FAIL firmware integrity: changed etc/systemd/system/bodycam-recorder.service" in (
+        second.stdout
+    ), second.stdout
 
 
 def test_changed_file_is_named_by_the_selftest(qa: Path) -> None:

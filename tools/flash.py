@@ -262,12 +262,7 @@ def _write_manifest(target: Path, ca: pki.Issued) -> None:
     entries = []
     for p in sorted(target.rglob("*")):
         rel = str(p.relative_to(target))
-        if (
-            not p.is_file()
-            or p.is_symlink()
-            or rel.startswith(layout.MUTABLE)
-            or rel == layout.MANIFEST
-        ):
+        if not p.is_file() or p.is_symlink() or not layout.covered(rel):
             continue
         entries.append(
             {
