@@ -9,7 +9,9 @@ import signal
 import sys
 import threading
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sealing.keys import KeyFileError
 from sealing.store import StoreError
@@ -35,16 +37,26 @@ def export_config(unit: Path) -> tuple[str, int]:
     return str(exp.get("address", "127.0.0.1")), int(exp.get("port", 8443))
 
 
-def start(unit: Path, store, clock: UnitClock, address: str, port: int):  # noqa: ANN001, ANN201
-    """Start the service for an open store; the caller closes what it returns."""
+def start(  # noqa: ANN201
+    unit: Path,
+    store,  # noqa: ANN001
+    clock: UnitClock,
+    address: str,
+    port: int,
+    on_dock_time: Callable[[int, str], dict[str, Any]] | None = None,
+):
+    """Start the service for an open store; the caller closes what it returns.
+    With a recorder running, `on_dock_time` is its own (the loop thread owns
+    the clock); alone, the dock's time is taken here."""
     tls = unit / "tls"
     ctx = pki.server_context(tls / "unit.crt", tls / "unit.key", tls / "ca.crt")
 
-    def on_dock_time(t_us: int, dock: str) -> dict:
+    def set_here(t_us: int, dock: str) -> dict[str, Any]:
         body = clock.set_from(t_us, "dock")
         store.append("clock", {**body, "dock": dock})
         return body
 
+    on_dock_time = on_dock_time or set_here
     hooks = ExportHooks(
         clock_status=lambda: {"state": clock.state, "source": clock.source},
         on_dock_time=on_dock_time,

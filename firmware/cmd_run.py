@@ -68,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
             if args.export:
                 host, _, p = args.export.rpartition(":")
                 port = int(p)
-            running = start_export(args.unit, rec.store, rec.unitclock, host, port)
+            running = start_export(
+                args.unit, rec.store, rec.unitclock, host, port, on_dock_time=rec.dock_time
+            )
             services.append(running)
             print(f"export service on {running.address[0]}:{running.address[1]}", flush=True)
 

@@ -21,6 +21,7 @@ import queue
 import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,10 @@ TICK_US = 100_000
 SYNC_US = 1_000_000  # checkpoint + fdatasync: the ~1 s power-loss bound
 STALL_US = 1_000_000  # no frame (or audio) for this long: the device has stalled
 CLOCK_TOLERANCE_US = 1_000_000
+# A sync that finds the clock right is still recorded once an hour: the chain
+# is where the last sync is kept across power-offs (holdover is judged on it).
+RECONFIRM_US = 3600 * 1_000_000
+DOCK_TIME_WAIT_S = 5.0
 
 
 def sd_notify(message: str) -> bool:
@@ -79,11 +84,22 @@ class DeviceError:
 
 
 @dataclass(frozen=True)
+class DockTime:
+    """The dock's time, from the export service's thread; answered on `reply`."""
+
+    t_us: int
+    dock: str
+    reply: Future[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class StopRequest:
     reason: str
 
 
-Incoming = EncodedFrame | PcmChunk | AudioGap | GestureIn | DeviceError | Fix | StopRequest
+Incoming = (
+    EncodedFrame | PcmChunk | AudioGap | GestureIn | DeviceError | Fix | DockTime | StopRequest
+)
 
 
 class StoreSink:
@@ -312,6 +328,8 @@ class Recorder:
             self._fault(item.device, item.reason)
         elif isinstance(item, Fix):
             self._fix(item)
+        elif isinstance(item, DockTime):
+            item.reply.set_result(self.set_clock(item.t_us, "dock", dock=item.dock))
         elif isinstance(item, StopRequest):
             self.stop_reason = item.reason
 
@@ -530,12 +548,36 @@ class Recorder:
             self.log(f"clock {body['event']}: {body['reason']}")
             self.event(m.ClockStatus(self.unitclock.state, self.unitclock.source, self.now_us()))
 
-    def set_clock(self, true_us: int, source: str) -> None:
+    def dock_time(self, t_us: int, dock: str) -> dict[str, Any]:
+        """From the export service's thread: set the clock from the dock on the
+        loop thread (record, RTC, the machine's clock state) and answer."""
+        reply: Future[dict[str, Any]] = Future()
+        self.inbox.put(DockTime(t_us, dock, reply))
+        try:
+            return reply.result(timeout=DOCK_TIME_WAIT_S)
+        except TimeoutError:
+            return {"error": "the recorder did not take the time (busy); try again"}
+
+    def set_clock(self, true_us: int, source: str, **extra: Any) -> dict[str, Any]:
+        """An authenticated time (dock, GPS): step to it, record it, write the RTC.
+        Returns what was done (the dock is answered with it)."""
         before = self.unitclock.stamp()
-        if before.clock_state == "synced" and abs(true_us - before.wall_us) <= CLOCK_TOLERANCE_US:
-            return  # within tolerance: nothing to step
+        last = self.unitclock.synced_wall_us
+        if (
+            before.clock_state == "synced"
+            and abs(true_us - before.wall_us) <= CLOCK_TOLERANCE_US
+            and last is not None
+            and true_us - last < RECONFIRM_US
+        ):
+            return {
+                "state": "synced",
+                "source": before.clock_source,
+                "step_us": 0,
+                "recorded": False,
+                "offset_us": true_us - before.wall_us,
+            }
         body = self.unitclock.set_from(true_us, source)
-        self._append("clock", body)
+        self._append("clock", {**body, **extra})
         self.log(f"clock stepped by {int(body['step_us']) / 1e6:+.3f} s from {source}")
         rtc = self.devices.rtc
         if rtc is not None and source != "rtc":
@@ -544,6 +586,7 @@ class Recorder:
             except OSError as exc:
                 self.log(f"rtc not written: {exc}")
         self.event(m.ClockStatus("synced", source, self.now_us()))
+        return body
 
 
 def _chain_clock_facts(store: Store) -> tuple[int | None, int]:

@@ -176,3 +176,33 @@ def test_linux_rtc_reads_sysfs_and_knows_a_lost_time(
     monkeypatch.setattr(Path, "read_text", einval)
     with pytest.raises(RtcInvalid, match="oscillator"):
         rtc.read_us()
+
+
+def test_dock_time_goes_through_the_recorder_loop(tmp_path: Path) -> None:
+    """With `run --export`, the dock's time is taken on the loop thread: a
+    record naming the dock, the RTC written, the machine told (no warning)."""
+    import threading
+
+    unit = make_unit(tmp_path / "unit")
+    answers: list[dict] = []
+
+    def dock(rec) -> None:  # noqa: ANN001
+        t = threading.Thread(target=lambda: answers.append(rec.dock_time(T, "dock1")))
+        t.start()
+        rec._dock_thread = t
+
+    rec = run_scenario(
+        unit.path,
+        parse({"seconds": 3, "size": "320x180"}, tmp_path),
+        log=lambda line: None,
+        wall_start_ns=(T - 3600 * 10**6) * 1000,
+        on_ready=dock,
+    )
+    rec._dock_thread.join(5)
+    [answer] = answers
+    assert answer["source"] == "dock" and answer["state"] == "synced"
+    assert 3_500_000_000 <= answer["step_us"] <= 3_700_000_000
+    [body] = [b for b in _clock_records(verify_store(unit.path).records) if b.get("dock")]
+    assert body["dock"] == "dock1" and body["after_us"] == T
+    assert rec.devices.rtc.utc_us == T
+    assert rec.machine.state.clock == "synced" and "clock" not in rec.machine.state.warnings
