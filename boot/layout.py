@@ -33,8 +33,6 @@ COVERED = (
     "etc/tmpfiles.d/bodycam.conf",
     "etc/udev/rules.d/60-bodycam-",
     "etc/NetworkManager/system-connections/bodycam-",
-    "etc/systemd/network/usb0.network",
-    "boot/firmware/bodycam.txt",
 )
 
 

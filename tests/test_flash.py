@@ -320,3 +320,53 @@ def test_unverified_clock_fails_the_pre_use_check(qa: Path) -> None:
     )
     assert r.returncode == 1
     assert "FAIL clock: unverified" in r.stdout
+
+
+def test_flash_image_makes_a_unit_card_from_a_pi_os_image(qa: Path, tmp_path: Path) -> None:
+    """`flash.py image`: a (synthetic) Pi OS Lite image in, one unit's image
+    out, read back without mounting; a bad image makes no unit at all."""
+    from boot import card
+
+    from .test_card_image import _build_image
+
+    src = tmp_path / "pi-os-lite.img"
+    _build_image(src, tmp_path)
+    out = tmp_path / "BC-QA-000012.img"
+    pw = qa / "pw.txt"
+    pw.write_text("correct horse\n")
+    common = [
+        "--serial",
+        "BC-QA-000012",
+        "--officer",
+        "OFFICER-Q",
+        "--password-file",
+        str(pw),
+        "--agency",
+        str(qa / "qa"),
+    ]
+    r = _flash("image", str(src), str(out), *common)
+    assert r.returncode == 0, r.stderr
+    assert "BEGIN" not in r.stdout + r.stderr
+    unit_toml = card.read_file(out, 2, f"/{layout.UNIT}/unit.toml").decode()
+    assert 'serial = "BC-QA-000012"' in unit_toml
+    key = card.stat_entry(out, 2, f"/{layout.UNIT}/keys/device_ed25519.pem")
+    assert key is not None and key.mode & 0o777 == 0o600
+    service = card.read_file(out, 2, "/etc/systemd/system/bodycam-recorder.service").decode()
+    assert "User=bodycam" in service
+    assert card.stat_entry(out, 2, "/etc/sysusers.d/bodycam.conf") is not None
+    assert "include bodycam.txt" in card.read_file(out, 1, "config.txt").decode()
+    assert "g_ether.dev_addr=" in card.read_file(out, 1, "cmdline.txt").decode()
+    listed = _flash("inventory", "--agency", str(qa / "qa")).stdout
+    assert "BC-QA-000012" in listed
+    # the same serial again: refused (inventory), the image left as it is
+    again = _flash("image", str(src), str(tmp_path / "again.img"), *common)
+    assert again.returncode == 1 and "already active" in again.stderr
+    # a file that is not an image: a clear error, no unit made, nothing recorded
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"not a disk image" * 100)
+    bad = _flash(
+        "image", str(junk), str(tmp_path / "bad.img"), *common[:1], "BC-QA-000013", *common[2:]
+    )
+    assert bad.returncode == 1 and "flash:" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad.img").exists()
+    assert "BC-QA-000013" not in _flash("inventory", "--agency", str(qa / "qa")).stdout

@@ -4,6 +4,8 @@ in tests) into a provisioned, checked one, and keep an inventory.
     python tools/flash.py agency-init --profile qa [--agency DIR] [--dock NAME]
     python tools/flash.py TARGET --serial S --officer O --password-file F
                           [--profile qa|production] [--agency DIR] [--force]
+    python tools/flash.py image PI_OS_LITE.img OUT.img --serial S --officer O
+                          --password-file F [--profile P] [--agency DIR] [--force]
     python tools/flash.py check TARGET
     python tools/flash.py inventory [--profile P] [--agency DIR] [--csv FILE]
 
@@ -37,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
 )
 from inventory import Inventory  # noqa: E402
 
-from boot import layout  # noqa: E402
+from boot import card, layout  # noqa: E402
 from firmware import pki  # noqa: E402
 from firmware.auth import set_password  # noqa: E402
 from sealing import canonical, keys  # noqa: E402
@@ -119,7 +121,10 @@ def provision(
     profile: str,
     agency: Path,
     force: bool,
+    record: bool = True,
 ) -> dict[str, str]:
+    """Provision `target` (a root file system, or a staging folder); `record`
+    adds the unit to the inventory (an image is recorded once it is written)."""
     check_serial(serial)
     if not officer.strip():
         raise FlashError("--officer must not be empty")
@@ -192,12 +197,52 @@ def provision(
         "firmware": FIRMWARE_VERSION,
         "date": dt.datetime.now(dt.UTC).isoformat(),
     }
+    if record:
+        add_to_inventory(agency, row)
+    return row
+
+
+def add_to_inventory(agency: Path, row: dict[str, str]) -> None:
     inventory = Inventory(agency)
     try:
         inventory.add(row, revoke_reason=f"re-provisioned with --force on {row['date']}")
     finally:
         inventory.close()
-    return row
+
+
+def image(
+    source: Path,
+    out: Path,
+    *,
+    serial: str,
+    officer: str,
+    password: str,
+    profile: str,
+    agency: Path,
+    force: bool,
+) -> tuple[dict[str, str], card.CardReport]:
+    """A Raspberry Pi OS Lite image in, one provisioned unit's image out (to be
+    written to a card with bmaptool or dd). The unit is staged in a private
+    temporary folder (its secrets never stay on the station) and copied into
+    the image's root partition; config.txt and cmdline.txt are edited in
+    place on the boot partition. Nothing is mounted."""
+    if out.exists() and not force:
+        raise FlashError(f"{out} exists; use --force to replace it")
+    card.partitions(source)  # refuse a bad image before any key is made
+    with tempfile.TemporaryDirectory(prefix="bodycam-stage-") as stage:
+        row = provision(
+            Path(stage),
+            serial=serial,
+            officer=officer,
+            password=password,
+            profile=profile,
+            agency=agency,
+            force=force,
+            record=False,
+        )
+        report = card.write_image(source, out, root_tree=Path(stage), serial=serial)
+    add_to_inventory(agency, row)
+    return row, report
 
 
 def _install_firmware(target: Path) -> None:
@@ -235,11 +280,9 @@ def render_units(prefix: str, unit: str) -> dict[str, str]:
 
 
 def _install_system(target: Path) -> None:
+    """Our files on the root file system. The boot partition's config.txt and
+    cmdline.txt are edited in place by `flash.py image` (boot/card.py)."""
     files = ROOT / "boot" / "files"
-    bootfw = target / "boot" / "firmware"
-    bootfw.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(files / "config.txt", bootfw / "config.txt")
-    shutil.copy2(files / "cmdline.txt", bootfw / "cmdline.txt")
     sysd = target / "etc" / "systemd" / "system"
     sysd.mkdir(parents=True, exist_ok=True)
     for name, text in render_units(f"/{layout.PREFIX}", f"/{layout.UNIT}").items():
@@ -249,9 +292,10 @@ def _install_system(target: Path) -> None:
     link = want / "bodycam-recorder.service"
     if not link.is_symlink():
         link.symlink_to("../bodycam-recorder.service")
-    net = target / "etc" / "systemd" / "network"
-    net.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(files / "usb0.network", net / "usb0.network")
+    nm = target / card.USB0_KEYFILE
+    nm.parent.mkdir(parents=True, exist_ok=True)
+    nm.unlink(missing_ok=True)  # a re-flash writes it anew
+    keys.write_secret(nm, card.usb0_keyfile().encode())  # NetworkManager wants 0600
     for src, dest in SYSTEM_FILES.items():
         path = target / dest
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -350,6 +394,27 @@ def check(target: Path) -> list[tuple[str, bool, str]]:
     return out
 
 
+def _unit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--serial", required=True)
+    p.add_argument("--officer", required=True)
+    p.add_argument(
+        "--password-file",
+        type=Path,
+        required=True,
+        help="the officer's export password (first line)",
+    )
+    p.add_argument("--profile", choices=pki.PROFILES, default="qa")
+    p.add_argument("--agency", type=Path)
+    p.add_argument("--force", action="store_true")
+
+
+def _password(path: Path) -> str:
+    password = path.read_text().splitlines()[0] if path.exists() else ""
+    if not password:
+        raise FlashError(f"no password in {path}")
+    return password
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -381,6 +446,31 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 inv.close()
             return 0
+        if argv[:1] == ["image"]:
+            p = argparse.ArgumentParser(
+                prog="flash.py image",
+                description="a Raspberry Pi OS Lite image in, a provisioned unit's image out",
+            )
+            p.add_argument("source", type=Path, help="the Raspberry Pi OS Lite image (.img)")
+            p.add_argument("out", type=Path, help="the unit's image to write")
+            _unit_options(p)
+            a = p.parse_args(argv[1:])
+            row, report = image(
+                a.source,
+                a.out,
+                serial=a.serial,
+                officer=a.officer,
+                password=_password(a.password_file),
+                profile=a.profile,
+                agency=a.agency or default_agency(a.profile),
+                force=a.force,
+            )
+            print(
+                f"image {a.out}: {row['serial']} ({a.profile}) device key "
+                f"{row['device_key'][:16]}; usb0 MACs {report.host_mac} {report.dev_mac}; "
+                f"masked {', '.join(report.masked)}"
+            )
+            return 0
         if argv[:1] == ["check"]:
             p = argparse.ArgumentParser(prog="flash.py check")
             p.add_argument("target", type=Path)
@@ -393,26 +483,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(ok for _, ok, _ in results) else 1
         p = argparse.ArgumentParser(prog="flash.py", description=__doc__.split("\n")[0])
         p.add_argument("target", type=Path)
-        p.add_argument("--serial", required=True)
-        p.add_argument("--officer", required=True)
-        p.add_argument(
-            "--password-file",
-            type=Path,
-            required=True,
-            help="the officer's export password (first line)",
-        )
-        p.add_argument("--profile", choices=pki.PROFILES, default="qa")
-        p.add_argument("--agency", type=Path)
-        p.add_argument("--force", action="store_true")
+        _unit_options(p)
         a = p.parse_args(argv)
-        password = a.password_file.read_text().splitlines()[0] if a.password_file.exists() else ""
-        if not password:
-            raise FlashError(f"no password in {a.password_file}")
         row = provision(
             a.target,
             serial=a.serial,
             officer=a.officer,
-            password=password,
+            password=_password(a.password_file),
             profile=a.profile,
             agency=a.agency or default_agency(a.profile),
             force=a.force,
