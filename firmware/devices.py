@@ -2,14 +2,16 @@
 
     [devices.camera]      backend = "sim" | "replay" | "picamera2" | "none"
                           size = "1280x720", fps = 30, bitrate = 8000000,
-                          file = "clip.h264" (replay), autofocus = true
+                          file = "clip.h264" (replay), autofocus = true,
+                          lens_position = 0.5 (fixed focus, dioptres; instead of autofocus)
     [devices.microphone]  backend = "sim" | "pyaudio" | "none"; device = "ALSA name"
     [devices.speaker]     backend = "sim" | "pyaudio"; device = "ALSA name"; language = "en"
     [devices.gpio]        backend = "mock" | "pi"; record = 17, ... (BCM pins, hal.gpio.PinMap)
     [devices.gps]         backend = "sim" | "serial" | "none"; port, baud
     [devices.battery]     backend = "sim" | "max17048" | "none"; bus = 1
     [devices.storage]     backend = "fs" | "sim"
-    [devices.rtc]         backend = "sim" | "linux" | "none"; device = "/dev/rtc0"
+    [devices.rtc]         backend = "sim" | "linux" | "none"; device = "/dev/rtc1" (default:
+                          the DS3231 if the kernel has one, else rtc0)
 
 A table left out is the simulated backend, so a unit provisioned without
 naming devices is an all-simulated unit. Everything is checked before any
@@ -67,6 +69,7 @@ KEYS: dict[str, dict[str, str]] = {
         "bitrate": "int 100000..50000000",
         "file": "path",
         "autofocus": "bool",
+        "lens_position": "dioptres",
     },
     "microphone": {"device": "name"},
     "speaker": {"device": "name", "language": "language"},
@@ -77,6 +80,17 @@ KEYS: dict[str, dict[str, str]] = {
     "rtc": {"device": "path"},
 }
 BAUDS = (4800, 9600, 19200, 38400, 57600, 115200)
+# Pins the unit's buses own: a button or LED there would break the device
+RESERVED_PINS = {
+    2: "I2C SDA (fuel gauge, RTC)",
+    3: "I2C SCL (fuel gauge, RTC)",
+    14: "UART TX (GPS)",
+    15: "UART RX (GPS)",
+    18: "I2S BCLK (microphone)",
+    19: "I2S LRCLK (microphone)",
+    20: "I2S DIN (microphone)",
+    21: "I2S DOUT (speaker amplifier)",
+}
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,11 @@ def _check(device: str, key: str, kind: str, value: Any, base: Path) -> Any:
         if value not in BAUDS or isinstance(value, bool):
             raise bad(f"must be one of {BAUDS}")
         return value
+    if kind == "dioptres":  # libcamera LensPosition: 0 is infinity, 1/metres otherwise
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not 0 <= value <= 15:
+            raise bad("must be a number of dioptres from 0 (infinity) to 15 (a close-up)")
+        return float(value)
     if kind == "bool":
         if not isinstance(value, bool):
             raise bad("must be true or false")
@@ -177,9 +196,20 @@ def parse_devices(table: Any, base: Path = Path(".")) -> DeviceConfig:
         }
     if backends["camera"] == "replay" and "file" not in options["camera"]:
         raise DeviceConfigError("unit.toml [devices.camera] backend = 'replay' needs file = ...")
+    if "lens_position" in options["camera"] and options["camera"].get("autofocus"):
+        raise DeviceConfigError(
+            "unit.toml [devices.camera]: lens_position fixes the focus; "
+            "it cannot go with autofocus = true"
+        )
     pins = [options["gpio"].get(p, getattr(PinMap(), p)) for p in PINS]
     if len(set(pins)) != len(pins):
         raise DeviceConfigError(f"unit.toml [devices.gpio]: two functions share a pin ({pins})")
+    for name, pin in zip(PINS, pins, strict=True):
+        if pin in RESERVED_PINS:
+            raise DeviceConfigError(
+                f"unit.toml [devices.gpio] {name} = {pin}: GPIO {pin} is "
+                f"{RESERVED_PINS[pin]}, which the unit uses"
+            )
     return DeviceConfig(backends, options)
 
 
@@ -285,7 +315,8 @@ def build_devices(
                 height,
                 fps,
                 int(cfg.opt("camera", "bitrate", 8_000_000)),
-                bool(cfg.opt("camera", "autofocus", True)),
+                bool(cfg.opt("camera", "autofocus", "lens_position" not in cfg.options["camera"])),
+                cfg.options["camera"].get("lens_position"),
             ),
         )
 
@@ -340,7 +371,8 @@ def build_devices(
     if cfg.backends["rtc"] == "sim":
         rtc = SimRtc()
     elif cfg.backends["rtc"] == "linux":
-        rtc = LinuxRtc(Path(cfg.opt("rtc", "device", "/dev/rtc0")))
+        device = cfg.options["rtc"].get("device")
+        rtc = LinuxRtc.at(Path(device)) if device else LinuxRtc.find()
 
     return Devices(
         camera,

@@ -36,7 +36,7 @@ from .pacing import Clock
 from .ports import OnError, OnFrame, OnPicture
 
 PLAUSIBLE_US = 5_000_000
-AF_CONTINUOUS = 2  # libcamera controls.AfModeEnum.Continuous
+AF_MANUAL, AF_CONTINUOUS = 0, 2  # libcamera controls.AfModeEnum
 
 
 def output_class(base: type) -> type:
@@ -103,6 +103,7 @@ class PiCamera:
         fps: int = 30,
         bitrate: int = 8_000_000,
         autofocus: bool = True,
+        lens_position: float | None = None,
     ) -> None:
         picamera2 = importlib.import_module("picamera2")
         self._encoders = importlib.import_module("picamera2.encoders")
@@ -117,7 +118,11 @@ class PiCamera:
         )
         self.cam.configure(config)
         self.pixel_format = str(config["main"].get("format", "XBGR8888"))
-        if autofocus and "AfMode" in getattr(self.cam, "camera_controls", {}):
+        controls = getattr(self.cam, "camera_controls", {})
+        if lens_position is not None and "LensPosition" in controls:
+            # fixed focus (e.g. hyperfocal): no hunting when the scene moves
+            self.cam.set_controls({"AfMode": AF_MANUAL, "LensPosition": lens_position})
+        elif autofocus and "AfMode" in controls:
             self.cam.set_controls({"AfMode": AF_CONTINUOUS})  # Camera Module 3: off by default
         # SPS/PPS before every keyframe (the default) so each segment decodes alone
         self.encoder = self._encoders.H264Encoder(bitrate=bitrate, repeat=True, iperiod=fps)

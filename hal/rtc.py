@@ -26,11 +26,34 @@ RTC_SET_TIME = 0x4024700A
 RTC_TIME = struct.Struct("9i")
 
 
+SYSFS = Path("/sys/class/rtc")
+# drivers of the battery-backed chips we fit (the DS3231 is run by rtc-ds1307)
+FITTED = ("rtc-ds1307", "rtc-pcf85063", "rtc-rv3028")
+
+
 @dataclass
 class LinuxRtc:
     device: Path = Path("/dev/rtc0")
-    sysfs: Path = Path("/sys/class/rtc/rtc0")
+    sysfs: Path = SYSFS / "rtc0"
     name: str = "linux"
+
+    @classmethod
+    def at(cls, device: Path, sysfs_root: Path = SYSFS) -> LinuxRtc:
+        return cls(device, sysfs_root / device.name)
+
+    @classmethod
+    def find(cls, sysfs_root: Path = SYSFS, dev: Path = Path("/dev")) -> LinuxRtc:
+        """The fitted RTC chip, whichever number the kernel gave it: on a Pi 5
+        the SoC's own RTC is rtc0 and a DS3231 on I2C becomes rtc1. rtc0 if
+        none of ours is there."""
+        for node in sorted(sysfs_root.glob("rtc*")):
+            try:
+                driver = (node / "name").read_text().strip()
+            except OSError:
+                continue
+            if driver.startswith(FITTED):
+                return cls(dev / node.name, node)
+        return cls(dev / "rtc0", sysfs_root / "rtc0")
 
     def read_us(self) -> int | None:
         """None if there is no RTC; RtcInvalid if it has no valid time."""

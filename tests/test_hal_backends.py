@@ -187,3 +187,21 @@ def test_picamera2_watermark_runs_in_pre_callback_before_encoding(
     _wait(lambda: len(got) >= n + 10)
     assert errors == ["overlay dropped: division by zero"]
     cam.stop()
+
+
+def test_picamera2_fixed_focus_and_the_rtc_found_by_its_driver(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from hal.rtc import LinuxRtc
+
+    picamera2_double.install(monkeypatch)
+    cam = PiCamera(LiveClock(), width=320, height=180, lens_position=0.5)
+    assert cam.cam.controls == {"AfMode": 0, "LensPosition": 0.5}  # manual, not hunting
+    # a Pi 5: the SoC's RTC is rtc0, the fitted DS3231 (rtc-ds1307 driver) rtc1
+    for n, driver in (("rtc0", "rpi-rtc"), ("rtc1", "rtc-ds1307 1-0068")):
+        (tmp_path / n).mkdir()
+        (tmp_path / n / "name").write_text(driver + "\n")
+    found = LinuxRtc.find(tmp_path, Path("/dev"))
+    assert found.device == Path("/dev/rtc1") and found.sysfs == tmp_path / "rtc1"
+    (tmp_path / "rtc1" / "name").write_text("something-else\n")
+    assert LinuxRtc.find(tmp_path, Path("/dev")).device == Path("/dev/rtc0")  # none of ours

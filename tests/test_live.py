@@ -303,6 +303,10 @@ BAD_DEVICES = [
     ({"storage": {"backend": "nfs"}}, r"\[devices.storage\] backend"),
     ({"rtc": "yes"}, r"\[devices.rtc\] must be a table"),
     ({"lidar": {}}, r"unknown device\(s\) \['lidar'\]"),
+    ({"gpio": {"buzzer": 19}}, r"buzzer = 19: GPIO 19 is I2S LRCLK"),
+    ({"gpio": {"record": 14}}, r"record = 14: GPIO 14 is UART TX"),
+    ({"camera": {"lens_position": 20}}, r"\[devices.camera\] lens_position"),
+    ({"camera": {"lens_position": 1, "autofocus": True}}, r"cannot go with autofocus"),
 ]
 
 

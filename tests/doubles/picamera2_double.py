@@ -95,7 +95,11 @@ class Picamera2:
         if Picamera2.cameras == 0:
             raise RuntimeError("Camera __init__ sequence did not complete.")
         self.config: dict[str, Any] | None = None
-        self.camera_controls = {"AfMode": (0, 2, 0), "FrameRate": (1.0, 120.0, 30.0)}
+        self.camera_controls = {
+            "AfMode": (0, 2, 0),
+            "LensPosition": (0.0, 15.0, 1.0),
+            "FrameRate": (1.0, 120.0, 30.0),
+        }
         self.controls: dict[str, Any] = {}
         self.started = False
         self.stalled = False
