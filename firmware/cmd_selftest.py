@@ -18,14 +18,18 @@ from pathlib import Path
 
 from boot import layout, selftest
 from hal.battery import SimBattery
-from hal.gps import NmeaParser, replay
+from hal.gps import Fix, NmeaParser, SerialGps, replay
 from hal.media import EncodedFrame, PcmChunk
 from hal.pacing import LiveClock, ThreadPacer
+from hal.ports import Rtc
+from hal.rtc import RtcInvalid
 from sealing.keys import KeyFileError
-from sealing.store import StoreError
+from sealing.store import Store, StoreError
 from sealing.unit import open_unit
 
 from .devices import DeviceConfigError, Devices, build_devices, load_devices
+from .runtime import chain_clock_facts
+from .unitclock import BUILD_UTC_US, UnitClock
 
 HELP = "pre-use self-test of a unit (PASS/FAIL per check, recorded in the chain)"
 DEFAULT_GPS_LOG = Path(__file__).resolve().parent.parent / "tests" / "data" / "gps_sample.nmea"
@@ -40,19 +44,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _device_checks(devices: Devices, listen_s: float = 2.0) -> list[selftest.CheckResult]:
-    """Start the configured camera and microphone and see that they deliver."""
+def _device_checks(
+    devices: Devices, fixes: list[Fix], listen_s: float = 2.0
+) -> list[selftest.CheckResult]:
+    """Start the configured camera, microphone and a serial GPS and see that
+    they deliver (a device not started is never passed)."""
     frames: list[EncodedFrame] = []
     chunks: list[PcmChunk] = []
     errors: list[str] = []
+    serial_gps = devices.gps if isinstance(devices.gps, SerialGps) else None
     if devices.camera is not None:
         devices.camera.start(frames.append, errors.append)
     if devices.microphone is not None:
         devices.microphone.start(chunks.append, lambda gap: None, errors.append)
+    if serial_gps is not None:
+        serial_gps.start(fixes.append, errors.append)
     deadline = time.monotonic() + listen_s
-    while time.monotonic() < deadline and (len(frames) < 5 or len(chunks) < 3):
+    while time.monotonic() < deadline and (
+        len(frames) < 5 or len(chunks) < 3 or (serial_gps and not serial_gps.parser.good)
+    ):
         time.sleep(0.02)
-    for dev in (devices.camera, devices.microphone):
+    for dev in (devices.camera, devices.microphone, serial_gps):
         if dev is not None:
             dev.stop()
 
@@ -68,13 +80,36 @@ def _device_checks(devices: Devices, listen_s: float = 2.0) -> list[selftest.Che
             return devices.absent.get("microphone", "no microphone configured")
         return None if chunks else f"no audio in {listen_s} s {errors[:1]}"
 
-    return [
+    checks = [
         selftest._check("camera frames", camera),  # noqa: SLF001 - the module's own helper
-        selftest._check("microphone audio", microphone),
-    ]  # noqa: SLF001
+        selftest._check("microphone audio", microphone),  # noqa: SLF001
+    ]
+    if serial_gps is not None:
+        p = serial_gps.parser
+        checks.append(selftest.check_gps(p.good, p.garbage + p.bad_checksum))
+    return checks
 
 
-def run_checks(unit: Path) -> tuple[list[selftest.CheckResult], dict[str, str]]:
+def _clock_state(rtc: Rtc | None, fixes: list[Fix], store: Store | None) -> str:
+    """The state the recorder would start in: a GPS fix with time is synced;
+    else the RTC judged against the chain as at power-on (docs/STATES.md)."""
+    if any(f.has_time for f in fixes):
+        return "synced"
+    if rtc is None:
+        return "unverified"
+    try:
+        rtc_us = rtc.read_us()
+    except (RtcInvalid, OSError):
+        return "unverified"
+    if rtc_us is None or store is None:
+        return "unverified"
+    last_sync, floor = chain_clock_facts(store)
+    return UnitClock().adopt_rtc(rtc_us, last_sync, max(floor, BUILD_UTC_US))["state"]
+
+
+def run_checks(
+    unit: Path, store: Store | None = None
+) -> tuple[list[selftest.CheckResult], dict[str, str]]:
     cfg_path = unit / "unit.toml"
     cfg = tomllib.loads(cfg_path.read_text()) if cfg_path.exists() else {}
     sim = cfg.get("sim", {})
@@ -99,20 +134,19 @@ def run_checks(unit: Path) -> tuple[list[selftest.CheckResult], dict[str, str]]:
             if isinstance(devices.battery, SimBattery):
                 devices.battery.set(float(sim.get("battery", 100)))
             results.append(selftest.check_battery(devices.battery.read().percent))
-        results += _device_checks(devices)
-        clock_state = "unverified"
+        fixes: list[Fix] = []
+        results += _device_checks(devices, fixes)
         if dev_cfg.backends["gps"] == "sim":
             # simulated GPS: a recorded log stands in for the sky (docs/QA.md)
             gps_log = Path(sim.get("gps_log", DEFAULT_GPS_LOG))
             if root is not None and not gps_log.is_absolute():
                 gps_log = root / gps_log
             parser = NmeaParser()
-            fixes = list(replay(gps_log, parser)) if gps_log.exists() else []
-            clock_state = "synced" if any(f.has_time for f in fixes) else clock_state
+            fixes += list(replay(gps_log, parser)) if gps_log.exists() else []
             results.append(selftest.check_gps(parser.good, parser.garbage + parser.bad_checksum))
-        if devices.rtc is not None and devices.rtc.read_us() is not None:
-            clock_state = "synced"
-        results.append(selftest.check_clock(clock_state))
+        elif devices.gps is None:
+            results.append(selftest.check_gps(0, 0))  # none configured, or it failed to open
+        results.append(selftest.check_clock(_clock_state(devices.rtc, fixes, store)))
         return results, devices.backends()
     finally:
         devices.close()
@@ -131,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
                 f"recovered: {len(store.recovery.partial_files)} partial segments, "
                 f"{store.recovery.torn_bytes} torn bytes"
             )
-        results, backends = run_checks(args.unit)
+        results, backends = run_checks(args.unit, store)
         for r in results:
             print(r.line())
         store.append(

@@ -49,6 +49,17 @@ def unit_policy(unit: Path) -> Policy:
     return Policy(**table)
 
 
+def unit_max_holdover_s(unit: Path) -> float:
+    """unit.toml `[clock] max_holdover_h` (default 24): how long the unit vouches
+    for its clock after a dock or GPS sync."""
+    path = Path(unit) / "unit.toml"
+    table = tomllib.loads(path.read_text()).get("clock", {}) if path.exists() else {}
+    hours = table.get("max_holdover_h", 24)
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or not 1 <= hours <= 720:
+        raise ValueError("unit.toml [clock] max_holdover_h must be a number of hours, 1 to 720")
+    return float(hours) * 3600
+
+
 def oldest_unexported_age_s(store: Store, now_us: int) -> int | None:
     held = [
         r
@@ -87,7 +98,11 @@ def build(
     scenario: Scenario | None = None,
 ) -> Recorder:
     """Open the store (recovering first), the devices and the recorder."""
-    unitclock = UnitClock(monotonic_ns=clock.monotonic_ns, time_ns=clock.time_ns)
+    unitclock = UnitClock(
+        monotonic_ns=clock.monotonic_ns,
+        time_ns=clock.time_ns,
+        max_holdover_s=unit_max_holdover_s(unit),
+    )
     store = open_unit(unit, clock=unitclock.stamp, boot_body={"cause": "power on", "mode": mode})
     log(f"recovery: {store.recovery}")
     origin = clock.monotonic_ns() // 1000

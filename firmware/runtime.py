@@ -537,7 +537,7 @@ class Recorder:
         else:
             if rtc_us is None:
                 return
-            last_sync, floor = _chain_clock_facts(self.store)
+            last_sync, floor = chain_clock_facts(self.store)
             body = self.unitclock.adopt_rtc(rtc_us, last_sync, max(floor, BUILD_UTC_US))
         self._append("clock", body)
         self.log(f"clock from rtc: {body['state']} ({body['reason']})")
@@ -589,7 +589,7 @@ class Recorder:
         return body
 
 
-def _chain_clock_facts(store: Store) -> tuple[int | None, int]:
+def chain_clock_facts(store: Store) -> tuple[int | None, int]:
     """(unit time of the last dock/GPS sync, time of the last record of an
     earlier power-on) from the chain: what the RTC is judged against."""
     boot = store.head.boot

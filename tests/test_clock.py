@@ -206,3 +206,14 @@ def test_dock_time_goes_through_the_recorder_loop(tmp_path: Path) -> None:
     assert body["dock"] == "dock1" and body["after_us"] == T
     assert rec.devices.rtc.utc_us == T
     assert rec.machine.state.clock == "synced" and "clock" not in rec.machine.state.warnings
+
+
+def test_max_holdover_comes_from_unit_toml(synced_unit: Unit, tmp_path: Path) -> None:
+    toml = synced_unit.path / "unit.toml"
+    base = toml.read_text() if toml.exists() else ""
+    toml.write_text(base + "\n[clock]\nmax_holdover_h = 48\n")
+    records, state = _boot(synced_unit, tmp_path, system_us=T, rtc_us=T + 30 * HOUR_US)
+    assert state == "holdover"  # 30 h is within the unit's 48 h
+    toml.write_text(base + '\n[clock]\nmax_holdover_h = "forever"\n')
+    with pytest.raises(ValueError, match=r"\[clock\] max_holdover_h"):
+        _boot(synced_unit, tmp_path, system_us=T, rtc_us=T + 30 * HOUR_US)

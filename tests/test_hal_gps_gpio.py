@@ -115,3 +115,51 @@ def test_indicators_drive_leds_buzzer_and_vibration(factory: MockFactory) -> Non
     assert states[-2:] == [True, False]  # one pulse, then off
     assert pins.buzzer not in (18, 19, 20, 21)  # I2S pins stay free for a microphone
     ind.close()
+
+
+def _selftest_with_serial_gps(tmp_path: Path, feed: bytes) -> str:
+    """`bodycam selftest` on a unit whose GPS is a real tty (a pty pair): what
+    the receiver would send on its UART is written to the other end."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from .conftest import make_unit
+
+    unit = make_unit(tmp_path / "unit")
+    master, slave = os.openpty()
+    port = os.ttyname(slave)
+    with (unit.path / "unit.toml").open("a") as f:
+        f.write(f'\n[devices.gps]\nbackend = "serial"\nport = "{port}"\nbaud = 9600\n')
+    stop = threading.Event()
+
+    def receiver() -> None:
+        while not stop.is_set():
+            os.write(master, feed)
+            stop.wait(0.2)
+
+    t = threading.Thread(target=receiver, daemon=True)
+    t.start()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "firmware.cli", "selftest", "--unit", str(unit.path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        stop.set()
+        t.join()
+        os.close(master)
+        os.close(slave)
+    assert "Traceback" not in r.stderr
+    return r.stdout
+
+
+def test_selftest_listens_to_a_serial_gps_and_passes_only_what_it_heard(tmp_path: Path) -> None:
+    good = (Path(__file__).parent / "data" / "gps_sample.nmea").read_bytes()
+    heard = _selftest_with_serial_gps(tmp_path / "a", good)
+    assert "PASS gps sentences" in heard and "PASS clock" in heard  # a fix with UTC time
+    silent = _selftest_with_serial_gps(tmp_path / "b", b"\x00\xff garbage\r\n")
+    assert "FAIL gps sentences" in silent and "FAIL clock" in silent

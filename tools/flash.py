@@ -122,6 +122,7 @@ def provision(
     agency: Path,
     force: bool,
     record: bool = True,
+    devices: str = "sim",
 ) -> dict[str, str]:
     """Provision `target` (a root file system, or a staging folder); `record`
     adds the unit to the inventory (an image is recorded once it is written)."""
@@ -153,7 +154,7 @@ def provision(
         shutil.rmtree(target / layout.PREFIX, ignore_errors=True)
     ca = _load_ca(agency)
     recipient = Recipient.parse((agency / "evidence.recipient").read_text())
-    _install_firmware(target)
+    _install_firmware(target, sample_gps=devices == "sim")
     _install_system(target)
     key0 = provision_unit(
         unit, serial=serial, officer=officer, recipient=recipient, docks=_docks(agency)
@@ -176,8 +177,7 @@ def provision(
         f'[unit]\nserial = "{serial}"\nofficer = "{officer}"\nprofile = "{profile}"\n'
         f'firmware_version = "{FIRMWARE_VERSION}"\n\n'
         '[export]\naddress = "192.168.7.2"\nport = 8443\n\n'
-        "[clock]\ntolerance_s = 1\nmax_holdover_h = 24\n\n"
-        f'[sim]\ngps_log = "{layout.PREFIX}/sim/gps.nmea"\nbattery = 100\n'
+        "[clock]\nmax_holdover_h = 24\n\n" + (PI_DEVICES if devices == "pi" else SIM_SECTION)
     )
     (agency / "escrow").mkdir(exist_ok=True)
     escrow = agency / "escrow" / f"{serial}.fss"
@@ -220,6 +220,7 @@ def image(
     profile: str,
     agency: Path,
     force: bool,
+    devices: str = "pi",
 ) -> tuple[dict[str, str], card.CardReport]:
     """A Raspberry Pi OS Lite image in, one provisioned unit's image out (to be
     written to a card with bmaptool or dd). The unit is staged in a private
@@ -239,13 +240,14 @@ def image(
             agency=agency,
             force=force,
             record=False,
+            devices=devices,
         )
         report = card.write_image(source, out, root_tree=Path(stage), serial=serial)
     add_to_inventory(agency, row)
     return row, report
 
 
-def _install_firmware(target: Path) -> None:
+def _install_firmware(target: Path, *, sample_gps: bool) -> None:
     """The packages of this tree, as source (the Pi builds its venv from them:
     `python3 -m venv /opt/bodycam/venv && pip install /opt/bodycam/src[pi]`)."""
     src = target / layout.PREFIX / "src"
@@ -258,10 +260,41 @@ def _install_firmware(target: Path) -> None:
         )
     shutil.copy2(ROOT / "pyproject.toml", src / "pyproject.toml")
     shutil.copytree(ROOT / "docs", src / "docs", dirs_exist_ok=True)
-    sim = target / layout.PREFIX / "sim"
-    sim.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(ROOT / "tests" / "data" / "gps_sample.nmea", sim / "gps.nmea")
+    if sample_gps:  # a simulated unit's sky; a Pi unit listens to its receiver
+        sim = target / layout.PREFIX / "sim"
+        sim.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / "tests" / "data" / "gps_sample.nmea", sim / "gps.nmea")
 
+
+# unit.toml for a simulated unit (QA in a folder, the tests, the demo)
+SIM_SECTION = f'[sim]\ngps_log = "{layout.PREFIX}/sim/gps.nmea"\nbattery = 100\n'
+# unit.toml for a Raspberry Pi unit (docs/HARDWARE.md). Only run against the
+# library doubles: check each device on the first Pi (docs/HARDWARE.md).
+PI_DEVICES = """[devices.camera]
+backend = "picamera2"
+size = "1920x1080"
+fps = 30
+bitrate = 8000000
+autofocus = true
+[devices.microphone]
+backend = "pyaudio"
+device = "USB Audio"
+[devices.speaker]
+backend = "pyaudio"
+[devices.gpio]
+backend = "pi"
+[devices.gps]
+backend = "serial"
+port = "/dev/ttyAMA0"
+baud = 9600
+[devices.battery]
+backend = "max17048"
+bus = 1
+[devices.storage]
+backend = "fs"
+[devices.rtc]
+backend = "linux"
+"""
 
 # boot/files -> where on the root: the recorder's user and its device groups,
 # the unit directory's owner, the RTC's group, the hardware watchdog
@@ -406,6 +439,12 @@ def _unit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=pki.PROFILES, default="qa")
     p.add_argument("--agency", type=Path)
     p.add_argument("--force", action="store_true")
+    p.add_argument(
+        "--devices",
+        choices=("sim", "pi"),
+        help="the unit.toml [devices]: simulated (default for a folder) or the Pi's "
+        "(default for an image)",
+    )
 
 
 def _password(path: Path) -> str:
@@ -464,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
                 profile=a.profile,
                 agency=a.agency or default_agency(a.profile),
                 force=a.force,
+                devices=a.devices or "pi",
             )
             print(
                 f"image {a.out}: {row['serial']} ({a.profile}) device key "
@@ -493,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             profile=a.profile,
             agency=a.agency or default_agency(a.profile),
             force=a.force,
+            devices=a.devices or "sim",
         )
         print(f"provisioned {row['serial']} ({a.profile}) device key {row['device_key'][:16]}")
         return 0
