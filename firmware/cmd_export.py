@@ -19,7 +19,7 @@ from sealing.unit import open_unit
 
 from . import pki
 from .export_service import ExportHooks, ExportService, serve
-from .unitclock import UnitClock
+from .unitclock import UnitClock, outside_window
 
 HELP = "serve the dock link (mutual TLS) for a unit that is not recording"
 
@@ -52,6 +52,20 @@ def start(  # noqa: ANN201
     ctx = pki.server_context(tls / "unit.crt", tls / "unit.key", tls / "ca.crt")
 
     def set_here(t_us: int, dock: str) -> dict[str, Any]:
+        reason = outside_window("dock", t_us)
+        if reason is not None:
+            store.append(
+                "clock",
+                {
+                    "event": "refused",
+                    "source": "dock",
+                    "offered_us": t_us,
+                    "state": clock.state,
+                    "reason": reason,
+                    "dock": dock,
+                },
+            )
+            return {"error": reason, "state": clock.state}
         body = clock.set_from(t_us, "dock")
         store.append("clock", {**body, "dock": dock})
         return body

@@ -294,7 +294,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(t, int) or isinstance(t, bool) or t <= 0:
                 self._send(400, {"error": "want {dock_time_us: positive integer}"})
                 return
-            self._send(200, svc.hooks.on_dock_time(t, dock))
+            answer = svc.hooks.on_dock_time(t, dock)
+            self._send(400 if "error" in answer else 200, answer)
         elif key == ("GET", "/v1/offered"):
             self._send(200, {"segments": svc.unexported()})
         elif key == ("GET", "/v1/chain"):

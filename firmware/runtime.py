@@ -42,7 +42,7 @@ from . import machine as m
 from .devices import Devices
 from .prompts import PromptBank
 from .signals import ALERTS, lights_for
-from .unitclock import AUTHENTICATED, BUILD_UTC_US, UnitClock
+from .unitclock import AUTHENTICATED, BUILD_UTC_US, UnitClock, outside_window
 
 TICK_US = 100_000
 SYNC_US = 1_000_000  # checkpoint + fdatasync: the ~1 s power-loss bound
@@ -562,6 +562,21 @@ class Recorder:
         """An authenticated time (dock, GPS): step to it, record it, write the RTC.
         Returns what was done (the dock is answered with it)."""
         before = self.unitclock.stamp()
+        reason = outside_window(source, true_us)
+        if reason is not None:
+            self._append(
+                "clock",
+                {
+                    "event": "refused",
+                    "source": source,
+                    "offered_us": true_us,
+                    "state": before.clock_state,
+                    "reason": reason,
+                    **extra,
+                },
+            )
+            self.log(f"clock: {reason}")
+            return {"error": reason, "state": before.clock_state}
         last = self.unitclock.synced_wall_us
         if (
             before.clock_state == "synced"

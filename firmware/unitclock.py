@@ -36,7 +36,21 @@ AUTHENTICATED = ("dock", "gps")
 # Nothing this firmware records can be older than its build: an RTC reading
 # earlier than this has lost its time. Release tooling moves it forward.
 BUILD_UTC_US = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1_000_000)
+# ... and nothing it records is meant for a century from now
+LATEST_UTC_US = BUILD_UTC_US + 50 * 365 * 24 * 3600 * 1_000_000
 FOREIGN_STEP_US = 250_000  # wall minus monotonic moving this much is a step, not jitter
+
+
+def outside_window(source: str, true_us: int) -> str | None:
+    """Why an offered time must not be taken (None: it may). A dock or receiver
+    with a wrong date must not walk the chain out of range: negative or
+    year-10000 times would break the store."""
+    if BUILD_UTC_US <= true_us <= LATEST_UTC_US:
+        return None
+    return (
+        f"{source} time {true_us} us is outside {_iso(BUILD_UTC_US)}..{_iso(LATEST_UTC_US)} "
+        "(before this firmware was built, or absurdly far ahead): not taken"
+    )
 
 
 @dataclass
@@ -159,4 +173,7 @@ class UnitClock:
 
 
 def _iso(us: int) -> str:
-    return datetime.fromtimestamp(us // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(us // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):
+        return f"{us} us"

@@ -33,7 +33,9 @@ def write_synced(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
     fd = os.open(path, flags, 0o600)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # a short write is not success: go on, or fail with the error
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)

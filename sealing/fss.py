@@ -64,7 +64,11 @@ def save(path: Path, state: FssState) -> None:
     """
     tmp = path.with_suffix(".tmp")
     data = canonical.encode({"seq": state.seq, "key": canonical.b64(state.key)})
-    write_synced(tmp, data)
+    try:
+        write_synced(tmp, data)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # the old key file stands, whole
+        raise
     os.replace(tmp, path)
     fsync_dir(path.parent)
 

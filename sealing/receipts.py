@@ -224,6 +224,8 @@ def _keep(store: Store, receipt: Receipt) -> None:
 
 def finish_pending(store: Store) -> list[str]:
     """At open: complete any release a crash interrupted after its receipt was kept."""
+    for leftover in store.receipts.glob("*.json.tmp"):
+        leftover.unlink()  # a keep cut short: the dock still holds the receipt
     done = {r.body.get("receipt") for r in store.records() if r.type == "release"}
     finished = []
     for path in sorted(store.receipts.glob("*.json")):

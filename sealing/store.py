@@ -11,6 +11,8 @@ Everything here follows docs/FORMAT.md. Durability rules, in order:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -201,6 +203,7 @@ class Store:
         self.sync_interval = sync_interval
         self._lock_fd = lock_fd
         self._mutex = threading.RLock()
+        self._failed: str | None = None  # set by a failed append: reopen to recover
         self._open: dict[str, SegmentWriter] = {}
         if not chain.lines:
             raise StoreCorrupt(f"{root}: chain has no genesis record")
@@ -410,6 +413,8 @@ class Store:
         with self._mutex:
             if self._lock_fd < 0:
                 raise StoreError("store is closed")
+            if self._failed is not None:
+                raise StoreError(f"store must be reopened after a failed append: {self._failed}")
             boot = self._boot
             record = Record(
                 seq=self._head.seq + 1,
@@ -422,11 +427,28 @@ class Store:
                 boot=boot,
             )
             line = seal_line(record, self.keys.signing, self._fss.key)
-            os.write(self._chain_fd, line)
-            os.fsync(self._chain_fd)
+            end = os.lseek(self._chain_fd, 0, os.SEEK_END)
+            try:
+                written = os.write(self._chain_fd, line)
+                if written != len(line):
+                    raise OSError(errno.ENOSPC, f"short write: {written} of {len(line)} bytes")
+                os.fsync(self._chain_fd)
+            except OSError as exc:
+                # all or nothing: take the line back so no half record stays, and
+                # refuse more appends until the store is reopened (and recovered)
+                self._failed = f"record {record.seq} ({type_}) not written: {exc}"
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._chain_fd, end)
+                    os.fsync(self._chain_fd)
+                raise StoreError(self._failed) from exc
+            self._head = record  # durable from here: it is in the chain
             self._fss.advance_to(record.seq + 1)
-            fss.save(self.keys.fss_path, self._fss)
-            self._head = record
+            try:
+                fss.save(self.keys.fss_path, self._fss)
+            except OSError as exc:
+                # the record stands; the key on disk is one behind, which the next
+                # open advances past (the chain says how far). No more appends.
+                self._failed = f"the MAC key was not saved after record {record.seq}: {exc}"
             return record
 
     def set_officer(self, officer: str) -> Record:

@@ -217,3 +217,42 @@ def test_max_holdover_comes_from_unit_toml(synced_unit: Unit, tmp_path: Path) ->
     toml.write_text(base + '\n[clock]\nmax_holdover_h = "forever"\n')
     with pytest.raises(ValueError, match=r"\[clock\] max_holdover_h"):
         _boot(synced_unit, tmp_path, system_us=T, rtc_us=T + 30 * HOUR_US)
+
+
+@pytest.mark.parametrize("offered", [1, BUILD_UTC_US - 1, 10**20])
+def test_a_dock_time_out_of_range_is_refused_and_recorded(tmp_path: Path, offered: int) -> None:
+    """A dock with a wrong date cannot walk the unit to 1970 or the year 3 million:
+    the time is refused (answered with the reason), recorded, and recording goes on."""
+    import threading
+
+    unit = make_unit(tmp_path / "unit")
+    answers: list[dict] = []
+
+    def dock(rec) -> None:  # noqa: ANN001
+        t = threading.Thread(target=lambda: answers.append(rec.dock_time(offered, "dock1")))
+        t.start()
+        rec._dock_thread = t
+
+    rec = run_scenario(
+        unit.path,
+        parse(
+            {
+                "seconds": 4,
+                "size": "320x180",
+                "clock": "synced",
+                "at": [{"t": 1, "press": "record"}, {"t": 3.5, "hold": "record"}],
+            },
+            tmp_path,
+        ),
+        log=lambda line: None,
+        wall_start_ns=T * 1000,
+        on_ready=dock,
+    )
+    rec._dock_thread.join(5)
+    [answer] = answers
+    assert "error" in answer and "not taken" in answer["error"]
+    records = verify_store(unit.path).records  # the store still opens and verifies
+    [refused] = [r["body"] for r in records if r["body"].get("event") == "refused"]
+    assert refused["offered_us"] == offered and refused["dock"] == "dock1"
+    assert all(abs(r["wall_us"] - T) < 10 * 10**6 for r in records[2:])  # time not moved
+    assert any(r["type"] == "segment" for r in records)

@@ -166,3 +166,34 @@ def test_record_and_segment_surgery_is_detected(small_unit: Unit, tmp_path: Path
     )
     print(f"\ntamper: {c.tried} record/segment mutations tried, {len(c.missed)} undetected")
     assert not c.missed, c.missed
+
+
+def test_verify_refuses_a_fifo_or_a_link_instead_of_hanging(tmp_path: Path) -> None:
+    """A FIFO named like a segment or a receipt would block a reader for ever:
+    the verifier names it and reads nothing; a receipt write a power cut
+    interrupted (`.json.tmp`) is noted, not a failure."""
+    import os
+
+    from .conftest import make_unit, write_segment
+
+    unit = make_unit(tmp_path / "unit")
+    store = unit.open(boot_body={"cause": "test"})
+    write_segment(store, b"x" * 10_000)
+    name = store.records()[-1].body["file"]
+    store.close()
+    seg = unit.path / "store" / "segments" / name
+    seg.unlink()
+    os.mkfifo(seg)
+    receipts = unit.path / "store" / "receipts"
+    receipts.mkdir(exist_ok=True)
+    os.symlink("/dev/zero", receipts / "abc.json")
+    (receipts / "def.json.tmp").write_bytes(b"{")
+    report = verify_store(unit.path)  # returns: a hang would time the test out
+    problems = {(p.where, p.message) for p in report.problems}
+    assert (f"segments/{name}", "not a regular file (a FIFO, device or link): not read") in problems
+    assert ("receipts/abc.json", "not a regular file (a FIFO, device or link): not read") in problems
+    assert not [p for p in report.problems if "def.json.tmp" in p.where]
+    assert any("def.json.tmp" in n for n in report.notes)
+    (receipts / "abc.json").unlink()
+    unit.open(boot_body={"cause": "recovery"}).close()  # recovery removes the leftover
+    assert not (receipts / "def.json.tmp").exists()

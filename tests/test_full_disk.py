@@ -1,0 +1,77 @@
+"""A full disk, on a real small file system (a tmpfs mounted for the test,
+so it needs root): an append that cannot be written leaves the chain and the
+MAC key as they were and refuses further appends; once space is freed the
+store reopens, recovers and verifies with no record lost or repeated."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sealing.store import StoreError
+from sealing.unit import open_unit
+from sealing.verify import verify_store
+
+from .conftest import make_unit
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(path: Path) -> Path:
+    """Take every free byte of the file system `path` is on."""
+    filler = path / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 4096, 512, 1):
+            while True:
+                try:
+                    if os.write(fd, b"\0" * size) < size:
+                        break
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_disk_loses_no_record_and_the_store_opens_again(small_fs: Path) -> None:
+    unit = make_unit(small_fs / "unit")
+    store = open_unit(unit.path, boot_body={"cause": "test"})
+    store.append("mark", {"n": 1})
+    chain = unit.path / "store" / "chain.jsonl"
+    before = chain.read_bytes()
+    keyfile = next((unit.path / "keys").glob("fss*"))
+    key_before = keyfile.read_bytes()
+    filler = _fill(small_fs)
+    big = {"pad": "x" * 20_000}  # larger than any slack the file system has left
+    with pytest.raises(StoreError, match="not written"):
+        store.append("mark", big)
+    assert chain.read_bytes() == before  # no half line, no repeated seq
+    assert keyfile.read_bytes() == key_before
+    with pytest.raises(StoreError, match="reopened"):
+        store.append("mark", {"n": 3})  # refused until reopened, even if it would fit
+    store.close()
+    filler.unlink()
+    again = open_unit(unit.path, boot_body={"cause": "after full disk"})
+    again.append("mark", {"n": 4})
+    again.close()
+    report = verify_store(unit.path)
+    assert report.ok, report.problems
+    seqs = [r["seq"] for r in report.records]
+    assert seqs == list(range(len(seqs)))
+    assert [r["body"].get("n") for r in report.records if r["type"] == "mark"] == [1, 4]
