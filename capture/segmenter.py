@@ -133,6 +133,34 @@ class _TsWriter:
             self._carry = b""
 
 
+# Debian's PyAV 10 (the unit's, for picamera2) cannot set a packet's key flag
+# (settable since PyAV 11); the muxer and the demuxer find H.264 keyframes anyway.
+_KEY_SETTABLE = int(av.__version__.split(".")[0]) >= 11
+_ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+
+
+def _adts(payload: bytes, rate: int) -> bytes:
+    """One raw AAC-LC mono frame with its 7-byte ADTS header: MPEG-TS carries
+    AAC as ADTS, and with the header in every packet the muxer needs no
+    extradata (PyAV < 13 cannot set it on a muxer's stream)."""
+    n = len(payload) + 7
+    sf = _ADTS_RATES.index(rate)
+    return (
+        bytes(
+            (
+                0xFF,
+                0xF1,
+                0x40 | (sf << 2),
+                0x40 | (n >> 11),
+                (n >> 3) & 0xFF,
+                ((n & 7) << 5) | 0x1F,
+                0xFC,
+            )
+        )
+        + payload
+    )
+
+
 def _new_aac(rate: int) -> Any:
     enc = av.CodecContext.create("aac", "w")
     enc.sample_rate = rate
@@ -380,7 +408,8 @@ class Segmenter:
         p.stream = self._vs
         p.time_base = US
         p.pts = p.dts = frame.pts_us
-        p.is_keyframe = frame.keyframe
+        if _KEY_SETTABLE:
+            p.is_keyframe = frame.keyframe
         self._container.mux(p)
         info.video_frames += 1
         info.end_us = frame.pts_us + self.frame_us
@@ -400,6 +429,7 @@ class Segmenter:
         assert info is not None
         if self._as is None:
             return
+        pkt = av.Packet(_adts(bytes(pkt), self.rate))
         pkt.stream = self._as
         pkt.time_base = US
         pkt.pts = pkt.dts = t_us
@@ -423,7 +453,6 @@ class Segmenter:
             codecs.append("h264")
         if self._aenc is not None:
             self._as = c.add_stream("aac", rate=self.rate, layout="mono")
-            self._as.codec_context.extradata = self._aenc.extradata
             codecs.append("aac")
         self._container = c
         self._info = SegmentInfo(

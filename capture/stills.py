@@ -48,18 +48,20 @@ def exif_bytes(info: StillInfo) -> bytes:
     exif[MAKE] = "bodycam"
     exif[MODEL] = "bodycam firmware companion"
     exif[DESCRIPTION] = f"clock={info.clock_state} source={info.clock_source}"
-    sub = exif.get_ifd(EXIF_IFD)
+    sub: dict[int, object] = {}
     sub[DATETIME_ORIGINAL] = when.strftime("%Y:%m:%d %H:%M:%S")
     sub[OFFSET_ORIGINAL] = "+00:00"
     sub[SUBSEC_ORIGINAL] = f"{info.utc_us % 1_000_000:06d}"
     sub[BODY_SERIAL] = info.serial
+    exif[EXIF_IFD] = sub
     if info.lat_e7 is not None and info.lon_e7 is not None:
-        gps = exif.get_ifd(GPS_IFD)
+        gps: dict[int, object] = {}
         gps[0] = b"\x02\x03\x00\x00"  # GPSVersionID 2.3
         gps[1] = "N" if info.lat_e7 >= 0 else "S"
         gps[2] = _dms(info.lat_e7)
         gps[3] = "E" if info.lon_e7 >= 0 else "W"
         gps[4] = _dms(info.lon_e7)
+        exif[GPS_IFD] = gps
     return exif.tobytes()  # starts with b"Exif\0\0"
 
 

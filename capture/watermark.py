@@ -70,7 +70,9 @@ class Strip:
 
 @lru_cache(maxsize=4)
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)  # Pillow's embedded font: same on every unit
+    # Debian's fonts-dejavu-core: the same file on every unit and on the QA
+    # machine (Pillow 9.4 on the unit has no load_default(size=...))
+    return ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", size)
 
 
 def render(text: str, height: int, width: int | None = None) -> Strip:
