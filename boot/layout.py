@@ -36,9 +36,17 @@ COVERED = (
 )
 
 
+# made on the unit at first boot from the (covered) wheels
+FIRST_BOOT = (f"{PREFIX}/venv/",)
+
+
 def covered(rel: str) -> bool:
     """Whether a root-relative path is one the manifest must list."""
-    return rel.startswith(COVERED) and not rel.startswith(MUTABLE) and "__pycache__" not in rel
+    return (
+        rel.startswith(COVERED)
+        and not rel.startswith(MUTABLE + FIRST_BOOT)
+        and "__pycache__" not in rel
+    )
 
 
 def unit_dir(root: Path) -> Path:

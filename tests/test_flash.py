@@ -119,19 +119,7 @@ def test_changed_file_is_named_by_the_selftest(qa: Path) -> None:
     assert _provision(qa, "sd2", "BC-QA-000002").returncode == 0
     victim = qa / "sd2" / layout.PREFIX / "src" / "firmware" / "machine.py"
     victim.write_text(victim.read_text() + "\n# changed\n")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "firmware.cli",
-            "selftest",
-            "--unit",
-            str(layout.unit_dir(qa / "sd2")),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    r = _selftest(qa / "sd2")
     assert r.returncode == 1
     assert "FAIL firmware integrity: changed opt/bodycam/src/firmware/machine.py" in r.stdout
     records = verify_store(layout.unit_dir(qa / "sd2")).records
@@ -253,7 +241,8 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         assert r.returncode == 0 and not noise, noise
     # the check can fail: a broken unit is reported
     bad = tmp_path / "broken.service"
-    bad.write_text(text.replace("Type=notify", "Type=notifyy"))
+    recorder = flash.render_units(str(prefix), "/var/lib/bodycam")["bodycam-recorder.service"]
+    bad.write_text(recorder.replace("Type=notify", "Type=notifyy"))
     r = subprocess.run(["systemd-analyze", "verify", str(bad)], capture_output=True, text=True)
     assert "Failed to parse service type" in r.stdout + r.stderr
 
@@ -305,19 +294,7 @@ def test_unverified_clock_fails_the_pre_use_check(qa: Path) -> None:
     assert _provision(qa, "sd6", "BC-QA-000006").returncode == 0
     gps = qa / "sd6" / layout.PREFIX / "sim" / "gps.nmea"
     gps.write_text("$GPGSV,1,1,00*79\r\n")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "firmware.cli",
-            "selftest",
-            "--unit",
-            str(layout.unit_dir(qa / "sd6")),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    r = _selftest(qa / "sd6")
     assert r.returncode == 1
     assert "FAIL clock: unverified" in r.stdout
 
@@ -344,6 +321,10 @@ def test_flash_image_makes_a_unit_card_from_a_pi_os_image(qa: Path, tmp_path: Pa
         "--agency",
         str(qa / "qa"),
     ]
+    no_wheels = _flash("image", str(src), str(out), *common)
+    assert no_wheels.returncode == 1 and "needs --wheelhouse" in no_wheels.stderr
+    assert not out.exists()
+    common.append("--without-venv")
     r = _flash("image", str(src), str(out), *common)
     assert r.returncode == 0, r.stderr
     assert "BEGIN" not in r.stdout + r.stderr
@@ -372,3 +353,14 @@ def test_flash_image_makes_a_unit_card_from_a_pi_os_image(qa: Path, tmp_path: Pa
     assert bad.returncode == 1 and "flash:" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad.img").exists()
     assert "BC-QA-000013" not in _flash("inventory", "--agency", str(qa / "qa")).stdout
+
+
+def test_a_bad_wheelhouse_is_refused_before_any_key_is_made(qa: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "wheels"
+    empty.mkdir()
+    r = _provision(qa, "sd14", "BC-QA-000014", "qa", "--wheelhouse", str(empty))
+    assert r.returncode == 1 and "wheelhouse" in r.stderr and "Traceback" not in r.stderr
+    assert not (layout.unit_dir(qa / "sd14") / "keys").exists()
+    units = qa / "sd1" / "etc" / "systemd" / "system"
+    assert (units / "bodycam-recorder.service.requires" / "bodycam-venv.service").is_symlink()
+    assert (units / "multi-user.target.wants" / "bodycam-venv.service").is_symlink()

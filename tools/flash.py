@@ -27,10 +27,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import wheelhouse  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
@@ -123,6 +125,7 @@ def provision(
     force: bool,
     record: bool = True,
     devices: str = "sim",
+    wheels: Path | None = None,
 ) -> dict[str, str]:
     """Provision `target` (a root file system, or a staging folder); `record`
     adds the unit to the inventory (an image is recorded once it is written)."""
@@ -152,9 +155,17 @@ def provision(
     if (unit / "unit.toml").exists():
         shutil.rmtree(unit)  # new keys, never the old ones
         shutil.rmtree(target / layout.PREFIX, ignore_errors=True)
+    if wheels is not None:  # refuse a bad wheelhouse before any key is made
+        problems = wheelhouse.check(wheels)
+        if problems:
+            raise FlashError(f"wheelhouse {wheels}: " + "; ".join(problems[:5]))
     ca = _load_ca(agency)
     recipient = Recipient.parse((agency / "evidence.recipient").read_text())
     _install_firmware(target, sample_gps=devices == "sim")
+    if wheels is not None:  # the first boot makes the venv from these, offline
+        prefix = target / layout.PREFIX
+        wheelhouse.install_wheelhouse(wheels, prefix)
+        wheelhouse.project_wheel(ROOT, prefix / "wheels", wheels / wheelhouse.BUILD_DIR)
     _install_system(target)
     key0 = provision_unit(
         unit, serial=serial, officer=officer, recipient=recipient, docks=_docks(agency)
@@ -221,6 +232,7 @@ def image(
     agency: Path,
     force: bool,
     devices: str = "pi",
+    wheels: Path | None = None,
 ) -> tuple[dict[str, str], card.CardReport]:
     """A Raspberry Pi OS Lite image in, one provisioned unit's image out (to be
     written to a card with bmaptool or dd). The unit is staged in a private
@@ -241,6 +253,7 @@ def image(
             force=force,
             record=False,
             devices=devices,
+            wheels=wheels,
         )
         report = card.write_image(source, out, root_tree=Path(stage), serial=serial)
     add_to_inventory(agency, row)
@@ -248,8 +261,9 @@ def image(
 
 
 def _install_firmware(target: Path, *, sample_gps: bool) -> None:
-    """The packages of this tree, as source (the Pi builds its venv from them:
-    `python3 -m venv /opt/bodycam/venv && pip install /opt/bodycam/src[pi]`)."""
+    """The packages of this tree, as source (signed by the manifest; the unit
+    runs the wheel built from the same tree, installed from opt/bodycam/wheels
+    at first boot)."""
     src = target / layout.PREFIX / "src"
     for pkg in PACKAGES:
         shutil.copytree(
@@ -308,8 +322,10 @@ SYSTEM_FILES = {
 
 def render_units(prefix: str, unit: str) -> dict[str, str]:
     files = ROOT / "boot" / "files"
-    text = (files / "bodycam-recorder.service").read_text()
-    return {"bodycam-recorder.service": text.replace("@PREFIX@", prefix).replace("@UNIT@", unit)}
+    return {
+        name: (files / name).read_text().replace("@PREFIX@", prefix).replace("@UNIT@", unit)
+        for name in ("bodycam-recorder.service", "bodycam-venv.service")
+    }
 
 
 def _install_system(target: Path) -> None:
@@ -320,11 +336,17 @@ def _install_system(target: Path) -> None:
     sysd.mkdir(parents=True, exist_ok=True)
     for name, text in render_units(f"/{layout.PREFIX}", f"/{layout.UNIT}").items():
         (sysd / name).write_text(text)
-    want = sysd / "multi-user.target.wants"
-    want.mkdir(exist_ok=True)
-    link = want / "bodycam-recorder.service"
-    if not link.is_symlink():
-        link.symlink_to("../bodycam-recorder.service")
+    # enabled as `systemctl enable` would: the recorder, and the venv maker
+    # that it requires (first boot only: it stops once venv/bin/bodycam exists)
+    for wants, name in (
+        ("multi-user.target.wants", "bodycam-recorder.service"),
+        ("multi-user.target.wants", "bodycam-venv.service"),
+        ("bodycam-recorder.service.requires", "bodycam-venv.service"),
+    ):
+        (sysd / wants).mkdir(exist_ok=True)
+        link = sysd / wants / name
+        if not link.is_symlink():
+            link.symlink_to(f"../{name}")
     nm = target / card.USB0_KEYFILE
     nm.parent.mkdir(parents=True, exist_ok=True)
     nm.unlink(missing_ok=True)  # a re-flash writes it anew
@@ -440,11 +462,31 @@ def _unit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agency", type=Path)
     p.add_argument("--force", action="store_true")
     p.add_argument(
+        "--wheelhouse",
+        type=Path,
+        help="the aarch64 wheelhouse (`tools/wheelhouse.py build DIR --project .`): "
+        "the unit makes its venv from it at first boot, offline",
+    )
+    p.add_argument(
         "--devices",
         choices=("sim", "pi"),
         help="the unit.toml [devices]: simulated (default for a folder) or the Pi's "
         "(default for an image)",
     )
+
+
+def _unit_args(a: argparse.Namespace, *, devices: str) -> dict[str, Any]:
+    """The keyword arguments of `provision` and `image` from `_unit_options`."""
+    return {
+        "serial": a.serial,
+        "officer": a.officer,
+        "password": _password(a.password_file),
+        "profile": a.profile,
+        "agency": a.agency or default_agency(a.profile),
+        "force": a.force,
+        "devices": a.devices or devices,
+        "wheels": a.wheelhouse,
+    }
 
 
 def _password(path: Path) -> str:
@@ -493,18 +535,18 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("source", type=Path, help="the Raspberry Pi OS Lite image (.img)")
             p.add_argument("out", type=Path, help="the unit's image to write")
             _unit_options(p)
-            a = p.parse_args(argv[1:])
-            row, report = image(
-                a.source,
-                a.out,
-                serial=a.serial,
-                officer=a.officer,
-                password=_password(a.password_file),
-                profile=a.profile,
-                agency=a.agency or default_agency(a.profile),
-                force=a.force,
-                devices=a.devices or "pi",
+            p.add_argument(
+                "--without-venv",
+                action="store_true",
+                help="no wheelhouse: the card will not run until a venv is made (tests)",
             )
+            a = p.parse_args(argv[1:])
+            if a.wheelhouse is None and not a.without_venv:
+                raise FlashError(
+                    "a unit image needs --wheelhouse DIR (its venv is made from it at first "
+                    "boot, offline); --without-venv makes a card that cannot record yet"
+                )
+            row, report = image(a.source, a.out, **_unit_args(a, devices="pi"))
             print(
                 f"image {a.out}: {row['serial']} ({a.profile}) device key "
                 f"{row['device_key'][:16]}; usb0 MACs {report.host_mac} {report.dev_mac}; "
@@ -525,16 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("target", type=Path)
         _unit_options(p)
         a = p.parse_args(argv)
-        row = provision(
-            a.target,
-            serial=a.serial,
-            officer=a.officer,
-            password=_password(a.password_file),
-            profile=a.profile,
-            agency=a.agency or default_agency(a.profile),
-            force=a.force,
-            devices=a.devices or "sim",
-        )
+        row = provision(a.target, **_unit_args(a, devices="sim"))
         print(f"provisioned {row['serial']} ({a.profile}) device key {row['device_key'][:16]}")
         return 0
     except (FlashError, ValueError, OSError) as exc:
