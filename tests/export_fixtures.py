@@ -160,11 +160,13 @@ class CuttingProxy:
         try:
             while data := src.recv(65536):
                 if down:
-                    self.down_bytes += len(data)
-                    if self.cuts == 0 and self.down_bytes > self.cut_after:
+                    if self.cuts == 0 and self.down_bytes + len(data) > self.cut_after:
                         self.cuts += 1
-                        dst.sendall(data[: len(data) // 2])
+                        half = data[: len(data) // 2]
+                        dst.sendall(half)
+                        self.down_bytes += len(half)  # what reached the dock, not what was read
                         raise OSError("cut")
+                    self.down_bytes += len(data)
                 dst.sendall(data)
         except OSError:
             pass

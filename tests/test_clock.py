@@ -178,18 +178,25 @@ def test_linux_rtc_reads_sysfs_and_knows_a_lost_time(
         rtc.read_us()
 
 
+def _dock_sets(t_us: int, answers: list[dict]):  # noqa: ANN202
+    """An on_ready hook: the dock's POST /v1/time from the export service's thread."""
+    import threading
+
+    def dock(rec) -> None:  # noqa: ANN001
+        t = threading.Thread(target=lambda: answers.append(rec.dock_time(t_us, "dock1")))
+        t.start()
+        rec._dock_thread = t
+
+    return dock
+
+
 def test_dock_time_goes_through_the_recorder_loop(tmp_path: Path) -> None:
     """With `run --export`, the dock's time is taken on the loop thread: a
     record naming the dock, the RTC written, the machine told (no warning)."""
-    import threading
 
     unit = make_unit(tmp_path / "unit")
     answers: list[dict] = []
-
-    def dock(rec) -> None:  # noqa: ANN001
-        t = threading.Thread(target=lambda: answers.append(rec.dock_time(T, "dock1")))
-        t.start()
-        rec._dock_thread = t
+    dock = _dock_sets(T, answers)
 
     rec = run_scenario(
         unit.path,
@@ -223,15 +230,9 @@ def test_max_holdover_comes_from_unit_toml(synced_unit: Unit, tmp_path: Path) ->
 def test_a_dock_time_out_of_range_is_refused_and_recorded(tmp_path: Path, offered: int) -> None:
     """A dock with a wrong date cannot walk the unit to 1970 or the year 3 million:
     the time is refused (answered with the reason), recorded, and recording goes on."""
-    import threading
-
     unit = make_unit(tmp_path / "unit")
     answers: list[dict] = []
-
-    def dock(rec) -> None:  # noqa: ANN001
-        t = threading.Thread(target=lambda: answers.append(rec.dock_time(offered, "dock1")))
-        t.start()
-        rec._dock_thread = t
+    dock = _dock_sets(offered, answers)
 
     rec = run_scenario(
         unit.path,
