@@ -23,7 +23,7 @@ def espeak(text: str, voice: str = "en", speed: int = 150, pitch: int = 50) -> n
     """espeak-ng's speech as float samples at 16 kHz (band-limited FFT resampling)."""
     exe = shutil.which("espeak-ng")
     if exe is None:
-        pytest.skip("espeak-ng is not installed")
+        pytest.fail("espeak-ng is not installed: scripts/setup installs it")
     wav = subprocess.run(
         [exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
         capture_output=True,

@@ -131,7 +131,7 @@ def wheel_info(path: Path) -> tuple[str, str, frozenset[str]] | None:
     _, utils, _ = _packaging()
     try:
         name, ver, _build, wtags = utils.parse_wheel_filename(path.name)  # type: ignore[attr-defined]
-    except Exception:  # InvalidWheelFilename, InvalidVersion
+    except ValueError:  # InvalidWheelFilename, InvalidVersion (both ValueErrors)
         return None
     return _normalize(str(name)), str(ver), frozenset(str(t) for t in wtags)
 
@@ -140,7 +140,7 @@ def _same_version(a: str, b: str) -> bool:
     _, _, version = _packaging()
     try:
         return bool(version.Version(a) == version.Version(b))  # type: ignore[attr-defined]
-    except Exception:
+    except ValueError:  # InvalidVersion: compare as written
         return a == b
 
 
