@@ -65,9 +65,26 @@ def test_flash_then_check_passes_and_inventory_lists_it(qa: Path) -> None:
     unit = layout.unit_dir(qa / "sd1")
     for secret in ("keys/device_ed25519.pem", "tls/unit.key", "keys/fss.key"):
         assert (unit / secret).stat().st_mode & 0o777 == 0o600, secret
-    check = _flash("check", str(qa / "sd1"))
-    assert check.returncode == 0, check.stdout
+    # a relative target, as QA types it at the station
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "flash.py"), "check", "sd1", "--agency", "qa"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=qa,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
     assert "FAIL" not in check.stdout and "PASS scripted recording" in check.stdout
+    # the report is kept per unit, signed by the agency CA
+    [report] = (qa / "qa" / "reports" / "BC-QA-000001").glob("*.json")
+    data = report.read_bytes()
+    ca = flash._load_ca(qa / "qa")
+    ca.cert.public_key().verify(
+        flash.canonical.unb64(report.with_suffix(".sig").read_text().strip()), data
+    )
+    body = json.loads(data)
+    assert body["passed"] and body["serial"] == "BC-QA-000001"
+    assert {c["name"] for c in body["checks"]} >= {"scripted recording", "store verifies"}
     listed = _flash("inventory", "--agency", str(qa / "qa"), "--csv", str(qa / "inv.csv"))
     assert listed.returncode == 0 and "BC-QA-000001" in listed.stdout and "active" in listed.stdout
     inv = (qa / "inv.csv").read_text()

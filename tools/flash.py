@@ -23,9 +23,11 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -397,6 +399,7 @@ def check(target: Path) -> list[tuple[str, bool, str]]:
     then verification of the store."""
     from sealing.verify import verify_store
 
+    target = target.resolve()  # the checks run from inside the target's tree
     unit = layout.unit_dir(target)
     src = target / layout.PREFIX / "src"
     env = {**os.environ, "PYTHONPATH": str(src)}
@@ -447,6 +450,32 @@ def check(target: Path) -> list[tuple[str, bool, str]]:
     report = verify_store(unit)
     out.append(("store verifies", report.ok, "" if report.ok else str(report.problems[0])))
     return out
+
+
+def keep_report(agency: Path, unit: Path, results: list[tuple[str, bool, str]]) -> Path:
+    """The acceptance check's result, signed by the station's agency CA and
+    kept per unit (`reports/<serial>/<UTC time>.json` + `.sig`): what QA
+    found, on which unit (its device key), by which station, when."""
+    cfg = tomllib.loads((unit / "unit.toml").read_text())["unit"]
+    pub = keys.UnitKeys.load(unit / "keys").public
+    now = dt.datetime.now(dt.UTC)
+    report = {
+        "serial": cfg["serial"],
+        "device_key": keys.fingerprint(pub),
+        "firmware": cfg.get("firmware_version", ""),
+        "station": socket.gethostname(),
+        "date": now.isoformat(),
+        "passed": all(ok for _, ok, _ in results),
+        "checks": [{"name": n, "ok": ok, "reason": r} for n, ok, r in results],
+    }
+    data = canonical.encode(report)
+    ca = _load_ca(agency)
+    folder = agency / "reports" / str(cfg["serial"])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_bytes(data)
+    path.with_suffix(".sig").write_text(canonical.b64(ca.key.sign(data)) + "\n")
+    return path
 
 
 def _unit_options(p: argparse.ArgumentParser) -> None:
@@ -556,12 +585,18 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["check"]:
             p = argparse.ArgumentParser(prog="flash.py check")
             p.add_argument("target", type=Path)
+            p.add_argument("--agency", type=Path, help="default: the unit's profile's agency")
             a = p.parse_args(argv[1:])
-            if not (layout.unit_dir(a.target) / "unit.toml").exists():
+            toml_path = layout.unit_dir(a.target) / "unit.toml"
+            if not toml_path.exists():
                 raise FlashError(f"{a.target} is not a provisioned unit")
             results = check(a.target)
             for name, ok, reason in results:
                 print(f"PASS {name}" if ok else f"FAIL {name}: {reason}")
+            unit_cfg = tomllib.loads(toml_path.read_text())["unit"]
+            agency = a.agency or default_agency(str(unit_cfg["profile"]))
+            kept = keep_report(agency, layout.unit_dir(a.target), results)
+            print(f"report {kept} (signed by the agency CA)")
             return 0 if all(ok for _, ok, _ in results) else 1
         p = argparse.ArgumentParser(prog="flash.py", description=__doc__.split("\n")[0])
         p.add_argument("target", type=Path)
