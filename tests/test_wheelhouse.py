@@ -279,3 +279,43 @@ def test_aarch64_wheels_install_and_import_on_arm64_under_qemu(
     next(broken.glob("cffi-*.whl")).unlink()
     problems = wheelhouse.arm64_import(broken, sysroot)
     assert problems and "cffi" in problems[0], problems
+
+
+# picamera2's Pi 5 encoder (LibavH264Encoder._encode) forces a keyframe by
+# assigning a string to the frame's picture type; PyAV >= 14 takes only its
+# enum. A resume asks for a keyframe, so this is the line that must run.
+PICAMERA2_FORCED_KEYFRAME = (
+    "import av\n"
+    "frame = av.VideoFrame(64, 64, 'yuv420p')\n"
+    "frame.pict_type = 'I'\n"
+    "print(av.__version__)\n"
+)
+
+
+def test_the_pyav_the_unit_ships_takes_picamera2s_forced_keyframe() -> None:
+    """Debian's python3-av (pinned in unit-debian-packages.txt, installed here by
+    scripts/setup) runs picamera2's forced-keyframe line; the PyPI PyAV of the
+    development venv does not, which is why the unit must not have it."""
+    pin = next(
+        ln.split("=", 1)[1].split("-")[0]
+        for ln in wheelhouse.DEBIAN_PACKAGES.read_text().splitlines()
+        if ln.startswith("python3-av=")
+    )
+    unit = subprocess.run(
+        [str(DEBIAN_PYTHON), "-c", PICAMERA2_FORCED_KEYFRAME],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unit.returncode == 0, unit.stderr
+    assert unit.stdout.strip() == pin  # the same version the image pins
+    dev = subprocess.run(
+        [sys.executable, "-c", PICAMERA2_FORCED_KEYFRAME],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    import av
+
+    if int(av.__version__.split(".")[0]) >= 14:
+        assert dev.returncode != 0, "PyAV >= 14 took a string picture type"
