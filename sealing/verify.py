@@ -164,6 +164,8 @@ def _check_chain(
                 else:
                     report.anchors["forward_secure_mac"] = "checked with the escrow key"
         else:
+            if rec.type == "genesis":
+                report.fail(where, "a second genesis record (there is exactly one)", rec.seq, pos)
             if rec.prev != prev.hash:
                 report.fail(where, "previous-hash link broken", rec.seq, pos)
             if rec.serial != report.serial:
@@ -256,6 +258,9 @@ def _check_media(
     report: Report,
 ) -> None:
     released: dict[str, str] = {}
+    # only a dock the unit was provisioned with can free its storage: a key
+    # taken from a seized unit must not be able to sign away what it recorded
+    enrolled = set(records[0].body.get("docks", [])) if records else set()
     for r in records:
         if r.type == "release":
             rid = str(r.body.get("receipt"))
@@ -264,6 +269,14 @@ def _check_media(
                 report.fail(
                     layout.CHAIN,
                     f"release cites receipt {str(rid)[:16]} which is not in the store",
+                    r.seq,
+                )
+                continue
+            if receipt.dock not in enrolled:
+                report.fail(
+                    layout.CHAIN,
+                    f"release under receipt {rid[:16]} signed by dock {receipt.dock[:16]}, "
+                    "which genesis does not enroll",
                     r.seq,
                 )
                 continue

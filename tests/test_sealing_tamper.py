@@ -198,3 +198,53 @@ def test_verify_refuses_a_fifo_or_a_link_instead_of_hanging(tmp_path: Path) -> N
     (receipts / "abc.json").unlink()
     unit.open(boot_body={"cause": "recovery"}).close()  # recovery removes the leftover
     assert not (receipts / "def.json.tmp").exists()
+
+
+def test_a_seized_unit_cannot_release_evidence_under_its_own_receipt(tmp_path: Path) -> None:
+    """With everything a seized unit gives up (its store, signing and MAC keys),
+    an attacker deletes a segment, signs a receipt with a fresh key, keeps it
+    and appends `release`: every signature and MAC holds, and the verifier still
+    refuses, because that key is no dock the unit was provisioned with. A second
+    genesis record (enrolling another dock) is refused too."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sealing.files import write_durably
+
+    from .conftest import make_unit, write_segment
+
+    unit = make_unit(tmp_path / "unit")
+    store = unit.open(boot_body={"cause": "test"})
+    write_segment(store, os.urandom(5_000))
+    recs = store.records()
+    rogue = make_receipt(
+        Ed25519PrivateKey.generate(),
+        serial=store.serial,
+        from_seq=0,
+        to_seq=recs[-1].seq,
+        head=recs[-1].hash,
+        segments=media_entries(recs),
+        dock_time_us=time.time_ns() // 1000,
+    )
+    victim = media_entries(recs)[0]["file"]
+    (unit.path / "store" / "segments" / victim).unlink()
+    write_durably(unit.path / "store" / "receipts" / f"{rogue.id}.json", rogue.to_bytes())
+    store.append(
+        "release",
+        {
+            "receipt": rogue.id,
+            "dock": rogue.dock,
+            "from_seq": 0,
+            "to_seq": recs[-1].seq,
+            "head": recs[-1].hash,
+            "files": [victim],
+            "bytes_freed": 5_000,
+        },
+    )
+    store.append("genesis", {"docks": [rogue.dock]})
+    store.close()
+    report = verify_store(unit.path, escrow_key=unit.agency.escrow)
+    messages = [p.message for p in report.problems]
+    assert not report.ok
+    assert any("which genesis does not enroll" in m for m in messages), messages
+    assert any("missing and not released" in m for m in messages), messages
+    assert any("a second genesis record" in m for m in messages), messages
