@@ -230,6 +230,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError):
             self._send(400, {"error": "body is not JSON"})
             return None
+        except RecursionError:
+            self._send(400, {"error": "body is nested too deeply"})
+            return None
         if not isinstance(obj, dict):
             self._send(400, {"error": "body must be a JSON object"})
             return None

@@ -52,9 +52,12 @@ def decode(data: bytes) -> Any:
     """
     try:
         value = json.loads(data.decode("utf-8"), parse_float=_no_float)
+        canonical = encode(value) == data
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EncodingError(f"not valid JSON: {exc}") from None
-    if encode(value) != data:
+    except RecursionError:  # a hostile file or request nesting thousands deep
+        raise EncodingError("JSON nested too deeply") from None
+    if not canonical:
         raise EncodingError("JSON is valid but not in canonical form")
     return value
 

@@ -106,3 +106,15 @@ def test_a_hundred_garbage_connections_in_a_row(link: Link, tmp_path: Path) -> N
         answer = _send(link, bytes([i]) * (1 + i * 37 % 500) + b"\r\n\r\n")
         assert answer == b"" or answer.split()[1].startswith(b"4"), answer[:80]
     test_service_still_answers_after_garbage(link)
+
+
+def test_a_body_nested_thousands_deep_gets_an_answer(link: Link) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    raw = (
+        b"POST /v1/auth HTTP/1.1\r\nHost: unit\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+    out = _send(link, raw)
+    assert out.startswith(b"HTTP/1.") and b" 400 " in out.split(b"\r\n")[0], out[:200]
+    assert b"nested too deeply" in out

@@ -248,3 +248,15 @@ def test_a_seized_unit_cannot_release_evidence_under_its_own_receipt(tmp_path: P
     assert any("which genesis does not enroll" in m for m in messages), messages
     assert any("missing and not released" in m for m in messages), messages
     assert any("a second genesis record" in m for m in messages), messages
+
+
+def test_json_nested_thousands_deep_is_refused_not_a_traceback() -> None:
+    from sealing import canonical
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(canonical.EncodingError, match="nested too deeply"):
+        canonical.decode(deep)
+    from sealing.receipts import ReceiptRefused, parse_receipt
+
+    with pytest.raises(ReceiptRefused):  # a receipt made of it: refused with a reason
+        parse_receipt(b'{"receipt":' + deep + b',"sig":""}')
