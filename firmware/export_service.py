@@ -27,7 +27,13 @@ from cryptography import x509
 
 from sealing import layout
 from sealing.keys import fingerprint, public_pem
-from sealing.receipts import MAX_RECEIPT_BYTES, ReceiptRefused, apply_receipt, media_entries
+from sealing.receipts import (
+    MAX_RECEIPT_BYTES,
+    ReceiptRefused,
+    apply_receipt,
+    media_entries,
+    parse_receipt,
+)
 from sealing.store import Store
 
 from .auth import AuthError, Authoriser
@@ -64,6 +70,7 @@ class ExportService:
     def __post_init__(self) -> None:
         self.auth = Authoriser(self.unit_dir)
         self._lock = threading.Lock()
+        self.receipt_lock = threading.Lock()
 
     # -- the parts each endpoint needs --------------------------------------
 
@@ -315,7 +322,15 @@ class _Handler(BaseHTTPRequestHandler):
             if raw is None:
                 return
             try:
-                done = apply_receipt(svc.store, raw)
+                signer = parse_receipt(raw).dock
+                if signer != dock:
+                    raise ReceiptRefused(
+                        f"signed by dock {signer[:16]}, but dock {dock[:16]} is logged in"
+                    )
+                # one receipt at a time: check, keep, delete and append are one step,
+                # so a receipt sent twice at once is applied once
+                with svc.receipt_lock:
+                    done = apply_receipt(svc.store, raw)
             except ReceiptRefused as exc:
                 svc.store.append(
                     "fault", {"what": "receipt_refused", "dock": dock, "reason": str(exc)}

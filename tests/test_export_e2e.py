@@ -274,3 +274,46 @@ def test_segment_being_written_is_not_offered_while_recording(link: Link) -> Non
     again = link.pull()
     assert again.pulled == [str(writer.name)] and again.released == [str(writer.name)]
     assert verify_store(link.unit.path).ok
+
+
+def test_the_same_receipt_sent_four_times_at_once_is_applied_once(link: Link) -> None:
+    import threading
+
+    from sealing.receipts import make_receipt, media_entries
+
+    recs = link.store.records()
+    receipt = make_receipt(
+        link.unit.agency.dock,
+        serial="BC-TEST-0001",
+        from_seq=0,
+        to_seq=recs[-1].seq,
+        head=recs[-1].hash,
+        segments=media_entries(recs),
+        dock_time_us=1,
+    ).to_bytes()
+    answers: list[tuple[int, dict]] = []
+    clients = []
+    for _ in range(4):
+        c = link.client()
+        code, auth = c.json(
+            "POST", "/v1/auth", {"password": "correct horse 7", "fingerprint_ok": True}
+        )
+        assert code == 200
+        c.token = auth["token"]
+        clients.append(c)
+
+    def send(c) -> None:  # noqa: ANN001
+        resp = c.request("POST", "/v1/receipt", receipt)
+        answers.append((resp.status, json.loads(resp.read())))
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for c in clients:
+        c.close()
+    assert len(answers) == 4 and all(code == 200 for code, _ in answers), answers
+    assert sorted(a["already_applied"] for _, a in answers) == [False, True, True, True]
+    assert [r.type for r in link.store.records()].count("release") == 1
+    assert verify_store(link.unit.path).ok
