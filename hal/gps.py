@@ -44,6 +44,9 @@ class Fix:
         }
 
 
+PLAUSIBLE_YEARS = (2024, 2099)  # what this firmware can meet in the field
+
+
 @dataclass
 class NmeaParser:
     """Feed lines; get a Fix after each RMC (merged with the latest GGA)."""
@@ -52,6 +55,7 @@ class NmeaParser:
     bad_checksum: int = 0
     garbage: int = 0
     ignored: int = 0
+    implausible: int = 0  # valid sentences whose fix cannot be true (see feed)
     _quality: int = 0
     _sats: int = 0
 
@@ -83,13 +87,22 @@ class NmeaParser:
             self.ignored += 1
             return None
         self.good += 1
-        if msg.status != "A":
+        # NMEA 2.3 mode: N not valid, E dead reckoning, S a simulator: no true fix
+        if msg.status != "A" or getattr(msg, "mode_indicator", "A") in ("N", "E", "S"):
             return Fix(None, None, None, 0, self._sats)
         try:
             utc = msg.datetime.replace(tzinfo=UTC)
             lat, lon = float(msg.latitude), float(msg.longitude)
         except (TypeError, ValueError, AttributeError):
             self.garbage += 1
+            return None
+        # a receiver hit by the GPS week rollover reports 1999 or 2038; a corrupt
+        # sentence can carry latitude 999: neither may set the clock or a position
+        if (
+            not (-90 <= lat <= 90 and -180 <= lon <= 180)
+            or not PLAUSIBLE_YEARS[0] <= utc.year <= PLAUSIBLE_YEARS[1]
+        ):
+            self.implausible += 1
             return None
         return Fix(utc, round(lat * 1e7), round(lon * 1e7), self._quality, self._sats)
 

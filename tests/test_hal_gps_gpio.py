@@ -163,3 +163,30 @@ def test_selftest_listens_to_a_serial_gps_and_passes_only_what_it_heard(tmp_path
     assert "PASS gps sentences" in heard and "PASS clock" in heard  # a fix with UTC time
     silent = _selftest_with_serial_gps(tmp_path / "b", b"\x00\xff garbage\r\n")
     assert "FAIL gps sentences" in silent and "FAIL clock" in silent
+
+
+def _rmc(date: str, lat: str, ns: str, lon: str, ew: str, mode: str = "A") -> str:
+    """A well-formed RMC sentence with its checksum (pynmea2 renders it)."""
+    import pynmea2
+
+    fields = ("120000.00", "A", lat, ns, lon, ew, "0.0", "0.0", date, "", "", mode)
+    return str(pynmea2.RMC("GP", "RMC", fields))
+
+
+@pytest.mark.parametrize(
+    ("sentence", "why"),
+    [
+        (_rmc("230999", "5130.0000", "N", "00007.0000", "W"), "week rollover: 1999"),
+        (_rmc("231126", "9930.0000", "N", "00007.0000", "W"), "latitude 99"),
+        (_rmc("231126", "5130.0000", "N", "19007.0000", "W"), "longitude 190"),
+        (_rmc("231126", "5130.0000", "N", "00007.0000", "W", "S"), "a simulator"),
+        (_rmc("231126", "5130.0000", "N", "00007.0000", "W", "N"), "mode: not valid"),
+    ],
+)
+def test_an_impossible_fix_sets_neither_clock_nor_position(sentence: str, why: str) -> None:
+    p = NmeaParser()
+    fix = p.feed(sentence)
+    assert fix is None or (fix.utc is None and fix.lat_e7 is None), why
+    good = p.feed(_rmc("231126", "5130.0000", "N", "00007.0000", "W"))
+    assert good is not None and good.utc is not None and good.utc.year == 2026  # the control
+    assert good.lat_e7 == 515_000_000 and good.lon_e7 == -1_166_667
