@@ -170,6 +170,39 @@ def test_a_serial_on_a_second_card_is_refused_unless_forced_and_revokes_the_firs
     assert rows == [["BC-QA-000005", "revoked"], ["BC-QA-000005", "active"]]
 
 
+def test_a_careless_umask_leaves_nothing_writable_by_others(qa: Path) -> None:
+    import os
+    import stat
+
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "flash.py"),
+            str(qa / "sd15"),
+            "--serial",
+            "BC-QA-000015",
+            "--officer",
+            "OFFICER-1",
+            "--password-file",
+            str(qa / "pw"),
+            "--agency",
+            str(qa / "qa"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: os.umask(0),
+    )
+    assert r.returncode == 0, r.stderr
+    loose = [
+        str(p)
+        for top in (qa / "sd15", qa / "qa")
+        for p in top.rglob("*")
+        if not p.is_symlink() and p.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ]
+    assert not loose, loose[:5]
+
+
 def test_bad_serial_and_wrong_profile_agency_fail_clearly(qa: Path) -> None:
     r = _provision(qa, "sd4", "bad serial!")
     assert r.returncode == 1 and "serial" in r.stderr

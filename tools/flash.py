@@ -527,6 +527,10 @@ def _password(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # whatever umask the station's shell has (000 leaves keys and the CA
+    # world-writable), what we write is readable by others at most; secrets
+    # are 0600 regardless (keys.write_secret)
+    os.umask(0o022)
     try:
         if argv[:1] == ["agency-init"]:
             p = argparse.ArgumentParser(prog="flash.py agency-init")
