@@ -375,6 +375,7 @@ class Recorder:
     def _each_second(self, now: int) -> None:
         self._watch_clock()
         self.store.sync_open_segments()
+        self.store.restore_reserve()  # a no-op while it exists
         free, total = self._space()
         self.event(m.Storage(free, total, now))
         battery = self.devices.battery

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 CHAIN = "chain.jsonl"
+RESERVE = "reserve"  # zeros kept for the records a full disk still needs (docs/FORMAT.md)
 LOCK = "LOCK"
 DEVICE_PUB = "device_ed25519.pub"
 SEGMENTS = "segments"

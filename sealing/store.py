@@ -40,6 +40,28 @@ from .records import (
 Clock = Callable[[], Stamp]
 
 
+# Room kept on the store's file system for the records that end a full disk's
+# story (boot, recovery, auth, export, receipt, release): about 4000 of them.
+RESERVE_BYTES = 1 << 20
+
+
+def _free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _write_reserve(path: Path, size: int) -> None:
+    """Real blocks, not a sparse file: a hole would give nothing back when freed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        chunk = b"\0" * 65536
+        for _ in range(size // len(chunk)):
+            os.write(fd, chunk)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class StoreError(Exception):
     """Base of the store's errors; the message says what and where."""
 
@@ -250,6 +272,7 @@ class Store:
             raise StoreError(f"{root} already holds a store")
         (root / layout.SEGMENTS).mkdir()
         (root / layout.RECEIPTS).mkdir()
+        _write_reserve(root / layout.RESERVE, RESERVE_BYTES)
         (root / layout.DEVICE_PUB).write_bytes(public_pem(keys.public))
         state = fss.load(keys.fss_path)
         if state.seq != 0:
@@ -302,11 +325,51 @@ class Store:
         try:
             chain = read_chain(root / layout.CHAIN)
             store = cls(root, keys, clock, lock_fd, chain, sync_interval)
+            released = store._release_reserve_if_full()
             store._recover(chain, boot_body or {})
+            if released:
+                store.append(
+                    "fault",
+                    {
+                        "what": "storage_full",
+                        "reserve_released": released,
+                        "reason": "the disk was full at open: the reserve was "
+                        "freed so recovery, export and release can run",
+                    },
+                )
         except BaseException:
             os.close(lock_fd)
             raise
         return store
+
+    # -- the reserve: room for the records that end a full disk's story ----------------
+
+    def _release_reserve_if_full(self) -> int:
+        """At open: if the file system cannot take the records recovery, export
+        and release need, free the reserve (its size is returned, else 0)."""
+        reserve = self.root / layout.RESERVE
+        if not reserve.exists() or _free_bytes(self.root) >= RESERVE_BYTES:
+            return 0
+        size = reserve.stat().st_size
+        reserve.unlink()
+        fsync_dir(self.root)
+        return size
+
+    def restore_reserve(self, size: int = RESERVE_BYTES) -> bool:
+        """Make the reserve again once there is room for it twice over (after a
+        dock released segments). True if it now exists."""
+        reserve = self.root / layout.RESERVE
+        with self._mutex:
+            if reserve.exists():
+                return True
+            if _free_bytes(self.root) < 2 * size + RESERVE_BYTES:
+                return False
+            try:
+                _write_reserve(reserve, size)
+            except OSError:  # the disk filled meanwhile: try again later
+                reserve.unlink(missing_ok=True)
+                return False
+            return True
 
     def close(self) -> None:
         with self._mutex:

@@ -25,7 +25,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
     try:
         yield mnt
     finally:
@@ -75,3 +75,33 @@ def test_a_full_disk_loses_no_record_and_the_store_opens_again(small_fs: Path) -
     seqs = [r["seq"] for r in report.records]
     assert seqs == list(range(len(seqs)))
     assert [r["body"].get("n") for r in report.records if r["type"] == "mark"] == [1, 4]
+
+
+def test_a_unit_whose_disk_filled_still_opens_exports_and_frees(small_fs: Path) -> None:
+    """The reserve: a store created on this file system keeps 1 MiB of real
+    blocks; when the disk is full at open, they are freed so that boot,
+    recovery and the records of an export can still be written."""
+    from sealing import layout
+    from sealing.store import RESERVE_BYTES
+
+    unit = make_unit(small_fs / "unit")
+    reserve = unit.path / "store" / layout.RESERVE
+    assert reserve.stat().st_size == RESERVE_BYTES and reserve.stat().st_blocks > 0
+    store = open_unit(unit.path, boot_body={"cause": "test"})
+    store.close()
+    _fill(small_fs)  # what a long recording left behind
+    again = open_unit(unit.path, boot_body={"cause": "after full disk"})  # must not fail
+    for n in range(20):  # an officer's login, a dock's pull and release: more than slack
+        again.append("auth", {"dock": "d", "result": "ok", "n": n, "pad": "x" * 400})
+    assert not reserve.exists()
+    assert not again.restore_reserve()  # no room for it yet
+    again.close()
+    (small_fs / "filler").unlink()  # the dock freed space
+    third = open_unit(unit.path, boot_body={"cause": "space back"})
+    assert third.restore_reserve() and reserve.stat().st_size == RESERVE_BYTES
+    third.close()
+    report = verify_store(unit.path)
+    assert report.ok, report.problems
+    full = [r for r in report.records if r["type"] == "fault"]
+    assert full and full[0]["body"]["what"] == "storage_full"
+    assert full[0]["body"]["reserve_released"] == RESERVE_BYTES
