@@ -50,7 +50,9 @@ def small_unit(tmp_path_factory: pytest.TempPathFactory) -> Unit:
 
 
 def _store_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != layout.LOCK)
+    # the reserve is zeros kept for a full disk, not evidence (docs/FORMAT.md 6)
+    skip = {layout.LOCK, layout.RESERVE}
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name not in skip)
 
 
 class Campaign:
