@@ -218,8 +218,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes | None:
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        # ASCII digits only: "²".isdigit() is true, and int("²") raises
+        if length is None or not (length.isascii() and length.isdigit()):
             self._send(411, {"error": "Content-Length required"})
+            self.close_connection = True  # where the body ends is unknown: start afresh
             return None
         n = int(length)
         if n > MAX_BODY:
@@ -390,8 +392,12 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 self.connection.sendall(buf[:n])
                 left -= n
-        if end == size - 1:
-            svc.store.append("export", {"file": name, "dock": dock, "bytes": size})
+        if end == size - 1 and left == 0:
+            # what was sent, not the whole file: a resumed pull sends only its tail
+            svc.store.append(
+                "export",
+                {"file": name, "dock": dock, "from": start, "bytes": end - start + 1, "size": size},
+            )
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         self._route("GET")

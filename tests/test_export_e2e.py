@@ -238,6 +238,18 @@ def test_bad_requests_get_4xx_and_the_service_stays_up(link: Link) -> None:
     resp = client.request("GET", f"/v1/segments/{name}", headers={"Range": "bytes=999999999-"})
     assert resp.status == 416
     resp.read()
+    # the last byte alone: the export record says one byte went, not the file
+    size = (link.unit.path / "store" / "segments" / name).stat().st_size
+    resp = client.request("GET", f"/v1/segments/{name}", headers={"Range": f"bytes={size - 1}-"})
+    assert resp.status == 206 and len(resp.read()) == 1
+    export = [r for r in link.store.records() if r.type == "export"][-1].body
+    assert (export["from"], export["bytes"], export["size"]) == (size - 1, 1, size)
+    # a Content-Length in other digits than ASCII: an answer, not a dropped connection
+    resp = client.request("POST", "/v1/auth", b"{}", {"Content-Length": "\u00b2"})
+    assert resp.status == 411
+    resp.read()
+    client.close()
+    client = link.client()  # the unit closed that connection: its body's end was unknown
     assert client.json("GET", "/v1/status")[0] == 200
     client.close()
 
