@@ -4,7 +4,13 @@ unit, the dock's fingerprint-reader verdict, and a lockout that grows.
 State lives in files under the unit directory so that a power cycle does not
 reset the lockout:
     <unit>/officer.scrypt     "scrypt$<n>$<r>$<p>$<salt hex>$<hash hex>"
-    <unit>/auth_state.json    {"failures": int, "locked_until": float, "lockouts": int}
+    <unit>/auth_state.json    {"failures", "lockouts", "lock_left_s", "lock_mono", "boot_id"}
+
+The lockout runs on the monotonic clock, never the wall clock: a clock set
+back (by a dock, or anyone) must neither lift a lockout nor stretch one for
+years. What is left of it is saved with the monotonic instant and the boot
+it was measured in; after a power cycle the saved remainder starts again
+(time powered off does not count towards it).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,11 +60,30 @@ def check_password(stored: str, password: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    """This boot's id (the monotonic clock's base changes with it)."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
 @dataclass
 class AuthState:
     failures: int = 0
-    locked_until: float = 0.0
     lockouts: int = 0
+    lock_left_s: float = 0.0  # what was left of the lockout at lock_mono
+    lock_mono: float = 0.0
+    boot_id: str = ""
+
+    def left(self, mono: float, boot: str) -> float:
+        if self.lock_left_s <= 0:
+            return 0.0
+        spent = mono - self.lock_mono if self.boot_id == boot else 0.0
+        return max(0.0, self.lock_left_s - max(0.0, spent))
 
 
 @dataclass(frozen=True)
@@ -81,16 +107,22 @@ class Authoriser:
         except FileNotFoundError:
             return AuthState()
         except (ValueError, TypeError):
-            # A damaged state file must not unlock export: treat it as locked once.
-            return AuthState(failures=MAX_FAILURES, locked_until=0.0, lockouts=1)
+            # A damaged (or older) state file must not unlock export: locked once.
+            return AuthState(lockouts=1, lock_left_s=BASE_LOCK_S)
 
     def _save(self, state: AuthState) -> None:
         write_durably(self._state_path, json.dumps(asdict(state)).encode())
 
-    def attempt(self, password: str, fingerprint_ok: bool, now: float) -> Verdict:
+    def attempt(self, password: str, fingerprint_ok: bool, mono: float | None = None) -> Verdict:
+        """One try; `mono` is the monotonic clock (seconds), read here by default."""
+        mono = time.monotonic() if mono is None else mono
+        boot = boot_id()
         state = self._load()
-        if now < state.locked_until:
-            return Verdict(False, "locked", state.locked_until - now, state.failures)
+        left = state.left(mono, boot)
+        if left > 0:
+            state.lock_left_s, state.lock_mono, state.boot_id = left, mono, boot
+            self._save(state)  # progress kept across a power cycle
+            return Verdict(False, "locked", left, state.failures)
         try:
             stored = (self.unit / "officer.scrypt").read_text()
         except FileNotFoundError:
@@ -107,10 +139,11 @@ class Authoriser:
         )
         if state.failures >= MAX_FAILURES:
             # each lockout doubles: 60 s, 120 s, 240 s, ...
-            state.locked_until = now + BASE_LOCK_S * (2**state.lockouts)
+            state.lock_left_s = BASE_LOCK_S * (2**state.lockouts)
+            state.lock_mono, state.boot_id = mono, boot
             state.lockouts += 1
             state.failures = 0
             self._save(state)
-            return Verdict(False, result, state.locked_until - now, MAX_FAILURES)
+            return Verdict(False, result, state.lock_left_s, MAX_FAILURES)
         self._save(state)
         return Verdict(False, result, 0.0, state.failures)

@@ -103,7 +103,7 @@ class ExportService:
     def login(self, dock: str, password: str, fingerprint_ok: bool) -> tuple[int, dict]:
         with self._lock:
             try:
-                v = self.auth.attempt(password, fingerprint_ok, self.hooks.now())
+                v = self.auth.attempt(password, fingerprint_ok)  # on the monotonic clock
             except AuthError as exc:
                 self.store.append("auth", {"dock": dock, "result": "error", "reason": str(exc)})
                 return 503, {"error": str(exc)}
@@ -118,7 +118,7 @@ class ExportService:
             )
             if v.ok:
                 token = secrets.token_hex(16)
-                self.sessions[token] = _Session(dock, self.hooks.now() + SESSION_S)
+                self.sessions[token] = _Session(dock, time.monotonic() + SESSION_S)
                 return 200, {"token": token, "expires_in_s": SESSION_S}
             if v.result == "locked" or v.retry_after_s:
                 return 429, {
@@ -129,7 +129,7 @@ class ExportService:
 
     def session(self, token: str | None, dock: str) -> bool:
         s = self.sessions.get(token or "")
-        return s is not None and s.dock == dock and self.hooks.now() < s.expires
+        return s is not None and s.dock == dock and time.monotonic() < s.expires
 
 
 class _Server(ThreadingHTTPServer):
@@ -220,8 +220,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         # ASCII digits only: "²".isdigit() is true, and int("²") raises
         if length is None or not (length.isascii() and length.isdigit()):
+            # where the body ends is unknown: take what came with the request (so
+            # closing does not reset the connection and lose the answer), answer,
+            # and close
+            self.connection.settimeout(0.2)
+            try:
+                while self.rfile.read1(65536):
+                    pass
+            except (TimeoutError, OSError):
+                pass
             self._send(411, {"error": "Content-Length required"})
-            self.close_connection = True  # where the body ends is unknown: start afresh
+            self.close_connection = True
             return None
         n = int(length)
         if n > MAX_BODY:

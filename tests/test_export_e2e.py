@@ -130,8 +130,35 @@ def test_lockout_survives_a_restart_of_the_service(link: Link) -> None:
         with pytest.raises(dock.DockError):
             link.pull(password=f"bad{i}")
     fresh = Authoriser(link.unit.path)
-    v = fresh.attempt("correct horse 7", True, __import__("time").time())
+    v = fresh.attempt("correct horse 7", True)
     assert not v.ok and v.result == "locked"
+
+
+def test_the_lockout_ignores_the_wall_clock_and_outlives_a_reboot(
+    link: Link, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setting the wall clock a year ahead does not lift a lockout; a reboot
+    (another boot id: the monotonic clock restarts) keeps what was left."""
+    import time
+
+    from firmware import auth
+
+    for i in range(5):
+        with pytest.raises(dock.DockError):
+            link.pull(password=f"bad{i}")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 365 * 86400)
+    with pytest.raises(dock.DockError, match="locked"):
+        link.pull()
+    a = auth.Authoriser(link.unit.path)
+    mono = time.monotonic()
+    left = a.attempt("correct horse 7", True, mono).retry_after_s
+    assert 0 < left <= auth.BASE_LOCK_S * 2
+    monkeypatch.setattr(auth, "boot_id", lambda: "another-boot")  # after a power cycle
+    again = a.attempt("correct horse 7", True, 5.0)  # the monotonic clock starts near 0
+    assert again.result == "locked" and abs(again.retry_after_s - left) < 1
+    later = a.attempt("correct horse 7", True, 5.0 + left + 1)  # the lock has run out
+    assert later.ok
 
 
 def _handshake(link: Link, ctx: ssl.SSLContext) -> bytes:
