@@ -9,6 +9,7 @@ reason and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -224,11 +225,9 @@ class _Handler(BaseHTTPRequestHandler):
             # closing does not reset the connection and lose the answer), answer,
             # and close
             self.connection.settimeout(0.2)
-            try:
+            with contextlib.suppress(TimeoutError, OSError):  # nothing more came: done
                 while self.rfile.read1(65536):
-                    pass
-            except (TimeoutError, OSError):
-                pass
+                    continue
             self._send(411, {"error": "Content-Length required"})
             self.close_connection = True
             return None
