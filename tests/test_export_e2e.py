@@ -197,8 +197,23 @@ def test_unenrolled_dock_with_agency_cert_is_refused(link: Link) -> None:
     assert code == 403 and "not an enrolled dock" in body["error"]
 
 
+def _whole_chain(link: Link) -> dict:
+    """make_receipt's arguments for a receipt of everything the unit holds now."""
+    from sealing.receipts import media_entries
+
+    recs = link.store.records()
+    return dict(
+        serial="BC-TEST-0001",
+        from_seq=0,
+        to_seq=recs[-1].seq,
+        head=recs[-1].hash,
+        segments=media_entries(recs),
+        dock_time_us=1,
+    )
+
+
 def test_receipt_refusals_through_the_network(link: Link) -> None:
-    from sealing.receipts import make_receipt, media_entries
+    from sealing.receipts import make_receipt
 
     before = link.files()
     client = link.client()
@@ -207,15 +222,7 @@ def test_receipt_refusals_through_the_network(link: Link) -> None:
     )
     assert code == 200
     client.token = auth["token"]
-    recs = link.store.records()
-    good = dict(
-        serial="BC-TEST-0001",
-        from_seq=0,
-        to_seq=recs[-1].seq,
-        head=recs[-1].hash,
-        segments=media_entries(recs),
-        dock_time_us=1,
-    )
+    good = _whole_chain(link)
     cases = {
         "unenrolled": make_receipt(Ed25519PrivateKey.generate(), **good).to_bytes(),
         "foreign device": make_receipt(
@@ -318,18 +325,9 @@ def test_segment_being_written_is_not_offered_while_recording(link: Link) -> Non
 def test_the_same_receipt_sent_four_times_at_once_is_applied_once(link: Link) -> None:
     import threading
 
-    from sealing.receipts import make_receipt, media_entries
+    from sealing.receipts import make_receipt
 
-    recs = link.store.records()
-    receipt = make_receipt(
-        link.unit.agency.dock,
-        serial="BC-TEST-0001",
-        from_seq=0,
-        to_seq=recs[-1].seq,
-        head=recs[-1].hash,
-        segments=media_entries(recs),
-        dock_time_us=1,
-    ).to_bytes()
+    receipt = make_receipt(link.unit.agency.dock, **_whole_chain(link)).to_bytes()
     answers: list[tuple[int, dict]] = []
     clients = []
     for _ in range(4):
