@@ -44,6 +44,8 @@ SESSION_S = 15 * 60
 HANDSHAKE_TIMEOUT_S = 10.0
 BLOCK = 1024 * 1024
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+_RECEIPT_ID = re.compile(r"^[0-9a-f]{64}$")
+_COLLECTIONS = ("/v1/segments", "/v1/receipts")
 
 
 @dataclass
@@ -281,12 +283,13 @@ class _Handler(BaseHTTPRequestHandler):
             ("GET", "/v1/offered"),
             ("GET", "/v1/chain"),
             ("GET", "/v1/segments"),
+            ("GET", "/v1/receipts"),
             ("POST", "/v1/receipt"),
         }
-        key = (method, "/v1/segments") if path.startswith("/v1/segments/") else (method, path)
+        base = next((b for b in _COLLECTIONS if path.startswith(b + "/")), path)
+        key = (method, base)
         if key not in routes:
             known = {p for _, p in routes}
-            base = "/v1/segments" if path.startswith("/v1/segments/") else path
             if base in known:
                 self._send(405, {"error": f"{method} not allowed on {base}"})
             else:
@@ -327,6 +330,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, svc.store.chain_bytes(int(frm)), "application/x-ndjson")
         elif key == ("GET", "/v1/segments"):
             self._segment(path[len("/v1/segments/") :], dock)
+        elif key == ("GET", "/v1/receipts"):
+            self._receipt(path[len("/v1/receipts/") :])
         elif key == ("POST", "/v1/receipt"):
             raw = self._body()
             if raw is None:
@@ -356,6 +361,22 @@ class _Handler(BaseHTTPRequestHandler):
                     "already_applied": done.already_applied,
                 },
             )
+
+    def _receipt(self, rid: str) -> None:
+        """A receipt the chain cites, as kept: a dock that did not sign it
+        needs it to verify its copy (docs/FORMAT.md section 8.4)."""
+        if not _RECEIPT_ID.match(rid):
+            self._send(400, {"error": "a receipt id is 64 lowercase hex digits"})
+            return
+        path = self.server.service.store.receipts / f"{rid}.json"
+        try:
+            data = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+        except OSError:
+            data = None
+        if data is None:
+            self._send(404, {"error": f"no receipt {rid[:16]} on this unit"})
+            return
+        self._send(200, data, "application/json")
 
     def _segment(self, name: str, dock: str) -> None:
         svc = self.server.service

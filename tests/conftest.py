@@ -16,10 +16,12 @@ from sealing.unit import open_unit, provision_unit
 
 @dataclass
 class Agency:
-    """The parties outside the unit: evidence identity and an enrolled dock."""
+    """The parties outside the unit: evidence identity and two enrolled docks
+    (a rack's usual dock and another of the agency's)."""
 
     identity: Identity
     dock: Ed25519PrivateKey
+    other_dock: Ed25519PrivateKey
     escrow: bytes = b""
 
 
@@ -33,13 +35,13 @@ class Unit:
 
 
 def make_unit(path: Path, serial: str = "BC-TEST-0001") -> Unit:
-    agency = Agency(Identity.generate(), Ed25519PrivateKey.generate())
+    agency = Agency(Identity.generate(), Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate())
     agency.escrow = provision_unit(
         path,
         serial=serial,
         officer="OFFICER-7",
         recipient=agency.identity.recipient,
-        docks=[agency.dock.public_key()],
+        docks=[agency.dock.public_key(), agency.other_dock.public_key()],
     )
     return Unit(path, agency)
 

@@ -43,13 +43,16 @@ class Link:
         host, port = self.running.address
         return dock.Client(host, port, ctx)
 
-    def pull(self, dock_dir: Path | None = None, **kw: Any) -> dock.PullResult:
-        client = self.client()
+    def pull(
+        self, dock_dir: Path | None = None, name: str = "dock1", **kw: Any
+    ) -> dock.PullResult:
+        client = self.client(name)
+        key = self.unit.agency.dock if name == "dock1" else self.unit.agency.other_dock
         try:
             return dock.pull(
                 client,
                 dock_dir or self.dir / "dockstore",
-                self.unit.agency.dock,
+                key,
                 password=kw.pop("password", PASSWORD),
                 fingerprint_ok=kw.pop("fingerprint_ok", True),
                 progress=lambda *_: None,
@@ -77,6 +80,7 @@ def start_link(base: Path, segments: int = 3, size: int = 300_000) -> Link:
     ca = pki.make_ca("qa")
     (base / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
     write_dock_creds(base, ca, unit.agency.dock, "dock1")
+    write_dock_creds(base, ca, unit.agency.other_dock, "dock2")
     tls_key = Ed25519PrivateKey.generate()
     tls = unit.path / "tls"
     tls.mkdir()

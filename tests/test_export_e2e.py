@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +63,48 @@ def test_only_receipted_segments_are_freed(link: Link) -> None:
     left = link.files()
     assert len(left) == 1
     assert verify_store(link.unit.path).ok
+
+
+def test_a_second_dock_pulls_verifies_and_releases(link: Link) -> None:
+    """Finding 5: the chain cites the first dock's receipts; the second dock
+    fetches them from the unit, so its fresh copy verifies and it may release."""
+    from .conftest import write_segment
+
+    first = link.pull(link.dir / "dock-a")
+    assert first.released
+    write_segment(link.store, b"y" * 80_000)  # recorded after the first dock emptied it
+    new = link.files()
+    other = link.dir / "dock-b"
+    result = link.pull(other, name="dock2", identity=link.unit.agency.identity)
+    assert result.pulled == sorted(new) and result.released == sorted(new)
+    assert link.files() == set()
+    mirror = other / "units" / "BC-TEST-0001"
+    assert (mirror / "receipts" / f"{first.receipt}.json").is_file()
+    held = {p.name: p for p in other.rglob("*.ts.age")}
+    report = verify_store(mirror, identity=link.unit.agency.identity, find_segment=held.get)
+    assert report.ok, report.problems
+    statuses = {s["file"]: s["status"] for s in report.segments}
+    assert {statuses[f] for f in first.released} == {"released"}
+    # and as an examiner would check it, with the command line (FORMAT.md 8.4)
+    key = link.dir / "agency.key"
+    key.write_text(f"{link.unit.agency.identity}\n")
+    cli = [sys.executable, "-m", "firmware.cli", "verify", str(mirror), "--identity", str(key)]
+    ok = subprocess.run([*cli, "--segments-from", str(other)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "decrypted, hash matches" in ok.stdout or "intact" in ok.stdout
+    (next(other.rglob("*.ts.age"))).write_bytes(b"not the segment")
+    bad = subprocess.run([*cli, "--segments-from", str(other)], capture_output=True, text=True)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    # the endpoint answers bad and unknown ids clearly
+    client = link.client("dock2")
+    code, auth = client.json(
+        "POST", "/v1/auth", {"password": "correct horse 7", "fingerprint_ok": True}
+    )
+    client.token = auth["token"]
+    assert client.json("GET", "/v1/receipts/../chain.jsonl")[0] == 400
+    assert client.json("GET", "/v1/receipts/" + "0" * 64)[0] == 404
+    assert client.json("POST", "/v1/receipts/" + "0" * 64)[0] == 405
+    client.close()
 
 
 def test_cut_link_resumes_without_resending(link: Link, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,7 +41,12 @@ from sealing import layout  # noqa: E402
 from sealing.age import Identity  # noqa: E402
 from sealing.files import fsync_dir, write_durably  # noqa: E402
 from sealing.keys import fingerprint  # noqa: E402
-from sealing.receipts import make_receipt, media_entries  # noqa: E402
+from sealing.receipts import (  # noqa: E402
+    ReceiptRefused,
+    make_receipt,
+    media_entries,
+    parse_receipt,
+)
 from sealing.records import Record, parse_line  # noqa: E402
 from sealing.verify import human, verify_store  # noqa: E402
 
@@ -272,6 +277,7 @@ def pull(
         records = _records(chain)
         mirror = dock_dir / "units" / serial
         _store_chain(index, mirror, serial, status, records, chain)
+        _fetch_cited_receipts(client, mirror, records)
         held = index.held(serial)
         offered = {e["file"] for e in _offered(client)}
         pulled, resumed = [], 0
@@ -344,6 +350,28 @@ def pull(
         )
     finally:
         index.close()
+
+
+def _fetch_cited_receipts(client: Client, mirror: Path, records: list[Record]) -> None:
+    """Receipts another dock signed: the chain cites them in `release`
+    records, and this dock's copy only verifies with them beside it."""
+    folder = mirror / layout.RECEIPTS
+    for r in records:
+        rid = r.body.get("receipt") if r.type == "release" else None
+        if not isinstance(rid, str) or (folder / f"{rid}.json").exists():
+            continue
+        resp = client.request("GET", f"/v1/receipts/{rid}")
+        data = resp.read()
+        if resp.status != 200:
+            raise DockError(f"receipt {rid[:16]} cited by the chain: unit answered {resp.status}")
+        try:
+            got = parse_receipt(data).id
+        except ReceiptRefused as exc:
+            raise DockError(f"receipt {rid[:16]} from the unit is not a receipt: {exc}") from None
+        if got != rid:
+            raise DockError(f"asked for receipt {rid[:16]}, the unit sent {got[:16]}")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_durably(folder / f"{rid}.json", data)
 
 
 def _post_receipt(client: Client, data: bytes) -> tuple[int, dict[str, Any]]:
