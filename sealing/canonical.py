@@ -18,8 +18,18 @@ class EncodingError(ValueError):
     """A value that has no canonical encoding, or bytes that are not canonical."""
 
 
+# Integers beyond IEEE-754's exact range would print differently under RFC 8785
+# (JCS), which reads every number as a double: keeping within it keeps the two
+# encodings byte-identical. Microsecond times stay within it until year 287396.
+MAX_INT = 2**53 - 1
+
+
 def _check(value: Any, where: str) -> None:
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        if not -MAX_INT <= value <= MAX_INT:
+            raise EncodingError(f"{where}: integer beyond +-(2^53 - 1)")
         return
     if isinstance(value, float):
         raise EncodingError(f"{where}: floats are not allowed in records (use integers)")
@@ -55,6 +65,8 @@ def decode(data: bytes) -> Any:
         canonical = encode(value) == data
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EncodingError(f"not valid JSON: {exc}") from None
+    except UnicodeEncodeError:  # "\ud800": a lone surrogate is no Unicode text
+        raise EncodingError("a string holds a lone surrogate escape") from None
     except RecursionError:  # a hostile file or request nesting thousands deep
         raise EncodingError("JSON nested too deeply") from None
     if not canonical:

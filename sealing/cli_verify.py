@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from . import layout
 from .age import AgeError, Identity
 from .fss import FssError, load_escrow
 from .keys import KeyFileError, load_public
@@ -41,6 +43,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="a receipt held outside the store (repeatable)",
     )
+    parser.add_argument(
+        "--segments-from",
+        type=Path,
+        metavar="DIR",
+        help="a dock's folder: look segments up as DIR/YYYY/MM/DD/<serial>/<file> "
+        "(docs/FORMAT.md section 8.4) instead of the store's segments/",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable report")
 
 
@@ -50,12 +59,15 @@ def run(args: argparse.Namespace) -> int:
         escrow = load_escrow(args.escrow) if args.escrow else None
         device_key = load_public(args.device_key) if args.device_key else None
         extra = [p.read_bytes() for p in args.receipt]
+        if args.segments_from is not None and not args.segments_from.is_dir():
+            raise Unusable(f"{args.segments_from} is not a folder")
         report = verify_store(
             args.path,
             identity=identity,
             escrow_key=escrow,
             device_key=device_key,
             extra_receipts=extra,
+            find_segment=dock_lookup(args.segments_from) if args.segments_from else None,
         )
     except (Unusable, AgeError, FssError, KeyFileError, OSError, UnicodeDecodeError) as exc:
         print(f"bodycam verify: unusable input: {exc}", file=sys.stderr)
@@ -66,3 +78,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(human(report))
     return 0 if report.ok else 1
+
+
+def dock_lookup(root: Path) -> Callable[[str], Path | None]:
+    """Where a dock keeps a file: under the date its name carries."""
+
+    def find(name: str) -> Path | None:
+        parsed = layout.parse_name(name)
+        if parsed is None:
+            return None
+        path = root / parsed.day_dir / parsed.serial / name
+        return path if path.exists() or path.is_symlink() else None
+
+    return find

@@ -57,7 +57,8 @@ class SegmentName:
 
 def parse_name(name: str) -> SegmentName | None:
     m = _NAME_RE.match(name.removesuffix(PARTIAL))
-    if not m:
+    # one name per number: from 1, six digits, more only when it needs them
+    if not m or int(m["segno"]) < 1 or m["segno"] != f"{int(m['segno']):06d}":
         return None
     try:
         when = datetime.strptime(m["date"] + m["time"], "%Y%m%d%H%M%S").replace(tzinfo=UTC)

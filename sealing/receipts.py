@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from . import canonical
+from . import canonical, layout
 from .files import fsync_dir, write_durably
 from .keys import fingerprint, raw_public
-from .records import Record
+from .records import HEX64, Record
 
 if TYPE_CHECKING:
     from .store import Store
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 RECEIPT_DOMAIN = b"bodycam-receipt-v1\n"
 MEDIA_TYPES = ("segment", "still")
 MAX_RECEIPT_BYTES = 4 << 20
+_NONCE = re.compile(r"[0-9a-f]{32}")
 
 
 class ReceiptRefused(ValueError):
@@ -92,7 +94,8 @@ def parse_receipt(data: bytes) -> Receipt:
     if len(data) > MAX_RECEIPT_BYTES:
         raise ReceiptRefused("receipt is larger than 4 MiB")
     try:
-        outer = canonical.decode(data.strip())
+        # the exact bytes, no whitespace around: one receipt, one byte string
+        outer = canonical.decode(data)
         body, sig = outer["receipt"], canonical.unb64(outer["sig"])
         if set(outer) != {"receipt", "sig"} or body.get("v") != 1:
             raise ValueError("not a version 1 receipt")
@@ -110,17 +113,15 @@ def parse_receipt(data: bytes) -> Receipt:
         if set(body) != want:
             raise ValueError(f"fields must be {sorted(want)}")
         for k in ("from_seq", "to_seq", "dock_time_us"):
-            if not isinstance(body[k], int) or isinstance(body[k], bool) or body[k] < 0:
+            if not _count(body[k]):
                 raise ValueError(f"{k} must be a non-negative integer")
-        if not isinstance(body["segments"], list) or not all(
-            isinstance(s, dict)
-            and set(s) == {"seq", "file", "ct_sha256"}
-            and isinstance(s["seq"], int)
-            and isinstance(s["file"], str)
-            and isinstance(s["ct_sha256"], str)
-            for s in body["segments"]
-        ):
-            raise ValueError("segments must be a list of {seq, file, ct_sha256}")
+        if not isinstance(body["serial"], str):
+            raise ValueError("serial must be a string")
+        if not isinstance(body["head"], str) or not HEX64.fullmatch(body["head"]):
+            raise ValueError("head must be 64 lowercase hex digits")
+        if not isinstance(body["nonce"], str) or not _NONCE.fullmatch(body["nonce"]):
+            raise ValueError("nonce must be 16 random bytes as 32 lowercase hex digits")
+        _check_entries(body["segments"])
         key = Ed25519PublicKey.from_public_bytes(canonical.unb64(body["dock_key"]))
     except (canonical.EncodingError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ReceiptRefused(f"malformed receipt: {exc}") from None
@@ -131,6 +132,29 @@ def parse_receipt(data: bytes) -> Receipt:
             "bad signature: the receipt was not signed by the key it names"
         ) from None
     return Receipt(body, sig, key)
+
+
+def _count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _check_entries(segments: object) -> None:
+    if not isinstance(segments, list) or not all(
+        isinstance(s, dict)
+        and set(s) == {"seq", "file", "ct_sha256"}
+        and _count(s["seq"])
+        and isinstance(s["file"], str)
+        and layout.parse_name(s["file"]) is not None
+        and isinstance(s["ct_sha256"], str)
+        and HEX64.fullmatch(s["ct_sha256"])
+        for s in segments
+    ):
+        raise ValueError(
+            "segments must be a list of {seq, file: a segment file name, ct_sha256: 64 hex}"
+        )
+    files = [s["file"] for s in segments]
+    if len(set(files)) != len(files):
+        raise ValueError("a file is listed more than once")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ SHA-256 of canonical(rec); the signature is over SIG_DOMAIN + canonical(rec).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,10 @@ VERSION = 1
 SIG_DOMAIN = b"bodycam-record-v1\n"
 GENESIS_PREV = "0" * 64
 CLOCK_STATES = ("synced", "holdover", "unverified")
+# Twice the largest receipt, so a `release` listing every file it may name
+# fits; a verifier reading a hostile chain stops at this length.
+MAX_LINE = 8 * 1024 * 1024
+HEX64 = re.compile(r"[0-9a-f]{64}")
 
 # Types this version interprets. Any other type is still hashed, signed and
 # MACed like these, so an older verifier checks it and only skips its body.
@@ -105,7 +110,10 @@ def seal_line(record: Record, signing_key: Ed25519PrivateKey, mac_key: bytes) ->
     msg = canonical.encode(record.to_dict())
     sig = signing_key.sign(SIG_DOMAIN + msg)
     line = {"mac": fss.mac(mac_key, msg), "rec": record.to_dict(), "sig": canonical.b64(sig)}
-    return canonical.encode(line) + b"\n"
+    out = canonical.encode(line) + b"\n"
+    if len(out) > MAX_LINE:
+        raise canonical.EncodingError(f"record line of {len(out)} bytes is over {MAX_LINE}")
+    return out
 
 
 def parse_line(line: bytes) -> tuple[Record, bytes, str]:
@@ -152,8 +160,8 @@ def parse_line(line: bytes) -> tuple[Record, bytes, str]:
     strs = ("serial", "officer", "prev", "type")
     if any(not isinstance(rec[k], str) for k in strs) or not isinstance(rec["body"], dict):
         raise RecordError("serial, officer, prev, type must be strings and body an object")
-    if len(rec["prev"]) != 64:
-        raise RecordError("prev must be a hex SHA-256")
+    if not HEX64.fullmatch(rec["prev"]):
+        raise RecordError("prev must be a SHA-256 in 64 lowercase hex digits")
     try:
         sig = canonical.unb64(outer["sig"])
     except (canonical.EncodingError, AttributeError):
@@ -169,8 +177,9 @@ def parse_line(line: bytes) -> tuple[Record, bytes, str]:
         boot=rec["boot"],
         raw=rec,
     )
-    if not isinstance(outer["mac"], str):
-        raise RecordError("mac must be a hex string")
+    # well formed even when no escrow key is given to check it against
+    if not isinstance(outer["mac"], str) or not HEX64.fullmatch(outer["mac"]):
+        raise RecordError("mac must be an HMAC-SHA256 in 64 lowercase hex digits")
     return record, sig, outer["mac"]
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -21,7 +21,16 @@ from .age import AgeError, Identity, decrypt
 from .files import hash_file
 from .keys import KeyFileError, fingerprint, load_public, public_pem
 from .receipts import MEDIA_TYPES, Receipt, ReceiptRefused, parse_receipt
-from .records import GENESIS_PREV, KNOWN_TYPES, Record, RecordError, check_signature, parse_line
+from .records import (
+    GENESIS_PREV,
+    HEX64,
+    KNOWN_TYPES,
+    MAX_LINE,
+    Record,
+    RecordError,
+    check_signature,
+    parse_line,
+)
 
 
 class Unusable(Exception):
@@ -117,24 +126,42 @@ def verify_store(
 def _check_chain(
     path: Path, device_key: Ed25519PublicKey, escrow_key: bytes | None, report: Report
 ) -> list[Record]:
-    data = path.read_bytes()
+    with path.open("rb") as chain:
+        return _check_lines(_lines(chain, layout.CHAIN, report), device_key, escrow_key, report)
+
+
+def _lines(chain: BinaryIO, where: str, report: Report) -> Iterator[tuple[int, bytes]]:
+    """(offset, line without its newline) for each complete line, each read
+    with a bound so a hostile file cannot make the verifier hold gigabytes."""
+    pos = 0
+    n = 0
+    while line := chain.readline(MAX_LINE + 1):
+        if not line.endswith(b"\n"):
+            msg = (
+                f"a line longer than {MAX_LINE} bytes (not a record)"
+                if len(line) > MAX_LINE
+                else "chain ends in an incomplete line (power loss not yet recovered, or a cut)"
+            )
+            report.fail(where, msg, n, pos)
+            return
+        yield pos, line[:-1]
+        pos += len(line)
+        n += 1
+
+
+def _check_lines(
+    lines: Iterator[tuple[int, bytes]],
+    device_key: Ed25519PublicKey,
+    escrow_key: bytes | None,
+    report: Report,
+) -> list[Record]:
     where = layout.CHAIN
     records: list[Record] = []
     mac_key = escrow_key
-    pos = 0
     prev: Record | None = None
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        if end < 0:
-            report.fail(
-                where,
-                "chain ends in an incomplete line (power loss not yet recovered, or a cut)",
-                len(records),
-                pos,
-            )
-            break
+    for pos, line in lines:
         try:
-            rec, sig, mac = parse_line(data[pos:end])
+            rec, sig, mac = parse_line(line)
         except RecordError as exc:
             report.fail(where, f"malformed record: {exc}", len(records), pos)
             return records
@@ -153,6 +180,8 @@ def _check_chain(
                 report.fail(where, "first record is not a genesis record", 0, pos)
                 return records
             report.serial = rec.serial
+            if rec.boot != 0:
+                report.fail(where, f"genesis has boot count {rec.boot}, not 0", 0, pos)
             if rec.body.get("device_key") != fingerprint(device_key):
                 report.fail(
                     where, "genesis names another device key than the one checked against", 0, pos
@@ -205,7 +234,6 @@ def _check_chain(
         )
         records.append(rec)
         prev = rec
-        pos = end + 1
     if not records and not report.problems:
         report.fail(where, "chain is empty: no genesis record", 0, 0)
     if escrow_key is None:
@@ -280,11 +308,15 @@ def _check_media(
                     r.seq,
                 )
                 continue
-            allowed = {e["file"] for e in receipt.body["segments"]}
-            for f in r.body.get("files", []):
-                if f not in allowed:
-                    report.fail(layout.CHAIN, f"release of {f} not covered by its receipt", r.seq)
+            bad = _release_problem(r.body, receipt)
+            if bad:
+                report.fail(layout.CHAIN, f"release under receipt {rid[:16]}: {bad}", r.seq)
+                continue
+            for f in r.body["files"]:
                 released[f] = rid
+    for r in records:
+        if r.type == "power_loss" and (bad := _power_loss_problem(r.body)):
+            report.fail(layout.CHAIN, f"power_loss record: {bad}", r.seq)
     named: set[str] = set()
     segnos: set[int] = set()
     last_end = -1
@@ -369,6 +401,62 @@ def _check_media(
                 report.fail(f"{layout.SEGMENTS}/{p.name}", msg)
 
 
+_POWER_LOSS = {
+    "torn_chain_line": {"cause", "dropped_bytes", "dropped_sha256", "offset"},
+    "partial_segment": {
+        "cause",
+        "file",
+        "segno",
+        "kind",
+        "ct_len",
+        "ct_sha256",
+        "last_write_wall_us",
+    },
+}
+
+
+def _power_loss_problem(b: dict[str, Any]) -> str | None:
+    """The two shapes recovery writes (FORMAT.md section 4); nothing else."""
+    cause = b.get("cause")
+    fields = _POWER_LOSS.get(cause) if isinstance(cause, str) else None
+    if fields is None:
+        return f"cause {b.get('cause')!r} is neither torn_chain_line nor partial_segment"
+    if not fields <= set(b):
+        return f"{b['cause']} wants {sorted(fields)}"
+    if b["cause"] == "torn_chain_line":
+        if "file" in b:
+            return "a torn chain line names no file"
+        ok = (
+            _is_int(b["dropped_bytes"])
+            and _is_int(b["offset"])
+            and isinstance(b["dropped_sha256"], str)
+            and HEX64.fullmatch(b["dropped_sha256"]) is not None
+        )
+        return None if ok else "dropped_bytes, offset, dropped_sha256 malformed"
+    parsed = layout.parse_name(b["file"]) if isinstance(b["file"], str) else None
+    if parsed is None or parsed.kind != b["kind"] or not _is_int(b["last_write_wall_us"]):
+        return "file, kind or last_write_wall_us malformed"
+    return None
+
+
+def _release_problem(body: dict[str, Any], receipt: Receipt) -> str | None:
+    """A release says what its receipt says, no more and no less."""
+    want = {
+        "receipt": receipt.id,
+        "dock": receipt.dock,
+        "from_seq": receipt.body["from_seq"],
+        "to_seq": receipt.body["to_seq"],
+        "head": receipt.body["head"],
+        "files": [e["file"] for e in receipt.body["segments"]],
+    }
+    for key, value in want.items():
+        if body.get(key) != value:
+            return f"its {key} differs from the receipt's"
+    if not _is_int(body.get("bytes_freed")):
+        return "bytes_freed is not a non-negative integer"
+    return None
+
+
 def _regular(path: Path) -> bool:
     """A plain file, not followed through a link (a FIFO would hang the reader)."""
     try:
@@ -395,8 +483,10 @@ def _media_body_problem(b: dict[str, Any], truncated: bool) -> str | None:
         for t in times
     ):
         return "start/end times missing"
-    if b["start"]["wall_us"] > b["end"]["wall_us"] or b["start"]["mono_us"] > b["end"]["mono_us"]:
-        return "ends before it starts"
+    # the monotonic clock orders a segment: the wall clock may be stepped back
+    # by a dock or GPS fix while it records (a `clock` record says so)
+    if b["start"]["mono_us"] > b["end"]["mono_us"]:
+        return "ends before it starts (monotonic clock)"
     if not _is_int(b.get("duration_us")):
         return "duration missing"
     return None

@@ -5,8 +5,12 @@ docs/FORMAT.md checks itself against the same files."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from sealing import canonical, fss
 from sealing.age import Identity
@@ -20,7 +24,14 @@ def test_vectors_verify_with_every_anchor() -> None:
     escrow = fss.load_escrow(V / "escrow.TEST-ONLY.txt")
     report = verify_store(V / "unit", identity=ident, escrow_key=escrow)
     assert report.ok, report.problems
-    assert [s["status"] for s in report.segments] == ["released", "intact", "intact"]
+    statuses = [s["status"] for s in report.segments]
+    assert statuses == ["released", "intact", "intact", "truncated by power loss"]
+    types = [r["type"] for r in report.records]
+    assert types.count("power_loss") == 2 and "release" in types
+    # the third segment was stepped back 30 s by the dock while it recorded
+    seg3 = next(r for r in report.records if r["body"].get("segno") == 3)["body"]
+    assert seg3["end"]["wall_us"] < seg3["start"]["wall_us"]
+    assert seg3["end"]["mono_us"] > seg3["start"]["mono_us"]
     assert report.records[0]["body"]["fss_commitment"] == fss.commitment(escrow)
 
 
@@ -41,3 +52,26 @@ def test_vector_chain_hashes_link_as_documented() -> None:
         rec = canonical.decode(line)["rec"]
         assert rec["prev"] == prev
         prev = hashlib.sha256(canonical.encode(rec)).hexdigest()
+
+
+CASES = json.loads((V / "bad" / "CASES.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_bad_vector_fails_on_its_one_rule(name: str) -> None:
+    escrow = fss.load_escrow(V / "escrow.TEST-ONLY.txt")
+    report = verify_store(V / "bad" / name / "store", escrow_key=escrow)
+    assert not report.ok
+    assert CASES[name]["problem"] in report.problems[0].message, report.problems
+
+
+def test_bad_vectors_exit_1_through_the_cli_without_a_traceback() -> None:
+    for name in sorted(CASES):
+        out = subprocess.run(
+            [sys.executable, "-m", "firmware.cli", "verify", str(V / "bad" / name / "store")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 1, (name, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr + out.stdout, name

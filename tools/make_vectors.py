@@ -5,34 +5,79 @@
 The keys written there are public test keys: never use them for evidence.
 Times come from a fixed clock so records are reproducible; age ciphertext is
 not (fresh file keys and nonces each run), so regenerating changes the files.
+
+`unit/` MUST verify (a release, a clock step inside a segment, a power loss
+with a torn chain line and a partial segment); each store under `bad/` MUST
+fail on the one rule `bad/CASES.json` names.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sealing import keys
+from sealing import canonical, fss, keys, layout
 from sealing.age import Identity
-from sealing.receipts import apply_receipt, make_receipt, media_entries
-from sealing.records import Stamp
-from sealing.store import SegmentMeta
+from sealing.keys import fingerprint, raw_public
+from sealing.receipts import RECEIPT_DOMAIN, apply_receipt, make_receipt, media_entries
+from sealing.records import GENESIS_PREV, SIG_DOMAIN, Stamp
+from sealing.store import SegmentMeta, Store
 from sealing.unit import open_unit, provision_unit
 
 T0 = 1_795_000_000_000_000  # 2026-11-18T11:06:40Z
 
 
 class FixedClock:
+    """Half a second per reading; `step_wall` moves the wall clock the way a
+    dock or GPS fix would, while the monotonic clock runs on."""
+
     def __init__(self) -> None:
         self.n = 0
+        self.wall_offset = 0
 
     def __call__(self) -> Stamp:
         self.n += 1
-        return Stamp(1_000_000 + self.n * 500_000, T0 + self.n * 500_000, "synced", "dock")
+        tick = self.n * 500_000
+        return Stamp(1_000_000 + tick, T0 + tick + self.wall_offset, "synced", "dock")
+
+
+def _seal(store: Store, clock: FixedClock, ext: str, data: bytes, step_back_us: int = 0) -> None:
+    start = clock()
+    w = store.open_segment(ext, stamp=start)
+    w.write(data)
+    if step_back_us:
+        # a clock step while the segment records: it ends, by the wall clock,
+        # before it started; the monotonic clock still orders it
+        before = clock()
+        clock.wall_offset -= step_back_us
+        after = clock()
+        store.append(
+            "clock",
+            {
+                "before_us": before.wall_us,
+                "after_us": after.wall_us,
+                "source": "dock",
+                "state": "synced",
+            },
+            stamp=after,
+        )
+    end = clock()
+    w.close(
+        SegmentMeta(
+            start=start,
+            end=end,
+            duration_us=end.mono_us - start.mono_us,
+            codecs=["mjpeg"] if ext == "jpg" else ["h264", "aac"],
+            container="jpeg" if ext == "jpg" else "mpegts",
+        )
+    )
 
 
 def main(out: Path) -> None:
@@ -52,30 +97,12 @@ def main(out: Path) -> None:
         clock=clock,
     )
     with open_unit(unit, clock=clock, boot_body={"firmware": "vectors"}) as store:
-        for i, (ext, text) in enumerate(
-            [
-                ("ts", b"segment one " * 1000),
-                ("jpg", b"\xff\xd8 still \xff\xd9"),
-                ("ts", b"segment two " * 7000),
-            ]
-        ):
-            start = clock()
-            w = store.open_segment(ext, stamp=start)
-            w.write(text)
-            end = clock()
-            w.close(
-                SegmentMeta(
-                    start=start,
-                    end=end,
-                    duration_us=end.mono_us - start.mono_us,
-                    codecs=["mjpeg"] if ext == "jpg" else ["h264", "aac"],
-                    container="jpeg" if ext == "jpg" else "mpegts",
-                )
-            )
-            if i == 0:
-                store.append("pause", {"reason": "to_be_stated"})
-                store.append("resume", {})
-                store.append("resume_note", {"given": True, "speech_s": 4})
+        _seal(store, clock, "ts", b"segment one " * 1000)
+        store.append("pause", {"reason": "to_be_stated"})
+        store.append("resume", {})
+        store.append("resume_note", {"given": True, "speech_s": 4})
+        _seal(store, clock, "jpg", b"\xff\xd8 still \xff\xd9")
+        _seal(store, clock, "ts", b"segment two " * 7000, step_back_us=30_000_000)
         recs = store.records()
         receipt = make_receipt(
             dock,
@@ -86,19 +113,239 @@ def main(out: Path) -> None:
             segments=media_entries(recs)[:1],
             dock_time_us=T0 + 60_000_000,
         )
+        first = store.segments / media_entries(recs)[0]["file"]
+        first_bytes = first.read_bytes()  # the bad stores below still hold it
         apply_receipt(store, receipt.to_bytes())
+        # the power is cut: a segment half written, a record half appended
+        w = store.open_segment("ts", stamp=clock())
+        w.write(b"cut short " * 3000)
+        w.sync()
+        with (store.root / layout.CHAIN).open("ab") as chain:
+            chain.write(b'{"mac":"00')
+    with open_unit(unit, clock=clock, boot_body={"firmware": "vectors", "cause": "power on"}):
+        pass
     (out / "agency-identity.TEST-ONLY.txt").write_text(
         f"# PUBLISHED TEST KEY - decrypts tests/vectors only\n{agency}\n"
     )
     (out / "escrow.TEST-ONLY.txt").write_text(keys.escrow_text(key0))
-    (out / "dock.TEST-ONLY.pem").write_bytes(
-        dock.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    (out / "dock.TEST-ONLY.pem").write_bytes(_pem(dock))
     (unit / "store" / "LOCK").unlink()
+    (unit / "store" / "reserve").unlink()  # room kept for a full disk, not evidence
+    bad_vectors(out / "bad", unit, key0, dock, first_bytes)
+
+
+def _pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+# -- stores that MUST fail, one rule each ------------------------------------------
+
+
+def _line(rec: dict[str, Any], device: Ed25519PrivateKey, mac_key: bytes) -> bytes:
+    # json.dumps as canonical.encode does, but without its refusals: these
+    # lines are built to break exactly one rule
+    raw = _raw(rec)
+    msg = raw.decode()
+    sig = canonical.b64(device.sign(SIG_DOMAIN + raw))
+    mac = fss.mac(mac_key, raw)
+    line = f'{{"mac":"{mac}","rec":{msg},"sig":"{sig}"}}'
+    return line.encode() + b"\n"
+
+
+def _raw(rec: dict[str, Any]) -> bytes:
+    msg = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # a lone surrogate has no UTF-8 form: JSON can only carry it escaped
+    return msg.replace("\ud800", "\\ud800").encode()
+
+
+def _reseal(recs: list[dict[str, Any]], device: Ed25519PrivateKey, key0: bytes) -> bytes:
+    """Relink, re-sign and re-MAC every record, as a writer holding all the
+    unit's keys would: only the rule the case breaks is broken."""
+    out, prev, k = b"", GENESIS_PREV, key0
+    for seq, rec in enumerate(recs):
+        rec = {**rec, "seq": seq, "prev": prev}
+        line = _line(rec, device, k)
+        out += line
+        prev = hashlib.sha256(_raw(rec)).hexdigest()
+        k = fss.evolve(k)
+    return out
+
+
+def _receipt(key: Ed25519PrivateKey, recs: list[dict[str, Any]], **change: Any) -> bytes:
+    """A receipt over the whole chain for the first media record, then changed."""
+    media = [r for r in recs if r["type"] in ("segment", "still")][:1]
+    head = hashlib.sha256(canonical.encode(recs[-1])).hexdigest()
+    body = {
+        "v": 1,
+        "serial": recs[0]["serial"],
+        "dock_key": canonical.b64(raw_public(key.public_key())),
+        "from_seq": 0,
+        "to_seq": len(recs) - 1,
+        "head": head,
+        "segments": [
+            {"seq": r["seq"], "file": r["body"]["file"], "ct_sha256": r["body"]["ct_sha256"]}
+            for r in media
+        ],
+        "dock_time_us": T0 + 90_000_000,
+        "nonce": "5" * 32,
+    }
+    body.update(change)
+    sig = key.sign(RECEIPT_DOMAIN + canonical.encode(body))
+    return canonical.encode({"receipt": body, "sig": canonical.b64(sig)})
+
+
+def bad_vectors(
+    out: Path, unit: Path, key0: bytes, dock: Ed25519PrivateKey, seg_bytes: bytes
+) -> None:
+    device = serialization.load_pem_private_key(
+        (unit / "keys" / "device_ed25519.pem").read_bytes(), None
+    )
+    assert isinstance(device, Ed25519PrivateKey)
+    store = unit / "store"
+    base = [json.loads(line)["rec"] for line in (store / layout.CHAIN).read_bytes().splitlines()][
+        :5
+    ]  # genesis, boot, the first segment, pause, resume
+    seg = base[2]["body"]["file"]
+    stranger = Ed25519PrivateKey.generate()
+    cases: dict[str, dict[str, Any]] = {}
+
+    def case(name: str, rule: str, problem: str, recs: list[dict[str, Any]], **kw: Any) -> None:
+        d = out / name / "store"
+        (d / layout.SEGMENTS).mkdir(parents=True)
+        (d / layout.RECEIPTS).mkdir()
+        shutil.copy(store / layout.DEVICE_PUB, d / layout.DEVICE_PUB)
+        files: dict[str, bytes] = kw.get("files", {seg: seg_bytes})
+        for fname, data in files.items():
+            (d / layout.SEGMENTS / fname).write_bytes(data)
+        for rid, data in kw.get("receipts", {}).items():
+            (d / layout.RECEIPTS / f"{rid}.json").write_bytes(data)
+        chain = kw.get("chain") or _reseal(recs, device, key0)
+        (d / layout.CHAIN).write_bytes(chain)
+        cases[name] = {"rule": rule, "problem": problem}
+
+    def released_under(receipt: bytes, recs: list[dict[str, Any]], **change: Any) -> Any:
+        r = json.loads(receipt)["receipt"]
+        rid = hashlib.sha256(canonical.encode(r)).hexdigest()
+        body = {
+            "receipt": rid,
+            "dock": fingerprint(Ed25519PublicKey.from_public_bytes(canonical.unb64(r["dock_key"]))),
+            "from_seq": r["from_seq"],
+            "to_seq": r["to_seq"],
+            "head": r["head"],
+            "files": [e["file"] for e in r["segments"]],
+            "bytes_freed": 1,
+        }
+        body.update(change)
+        rel = {**recs[-1], "type": "release", "body": body, "mono_us": recs[-1]["mono_us"] + 1}
+        return recs + [rel], {rid: receipt}
+
+    def resealed(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # the seq/prev fields the receipt's head must name are the resealed ones
+        return [json.loads(ln)["rec"] for ln in _reseal(recs, device, key0).splitlines()]
+
+    gen2 = {**base[0], "boot": 1, "mono_us": base[-1]["mono_us"] + 1}
+    case("second_genesis", "exactly one genesis", "second genesis", base + [gen2])
+    g_boot = [{**r, "boot": r["boot"] + 1} for r in base]
+    case("genesis_boot_1", "genesis has boot 0", "genesis has boot count 1", g_boot)
+
+    recs = resealed(base)
+    chain, receipts = released_under(_receipt(stranger, recs), recs)
+    case(
+        "release_by_unenrolled_dock",
+        "a release counts only under a dock enrolled in genesis",
+        "which genesis does not enroll",
+        chain,
+        files={},
+        receipts=receipts,
+    )
+    chain, receipts = released_under(_receipt(dock, recs), recs, to_seq=1)
+    case(
+        "release_unlike_its_receipt",
+        "a release body equals its receipt",
+        "its to_seq differs",
+        chain,
+        files={},
+        receipts=receipts,
+    )
+    chain, receipts = released_under(_receipt(dock, recs, nonce="5" * 8), recs)
+    case(
+        "receipt_short_nonce", "nonce is 32 hex digits", "nonce", chain, files={}, receipts=receipts
+    )
+    twice = _receipt(dock, recs)
+    body = json.loads(twice)["receipt"]
+    twice = _receipt(dock, recs, segments=body["segments"] * 2)
+    chain, receipts = released_under(twice, recs)
+    case(
+        "receipt_lists_a_file_twice",
+        "a receipt lists a file once",
+        "listed more than once",
+        chain,
+        files={},
+        receipts=receipts,
+    )
+    good = _receipt(dock, recs)
+    chain, receipts = released_under(good, recs)
+    case(
+        "receipt_with_trailing_newline",
+        "a receipt file is exactly its canonical bytes",
+        "not in canonical form",
+        chain,
+        files={},
+        receipts={k: v + b"\n" for k, v in receipts.items()},
+    )
+    lines = _reseal(base, device, key0).splitlines(keepends=True)
+    upper = lines[:2] + [
+        lines[2].replace(b'"mac":"' + lines[2][8:72], b'"mac":"' + lines[2][8:72].upper())
+    ]
+    case(
+        "mac_in_upper_case",
+        "mac is 64 lowercase hex, with or without the escrow key",
+        "mac must be",
+        [],
+        chain=b"".join(upper + lines[3:]),
+    )
+    big = [*base[:3], {**base[3], "body": {"reason": "privacy", "n": 2**53}}, base[4]]
+    case("integer_beyond_2_53", "integers within +-(2^53 - 1)", "beyond", big)
+    lone = [*base[:3], {**base[3], "body": {"reason": "\ud800"}}, base[4]]
+    case("lone_surrogate", "strings are Unicode scalar values", "lone surrogate", lone)
+    padded = seg.replace("_000001.", "_0000001.")
+    pad = [*base[:2], {**base[2], "body": {**base[2]["body"], "file": padded}}, *base[3:]]
+    case(
+        "segno_over_padded",
+        "a segment number has six digits, more only when it needs them",
+        "bad file",
+        pad,
+        files={padded: seg_bytes},
+    )
+    zero = seg.replace("_000001.", "_000000.")
+    z = [*base[:2], {**base[2], "body": {**base[2]["body"], "file": zero, "segno": 0}}, *base[3:]]
+    case(
+        "segno_zero",
+        "segment numbers start at 1",
+        "bad file",
+        z,
+        files={zero: seg_bytes},
+    )
+    s = base[2]["body"]
+    back = {**s, "start": s["end"], "end": s["start"]}
+    case(
+        "segment_ends_before_it_starts",
+        "start <= end on the monotonic clock",
+        "ends before it starts",
+        [*base[:2], {**base[2], "body": back}, *base[3:]],
+    )
+    pl = {**base[3], "type": "power_loss", "body": {"cause": "gremlins"}}
+    case(
+        "power_loss_unknown_cause",
+        "power_loss has one of two shapes",
+        "power_loss",
+        [*base[:3], pl],
+    )
+    (out / "CASES.json").write_text(json.dumps(cases, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
