@@ -50,6 +50,7 @@ import numpy as np
 from hal.media import EncodedFrame, PcmChunk
 
 from . import sei
+from .gopsign import GopSigner
 from .sei import FrameTime
 
 US = Fraction(1, 1_000_000)
@@ -186,6 +187,8 @@ class Segmenter:
         self._open_sink = open_sink
         self.frame_time = frame_time
         self.unstamped = 0  # frames muxed without their SEI (no slice found in them)
+        # set by the recorder for one recording (start to stop, across pauses)
+        self.signer: GopSigner | None = None
         self.segment_us = segment_us
         self.width, self.height, self.fps = width, height, fps
         self.rate = audio_rate
@@ -351,10 +354,11 @@ class Segmenter:
                 self._mux_audio(*a)
             else:
                 assert v is not None
-                if not (final or self._video_may_go(v)):
+                if not (final or (self._video_may_go(v) and self._group_end_known())):
                     return
                 self._vq.popleft()
-                self._mux_video(v)
+                # the picture before a keyframe, or the last one, ends its group
+                self._mux_video(v, last=not self._vq or self._vq[0].keyframe)
 
     def _audio_may_go(self, t_us: int) -> bool:
         """No frame still to come can start a new file at or before `t_us`."""
@@ -372,6 +376,11 @@ class Segmenter:
         waited = self._vq[-1].pts_us - v.pts_us
         return self._a_next_us + ALIGN_US >= v.pts_us or waited > WAIT_US
 
+    def _group_end_known(self) -> bool:
+        """A signed picture waits for the next one: only then is it known
+        whether it ends its group (and so carries the group's signature)."""
+        return self.signer is None or not self.video_on or len(self._vq) >= 2
+
     def _roll_due(self, t_us: int, start_us: int) -> bool:
         if self._closing:
             return False
@@ -387,7 +396,7 @@ class Segmenter:
         off = min(r, AAC_FRAME * 1_000_000 - r) // self.rate
         return off <= ALIGN_US
 
-    def _mux_video(self, frame: EncodedFrame) -> None:
+    def _mux_video(self, frame: EncodedFrame, last: bool = True) -> None:
         info = self._info
         if info is None:
             self._open(frame.pts_us)
@@ -404,6 +413,8 @@ class Segmenter:
                 data = sei.stamp(data, self.frame_time(frame.pts_us), self.frames_total)
             except ValueError:
                 self.unstamped += 1  # kept as it came: a picture is never dropped for this
+        if self.signer is not None:
+            data = self.signer.sign_au(data, self.frames_total, last)
         p = av.Packet(data)
         p.stream = self._vs
         p.time_base = US

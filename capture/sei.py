@@ -66,7 +66,7 @@ def _escape(rbsp: bytes) -> bytes:
     return bytes(out)
 
 
-def _unescape(ebsp: bytes) -> bytes:
+def unescape(ebsp: bytes) -> bytes:
     return re.sub(rb"\x00\x00\x03(?=[\x00-\x03])", b"\x00\x00", ebsp)
 
 
@@ -114,7 +114,7 @@ def read(au: bytes) -> list[FrameSei]:
     for unit in re.split(rb"\x00\x00\x01", au)[1:]:
         if not unit or unit[0] & 0x1F != 6:
             continue
-        rbsp = _unescape(unit[1:].rstrip(b"\x00"))
+        rbsp = unescape(unit[1:].rstrip(b"\x00"))
         i = 0
         while i < len(rbsp) and rbsp[i] != 0x80:
             ptype = size = 0

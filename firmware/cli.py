@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "status": "firmware.cmd_status",
     "capture": "capture.cli",
     "verify": "sealing.cli_verify",
+    "verify-media": "firmware.cmd_verify_media",
     "release": "sealing.cli_release",
     "export-serve": "firmware.cmd_export",
     "selftest": "firmware.cmd_selftest",

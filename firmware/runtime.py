@@ -25,6 +25,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from capture import gopsign
 from capture.pipeline import Capture, CaptureConfig
 from capture.segmenter import SegmentInfo
 from capture.sei import FrameTime
@@ -35,6 +38,8 @@ from hal.media import DeviceFault, EncodedFrame, PcmChunk
 from hal.pacing import Clock
 from hal.ports import AudioGap, Rtc
 from hal.rtc import RtcInvalid
+from sealing.canonical import b64
+from sealing.keys import fingerprint
 from sealing.records import Stamp
 from sealing.store import SegmentMeta, SegmentWriter, Store
 
@@ -410,6 +415,8 @@ class Recorder:
         now = self.now_us()
         if isinstance(a, m.StartCapture):
             self._files = []
+            if self.capture.segmenter.signer is None:
+                self._new_recording_key()
             pre = self.capture.start(now, prerecord=a.prerecord)
             self._prerecord_us = pre
             if not a.prerecord and self.devices.camera is not None:
@@ -428,6 +435,10 @@ class Recorder:
                 body["prerecord_us"] = self._prerecord_us
                 body["prerecord_audio"] = self.capture_config.prerecord_audio
             self._append(a.type, body)
+            if a.type == "record_stop":
+                # the recording key dies with its recording: nothing on the unit
+                # can sign another picture as part of it afterwards
+                self.capture.segmenter.signer = None
         elif isinstance(a, m.Prompt):
             self._prompt(a.name)
         elif isinstance(a, m.Indicate):
@@ -435,6 +446,18 @@ class Recorder:
             self.devices.indicators.show(lights_for(a))
         elif isinstance(a, m.TakeStill):
             self._still()
+
+    def _new_recording_key(self) -> None:
+        """A key for this recording's in-stream signatures (capture/gopsign.py),
+        kept only in memory; its public half is sealed in the chain first, so
+        an excerpt's proof roots in a signed, MAC'd record."""
+        key = Ed25519PrivateKey.generate()
+        public = key.public_key()
+        self._append(
+            "recording_key",
+            {"public_key": b64(gopsign.raw_key(public)), "key": fingerprint(public)},
+        )
+        self.capture.segmenter.signer = gopsign.GopSigner(key, self.store.serial)
 
     def _append(self, type_: str, body: dict[str, Any]) -> None:
         rec = self.store.append(type_, body, self.unitclock.stamp())

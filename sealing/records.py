@@ -49,6 +49,7 @@ KNOWN_TYPES = frozenset(
         "record_start",
         "record_stop",
         "selftest",
+        "recording_key",
         "auth",
         "officer",
     }

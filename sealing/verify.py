@@ -87,6 +87,30 @@ def find_store(path: Path) -> Path:
     raise Unusable(f"{path} is not a sealed store (no {layout.CHAIN} in it or in store/)")
 
 
+def verify_chain(path: Path, device_key: Ed25519PublicKey | None = None) -> Report:
+    """The chain alone, no media: enough to root a key a record names."""
+    root = find_store(Path(path))
+    report = Report(store=str(root))
+    device_key = device_key or _store_key(root, report)
+    if device_key is not None:
+        _check_chain(root / layout.CHAIN, device_key, None, report)
+    return report
+
+
+def _store_key(root: Path, report: Report) -> Ed25519PublicKey | None:
+    pub = root / layout.DEVICE_PUB
+    try:
+        key = load_public(pub)
+    except KeyFileError as exc:
+        report.fail(layout.DEVICE_PUB, str(exc))
+        return None
+    if public_pem(key) != pub.read_bytes():
+        # PEM parsers forgive stray bytes; an evidence file must not.
+        report.fail(layout.DEVICE_PUB, "not exactly the PEM of the key it holds")
+    report.anchors["device_key"] = "from the store (self-asserted: pass --device-key to anchor)"
+    return key
+
+
 def verify_store(
     path: Path,
     *,
@@ -102,16 +126,9 @@ def verify_store(
     locate = find_segment or (lambda name: segdir / name if (segdir / name).exists() else None)
 
     if device_key is None:
-        pub = root / layout.DEVICE_PUB
-        try:
-            device_key = load_public(pub)
-        except KeyFileError as exc:
-            report.fail(layout.DEVICE_PUB, str(exc))
+        device_key = _store_key(root, report)
+        if device_key is None:
             return report
-        if public_pem(device_key) != pub.read_bytes():
-            # PEM parsers forgive stray bytes; an evidence file must not.
-            report.fail(layout.DEVICE_PUB, "not exactly the PEM of the key it holds")
-        report.anchors["device_key"] = "from the store (self-asserted: pass --device-key to anchor)"
     else:
         report.anchors["device_key"] = "given"
     records = _check_chain(root / layout.CHAIN, device_key, escrow_key, report)

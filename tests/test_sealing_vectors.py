@@ -75,3 +75,19 @@ def test_bad_vectors_exit_1_through_the_cli_without_a_traceback() -> None:
         )
         assert out.returncode == 1, (name, out.stdout, out.stderr)
         assert "Traceback" not in out.stderr + out.stdout, name
+
+
+def test_the_signed_media_vector_checks_as_documented() -> None:
+    from capture import gopsign
+    from firmware.cmd_verify_media import read_access_units
+
+    facts = json.loads((V / "media" / "signed.json").read_text())
+    check = gopsign.check_stream(read_access_units(V / "media" / "signed.ts"))
+    assert check.ok and check.serial == facts["serial"] and check.key
+    assert check.key.hex() == facts["recording_key"]
+    got = [
+        (g.signature.index, g.signature.group_hash.hex(), g.signature.prev.hex())
+        for g in check.groups
+        if g.signature
+    ]
+    assert got == [(f["index"], f["group_hash"], f["prev"]) for f in facts["groups"]]

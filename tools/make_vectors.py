@@ -132,6 +132,69 @@ def main(out: Path) -> None:
     (unit / "store" / "LOCK").unlink()
     (unit / "store" / "reserve").unlink()  # room kept for a full disk, not evidence
     bad_vectors(out / "bad", unit, key0, dock, first_bytes)
+    media_vector(out / "media")
+
+
+def media_vector(out: Path) -> None:
+    """A short real recording's first segment, decrypted (so another
+    implementation of section 5.2 needs no age), with what its signatures say."""
+    import io
+    import tempfile
+
+    from capture import gopsign
+    from firmware.cmd_verify_media import read_access_units
+    from firmware.recording import run_scenario
+    from firmware.scenario import parse
+    from sealing.age import decrypt
+
+    out.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        unit = Path(tmp) / "unit"
+        agency = Identity.generate()
+        provision_unit(
+            unit,
+            serial="BC-VECTOR-01",
+            officer="TEST-OFFICER",
+            recipient=agency.recipient,
+            docks=[],
+        )
+        scenario = {
+            "seconds": 5,
+            "size": "160x96",
+            "clock": "synced",
+            "segment_seconds": 60,
+            "prerecord_seconds": 0,
+            "at": [{"t": 1, "press": "record"}, {"t": 4.5, "hold": "record"}],
+        }
+        run_scenario(unit, parse(scenario, Path(tmp)), log=lambda line: None)
+        seg = next((unit / "store" / "segments").glob("*.ts.age"))
+        plain = io.BytesIO()
+        with seg.open("rb") as f:
+            decrypt(f, agency, plain)
+        (out / "signed.ts").write_bytes(plain.getvalue())
+    check = gopsign.check_stream(read_access_units(out / "signed.ts"))
+    groups = []
+    for g in check.groups:
+        sig = g.signature
+        assert sig is not None and g.status == "verified"
+        groups.append(
+            {
+                "index": sig.index,
+                "first_frame": sig.first_frame,
+                "frames": sig.frames,
+                "hashed_nal_units": len(sig.hashes),
+                "first_nal_sha256": sig.hashes[0].hex(),
+                "group_hash": sig.group_hash.hex(),
+                "prev": sig.prev.hex(),
+            }
+        )
+    facts = {
+        "uuid": str(gopsign.UUID),
+        "serial": check.serial,
+        "recording_key": check.key.hex() if check.key else None,
+        "groups": groups,
+    }
+    (out / "signed.json").write_text(json.dumps(facts, indent=1) + "\n")
 
 
 def _pem(key: Ed25519PrivateKey) -> bytes:
