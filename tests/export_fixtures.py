@@ -43,9 +43,7 @@ class Link:
         host, port = self.running.address
         return dock.Client(host, port, ctx)
 
-    def pull(
-        self, dock_dir: Path | None = None, name: str = "dock1", **kw: Any
-    ) -> dock.PullResult:
+    def pull(self, dock_dir: Path | None = None, name: str = "dock1", **kw: Any) -> dock.PullResult:
         client = self.client(name)
         key = self.unit.agency.dock if name == "dock1" else self.unit.agency.other_dock
         try:
