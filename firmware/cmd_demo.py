@@ -23,10 +23,12 @@ from sealing.age import Identity
 from sealing.unit import open_unit
 from sealing.verify import verify_store
 
-from . import pki
+from . import pki, unitconfig
 from .cmd_export import start as start_export
-from .demo_recording import record_demo
+from .demo_recording import DEMO, record_demo
+from .scenario import ScenarioError, load
 from .unitclock import UnitClock
+from .unitconfig import ConfigError
 
 HELP = "run the main job on a simulated unit and print a short report"
 SERIAL = "BC-DEMO-0001"
@@ -88,18 +90,28 @@ def _demo(work: Path) -> int:
         print(f"bodycam demo: {work / 'sd'} already exists; choose an empty --out")
         return 2
     dock = _tool("dock")
+    try:  # the demo's scenario, checked before anything is made
+        scenario = load(DEMO, work)
+    except ScenarioError as exc:
+        print(f"bodycam demo: {exc}", file=sys.stderr)
+        return 2
     unit, agency_dir = _provision(work)
     _say("provision", f"unit {SERIAL} flashed with tools/flash.py (QA CA, dock1) at {unit}")
+    try:  # and the unit.toml flash wrote, before the store is opened
+        config = unitconfig.load(unit)
+    except ConfigError as exc:
+        print(f"bodycam demo: {exc}", file=sys.stderr)
+        return 2
     from .cmd_selftest import run_checks
 
-    checks, _backends = run_checks(unit)
+    checks, _backends = run_checks(unit, config=config)
     _say("selftest", ", ".join(("PASS " if c.ok else "FAIL ") + c.name for c in checks))
     agency = Identity.parse((agency_dir / "evidence.key").read_text())
     dock_key = _tool("flash").serialization.load_pem_private_key(
         (agency_dir / "docks" / "dock1.key").read_bytes(), None
     )
     escrow = canonical.unb64((agency_dir / "escrow" / f"{SERIAL}.fss").read_text().strip())
-    for step, text in record_demo(unit, work):
+    for step, text in record_demo(unit, work, scenario, config):
         _say(step, text)
     clock = UnitClock()
     store = open_unit(unit, clock=clock.stamp, boot_body={"cause": "docked"})

@@ -5,10 +5,10 @@ its own process, since only one writer may hold the store)."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import sys
 import threading
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,24 +17,55 @@ from sealing.keys import KeyFileError
 from sealing.store import StoreError
 from sealing.unit import open_unit
 
-from . import pki
+from . import pki, unitconfig
 from .export_service import ExportHooks, ExportService, serve
-from .unitclock import UnitClock, outside_window
+from .unitclock import UnitClock, as_offered, outside_window
 
 HELP = "serve the dock link (mutual TLS) for a unit that is not recording"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit", type=Path, required=True, help="the unit directory")
-    parser.add_argument("--address", help="listen address (default: unit.toml [export])")
-    parser.add_argument("--port", type=int, help="listen port (default: unit.toml [export])")
+    parser.add_argument(
+        "--address", type=ip_address, help="listen address (default: unit.toml [export])"
+    )
+    parser.add_argument(
+        "--port", type=port_number, help="listen port (default: unit.toml [export])"
+    )
 
 
 def export_config(unit: Path) -> tuple[str, int]:
-    path = unit / "unit.toml"
-    cfg = tomllib.loads(path.read_text()) if path.exists() else {}
-    exp = cfg.get("export", {})
-    return str(exp.get("address", "127.0.0.1")), int(exp.get("port", 8443))
+    """unit.toml `[export]` address and port (checked with the rest of the file)."""
+    exp = unitconfig.load(unit).export
+    return exp.address, exp.port
+
+
+def ip_address(text: str) -> str:
+    """argparse type for a listen address: an IP address, as in unit.toml [export]."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+    return text
+
+
+def address_port(text: str) -> tuple[str | None, int]:
+    """argparse type for ADDRESS:PORT or :PORT (the address then from unit.toml)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ADDRESS:PORT")
+    return (ip_address(host.strip("[]")) if host else None), port_number(port)
+
+
+def port_number(text: str) -> int:
+    """argparse type for a TCP port: a bad one is a usage error (exit 2), not a traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
+    return port
 
 
 def start(  # noqa: ANN201
@@ -59,7 +90,7 @@ def start(  # noqa: ANN201
                 {
                     "event": "refused",
                     "source": "dock",
-                    "offered_us": t_us,
+                    "offered_us": as_offered(t_us),
                     "state": clock.state,
                     "reason": reason,
                     "dock": dock,

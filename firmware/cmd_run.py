@@ -9,17 +9,19 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from hal.media import DeviceFault
 from sealing.keys import KeyFileError
 from sealing.store import StoreError
 
-from .cmd_export import export_config
+from . import unitconfig
+from .cmd_export import address_port
 from .cmd_export import start as start_export
-from .devices import DeviceConfigError
 from .recording import run_live, run_scenario
 from .runtime import Recorder
-from .scenario import ScenarioError, load
+from .scenario import Scenario, ScenarioError, load
+from .unitconfig import ConfigError, UnitConfig
 
 HELP = "run the recorder (live until SIGTERM; a scripted simulated unit: --sim --scenario FILE)"
 
@@ -38,6 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--export",
         metavar="ADDRESS:PORT",
+        type=address_port,
         nargs="?",
         const="",
         help="also serve the dock link while recording (default address: unit.toml [export])",
@@ -55,7 +58,31 @@ def run(args: argparse.Namespace) -> int:
     if args.realtime and not args.sim:
         print("bodycam run: --realtime plays a scenario (--sim --scenario FILE)", file=sys.stderr)
         return 2
-    services = []
+    with tempfile.TemporaryDirectory(prefix="bodycam-scenario-") as tmp:
+        # Everything configurable is read and checked before the store is opened:
+        # a bad value is one line and exit 2, and the chain is left as it was.
+        try:
+            config = unitconfig.load(args.unit)
+            scenario = load(args.scenario, Path(tmp)) if args.sim else None
+        except (ConfigError, ScenarioError) as exc:
+            print(f"bodycam run: {exc}", file=sys.stderr)
+            return 2
+        host, port = config.export.address, config.export.port
+        if args.export:  # ADDRESS:PORT (or :PORT) given on the command line
+            host, port = args.export[0] or host, args.export[1]
+        return _run(args, config, scenario, host, port)
+
+
+def _run(
+    args: argparse.Namespace,
+    config: UnitConfig,
+    scenario: Scenario | None,
+    host: str,
+    port: int,
+) -> int:
+    """Record (the store opens here); the temporary folder holding the
+    scenario's speech stays until this returns."""
+    services: list[Any] = []
 
     def on_ready(rec: Recorder) -> None:
         def stop(signum: int, _frame: object) -> None:
@@ -64,10 +91,6 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         if args.export is not None:
-            host, port = export_config(args.unit)
-            if args.export:
-                host, _, p = args.export.rpartition(":")
-                port = int(p)
             running = start_export(
                 args.unit, rec.store, rec.unitclock, host, port, on_dock_time=rec.dock_time
             )
@@ -78,21 +101,22 @@ def run(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     try:
-        with tempfile.TemporaryDirectory(prefix="bodycam-scenario-") as tmp:
-            try:
-                if args.sim:
-                    scenario = load(args.scenario, Path(tmp))
-                    rec = run_scenario(
-                        args.unit, scenario, realtime=args.realtime, log=log, on_ready=on_ready
-                    )
-                else:
-                    rec = run_live(args.unit, log=log, on_ready=on_ready)
-            finally:
-                for running in services:
-                    running.close()
+        try:
+            if scenario is not None:
+                rec = run_scenario(
+                    args.unit,
+                    scenario,
+                    realtime=args.realtime,
+                    log=log,
+                    on_ready=on_ready,
+                    config=config,
+                )
+            else:
+                rec = run_live(args.unit, log=log, on_ready=on_ready, config=config)
+        finally:
+            for running in services:
+                running.close()
     except (
-        ScenarioError,
-        DeviceConfigError,
         DeviceFault,
         KeyFileError,
         StoreError,

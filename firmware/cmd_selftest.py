@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 from boot import layout, selftest
@@ -27,9 +26,11 @@ from sealing.keys import KeyFileError
 from sealing.store import Store, StoreError
 from sealing.unit import open_unit
 
-from .devices import DeviceConfigError, Devices, build_devices, load_devices
+from . import unitconfig
+from .devices import Devices, build_devices
 from .runtime import chain_clock_facts
 from .unitclock import BUILD_UTC_US, UnitClock
+from .unitconfig import ConfigError, UnitConfig
 
 HELP = "pre-use self-test of a unit (PASS/FAIL per check, recorded in the chain)"
 DEFAULT_GPS_LOG = Path(__file__).resolve().parent.parent / "tests" / "data" / "gps_sample.nmea"
@@ -108,13 +109,13 @@ def _clock_state(rtc: Rtc | None, fixes: list[Fix], store: Store | None) -> str:
 
 
 def run_checks(
-    unit: Path, store: Store | None = None
+    unit: Path, store: Store | None = None, config: UnitConfig | None = None
 ) -> tuple[list[selftest.CheckResult], dict[str, str]]:
-    cfg_path = unit / "unit.toml"
-    cfg = tomllib.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-    sim = cfg.get("sim", {})
+    """`config`: the unit's checked unit.toml (read here when not given)."""
+    config = config or unitconfig.load(unit)
+    sim = config.sim
     root = layout.root_of(unit)
-    dev_cfg = load_devices(unit)
+    dev_cfg = config.devices
     clock = LiveClock()
     devices = build_devices(
         dev_cfg,
@@ -132,13 +133,13 @@ def run_checks(
         ]
         if devices.battery is not None:
             if isinstance(devices.battery, SimBattery):
-                devices.battery.set(float(sim.get("battery", 100)))
+                devices.battery.set(sim.battery)
             results.append(selftest.check_battery(devices.battery.read().percent))
         fixes: list[Fix] = []
         results += _device_checks(devices, fixes)
         if dev_cfg.backends["gps"] == "sim":
             # simulated GPS: a recorded log stands in for the sky (docs/QA.md)
-            gps_log = Path(sim.get("gps_log", DEFAULT_GPS_LOG))
+            gps_log = Path(sim.gps_log) if sim.gps_log is not None else DEFAULT_GPS_LOG
             if root is not None and not gps_log.is_absolute():
                 gps_log = root / gps_log
             parser = NmeaParser()
@@ -153,10 +154,14 @@ def run_checks(
 
 
 def run(args: argparse.Namespace) -> int:
+    try:  # a bad unit.toml is refused before the store is opened (no boot record)
+        config = unitconfig.load(args.unit)
+    except ConfigError as exc:
+        print(f"bodycam selftest: {exc}", file=sys.stderr)
+        return 2
     try:
-        load_devices(args.unit)
         store = open_unit(args.unit, boot_body={"cause": "selftest"})
-    except (OSError, KeyFileError, StoreError, DeviceConfigError) as exc:
+    except (OSError, KeyFileError, StoreError) as exc:
         print(f"FAIL store: {exc}")
         return 1
     try:
@@ -165,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 f"recovered: {len(store.recovery.partial_files)} partial segments, "
                 f"{store.recovery.torn_bytes} torn bytes"
             )
-        results, backends = run_checks(args.unit, store)
+        results, backends = run_checks(args.unit, store, config)
         for r in results:
             print(r.line())
         store.append(

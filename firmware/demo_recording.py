@@ -8,16 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .recording import run_scenario
-from .scenario import load
+from .scenario import Scenario, load
+from .unitconfig import UnitConfig
 
 DEMO = Path(__file__).resolve().parent.parent / "docs" / "examples" / "demo.toml"
 SHOWN = ("capture started", "capture stopped", "record ", "sealed ", "still ", "clock stepped")
 
 
-def record_demo(unit: Path, work: Path) -> Iterator[tuple[str, str]]:
+def record_demo(
+    unit: Path, work: Path, scenario: Scenario | None = None, config: UnitConfig | None = None
+) -> Iterator[tuple[str, str]]:
+    """`scenario` and `config`: the demo's, already checked (loaded here when not given)."""
     lines: list[str] = []
-    scenario = load(DEMO, work)
-    rec = run_scenario(unit, scenario, log=lines.append)
+    scenario = scenario or load(DEMO, work)
+    rec = run_scenario(unit, scenario, log=lines.append, config=config)
     for line in lines:
         if line.startswith(SHOWN):
             word, _, rest = line.partition(" ")

@@ -16,17 +16,16 @@
 A table left out is the simulated backend, so a unit provisioned without
 naming devices is an all-simulated unit. Everything is checked before any
 device is opened: an unknown key or a bad value is refused with its key
-named (`DeviceConfigError`). A device that is configured but cannot be
+named (firmware/unitconfig.py checks the whole unit.toml; its `ConfigError`
+is `DeviceConfigError` here). A device that is configured but cannot be
 opened at start (no camera on the ribbon, no sound card) does not stop the
 unit: it is left out with the reason, which the recorder records as a fault.
 """
 
 from __future__ import annotations
 
-import os
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,184 +41,27 @@ from hal.ports import Battery, Buttons, Camera, Gps, Indicators, Microphone, Rtc
 from hal.rtc import LinuxRtc, SimRtc
 from hal.storage import FsStorage, SimStorage
 
-from .prompts import LANGS
+from . import unitconfig
+from .unitconfig import BACKENDS, ConfigError, DeviceConfig, parse_devices
+
+__all__ = [
+    "BACKENDS",
+    "DeviceConfig",
+    "DeviceConfigError",
+    "Devices",
+    "build_devices",
+    "load_devices",
+    "parse_devices",
+]
 
 
-class DeviceConfigError(ValueError):
-    """unit.toml [devices] is wrong; the message names the key."""
-
-
-BACKENDS: dict[str, tuple[str, ...]] = {
-    "camera": ("sim", "replay", "picamera2", "none"),
-    "microphone": ("sim", "pyaudio", "none"),
-    "speaker": ("sim", "pyaudio"),
-    "gpio": ("mock", "pi"),
-    "gps": ("sim", "serial", "none"),
-    "battery": ("sim", "max17048", "none"),
-    "storage": ("fs", "sim"),
-    "rtc": ("sim", "linux", "none"),
-}
-SIM_DEFAULT = {"gpio": "mock"}
-PINS = tuple(f.name for f in fields(PinMap))
-# key -> (type check, description) per device; `backend` is implied everywhere
-KEYS: dict[str, dict[str, str]] = {
-    "camera": {
-        "size": "WxH",
-        "fps": "int 1..120",
-        "bitrate": "int 100000..50000000",
-        "file": "path",
-        "autofocus": "bool",
-        "lens_position": "dioptres",
-    },
-    "microphone": {"device": "name"},
-    "speaker": {"device": "name", "language": "language"},
-    "gpio": {pin: "pin" for pin in PINS},
-    "gps": {"port": "path", "baud": "baud"},
-    "battery": {"bus": "int 0..31"},
-    "storage": {},
-    "rtc": {"device": "path"},
-}
-BAUDS = (4800, 9600, 19200, 38400, 57600, 115200)
-# Pins the unit's buses own: a button or LED there would break the device
-RESERVED_PINS = {
-    2: "I2C SDA (fuel gauge, RTC)",
-    3: "I2C SCL (fuel gauge, RTC)",
-    14: "UART TX (GPS)",
-    15: "UART RX (GPS)",
-    18: "I2S BCLK (microphone)",
-    19: "I2S LRCLK (microphone)",
-    20: "I2S DIN (microphone)",
-    21: "I2S DOUT (speaker amplifier)",
-}
-
-
-@dataclass(frozen=True)
-class DeviceConfig:
-    backends: dict[str, str]
-    options: dict[str, dict[str, Any]]
-
-    @property
-    def all_simulated(self) -> bool:
-        return all(self.backends[d] in ("sim", "mock", "none") for d in BACKENDS if d != "storage")
-
-    def opt(self, device: str, key: str, default: Any) -> Any:
-        return self.options[device].get(key, default)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        w, h = str(self.opt("camera", "size", "1280x720")).split("x")
-        return int(w), int(h)
-
-
-def _check(device: str, key: str, kind: str, value: Any, base: Path) -> Any:
-    where = f"[devices.{device}] {key}"
-
-    def bad(why: str) -> DeviceConfigError:
-        return DeviceConfigError(f"unit.toml {where} = {value!r}: {why}")
-
-    if kind.startswith("int"):
-        lo, hi = (int(v) for v in kind.split()[1].split(".."))
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise bad(f"must be a whole number from {lo} to {hi}")
-        return value
-    if kind == "pin":
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 27:
-            raise bad("must be a BCM GPIO number from 0 to 27")
-        return value
-    if kind == "baud":
-        if value not in BAUDS or isinstance(value, bool):
-            raise bad(f"must be one of {BAUDS}")
-        return value
-    if kind == "dioptres":  # libcamera LensPosition: 0 is infinity, 1/metres otherwise
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not 0 <= value <= 15:
-            raise bad("must be a number of dioptres from 0 (infinity) to 15 (a close-up)")
-        return float(value)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise bad("must be true or false")
-        return value
-    if kind == "WxH":
-        parts = str(value).split("x") if isinstance(value, str) else []
-        if (
-            len(parts) != 2
-            or not all(p.isdigit() for p in parts)
-            or not all(16 <= int(p) <= 4096 and int(p) % 2 == 0 for p in parts)
-        ):
-            raise bad("must look like 1280x720 (even numbers, 16 to 4096)")
-        return value
-    if kind == "language":
-        if value not in LANGS:
-            raise bad(f"must be one of {sorted(LANGS)}")
-        return value
-    if not isinstance(value, str) or not value or "\0" in value:
-        raise bad("must be a non-empty string")
-    if kind == "path" and key == "file":
-        path = Path(value) if os.path.isabs(value) else base / value
-        return str(path)
-    return value
-
-
-def parse_devices(table: Any, base: Path = Path(".")) -> DeviceConfig:
-    """Check `[devices]`; refuse anything unknown or out of range, naming the key."""
-    if table is None:
-        table = {}
-    if not isinstance(table, dict):
-        raise DeviceConfigError("unit.toml [devices] must be a table")
-    unknown = set(table) - set(BACKENDS)
-    if unknown:
-        raise DeviceConfigError(
-            f"unit.toml [devices]: unknown device(s) {sorted(unknown)} (known: {sorted(BACKENDS)})"
-        )
-    backends: dict[str, str] = {}
-    options: dict[str, dict[str, Any]] = {}
-    for device, allowed in BACKENDS.items():
-        sub = table.get(device, {})
-        if not isinstance(sub, dict):
-            raise DeviceConfigError(f"unit.toml [devices.{device}] must be a table")
-        backend = sub.get("backend", SIM_DEFAULT.get(device, "sim"))
-        if backend not in allowed:
-            raise DeviceConfigError(
-                f"unit.toml [devices.{device}] backend = {backend!r}: "
-                f"must be one of {list(allowed)}"
-            )
-        known = KEYS[device]
-        extra = set(sub) - set(known) - {"backend"}
-        if extra:
-            raise DeviceConfigError(
-                f"unit.toml [devices.{device}]: unknown key(s) "
-                f"{sorted(extra)} (known: {sorted(known)})"
-            )
-        backends[device] = backend
-        options[device] = {
-            k: _check(device, k, known[k], v, base) for k, v in sub.items() if k != "backend"
-        }
-    if backends["camera"] == "replay" and "file" not in options["camera"]:
-        raise DeviceConfigError("unit.toml [devices.camera] backend = 'replay' needs file = ...")
-    if "lens_position" in options["camera"] and options["camera"].get("autofocus"):
-        raise DeviceConfigError(
-            "unit.toml [devices.camera]: lens_position fixes the focus; "
-            "it cannot go with autofocus = true"
-        )
-    pins = [options["gpio"].get(p, getattr(PinMap(), p)) for p in PINS]
-    if len(set(pins)) != len(pins):
-        raise DeviceConfigError(f"unit.toml [devices.gpio]: two functions share a pin ({pins})")
-    for name, pin in zip(PINS, pins, strict=True):
-        if pin in RESERVED_PINS:
-            raise DeviceConfigError(
-                f"unit.toml [devices.gpio] {name} = {pin}: GPIO {pin} is "
-                f"{RESERVED_PINS[pin]}, which the unit uses"
-            )
-    return DeviceConfig(backends, options)
+# The one unit.toml error (the older name is kept for callers and tests)
+DeviceConfigError = ConfigError
 
 
 def load_devices(unit: Path) -> DeviceConfig:
-    path = Path(unit) / "unit.toml"
-    try:
-        data = tomllib.loads(path.read_text()) if path.exists() else {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise DeviceConfigError(f"{path}: {exc}") from None
-    return parse_devices(data.get("devices"), base=path.parent)
+    """unit.toml `[devices]`, checked with the rest of the file."""
+    return unitconfig.load(unit).devices
 
 
 @dataclass

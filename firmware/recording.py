@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,12 +25,14 @@ from hal.pacing import Clock, LiveClock, ManualPacer, Pacer, ThreadPacer, Virtua
 from sealing.store import Store
 from sealing.unit import open_unit
 
-from .devices import DeviceConfig, Devices, build_devices, load_devices, parse_devices
+from . import unitconfig
+from .devices import DeviceConfig, Devices, build_devices, parse_devices
 from .machine import Policy, Trigger, Unexported
 from .prompts import PromptBank
 from .runtime import DeviceError, Recorder
 from .scenario import Happening, Scenario
 from .unitclock import UnitClock
+from .unitconfig import UnitConfig
 
 PRESS_S = 0.1
 HOLD_S = 2.0  # held past the 1.5 s hold time
@@ -39,25 +40,14 @@ DOUBLE_GAP_S = 0.15
 
 
 def unit_policy(unit: Path) -> Policy:
-    """The `[policy]` table of unit.toml (docs/STATES.md names the fields)."""
-    path = Path(unit) / "unit.toml"
-    table = tomllib.loads(path.read_text()).get("policy", {}) if path.exists() else {}
-    known = set(Policy.__dataclass_fields__)
-    unknown = set(table) - known
-    if unknown:
-        raise ValueError(f"unit.toml [policy]: unknown keys {sorted(unknown)}")
-    return Policy(**table)
+    """The `[policy]` table of unit.toml (firmware/unitconfig.py checks it)."""
+    return unitconfig.load(unit).policy
 
 
 def unit_max_holdover_s(unit: Path) -> float:
-    """unit.toml `[clock] max_holdover_h` (default 24): how long the unit vouches
-    for its clock after a dock or GPS sync."""
-    path = Path(unit) / "unit.toml"
-    table = tomllib.loads(path.read_text()).get("clock", {}) if path.exists() else {}
-    hours = table.get("max_holdover_h", 24)
-    if isinstance(hours, bool) or not isinstance(hours, int | float) or not 1 <= hours <= 720:
-        raise ValueError("unit.toml [clock] max_holdover_h must be a number of hours, 1 to 720")
-    return float(hours) * 3600
+    """unit.toml `[clock] max_holdover_h` (default 24) in seconds: how long the
+    unit vouches for its clock after a dock or GPS sync."""
+    return unitconfig.load(unit).clock.max_holdover_s
 
 
 def oldest_unexported_age_s(store: Store, now_us: int) -> int | None:
@@ -96,12 +86,15 @@ def build(
     log: Callable[[str], None],
     mode: str,
     scenario: Scenario | None = None,
+    config: UnitConfig | None = None,
 ) -> Recorder:
-    """Open the store (recovering first), the devices and the recorder."""
+    """Open the store (recovering first), the devices and the recorder.
+    `config` is the unit's checked unit.toml (read here when not given)."""
+    config = config or unitconfig.load(unit)
     unitclock = UnitClock(
         monotonic_ns=clock.monotonic_ns,
         time_ns=clock.time_ns,
-        max_holdover_s=unit_max_holdover_s(unit),
+        max_holdover_s=config.clock.max_holdover_s,
     )
     store = open_unit(unit, clock=unitclock.stamp, boot_body={"cause": "power on", "mode": mode})
     log(f"recovery: {store.recovery}")
@@ -159,11 +152,14 @@ def run_live(
     log: Callable[[str], None] = print,
     on_ready: Callable[[Recorder], None] | None = None,
     stop: threading.Event | None = None,
+    config: UnitConfig | None = None,
 ) -> Recorder:
     """The unit as it runs in the field: configured devices, the live clock,
-    until a stop request (SIGTERM) or `stop`."""
-    cfg = load_devices(unit)
-    policy = unit_policy(unit)
+    until a stop request (SIGTERM) or `stop`. unit.toml is checked before the
+    store is opened (`config`: already checked by the caller)."""
+    config = config or unitconfig.load(unit)
+    cfg = config.devices
+    policy = config.policy
     clock = LiveClock()
     rec = build(
         unit,
@@ -176,6 +172,7 @@ def run_live(
         ),
         log=log,
         mode="live",
+        config=config,
     )
     try:
         _power_on(rec)
@@ -279,11 +276,13 @@ def run_scenario(
     log: Callable[[str], None] = lambda line: print(line, flush=True),
     wall_start_ns: int | None = None,
     on_ready: Callable[[Recorder], None] | None = None,
+    config: UnitConfig | None = None,
 ) -> Recorder:
     """Play `scenario` on simulated devices: on virtual time (as fast as the
     work allows, repeatable) or, with `realtime`, on the live clock."""
+    config = config or unitconfig.load(unit)  # checked before the store is opened
     cfg = scenario_devices(scenario)
-    policy = policy or unit_policy(unit)
+    policy = policy or config.policy
     clock: VirtualClock | ShiftedClock
     pacer: Pacer
     if realtime:
@@ -304,6 +303,7 @@ def run_scenario(
         log=log,
         mode="simulation",
         scenario=scenario,
+        config=config,
     )
     d = rec.devices
     if scenario.clock == "synced":  # the dock set the clock just before the run

@@ -43,7 +43,10 @@ def speech_wav(text: str, path: Path, voice: str = "en") -> Path:
     if exe is None:
         raise DeviceFault("espeak-ng is not installed (scripts/setup installs it)")
     subprocess.run(
-        [exe, "-v", voice, "-s", "150", "-w", str(path), text], check=True, capture_output=True
+        # "--": a text that starts with "-" is words to say, not an option
+        [exe, "-v", voice, "-s", "150", "-w", str(path), "--", text],
+        check=True,
+        capture_output=True,
     )
     return path
 

@@ -173,7 +173,7 @@ def test_bad_scenarios_fail_clearly(tmp_path: Path) -> None:
         parse({"seconds": -1}, tmp_path)
     with pytest.raises(ScenarioError, match="unknown button"):
         parse({"seconds": 1, "at": [{"t": 0, "press": "volume"}]}, tmp_path)
-    with pytest.raises(ScenarioError, match="unknown scenario keys"):
+    with pytest.raises(ScenarioError, match="colour = 'red': unknown scenario key"):
         parse({"seconds": 1, "colour": "red"}, tmp_path)
 
 
@@ -272,7 +272,7 @@ def test_policy_from_unit_toml_refuse_and_unexported_warning(unit: Unit, tmp_pat
     )
     assert "export_overdue" in [p for _, p in rec.devices.speaker.played]
     (unit.path / "unit.toml").write_text('[policy]\nclock_polcy = "refuse"\n')
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match=r"\[policy\] clock_polcy = 'refuse': unknown key"):
         _run(unit, tmp_path, {**BASE, "seconds": 1})
 
 
