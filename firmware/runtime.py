@@ -47,7 +47,7 @@ from . import machine as m
 from .devices import Devices
 from .prompts import PromptBank
 from .signals import ALERTS, lights_for
-from .unitclock import AUTHENTICATED, BUILD_UTC_US, UnitClock, outside_window
+from .unitclock import AUTHENTICATED, BUILD_UTC_US, UnitClock, as_offered, outside_window
 
 TICK_US = 100_000
 SYNC_US = 1_000_000  # checkpoint + fdatasync: the ~1 s power-loss bound
@@ -593,7 +593,7 @@ class Recorder:
                 {
                     "event": "refused",
                     "source": source,
-                    "offered_us": true_us,
+                    "offered_us": as_offered(true_us),
                     "state": before.clock_state,
                     "reason": reason,
                     **extra,

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sealing.canonical import MAX_INT
 from sealing.records import Stamp
 
 AUTHENTICATED = ("dock", "gps")
@@ -39,6 +40,13 @@ BUILD_UTC_US = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1_000_000)
 # ... and nothing it records is meant for a century from now
 LATEST_UTC_US = BUILD_UTC_US + 50 * 365 * 24 * 3600 * 1_000_000
 FOREIGN_STEP_US = 250_000  # wall minus monotonic moving this much is a step, not jitter
+
+
+def as_offered(true_us: int) -> int | str:
+    """A refused time as the chain can hold it: records carry integers only
+    within +-(2^53 - 1) (docs/FORMAT.md section 2), so an absurd one is kept
+    as its decimal text rather than lost."""
+    return true_us if abs(true_us) <= MAX_INT else str(true_us)
 
 
 def outside_window(source: str, true_us: int) -> str | None:

@@ -117,7 +117,9 @@ def _apply(store: Path, how: str, rnd: Any, draw_json: Any) -> None:
         target = rnd.choice(["segments", "receipts"])
         victim = next((store / target).iterdir(), None)
         name = victim.name if victim else f"{'0' * 64}.json"
-        if victim:
+        if victim and victim.is_dir() and not victim.is_symlink():
+            victim.rmdir()  # an earlier step made it a folder
+        elif victim:
             victim.unlink()
         os.mkfifo(store / target / name)
     elif how == "link":
