@@ -19,12 +19,13 @@ from pathlib import Path
 from types import ModuleType
 
 from sealing import canonical
-from sealing.age import Identity
+from sealing.age import Identity, decrypt
 from sealing.unit import open_unit
 from sealing.verify import verify_store
 
 from . import pki, unitconfig
 from .cmd_export import start as start_export
+from .cmd_verify_media import report_of
 from .demo_recording import DEMO, record_demo
 from .scenario import ScenarioError, load
 from .unitclock import UnitClock
@@ -167,6 +168,30 @@ def _demo(work: Path) -> int:
         f"dock copy: {'VERIFIED' if dock_report.ok else dock_report.problems[0]}"
         " (decrypted, plaintext hashes match)",
     )
+    media_ok, media = _signed_media(sorted(files.values()), agency, dock_dir / "units" / SERIAL)
+    _say("media", media)
     print()
     print(dock.report(dock_dir))
-    return 0 if unit_report.ok and dock_report.ok and result.released else 1
+    return 0 if unit_report.ok and dock_report.ok and result.released and media_ok else 1
+
+
+def _signed_media(segments: list[Path], agency: Identity, chain: Path) -> tuple[bool, str]:
+    """What an examiner would run on a decrypted copy: the in-stream signatures
+    of the first video segment, rooted in the dock's copy of the chain."""
+    seg = next((p for p in segments if p.name.endswith(".ts.age")), None)
+    if seg is None:
+        return False, "no video segment to check"
+    plain = seg.parent / seg.name.removesuffix(".age")
+    with seg.open("rb") as f, plain.open("wb") as out:
+        decrypt(f, agency, out)
+    r = report_of(plain, chain)
+    plain.unlink()
+    groups = r["groups"]
+    if not r["ok"]:
+        bad = next((g for g in groups if g["status"] != "verified"), None)
+        why = bad["detail"] if bad else r.get("chain", {}).get("why", "groups missing")
+        return False, f"{seg.name}: in-stream signatures NOT verified: {why}"
+    return True, (
+        f"{seg.name}: {len(groups)} groups of pictures signed in the stream, verified, "
+        f"key sealed in chain record {r['chain']['seq']} (bodycam verify-media)"
+    )
