@@ -18,6 +18,18 @@ from sealing.age import Identity, decrypt
 from sealing.verify import verify_store
 
 
+def decrypted_segments(unit: Path, identity: Identity) -> list[tuple[dict, bytes]]:
+    """(chain record, plaintext) of every sealed video segment, in chain order."""
+    out = []
+    for r in verify_store(unit).records:
+        if r["type"] == "segment" and r["body"]["file"].endswith(".ts.age"):
+            plain = io.BytesIO()
+            with (unit / "store" / "segments" / r["body"]["file"]).open("rb") as f:
+                assert decrypt(f, identity, plain).complete
+            out.append((r, plain.getvalue()))
+    return out
+
+
 def recordings(unit: Path, identity: Identity) -> list[list[tuple[str, bytes]]]:
     """The decrypted segment files of each recording (start/resume .. pause/stop),
     in chain order."""

@@ -4,7 +4,6 @@ check goes through `bodycam verify-media`."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -18,10 +17,9 @@ import pytest
 from capture import gopsign
 from firmware.recording import run_scenario
 from firmware.scenario import parse
-from sealing.age import decrypt
-from sealing.verify import verify_store
 
 from .conftest import make_unit
+from .media_check import decrypted_segments
 
 
 def _record(tmp: Path, seconds: float, segment_s: int) -> tuple[Path, list[Path]]:
@@ -42,14 +40,10 @@ def _record(tmp: Path, seconds: float, segment_s: int) -> tuple[Path, list[Path]
         log=lambda line: None,
     )
     out = []
-    for r in verify_store(unit.path).records:
-        if r["type"] == "segment":
-            plain = io.BytesIO()
-            with (unit.path / "store" / "segments" / r["body"]["file"]).open("rb") as f:
-                assert decrypt(f, unit.agency.identity, plain).complete
-            ts = tmp / r["body"]["file"].removesuffix(".age")
-            ts.write_bytes(plain.getvalue())
-            out.append(ts)
+    for r, data in decrypted_segments(unit.path, unit.agency.identity):
+        ts = tmp / r["body"]["file"].removesuffix(".age")
+        ts.write_bytes(data)
+        out.append(ts)
     return unit.path, out
 
 

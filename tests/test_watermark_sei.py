@@ -20,10 +20,9 @@ from capture.sei import FrameTime
 from capture.watermark import box, render, text_for
 from firmware.recording import run_scenario
 from firmware.scenario import parse
-from sealing.age import decrypt
-from sealing.verify import verify_store
 
 from .conftest import make_unit
+from .media_check import decrypted_segments
 
 FRAME_US = 33_334
 
@@ -54,22 +53,10 @@ def _record(tmp: Path, clock: str, seconds: float) -> list[Segment]:
         ),
         log=lambda line: None,
     )
-    out = []
-    for r in verify_store(unit.path).records:
-        if r["type"] == "segment" and r["body"]["file"].endswith(".ts.age"):
-            plain = io.BytesIO()
-            with (unit.path / "store" / "segments" / r["body"]["file"]).open("rb") as f:
-                assert decrypt(f, unit.agency.identity, plain).complete
-            out.append(
-                Segment(
-                    r["body"],
-                    r["clock"],
-                    r.get("serial", "BC-TEST-0001"),
-                    r["officer"],
-                    plain.getvalue(),
-                )
-            )
-    return out
+    return [
+        Segment(r["body"], r["clock"], r.get("serial", "BC-TEST-0001"), r["officer"], data)
+        for r, data in decrypted_segments(unit.path, unit.agency.identity)
+    ]
 
 
 @pytest.fixture(scope="module")
