@@ -7,10 +7,18 @@ the KMS overlay, root=PARTUUID=...), and ours sit in `bodycam.txt` behind one
 `include`. Everything is done on a copy of the image, without mounting it
 (no root needed): `mcopy` for the FAT side, `debugfs` for the ext4 side.
 
+The unit's image gets a third partition after the root: an ext4 "data"
+partition (label bodycam-data) that holds the unit directory (the evidence
+store, keys, auth state), mounted over it from /etc/fstab. The root keeps its
+stock size and the first-boot resize is dropped from cmdline.txt: it grows
+the root partition to the end of the card, over the data partition
+(docs/BOOT.md "The data partition").
+
 A failure never leaves a half-written image: the work happens in
 `<out>.partial`, which is renamed to `<out>` only when every step passed.
 
-Debian packages: mtools (mcopy), e2fsprogs (debugfs, e2fsck).
+Debian packages: mtools (mcopy), e2fsprogs (debugfs, e2fsck, mkfs.ext4),
+fdisk (sfdisk).
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from boot.layout import UNIT
+
 FILES = Path(__file__).resolve().parent / "files"
 BODYCAM_TXT = "bodycam.txt"
 
@@ -46,6 +56,12 @@ CONFIG_BLOCK = (
 # a Pi 4 / Zero 2 W depending on the Bluetooth overlay.
 SERIAL_CONSOLES = ("serial0", "serial1", "ttyAMA0", "ttyS0")
 GADGET_MODULES = ("dwc2", "g_ether")
+# cmdline.txt tokens that grow the root partition to the end of the card at
+# first boot. raspberrypi-sys-mods (bookworm, 20240129) does it in its
+# initramfs hook whenever "firstboot" is on the command line, without
+# checking that the root is the last partition; newer pi-gen adds `resize`.
+# With the data partition after the root, both must go.
+FIRSTBOOT_TOKENS = ("init=/usr/lib/raspberrypi-sys-mods/firstboot", "resize")
 
 USB0_KEYFILE = "etc/NetworkManager/system-connections/bodycam-usb0.nmconnection"
 # Profiles that also claim usb0. rpi-usb-gadget creates its two with nmcli
@@ -61,21 +77,48 @@ CONFLICTING = (
 # The recorder owns the clock (docs/BOOT.md): nothing else may step it.
 # fake-hwclock restores a stale time at boot, timesyncd has no server to
 # reach; serial gettys would talk on the GPS UART; hciuart drives the
-# Bluetooth modem we switched off.
+# Bluetooth modem we switched off. ttyAMA10 is the Pi 5's debug UART: no
+# login on it either. rpi-usb-gadget cannot be purged without dpkg: its
+# ICS switcher (which re-activates its "USB Gadget" profiles) and its host
+# hint template (a masked template masks every instance) are masked.
 MASKED_UNITS = (
     "fake-hwclock.service",
     "systemd-timesyncd.service",
     "serial-getty@ttyAMA0.service",
     "serial-getty@ttyS0.service",
     "serial-getty@serial0.service",
+    "serial-getty@ttyAMA10.service",
     "hciuart.service",
+    "rpi-usb-gadget-ics.service",
+    "rpi-usb-gadget-hint@.service",
 )
 # Aliases that `systemctl enable` creates next to the units above.
 UNIT_ALIASES = ("etc/systemd/system/dbus-org.freedesktop.timesync1.service",)
 SYSTEMD = "etc/systemd/system"
 
 _SETUP_HINT = "scripts/setup installs it (Debian package {pkg})"
-_TOOLS = {"mcopy": "mtools", "debugfs": "e2fsprogs", "e2fsck": "e2fsprogs"}
+_TOOLS = {
+    "mcopy": "mtools",
+    "debugfs": "e2fsprogs",
+    "e2fsck": "e2fsprogs",
+    "mkfs.ext4": "e2fsprogs",
+    "sfdisk": "fdisk",
+}
+
+# The data partition: the evidence store gets its own file system, so that
+# the OS's writes (and a read-only root) never share it.
+DATA_LABEL = "bodycam-data"
+DATA_NUMBER = 3  # the MBR slot after boot (1) and root (2)
+ALIGN = 4 << 20  # partitions start on 4 MiB, as pi-gen aligns them
+MIB = 1 << 20
+DEFAULT_DATA_SIZE = 8 << 30
+MIN_DATA_SIZE = 16 * MIB  # tests; a unit wants gigabytes
+# noatime: no write per read; nodev/nosuid/noexec: nothing on the store runs;
+# commit=1: the journal commits every second, so a power cut loses at most
+# about a second of metadata (the store recovers its own torn tail).
+DATA_MOUNT_OPTIONS = "defaults,noatime,nodev,nosuid,noexec,commit=1"
+FSTAB = "etc/fstab"
+FSTAB_MARK = "# bodycam: the evidence store's own partition (boot/card.py)"
 
 
 class CardError(ValueError):
@@ -135,8 +178,9 @@ def mac_addresses(serial: str) -> tuple[str, str]:
 def edit_cmdline(stock: str, serial: str) -> str:
     """cmdline.txt with its tokens edited in place (one line, one newline).
 
-    Kept: root=, rootfstype, fsck.repair, rootwait, quiet, init=, resize and
-    every token we do not know. Removed: a console on the GPS UART. Added or
+    Kept: root=, rootfstype, fsck.repair, rootwait, quiet and every token we
+    do not know. Removed: a console on the GPS UART, and the first-boot root
+    resize (FIRSTBOOT_TOKENS: the data partition follows the root). Added or
     replaced: modules-load (merged), g_ether.host_addr/dev_addr.
     """
     lines = [ln for ln in stock.splitlines() if ln.strip()]
@@ -151,7 +195,7 @@ def edit_cmdline(stock: str, serial: str) -> str:
     # parameters after "--" belong to init, not the kernel: edit only before it
     split = tokens.index("--") if "--" in tokens else len(tokens)
     kernel, rest = tokens[:split], tokens[split:]
-    kernel = [t for t in kernel if not _is_serial_console(t)]
+    kernel = [t for t in kernel if not _is_serial_console(t) and t not in FIRSTBOOT_TOKENS]
     kernel = _merge_modules_load(kernel, GADGET_MODULES)
     kernel = _set_param(kernel, "g_ether.host_addr", host)
     kernel = _set_param(kernel, "g_ether.dev_addr", dev)
@@ -188,6 +232,55 @@ def usb0_keyfile() -> str:
         "[ipv6]\n"
         "method=disabled\n"
     )
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from a size such as "8G", "512M" or "16MiB" (binary units, a
+    whole number), rounded up to the 4 MiB alignment; CardError if it is
+    not one or is below MIN_DATA_SIZE or above what an MBR can address."""
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
+    if m is None:
+        raise CardError(f"bad data partition size {text!r}: give a whole number with K, M, G or T")
+    size = int(m.group(1)) * _UNITS[m.group(2).upper()]
+    size = -(-size // ALIGN) * ALIGN
+    if size < MIN_DATA_SIZE:
+        raise CardError(
+            f"data partition size {text!r} is too small: at least {MIN_DATA_SIZE // MIB}M"
+        )
+    if size // SECTOR >= 1 << 32:
+        raise CardError(
+            f"data partition size {text!r} is too large: an MBR partition ends below 2T"
+        )
+    return size
+
+
+def partuuid(disk_id: int, number: int) -> str:
+    """The PARTUUID Linux gives an MBR partition: `<disk id>-<number>`."""
+    return f"{disk_id:08x}-{number:02d}"
+
+
+def fstab_with_data(stock: str, data_partuuid: str, mountpoint: str) -> str:
+    """The stock fstab with every line kept except an earlier entry for
+    `mountpoint` (and our marker), and our entry for the data partition last.
+    Pass 2: checked after the root at every boot (fsck.repair= on the kernel
+    command line applies to it as well)."""
+    kept = [
+        ln
+        for ln in stock.splitlines()
+        if ln.strip() != FSTAB_MARK
+        and not (
+            not ln.lstrip().startswith("#")
+            and len(ln.split()) >= 2
+            and ln.split()[1].rstrip("/") == mountpoint.rstrip("/")
+        )
+    ]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    entry = f"PARTUUID={data_partuuid}  {mountpoint}  ext4  {DATA_MOUNT_OPTIONS}  0  2"
+    return "\n".join([*kept, FSTAB_MARK, entry]) + "\n"
 
 
 def _check_serial(serial: str) -> str:
@@ -326,6 +419,94 @@ def _find(parts: list[Partition], fs: str) -> Partition:
     return next(p for p in parts if p.fs == fs)
 
 
+def disk_id(image: Path) -> int:
+    """The MBR disk identifier (bytes 440-443): PARTUUIDs are made from it."""
+    with Path(image).open("rb") as f:
+        f.seek(440)
+        return int(struct.unpack("<I", f.read(4))[0])
+
+
+def check_source(image: Path) -> list[Partition]:
+    """The partitions of a stock Pi OS image that a unit's image can be made
+    from; CardError otherwise (before anything is copied or provisioned)."""
+    parts = partitions(image)
+    _check_stock_layout(Path(image), parts)
+    return parts
+
+
+def _check_stock_layout(image: Path, parts: list[Partition]) -> None:
+    """The stock two partitions, root last, and a disk identifier: what the
+    data partition is added after and named by."""
+    layout = [(p.number, p.fs) for p in parts]
+    if layout != [(1, "fat"), (2, "ext4")]:
+        found = ", ".join(f"{n}: {fs}" for n, fs in layout)
+        raise CardError(
+            f"{image}: expected the stock Raspberry Pi OS partitions (1: fat, 2: ext4), "
+            f"found {found}; is it already a unit's image?"
+        )
+    if disk_id(image) == 0:
+        raise CardError(
+            f"{image}: the MBR has no disk identifier, so no PARTUUID= can name a partition"
+        )
+
+
+def _add_data_partition(image: Path, root: Partition, size: int) -> Partition:
+    """Partition 3 (Linux) on the next 4 MiB boundary after the root, the
+    image file grown to hold it (sparse)."""
+    start = -(-(root.start + root.size) // ALIGN) * ALIGN
+    if (start + size) // SECTOR >= 1 << 32:
+        raise CardError("the data partition would end past 2T, beyond what an MBR can address")
+    with image.open("rb+") as f:
+        if os.fstat(f.fileno()).st_size < start + size:
+            f.truncate(start + size)
+    line = f"start={start // SECTOR}, size={size // SECTOR}, type=83\n"
+    _run(
+        [
+            _need("sfdisk"),
+            "-q",
+            "--no-reread",
+            "--no-tell-kernel",
+            "-N",
+            str(DATA_NUMBER),
+            str(image),
+        ],
+        what="adding the data partition",
+        data=line.encode(),
+    )
+    added = next(
+        (p for p in _parse_mbr(image, _mbr(image), start + size) if p.number == DATA_NUMBER), None
+    )
+    if added is None or (added.start, added.size) != (start, size):
+        raise CardError(f"{image}: sfdisk did not write data partition {DATA_NUMBER} as asked")
+    return replace(added, fs="ext4")
+
+
+def _mbr(image: Path) -> bytes:
+    with image.open("rb") as f:
+        return f.read(SECTOR)
+
+
+def _mkfs_data(image: Path, part: Partition) -> None:
+    # nodiscard: mke2fs would punch holes in the file, not only in our range;
+    # -m 0: no blocks reserved for root, the store's writer is not root
+    _run(
+        [
+            _need("mkfs.ext4"),
+            "-q",
+            "-F",
+            "-L",
+            DATA_LABEL,
+            "-m",
+            "0",
+            "-E",
+            f"offset={part.start},nodiscard,root_owner=0:0",
+            str(image),
+            f"{part.size // 1024}k",
+        ],
+        what="making the data partition's file system",
+    )
+
+
 # ------------------------------------------------------------ tool wrappers
 
 
@@ -399,7 +580,8 @@ def _debugfs(image: Path, part: Partition, commands: list[str], *, write: bool) 
         if ln.strip() and not re.match(r"^debugfs \d", ln)
     ]
     if r.returncode != 0 or (write and errors):
-        raise CardError("debugfs on the root partition: " + ("; ".join(errors) or "failed"))
+        name = {1: "boot", 2: "root", DATA_NUMBER: "data"}.get(part.number, str(part.number))
+        raise CardError(f"debugfs on the {name} partition: " + ("; ".join(errors) or "failed"))
     return r.stdout.decode(errors="replace")
 
 
@@ -427,12 +609,17 @@ def read_file(image: Path, partition: int, path: str) -> bytes:
     part = _partition(image, partition)
     if part.fs == "fat":
         return _fat_read(Path(image), part, path)
+    data = _ext_read(Path(image), part, path)
+    if data is None:
+        raise CardError(f"{path}: not found on partition {partition}")
+    return data
+
+
+def _ext_read(image: Path, part: Partition, path: str) -> bytes | None:
     with tempfile.TemporaryDirectory(prefix="card-") as d:
         dest = Path(d) / "out"
         _debugfs_read(image, part, [f"dump -p {_q(_abs(path))} {_q(str(dest))}"])
-        if not dest.exists():
-            raise CardError(f"{path}: not found on partition {partition}")
-        return dest.read_bytes()
+        return dest.read_bytes() if dest.exists() else None
 
 
 def stat_entry(image: Path, partition: int, path: str) -> Entry | None:
@@ -440,7 +627,7 @@ def stat_entry(image: Path, partition: int, path: str) -> Entry | None:
     partition, or None if it does not exist."""
     part = _partition(image, partition)
     if part.fs != "ext4":
-        raise CardError(f"partition {partition} is not the ext4 root")
+        raise CardError(f"partition {partition} is not an ext4 partition")
     parent = str(PurePosixPath(_abs(path)).parent)
     name = PurePosixPath(path).name
     listing = _listings(Path(image), part, [parent]).get(parent, {})
@@ -603,10 +790,50 @@ def _walk_tree(root_tree: Path) -> list[_TreeItem]:
     return items
 
 
-def _plan_root(image: Path, part: Partition, tree: list[_TreeItem], scratch: Path) -> _Plan:
+def _split_unit(tree: list[_TreeItem], unit: str) -> tuple[list[_TreeItem], list[_TreeItem]]:
+    """(the root's items, the unit directory's items re-rooted at "/"): the
+    unit directory's contents go to the data partition, mounted there."""
+    top = "/" + unit.strip("/")
+    root = [i for i in tree if i.path != top and not i.path.startswith(top + "/")]
+    data = [replace(i, path=i.path.removeprefix(top)) for i in tree if i.path.startswith(top + "/")]
+    return root, data
+
+
+def _plan_data(image: Path, part: Partition, items: list[_TreeItem], mode: int) -> _Plan:
+    """The unit directory's files on the (new) data file system. Root-owned
+    like the root's: the recorder's user is made by systemd-sysusers at boot
+    (no fixed uid), and systemd-tmpfiles hands it the directory after the
+    mount (etc/tmpfiles.d/bodycam.conf)."""
+    probe = _ancestors([i.path for i in items]) + [i.path for i in items if i.kind == "dir"]
+    plan = _Plan(_kinds(_listings(image, part, probe)))
+    plan.commands += [f"sif {_q('/')} mode 0{stat.S_IFDIR | mode:o}"]
+    for item in items:
+        if item.kind == "dir":
+            plan.mkdirs(item.path, item.mode)
+        elif item.kind == "file":
+            plan.file(item.path, item.local, item.mode)
+        else:
+            plan.symlink(item.path, os.readlink(item.local))
+    return plan
+
+
+def _plan_root(
+    image: Path,
+    part: Partition,
+    tree: list[_TreeItem],
+    scratch: Path,
+    *,
+    unit: str,
+    unit_mode: int,
+    fstab_entry: str,
+) -> _Plan:
+    """Our files on the root partition, the masks, and the data partition's
+    mount point and fstab line (`fstab_entry` is its PARTUUID)."""
     sysd = "/" + SYSTEMD
     fixed = [
         "/" + USB0_KEYFILE,
+        "/" + FSTAB,
+        "/" + unit.strip("/"),
         *("/" + c for c in CONFLICTING),
         *("/" + a for a in UNIT_ALIASES),
         *(f"{sysd}/{u}" for u in MASKED_UNITS),
@@ -633,6 +860,14 @@ def _plan_root(image: Path, part: Partition, tree: list[_TreeItem], scratch: Pat
     keyfile = scratch / "usb0.nmconnection"
     keyfile.write_text(usb0_keyfile())
     plan.file("/" + USB0_KEYFILE, keyfile, 0o600)
+    # the mount point: empty on the root, the data partition goes over it
+    plan.mkdirs("/" + unit.strip("/"), unit_mode)
+    stock = _ext_read(image, part, "/" + FSTAB) if plan.kind("/" + FSTAB) == "file" else b""
+    fstab = scratch / "fstab"
+    fstab.write_text(
+        fstab_with_data(_text(stock or b"", FSTAB), fstab_entry, "/" + unit.strip("/"))
+    )
+    plan.file("/" + FSTAB, fstab, 0o644)
     for c in CONFLICTING:
         if plan.remove("/" + c):
             plan.removed.append("/" + c)
@@ -663,16 +898,30 @@ class CardReport:
     masked: tuple[str, ...]  # unit names
     host_mac: str
     dev_mac: str
+    data_partuuid: str  # partition 3, mounted at the unit directory
+    data_size: int  # bytes
+    data_written: tuple[str, ...]  # "/path" on the data partition
 
 
-def write_image(src: Path, out: Path, *, root_tree: Path, serial: str) -> CardReport:
-    """A copy of the Pi OS image `src` at `out`, set up as a bodycam unit.
+def write_image(
+    src: Path,
+    out: Path,
+    *,
+    root_tree: Path,
+    serial: str,
+    data_size: int = DEFAULT_DATA_SIZE,
+    unit: str = UNIT,
+) -> CardReport:
+    """A copy of the Pi OS image `src` at `out`, set up as a bodycam unit,
+    with a data partition of `data_size` bytes holding `root_tree`'s `unit`
+    directory (mounted there by fstab).
 
     `src` is only read. On any failure nothing is left at `out` or
     `<out>.partial`.
     """
     src, out, root_tree = Path(src), Path(out), Path(root_tree)
     serial = _check_serial(serial)
+    data_size = parse_size(f"{data_size}")
     for tool in _TOOLS:
         _need(tool)
     if not src.is_file():
@@ -681,12 +930,12 @@ def write_image(src: Path, out: Path, *, root_tree: Path, serial: str) -> CardRe
         raise CardError(f"output {out} is the source image; write to another file")
     if not out.parent.is_dir():
         raise CardError(f"output folder {out.parent} does not exist")
-    parts = partitions(src)  # refuse a bad source before copying anything
+    parts = check_source(src)  # refuse a bad source before copying anything
     tree = _walk_tree(root_tree)
     partial = out.with_name(out.name + ".partial")
     try:
         _sparse_copy(src, partial)
-        report = _edit(partial, parts, tree, serial)
+        report = _edit(partial, parts, tree, serial, data_size=data_size, unit=unit)
         os.replace(partial, out)
     except OSError as e:
         partial.unlink(missing_ok=True)
@@ -697,7 +946,15 @@ def write_image(src: Path, out: Path, *, root_tree: Path, serial: str) -> CardRe
     return replace(report, image=out)
 
 
-def _edit(image: Path, parts: list[Partition], tree: list[_TreeItem], serial: str) -> CardReport:
+def _edit(
+    image: Path,
+    parts: list[Partition],
+    tree: list[_TreeItem],
+    serial: str,
+    *,
+    data_size: int,
+    unit: str,
+) -> CardReport:
     boot, root = _find(parts, "fat"), _find(parts, "ext4")
     config = _text(_fat_read(image, boot, "config.txt"), "config.txt")
     cmdline = _text(_fat_read(image, boot, "cmdline.txt"), "cmdline.txt")
@@ -706,11 +963,30 @@ def _edit(image: Path, parts: list[Partition], tree: list[_TreeItem], serial: st
     _fat_write(image, boot, "cmdline.txt", new_cmdline.encode())
     _fat_write(image, boot, BODYCAM_TXT, bodycam_txt().encode())
 
+    data = _add_data_partition(image, root, data_size)
+    _mkfs_data(image, data)
+    data_uuid = partuuid(disk_id(image), DATA_NUMBER)
+    root_items, unit_items = _split_unit(tree, unit)
+    top = "/" + unit.strip("/")
+    unit_mode = next((i.mode for i in tree if i.path == top), 0o700)
     with tempfile.TemporaryDirectory(prefix="card-") as scratch:
-        plan = _plan_root(image, root, tree, Path(scratch))
+        plan = _plan_root(
+            image,
+            root,
+            root_items,
+            Path(scratch),
+            unit=unit,
+            unit_mode=unit_mode,
+            fstab_entry=data_uuid,
+        )
         _debugfs(image, root, plan.commands, write=True)
-    # a read-only full check: what we wrote must leave a clean filesystem
+        data_plan = _plan_data(image, data, unit_items, unit_mode)
+        _debugfs(image, data, data_plan.commands, write=True)
+    # a read-only full check: what we wrote must leave clean filesystems
     _run([_need("e2fsck"), "-f", "-n", _ext_target(image, root)], what="e2fsck of the root")
+    _run(
+        [_need("e2fsck"), "-f", "-n", _ext_target(image, data)], what="e2fsck of the data partition"
+    )
     with image.open("rb+") as f:
         os.fsync(f.fileno())
     host, dev = mac_addresses(serial)
@@ -723,6 +999,9 @@ def _edit(image: Path, parts: list[Partition], tree: list[_TreeItem], serial: st
         masked=MASKED_UNITS,
         host_mac=host,
         dev_mac=dev,
+        data_partuuid=data_uuid,
+        data_size=data.size,
+        data_written=tuple(data_plan.written),
     )
 
 

@@ -12,11 +12,12 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from boot import card
+from boot import card, layout
 from boot.card import CardError
 
 TOOLS = {
@@ -90,6 +91,13 @@ MB = 1 << 20
 BOOT_START, BOOT_SIZE = 8192, 128 * MB // 512  # sectors, like pi-gen (4 MiB aligned)
 ROOT_START = BOOT_START + BOOT_SIZE
 IMAGE_SIZE = 300 * MB
+DATA_SIZE = 18 * MB  # rounded up to 20 MiB (4 MiB alignment)
+# pi-gen bookworm stage1/00-boot-files: fstab names both partitions by PARTUUID
+STOCK_FSTAB = """\
+proc            /proc           proc    defaults          0       0
+PARTUUID=12345678-01  /boot/firmware  vfat    defaults          0       2
+PARTUUID=12345678-02  /               ext4    defaults,noatime  0       1
+"""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -132,6 +140,7 @@ def _stock_rootfs(d: Path) -> None:
     (d / "etc/NetworkManager/system-connections").mkdir(parents=True)
     (d / "etc/machine-id").write_text("")
     (d / "etc/hostname").write_text("raspberrypi\n")
+    (d / "etc/fstab").write_text(STOCK_FSTAB)
     lib = d / "lib/systemd/system"
     lib.mkdir(parents=True)
     for unit in ("fake-hwclock.service", "systemd-timesyncd.service", "hciuart.service"):
@@ -227,7 +236,9 @@ def written(stock: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     tree = _root_tree(work)
     before = _sha256(stock)
     out = work / "unit.img"
-    report = card.write_image(stock, out, root_tree=tree, serial="BC-QA-000001")
+    report = card.write_image(
+        stock, out, root_tree=tree, serial="BC-QA-000001", data_size=DATA_SIZE
+    )
     return {"out": out, "report": report, "before": before, "work": work, "tree": tree}
 
 
@@ -247,12 +258,13 @@ def test_partitions_of_a_pi_os_layout(stock: Path) -> None:
 def test_source_unchanged_and_output_complete(stock: Path, written: dict) -> None:
     out: Path = written["out"]
     assert _sha256(stock) == written["before"]
-    assert out.stat().st_size == stock.stat().st_size
+    # the stock image ends with the root: the data partition follows it
+    assert out.stat().st_size == IMAGE_SIZE + 20 * MB
     assert not out.with_name(out.name + ".partial").exists()
     # the copy kept the holes: far less on disk than the apparent size
     assert out.stat().st_blocks * 512 < IMAGE_SIZE // 2
-    # and the MBR is intact, so the card still boots the same partitions
-    assert card.partitions(out) == card.partitions(stock)
+    # and the stock partitions are intact, so the card still boots them
+    assert card.partitions(out)[:2] == card.partitions(stock)
 
 
 def test_config_txt_keeps_stock_lines_and_includes_ours_once(written: dict) -> None:
@@ -290,10 +302,11 @@ def test_cmdline_edited_in_place(written: dict) -> None:
         "fsck.repair=yes",
         "rootwait",
         "quiet",
-        "init=/usr/lib/raspberrypi-sys-mods/firstboot",
     ):
         assert kept in tokens
     assert not any(t.startswith("console=serial0") for t in tokens)
+    # the first-boot resize would grow the root over the data partition
+    assert not any(t.startswith("init=") for t in tokens) and "resize" not in tokens
     assert "modules-load=dwc2,g_ether" in tokens
     host, dev = card.mac_addresses("BC-QA-000001")
     assert f"g_ether.host_addr={host}" in tokens and f"g_ether.dev_addr={dev}" in tokens
@@ -305,8 +318,8 @@ def test_macs_stable_per_serial(stock: Path, written: dict) -> None:
     work: Path = written["work"]
     again = work / "again.img"
     other = work / "other.img"
-    card.write_image(stock, again, root_tree=written["tree"], serial="BC-QA-000001")
-    card.write_image(stock, other, root_tree=written["tree"], serial="BC-QA-000002")
+    for path, serial in ((again, "BC-QA-000001"), (other, "BC-QA-000002")):
+        card.write_image(stock, path, root_tree=written["tree"], serial=serial, data_size=DATA_SIZE)
     first = _text(written["out"], 1, "cmdline.txt")
     assert _text(again, 1, "cmdline.txt") == first
     assert _text(other, 1, "cmdline.txt") != first
@@ -346,7 +359,12 @@ def test_clock_services_and_serial_getty_disabled(written: dict) -> None:
         "fake-hwclock.service",
         "systemd-timesyncd.service",
         "serial-getty@ttyAMA0.service",
+        "serial-getty@ttyS0.service",
+        "serial-getty@serial0.service",
+        "serial-getty@ttyAMA10.service",  # the Pi 5's debug UART
         "hciuart.service",
+        "rpi-usb-gadget-ics.service",  # would bring its usb0 profiles back
+        "rpi-usb-gadget-hint@.service",  # a masked template masks every instance
     ):
         masked = card.stat_entry(out, 2, f"/etc/systemd/system/{unit}")
         assert masked is not None and masked.kind == "symlink" and masked.target == "/dev/null"
@@ -366,11 +384,12 @@ def test_root_tree_installed_with_modes_and_links(written: dict) -> None:
     run = card.stat_entry(out, 2, "/opt/bodycam/bin/bodycam-run")
     assert run is not None and (run.kind, run.mode, run.uid) == ("file", 0o755, 0)
     assert _text(out, 2, "/opt/bodycam/bin/bodycam-run") == "#!/bin/sh\nexec true\n"
-    secret = card.stat_entry(out, 2, "/var/lib/bodycam/keys/device.key")
-    assert secret is not None and secret.mode == 0o600
-    assert card.read_file(out, 2, "/var/lib/bodycam/keys/device.key") == b"\x00secret\xff"
+    # the unit directory is a mount point on the root: its files are on the
+    # data partition, none of them (no secret) on the root
     unit_dir = card.stat_entry(out, 2, "/var/lib/bodycam")
     assert unit_dir is not None and (unit_dir.kind, unit_dir.mode) == ("dir", 0o750)
+    assert card.stat_entry(out, 2, "/var/lib/bodycam/keys") is None
+    assert card.stat_entry(out, 2, "/var/lib/bodycam/keys/device.key") is None
     link = card.stat_entry(out, 2, "/opt/bodycam/current")
     assert link is not None and (link.kind, link.target) == ("symlink", "src")
     assert card.stat_entry(out, 2, "/opt/bodycam/src/firmware/__init__.py") is not None
@@ -383,6 +402,174 @@ def test_root_tree_installed_with_modes_and_links(written: dict) -> None:
     assert card.stat_entry(out, 2, "/etc/machine-id") is not None
     assert "/opt/bodycam/bin/bodycam-run" in written["report"].root_written
     _run("e2fsck", "-f", "-n", f"{out}?offset={ROOT_START * 512}")
+
+
+# ------------------------------------------------------------ the data partition
+
+DATA_START = IMAGE_SIZE // 512  # sectors: the stock root ends 4 MiB aligned
+
+
+def _debugfs_stdout(target: str, command: str) -> str:
+    r = subprocess.run(
+        [_which("debugfs") or "debugfs", "-R", command, target],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return r.stdout
+
+
+def test_data_partition_follows_the_root(written: dict) -> None:
+    out: Path = written["out"]
+    parts = card.partitions(out)
+    assert [(p.number, p.type_id, p.fs) for p in parts] == [
+        (1, 0x0C, "fat"),
+        (2, 0x83, "ext4"),
+        (3, 0x83, "ext4"),
+    ]
+    data = parts[2]
+    assert data.start == DATA_START * 512 and data.start % (4 * MB) == 0
+    assert data.start >= parts[1].start + parts[1].size
+    assert data.size == 20 * MB and data.start + data.size == out.stat().st_size
+    # sfdisk reads back the same table: three primaries, the stock disk id
+    dump = subprocess.run(
+        [_which("sfdisk") or "sfdisk", "-d", str(out)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "label-id: 0x12345678" in dump
+    assert f"start={DATA_START:>12}, size={20 * MB // 512:>12}, type=83" in dump
+    target = f"{out}?offset={data.start}"
+    stats = _debugfs_stdout(target, "stats")
+    assert "Filesystem volume name:   bodycam-data" in stats
+    assert "has_journal" in stats and "extent" in stats  # ext4, not ext2
+    _run("e2fsck", "-f", "-n", target)
+    report = written["report"]
+    assert (report.data_partuuid, report.data_size) == ("12345678-03", 20 * MB)
+
+
+def test_data_partition_holds_the_unit_directory(written: dict) -> None:
+    out: Path = written["out"]
+    secret = card.stat_entry(out, 3, "/keys/device.key")
+    assert secret is not None and (secret.kind, secret.mode, secret.uid) == ("file", 0o600, 0)
+    assert card.read_file(out, 3, "/keys/device.key") == b"\x00secret\xff"
+    keys = card.stat_entry(out, 3, "/keys")
+    assert keys is not None and keys.kind == "dir"
+    # the file system's top is the unit directory: its mode (the tree's 0750)
+    top = _debugfs_stdout(f"{out}?offset={DATA_START * 512}", "stat /")
+    assert "Mode:  0750" in top and "User:     0   Group:     0" in top
+    assert written["report"].data_written == ("/keys/device.key",)
+    # nothing of the firmware is on the data partition
+    assert card.stat_entry(out, 3, "/opt") is None
+
+
+def test_fstab_mounts_the_data_partition(written: dict) -> None:
+    fstab = _text(written["out"], 2, "/etc/fstab")
+    assert fstab.startswith(STOCK_FSTAB)  # the stock boot and root lines kept
+    entries = [ln.split() for ln in fstab.splitlines() if ln.strip() and not ln.startswith("#")]
+    ours = [e for e in entries if e[1] == "/var/lib/bodycam"]
+    assert ours == [
+        [
+            "PARTUUID=12345678-03",
+            "/var/lib/bodycam",
+            "ext4",
+            "defaults,noatime,nodev,nosuid,noexec,commit=1",
+            "0",
+            "2",
+        ]
+    ]
+    entry = card.stat_entry(written["out"], 2, "/etc/fstab")
+    assert entry is not None and (entry.mode, entry.uid) == (0o644, 0)
+
+
+def test_recorder_requires_the_data_mount() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import flash
+
+    units = flash.render_units(f"/{layout.PREFIX}", f"/{layout.UNIT}")
+    lines = units["bodycam-recorder.service"].splitlines()
+    unit_section = lines[: lines.index("[Service]")]
+    assert "RequiresMountsFor=/var/lib/bodycam" in unit_section
+
+
+def test_fstab_with_data_replaces_an_earlier_entry() -> None:
+    once = card.fstab_with_data(STOCK_FSTAB, "12345678-03", "/var/lib/bodycam")
+    assert card.fstab_with_data(once, "12345678-03", "/var/lib/bodycam") == once
+    moved = card.fstab_with_data(
+        STOCK_FSTAB + "/dev/sda1 /var/lib/bodycam/ ext4 defaults 0 0\n\n",
+        "abcdef01-03",
+        "/var/lib/bodycam",
+    )
+    assert moved.count("/var/lib/bodycam") == 1 and "PARTUUID=abcdef01-03" in moved
+    assert moved.startswith(STOCK_FSTAB)
+    # a commented-out line naming the mount point is the owner's: kept
+    commented = STOCK_FSTAB + "#/dev/sda1 /var/lib/bodycam ext4 defaults 0 0\n"
+    assert card.fstab_with_data(commented, "12345678-03", "/var/lib/bodycam").startswith(commented)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("8G", 8 << 30), ("512M", 512 * MB), ("16MiB", 16 * MB), ("18M", 20 * MB), ("1t", 1 << 40)],
+)
+def test_parse_size(text: str, size: int) -> None:
+    assert card.parse_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "whole number"),
+        ("8X", "whole number"),
+        ("1.5G", "whole number"),
+        ("-1G", "whole number"),
+        ("0", "too small"),
+        ("1M", "too small"),
+        ("2T", "too large"),
+    ],
+)
+def test_parse_size_refuses(text: str, message: str) -> None:
+    with pytest.raises(CardError, match=message):
+        card.parse_size(text)
+
+
+@pytest.mark.parametrize("size", ["8X", "1M"])
+def test_flash_image_refuses_a_bad_data_size(stock: Path, tmp_path: Path, size: str) -> None:
+    """Exit 2 with one line, before any key is made or anything is written."""
+    out = tmp_path / "unit.img"
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parent.parent / "tools" / "flash.py"),
+            "image",
+            str(stock),
+            str(out),
+            "--serial",
+            "BC-QA-000099",
+            "--officer",
+            "O",
+            "--password-file",
+            str(tmp_path / "no-such-file"),
+            "--agency",
+            str(tmp_path / "no-agency"),
+            "--without-venv",
+            "--data-size",
+            size,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "data partition size" in r.stderr
+    assert "Traceback" not in r.stderr
+    _no_output(out)
+    assert list(tmp_path.iterdir()) == []  # no agency, no stage, nothing
+
+
+def test_an_image_with_a_third_partition_is_refused(written: dict, tmp_path: Path) -> None:
+    """A unit's image as the source: refused (its layout is not the stock one)."""
+    out = tmp_path / "again.img"
+    with pytest.raises(CardError, match="already a unit's image"):
+        card.write_image(written["out"], out, root_tree=written["tree"], serial="S1")
+    _no_output(out)
 
 
 # ------------------------------------------------------------ pure functions
@@ -410,7 +597,7 @@ def test_edit_cmdline_idempotent_and_merges_modules() -> None:
     )
     tokens = text.split()
     assert tokens[1] == "modules-load=i2c-dev,dwc2,g_ether"  # in place, merged
-    assert "console=ttyAMA0,115200" not in tokens and "resize" in tokens
+    assert "console=ttyAMA0,115200" not in tokens and "resize" not in tokens
     assert sum(t.startswith("g_ether.dev_addr=") for t in tokens) == 1
     assert "g_ether.dev_addr=00:11:22:33:44:55" not in tokens
     assert tokens[-2:] == ["--", "single"]  # init's arguments stay last
