@@ -48,6 +48,9 @@ def speech_wav(text: str, path: Path, voice: str = "en") -> Path:
         check=True,
         capture_output=True,
     )
+    # espeak-ng exits 0 even when it could not write the file
+    if not path.is_file() or path.stat().st_size == 0:
+        raise DeviceFault(f"espeak-ng wrote no speech to {path}")
     return path
 
 
