@@ -79,6 +79,7 @@ def agency_init(agency: Path, profile: str, dock: str) -> None:
     )
     (agency / "evidence.recipient").write_text(f"{ident.recipient}\n")
     add_dock(agency, dock)
+    add_c2pa_signer(agency, "court")
     (agency / "escrow").mkdir(exist_ok=True)
 
 
@@ -93,6 +94,24 @@ def add_dock(agency: Path, name: str) -> None:
     (d / f"{name}.crt").write_bytes(
         pki.pem_cert(pki.issue(ca, cn=name, role="dock", public_key=key.public_key()))
     )
+
+
+def add_c2pa_signer(agency: Path, name: str) -> Path:
+    """agency/c2pa/NAME.crt + .key: what `dock.py export-case` signs court
+    copies with. Made by agency-init; `flash.py c2pa-signer` makes one for an
+    agency created before court copies existed, or a second one."""
+    ca = _load_ca(agency)
+    d = agency / "c2pa"
+    d.mkdir(exist_ok=True)
+    if (d / f"{name}.key").exists():
+        raise FlashError(f"C2PA signer {name} exists in {d}")
+    key = Ed25519PrivateKey.generate()
+    keys.write_secret(d / f"{name}.key", pki.pem_key(key))
+    cert = pki.issue_c2pa_signer(
+        ca, cn=f"bodycam court copy signer {name}", public_key=key.public_key()
+    )
+    (d / f"{name}.crt").write_bytes(pki.pem_cert(cert))
+    return d / f"{name}.crt"
 
 
 def _load_ca(agency: Path) -> pki.Issued:
@@ -235,15 +254,17 @@ def image(
     force: bool,
     devices: str = "pi",
     wheels: Path | None = None,
+    data_size: int = card.DEFAULT_DATA_SIZE,
 ) -> tuple[dict[str, str], card.CardReport]:
     """A Raspberry Pi OS Lite image in, one provisioned unit's image out (to be
     written to a card with bmaptool or dd). The unit is staged in a private
     temporary folder (its secrets never stay on the station) and copied into
-    the image's root partition; config.txt and cmdline.txt are edited in
-    place on the boot partition. Nothing is mounted."""
+    the image: the unit directory onto a new data partition of `data_size`
+    bytes, the rest onto the root partition; config.txt and cmdline.txt are
+    edited in place on the boot partition. Nothing is mounted."""
     if out.exists() and not force:
         raise FlashError(f"{out} exists; use --force to replace it")
-    card.partitions(source)  # refuse a bad image before any key is made
+    card.check_source(source)  # refuse a bad image before any key is made
     with tempfile.TemporaryDirectory(prefix="bodycam-stage-") as stage:
         row = provision(
             Path(stage),
@@ -257,7 +278,9 @@ def image(
             devices=devices,
             wheels=wheels,
         )
-        report = card.write_image(source, out, root_tree=Path(stage), serial=serial)
+        report = card.write_image(
+            source, out, root_tree=Path(stage), serial=serial, data_size=data_size
+        )
     add_to_inventory(agency, row)
     return row, report
 
@@ -542,6 +565,18 @@ def main(argv: list[str] | None = None) -> int:
             agency_init(agency, a.profile, a.dock)
             print(f"agency ({a.profile}) created in {agency}")
             return 0
+        if argv[:1] == ["c2pa-signer"]:
+            p = argparse.ArgumentParser(
+                prog="flash.py c2pa-signer",
+                description="issue a certificate for signing court copies (C2PA)",
+            )
+            p.add_argument("--profile", choices=pki.PROFILES, default="qa")
+            p.add_argument("--agency", type=Path)
+            p.add_argument("--name", default="court")
+            a = p.parse_args(argv[1:])
+            crt = add_c2pa_signer(a.agency or default_agency(a.profile), a.name)
+            print(f"C2PA signer certificate {crt} (key beside it, mode 0600)")
+            return 0
         if argv[:1] == ["inventory"]:
             p = argparse.ArgumentParser(prog="flash.py inventory")
             p.add_argument("--profile", choices=pki.PROFILES, default="qa")
@@ -573,16 +608,30 @@ def main(argv: list[str] | None = None) -> int:
                 action="store_true",
                 help="no wheelhouse: the card will not run until a venv is made (tests)",
             )
+            p.add_argument(
+                "--data-size",
+                default="8G",
+                help="the evidence store's partition after the root, e.g. 8G or 512M "
+                "(binary units, rounded up to 4M; default 8G): fixed, it does not grow "
+                "with the card (docs/BOOT.md)",
+            )
             a = p.parse_args(argv[1:])
+            try:  # a usage error: refused before anything is made
+                data_size = card.parse_size(a.data_size)
+            except card.CardError as exc:
+                print(f"flash image: {exc}", file=sys.stderr)
+                return 2
             if a.wheelhouse is None and not a.without_venv:
                 raise FlashError(
                     "a unit image needs --wheelhouse DIR (its venv is made from it at first "
                     "boot, offline); --without-venv makes a card that cannot record yet"
                 )
-            row, report = image(a.source, a.out, **_unit_args(a, devices="pi"))
+            row, report = image(a.source, a.out, **_unit_args(a, devices="pi"), data_size=data_size)
             print(
                 f"image {a.out}: {row['serial']} ({a.profile}) device key "
                 f"{row['device_key'][:16]}; usb0 MACs {report.host_mac} {report.dev_mac}; "
+                f"data partition PARTUUID={report.data_partuuid} "
+                f"({report.data_size // card.MIB}M) at /{layout.UNIT}; "
                 f"masked {', '.join(report.masked)}"
             )
             return 0
