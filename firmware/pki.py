@@ -61,9 +61,61 @@ def make_ca(profile: str, org: str = "Agency", years: int = 10) -> Issued:
             x509.KeyUsage(False, False, False, False, False, True, True, False, False),
             critical=True,
         )
+        # C2PA validators look a signer's issuer up by key identifier
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, None)
     )
     return Issued(key, cert)
+
+
+def issue_c2pa_signer(
+    ca: Issued, *, cn: str, public_key: Ed25519PublicKey, years: int = 5
+) -> x509.Certificate:
+    """The certificate the dock signs court copies' C2PA manifests with.
+
+    What c2pa-rs demands of a signer (its certificate_profile checks): an
+    end-entity certificate with digitalSignature only, an authority key
+    identifier, and an extended key usage from its default list;
+    emailProtection is the one that needs no trust configuration on the
+    examiner's side (docs/EXPORT.md, "Court copies")."""
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn, f"{_org(ca.cert)} court copies"))
+        .issuer_name(ca.cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365 * years))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+            critical=False,
+        )
+        .sign(ca.key, None)
+    )
+
+
+def _org(cert: x509.Certificate) -> str:
+    orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(orgs[0].value) if orgs else "Agency"
+
+
+def ca_profile(cert: x509.Certificate) -> str | None:
+    """The profile ("qa", "production") a CA made by make_ca names, if any."""
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    words = str(cns[0].value).split() if cns else []
+    if len(words) == 3 and words[0] == "bodycam" and words[2] == "CA" and words[1] in PROFILES:
+        return words[1]
+    return None
 
 
 def issue(
