@@ -48,6 +48,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     work = args.out or Path(tempfile.mkdtemp(prefix="bodycam-demo-"))
     try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"bodycam demo: cannot use {work}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
         return _demo(work)
     finally:
         if args.out is None:
@@ -170,9 +175,33 @@ def _demo(work: Path) -> int:
     )
     media_ok, media = _signed_media(sorted(files.values()), agency, dock_dir / "units" / SERIAL)
     _say("media", media)
+    court_ok, court = _court_copy(dock_dir, agency_dir, agency, work / "case")
+    _say("court", court)
     print()
     print(dock.report(dock_dir))
-    return 0 if unit_report.ok and dock_report.ok and result.released and media_ok else 1
+    ok = unit_report.ok and dock_report.ok and result.released and media_ok and court_ok
+    return 0 if ok else 1
+
+
+def _court_copy(dock_dir: Path, agency_dir: Path, agency: Identity, out: Path) -> tuple[bool, str]:
+    """The examiner's court copy of the first recording (tools/courtcopy.py)."""
+    courtcopy = _tool("courtcopy")
+    try:
+        report = courtcopy.verified_copy(dock_dir, SERIAL)
+        first = courtcopy.recordings(report.records)[0].start["seq"]
+        signing = courtcopy.Signing(
+            (agency_dir / "c2pa" / "court.crt").read_bytes(),
+            (agency_dir / "c2pa" / "court.key").read_bytes(),
+            (agency_dir / "ca.crt").read_bytes(),
+        )
+        case = courtcopy.export_case(dock_dir, SERIAL, first, agency, signing, out, "dock1")
+    except courtcopy.CaseError as exc:
+        return False, f"no court copy: {exc}"
+    return True, (
+        f"{case.mp4.name}: {case.joined.duration_us / 1e6:.1f} s with its pauses as gaps, "
+        f"C2PA {case.validation.state} with the agency CA (TEST certificate); report.html, "
+        f"report.pdf, SHA256SUMS in {out} (dock.py export-case)"
+    )
 
 
 def _signed_media(segments: list[Path], agency: Identity, chain: Path) -> tuple[bool, str]:

@@ -72,3 +72,30 @@ def recorded_unit(unit: Unit) -> Unit:
         store.append("mark", {"flag": "evidence"})
         write_segment(store, b"")
     return unit
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """`bodycam demo --out DIR`, run once as a user runs it: the unit, the
+    agency, the dock's copy and the court copy it leaves behind."""
+
+    dir: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("demo")
+    r = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    return DemoRun(out, r.returncode, r.stdout, r.stderr)

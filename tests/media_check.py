@@ -60,14 +60,15 @@ class Decoded:
     first_video_key: bool
 
 
-def decode(data: bytes) -> Decoded:
+def decode(data: bytes, container: str = "mpegts") -> Decoded:
     frames: list[tuple[int, int]] = []
     pcm: list[np.ndarray] = []
     a0: int | None = None
     rate = 16_000
     first_key: bool | None = None
-    with av.open(io.BytesIO(data), format="mpegts") as c:
-        for packet in c.demux():
+    with av.open(io.BytesIO(data), format=container) as c:
+        # an MP4's chapters are a data stream: nothing to decode
+        for packet in c.demux(*(s for s in c.streams if s.type in ("video", "audio"))):
             if packet.stream.type == "video" and packet.size and first_key is None:
                 first_key = bool(packet.is_keyframe)
             for frame in packet.decode():

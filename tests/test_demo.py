@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
+
+from .conftest import DemoRun
 
 
-def test_demo_runs_the_main_job_and_reports(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "firmware.cli", "demo", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    text = out.stdout
+def test_demo_runs_the_main_job_and_reports(demo_run: DemoRun) -> None:
+    tmp_path = demo_run.dir
+    assert demo_run.returncode == 0, demo_run.stdout + demo_run.stderr
+    text = demo_run.stdout
     for needle in (
         "unit store: VERIFIED",
         "dock copy: VERIFIED",
@@ -28,6 +23,7 @@ def test_demo_runs_the_main_job_and_reports(tmp_path: Path) -> None:
         "pre-record 3.0 s",
         "note_missing",
         "gaps         2, 0 unexplained",
+        "C2PA Trusted with the agency CA (TEST certificate)",
     ):
         assert needle in text, text
     assert "FAIL" not in text

@@ -4,6 +4,9 @@ store durably, index, and only then send a signed receipt (R15-R22).
     python tools/dock.py pull --unit HOST:PORT --dock-dir DIR \
         (--agency DIR --name NAME | --cert F --key F --ca F) [--identity F]
     python tools/dock.py report --dock-dir DIR
+    python tools/dock.py recordings --dock-dir DIR --serial S
+    python tools/dock.py export-case --dock-dir DIR --serial S --recording SEQ \
+        --out DIR (--agency DIR | --identity F --c2pa-cert F --c2pa-key F --ca F)
 
 The dock's storage:
     <dock>/dock.sqlite                       the index
@@ -537,6 +540,56 @@ def _load_dock(args: argparse.Namespace) -> tuple[ssl.SSLContext, Ed25519Private
     return ctx, private
 
 
+def _case_command(args: argparse.Namespace) -> int:
+    import courtcopy  # c2pa, weasyprint: loaded only for court copies
+
+    try:
+        if args.cmd == "recordings":
+            report = courtcopy.verified_copy(args.dock_dir, args.serial)
+            for rec in courtcopy.recordings(report.records):
+                print(courtcopy.describe(rec))
+            return 0
+        signing, identity = _case_credentials(args)
+        case = courtcopy.export_case(
+            args.dock_dir, args.serial, args.recording, identity, signing, args.out, args.name
+        )
+    except courtcopy.CaseError as exc:
+        print(f"dock: {exc}", file=sys.stderr)
+        return exc.code
+    except OSError as exc:
+        print(f"dock: {exc}", file=sys.stderr)
+        return 2
+    j = case.joined
+    print(
+        f"court copy {case.mp4}: {j.duration_us / 1e6:.1f} s, {j.video_packets} pictures, "
+        f"{len(case.media['missing_groups'])} groups missing; C2PA {case.validation.state} with "
+        f"the agency CA{' (TEST certificate)' if case.test_certificate else ''}; "
+        f"report.html, report.pdf, SHA256SUMS in {case.out}"
+    )
+    return 0
+
+
+def _case_credentials(args: argparse.Namespace) -> tuple[Any, Identity]:
+    from courtcopy import CaseError, Signing
+
+    a = args.agency
+    cert = args.c2pa_cert or (a / "c2pa" / "court.crt" if a else None)
+    key = args.c2pa_key or (a / "c2pa" / "court.key" if a else None)
+    ca = args.ca or (a / "ca.crt" if a else None)
+    ident = args.identity or (a / "evidence.key" if a else None)
+    if not (cert and key and ca and ident):
+        raise CaseError("give --agency DIR, or --identity, --c2pa-cert, --c2pa-key and --ca")
+    try:
+        signing = Signing(cert.read_bytes(), key.read_bytes(), ca.read_bytes())
+        identity = Identity.parse(ident.read_text())
+    except FileNotFoundError as exc:
+        hint = " (flash.py c2pa-signer makes one)" if exc.filename == str(cert) else ""
+        raise CaseError(f"{exc.filename}: no such file{hint}") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise CaseError(f"court-copy credentials: {exc}") from None
+    return signing, identity
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="dock.py", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -563,10 +616,34 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--stop-before-receipt", action="store_true", help=argparse.SUPPRESS)
     rp = sub.add_parser("report", help="compliance report per unit (R22)")
     rp.add_argument("--dock-dir", type=Path, required=True)
+    rl = sub.add_parser("recordings", help="the recordings a unit's verified copy holds")
+    rl.add_argument("--dock-dir", type=Path, required=True)
+    rl.add_argument("--serial", required=True)
+    ec = sub.add_parser("export-case", help="the court copy of one recording (docs/EXPORT.md)")
+    ec.add_argument("--dock-dir", type=Path, required=True)
+    ec.add_argument("--serial", required=True)
+    ec.add_argument(
+        "--recording",
+        type=int,
+        required=True,
+        metavar="SEQ",
+        help="the record_start record's number (see `recordings`)",
+    )
+    ec.add_argument("--out", type=Path, required=True, help="the case folder to create")
+    ec.add_argument(
+        "--agency", type=Path, help="agency folder: c2pa/court.crt+key, ca.crt, evidence.key"
+    )
+    ec.add_argument("--identity", type=Path, help="the agency's evidence identity (age)")
+    ec.add_argument("--c2pa-cert", type=Path, help="court-copy signing certificate, leaf first")
+    ec.add_argument("--c2pa-key", type=Path)
+    ec.add_argument("--ca", type=Path, help="the agency CA (the C2PA trust anchor)")
+    ec.add_argument("--name", default="", help="this dock's name, for the report")
     args = p.parse_args(argv)
     if args.cmd == "report":
         print(report(args.dock_dir))
         return 0
+    if args.cmd in ("recordings", "export-case"):
+        return _case_command(args)
     try:
         host, _, port = args.unit.rpartition(":")
         if not host or not port.isdigit():

@@ -1,0 +1,529 @@
+"""The examiner's court copy of one recording, made at the dock (issue 13).
+
+    python tools/dock.py recordings --dock-dir DIR --serial S
+    python tools/dock.py export-case --dock-dir DIR --serial S --recording SEQ \
+        --identity F (--agency DIR | --c2pa-cert F --c2pa-key F --ca F) --out DIR
+
+A recording is everything from a `record_start` record to its `record_stop`
+(or to the power loss or reboot that cut it), pauses included. Its segments
+are taken from the dock's verified copy, decrypted with the agency identity,
+checked against the plaintext hashes their chain records carry, and joined
+losslessly into one MP4 (tools/courtcopy_media.py) whose pauses are real
+gaps and whose chapters mark the chain's events. The MP4 carries a C2PA
+manifest signed by the agency's court-copy certificate, naming the unit, the
+officer, the chain records that bound the recording and every segment's
+hashes, and the result of every check made here. Beside it: a report (HTML
+and PDF) and a manifest of hashes an examiner recomputes with standard
+tools (`sha256sum`, `ffmpeg -f streamhash`, `ffprobe`, a C2PA validator,
+`bodycam verify-media`). Layout and how a court gets the trust anchor:
+docs/EXPORT.md, "Court copies".
+
+Nothing is written unless everything holds: the case folder is built as
+`<out>.partial` and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from courtcopy_c2pa import C2paFailure, Validation, sign, validate
+from courtcopy_media import Chapter, Joined, JoinError, join
+from cryptography import x509
+
+from firmware.cmd_verify_media import report_of
+from firmware.pki import ca_profile
+from sealing import layout
+from sealing.age import AgeError, Identity, decrypt
+from sealing.cli_verify import dock_lookup
+from sealing.files import fsync_dir
+from sealing.verify import Report, Unusable, verify_store
+
+ENDS = ("record_stop", "boot", "power_loss")  # what ends a recording
+VIDEO = ".ts.age"
+STILL = ".jpg.age"
+
+
+class CaseError(Exception):
+    """No court copy: `code` 2 for unusable input, 1 for evidence that fails."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Recording:
+    records: tuple[dict[str, Any], ...]  # record_start .. its end, in chain order
+
+    @property
+    def start(self) -> dict[str, Any]:
+        return self.records[0]
+
+    @property
+    def end(self) -> dict[str, Any] | None:
+        last = self.records[-1]
+        return last if last["type"] in ENDS else None
+
+    def media(self, suffix: str) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.records
+            if r["type"] in ("segment", "still", "power_loss")
+            and str(r["body"].get("file", "")).endswith(suffix)
+        ]
+
+
+def recordings(records: list[dict[str, Any]]) -> list[Recording]:
+    out: list[Recording] = []
+    current: list[dict[str, Any]] | None = None
+    for r in records:
+        if r["type"] == "record_start":
+            if current:
+                out.append(Recording(tuple(current)))
+            current = [r]
+        elif current is not None:
+            current.append(r)
+            # a power_loss record names the segment it sealed; it ends the recording too
+            if r["type"] in ENDS:
+                out.append(Recording(tuple(current)))
+                current = None
+    if current:
+        out.append(Recording(tuple(current)))
+    return out
+
+
+@dataclass(frozen=True)
+class Signing:
+    cert_pem: bytes  # the court-copy signer's certificate (and intermediates), leaf first
+    key_pem: bytes
+    anchor_pem: bytes  # the agency CA: what a court is given to trust
+
+
+@dataclass
+class Case:
+    out: Path
+    mp4: Path
+    validation: Validation
+    joined: Joined
+    media: dict[str, Any]
+    streamhash: dict[str, str]
+    test_certificate: bool
+    files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+
+
+def verified_copy(dock: Path, serial: str) -> Report:
+    unit = dock / "units" / serial
+    if not (unit / layout.CHAIN).is_file():
+        raise CaseError(f"the dock {dock} holds no copy of unit {serial!r}")
+    try:
+        report = verify_store(unit, find_segment=dock_lookup(dock))
+    except Unusable as exc:
+        raise CaseError(str(exc)) from None
+    if not report.ok:
+        raise CaseError(
+            f"the dock's copy of {serial} does not verify: {report.problems[0].message}"
+            f" (bodycam verify {unit} --segments-from {dock})",
+            1,
+        )
+    return report
+
+
+def export_case(
+    dock: Path,
+    serial: str,
+    start_seq: int,
+    identity: Identity,
+    signing: Signing,
+    out: Path,
+    dock_name: str = "",
+) -> Case:
+    if out.exists():
+        raise CaseError(f"{out} exists: a case folder is never overwritten")
+    if not out.parent.is_dir():
+        raise CaseError(f"{out.parent} is not a folder")
+    try:
+        anchor = x509.load_pem_x509_certificate(signing.anchor_pem)
+    except ValueError as exc:
+        raise CaseError(f"the agency CA is not a PEM certificate: {exc}") from None
+    report = verified_copy(dock, serial)
+    rec = next((r for r in recordings(report.records) if r.start["seq"] == start_seq), None)
+    if rec is None:
+        raise CaseError(
+            f"no recording of {serial} starts at record {start_seq} "
+            f"(dock.py recordings --dock-dir {dock} --serial {serial} lists them)"
+        )
+    if not rec.media(VIDEO):
+        raise CaseError(f"recording {start_seq} has no video segment on this dock")
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        case = _build(dock, serial, rec, report, identity, signing, anchor, partial, dock_name)
+        _seal_folder(partial)
+        os.rename(partial, out)
+        fsync_dir(out.parent)
+    except BaseException:
+        # never a half-made case folder, not even after Ctrl-C
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    case.out, case.mp4 = out, out / case.mp4.name
+    return case
+
+
+def _build(
+    dock: Path,
+    serial: str,
+    rec: Recording,
+    report: Report,
+    identity: Identity,
+    signing: Signing,
+    anchor: x509.Certificate,
+    out: Path,
+    dock_name: str,
+) -> Case:
+    locate = dock_lookup(dock)
+    chain_dir = _copy_chain(dock / "units" / serial, out / "chain")
+    with tempfile.TemporaryDirectory(prefix="court-", dir=out.parent) as tmp:
+        work = Path(tmp)
+        parts = [_decrypt(locate, r, identity, work) for r in rec.media(VIDEO)]
+        stills = [_decrypt(locate, r, identity, out / "stills") for r in rec.media(STILL)]
+        unsigned = work / "unsigned.mp4"
+        try:
+            joined = join(parts, unsigned, chapters(rec))
+        except JoinError as exc:
+            raise CaseError(f"the segments could not be joined: {exc}", 1) from None
+        media = report_of(unsigned, chain_dir)
+        if not media["ok"]:
+            raise CaseError(f"the joined video's in-stream signatures fail: {_first_bad(media)}", 1)
+        before = streamhash(unsigned)
+        name = f"{serial}_{_stamp(rec.start['wall_us'])}_rec{rec.start['seq']}.mp4"
+        mp4 = out / name
+        test_cert = ca_profile(anchor) == "qa"
+        facts = _facts(rec, report, joined, media, before, dock_name, test_cert)
+        try:
+            sign(
+                unsigned,
+                mp4,
+                cert_pem=signing.cert_pem,
+                key_pem=signing.key_pem,
+                anchor_pem=signing.anchor_pem,
+                title=name,
+                assertions=_assertions(rec, report, dock / "units" / serial, facts),
+                actions=[_repackaged(joined)],
+                generator={"name": "bodycam dock", "version": _version()},
+            )
+        except C2paFailure as exc:
+            raise CaseError(str(exc)) from None
+    after = streamhash(mp4)
+    if after != before:
+        raise CaseError("signing changed the media packets (streamhash differs)", 1)
+    validation = validate(mp4, signing.anchor_pem)
+    if not validation.trusted:
+        raise CaseError(
+            f"the signed copy does not validate as Trusted with the agency CA: "
+            f"{validation.state} {', '.join(validation.failures)}",
+            1,
+        )
+    (out / "agency-ca.pem").write_bytes(signing.anchor_pem)
+    case = Case(out, mp4, validation, joined, media, after, test_cert)
+    facts["c2pa"] = {"state": validation.state, "failures": list(validation.failures)}
+    facts["stills"] = [p.name for p in stills]
+    _write_reports(out, rec, facts, case)
+    return case
+
+
+def chapters(rec: Recording) -> list[Chapter]:
+    """The chain's events in the recording, where they happened."""
+    out: list[Chapter] = []
+    first = rec.media(VIDEO)[0]["body"]["start"]["mono_us"]
+    notes = {
+        r["body"].get("window_from_us"): r["body"]
+        for r in rec.records
+        if r["type"] == "resume_note"
+    }
+    for r in rec.records:
+        t, b, mono = r["type"], r["body"], r["mono_us"]
+        if t == "record_start":
+            pre = b.get("prerecord_us", 0)
+            if pre and first < mono:
+                out.append(Chapter(first, f"Pre-record ({pre / 1e6:.1f} s before the press)"))
+            out.append(Chapter(mono, f"Recording started ({b.get('cause', '?')})"))
+        elif t == "pause":
+            out.append(Chapter(mono, f"Paused, nothing recorded (reason: {b.get('reason', '?')})"))
+        elif t == "resume":
+            note = notes.get(mono)
+            said = (
+                "no spoken reason yet"
+                if note is None
+                else f"spoken reason given ({note.get('speech_s', 0)} s)"
+                if note.get("given")
+                else "spoken reason MISSING"
+            )
+            out.append(Chapter(mono, f"Resumed ({b.get('cause', '?')}); {said}"))
+        elif t == "mark":
+            out.append(Chapter(mono, f"Marked: {b.get('flag', '?')}"))
+        elif t == "still":
+            out.append(Chapter(mono, f"Still photo {b.get('file', '')}"))
+        elif t == "clock" and b.get("step_us"):
+            out.append(
+                Chapter(mono, f"Clock stepped {b['step_us'] / 1e6:+.3f} s ({b.get('source')})")
+            )
+        elif t in ("fault", "audio_gap"):
+            out.append(Chapter(mono, f"{t.replace('_', ' ').capitalize()}: {_short(b)}"))
+    return out
+
+
+def _short(body: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(body.items()))[:120]
+
+
+def _decrypt(locate: Any, r: dict[str, Any], identity: Identity, into: Path) -> Path:
+    b = r["body"]
+    src = locate(b["file"])
+    if src is None:
+        raise CaseError(f"{b['file']} is not on this dock (released before it was pulled?)", 1)
+    into.mkdir(exist_ok=True)
+    dst = into / b["file"].removesuffix(".age")
+    try:
+        with src.open("rb") as f, dst.open("wb") as sink:
+            got = decrypt(f, identity, sink)
+    except AgeError as exc:
+        raise CaseError(f"{b['file']}: {exc} (is --identity the agency's evidence key?)") from None
+    want = (b.get("pt_len"), b.get("pt_sha256"))
+    if (got.plaintext_len, got.plaintext_sha256) != want or not (
+        got.complete or r["type"] == "power_loss"
+    ):
+        raise CaseError(
+            f"{b['file']}: the decrypted bytes do not match the chain's plaintext hash", 1
+        )
+    return dst
+
+
+def _first_bad(media: dict[str, Any]) -> str:
+    bad = next((g for g in media["groups"] if g["status"] != "verified"), None)
+    if bad:
+        return f"group {bad['group']}: {bad['status']} ({bad['detail']})"
+    return media.get("chain", {}).get("why") or f"groups {media['missing_groups']} missing"
+
+
+def streamhash(path: Path) -> dict[str, str]:
+    """SHA-256 of each stream's packets, as `ffmpeg -f streamhash` gives it: the
+    hash an examiner recomputes on any copy, whatever the container."""
+    r = subprocess.run(
+        ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v", "-map", "0:a?"]
+        + ["-c", "copy", "-f", "streamhash", "-hash", "sha256", "-"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if r.returncode != 0:
+        raise CaseError(f"ffmpeg could not read {path.name}: {r.stderr.strip()[:200]}", 1)
+    out = {}
+    for line in r.stdout.splitlines():
+        idx, kind, value = line.split(",", 2)
+        out[f"{idx},{kind}"] = value.removeprefix("SHA256=")
+    return out
+
+
+def _copy_chain(src: Path, dst: Path) -> Path:
+    """The unit's chain, its pinned key and the receipts it cites, byte for byte:
+    `bodycam verify-media COPY --chain chain` roots the copy offline."""
+    dst.mkdir()
+    shutil.copyfile(src / layout.CHAIN, dst / layout.CHAIN)
+    shutil.copyfile(src / "device_ed25519.pub", dst / "device_ed25519.pub")
+    if (src / "receipts").is_dir():
+        shutil.copytree(src / "receipts", dst / "receipts")
+    return dst
+
+
+def _lines(unit: Path, seqs: set[int]) -> list[str]:
+    out = []
+    with (unit / layout.CHAIN).open("rb") as f:
+        for seq, line in enumerate(f):
+            if seq in seqs:
+                out.append(line.decode().rstrip("\n"))
+    return out
+
+
+def _assertions(
+    rec: Recording, report: Report, unit: Path, facts: dict[str, Any]
+) -> list[dict[str, Any]]:
+    key_seq = facts["verification"]["in_stream"]["recording_key_record"]
+    bounding = {0, key_seq} | {r["seq"] for r in rec.records}
+    return [
+        {"label": "org.bodycam.recording", "data": facts["recording"]},
+        {"label": "org.bodycam.segments", "data": {"segments": facts["segments"]}},
+        {
+            "label": "org.bodycam.chain",
+            "data": {
+                "about": "the unit's chain records that bound this recording, byte for "
+                "byte (docs/FORMAT.md): genesis, the recording key, and every "
+                "record from record_start to its end",
+                "lines": _lines(unit, bounding),
+                "chain_length": len(report.records),
+            },
+        },
+        {"label": "org.bodycam.verification", "data": facts["verification"]},
+    ]
+
+
+def _repackaged(joined: Joined) -> dict[str, Any]:
+    return {
+        "action": "c2pa.repackaged",
+        "softwareAgent": {"name": "bodycam dock", "version": _version()},
+        "parameters": {
+            "description": "decrypted sealed MPEG-TS segments joined into MP4 without "
+            "re-encoding; pauses kept as gaps; encoded silence in the audio of each pause",
+            "silence_added_ms": [[f.from_us // 1000, f.to_us // 1000] for f in joined.filled],
+        },
+    }
+
+
+def _facts(
+    rec: Recording,
+    report: Report,
+    joined: Joined,
+    media: dict[str, Any],
+    hashes: dict[str, str],
+    dock_name: str,
+    test_cert: bool,
+) -> dict[str, Any]:
+    start, end = rec.start, rec.end
+    genesis = report.records[0]["body"]
+    segments = []
+    for r in rec.media(VIDEO) + rec.media(STILL):
+        b = r["body"]
+        segments.append(
+            {
+                "record": r["seq"],
+                "file": b["file"],
+                "cut_by_power_loss": r["type"] == "power_loss",
+                **{k: b.get(k) for k in ("ct_sha256", "ct_len", "pt_sha256", "pt_len")},
+                "from": _iso(b["start"]["wall_us"]) if b.get("start") else None,
+                "to": _iso(b["end"]["wall_us"]) if b.get("end") else None,
+            }
+        )
+    origin = joined.origin_us
+    pauses = []
+    for i, r in enumerate(rec.records):
+        if r["type"] == "pause":
+            resume = next((x for x in rec.records[i:] if x["type"] == "resume"), None)
+            pauses.append(
+                {
+                    "reason": r["body"].get("reason"),
+                    "from_s": round((r["mono_us"] - origin) / 1e6, 3),
+                    "to_s": round((resume["mono_us"] - origin) / 1e6, 3) if resume else None,
+                }
+            )
+    return {
+        "recording": {
+            "unit": report.serial,
+            "officer": start["officer"],
+            "device_key": genesis.get("device_key"),
+            "start_record": start["seq"],
+            "end_record": end["seq"] if end else None,
+            "ended_by": end["type"] if end else "chain ends (still recording when pulled)",
+            "started": _iso(start["wall_us"]),
+            "clock_at_start": start.get("clock"),
+            "duration_s": round(joined.duration_us / 1e6, 3),
+            "pauses": pauses,
+            "silence_added_s": [
+                [round(f.from_us / 1e6, 3), round(f.to_us / 1e6, 3)] for f in joined.filled
+            ],
+            "chapters": [
+                {"at_s": round(max(0, c.at_us - origin) / 1e6, 3), "title": c.title}
+                for c in chapters(rec)
+            ],
+        },
+        "segments": segments,
+        "verification": {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "dock": dock_name,
+            "tool": f"bodycam {_version()}",
+            "chain": {
+                "verified": report.ok,
+                "records": len(report.records),
+                "anchors": report.anchors,
+                "checks": "signatures, hash chain, segment ciphertext hashes, receipts, releases",
+            },
+            "plaintext": "every segment decrypted with the agency identity; size and SHA-256 "
+            "equal the chain record's pt_len and pt_sha256",
+            "in_stream": {
+                "verified": media["ok"],
+                "groups": len(media["groups"]),
+                "missing_groups": media["missing_groups"],
+                "recording_key": media["recording_key"],
+                "recording_key_record": media["chain"]["seq"],
+                "pictures_from": media["verified_from"],
+                "pictures_to": media["verified_to"],
+            },
+            "streamhash_sha256": hashes,
+            "test_certificate": test_cert,
+        },
+    }
+
+
+def _write_reports(out: Path, rec: Recording, facts: dict[str, Any], case: Case) -> None:
+    from courtcopy_report import write_report  # weasyprint loads slowly: only when used
+
+    (out / "manifest.json").write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
+    write_report(out, facts, case.mp4.name, case.test_certificate)
+
+
+def _seal_folder(out: Path) -> None:
+    """SHA256SUMS over every file (`sha256sum -c SHA256SUMS` in the folder)."""
+    lines = []
+    for p in sorted(x for x in out.rglob("*") if x.is_file()):
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        lines.append(f"{h.hexdigest()}  {p.relative_to(out).as_posix()}\n")
+        with p.open("rb") as f:
+            os.fsync(f.fileno())
+    (out / "SHA256SUMS").write_text("".join(lines))
+    for d in [out, *(x for x in out.rglob("*") if x.is_dir())]:
+        fsync_dir(d)
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="milliseconds")
+
+
+def _stamp(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("bodycam")
+    except metadata.PackageNotFoundError:
+        return "source"
+
+
+def describe(rec: Recording) -> str:
+    """One line for `dock.py recordings`."""
+    videos = rec.media(VIDEO)
+    notes = [r["body"].get("given") for r in rec.records if r["type"] == "resume_note"]
+    pauses = sum(1 for r in rec.records if r["type"] == "pause")
+    end = rec.end
+    span = ""
+    if videos:
+        s = videos[0]["body"]["start"]["mono_us"]
+        e = videos[-1]["body"].get("end", {}).get("mono_us", s)
+        span = f"{(e - s) / 1e6:7.1f} s"
+    return (
+        f"record {rec.start['seq']:>6}  {_iso(rec.start['wall_us'])}  {span}  "
+        f"{len(videos)} segments, {pauses} pauses, notes {notes.count(True)} given "
+        f"{notes.count(False)} missing, ended by {end['type'] if end else '-'}"
+    )

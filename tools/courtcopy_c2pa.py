@@ -1,0 +1,135 @@
+"""C2PA content credentials on a court copy (c2pa-python, docs/EXPORT.md).
+
+The agency's court-copy certificate (issued by the agency CA, `flash.py
+c2pa-signer`) signs a manifest embedded in the MP4. The media bytes are not
+changed: c2pa-rs adds one `uuid` box and moves the chunk offsets, so the
+packets an examiner hashes with `ffmpeg -f streamhash` are the same before
+and after. Validation trusts the agency CA only when it is given as an
+anchor; "Valid" means intact but signed by someone not trusted, so only
+"Trusted" passes here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import c2pa
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+MIME = "video/mp4"
+# the codes every bmff validation reports and that say nothing is wrong
+INFORMATIONAL = ("assertion.bmffHash.additionalExclusionsPresent", "signingCredential.ocsp.skipped")
+
+
+class C2paFailure(Exception):
+    """Signing or validation could not be done (bad certificate, bad file)."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    state: str  # Trusted, Valid (intact, signer not trusted) or Invalid
+    failures: tuple[str, ...]  # validation codes that count against the file
+    manifest: dict[str, Any]  # the active manifest as c2pa-python reads it
+
+    @property
+    def trusted(self) -> bool:
+        return self.state == "Trusted" and not self.failures
+
+
+def _context(anchor_pem: str) -> c2pa.Context:
+    return c2pa.Context.from_dict(
+        {
+            "trust": {"user_anchors": anchor_pem},
+            # an examiner's machine may be offline: nothing is fetched
+            "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
+            "builder": {"thumbnail": {"enabled": False}},
+        }
+    )
+
+
+def _algorithm(key_pem: bytes) -> bytes:
+    try:
+        key = serialization.load_pem_private_key(key_pem, None)
+    except (ValueError, TypeError) as exc:
+        raise C2paFailure(f"the C2PA signing key is not a PEM private key: {exc}") from None
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return b"ed25519"
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in ("secp256r1", "secp384r1"):
+        return b"es256" if key.curve.name == "secp256r1" else b"es384"
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
+        return b"ps256"
+    raise C2paFailure("the C2PA signing key must be Ed25519, EC P-256/P-384 or RSA >= 2048")
+
+
+def sign(
+    src: Path,
+    dst: Path,
+    *,
+    cert_pem: bytes,
+    key_pem: bytes,
+    anchor_pem: bytes,
+    title: str,
+    assertions: list[dict[str, Any]],
+    actions: list[dict[str, Any]],
+    generator: dict[str, str],
+) -> bytes:
+    """Write `dst`: `src` with a C2PA manifest signed by `cert_pem`."""
+    try:
+        x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise C2paFailure(f"the C2PA signing certificate is not PEM: {exc}") from None
+    definition = {
+        "claim_generator_info": [generator],
+        "title": title,
+        "format": MIME,
+        "assertions": assertions,
+    }
+    try:
+        # the chain, leaf first, must lead to the anchor; c2pa checks it after signing
+        signer = c2pa.Signer.from_info(
+            c2pa.C2paSignerInfo(_algorithm(key_pem), cert_pem, key_pem, None)
+        )
+        with _context(anchor_pem.decode()) as ctx, c2pa.Builder(definition, context=ctx) as b:
+            b.set_intent(c2pa.C2paBuilderIntent.CREATE, c2pa.C2paDigitalSourceType.DIGITAL_CAPTURE)
+            for action in actions:
+                b.add_action(action)
+            with src.open("rb") as f, dst.open("w+b") as o:
+                return bytes(b.sign(signer, MIME, f, o))
+    except c2pa.C2paError as exc:
+        raise C2paFailure(f"C2PA signing failed: {exc}") from None
+
+
+def validate(path: Path, anchor_pem: bytes) -> Validation:
+    """What an examiner's C2PA validator says, with the agency CA as anchor."""
+    try:
+        with (
+            _context(anchor_pem.decode()) as ctx,
+            path.open("rb") as f,
+            c2pa.Reader(MIME, f, context=ctx) as r,
+        ):
+            state = str(r.get_validation_state())
+            store = json.loads(r.json())
+    except c2pa.C2paError as exc:
+        return Validation("Invalid", (f"unreadable manifest: {exc}",), {})
+    active = store.get("active_manifest")
+    manifest = store.get("manifests", {}).get(active, {}) if active else {}
+    results = store.get("validation_results", {}).get("activeManifest", {})
+    failures = tuple(
+        str(x.get("code"))
+        for x in results.get("failure", [])
+        if str(x.get("code")) not in INFORMATIONAL
+    )
+    return Validation(state, failures, manifest)
+
+
+def assertion(manifest: dict[str, Any], label: str) -> Any:
+    """The data of one of the manifest's assertions, by label."""
+    for a in manifest.get("assertions", []):
+        if a.get("label") == label:
+            return a.get("data")
+    return None

@@ -1,0 +1,222 @@
+"""Join a recording's decrypted MPEG-TS segments into one MP4, losslessly.
+
+Every recorded packet is copied as it is (no decode, no re-encode), so the
+pictures keep the in-stream signatures (docs/FORMAT.md section 5.2) and
+`bodycam verify-media` still verifies the MP4. The segments' timestamps are
+the unit's monotonic clock, so a pause stays a real gap: the picture before
+it is shown for the length of the pause, and the MP4 lasts as long as the
+recording did.
+
+Sound: MP4 players that play audio samples back to back instead of at their
+timestamps would run the sound ahead of the picture after every pause. So
+the audio gap of a pause is filled with encoded silence, placed to end
+exactly where the recorded sound resumes; what is left (under one AAC frame,
+64 ms at 16 kHz) stays a gap. Each filled stretch is returned so the report
+and the C2PA manifest say where sound was added that was never recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+TS_HZ = 90_000  # MPEG-TS timestamps: the unit's monotonic clock at 90 kHz
+
+
+class JoinError(Exception):
+    """The segments cannot be joined (one is unreadable or has no picture)."""
+
+
+@dataclass(frozen=True)
+class Chapter:
+    at_us: int  # on the unit's monotonic clock, like the chain's mono_us
+    title: str
+
+
+@dataclass(frozen=True)
+class Filled:
+    """Silence added where nothing was recorded, on the MP4's own time line."""
+
+    from_us: int
+    to_us: int
+
+
+@dataclass(frozen=True)
+class Joined:
+    path: Path
+    origin_us: int  # the unit's monotonic time of the MP4's 0
+    duration_us: int
+    video_packets: int
+    audio_packets: int
+    filled: tuple[Filled, ...]
+
+
+def join(parts: list[Path], out: Path, chapters: list[Chapter]) -> Joined:
+    """Copy every packet of `parts` (in order) into the MP4 `out`."""
+    if not parts:
+        raise JoinError("no segments to join")
+    inputs = []
+    try:
+        for p in parts:
+            try:
+                inputs.append(av.open(str(p)))
+            except av.FFmpegError as exc:
+                raise JoinError(f"{p.name}: not readable as MPEG-TS: {exc}") from None
+        return _join(inputs, out, chapters)
+    finally:
+        for c in inputs:
+            c.close()
+
+
+def _join(inputs: list[av.container.InputContainer], out: Path, chapters: list[Chapter]) -> Joined:
+    first = inputs[0]
+    if not first.streams.video:
+        raise JoinError("the first segment has no picture")
+    vt, at = first.streams.video[0], first.streams.audio[0] if first.streams.audio else None
+    origin = _first_pts(first)
+    # faststart: a player or a court's viewer can start before the whole file is read
+    dst = av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"})
+    try:
+        ov = dst.add_stream_from_template(vt)
+        oa = dst.add_stream_from_template(at) if at is not None else None
+        silence = (
+            _Silence(at.codec_context.sample_rate, at.codec_context.layout.name) if at else None
+        )
+        counts = {"video": 0, "audio": 0}
+        filled: list[Filled] = []
+        audio_end: int | None = None  # 90 kHz, where the last audio packet ends
+        end = 0
+        wrap = 0  # TS time wraps every 2^33 ticks (26.5 h of the unit's uptime)
+        for c in inputs:
+            entered = False
+            for pkt in c.demux():
+                if pkt.dts is None or pkt.pts is None:
+                    continue  # the demuxer's flush packets
+                if not entered:
+                    entered = True
+                    if pkt.dts + wrap < origin + end - 2**32:
+                        wrap += 2**33
+                pkt.pts += wrap
+                pkt.dts += wrap
+                kind = pkt.stream.type
+                if kind == "video":
+                    pkt.stream = ov
+                elif kind == "audio" and oa is not None and silence is not None:
+                    if audio_end is not None and pkt.pts - audio_end >= silence.ticks:
+                        filled.append(silence.fill(dst, oa, bytes(pkt), audio_end, pkt.pts, origin))
+                    audio_end = pkt.pts + (pkt.duration or silence.ticks)
+                    pkt.stream = oa
+                else:
+                    continue
+                pkt.pts -= origin
+                pkt.dts -= origin
+                if pkt.pts < 0:
+                    raise JoinError("a packet lies before the recording's first picture")
+                end = max(end, pkt.pts + (pkt.duration or 0))
+                dst.mux(pkt)
+                counts[kind] += 1
+        dst.set_chapters(_chapters(chapters, origin, end))
+    finally:
+        dst.close()
+    return Joined(
+        out,
+        origin * 1_000_000 // TS_HZ,
+        end * 1_000_000 // TS_HZ,
+        counts["video"],
+        counts["audio"],
+        tuple(filled),
+    )
+
+
+def _first_pts(c: av.container.InputContainer) -> int:
+    """The earliest timestamp in a segment's first packets (video or audio)."""
+    seen: list[int] = []
+    with av.open(c.name) as again:  # a look ahead that leaves `c` at its start
+        for pkt in again.demux():
+            if pkt.pts is not None:
+                seen.append(pkt.pts)
+            if len(seen) >= 16:
+                break
+    if not seen:
+        raise JoinError("a segment holds no packets")
+    return min(seen)
+
+
+def _chapters(chapters: list[Chapter], origin: int, end: int) -> list[av.container.Chapter]:
+    places = sorted((max(0, ch.at_us * TS_HZ // 1_000_000 - origin), ch.title) for ch in chapters)
+    out: list[av.container.Chapter] = []
+    for i, (start, title) in enumerate(places):
+        stop = places[i + 1][0] if i + 1 < len(places) else end
+        out.append(
+            {
+                "id": i + 1,
+                "start": start,
+                "end": max(start, stop),
+                "time_base": Fraction(1, TS_HZ),
+                "metadata": {"title": title},
+            }
+        )
+    return out
+
+
+class _Silence:
+    """Encoded AAC silence in the recording's own format (rate, layout)."""
+
+    def __init__(self, rate: int, layout: str) -> None:
+        enc = av.CodecContext.create("aac", "w")
+        enc.sample_rate, enc.layout, enc.format = rate, layout, "fltp"
+        enc.time_base = Fraction(1, rate)
+        enc.open()
+        channels = len(enc.layout.channels)
+        packets: list[av.Packet] = []
+        for i in range(4):  # past the encoder's priming: a steady silent frame
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((channels, 1024), np.float32), format="fltp", layout=layout
+            )
+            frame.sample_rate, frame.pts = rate, i * 1024
+            packets.extend(enc.encode(frame))
+        if not packets:
+            raise JoinError("the AAC encoder gave no packet for silence")
+        self.payload = bytes(packets[-1])
+        self.ticks = 1024 * TS_HZ // rate
+
+    def fill(
+        self,
+        dst: av.container.OutputContainer,
+        stream: av.AudioStream,
+        like: bytes,
+        start: int,
+        stop: int,
+        origin: int,
+    ) -> Filled:
+        # aligned on the resumed sound: it is heard on time even by a player
+        # that counts samples; the remainder (< one frame) stays a gap
+        n = (stop - start) // self.ticks
+        first = stop - n * self.ticks
+        frame = _adts(like, self.payload)
+        for k in range(n):
+            pkt = av.Packet(frame)
+            pkt.stream = stream
+            pkt.time_base = Fraction(1, TS_HZ)
+            pkt.pts = pkt.dts = first + k * self.ticks - origin
+            pkt.duration = self.ticks
+            dst.mux(pkt)
+        return Filled((first - origin) * 1_000_000 // TS_HZ, (stop - origin) * 1_000_000 // TS_HZ)
+
+
+def _adts(like: bytes, payload: bytes) -> bytes:
+    """`payload` behind a copy of a recorded packet's ADTS header (so the same
+    profile, rate and channels), with the frame length set to its own. The
+    segments carry AAC in ADTS, and the MP4 muxer takes every packet as such."""
+    if len(like) < 7 or like[0] != 0xFF or like[1] & 0xF6 != 0xF0 or not like[1] & 1:
+        raise JoinError("the recorded sound is not AAC in ADTS without CRC")
+    size = 7 + len(payload)
+    head = bytearray(like[:7])
+    head[3] = (head[3] & 0xFC) | (size >> 11)
+    head[4] = (size >> 3) & 0xFF
+    head[5] = ((size & 7) << 5) | (head[5] & 0x1F)
+    return bytes(head) + payload
