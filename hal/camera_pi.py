@@ -19,8 +19,30 @@ Failures. Nothing raised by the consumer may escape into picamera2's thread
 `stop_recording()` can then block for ever, so `stop` gives up after a few
 seconds; the firmware's frame watchdog notices the silence.
 
+Encoder errors. picamera2 calls `encoder.encode()` from its event-loop
+thread (`process_requests`); an exception there ends that thread (NullPreview
+`handle_request` re-raises): frames stop, and `stop()` then waits for ever on
+the dead loop. The known one: on a Pi 5, `H264Encoder` is `LibavH264Encoder`,
+whose forced keyframe sets `frame.pict_type = "I"`, a TypeError with PyAV >= 14.
+So our encoder is a subclass whose `encode` catches and reports through
+`on_error` (once); the loop lives on, and after a failed forced keyframe
+`request_keyframe` does nothing (the GOP gives a keyframe within a second).
+
+Stills. Picamera2 cannot give a full-resolution picture while the video runs
+without a mode switch (`switch_mode_and_capture_file` is stop_, configure_,
+start_: the video stops for the switch, and nothing there checks for a running
+encoder, which then gets the still mode's frames). A second full-resolution
+stream (main at sensor size, video on lores) or a full-size raw stream would
+put the sensor in its full-resolution mode for the video too (imx708: 14 fps).
+So: while the encoder runs, a still is the video stream's current frame
+(`capture_file`, which runs as a job on the camera thread between frames,
+dropping none); with the encoder stopped, the still configuration at sensor
+size. `last_still` says which (`source` "video" or "sensor", and the size),
+and the JPEG carries the same in a COM segment (capture/stills.py keeps it).
+
 picamera2 imports only on a Pi (it needs libcamera), so it is imported in
-`PiCamera.__init__`. Only run against tests/doubles/picamera2_double.py.
+`PiCamera.__init__`. Only run against tests/doubles/picamera2_double.py
+(V4L2 and, with `platform="pi5"`, libav encoders), never on a Pi.
 """
 
 from __future__ import annotations
@@ -29,7 +51,10 @@ import importlib
 import io
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+from PIL import Image
 
 from .media import DeviceFault, EncodedFrame, GuardedHook
 from .pacing import Clock
@@ -37,6 +62,39 @@ from .ports import OnError, OnFrame, OnPicture
 
 PLAUSIBLE_US = 5_000_000
 AF_MANUAL, AF_CONTINUOUS = 0, 2  # libcamera controls.AfModeEnum
+STILL_TIMEOUT_S = 5.0  # a capture job the camera thread never runs (stalled or dead loop)
+STOP_TIMEOUT_S = 3.0
+STALE_US = 500_000  # a still older than this is not "now" (a stalled camera's last frame)
+SOI, COM = b"\xff\xd8", b"\xff\xfe"
+
+
+@dataclass(frozen=True)
+class StillMeta:
+    """Where a still came from: "sensor" (the still mode at sensor size, taken
+    with no video running) or "video" (a frame of the running video stream)."""
+
+    source: str
+    width: int
+    height: int
+
+    def comment(self) -> bytes:
+        return f"bodycam still_source={self.source} size={self.width}x{self.height}".encode()
+
+
+def with_comment(jpeg: bytes, text: bytes) -> bytes:
+    """`jpeg` with a COM segment right after SOI (pixels untouched)."""
+    if not jpeg.startswith(SOI):
+        raise DeviceFault("camera: the still is not a JPEG")
+    return SOI + COM + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
+
+
+def within(fn: Callable[[], object], timeout_s: float, name: str) -> bool:
+    """Run `fn` on a thread of its own; False if it has not returned in time
+    (picamera2 can block for ever on a stalled camera: leave it behind)."""
+    t = threading.Thread(target=fn, name=name, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return not t.is_alive()
 
 
 def output_class(base: type) -> type:
@@ -65,6 +123,36 @@ def output_class(base: type) -> type:
                 self.on_error(self.failed)
 
     return FrameOutput
+
+
+def encoder_class(base: type) -> type:
+    """picamera2's H264Encoder (V4L2 or libav, whichever the platform gives),
+    with `encode` guarded: picamera2 calls it on its event-loop thread, which
+    an exception would end (frames stop, `stop()` hangs)."""
+
+    class GuardedEncoder(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.on_fault: OnError | None = None
+            self.fault: str | None = None
+            self.force_broken = False  # a forced keyframe failed: stop asking
+
+        def encode(self, stream: Any, request: Any) -> None:
+            # libav_h264_encoder.py: `_encode` acts on requested > generated
+            forcing = getattr(self, "_key_frames_requested", 0) > getattr(
+                self, "_key_frames_generated", 0
+            )
+            try:
+                super().encode(stream, request)
+            except Exception as exc:  # noqa: BLE001 - picamera2's loop thread: report, live on
+                self.force_broken = self.force_broken or forcing
+                if self.fault is None:
+                    why = " on a forced keyframe" if forcing else ""
+                    self.fault = f"camera: the encoder failed{why} in picamera2's thread: {exc!r}"
+                    if self.on_fault is not None:
+                        self.on_fault(self.fault)
+
+    return GuardedEncoder
 
 
 class Timeline:
@@ -117,6 +205,7 @@ class PiCamera:
             main={"size": (width, height)}, controls={"FrameRate": fps}
         )
         self.cam.configure(config)
+        self.video_config = config
         self.pixel_format = str(config["main"].get("format", "XBGR8888"))
         controls = getattr(self.cam, "camera_controls", {})
         if lens_position is not None and "LensPosition" in controls:
@@ -125,9 +214,12 @@ class PiCamera:
         elif autofocus and "AfMode" in controls:
             self.cam.set_controls({"AfMode": AF_CONTINUOUS})  # Camera Module 3: off by default
         # SPS/PPS before every keyframe (the default) so each segment decodes alone
-        self.encoder = self._encoders.H264Encoder(bitrate=bitrate, repeat=True, iperiod=fps)
+        self.encoder = encoder_class(self._encoders.H264Encoder)(
+            bitrate=bitrate, repeat=True, iperiod=fps
+        )
         self.timeline = Timeline(clock)
         self.running = False
+        self.last_still: StillMeta | None = None
 
     def start(self, on_frame: OnFrame, on_error: OnError) -> None:
         def frame(data: bytes, keyframe: bool, timestamp: int) -> None:
@@ -136,6 +228,7 @@ class PiCamera:
             on_frame(EncodedFrame(data, pts, keyframe))
 
         self.output = output_class(self._outputs.Output)(frame, on_error)
+        self.encoder.on_fault = on_error
         self.cam.start_recording(self.encoder, self.output)
         self.running = True
 
@@ -143,13 +236,11 @@ class PiCamera:
         if not self.running:
             return
         self.running = False
-        t = threading.Thread(target=self.cam.stop_recording, name="camera-stop", daemon=True)
-        t.start()
-        t.join(timeout_s)  # a stalled camera can block here for ever: leave it behind
+        within(self.cam.stop_recording, timeout_s, "camera-stop")
 
     def request_keyframe(self) -> None:
         force = getattr(self.encoder, "force_key_frame", None)  # picamera2 >= 0.3.32
-        if force is not None:
+        if force is not None and not self.encoder.force_broken:
             force()
 
     def overlay(self, hook: OnPicture | None, on_error: OnError) -> bool:
@@ -175,6 +266,56 @@ class PiCamera:
         return True
 
     def still(self) -> bytes:
+        """Recording: the video stream's current frame, no frame lost. Not
+        recording: a still at the sensor's full size. `last_still` says which."""
+        source = "video" if self.running else "sensor"
+        jpeg = self._capture() if self.running else self._standby_still()
+        try:
+            with Image.open(io.BytesIO(jpeg)) as img:
+                width, height = img.size
+        except OSError as exc:
+            raise DeviceFault(f"camera: the still is not a JPEG: {exc}") from None
+        self.last_still = StillMeta(source, width, height)
+        return with_comment(jpeg, self.last_still.comment())
+
+    def _capture(self) -> bytes:
+        """`capture_file` runs as a job on picamera2's thread: wait a bounded time."""
         buf = io.BytesIO()
-        self.cam.capture_file(buf, format="jpeg")
+        try:
+            meta = self.cam.capture_file(buf, format="jpeg", wait=STILL_TIMEOUT_S)
+        except TimeoutError:  # concurrent.futures.TimeoutError is TimeoutError (3.11)
+            raise DeviceFault(f"camera: no still within {STILL_TIMEOUT_S:g} s") from None
+        except Exception as exc:  # noqa: BLE001 - whatever the job raised on the camera thread
+            raise DeviceFault(f"camera: still capture failed: {exc!r}") from None
+        # picamera2 keeps the last completed request: a stalled camera hands that over
+        sensor_ns = meta.get("SensorTimestamp") if isinstance(meta, dict) else None
+        if isinstance(sensor_ns, int):
+            age = self.timeline.clock.monotonic_ns() // 1000 - sensor_ns // 1000
+            if STALE_US < age < PLAUSIBLE_US:
+                raise DeviceFault(f"camera: the newest picture is {age / 1e6:.1f} s old")
         return buf.getvalue()
+
+    def _standby_still(self) -> bytes:
+        """Configure the still mode (sensor size), start, capture, stop, back to
+        the video configuration. Not `switch_mode_and_capture_file`: that
+        waits for ever if picamera2's loop never ran, and leaves the camera
+        started in the video mode."""
+        hook, self.cam.pre_callback = self.cam.pre_callback, None  # it expects the video format
+        try:
+            try:
+                self.cam.configure(self.cam.create_still_configuration())
+                self.cam.start()
+            except Exception as exc:  # noqa: BLE001 - libcamera's RuntimeError and the like
+                raise DeviceFault(f"camera: still mode failed: {exc!r}") from None
+            return self._capture()
+        finally:
+            self._back_to_video()
+            self.cam.pre_callback = hook
+
+    def _back_to_video(self) -> None:
+        if not within(self.cam.stop, STOP_TIMEOUT_S, "camera-still-stop"):
+            raise DeviceFault("camera: did not stop after a still")
+        try:
+            self.cam.configure(self.video_config)
+        except Exception as exc:  # noqa: BLE001
+            raise DeviceFault(f"camera: video mode not restored after a still: {exc!r}") from None

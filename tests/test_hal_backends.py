@@ -205,3 +205,165 @@ def test_picamera2_fixed_focus_and_the_rtc_found_by_its_driver(
     assert found.device == Path("/dev/rtc1") and found.sysfs == tmp_path / "rtc1"
     (tmp_path / "rtc1" / "name").write_text("something-else\n")
     assert LinuxRtc.find(tmp_path, Path("/dev")).device == Path("/dev/rtc0")  # none of ours
+
+
+def _jpeg_size(jpeg: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as img:
+        img.load()  # decodes all of it: a truncated JPEG fails here
+        return img.size
+
+
+def test_picamera2_still_in_standby_is_the_full_sensor_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    picamera2_double.install(monkeypatch)
+    cam = PiCamera(LiveClock(), width=320, height=180)
+    hook = cam.overlay(lambda px, fmt, us: None, pytest.fail)
+    callback = cam.cam.pre_callback
+    assert hook
+    jpeg = cam.still()  # no video running: the still mode, Camera Module 3's 12 MP
+    assert _jpeg_size(jpeg) == picamera2_double.SENSOR_RESOLUTION == (4608, 2592)
+    assert cam.last_still is not None and cam.last_still.source == "sensor"
+    assert b"still_source=sensor size=4608x2592" in jpeg[:200]
+    # back as it was: stopped, in the video mode, the overlay in place
+    assert not cam.cam.started and cam.cam.camera_config is cam.video_config
+    assert cam.cam.pre_callback is callback
+    got: list[EncodedFrame] = []
+    cam.start(got.append, pytest.fail)
+    _wait(lambda: len(got) >= 3)
+    cam.stop()
+
+
+@pytest.mark.parametrize("platform", ["vc4", "pi5"])
+def test_picamera2_still_while_recording_is_a_video_frame_and_no_frame_is_lost(
+    monkeypatch: pytest.MonkeyPatch, platform: str
+) -> None:
+    picamera2_double.install(monkeypatch, platform)
+    got: list[EncodedFrame] = []
+    cam = PiCamera(LiveClock(), width=320, height=180, fps=30)
+    cam.start(got.append, pytest.fail)
+    _wait(lambda: len(got) >= 10)
+    n, stops = len(got), cam.cam.stop_count
+    jpeg = cam.still()
+    _wait(lambda: len(got) >= n + 15)
+    assert _jpeg_size(jpeg) == (320, 180)  # the video stream's frame, not a mode switch
+    assert cam.last_still is not None and cam.last_still.source == "video"
+    assert cam.cam.stop_count == stops and cam.cam.loop_error is None
+    steps = [b.pts_us - a.pts_us for a, b in zip(got, got[1:], strict=False)]
+    assert max(steps) < 2.5 * 33_333, steps  # the frame flow never paused
+    cam.stop()
+
+
+def test_picamera2_still_failures_are_device_faults_and_video_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hal import camera_pi
+
+    picamera2_double.install(monkeypatch)
+    got: list[EncodedFrame] = []
+    cam = PiCamera(LiveClock(), width=320, height=180, fps=30)
+    cam.start(got.append, pytest.fail)
+    _wait(lambda: len(got) >= 5)
+    # raised by the capture job on picamera2's thread, handed over by its Future
+    cam.cam.fail_capture = OSError("image file is truncated")
+    with pytest.raises(DeviceFault, match="truncated"):
+        cam.still()
+    n = len(got)
+    _wait(lambda: len(got) >= n + 10)  # the recording goes on
+    assert cam.cam.loop_error is None
+    # a stalled camera never runs the job: bounded, not a hang of the firmware loop
+    monkeypatch.setattr(camera_pi, "STILL_TIMEOUT_S", 0.3)
+    cam.cam.stall()
+    time.sleep(0.6)
+    # picamera2 keeps the last request and hands it over: too old to be "now"
+    with pytest.raises(DeviceFault, match="s old"):
+        cam.still()
+    t = time.monotonic()
+    with pytest.raises(DeviceFault, match="no still within"):  # none left: the job waits
+        cam.still()
+    assert time.monotonic() - t < 2
+    cam.stop(timeout_s=0.3)
+
+
+def test_picamera2_pi5_libav_encoder_delays_restarts_and_forces_keyframes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    picamera2_double.install(monkeypatch, "pi5")
+    monkeypatch.setattr(picamera2_double.LibavH264Encoder, "pyav_major", 10)  # Debian's PyAV
+    got: list[tuple[EncodedFrame, int, str]] = []
+
+    def on_frame(f: EncodedFrame) -> None:
+        got.append((f, time.monotonic_ns() // 1000, threading.current_thread().name))
+
+    cam = PiCamera(LiveClock(), width=320, height=180, fps=30)
+    assert isinstance(cam.encoder, picamera2_double.LibavH264Encoder)
+    cam.encoder.iperiod = 0  # libav: no GOP keyframes after the first, so any other is forced
+    cam.start(on_frame, pytest.fail)
+    _wait(lambda: len(got) >= 15)
+    assert {name for *_, name in got} == {"picamera2-loop"}  # the camera's thread, not ours
+    lags = sorted(arrived - f.pts_us for f, arrived, _ in got)
+    assert lags[len(lags) // 2] > 40_000  # x264's frame threads: packets come frames later
+    # restart: libav flushes what it holds on the stopping thread, then counts from 0 again
+    cam.cam.stop_recording()
+    assert got[-1][2] == "MainThread"
+    n = len(got)
+    cam.cam.start_recording(cam.encoder, cam.output)
+    _wait(lambda: len(got) >= n + 10)
+    pts = [f.pts_us for f, *_ in got]
+    assert all(b > a for a, b in zip(pts, pts[1:], strict=False))
+    assert pts[n] - pts[n - 1] < 500_000  # the timeline goes on
+    k = len(got)
+    assert not any(f.keyframe for f, *_ in got[n + 1 : k])
+    cam.request_keyframe()
+    _wait(lambda: len(got) >= k + 8)
+    assert any(f.keyframe for f, *_ in got[k : k + 8])
+    cam.stop()
+
+
+def test_picamera2_pi5_forced_keyframe_failing_in_the_camera_thread_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    picamera2_double.install(monkeypatch, "pi5")  # the venv's PyAV (>= 14): pict_type "I" raises
+    errors: list[str] = []
+    got: list[EncodedFrame] = []
+    cam = PiCamera(LiveClock(), width=320, height=180, fps=30)
+    cam.start(got.append, errors.append)
+    _wait(lambda: len(got) >= 5)
+    cam.request_keyframe()
+    _wait(lambda: bool(errors))
+    assert "forced keyframe" in errors[0] and "TypeError" in errors[0], errors
+    n = len(got)
+    _wait(lambda: len(got) >= n + 10)  # picamera2's loop lives on: frames keep coming
+    assert cam.cam.loop_error is None
+    cam.request_keyframe()  # not asked again: it would only fail again
+    assert cam.encoder._key_frames_requested == 1  # noqa: SLF001
+    assert len(errors) == 1
+    cam.stop()
+
+
+def test_picamera2_double_loses_its_loop_to_an_unguarded_encoder_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The double's fidelity: picamera2's own encoder on PyAV >= 14, no guard."""
+    picamera2_double.install(monkeypatch, "pi5")
+    pc = picamera2_double.Picamera2()
+    pc.configure(pc.create_video_configuration(main={"size": (320, 180)}))
+    frames: list[bytes] = []
+
+    class Out(picamera2_double.Output):
+        def outputframe(self, frame: bytes, *a: object, **k: object) -> None:
+            frames.append(frame)
+
+    enc = picamera2_double.LibavH264Encoder()
+    pc.start_recording(enc, Out())
+    _wait(lambda: len(frames) >= 5)
+    enc.force_key_frame()
+    _wait(lambda: pc.loop_error is not None)
+    assert isinstance(pc.loop_error, TypeError)
+    n = len(frames)
+    time.sleep(0.3)
+    assert len(frames) == n  # frames just stop; nothing reached the application

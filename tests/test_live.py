@@ -329,3 +329,73 @@ def test_bodycam_run_refuses_a_bad_devices_table_before_starting(unit: Unit) -> 
     assert r.returncode == 2 and "[devices.camera] backend = 'picamera3'" in r.stderr
     assert "Traceback" not in r.stderr
     assert (unit.path / "store" / "chain.jsonl").read_bytes() == before  # nothing started
+
+
+def _pi5_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps: list, seconds: float):  # noqa: ANN202
+    picamera2_double.install(monkeypatch, "pi5")
+    monkeypatch.setitem(sys.modules, "pyaudio", pyaudio_double)
+    pyaudio_double.PyAudio.source = staticmethod(lambda n, k: bytes(2 * k))  # type: ignore[assignment]
+    unit = make_unit(tmp_path / "unit")
+    (unit.path / "unit.toml").write_text(PI_TOML)
+    rec = _live(unit.path, steps, seconds=seconds)
+    return unit, rec, verify_store(unit.path, identity=unit.agency.identity)
+
+
+def _tap(line: str) -> Any:
+    def tap(rec: Recorder) -> None:
+        p = rec.devices.pin_factory.pin(getattr(rec.devices.pins, line))
+        p.drive_low()
+        time.sleep(0.1)
+        p.drive_high()
+
+    return tap
+
+
+def _restart_camera(rec: Recorder) -> None:  # libav flushes, then timestamps start from 0 again
+    cam = rec.devices.camera
+    cam.cam.stop_recording()  # type: ignore[union-attr]
+    cam.cam.start_recording(cam.encoder, cam.output)  # type: ignore[union-attr]
+
+
+def test_pi5_libav_camera_in_the_live_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(picamera2_double.LibavH264Encoder, "pyav_major", 10)  # Debian's PyAV
+    # record, pause, resume (a keyframe request), the encoder restarted, a still
+    steps = [(0.8, _press), (2.3, _tap("function")), (3.8, _press), (5.0, _restart_camera)]
+    steps.append((5.8, _tap("photo")))
+    unit, rec, report = _pi5_live(tmp_path, monkeypatch, steps, seconds=7.5)
+    assert report.ok, report.problems
+    faults = [r["body"] for r in report.records if r["type"] == "fault"]
+    assert not [f for f in faults if f["what"] == "camera"], faults
+    assert any(r["type"] == "resume" for r in report.records)
+    assert any(r["body"].get("container") == "jpeg" for r in report.records)  # the still
+    cam = rec.devices.camera
+    assert cam.last_still is not None and cam.last_still.source == "video"  # type: ignore[union-attr]
+    enc = cam.encoder  # type: ignore[union-attr]
+    assert enc._key_frames_requested == enc._key_frames_generated == 1  # noqa: SLF001
+    resumed_key = []
+    for rec_files in recordings(unit.path, unit.agency.identity):
+        pts = []
+        for i, (_, data) in enumerate(rec_files):
+            d = decode(data)
+            pts += [t for t, _ in d.frames]
+            if i == 0:
+                resumed_key.append(d.first_video_key)
+        steps_us = [b - a for a, b in zip(pts, pts[1:], strict=False)]
+        assert all(s > 0 for s in steps_us) and max(steps_us) < 200_000  # one timeline
+    assert len(resumed_key) == 2 and all(resumed_key)  # the resumed file starts decodable
+
+
+def test_pi5_forced_keyframe_failure_is_a_camera_fault_with_its_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the venv's PyAV (>= 14): picamera2's `frame.pict_type = "I"` raises in its thread
+    steps = [(0.8, _press), (2.3, _tap("function")), (3.8, _press)]
+    _, _, report = _pi5_live(tmp_path, monkeypatch, steps, seconds=5.5)
+    assert report.ok, report.problems
+    faults = [
+        r["body"] for r in report.records if r["type"] == "fault" and r["body"]["what"] == "camera"
+    ]
+    assert len(faults) == 1, faults
+    assert "forced keyframe" in faults[0]["reason"] and "TypeError" in faults[0]["reason"]
