@@ -499,7 +499,10 @@ class Recorder:
         try:
             jpeg = cam.still()
         except (DeviceFault, OSError, RuntimeError) as exc:
-            self._fault("camera", f"still failed: {exc}")
+            # recorded, but the video goes on: a dead camera is found by the
+            # frame watchdog, not by one still that did not come
+            self.log(f"still failed: {exc}")
+            self._append("fault", {"what": "still", "reason": str(exc)})
             return
         loc = self.location or {}
         try:
@@ -519,7 +522,10 @@ class Recorder:
             self._append("fault", {"what": "still_exif", "reason": str(exc)})
         w = self.store.open_segment("jpg", stamp=start)
         w.write(jpeg)
-        extra = {"location": self.location} if self.location else {}
+        extra: dict[str, Any] = {"location": self.location} if self.location else {}
+        meta = getattr(cam, "last_still", None)  # the Pi camera says where the picture came from
+        if meta is not None:
+            extra["still"] = {"source": meta.source, "width": meta.width, "height": meta.height}
         rec = w.close(
             SegmentMeta(
                 start=start,
