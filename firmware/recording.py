@@ -277,11 +277,14 @@ def run_scenario(
     wall_start_ns: int | None = None,
     on_ready: Callable[[Recorder], None] | None = None,
     config: UnitConfig | None = None,
+    devices: DeviceConfig | None = None,
 ) -> Recorder:
     """Play `scenario` on simulated devices: on virtual time (as fast as the
-    work allows, repeatable) or, with `realtime`, on the live clock."""
+    work allows, repeatable) or, with `realtime`, on the live clock.
+    `devices` replaces the scenario's simulated camera (e.g. a replayed
+    1080p H.264 clip for benchmarks)."""
     config = config or unitconfig.load(unit)  # checked before the store is opened
-    cfg = scenario_devices(scenario)
+    cfg = devices or scenario_devices(scenario)
     policy = policy or config.policy
     clock: VirtualClock | ShiftedClock
     pacer: Pacer

@@ -1,4 +1,4 @@
-"""Project benchmark: `python tools/bench.py {sealing|capture|recorder|export}`.
+"""Project benchmark: `python tools/bench.py {sealing|capture|recorder|export|courtcopy}`.
 
 Each part lives in its own module beside this file (bench_<part>.py) with a
 `main(argv) -> dict`; the result is printed as JSON. Parts measure the real
@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-PARTS = ("sealing", "capture", "recorder", "export")
+PARTS = ("sealing", "capture", "recorder", "export", "courtcopy")
 
 
 def main(argv: list[str]) -> int:

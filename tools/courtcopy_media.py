@@ -17,6 +17,8 @@ and the C2PA manifest say where sound was added that was never recorded.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -55,92 +57,120 @@ class Joined:
     filled: tuple[Filled, ...]
 
 
-def join(parts: list[Path], out: Path, chapters: list[Chapter]) -> Joined:
-    """Copy every packet of `parts` (in order) into the MP4 `out`."""
+Part = Path | Callable[[], bytes]  # a segment file, or its bytes made on demand
+
+
+def join(parts: Sequence[Part], out: Path, chapters: list[Chapter]) -> Joined:
+    """Copy every packet of `parts` (in order) into the MP4 `out`. A part
+    given as a function is called when its turn comes, so a dock decrypts
+    one segment at a time into memory and never writes plaintext to disk."""
     if not parts:
         raise JoinError("no segments to join")
-    inputs = []
-    try:
-        for p in parts:
-            try:
-                inputs.append(av.open(str(p)))
-            except av.FFmpegError as exc:
-                raise JoinError(f"{p.name}: not readable as MPEG-TS: {exc}") from None
-        return _join(inputs, out, chapters)
-    finally:
-        for c in inputs:
-            c.close()
-
-
-def _join(inputs: list[av.container.InputContainer], out: Path, chapters: list[Chapter]) -> Joined:
-    first = inputs[0]
-    if not first.streams.video:
-        raise JoinError("the first segment has no picture")
-    vt, at = first.streams.video[0], first.streams.audio[0] if first.streams.audio else None
-    origin = _first_pts(first)
-    # faststart: a player or a court's viewer can start before the whole file is read
-    dst = av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"})
-    try:
-        ov = dst.add_stream_from_template(vt)
-        oa = dst.add_stream_from_template(at) if at is not None else None
-        silence = (
-            _Silence(at.codec_context.sample_rate, at.codec_context.layout.name) if at else None
-        )
-        counts = {"video": 0, "audio": 0}
-        filled: list[Filled] = []
-        audio_end: int | None = None  # 90 kHz, where the last audio packet ends
-        end = 0
-        wrap = 0  # TS time wraps every 2^33 ticks (26.5 h of the unit's uptime)
-        for c in inputs:
-            entered = False
-            for pkt in c.demux():
-                if pkt.dts is None or pkt.pts is None:
-                    continue  # the demuxer's flush packets
-                if not entered:
-                    entered = True
-                    if pkt.dts + wrap < origin + end - 2**32:
-                        wrap += 2**33
-                pkt.pts += wrap
-                pkt.dts += wrap
-                kind = pkt.stream.type
-                if kind == "video":
-                    pkt.stream = ov
-                elif kind == "audio" and oa is not None and silence is not None:
-                    if audio_end is not None and pkt.pts - audio_end >= silence.ticks:
-                        filled.append(silence.fill(dst, oa, bytes(pkt), audio_end, pkt.pts, origin))
-                    audio_end = pkt.pts + (pkt.duration or silence.ticks)
-                    pkt.stream = oa
-                else:
-                    continue
-                pkt.pts -= origin
-                pkt.dts -= origin
-                if pkt.pts < 0:
-                    raise JoinError("a packet lies before the recording's first picture")
-                end = max(end, pkt.pts + (pkt.duration or 0))
-                dst.mux(pkt)
-                counts[kind] += 1
-        dst.set_chapters(_chapters(chapters, origin, end))
-    finally:
-        dst.close()
+    first = _load(parts[0], 0)
+    with _open(first, 0) as c:
+        if not c.streams.video:
+            raise JoinError("the first segment has no picture")
+        origin = _first_pts(c)
+    with _open(first, 0) as c:
+        vt, at = c.streams.video[0], c.streams.audio[0] if c.streams.audio else None
+        # faststart: a player or a court's viewer can start before the whole file is read
+        dst = av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"})
+        try:
+            ov = dst.add_stream_from_template(vt)
+            oa = dst.add_stream_from_template(at) if at is not None else None
+            rate = at.codec_context.sample_rate if at is not None else 0
+            layout = at.codec_context.layout.name if at is not None else ""
+            muxer = _Muxer(dst, ov, oa, _Silence(rate, layout) if at else None, origin)
+            muxer.copy(c)
+            for i, part in enumerate(parts[1:], 1):
+                with _open(_load(part, i), i) as more:
+                    muxer.copy(more)
+            dst.set_chapters(_chapters(chapters, origin, muxer.end))
+        finally:
+            dst.close()
     return Joined(
         out,
         origin * 1_000_000 // TS_HZ,
-        end * 1_000_000 // TS_HZ,
-        counts["video"],
-        counts["audio"],
-        tuple(filled),
+        muxer.end * 1_000_000 // TS_HZ,
+        muxer.counts["video"],
+        muxer.counts["audio"],
+        tuple(muxer.filled),
     )
+
+
+def _load(part: Part, i: int) -> bytes:
+    return part.read_bytes() if isinstance(part, Path) else part()
+
+
+def _open(data: bytes, i: int) -> av.container.InputContainer:
+    try:
+        return av.open(io.BytesIO(data), mode="r", format="mpegts")
+    except av.FFmpegError as exc:
+        raise JoinError(f"segment {i + 1}: not readable as MPEG-TS: {exc}") from None
+
+
+class _Muxer:
+    """Packets of one segment after another into the MP4, on one time line."""
+
+    def __init__(
+        self,
+        dst: av.container.OutputContainer,
+        video: av.VideoStream,
+        audio: av.AudioStream | None,
+        silence: _Silence | None,
+        origin: int,
+    ) -> None:
+        self.dst, self.video, self.audio, self.silence = dst, video, audio, silence
+        self.origin = origin
+        self.counts = {"video": 0, "audio": 0}
+        self.filled: list[Filled] = []
+        self.audio_end: int | None = None  # 90 kHz, where the last audio packet ends
+        self.end = 0
+        self.wrap = 0  # TS time wraps every 2^33 ticks (26.5 h of the unit's uptime)
+
+    def copy(self, c: av.container.InputContainer) -> None:
+        entered = False
+        for pkt in c.demux():
+            if pkt.dts is None or pkt.pts is None:
+                continue  # the demuxer's flush packets
+            if not entered:
+                entered = True
+                if pkt.dts + self.wrap < self.origin + self.end - 2**32:
+                    self.wrap += 2**33
+            pkt.pts += self.wrap
+            pkt.dts += self.wrap
+            kind = pkt.stream.type
+            if kind == "video":
+                pkt.stream = self.video
+            elif kind == "audio" and self.audio is not None and self.silence is not None:
+                s = self.silence
+                if self.audio_end is not None and pkt.pts - self.audio_end >= s.ticks:
+                    self.filled.append(
+                        s.fill(
+                            self.dst, self.audio, bytes(pkt), self.audio_end, pkt.pts, self.origin
+                        )
+                    )
+                self.audio_end = pkt.pts + (pkt.duration or s.ticks)
+                pkt.stream = self.audio
+            else:
+                continue
+            pkt.pts -= self.origin
+            pkt.dts -= self.origin
+            if pkt.pts < 0:
+                raise JoinError("a packet lies before the recording's first picture")
+            self.end = max(self.end, pkt.pts + (pkt.duration or 0))
+            self.dst.mux(pkt)
+            self.counts[kind] += 1
 
 
 def _first_pts(c: av.container.InputContainer) -> int:
     """The earliest timestamp in a segment's first packets (video or audio)."""
     seen: list[int] = []
-    with av.open(c.name) as again:  # a look ahead that leaves `c` at its start
-        for pkt in again.demux():
-            if pkt.pts is not None:
-                seen.append(pkt.pts)
-            if len(seen) >= 16:
-                break
+    for pkt in c.demux():
+        if pkt.pts is not None:
+            seen.append(pkt.pts)
+        if len(seen) >= 16:
+            break
     if not seen:
         raise JoinError("a segment holds no packets")
     return min(seen)
