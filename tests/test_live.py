@@ -369,7 +369,8 @@ def test_pi5_libav_camera_in_the_live_runtime(
     faults = [r["body"] for r in report.records if r["type"] == "fault"]
     assert not [f for f in faults if f["what"] == "camera"], faults
     assert any(r["type"] == "resume" for r in report.records)
-    assert any(r["body"].get("container") == "jpeg" for r in report.records)  # the still
+    (still,) = [r["body"] for r in report.records if r["type"] == "still"]
+    assert still["still"]["source"] == "video" and still["still"]["width"] > 0  # where it came from
     cam = rec.devices.camera
     assert cam.last_still is not None and cam.last_still.source == "video"  # type: ignore[union-attr]
     enc = cam.encoder  # type: ignore[union-attr]
@@ -399,3 +400,23 @@ def test_pi5_forced_keyframe_failure_is_a_camera_fault_with_its_cause(
     ]
     assert len(faults) == 1, faults
     assert "forced keyframe" in faults[0]["reason"] and "TypeError" in faults[0]["reason"]
+
+
+def test_a_failed_still_is_recorded_and_the_video_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(picamera2_double.LibavH264Encoder, "pyav_major", 10)
+
+    def break_next_capture(rec: Recorder) -> None:
+        rec.devices.camera.cam.fail_capture = RuntimeError("ISP timeout")  # type: ignore[union-attr]
+
+    steps = [(0.8, _press), (2.0, break_next_capture), (2.1, _tap("photo"))]
+    unit, _, report = _pi5_live(tmp_path, monkeypatch, steps, seconds=5.0)
+    assert report.ok, report.problems
+    faults = [r["body"] for r in report.records if r["type"] == "fault"]
+    assert [f["what"] for f in faults] == ["still"] and "ISP timeout" in faults[0]["reason"]
+    assert not [r for r in report.records if r["type"] == "still"]
+    # the pictures after the failed still were recorded: video was not switched off
+    (files,) = recordings(unit.path, unit.agency.identity)
+    pts = [t for _, data in files for t, _ in decode(data).frames]
+    assert (pts[-1] - pts[0]) / 1e6 > 3.0
