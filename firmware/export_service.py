@@ -14,6 +14,8 @@ import json
 import re
 import secrets
 import shutil
+import socket
+import socketserver
 import ssl
 import threading
 import time
@@ -143,7 +145,19 @@ class _Server(ThreadingHTTPServer):
     ) -> None:
         self.service = service
         self.context = context
+        if ":" in addr[0]:
+            # "::" on a unit: the gadget link's IPv4 address and its IPv6
+            # link-local one, whichever NetworkManager has brought up
+            self.address_family = socket.AF_INET6
         super().__init__(addr, _Handler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        # HTTPServer.server_bind would look the address up in DNS (getfqdn);
+        # a unit has no DNS, and its name is its certificate
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "bodycam", self.server_address[1]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A dock that drops the link mid-response is routine (cut cable, resume

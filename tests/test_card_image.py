@@ -332,6 +332,16 @@ def test_macs_stable_per_serial(stock: Path, written: dict) -> None:
     assert card.mac_addresses("BC-QA-000001") != card.mac_addresses("BC-QA-000002")
 
 
+def test_the_unit_address_follows_from_the_docks_end_of_the_link() -> None:
+    host, dev = card.mac_addresses("BC-QA-000001")
+    assert dev != host and card.unit_mac(host) == dev
+    # RFC 4291 appendix A: the U/L bit inverted, ff:fe inserted
+    assert card.link_local("00:11:22:33:44:55") == "fe80::211:22ff:fe33:4455"
+    assert card.link_local("02:00:00:00:00:01") == "fe80::ff:fe00:1"
+    with pytest.raises(card.CardError, match="bad MAC"):
+        card.link_local("02:00:00:00:01")
+
+
 def test_network_manager_keyfile(written: dict) -> None:
     out: Path = written["out"]
     path = "/etc/NetworkManager/system-connections/bodycam-usb0.nmconnection"
@@ -344,7 +354,8 @@ def test_network_manager_keyfile(written: dict) -> None:
         "interface-name=usb0",
         "method=manual",
         "address1=192.168.7.2/24",
-        "method=disabled",
+        "method=link-local",
+        "addr-gen-mode=eui64",
         "autoconnect=true",
     ):
         assert line in text.splitlines()

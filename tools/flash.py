@@ -208,7 +208,7 @@ def provision(
     (unit / "unit.toml").write_text(
         f'[unit]\nserial = "{serial}"\nofficer = "{officer}"\nprofile = "{profile}"\n'
         f'firmware_version = "{FIRMWARE_VERSION}"\n\n'
-        '[export]\naddress = "192.168.7.2"\nport = 8443\n\n'
+        '[export]\naddress = "::"\nport = 8443\n\n'
         "[clock]\nmax_holdover_h = 24\n\n" + (PI_DEVICES if devices == "pi" else SIM_SECTION)
     )
     (agency / "escrow").mkdir(exist_ok=True)
