@@ -1,13 +1,19 @@
 """The pre-use self-test (R3, R4): one small check per thing that must hold,
-each returning PASS or FAIL with the reason. Device checks take the device
-objects, so the same checks run on the Pi backends and on simulated ones.
+each returning PASS or FAIL with the reason, or N/A where there is nothing
+of the kind to check (never a PASS: it says the thing was not checked).
+Device checks take the device objects, so the same checks run on the Pi
+backends and on simulated ones.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import importlib.metadata
 import json
 import os
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +33,15 @@ from . import layout
 
 MIN_FREE_BYTES = 1 << 30
 MIN_BATTERY_PERCENT = 20
+# Reading and hashing the venv's files (about 20 MB: cryptography's library
+# is most of it) takes a second or two on a Pi's card; past this it is a FAIL
+# (not checked is not passed). The whole self-test runs as the recorder's
+# ExecStartPre, inside systemd's start timeout (90 s by default).
+VENV_BUDGET_S = 20.0
+VENV = f"{layout.PREFIX}/venv"  # made at first boot (bodycam-venv.service)
+WHEELS = f"{layout.PREFIX}/wheels"  # the flashed wheelhouse it is made from
+REQUIREMENTS = "unit-requirements.txt"
+SHOWN = 10  # differences named in a reason, then a count
 
 
 @dataclass(frozen=True)
@@ -34,9 +49,30 @@ class CheckResult:
     name: str
     ok: bool
     reason: str = ""
+    applicable: bool = True  # False: nothing of the kind here to check (ok is then False)
+
+    @property
+    def status(self) -> str:
+        """PASS, FAIL, or N/A (not applicable: neither passed nor failed)."""
+        return "N/A" if not self.applicable else "PASS" if self.ok else "FAIL"
+
+    @property
+    def failed(self) -> bool:
+        return self.applicable and not self.ok
 
     def line(self) -> str:
-        return f"PASS {self.name}" if self.ok else f"FAIL {self.name}: {self.reason}"
+        return f"PASS {self.name}" if self.ok else f"{self.status} {self.name}: {self.reason}"
+
+    def recorded(self) -> str:
+        """What the `selftest` chain record keeps: PASS, the failure's reason
+        (as before), or N/A with why."""
+        if not self.applicable:
+            return f"N/A: {self.reason}"
+        return "PASS" if self.ok else self.reason
+
+
+def not_applicable(name: str, reason: str) -> CheckResult:
+    return CheckResult(name, False, reason, applicable=False)
 
 
 def _check(name: str, fn: Callable[[], str | None]) -> CheckResult:
@@ -129,6 +165,96 @@ def check_firmware(root: Path | None) -> CheckResult:
         return "; ".join(bad[:10]) or None
 
     return _check("firmware integrity", run)
+
+
+def _project_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+def wheelhouse_versions(wheels: Path) -> dict[str, str]:
+    """Name -> version of what the first boot installs from the card's
+    wheelhouse: the hash-pinned requirements, and every wheel there (the
+    project's own wheel is installed by name, not pinned)."""
+    out: dict[str, str] = {}
+    req = wheels / REQUIREMENTS
+    if req.is_file():
+        for raw in req.read_text().replace("\\\n", " ").splitlines():
+            spec = raw.split("#", 1)[0].split(" --", 1)[0].strip()
+            m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*(\S+)", spec)
+            if m:
+                out[_project_name(m[1])] = m[2]
+    for whl in sorted(wheels.glob("*.whl")):
+        name, _, rest = whl.name.partition("-")
+        out.setdefault(_project_name(name), rest.split("-", 1)[0])
+    return out
+
+
+def _sha256_record(path: Path) -> str:
+    """A file's SHA-256 as RECORD writes it: urlsafe base64, no padding."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+
+
+def check_venv(root: Path | None, budget_s: float = VENV_BUDGET_S) -> CheckResult:
+    """The first-boot venv against its wheels: every file that each
+    distribution from the wheelhouse lists in its `*.dist-info/RECORD` with a
+    hash is there with that SHA-256 (RECORD itself and the .pyc files pip
+    compiles have none and are skipped). N/A where there is no unit venv (a
+    simulated unit, a card before its first boot). RECORD is the installed
+    one: it is not signed, so a file changed together with its RECORD line
+    is not seen here."""
+    name = "venv integrity"
+    venv = None if root is None else root / VENV
+    if root is None or venv is None or not (venv / "pyvenv.cfg").is_file():
+        return not_applicable(
+            name, f"no unit venv (/{VENV} is made at first boot; a simulated unit has none)"
+        )
+
+    def run() -> str | None:
+        wanted = wheelhouse_versions(root / WHEELS)
+        if not wanted:
+            return f"no wheelhouse in /{WHEELS} to check /{VENV} against"
+        sites = [str(p) for p in sorted(venv.glob("lib/python3*/site-packages"))]
+        installed: dict[str, importlib.metadata.Distribution] = {}
+        for dist in importlib.metadata.distributions(path=sites):
+            installed.setdefault(_project_name(dist.metadata["Name"] or ""), dist)
+        bad = [f"not installed: {n}" for n in sorted(wanted) if n not in installed]
+        deadline = time.monotonic() + budget_s
+        checked = 0
+        for n in sorted(set(wanted) & set(installed)):
+            dist = installed[n]
+            if dist.version != wanted[n]:
+                bad.append(f"{n} is {dist.version}, the wheelhouse has {wanted[n]}")
+            files = dist.files
+            if files is None:
+                bad.append(f"{n}: no RECORD")
+                continue
+            for f in files:
+                if f.hash is None:
+                    continue
+                if time.monotonic() > deadline:  # unchecked is never passed
+                    late = f"not finished within {budget_s:g} s ({checked} files checked)"
+                    return _named([late, *bad])
+                path = Path(os.path.normpath(Path(str(dist.locate_file(f)))))
+                rel = os.path.relpath(path, root)
+                checked += 1
+                if f.hash.mode != "sha256":
+                    bad.append(f"{n}: {f} hashed with {f.hash.mode}, not sha256")
+                elif not path.is_file():
+                    bad.append(f"missing {rel}")
+                elif _sha256_record(path) != f.hash.value:
+                    bad.append(f"changed {rel}")
+        return _named(bad) if bad else None
+
+    return _check(name, run)
+
+
+def _named(bad: list[str]) -> str:
+    more = f" (+{len(bad) - SHOWN} more)" if len(bad) > SHOWN else ""
+    return "; ".join(bad[:SHOWN]) + more
 
 
 def check_clock(state: str) -> CheckResult:

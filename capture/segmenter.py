@@ -265,6 +265,10 @@ class Segmenter:
             self._feed(PcmChunk(bytes(2 * n), t_us - n * 1_000_000 // self.rate, self.rate))
 
     def rollover_at_next_keyframe(self) -> None:
+        """Start a new file at the next keyframe, wherever the audio grid is
+        (the camera back after a restart, into a file begun without a picture
+        track). The sound packet that would run past that keyframe begins the
+        new file instead, so the two files meet without overlapping."""
         self._roll_asap = self.recording
 
     def close(self) -> Any:
@@ -351,6 +355,9 @@ class Segmenter:
                 if not (final or self._audio_may_go(a[0])):
                     return
                 self._aq.popleft()
+                if self._roll_before(v, a[0]):
+                    self._close()
+                    self._open(a[0])
                 self._mux_audio(*a)
             else:
                 assert v is not None
@@ -359,6 +366,18 @@ class Segmenter:
                 self._vq.popleft()
                 # the picture before a keyframe, or the last one, ends its group
                 self._mux_video(v, last=not self._vq or self._vq[0].keyframe)
+
+    def _roll_before(self, v: EncodedFrame | None, t_us: int) -> bool:
+        """A roll is asked for at keyframe `v` and the sound packet at `t_us`
+        would end past it: the new file begins with that packet."""
+        return (
+            self._roll_asap
+            and self.video_on
+            and self._info is not None
+            and v is not None
+            and v.keyframe
+            and t_us + self.aac_us > v.pts_us + ALIGN_US
+        )
 
     def _audio_may_go(self, t_us: int) -> bool:
         """No frame still to come can start a new file at or before `t_us`."""

@@ -111,7 +111,7 @@ def _demo(work: Path) -> int:
     from .cmd_selftest import run_checks
 
     checks, _backends = run_checks(unit, config=config)
-    _say("selftest", ", ".join(("PASS " if c.ok else "FAIL ") + c.name for c in checks))
+    _say("selftest", ", ".join(f"{c.status} {c.name}" for c in checks))
     agency = Identity.parse((agency_dir / "evidence.key").read_text())
     dock_key = _tool("flash").serialization.load_pem_private_key(
         (agency_dir / "docks" / "dock1.key").read_bytes(), None

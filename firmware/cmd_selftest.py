@@ -1,5 +1,6 @@
 """`bodycam selftest --unit DIR [--sim]`: the pre-use check, one line per
-check, exit 1 on any FAIL; the result is a `selftest` chain record.
+check (PASS, FAIL, or N/A where there is nothing of the kind to check), exit
+1 on any FAIL; the result is a `selftest` chain record.
 
 Opening the store runs its recovery first (torn line, partial segment), so
 a unit cut off mid-recording is repaired before it is judged. The device
@@ -130,6 +131,7 @@ def run_checks(
             selftest.check_store(unit),
             selftest.check_free_space(unit, devices.storage.space().free_bytes),
             selftest.check_firmware(root),
+            selftest.check_venv(root),
         ]
         if devices.battery is not None:
             if isinstance(devices.battery, SimBattery):
@@ -177,11 +179,17 @@ def run(args: argparse.Namespace) -> int:
             "selftest",
             {
                 "devices": backends,
-                "checks": {r.name: "PASS" if r.ok else r.reason for r in results},
+                "checks": {r.name: r.recorded() for r in results},
             },
         )
     finally:
         store.close()
-    failed = [r for r in results if not r.ok]
-    print(f"selftest: {len(results) - len(failed)}/{len(results)} PASS", file=sys.stderr)
+    failed = [r for r in results if r.failed]
+    judged = [r for r in results if r.applicable]
+    na = len(results) - len(judged)
+    print(
+        f"selftest: {len(judged) - len(failed)}/{len(judged)} PASS"
+        + (f", {na} not applicable" if na else ""),
+        file=sys.stderr,
+    )
     return 1 if failed else 0

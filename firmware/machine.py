@@ -76,6 +76,16 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class Restored:
+    """A device that had failed delivers again (the camera after the runtime
+    restarted it): its LED comes back, and it counts again when judging
+    whether anything is left to record."""
+
+    device: str  # camera | microphone
+    at_us: int
+
+
+@dataclass(frozen=True)
 class Shutdown:
     """The daemon is asked to stop (SIGTERM, power switch)."""
 
@@ -99,6 +109,7 @@ Event = (
     | Storage
     | ClockStatus
     | Fault
+    | Restored
     | Unexported
     | Shutdown
 )
@@ -384,6 +395,13 @@ def step(p: Policy, s: State, e: Event) -> tuple[State, list[Action]]:
         return s2, acts
     if isinstance(e, Fault):
         return _fault(p, s, e)
+    if isinstance(e, Restored):
+        s2 = s
+        if e.device == "camera":
+            s2 = replace(s, video_ok=True)
+        elif e.device == "microphone":
+            s2 = replace(s, audio_ok=True)
+        return s2, [] if s2 == s else [_indicate(s2)]
     if isinstance(e, Shutdown):
         if s.mode == "recording":  # seal and stop; the next start is a resume
             return _stop(

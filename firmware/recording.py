@@ -29,7 +29,7 @@ from . import unitconfig
 from .devices import DeviceConfig, Devices, build_devices, parse_devices
 from .machine import Policy, Trigger, Unexported
 from .prompts import PromptBank
-from .runtime import DeviceError, Recorder
+from .runtime import CameraRestart, DeviceError, Recorder
 from .scenario import Happening, Scenario
 from .unitclock import UnitClock
 from .unitconfig import UnitConfig
@@ -119,7 +119,17 @@ def build(
         str(cfg.opt("speaker", "language", "en")),
         render=cfg.backends["speaker"] == "sim",
     )
-    rec = Recorder(store, unitclock, clock, devices, policy, capture, prompts, log=log)
+    rec = Recorder(
+        store,
+        unitclock,
+        clock,
+        devices,
+        policy,
+        capture,
+        prompts,
+        log=log,
+        camera_restart=CameraRestart.from_config(cfg),
+    )
     rec.log(f"devices: {' '.join(f'{k}={v}' for k, v in devices.backends().items())}")
     return rec
 

@@ -44,7 +44,7 @@ from sealing.records import Stamp
 from sealing.store import SegmentMeta, SegmentWriter, Store
 
 from . import machine as m
-from .devices import Devices
+from .devices import DeviceConfig, Devices
 from .prompts import PromptBank
 from .signals import ALERTS, lights_for
 from .unitclock import AUTHENTICATED, BUILD_UTC_US, UnitClock, as_offered, outside_window
@@ -57,6 +57,7 @@ CLOCK_TOLERANCE_US = 1_000_000
 # is where the last sync is kept across power-offs (holdover is judged on it).
 RECONFIRM_US = 3600 * 1_000_000
 DOCK_TIME_WAIT_S = 5.0
+RESTARTER_JOIN_S = 5.0  # at shutdown: a camera restart under way may finish first
 
 
 def sd_notify(message: str) -> bool:
@@ -86,6 +87,16 @@ class GestureIn:
 class DeviceError:
     device: str
     reason: str
+    gen: int = 0  # the camera: which start reported it (an earlier start's report is stale)
+
+
+@dataclass(frozen=True)
+class CameraRestarting:
+    """From the restart thread, just before the camera is started again: its
+    frames from `at_us` on are the new start's (put on the queue before any of them)."""
+
+    gen: int
+    at_us: int
 
 
 @dataclass(frozen=True)
@@ -103,8 +114,63 @@ class StopRequest:
 
 
 Incoming = (
-    EncodedFrame | PcmChunk | AudioGap | GestureIn | DeviceError | Fix | DockTime | StopRequest
+    EncodedFrame
+    | PcmChunk
+    | AudioGap
+    | GestureIn
+    | DeviceError
+    | CameraRestarting
+    | Fix
+    | DockTime
+    | StopRequest
 )
+
+
+# -- bringing a failed camera back ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CameraRestart:
+    """How the runtime brings back a camera that reported a fault (an encoder
+    error in picamera2's thread): unit.toml `[devices.camera]`
+    `restart_attempts` and `restart_backoff_max_s` (docs/HARDWARE.md)."""
+
+    attempts: int = 5  # per recording; 0: never (video stays off until the process restarts)
+    backoff_s: float = 1.0  # before the first restart after a fault, doubled after each failed one
+    backoff_max_s: float = 8.0
+    wait_s: float = 3.0  # a restarted camera must give a keyframe within this (GOP 1 s + start)
+
+    @classmethod
+    def from_config(cls, cfg: DeviceConfig) -> CameraRestart:
+        return cls(
+            attempts=int(cfg.opt("camera", "restart_attempts", cls.attempts)),
+            backoff_max_s=float(cfg.opt("camera", "restart_backoff_max_s", cls.backoff_max_s)),
+        )
+
+    def delay_us(self, failed: int) -> int:
+        """The wait before the next restart, `failed` restarts having failed since the fault."""
+        return int(min(self.backoff_s * 2 ** min(failed, 20), self.backoff_max_s) * 1e6)
+
+
+@dataclass
+class CameraRecovery:
+    """Where bringing the camera back stands; bookkeeping only (the Recorder
+    stops and starts the camera, on a thread of its own).
+
+    ok -> (fault) backoff -> (due) restarting -> (CameraRestarting) starting
+    -> (a keyframe of the new start) ok; a failure in starting, or no
+    keyframe by `due_us`, goes back to backoff, or to gave_up when the
+    recording's restarts are used up."""
+
+    policy: CameraRestart
+    phase: str = "ok"  # ok | backoff | restarting | starting | gave_up
+    gen: int = 0  # the camera start frames' errors are counted against; +1 per (re)start
+    used: int = 0  # restarts tried in this recording
+    failed: int = 0  # restarts failed since the fault (the backoff's exponent)
+    due_us: int = 0  # backoff: when to restart; starting: when the restart has failed
+    since_us: int = 0  # starting: frames stamped from here on are the new start's
+    gap_from_us: int | None = None  # the last picture taken in before the fault
+    why: str = ""  # the fault, then the last failure
 
 
 class StoreSink:
@@ -165,6 +231,7 @@ class Recorder:
     audio_gaps: int = 0
     location: dict[str, int] | None = None
     prompts_played: list[str] = field(default_factory=list)
+    camera_restart: CameraRestart = field(default_factory=CameraRestart)
 
     def __post_init__(self) -> None:
         self.machine = m.Machine(self.policy)
@@ -181,6 +248,9 @@ class Recorder:
         self._reported_missing: set[str] = set()
         self.stop_reason: str | None = None
         self._prerecord_us = 0
+        self.camera_recovery = CameraRecovery(self.camera_restart)
+        self._restarter: threading.Thread | None = None  # the camera's stop/start, off the loop
+        self._video_pts: int | None = None  # the last picture taken in
 
     def now_us(self) -> int:
         return self.clock.monotonic_ns() // 1000
@@ -244,7 +314,10 @@ class Recorder:
                         "camera gives no pictures to burn the watermark into",
                     },
                 )
-            d.camera.start(q, lambda reason: q(DeviceError("camera", reason)))
+            try:
+                d.camera.start(q, lambda reason: q(DeviceError("camera", reason)))
+            except (DeviceFault, OSError, RuntimeError) as exc:
+                self._camera_error(DeviceError("camera", f"did not start: {exc}"))
         if d.microphone is not None:
             d.microphone.start(q, q, lambda reason: q(DeviceError("microphone", reason)))
         if d.gps is not None:
@@ -267,6 +340,8 @@ class Recorder:
         reason = self.stop_reason or "end"
         self.event(m.Shutdown(reason, self.now_us()))
         self.capture.stop()  # whatever is still open (a pause leaves nothing open)
+        if self._restarter is not None:  # the devices are closed next: not under its feet
+            self._restarter.join(RESTARTER_JOIN_S)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -305,7 +380,10 @@ class Recorder:
         if isinstance(item, EncodedFrame):
             self._last["camera"] = self.now_us()
             if "camera" not in self.faulted:
+                self._video_pts = item.pts_us
                 self.capture.push_video(item)
+            elif self._is_new_start_keyframe(item):
+                self._camera_back(item)
         elif isinstance(item, PcmChunk):
             self._last["microphone"] = self.now_us()
             if "microphone" not in self.faulted:
@@ -329,8 +407,12 @@ class Recorder:
         elif isinstance(item, DeviceError) and item.device == "watermark":
             self.watermarked = False  # the picture goes on without it; its SEI still has the time
             self._append("fault", {"what": "watermark", "reason": item.reason})
+        elif isinstance(item, DeviceError) and item.device == "camera":
+            self._camera_error(item)
         elif isinstance(item, DeviceError):
             self._fault(item.device, item.reason)
+        elif isinstance(item, CameraRestarting):
+            self._camera_restarting(item)
         elif isinstance(item, Fix):
             self._fix(item)
         elif isinstance(item, DockTime):
@@ -363,6 +445,7 @@ class Recorder:
     def _tick(self, now: int) -> None:
         self.devices.buttons.poll()
         self._watch(now)
+        self._camera_timers(now)
         self.event(m.Tick(now, self._speech(now)))
 
     def _watch(self, now: int) -> None:
@@ -417,9 +500,11 @@ class Recorder:
             self._files = []
             if self.capture.segmenter.signer is None:
                 self._new_recording_key()
+                self._new_camera_budget(now)
             pre = self.capture.start(now, prerecord=a.prerecord)
             self._prerecord_us = pre
-            if not a.prerecord and self.devices.camera is not None:
+            # not a faulted camera: the restart thread may be stopping or starting it
+            if not a.prerecord and self.devices.camera is not None and "camera" not in self.faulted:
                 self.devices.camera.request_keyframe()  # start now, not up to a GOP later
             self.log(f"capture started ({a.cause}), pre-record {pre / 1e6:.1f} s")
         elif isinstance(a, m.StopCapture):
@@ -547,6 +632,164 @@ class Recorder:
         elif device == "microphone":
             self.capture.set_media(audio=False)
         self.event(m.Fault(device, reason, self.now_us()))
+
+    # -- the camera: faults it reports, restarts ---------------------------------------------
+    #
+    # A fault the camera reports (an encoder error in picamera2's thread) is
+    # recorded as before, then the camera is stopped and started again after
+    # a backoff, on a thread of its own (picamera2's stop can take seconds):
+    # at most `attempts` restarts per recording. Until a keyframe of the new
+    # start arrives nothing of the camera's is recorded, so the video's gap
+    # is the real one and it starts again at a keyframe, at the picture's own
+    # time; sound goes on throughout. A camera that goes silent (the frame
+    # watchdog's "no frame") is not restarted here: picamera2's stop blocks
+    # on it, and the systemd watchdog restarts the recorder instead.
+
+    def _camera_error(self, item: DeviceError) -> None:
+        c = self.camera_recovery
+        if item.gen != c.gen:
+            self.log(f"camera (an earlier start, ignored): {item.reason}")
+            return
+        if c.phase in ("restarting", "starting"):
+            self._restart_failed(item.reason)
+            return
+        if "camera" in self.faulted:
+            self.log(f"camera (already faulted): {item.reason}")
+            return
+        c.gap_from_us = self._video_pts
+        c.failed = 0
+        c.why = item.reason
+        self._fault("camera", item.reason)
+        self._next_restart(self.now_us())
+
+    def _next_restart(self, now: int) -> None:
+        c = self.camera_recovery
+        if self.devices.camera is None or c.policy.attempts == 0:
+            return  # restarts switched off: sound only until the process restarts
+        if c.used >= c.policy.attempts:
+            self._give_up()
+            return
+        c.phase = "backoff"
+        c.due_us = now + c.policy.delay_us(c.failed)
+        self.log(
+            f"camera: restart {c.used + 1} of {c.policy.attempts} in {(c.due_us - now) / 1e6:g} s"
+        )
+
+    def _camera_timers(self, now: int) -> None:
+        c = self.camera_recovery
+        if c.phase == "backoff" and now >= c.due_us:
+            self._restart_camera()
+        elif c.phase == "starting" and now >= c.due_us:
+            self._restart_failed(f"no keyframe within {c.policy.wait_s:g} s of restart {c.used}")
+
+    def _restart_camera(self) -> None:
+        c = self.camera_recovery
+        c.used += 1
+        c.gen += 1
+        c.phase = "restarting"
+        self.log(f"camera: restart {c.used} of {c.policy.attempts}")
+        self._camera_worker(c.gen, start=True)
+
+    def _camera_worker(self, gen: int, *, start: bool) -> None:
+        """Stop the camera (and start it again) on a thread of its own, after
+        any earlier such thread: the loop thread never waits on picamera2."""
+        cam, prev, q = self.devices.camera, self._restarter, self.inbox.put
+        if cam is None:
+            return
+
+        def work() -> None:
+            if prev is not None:
+                prev.join(RESTARTER_JOIN_S)
+                if prev.is_alive():
+                    q(CameraRestarting(gen, self.now_us()))
+                    q(DeviceError("camera", "the previous restart has not returned", gen))
+                    return
+            try:
+                cam.stop()
+            except Exception as exc:  # noqa: BLE001 - the start below says whether it matters
+                self.log(f"camera: stop before the restart: {exc!r}")
+            if not start:
+                return
+            q(CameraRestarting(gen, self.now_us()))  # before any frame of the new start
+            try:
+                cam.start(q, lambda reason: q(DeviceError("camera", reason, gen)))
+            except Exception as exc:  # noqa: BLE001 - this thread's last stop: report
+                q(DeviceError("camera", f"restart failed: {exc}", gen))
+
+        self._restarter = threading.Thread(target=work, name="camera-restart", daemon=True)
+        self._restarter.start()
+
+    def _camera_restarting(self, item: CameraRestarting) -> None:
+        c = self.camera_recovery
+        if item.gen == c.gen and c.phase == "restarting":
+            c.phase = "starting"
+            c.since_us = item.at_us
+            c.due_us = self.now_us() + int(c.policy.wait_s * 1e6)
+
+    def _is_new_start_keyframe(self, frame: EncodedFrame) -> bool:
+        """The picture video resumes with: a keyframe of the restarted camera
+        (an earlier start's frames, still queued or flushed, are older)."""
+        c = self.camera_recovery
+        return c.phase == "starting" and frame.keyframe and frame.pts_us >= c.since_us
+
+    def _restart_failed(self, why: str) -> None:
+        c = self.camera_recovery
+        c.failed += 1
+        c.why = why
+        self.log(f"camera: restart {c.used} failed: {why}")
+        self._next_restart(self.now_us())
+
+    def _give_up(self) -> None:
+        c = self.camera_recovery
+        c.phase = "gave_up"
+        c.gen += 1  # whatever the last start still reports is stale
+        self._append(
+            "fault",
+            {
+                "what": "camera",
+                "reason": f"gave up: video did not come back after {c.used} restarts "
+                f"in this recording (last: {c.why}); sound only until the next recording",
+                "restarts": c.used,
+            },
+        )
+        self._camera_worker(c.gen, start=False)  # a broken encoder is left stopped
+
+    def _camera_back(self, frame: EncodedFrame) -> None:
+        """Frames flow again: record it, and let the picture back in from this keyframe."""
+        c = self.camera_recovery
+        c.phase = "ok"
+        c.failed = 0
+        self.faulted.discard("camera")
+        self.capture.set_media(video=True)
+        seg = self.capture.segmenter
+        current = seg.current
+        if current is not None and "h264" not in current.codecs:
+            # the open file was begun during the gap, without a picture track:
+            # the video starts the next file, at this keyframe
+            seg.rollover_at_next_keyframe()
+        gap = None if c.gap_from_us is None else frame.pts_us - c.gap_from_us
+        self._append(
+            "recovered",
+            {
+                "what": "camera",
+                "reason": f"video resumed after restart {c.used} of {c.policy.attempts}",
+                "restarts": c.used,
+                "gap_from_us": c.gap_from_us,
+                "gap_to_us": frame.pts_us,
+                "gap_us": gap,
+            },
+        )
+        self.event(m.Restored("camera", self.now_us()))
+        self._video_pts = frame.pts_us
+        self.capture.push_video(frame)
+
+    def _new_camera_budget(self, now: int) -> None:
+        """A new recording: its own restarts; a camera given up on is tried again."""
+        c = self.camera_recovery
+        c.used = 0
+        if c.phase == "gave_up":
+            c.failed = 0
+            self._next_restart(now)
 
     # -- time ---------------------------------------------------------------------------------
 

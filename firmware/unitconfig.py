@@ -286,6 +286,9 @@ KEYS: dict[str, dict[str, str]] = {
         "file": "path",
         "autofocus": "bool",
         "lens_position": "dioptres",
+        # a camera that reported a fault is restarted (firmware/runtime.py, CameraRestart)
+        "restart_attempts": "int 0..20",
+        "restart_backoff_max_s": "int 1..60",
     },
     "microphone": {"device": "name"},
     "speaker": {"device": "name", "language": "language"},

@@ -28,6 +28,17 @@ So our encoder is a subclass whose `encode` catches and reports through
 `on_error` (once); the loop lives on, and after a failed forced keyframe
 `request_keyframe` does nothing (the GOP gives a keyframe within a second).
 
+Restarts. The runtime restarts a camera that reported a fault (`stop`, then
+`start`: docs/HARDWARE.md, "Encoder errors"). Every `start` after the first
+makes a fresh encoder: the old one may be in any state, and its fault is
+reported only once, so reusing it would hide the next one. What a forced
+keyframe taught us (`force_broken`) carries over: asking again would only
+fail again. The Timeline is told of each start, so the first frame of a
+start is placed by its own SensorTimestamp even when the last start ended
+before its second frame. A `stop` that did not finish in time (picamera2's
+thread is stuck) makes the next `start` a DeviceFault instead of a second
+encoder on a camera that never stopped.
+
 Stills. Picamera2 cannot give a full-resolution picture while the video runs
 without a mode switch (`switch_mode_and_capture_file` is stop_, configure_,
 start_: the video stops for the switch, and nothing there checks for a running
@@ -47,6 +58,7 @@ picamera2 imports only on a Pi (it needs libcamera), so it is imported in
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import threading
@@ -88,13 +100,19 @@ def with_comment(jpeg: bytes, text: bytes) -> bytes:
     return SOI + COM + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
 
 
-def within(fn: Callable[[], object], timeout_s: float, name: str) -> bool:
-    """Run `fn` on a thread of its own; False if it has not returned in time
-    (picamera2 can block for ever on a stalled camera: leave it behind)."""
+def in_thread(fn: Callable[[], object], timeout_s: float, name: str) -> threading.Thread:
+    """Run `fn` on a thread of its own and wait at most `timeout_s`; the
+    thread is returned, alive if `fn` has not returned (picamera2 can block
+    for ever on a stalled camera: leave it behind)."""
     t = threading.Thread(target=fn, name=name, daemon=True)
     t.start()
     t.join(timeout_s)
-    return not t.is_alive()
+    return t
+
+
+def within(fn: Callable[[], object], timeout_s: float, name: str) -> bool:
+    """`in_thread`: True if `fn` returned in time."""
+    return not in_thread(fn, timeout_s, name).is_alive()
 
 
 def output_class(base: type) -> type:
@@ -165,6 +183,12 @@ class Timeline:
         self.last_us = -1
         self.restarts = 0
 
+    def new_start(self) -> None:
+        """The encoder (re)starts: its next frame is placed afresh. Detecting
+        the restart by timestamps going back is not enough: a start that gave
+        only its first frame (timestamp 0) is followed by another 0."""
+        self._last_device = 1 << 62
+
     def place(self, device_us: int, sensor_base_us: int | None) -> int:
         now = self.clock.monotonic_ns() // 1000
         if self._offset is None or device_us < self._last_device:
@@ -213,30 +237,58 @@ class PiCamera:
             self.cam.set_controls({"AfMode": AF_MANUAL, "LensPosition": lens_position})
         elif autofocus and "AfMode" in controls:
             self.cam.set_controls({"AfMode": AF_CONTINUOUS})  # Camera Module 3: off by default
-        # SPS/PPS before every keyframe (the default) so each segment decodes alone
-        self.encoder = encoder_class(self._encoders.H264Encoder)(
-            bitrate=bitrate, repeat=True, iperiod=fps
-        )
+        self._bitrate, self._fps = bitrate, fps
+        self.encoder = self._new_encoder()
         self.timeline = Timeline(clock)
         self.running = False
+        self.starts = 0
+        self._stopping: threading.Thread | None = None  # a stop that did not finish in time
         self.last_still: StillMeta | None = None
 
+    def _new_encoder(self) -> Any:
+        # SPS/PPS before every keyframe (the default) so each segment decodes alone
+        return encoder_class(self._encoders.H264Encoder)(
+            bitrate=self._bitrate, repeat=True, iperiod=self._fps
+        )
+
     def start(self, on_frame: OnFrame, on_error: OnError) -> None:
+        if self._stopping is not None and self._stopping.is_alive():
+            raise DeviceFault(
+                "camera: the last stop has not finished (picamera2's thread is stuck)"
+            )
+        if self.starts:  # a restart: a fresh encoder, knowing what the old one learnt
+            old, self.encoder = self.encoder, self._new_encoder()
+            self.encoder.force_broken = old.force_broken
+        self.starts += 1
+        encoder = self.encoder  # this start's: an old one's flushed frames keep their own base
+        self.timeline.new_start()
+
         def frame(data: bytes, keyframe: bool, timestamp: int) -> None:
-            base = getattr(self.encoder, "firsttimestamp", None)
+            base = getattr(encoder, "firsttimestamp", None)
             pts = self.timeline.place(timestamp, base if isinstance(base, int) else None)
             on_frame(EncodedFrame(data, pts, keyframe))
 
         self.output = output_class(self._outputs.Output)(frame, on_error)
-        self.encoder.on_fault = on_error
-        self.cam.start_recording(self.encoder, self.output)
+        encoder.on_fault = on_error
+        try:
+            self.cam.start_recording(encoder, self.output)
+        except Exception as exc:  # noqa: BLE001 - libcamera's RuntimeError and the like
+            # an encoder left running would take the next start's frames too
+            within(self._drop_encoders, STOP_TIMEOUT_S, "camera-stop")
+            raise DeviceFault(f"camera: could not start recording: {exc!r}") from None
         self.running = True
 
-    def stop(self, timeout_s: float = 3.0) -> None:
+    def _drop_encoders(self) -> None:
+        # best effort after a failed start, which is reported as it is
+        with contextlib.suppress(Exception):
+            self.cam.stop_encoder()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         if not self.running:
             return
         self.running = False
-        within(self.cam.stop_recording, timeout_s, "camera-stop")
+        t = in_thread(self.cam.stop_recording, timeout_s, "camera-stop")
+        self._stopping = t if t.is_alive() else None
 
     def request_keyframe(self) -> None:
         force = getattr(self.encoder, "force_key_frame", None)  # picamera2 >= 0.3.32

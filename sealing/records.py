@@ -40,6 +40,7 @@ KNOWN_TYPES = frozenset(
         "resume_note",
         "clock",
         "fault",
+        "recovered",
         "power_loss",
         "storage_low",
         "battery_low",

@@ -367,3 +367,65 @@ def test_picamera2_double_loses_its_loop_to_an_unguarded_encoder_error(
     n = len(frames)
     time.sleep(0.3)
     assert len(frames) == n  # frames just stop; nothing reached the application
+
+
+@pytest.mark.parametrize("platform", ["vc4", "pi5"])
+def test_picamera2_restart_after_an_encoder_fault_is_a_fresh_encoder_at_true_times(
+    monkeypatch: pytest.MonkeyPatch, platform: str
+) -> None:
+    """What the runtime's restart does (stop, start): a new encoder, whose
+    frames sit at their sensor times although picamera2 counts from 0 again."""
+    picamera2_double.install(monkeypatch, platform)
+    monkeypatch.setattr(picamera2_double.LibavH264Encoder, "pyav_major", 10)
+    got: list[EncodedFrame] = []
+    errors: list[str] = []
+    cam = PiCamera(LiveClock(), width=320, height=180, fps=30)
+    cam.start(got.append, errors.append)
+    _wait(lambda: len(got) >= 5)
+    first = cam.encoder
+    first.fail_next = OSError(5, "Input/output error")  # raised in picamera2's loop thread
+    _wait(lambda: bool(errors))
+    assert "the encoder failed" in errors[0] and "Input/output error" in errors[0], errors
+    assert cam.cam.loop_error is None  # the guard kept picamera2's loop alive
+    cam.stop()
+    n = len(got)
+    cam.start(got.append, errors.append)
+    assert cam.encoder is not first and cam.cam.recordings_started == 2
+    _wait(lambda: len(got) >= n + 10)
+    assert got[n].keyframe  # a new encoder starts with one
+    sensor = set(cam.cam.sensor_us.values())
+    assert all(f.pts_us in sensor for f in got), "every frame at its picture's sensor time"
+    pts = [f.pts_us for f in got]
+    assert all(b > a for a, b in zip(pts, pts[1:], strict=False))
+    assert cam.timeline.restarts == 1
+    # the new encoder reports its own fault: the old one's once-only report is not in the way
+    cam.encoder.fail_next = RuntimeError("again")
+    _wait(lambda: len(errors) == 2)
+    assert "again" in errors[1]
+    # a stop that never finishes (a stalled camera) makes the next start a DeviceFault
+    cam.cam.stall()
+    cam.stop(timeout_s=0.3)
+    with pytest.raises(DeviceFault, match="has not finished"):
+        cam.start(got.append, errors.append)
+
+
+def test_picamera2_pi5_a_failed_forced_keyframe_is_not_asked_again_after_a_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    picamera2_double.install(monkeypatch, "pi5")  # the venv's PyAV (>= 14): pict_type "I" raises
+    errors: list[str] = []
+    got: list[EncodedFrame] = []
+    cam = PiCamera(LiveClock(), width=320, height=180, fps=30)
+    cam.start(got.append, errors.append)
+    _wait(lambda: len(got) >= 5)
+    cam.request_keyframe()
+    _wait(lambda: bool(errors))
+    cam.stop()
+    cam.start(got.append, errors.append)
+    assert cam.encoder.force_broken  # what the old encoder learnt
+    cam.request_keyframe()  # would only fail again, and be one more restart
+    assert cam.encoder._key_frames_requested == 0  # noqa: SLF001
+    n = len(got)
+    _wait(lambda: len(got) >= n + 10)
+    assert len(errors) == 1
+    cam.stop()

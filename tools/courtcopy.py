@@ -308,6 +308,10 @@ def chapters(rec: Recording) -> list[Chapter]:
             )
         elif t in ("fault", "audio_gap"):
             out.append(Chapter(mono, f"{t.replace('_', ' ').capitalize()}: {_short(b)}"))
+        elif t == "recovered":
+            out.append(
+                Chapter(mono, f"Video back after {b.get('gap_us', 0) / 1e6:.1f} s: {_short(b)}")
+            )
     return out
 
 

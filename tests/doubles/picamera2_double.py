@@ -36,6 +36,13 @@ v4l2_encoder.py, libav_h264_encoder.py, previews/null_preview.py):
   behaves like Debian Bookworm's PyAV 10, which took the name.
 * A camera can stall (`stall()`): requests stop, nothing is raised, and
   `stop()` then blocks (picamera2 issue 1264).
+* Encoder faults, injected: `encoder.fail_next = exc` makes that encoder's
+  next `encode` raise `exc` on the loop thread (a V4L2 ioctl or a PyAV call
+  failing), once; `Encoder.broken = exc` makes every encode of every
+  encoder raise, restarted or new (a camera that keeps failing).
+* `sensor_us[n]`: the SensorTimestamp (us) of the picture drawn with frame
+  number n, so a test can check that a decoded picture sits at its true
+  time; `recordings_started` counts `start_recording` calls.
 * `Picamera2()` with no camera raises RuntimeError, as the real one does.
 The picture is the simulated camera's test pattern; the H.264 and JPEG bytes
 are real (libx264, PIL)."""
@@ -154,7 +161,10 @@ class Job:
 class Encoder:
     """encoders/encoder.py: the parts every encoder shares."""
 
+    broken: BaseException | None = None  # fault injection: every encode of every encoder raises
+
     def __init__(self) -> None:
+        self.fail_next: BaseException | None = None  # fault injection: the next encode raises
         self._lock, self._output_lock = threading.Lock(), threading.Lock()
         self._running = False
         self._output: list[Output] = []
@@ -195,6 +205,9 @@ class Encoder:
         with self._lock:
             if not self._running:
                 return
+            injected, self.fail_next = self.fail_next or Encoder.broken, None
+            if injected is not None:
+                raise type(injected)(*injected.args)  # raised in the loop thread, as the real one
             self._encode(stream, request)
 
     def outputframe(
@@ -370,6 +383,8 @@ class Picamera2:
         self._frame_drops = 0
         self._reconfigured = False
         self.stop_count = 0
+        self.recordings_started = 0
+        self.sensor_us: dict[int, int] = {}  # frame number drawn -> SensorTimestamp (us)
         self.fail_capture: Exception | None = None  # raised by the next capture_file_
 
     # -- configurations -------------------------------------------------------------------------
@@ -454,6 +469,7 @@ class Picamera2:
         return (True, None)
 
     def start_recording(self, encoder: Encoder, output: Output, **kw: Any) -> None:
+        self.recordings_started += 1
         self.start_encoder(encoder, output)
         self.start()
 
@@ -518,13 +534,14 @@ class Picamera2:
         assert self.camera_config is not None
         w, h = self.camera_config["main"]["size"]
         img = draw(self._frames, w, h)
+        meta = {"SensorTimestamp": time.monotonic_ns()}
+        self.sensor_us[self._frames] = meta["SensorTimestamp"] // 1000
         self._frames += 1
         if self.camera_config["main"]["format"] == "XBGR8888":
             buf = np.full((h, w, 4), 255, np.uint8)
             buf[:, :, :3] = img
         else:
             buf = img
-        meta = {"SensorTimestamp": time.monotonic_ns()}
         return CompletedRequest(buf, meta, dict(self.camera_config))
 
     def process_requests(self, requests: list[CompletedRequest]) -> None:
