@@ -34,8 +34,11 @@ class Unit:
         return open_unit(self.path, **kw)  # type: ignore[arg-type]
 
 
-def make_unit(path: Path, serial: str = "BC-TEST-0001") -> Unit:
-    agency = Agency(Identity.generate(), Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate())
+def make_unit(path: Path, serial: str = "BC-TEST-0001", agency: Agency | None = None) -> Unit:
+    """A provisioned unit; several units share an agency when one is given."""
+    agency = agency or Agency(
+        Identity.generate(), Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    )
     agency.escrow = provision_unit(
         path,
         serial=serial,

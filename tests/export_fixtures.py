@@ -16,7 +16,7 @@ from firmware.auth import set_password
 from firmware.export_service import ExportHooks, ExportService, RunningService, serve
 from sealing.store import Store
 
-from .conftest import Unit, make_unit, write_segment
+from .conftest import Agency, Unit, make_unit, write_segment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import dock  # noqa: E402
@@ -72,10 +72,20 @@ def write_dock_creds(base: Path, ca: pki.Issued, key: Ed25519PrivateKey, name: s
     (d / "dock.key").write_bytes(pki.pem_key(key))
 
 
-def start_link(base: Path, segments: int = 3, size: int = 300_000) -> Link:
-    unit = make_unit(base / "unit")
+def start_link(
+    base: Path,
+    segments: int = 3,
+    size: int = 300_000,
+    *,
+    serial: str = "BC-TEST-0001",
+    agency: tuple[Agency, pki.Issued] | None = None,
+    listen: str = "127.0.0.1",
+) -> Link:
+    """A unit serving on loopback; units given the same `agency` (its
+    identity and docks, and its CA) can be pulled by the same dock."""
+    unit = make_unit(base / "unit", serial, agency[0] if agency else None)
     set_password(unit.path, PASSWORD)
-    ca = pki.make_ca("qa")
+    ca = agency[1] if agency else pki.make_ca("qa")
     (base / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
     write_dock_creds(base, ca, unit.agency.dock, "dock1")
     write_dock_creds(base, ca, unit.agency.other_dock, "dock2")
@@ -87,7 +97,7 @@ def start_link(base: Path, segments: int = 3, size: int = 300_000) -> Link:
         pki.pem_cert(
             pki.issue(
                 ca,
-                cn="BC-TEST-0001",
+                cn=serial,
                 role="unit",
                 public_key=tls_key.public_key(),
                 hosts=["127.0.0.1"],
@@ -123,7 +133,7 @@ def start_link(base: Path, segments: int = 3, size: int = 300_000) -> Link:
         ),
     )
     ctx = pki.server_context(tls / "unit.crt", tls / "unit.key", tls / "ca.crt")
-    running = serve(service, ctx, "127.0.0.1", 0)
+    running = serve(service, ctx, listen, 0)
     return Link(unit, store, service, running, base, ca, steps)
 
 

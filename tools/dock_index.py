@@ -1,86 +1,370 @@
-"""The reference dock's SQLite index of what it holds (R21, R22)."""
+"""The dock's index of what it holds (R21, R22), on SQLAlchemy Core.
+
+`Index.open(path)` keeps it in a SQLite file (`<dock>/dock.sqlite`, the
+default); `Index.open("postgresql+psycopg://...")` keeps it on PostgreSQL, so
+a city server can hold the index of every dock of an agency. Every row
+carries the name of the dock it came from, and keys include it: two docks may
+hold the same unit and the same segment.
+
+An Index opened with a dock name reads and writes that dock's rows; one opened
+with `dock=None` reads every dock's rows (the agency's view, for reports) and
+writes nothing. Each write is one transaction, committed (SQLite with
+synchronous=FULL, PostgreSQL with its default synchronous_commit) before the
+method returns: a pull sends its receipt only after the index says it holds.
+"""
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS units (
-    serial TEXT PRIMARY KEY, device_key TEXT NOT NULL, officer TEXT,
-    head_seq INTEGER, last_pull_us INTEGER);
-CREATE TABLE IF NOT EXISTS segments (
-    file TEXT PRIMARY KEY, serial TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT,
-    ct_sha256 TEXT NOT NULL, pt_sha256 TEXT, ct_len INTEGER, start_wall_us INTEGER,
-    end_wall_us INTEGER, officer TEXT, retention TEXT, marks TEXT, path TEXT NOT NULL,
-    stored_us INTEGER NOT NULL, receipt TEXT);
-CREATE TABLE IF NOT EXISTS receipts (
-    id TEXT PRIMARY KEY, serial TEXT NOT NULL, from_seq INTEGER, to_seq INTEGER,
-    head TEXT, dock_time_us INTEGER, segments INTEGER, accepted INTEGER);
-"""
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    inspect,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+# The name rows get when a dock's own index is opened without one (pull does).
+LOCAL_DOCK = "local"
+# units/<serial>/verification.json: the pull's safety check, written at each
+# pull (tools/dock.py), read by the compliance model, pushed by sync.
+VERIFICATION = "verification.json"
+
+# A row as callers get it: column name -> value (row["stored_us"]); a plain
+# dict, so nothing outside this module depends on SQLAlchemy's row types.
+Row = dict[str, Any]
+
+metadata = MetaData()
+
+units = Table(
+    "units",
+    metadata,
+    Column("dock", Text, primary_key=True),
+    Column("serial", Text, primary_key=True),
+    Column("device_key", Text, nullable=False),
+    Column("officer", Text),
+    Column("head_seq", BigInteger),
+    Column("last_pull_us", BigInteger),
+)
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("dock", Text, primary_key=True),
+    Column("file", Text, primary_key=True),
+    Column("serial", Text, nullable=False, index=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("kind", Text),
+    Column("ct_sha256", Text, nullable=False),
+    Column("pt_sha256", Text),
+    Column("ct_len", BigInteger),
+    Column("start_wall_us", BigInteger),
+    Column("end_wall_us", BigInteger),
+    Column("officer", Text),
+    Column("retention", Text),
+    Column("marks", Text),
+    Column("path", Text, nullable=False),
+    Column("stored_us", BigInteger, nullable=False),
+    Column("receipt", Text),
+)
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("dock", Text, primary_key=True),
+    Column("id", Text, primary_key=True),
+    Column("serial", Text, nullable=False, index=True),
+    Column("from_seq", BigInteger),
+    Column("to_seq", BigInteger),
+    Column("head", Text),
+    Column("dock_time_us", BigInteger),
+    Column("segments", BigInteger),
+    Column("accepted", Boolean),
+)
+
+
+class IndexTargetError(ValueError):
+    """The index target is neither a file path nor a usable database URL."""
+
+
+# What opening or using an index raises when the database is unusable.
+INDEX_ERRORS: tuple[type[Exception], ...] = (IndexTargetError, SQLAlchemyError)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a person: the driver's own message, without SQLAlchemy's
+    statement dump and documentation link."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def target_url(target: str | Path) -> URL:
+    """A path (or anything without `://`) is a SQLite file; otherwise a URL,
+    sqlite or postgresql only. A bare postgresql:// URL gets psycopg 3, the
+    driver the dock extra installs."""
+    if isinstance(target, Path) or "://" not in target:
+        return URL.create("sqlite", database=str(target))
+    try:
+        url = make_url(target)
+    except ArgumentError:
+        raise IndexTargetError(f"index: not a database URL or path: {target!r}") from None
+    backend = url.get_backend_name()
+    if backend == "postgresql" and url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    if backend not in ("sqlite", "postgresql"):
+        raise IndexTargetError(f"index: {backend} is not supported (SQLite or PostgreSQL)")
+    return url
+
+
+_WRITE = "bodycam_write"  # execution option: this transaction will write
+
+
+def _engine(url: URL) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling leaves DDL outside transactions;
+        # take it over (BEGIN below) so a migration is all or nothing
+        dbapi_conn.isolation_level = None
+        # a commit reaches the disk before it returns: a receipt follows it
+        dbapi_conn.execute("PRAGMA synchronous=FULL")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # a writer takes the write lock at BEGIN: pulls run side by side
+        # (dock serve), and a read lock upgraded later fails at once instead
+        # of waiting its turn
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
 
 
 class Index:
-    def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(path)
-        self.db.row_factory = sqlite3.Row
-        self.db.executescript(SCHEMA)
-        self.db.execute("PRAGMA synchronous=FULL")
+    def __init__(self, target: str | Path, dock: str | None = LOCAL_DOCK) -> None:
+        self.dock = dock
+        self.engine = _engine(target_url(target))
+        try:
+            with self.engine.connect() as conn:
+                # only a new or old index is written to here: a report on a
+                # copy the user may not write still opens
+                fresh = _schema_current(conn)
+            if not fresh:
+                with self._tx() as conn:
+                    if conn.dialect.name == "sqlite":
+                        _migrate_v1(conn, dock or LOCAL_DOCK)
+                    else:  # docks starting at once must not both create the tables
+                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(2121)")
+                    metadata.create_all(conn)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @classmethod
+    def open(cls, target: str | Path, dock: str | None = LOCAL_DOCK) -> Index:
+        """A path opens (or creates) a SQLite file; a URL opens that database."""
+        return cls(target, dock)
 
     def close(self) -> None:
-        self.db.close()
+        self.engine.dispose()
 
-    def unit(self, serial: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM units WHERE serial=?", (serial,)).fetchone()
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """One write transaction, committed when the block ends."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
 
-    def pin_unit(self, serial: str, device_key: str, officer: str) -> None:
-        with self.db:
-            self.db.execute(
-                "INSERT OR IGNORE INTO units(serial, device_key, officer) VALUES (?,?,?)",
-                (serial, device_key, officer),
-            )
+    # -- reads ----------------------------------------------------------------
 
-    def update_unit(self, serial: str, head_seq: int, now_us: int) -> None:
-        with self.db:
-            self.db.execute(
-                "UPDATE units SET head_seq=?, last_pull_us=? WHERE serial=?",
-                (head_seq, now_us, serial),
-            )
+    def _mine(self, table: Table) -> Any:
+        """The WHERE clause for this dock's rows; every dock's when unnamed."""
+        return table.c.dock == self.dock if self.dock is not None else true()
 
-    def held(self, serial: str) -> dict[str, sqlite3.Row]:
-        rows = self.db.execute("SELECT * FROM segments WHERE serial=?", (serial,))
-        return {r["file"]: r for r in rows}
+    def _fetch(self, stmt: Any) -> list[Row]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
 
-    def add_segment(self, **row: Any) -> None:
-        cols = ",".join(row)
-        with self.db:
-            self.db.execute(
-                f"INSERT OR REPLACE INTO segments({cols}) VALUES ({','.join('?' * len(row))})",
-                tuple(row.values()),
-            )
+    # Orders are made here, not by ORDER BY: PostgreSQL sorts text by its
+    # database's collation and NULLs last, SQLite by bytes and NULLs first,
+    # and the same index must give the same report on both.
 
-    def add_receipt(
-        self, rid: str, serial: str, body: dict[str, Any], files: list[str], accepted: bool
-    ) -> None:
-        with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO receipts VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    rid,
-                    serial,
-                    body["from_seq"],
-                    body["to_seq"],
-                    body["head"],
-                    body["dock_time_us"],
-                    len(files),
-                    int(accepted),
-                ),
-            )
-            if accepted:
-                self.db.executemany(
-                    "UPDATE segments SET receipt=? WHERE file=?", [(rid, f) for f in files]
-                )
+    def unit(self, serial: str) -> Row | None:
+        """This dock's row for the unit; across docks, the furthest pulled."""
+        rows = self._fetch(select(units).where(units.c.serial == serial, self._mine(units)))
+        rows.sort(key=lambda r: (-(r["head_seq"] or -1), r["dock"]))
+        return rows[0] if rows else None
+
+    def units(self) -> list[Row]:
+        return sorted(
+            self._fetch(select(units).where(self._mine(units))),
+            key=lambda r: (r["serial"], r["dock"]),
+        )
+
+    def held(self, serial: str) -> dict[str, Row]:
+        """File -> its row. Across docks the first dock to store a file wins,
+        so a late export is judged by when the agency first held it."""
+        rows = self._fetch(
+            select(segments).where(segments.c.serial == serial, self._mine(segments))
+        )
+        rows.sort(key=lambda r: (r["stored_us"], r["dock"], r["file"]))
+        out: dict[str, Row] = {}
+        for r in rows:
+            out.setdefault(r["file"], r)
+        return out
+
+    def receipts(self, serial: str) -> list[Row]:
+        rows = self._fetch(
+            select(receipts).where(receipts.c.serial == serial, self._mine(receipts))
+        )
+        return sorted(rows, key=lambda r: (r["dock_time_us"] or 0, r["dock"], r["id"]))
 
     def serials(self) -> list[str]:
-        return [r["serial"] for r in self.db.execute("SELECT serial FROM units ORDER BY serial")]
+        stmt = select(units.c.serial).where(self._mine(units)).distinct()
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(stmt).scalars())
+
+    # -- writes ---------------------------------------------------------------
+
+    def _writer(self) -> str:
+        if self.dock is None:
+            raise ValueError("an index opened for every dock (dock=None) is read-only")
+        return self.dock
+
+    def _insert(self, table: Table, row: dict[str, Any]) -> Any:
+        """INSERT of one row as this dock, in the dialect that has ON CONFLICT."""
+        values = {**row, "dock": self._writer()}
+        mod = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return mod.insert(table).values(values)
+
+    def _upsert(self, table: Table, row: dict[str, Any]) -> None:
+        stmt = self._insert(table, row)
+        keys = [c.name for c in table.primary_key.columns]
+        changed = {k: stmt.excluded[k] for k in row if k not in keys}
+        stmt = (
+            stmt.on_conflict_do_update(index_elements=keys, set_=changed)
+            if changed
+            else stmt.on_conflict_do_nothing(index_elements=keys)
+        )
+        with self._tx() as conn:
+            conn.execute(stmt)
+
+    def pin_unit(self, serial: str, device_key: str, officer: str) -> None:
+        """First sight of a unit: its key is pinned; later calls change nothing."""
+        stmt = self._insert(
+            units, {"serial": serial, "device_key": device_key, "officer": officer}
+        ).on_conflict_do_nothing(index_elements=["dock", "serial"])
+        with self._tx() as conn:
+            conn.execute(stmt)
+
+    def update_unit(self, serial: str, head_seq: int, now_us: int) -> None:
+        stmt = (
+            update(units)
+            .where(units.c.dock == self._writer(), units.c.serial == serial)
+            .values(head_seq=head_seq, last_pull_us=now_us)
+        )
+        with self._tx() as conn:
+            conn.execute(stmt)
+
+    def put_unit(self, row: dict[str, Any]) -> None:
+        """A whole units row (sync): inserted, or its columns replaced."""
+        self._upsert(units, _without_dock(row))
+
+    def add_segment(self, **row: Any) -> None:
+        self._upsert(segments, _without_dock(row))
+
+    def forget_segment(self, serial: str, file: str) -> None:
+        """This dock no longer holds the file (its copy was set aside as
+        altered): the next pull fetches it again. Other docks' rows stay."""
+        stmt = delete(segments).where(
+            segments.c.dock == self._writer(),
+            segments.c.serial == serial,
+            segments.c.file == file,
+        )
+        with self._tx() as conn:
+            conn.execute(stmt)
+
+    def put_receipt(self, row: dict[str, Any]) -> None:
+        self._upsert(receipts, _without_dock(row))
+
+    def add_receipt(
+        self, rid: str, serial: str, body: dict[str, Any], files: Iterable[str], accepted: bool
+    ) -> None:
+        files = list(files)
+        row = {
+            "id": rid,
+            "serial": serial,
+            "from_seq": body["from_seq"],
+            "to_seq": body["to_seq"],
+            "head": body["head"],
+            "dock_time_us": body["dock_time_us"],
+            "segments": len(files),
+            "accepted": accepted,
+        }
+        stmt = self._insert(receipts, row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["dock", "id"],
+            set_={k: stmt.excluded[k] for k in row if k != "id"},
+        )
+        with self._tx() as conn:  # the receipt and what it covers: one commit
+            conn.execute(stmt)
+            if accepted and files:
+                conn.execute(
+                    update(segments)
+                    .where(segments.c.dock == self.dock, segments.c.file.in_(files))
+                    .values(receipt=rid)
+                )
+
+
+def _without_dock(row: dict[str, Any]) -> dict[str, Any]:
+    """A row copied from another index is written under this index's dock."""
+    return {k: v for k, v in row.items() if k != "dock"}
+
+
+def _schema_current(conn: Connection) -> bool:
+    insp = inspect(conn)
+    if not {t.name for t in metadata.sorted_tables} <= set(insp.get_table_names()):
+        return False
+    return "dock" in {c["name"] for c in insp.get_columns("segments")}
+
+
+def _migrate_v1(conn: Connection, dock: str) -> None:
+    """An index made before rows carried their dock (SQLite only): its rows
+    move into the new tables under `dock`, in the caller's transaction."""
+    names = set(inspect(conn).get_table_names())
+    if "segments" not in names:
+        return
+    if "dock" in {c["name"] for c in inspect(conn).get_columns("segments")}:
+        return
+    old = [t for t in metadata.sorted_tables if t.name in names]
+    for t in old:
+        conn.exec_driver_sql(f"ALTER TABLE {t.name} RENAME TO {t.name}_v1")
+    metadata.create_all(conn)
+    for t in old:
+        cols = ", ".join(c.name for c in t.columns if c.name != "dock")
+        conn.exec_driver_sql(
+            f"INSERT INTO {t.name} (dock, {cols}) SELECT ?, {cols} FROM {t.name}_v1", (dock,)
+        )
+        conn.exec_driver_sql(f"DROP TABLE {t.name}_v1")
