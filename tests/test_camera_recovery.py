@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,6 @@ import numpy as np
 import pytest
 
 from firmware import machine as m
-from firmware.recording import run_live
 from firmware.runtime import CameraRestart, Recorder
 from firmware.unitconfig import ConfigError, parse
 from hal.camera_sim import read_number
@@ -28,6 +26,7 @@ from sealing.verify import verify_store
 from .conftest import make_unit
 from .doubles import picamera2_double, pyaudio_double
 from .media_check import ffmpeg_warnings, recordings
+from .test_live import _live as live_with_steps
 
 PI_TOML = (
     '[devices.camera]\nbackend = "picamera2"\nsize = "320x180"\n{camera}'
@@ -67,18 +66,7 @@ def _live(
     (unit.path / "unit.toml").write_text(PI_TOML.format(camera=camera))
     lines: list[str] = []
 
-    def on_ready(rec: Recorder) -> None:
-        def drive() -> None:
-            t0 = time.monotonic()
-            for at, fn in steps:
-                time.sleep(max(0.0, t0 + at - time.monotonic()))
-                fn(rec)
-            time.sleep(max(0.0, t0 + seconds - time.monotonic()))
-            rec.request_stop("test done")
-
-        threading.Thread(target=drive, daemon=True).start()
-
-    rec = run_live(unit.path, log=lines.append, on_ready=on_ready)
+    rec = live_with_steps(unit.path, steps, seconds, log=lines.append)
     return unit, rec, lines
 
 

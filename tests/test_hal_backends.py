@@ -324,9 +324,10 @@ def test_picamera2_pi5_libav_encoder_delays_restarts_and_forces_keyframes(
     cam.stop()
 
 
-def test_picamera2_pi5_forced_keyframe_failing_in_the_camera_thread_is_reported(
+def _pi5_forced_keyframe_failed(
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> tuple[PiCamera, list[EncodedFrame], list[str]]:
+    """A Pi 5 camera running, whose forced keyframe has just failed."""
     picamera2_double.install(monkeypatch, "pi5")  # the venv's PyAV (>= 14): pict_type "I" raises
     errors: list[str] = []
     got: list[EncodedFrame] = []
@@ -335,6 +336,13 @@ def test_picamera2_pi5_forced_keyframe_failing_in_the_camera_thread_is_reported(
     _wait(lambda: len(got) >= 5)
     cam.request_keyframe()
     _wait(lambda: bool(errors))
+    return cam, got, errors
+
+
+def test_picamera2_pi5_forced_keyframe_failing_in_the_camera_thread_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cam, got, errors = _pi5_forced_keyframe_failed(monkeypatch)
     assert "forced keyframe" in errors[0] and "TypeError" in errors[0], errors
     n = len(got)
     _wait(lambda: len(got) >= n + 10)  # picamera2's loop lives on: frames keep coming
@@ -412,14 +420,7 @@ def test_picamera2_restart_after_an_encoder_fault_is_a_fresh_encoder_at_true_tim
 def test_picamera2_pi5_a_failed_forced_keyframe_is_not_asked_again_after_a_restart(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    picamera2_double.install(monkeypatch, "pi5")  # the venv's PyAV (>= 14): pict_type "I" raises
-    errors: list[str] = []
-    got: list[EncodedFrame] = []
-    cam = PiCamera(LiveClock(), width=320, height=180, fps=30)
-    cam.start(got.append, errors.append)
-    _wait(lambda: len(got) >= 5)
-    cam.request_keyframe()
-    _wait(lambda: bool(errors))
+    cam, got, errors = _pi5_forced_keyframe_failed(monkeypatch)
     cam.stop()
     cam.start(got.append, errors.append)
     assert cam.encoder.force_broken  # what the old encoder learnt

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,12 @@ def test_virtual_and_realtime_give_the_same_records(
     assert types(other) == types(unit)
 
 
-def _live(unit: Path, steps: list[tuple[float, Any]], seconds: float) -> Recorder:
+def _live(
+    unit: Path,
+    steps: list[tuple[float, Any]],
+    seconds: float,
+    log: Callable[[str], None] = lambda line: None,
+) -> Recorder:
     """run_live with a driver thread doing `steps` (at s, fn(rec)) then stopping."""
 
     def on_ready(rec: Recorder) -> None:
@@ -162,7 +168,7 @@ def _live(unit: Path, steps: list[tuple[float, Any]], seconds: float) -> Recorde
 
         threading.Thread(target=drive, daemon=True).start()
 
-    return run_live(unit, log=lambda line: None, on_ready=on_ready)
+    return run_live(unit, log=log, on_ready=on_ready)
 
 
 def _press(rec: Recorder) -> None:
