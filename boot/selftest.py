@@ -79,7 +79,7 @@ def _check(name: str, fn: Callable[[], str | None]) -> CheckResult:
     """Run one check; a returned string or any exception is the failure reason."""
     try:
         reason = fn()
-    except Exception as exc:  # noqa: BLE001 - a self-test reports, it does not crash
+    except Exception as exc:
         return CheckResult(name, False, f"{type(exc).__name__}: {exc}")
     return CheckResult(name, reason is None, reason or "")
 

@@ -24,6 +24,6 @@ class FileSink:
         return self.path, info
 
 
-def file_sinks(out: Path):  # noqa: ANN201 - returns a SinkFactory
+def file_sinks(out: Path):
     out.mkdir(parents=True, exist_ok=True)
     return lambda index, start_us: FileSink(out / f"segment_{index:04d}.ts")

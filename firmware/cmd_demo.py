@@ -4,26 +4,30 @@ provision -> record (with pause and resume) -> stop -> dock: officer login,
 clock sync, pull over mutual TLS, verify, store, receipt -> the unit checks
 the receipt and frees the storage -> verify both copies.
 
-The dock is the reference dock, tools/dock.py, loaded from this source tree
-(the demo runs from a checkout: scripts/demo).
+The unit is flashed with QA's library (boot/flash.py) and docked by the
+dock package (dock/), which needs the dock extra: without it the demo says
+which extra to install.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
+from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
+from link import pki
 from sealing import canonical
 from sealing.age import Identity, decrypt
 from sealing.unit import open_unit
 from sealing.verify import verify_store
 
-from . import pki, unitconfig
+from . import unitconfig
 from .cmd_export import start as start_export
 from .cmd_verify_media import report_of
 from .demo_recording import DEMO, record_demo
@@ -63,19 +67,25 @@ def _say(step: str, text: str) -> None:
     print(f"{step:<10} {text}", flush=True)
 
 
-def _tool(name: str) -> ModuleType:
-    """A tool of this source tree (tools/dock.py, tools/flash.py)."""
-    tools = Path(__file__).resolve().parent.parent / "tools"
-    if not (tools / f"{name}.py").exists():
-        raise SystemExit(f"bodycam demo: {tools / name}.py is not in this tree")
-    if str(tools) not in sys.path:
-        sys.path.insert(0, str(tools))
-    return importlib.import_module(name)
+def _dock() -> Any:
+    """The dock's modules, loaded only here: the unit itself never needs them."""
+    try:
+        from dock import courtcopy
+        from dock.client import Client
+        from dock.pull import pull
+        from dock.report import report
+    except ModuleNotFoundError as exc:
+        raise SystemExit(
+            f"bodycam demo: the dock's part needs the dock extra ({exc.name} is missing): "
+            "pip install '.[dock]' (scripts/setup does)"
+        ) from None
+    return SimpleNamespace(Client=Client, pull=pull, report=report, courtcopy=courtcopy)
 
 
 def _provision(work: Path) -> tuple[Path, Path]:
     """Flash a unit into work/sd with a throw-away QA agency in work/agency."""
-    flash = _tool("flash")
+    from boot import flash
+
     agency = work / "agency"
     flash.agency_init(agency, "qa", "dock1")
     (work / "pw").write_text(PASSWORD + "\n")
@@ -95,14 +105,14 @@ def _demo(work: Path) -> int:
     if (work / "sd").exists():
         print(f"bodycam demo: {work / 'sd'} already exists; choose an empty --out")
         return 2
-    dock = _tool("dock")
+    dock = _dock()
     try:  # the demo's scenario, checked before anything is made
         scenario = load(DEMO, work)
     except ScenarioError as exc:
         print(f"bodycam demo: {exc}", file=sys.stderr)
         return 2
     unit, agency_dir = _provision(work)
-    _say("provision", f"unit {SERIAL} flashed with tools/flash.py (QA CA, dock1) at {unit}")
+    _say("provision", f"unit {SERIAL} flashed with bodycam-flash (QA CA, dock1) at {unit}")
     try:  # and the unit.toml flash wrote, before the store is opened
         config = unitconfig.load(unit)
     except ConfigError as exc:
@@ -113,7 +123,7 @@ def _demo(work: Path) -> int:
     checks, _backends = run_checks(unit, config=config)
     _say("selftest", ", ".join(f"{c.status} {c.name}" for c in checks))
     agency = Identity.parse((agency_dir / "evidence.key").read_text())
-    dock_key = _tool("flash").serialization.load_pem_private_key(
+    dock_key = serialization.load_pem_private_key(
         (agency_dir / "docks" / "dock1.key").read_bytes(), None
     )
     escrow = canonical.unb64((agency_dir / "escrow" / f"{SERIAL}.fss").read_text().strip())
@@ -184,11 +194,11 @@ def _demo(work: Path) -> int:
 
 
 def _court_copy(dock_dir: Path, agency_dir: Path, agency: Identity, out: Path) -> tuple[bool, str]:
-    """The examiner's court copy of the first recording (tools/courtcopy.py)."""
-    courtcopy = _tool("courtcopy")
+    """The examiner's court copy of the first recording (dock/courtcopy/)."""
+    courtcopy = _dock().courtcopy
     try:
         report = courtcopy.verified_copy(dock_dir, SERIAL)
-        first = courtcopy.recordings(report.records)[0].start["seq"]
+        first = courtcopy.recordings(report.chain)[0].start.seq
         signing = courtcopy.Signing(
             (agency_dir / "c2pa" / "court.crt").read_bytes(),
             (agency_dir / "c2pa" / "court.key").read_bytes(),
@@ -200,7 +210,7 @@ def _court_copy(dock_dir: Path, agency_dir: Path, agency: Identity, out: Path) -
     return True, (
         f"{case.mp4.name}: {case.joined.duration_us / 1e6:.1f} s with its pauses as gaps, "
         f"C2PA {case.validation.state} with the agency CA (TEST certificate); report.html, "
-        f"report.pdf, SHA256SUMS in {out} (dock.py export-case)"
+        f"report.pdf, SHA256SUMS in {out} (bodycam-dock export-case)"
     )
 
 

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from link import pki
 from sealing.keys import KeyFileError
 from sealing.store import StoreError
 from sealing.unit import open_unit
 
-from . import pki, unitconfig
+from . import unitconfig
 from .export_service import ExportHooks, ExportService, serve
 from .unitclock import UnitClock, as_offered, outside_window
 
@@ -68,9 +69,9 @@ def port_number(text: str) -> int:
     return port
 
 
-def start(  # noqa: ANN201
+def start(
     unit: Path,
-    store,  # noqa: ANN001
+    store,
     clock: UnitClock,
     address: str,
     port: int,

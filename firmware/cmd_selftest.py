@@ -18,7 +18,7 @@ from pathlib import Path
 
 from boot import layout, selftest
 from hal.battery import SimBattery
-from hal.gps import Fix, NmeaParser, SerialGps, replay
+from hal.gps import SAMPLE_LOG, Fix, NmeaParser, SerialGps, replay
 from hal.media import EncodedFrame, PcmChunk
 from hal.pacing import LiveClock, ThreadPacer
 from hal.ports import Rtc
@@ -34,7 +34,7 @@ from .unitclock import BUILD_UTC_US, UnitClock
 from .unitconfig import ConfigError, UnitConfig
 
 HELP = "pre-use self-test of a unit (PASS/FAIL per check, recorded in the chain)"
-DEFAULT_GPS_LOG = Path(__file__).resolve().parent.parent / "tests" / "data" / "gps_sample.nmea"
+DEFAULT_GPS_LOG = SAMPLE_LOG
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -83,8 +83,8 @@ def _device_checks(
         return None if chunks else f"no audio in {listen_s} s {errors[:1]}"
 
     checks = [
-        selftest._check("camera frames", camera),  # noqa: SLF001 - the module's own helper
-        selftest._check("microphone audio", microphone),  # noqa: SLF001
+        selftest._check("camera frames", camera),
+        selftest._check("microphone audio", microphone),
     ]
     if serial_gps is not None:
         p = serial_gps.parser

@@ -12,6 +12,7 @@ from pathlib import Path
 from hal.storage import space
 from sealing import layout
 from sealing.receipts import media_entries
+from sealing.recordings import state_after
 from sealing.store import StoreError, read_chain
 
 HELP = "print the unit's state, clock, unexported recordings, free space, battery"
@@ -26,14 +27,7 @@ def status(unit: Path, now_us: int | None = None) -> dict:
     store = unit / "store"
     records = [ln.record for ln in read_chain(store / layout.CHAIN).lines]
     last = records[-1]
-    mode = "idle"
-    for r in records:
-        if r.type in ("record_start", "resume"):
-            mode = "recording"
-        elif r.type == "pause":
-            mode = "paused"
-        elif r.type in ("record_stop", "boot"):
-            mode = "idle"
+    mode = state_after(records)
     held = [e for e in media_entries(records) if (store / layout.SEGMENTS / e["file"]).exists()]
     by_seq = {r.seq: r for r in records}
     now_us = now_us or time.time_ns() // 1000

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from capture import gopsign
 from sealing.canonical import b64
+from sealing.recordings import utc_text
 from sealing.verify import Unusable, verify_chain
 
 HELP = "check the in-stream signatures of a video file (a segment, an MP4 copy, an excerpt)"
@@ -67,7 +67,7 @@ def read_access_units(path: Path) -> list[gopsign.AccessUnit]:
 
 
 def _when(us: int) -> str:
-    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="milliseconds")
+    return utc_text(us, ms=True)
 
 
 def _root(chain: Path, key: bytes) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The recording part of the demo: the simulated unit runs docs/examples/demo.toml
+"""The recording part of the demo: the simulated unit runs firmware/demo.toml
 (record, still, pause, resume with a spoken reason heard by the VAD, evidence
 mark, stop) through the real recorder: state machine, capture, sealing."""
 
@@ -11,7 +11,7 @@ from .recording import run_scenario
 from .scenario import Scenario, load
 from .unitconfig import UnitConfig
 
-DEMO = Path(__file__).resolve().parent.parent / "docs" / "examples" / "demo.toml"
+DEMO = Path(__file__).resolve().parent / "demo.toml"
 SHOWN = ("capture started", "capture stopped", "record ", "sealed ", "still ", "clock stepped")
 
 

@@ -201,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         super().send_error(code, message, explain)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: Any) -> None:
         return  # the daemon logs requests through the chain where they matter
 
     # -- helpers ------------------------------------------------------------
@@ -442,16 +442,16 @@ class _Handler(BaseHTTPRequestHandler):
                 {"file": name, "dock": dock, "from": start, "bytes": end - start + 1, "size": size},
             )
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         self._route("GET")
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+    def do_POST(self) -> None:
         self._route("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._route("PUT")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._route("DELETE")
 
 

@@ -327,7 +327,7 @@ class Recorder:
         self.show()
 
     def show(self) -> None:
-        ind = m._indicate(self.machine.state)  # noqa: SLF001 - the machine's own rendering
+        ind = m._indicate(self.machine.state)
         self.indicators = ind
         self.devices.indicators.show(lights_for(ind))
 
@@ -706,14 +706,14 @@ class Recorder:
                     return
             try:
                 cam.stop()
-            except Exception as exc:  # noqa: BLE001 - the start below says whether it matters
+            except Exception as exc:
                 self.log(f"camera: stop before the restart: {exc!r}")
             if not start:
                 return
             q(CameraRestarting(gen, self.now_us()))  # before any frame of the new start
             try:
                 cam.start(q, lambda reason: q(DeviceError("camera", reason, gen)))
-            except Exception as exc:  # noqa: BLE001 - this thread's last stop: report
+            except Exception as exc:
                 q(DeviceError("camera", f"restart failed: {exc}", gen))
 
         self._restarter = threading.Thread(target=work, name="camera-restart", daemon=True)

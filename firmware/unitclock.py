@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sealing.canonical import MAX_INT
+from sealing.recordings import utc_text
 from sealing.records import Stamp
 
 AUTHENTICATED = ("dock", "gps")
@@ -181,7 +182,4 @@ class UnitClock:
 
 
 def _iso(us: int) -> str:
-    try:
-        return datetime.fromtimestamp(us // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (ValueError, OverflowError, OSError):
-        return f"{us} us"
+    return utc_text(us)

@@ -171,7 +171,7 @@ class ClockConfig:
 class SimConfig:
     """[sim]: what a simulated unit's selftest sees (docs/QA.md)."""
 
-    gps_log: str | None = None  # None: the sample log in tests/data
+    gps_log: str | None = None  # None: the sample log in hal/data
     battery: float = 100.0
 
 

@@ -34,7 +34,7 @@ PA_INPUT_OVERFLOW = 0x2  # paInputOverflow in the callback's status flags
 PA_CONTINUE = 0
 
 
-def find_device(pa: Any, name: str | None, *, input: bool) -> int | None:  # noqa: A002
+def find_device(pa: Any, name: str | None, *, input: bool) -> int | None:
     """The index of the first device whose name contains `name` (None: default)."""
     if name is None:
         return None
@@ -93,7 +93,7 @@ class PyAudioMicrophone:
                     at = self._anchor_us + self.samples * 1_000_000 // self.rate
                 on_chunk(PcmChunk(bytes(in_data or b""), at, self.rate))
                 self.samples += frame_count
-            except Exception as exc:  # noqa: BLE001 - PortAudio's thread: report, never raise
+            except Exception as exc:
                 on_error(f"microphone: {exc!r}")
             return None, PA_CONTINUE
 

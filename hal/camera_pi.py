@@ -136,7 +136,7 @@ def output_class(base: type) -> type:
                 return  # audio comes from pyaudio, not picamera2's pulse input
             try:
                 self.on_frame(bytes(frame), bool(keyframe), int(timestamp or 0))
-            except Exception as exc:  # noqa: BLE001 - the encoder thread's last stop: report
+            except Exception as exc:
                 self.failed = f"camera: frame handling failed: {exc!r}"
                 self.on_error(self.failed)
 
@@ -162,7 +162,7 @@ def encoder_class(base: type) -> type:
             )
             try:
                 super().encode(stream, request)
-            except Exception as exc:  # noqa: BLE001 - picamera2's loop thread: report, live on
+            except Exception as exc:
                 self.force_broken = self.force_broken or forcing
                 if self.fault is None:
                     why = " on a forced keyframe" if forcing else ""
@@ -272,7 +272,7 @@ class PiCamera:
         encoder.on_fault = on_error
         try:
             self.cam.start_recording(encoder, self.output)
-        except Exception as exc:  # noqa: BLE001 - libcamera's RuntimeError and the like
+        except Exception as exc:
             # an encoder left running would take the next start's frames too
             within(self._drop_encoders, STOP_TIMEOUT_S, "camera-stop")
             raise DeviceFault(f"camera: could not start recording: {exc!r}") from None
@@ -337,7 +337,7 @@ class PiCamera:
             meta = self.cam.capture_file(buf, format="jpeg", wait=STILL_TIMEOUT_S)
         except TimeoutError:  # concurrent.futures.TimeoutError is TimeoutError (3.11)
             raise DeviceFault(f"camera: no still within {STILL_TIMEOUT_S:g} s") from None
-        except Exception as exc:  # noqa: BLE001 - whatever the job raised on the camera thread
+        except Exception as exc:
             raise DeviceFault(f"camera: still capture failed: {exc!r}") from None
         # picamera2 keeps the last completed request: a stalled camera hands that over
         sensor_ns = meta.get("SensorTimestamp") if isinstance(meta, dict) else None
@@ -357,7 +357,7 @@ class PiCamera:
             try:
                 self.cam.configure(self.cam.create_still_configuration())
                 self.cam.start()
-            except Exception as exc:  # noqa: BLE001 - libcamera's RuntimeError and the like
+            except Exception as exc:
                 raise DeviceFault(f"camera: still mode failed: {exc!r}") from None
             return self._capture()
         finally:
@@ -369,5 +369,5 @@ class PiCamera:
             raise DeviceFault("camera: did not stop after a still")
         try:
             self.cam.configure(self.video_config)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise DeviceFault(f"camera: video mode not restored after a still: {exc!r}") from None

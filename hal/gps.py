@@ -44,6 +44,8 @@ class Fix:
         }
 
 
+# A recorded log the simulated GPS replays (and the self-test's sample).
+SAMPLE_LOG = Path(__file__).resolve().parent / "data" / "gps_sample.nmea"
 PLAUSIBLE_YEARS = (2024, 2099)  # what this firmware can meet in the field
 
 

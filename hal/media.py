@@ -48,6 +48,6 @@ class GuardedHook:
             return
         try:
             self.hook(pixels, fmt, mono_us)
-        except Exception as exc:  # noqa: BLE001 - the camera thread's last stop: report
+        except Exception as exc:
             self.hook = None
             self.on_error(f"overlay dropped: {exc}")

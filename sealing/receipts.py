@@ -21,13 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from . import canonical, layout
 from .files import fsync_dir, write_durably
 from .keys import fingerprint, raw_public
+from .recordings import is_media
 from .records import HEX64, Record
 
 if TYPE_CHECKING:
     from .store import Store
 
 RECEIPT_DOMAIN = b"bodycam-receipt-v1\n"
-MEDIA_TYPES = ("segment", "still")
 MAX_RECEIPT_BYTES = 4 << 20
 _NONCE = re.compile(r"[0-9a-f]{32}")
 
@@ -58,7 +58,7 @@ def media_entries(records: list[Record]) -> list[dict[str, Any]]:
     """What a receipt lists for the media records among `records`."""
     out = []
     for r in records:
-        if r.type in MEDIA_TYPES or (r.type == "power_loss" and "file" in r.body):
+        if is_media(r.type, r.body):
             out.append({"seq": r.seq, "file": r.body["file"], "ct_sha256": r.body["ct_sha256"]})
     return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,7 +20,8 @@ from . import canonical, fss, layout
 from .age import AgeError, Identity, decrypt
 from .files import hash_file
 from .keys import KeyFileError, fingerprint, load_public, public_pem
-from .receipts import MEDIA_TYPES, Receipt, ReceiptRefused, parse_receipt
+from .receipts import Receipt, ReceiptRefused, parse_receipt
+from .recordings import media_records
 from .records import (
     GENESIS_PREV,
     HEX64,
@@ -59,6 +60,8 @@ class Report:
     serial: str = ""
     anchors: dict[str, str] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
+    # the same records parsed, in chain order, for callers (not in the JSON)
+    chain: list[Record] = field(default_factory=list, repr=False)
     segments: list[dict[str, Any]] = field(default_factory=list)
     receipts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -74,7 +77,8 @@ class Report:
         self.problems.append(Problem(where, message, record, offset))
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = asdict(replace(self, chain=[]))
+        del out["chain"]
         out["ok"] = self.ok
         return out
 
@@ -93,7 +97,7 @@ def verify_chain(path: Path, device_key: Ed25519PublicKey | None = None) -> Repo
     report = Report(store=str(root))
     device_key = device_key or _store_key(root, report)
     if device_key is not None:
-        _check_chain(root / layout.CHAIN, device_key, None, report)
+        report.chain = _check_chain(root / layout.CHAIN, device_key, None, report)
     return report
 
 
@@ -131,7 +135,7 @@ def verify_store(
             return report
     else:
         report.anchors["device_key"] = "given"
-    records = _check_chain(root / layout.CHAIN, device_key, escrow_key, report)
+    records = report.chain = _check_chain(root / layout.CHAIN, device_key, escrow_key, report)
     if not records:
         return report
     receipts = _load_receipts(root, extra_receipts or [], report)
@@ -288,12 +292,6 @@ def _load_receipts(root: Path, extra: list[bytes], report: Report) -> dict[str, 
     return found
 
 
-def _media_records(records: list[Record]) -> list[Record]:
-    return [
-        r for r in records if r.type in MEDIA_TYPES or (r.type == "power_loss" and "file" in r.body)
-    ]
-
-
 def _check_media(
     records: list[Record],
     receipts: dict[str, Receipt],
@@ -337,7 +335,7 @@ def _check_media(
     named: set[str] = set()
     segnos: set[int] = set()
     last_end = -1
-    for r in _media_records(records):
+    for r in media_records(records):
         b = r.body
         file = b.get("file")
         if not isinstance(file, str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sealing.age import Identity
 from sealing.store import SegmentMeta, Store
 from sealing.unit import open_unit, provision_unit
+
+# The dock's console script, as an operator runs it (pip install '.[dock]').
+BODYCAM_DOCK = (str(Path(sys.executable).with_name("bodycam-dock")),)
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,15 +10,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware import pki
+from dock.client import Client
+from dock.pull import PullResult, pull
 from firmware.auth import set_password
 from firmware.export_service import ExportHooks, ExportService, RunningService, serve
+from link import pki
 from sealing.store import Store
 
 from .conftest import Agency, Unit, make_unit, write_segment
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-import dock  # noqa: E402
 
 PASSWORD = "correct horse 7"
 
@@ -37,17 +35,17 @@ class Link:
     def files(self) -> set[str]:
         return {p.name for p in (self.unit.path / "store" / "segments").iterdir()}
 
-    def client(self, name: str = "dock1") -> dock.Client:
+    def client(self, name: str = "dock1") -> Client:
         d = self.dir / "docks" / name
         ctx = pki.client_context(d / "dock.crt", d / "dock.key", self.dir / "ca.crt")
         host, port = self.running.address
-        return dock.Client(host, port, ctx)
+        return Client(host, port, ctx)
 
-    def pull(self, dock_dir: Path | None = None, name: str = "dock1", **kw: Any) -> dock.PullResult:
+    def pull(self, dock_dir: Path | None = None, name: str = "dock1", **kw: Any) -> PullResult:
         client = self.client(name)
         key = self.unit.agency.dock if name == "dock1" else self.unit.agency.other_dock
         try:
-            return dock.pull(
+            return pull(
                 client,
                 dock_dir or self.dir / "dockstore",
                 key,

@@ -30,7 +30,7 @@ def decrypted_segments(unit: Path, identity: Identity) -> list[tuple[dict, bytes
     return out
 
 
-def recordings(unit: Path, identity: Identity) -> list[list[tuple[str, bytes]]]:
+def continuous_runs(unit: Path, identity: Identity) -> list[list[tuple[str, bytes]]]:
     """The decrypted segment files of each recording (start/resume .. pause/stop),
     in chain order."""
     records = verify_store(unit).records

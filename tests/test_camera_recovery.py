@@ -25,7 +25,7 @@ from sealing.verify import verify_store
 
 from .conftest import make_unit
 from .doubles import picamera2_double, pyaudio_double
-from .media_check import ffmpeg_warnings, recordings
+from .media_check import continuous_runs, ffmpeg_warnings
 from .test_live import _live as live_with_steps
 
 PI_TOML = (
@@ -151,7 +151,7 @@ def test_an_encoder_fault_mid_recording_is_recorded_and_video_resumes_at_true_ti
     cam = rec.devices.camera
     assert cam.cam.recordings_started == 2  # type: ignore[union-attr]  # started, restarted once
 
-    files = [f for one in recordings(unit.path, unit.agency.identity) for f in one]
+    files = [f for one in continuous_runs(unit.path, unit.agency.identity) for f in one]
     assert len(files) >= 3
     for name, data in files:  # every sealed file plays without a complaint
         assert ffmpeg_warnings(["-f", "mpegts", "-i", "-"], data) == "", name

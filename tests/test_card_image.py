@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from boot import card, layout
+from boot import card, flash, layout
 from boot.card import CardError
+from link import gadget
 
 TOOLS = {
     "sfdisk": "fdisk",
@@ -308,7 +309,7 @@ def test_cmdline_edited_in_place(written: dict) -> None:
     # the first-boot resize would grow the root over the data partition
     assert not any(t.startswith("init=") for t in tokens) and "resize" not in tokens
     assert "modules-load=dwc2,g_ether" in tokens
-    host, dev = card.mac_addresses("BC-QA-000001")
+    host, dev = gadget.mac_addresses("BC-QA-000001")
     assert f"g_ether.host_addr={host}" in tokens and f"g_ether.dev_addr={dev}" in tokens
     report = written["report"]
     assert (report.host_mac, report.dev_mac) == (host, dev)
@@ -326,20 +327,20 @@ def test_macs_stable_per_serial(stock: Path, written: dict) -> None:
     again.unlink()
     other.unlink()
     for serial in ("BC-QA-000001", "BC-QA-000002", "x"):
-        for mac in card.mac_addresses(serial):
+        for mac in gadget.mac_addresses(serial):
             first_octet = int(mac.split(":")[0], 16)
             assert first_octet & 0b10 and not first_octet & 0b01  # local, unicast
-    assert card.mac_addresses("BC-QA-000001") != card.mac_addresses("BC-QA-000002")
+    assert gadget.mac_addresses("BC-QA-000001") != gadget.mac_addresses("BC-QA-000002")
 
 
 def test_the_unit_address_follows_from_the_docks_end_of_the_link() -> None:
-    host, dev = card.mac_addresses("BC-QA-000001")
-    assert dev != host and card.unit_mac(host) == dev
+    host, dev = gadget.mac_addresses("BC-QA-000001")
+    assert dev != host and gadget.unit_mac(host) == dev
     # RFC 4291 appendix A: the U/L bit inverted, ff:fe inserted
-    assert card.link_local("00:11:22:33:44:55") == "fe80::211:22ff:fe33:4455"
-    assert card.link_local("02:00:00:00:00:01") == "fe80::ff:fe00:1"
-    with pytest.raises(card.CardError, match="bad MAC"):
-        card.link_local("02:00:00:00:01")
+    assert gadget.link_local("00:11:22:33:44:55") == "fe80::211:22ff:fe33:4455"
+    assert gadget.link_local("02:00:00:00:00:01") == "fe80::ff:fe00:1"
+    with pytest.raises(gadget.GadgetError, match="bad MAC"):
+        gadget.link_local("02:00:00:00:01")
 
 
 def test_network_manager_keyfile(written: dict) -> None:
@@ -492,9 +493,6 @@ def test_fstab_mounts_the_data_partition(written: dict) -> None:
 
 
 def test_recorder_requires_the_data_mount() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-    import flash
-
     units = flash.render_units(f"/{layout.PREFIX}", f"/{layout.UNIT}")
     lines = units["bodycam-recorder.service"].splitlines()
     unit_section = lines[: lines.index("[Service]")]

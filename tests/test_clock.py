@@ -136,7 +136,7 @@ def test_a_gps_sync_writes_the_rtc_and_holdover_ends_on_time(tmp_path: Path) -> 
     unit = make_unit(tmp_path / "unit")
     seen = {}
 
-    def shorten(rec) -> None:  # noqa: ANN001
+    def shorten(rec) -> None:
         rec.unitclock.max_holdover_s = 2.5
         seen["rec"] = rec
 
@@ -178,11 +178,11 @@ def test_linux_rtc_reads_sysfs_and_knows_a_lost_time(
         rtc.read_us()
 
 
-def _dock_sets(t_us: int, answers: list[dict]):  # noqa: ANN202
+def _dock_sets(t_us: int, answers: list[dict]):
     """An on_ready hook: the dock's POST /v1/time from the export service's thread."""
     import threading
 
-    def dock(rec) -> None:  # noqa: ANN001
+    def dock(rec) -> None:
         t = threading.Thread(target=lambda: answers.append(rec.dock_time(t_us, "dock1")))
         t.start()
         rec._dock_thread = t

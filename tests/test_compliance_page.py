@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -29,21 +28,23 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from boot import layout as boot_layout
-from firmware import pki
+from dock.client import Client
+from dock.compliance import model as compliance
+from dock.index import Index
+from dock.pull import pull
+from dock.report import report
 from firmware.cmd_export import start as start_export
 from firmware.recording import run_scenario
 from firmware.scenario import load
 from firmware.unitclock import UnitClock
+from link import pki
+from sealing.records import parse_line
 from sealing.store import Stamp
 from sealing.unit import open_unit
 
-from .conftest import DemoRun, make_unit, write_segment
+from .conftest import BODYCAM_DOCK, DemoRun, make_unit, write_segment
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import compliance  # noqa: E402
-import dock  # noqa: E402
-from dock_index import Index  # noqa: E402
 
 SERIAL = "BC-DEMO-0001"
 OFFICER = "OFFICER-DEMO"
@@ -107,7 +108,7 @@ class LateDock:
 
 def _records(dock_dir: Path) -> list[Any]:
     chain = (dock_dir / "units" / SERIAL / "chain.jsonl").read_bytes()
-    return dock._records(chain)
+    return [parse_line(line)[0] for line in chain.splitlines()]
 
 
 def _held(dock_dir: Path) -> dict[str, Any]:
@@ -159,14 +160,14 @@ def _dock_late(unit: Path, agency: Path, dock_dir: Path) -> None:
     try:
         running = start_export(unit, store, clock, "127.0.0.1", 0)
         d = agency / "docks"
-        client = dock.Client(
+        client = Client(
             "127.0.0.1",
             running.address[1],
             pki.client_context(d / "dock1.crt", d / "dock1.key", agency / "ca.crt"),
         )
         key = serialization.load_pem_private_key((d / "dock1.key").read_bytes(), None)
         try:
-            result = dock.pull(
+            result = pull(
                 client,
                 dock_dir,
                 key,  # type: ignore[arg-type]
@@ -313,7 +314,7 @@ def test_each_recordings_verification_state(demo_dock: Path, late_dock: LateDock
 
 def test_the_dock_report_is_the_models(late_dock: LateDock) -> None:
     unit = _unit(late_dock.dir)
-    text = dock.report(late_dock.dir)
+    text = report(late_dock.dir)
     n_late = len(unit.findings_of("late_export"))
     for line in (
         f"unit {SERIAL} (officer {OFFICER}, chain 0..{unit.head_seq})",
@@ -331,7 +332,7 @@ def test_the_dock_report_is_the_models(late_dock: LateDock) -> None:
 
 def _dock_py(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "dock.py"), *args],
+        [*BODYCAM_DOCK, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -357,8 +358,7 @@ def page_server(late_dock: LateDock, tmp_path_factory: pytest.TempPathFactory) -
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tools" / "dock.py"), "page", "--dock-dir", str(late_dock.dir)]
-        + ["--port", "0"],
+        [*BODYCAM_DOCK, "page", "--dock-dir", str(late_dock.dir)] + ["--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -592,7 +592,7 @@ def test_supervisor_add_refuses_weak_passwords_and_odd_names(tmp_path: Path) -> 
 def test_an_internal_error_is_logged_and_answered_shortly(
     late_dock: LateDock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import compliance_web
+    from dock.compliance import web as compliance_web
 
     app = compliance_web.create_app(late_dock.dir)
     client = app.test_client()

@@ -16,19 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware import pki
+from dock.courtcopy import c2pa as courtcopy_c2pa
+from dock.courtcopy import media as courtcopy_media
+from dock.courtcopy import steps as courtcopy_steps
+from link import pki
 from sealing.age import Identity, decrypt
 from sealing.cli_verify import dock_lookup
 from sealing.verify import verify_store
 
-from .conftest import DemoRun
+from .conftest import BODYCAM_DOCK, DemoRun
 from .media_check import decode, ffmpeg_warnings
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import courtcopy  # noqa: E402
-import courtcopy_c2pa  # noqa: E402
-import courtcopy_media  # noqa: E402
 
 SERIAL = "BC-DEMO-0001"
 
@@ -199,8 +198,8 @@ def test_signing_leaves_the_media_unchanged_and_a_flipped_byte_fails(
         parts.append(p)
     unsigned = tmp_path / "unsigned.mp4"
     courtcopy_media.join(parts, unsigned, [])
-    signed_hash = courtcopy.streamhash(mp4)
-    assert signed_hash == courtcopy.streamhash(unsigned)
+    signed_hash = courtcopy_steps.streamhash(mp4)
+    assert signed_hash == courtcopy_steps.streamhash(unsigned)
     manifest = json.loads((case / "manifest.json").read_text())
     assert manifest["verification"]["streamhash_sha256"] == signed_hash
 
@@ -243,7 +242,7 @@ def test_the_report_says_what_was_checked_and_that_the_certificate_is_a_test(
 
 def _dock_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "dock.py"), *args],
+        [*BODYCAM_DOCK, *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -14,15 +14,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from dock import index as dock_index
+from dock import pull as dock_pull
+from dock import sync as dock_sync
+from dock.cli import main as dock_main
+from dock.client import DockError
+from dock.report import report
 from sealing.cli_verify import dock_lookup
 from sealing.verify import verify_store
 
-from .export_fixtures import Link, dock, start_link
+from .export_fixtures import Link, start_link
 from .pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures: pg_server, pg_url)
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-import dock_index  # noqa: E402
-import dock_sync  # noqa: E402
 
 SERIAL = "BC-TEST-0001"
 
@@ -52,8 +54,8 @@ def agency_index(request: pytest.FixtureRequest) -> str | None:
 
 def _reports(dock_dir: Path, index: str | Path | None = None) -> tuple[str, str]:
     return (
-        dock.report(dock_dir, index=index),
-        dock.report(dock_dir, late_after_s=0, index=index),
+        report(dock_dir, index=index),
+        report(dock_dir, late_after_s=0, index=index),
     )
 
 
@@ -100,7 +102,7 @@ def test_the_report_is_the_same_on_sqlite_and_postgresql(
                 super().__init__(pg_url, "dock-b" if dock else None)
 
         with monkeypatch.context() as m:
-            m.setattr(dock, "Index", PgIndex)
+            m.setattr(dock_pull, "Index", PgIndex)
             result = b.pull(tmp_path / "dock-b")
         assert len(result.pulled) == 3 and result.receipt
     finally:
@@ -119,7 +121,7 @@ def test_the_report_is_the_same_on_sqlite_and_postgresql(
         assert pg.unit(SERIAL)["head_seq"] > 0
     finally:
         pg.close()
-    assert dock.main(["report", "--dock-dir", str(tmp_path / "dock-b"), "--index", pg_url]) == 0
+    assert dock_main(["report", "--dock-dir", str(tmp_path / "dock-b"), "--index", pg_url]) == 0
     assert capsys.readouterr().out.rstrip("\n") == on_sqlite[0]
 
 
@@ -182,7 +184,7 @@ def test_two_docks_sync_into_one_agency_index(
     receipt, the second released them); the agency keeps one copy of each
     file and each dock's rows under its own name."""
     da, db, agency = tmp_path / "dock-a", tmp_path / "dock-b", tmp_path / "agency"
-    with pytest.raises(dock.DockError, match="before sending the receipt"):
+    with pytest.raises(DockError, match="before sending the receipt"):
         link.pull(da, stop_before_receipt=True)
     released = link.pull(db, name="dock2")
     assert len(released.released) == 3
@@ -225,7 +227,7 @@ def test_a_segment_corrupted_on_the_dock_is_not_pushed_and_named(
     data[len(data) // 2] ^= 1  # one bit, the length unchanged
     bad.write_bytes(bytes(data))
     args = ["sync", "--dock-dir", str(dd), "--to", str(agency), "--name", "dock1"]
-    assert dock.main(args) == 1
+    assert dock_main(args) == 1
     out, err = capsys.readouterr()
     assert bad.name in err and "no longer match the index" in err and "Traceback" not in err
     assert "2 files pushed" not in out  # segments and the chain, key, receipt: more than 2
@@ -282,7 +284,7 @@ def test_a_rewritten_chain_is_refused(
     lines[2] = lines[2].replace(b'"', b"'", 1)  # an earlier record, altered
     chain.write_bytes(b"".join(lines))
     args = ["sync", "--dock-dir", str(dd), "--to", str(agency), "--name", "dock1"]
-    assert dock.main(args) == 1
+    assert dock_main(args) == 1
     err = capsys.readouterr().err
     assert f"unit {SERIAL}" in err and "history rewritten" in err and "Traceback" not in err
     assert (agency / "units" / SERIAL / "chain.jsonl").read_bytes() == held
@@ -333,10 +335,10 @@ def test_bad_input_is_named_without_a_traceback(
         ["report", "--dock-dir", str(tmp_path), "--index", "postgresql://u@/db?host=/nonexistent"],
     ]
     for argv in cases:
-        assert dock.main(argv) == 2, argv
+        assert dock_main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("dock: ") and "Traceback" not in err, err
     (tmp_path / "dock").mkdir()
     (tmp_path / "dock" / "dock.sqlite").touch()
     same = ["sync", "--dock-dir", str(tmp_path / "dock"), "--to", str(tmp_path / "dock")]
-    assert dock.main(same) == 2 and "another folder" in capsys.readouterr().err
+    assert dock_main(same) == 2 and "another folder" in capsys.readouterr().err

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,19 +15,17 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from boot import card
-from firmware import pki
+from dock import discovery
+from dock import service as dock_service
+from dock.client import DockError
+from link import gadget, pki
 from sealing import layout
 from sealing.age import Identity
 from sealing.keys import fingerprint
 from sealing.verify import verify_store
 
-from .conftest import Agency
+from .conftest import BODYCAM_DOCK, Agency
 from .export_fixtures import PASSWORD, Link, start_link
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-import dock  # noqa: E402
-import dock_service  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SERIALS = ("BC-RACK-0001", "BC-RACK-0002", "BC-RACK-0003")
@@ -69,8 +66,8 @@ def _service(
     passwords.mkdir(exist_ok=True)
     for s in SERIALS:
         (passwords / s).write_text(PASSWORD + "\n")
-    source = dock_service.FixedUnits(
-        tuple(dock_service.UnitAddress(*link.running.address) for link in links)
+    source = discovery.FixedUnits(
+        tuple(discovery.UnitAddress(*link.running.address) for link in links)
     )
     import threading
 
@@ -122,7 +119,7 @@ def test_serve_cli_pulls_the_rack_once(rack: list[Link], tmp_path: Path) -> None
     for s in SERIALS:
         (passwords / s).write_text(PASSWORD)
     creds = base.dir / "docks" / "dock1"
-    args = [sys.executable, str(ROOT / "tools" / "dock.py"), "serve", "--once"]
+    args = [*BODYCAM_DOCK, "serve", "--once"]
     args += ["--dock-dir", str(tmp_path / "dock"), "--password-dir", str(passwords)]
     args += ["--cert", str(creds / "dock.crt"), "--key", str(creds / "dock.key")]
     args += ["--ca", str(base.dir / "ca.crt")]
@@ -149,7 +146,7 @@ def test_a_segment_corrupted_on_the_docks_disk_gets_no_receipt(link: Link, tmp_p
                 f.write(bytes([b[0] ^ 0x01]))
 
     dock_dir = tmp_path / "dockstore"
-    with pytest.raises(dock.DockError, match="no receipt sent") as err:
+    with pytest.raises(DockError, match="no receipt sent") as err:
         link.pull(dock_dir, on_stored=flip)
     assert victim[0] in str(err.value) and "differs from the chain" in str(err.value)
     assert link.files() == before  # nothing released
@@ -192,7 +189,7 @@ def _pull_cli(link: Link, dock_dir: Path, *extra: str) -> subprocess.CompletedPr
     pw = dock_dir.parent / "pw.txt"
     pw.write_text(PASSWORD)
     creds = link.dir / "docks" / "dock1"
-    args = [sys.executable, str(ROOT / "tools" / "dock.py"), "pull"]
+    args = [*BODYCAM_DOCK, "pull"]
     args += ["--unit", "{}:{}".format(*link.running.address), "--dock-dir", str(dock_dir)]
     args += ["--cert", str(creds / "dock.crt"), "--key", str(creds / "dock.key")]
     args += ["--ca", str(link.dir / "ca.crt"), "--password-file", str(pw)]
@@ -215,7 +212,7 @@ def test_a_revoked_unit_is_refused_before_login(link: Link, tmp_path: Path) -> N
 
 
 def test_bad_service_arguments_are_refused_clearly(tmp_path: Path) -> None:
-    base = [sys.executable, str(ROOT / "tools" / "dock.py"), "serve", "--dock-dir", str(tmp_path)]
+    base = [*BODYCAM_DOCK, "serve", "--dock-dir", str(tmp_path)]
     for extra, says in (
         ([], "give --usb, or one or more --unit"),
         (["--unit", "nohost"], "HOST:PORT"),
@@ -227,12 +224,12 @@ def test_bad_service_arguments_are_refused_clearly(tmp_path: Path) -> None:
 
 
 def test_addresses_parse() -> None:
-    p = dock_service.parse_address
-    assert p("192.168.7.2:8443") == dock_service.UnitAddress("192.168.7.2", 8443)
-    assert p("[fe80::1%usb0]:8443") == dock_service.UnitAddress("fe80::1%usb0", 8443)
+    p = discovery.parse_address
+    assert p("192.168.7.2:8443") == discovery.UnitAddress("192.168.7.2", 8443)
+    assert p("[fe80::1%usb0]:8443") == discovery.UnitAddress("fe80::1%usb0", 8443)
     assert str(p("[fe80::1%usb0]:8443")) == "[fe80::1%usb0]:8443"
     for bad in ("fe80::1", "host:", ":8443", "h:99999", "h:x"):
-        with pytest.raises(dock.DockError):
+        with pytest.raises(DockError):
             p(bad)
 
 
@@ -247,16 +244,16 @@ def _fake_sysfs(root: Path, name: str, driver: str, mac: str, state: str = "up")
 
 def test_gadget_links_are_found_by_driver_and_addressed_by_mac(tmp_path: Path) -> None:
     root = tmp_path / "net"
-    host1, dev1 = card.mac_addresses("BC-RACK-0001")
-    host2, _ = card.mac_addresses("BC-RACK-0002")
+    host1, dev1 = gadget.mac_addresses("BC-RACK-0001")
+    host2, _ = gadget.mac_addresses("BC-RACK-0002")
     _fake_sysfs(root, "enx1", "cdc_ether", host1)
     _fake_sysfs(root, "usb1", "rndis_host", host2, state="unknown")
     _fake_sysfs(root, "eth0", "e1000e", "52:54:00:12:34:56")
     _fake_sysfs(root, "enx9", "cdc_ether", host2, state="down")
     (root / "lo").mkdir()  # no device: skipped
-    found = dock_service.GadgetLinks(root).scan()
+    found = discovery.GadgetLinks(root).scan()
     assert [a.host.split("%")[1] for a in found] == ["enx1", "usb1"]
-    assert found[0] == dock_service.UnitAddress(f"{card.link_local(dev1)}%enx1", 8443)
+    assert found[0] == discovery.UnitAddress(f"{gadget.link_local(dev1)}%enx1", 8443)
 
 
 @pytest.fixture
@@ -265,7 +262,7 @@ def veth(tmp_path: Path) -> Iterator[tuple[str, str]]:
     link would (the dock's end host_addr, the unit's end dev_addr)."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2 to make a veth pair")
-    host, dev = card.mac_addresses("BC-RACK-0001")
+    host, dev = gadget.mac_addresses("BC-RACK-0001")
     name = f"bcd{os.getpid() % 10000}"
     peer = f"bcu{os.getpid() % 10000}"
     made = subprocess.run(
@@ -292,7 +289,7 @@ def veth(tmp_path: Path) -> Iterator[tuple[str, str]]:
     try:
         for n in (name, peer):
             subprocess.run(["ip", "link", "set", n, "up"], check=True)
-        want = {peer: card.link_local(dev), name: card.link_local(host)}
+        want = {peer: gadget.link_local(dev), name: gadget.link_local(host)}
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # duplicate address detection, on both ends
             shown = {
@@ -320,7 +317,7 @@ def test_a_unit_on_a_gadget_link_is_pulled_over_its_link_local_address(
         root = tmp_path / "net"
         _fake_sysfs(root, name, "cdc_ether", host)  # a veth has no driver link of its own
         svc = _service([link], tmp_path / "dock", tmp_path / "board.txt")
-        svc.source = dock_service.GadgetLinks(root, port=link.running.address[1])
+        svc.source = discovery.GadgetLinks(root, port=link.running.address[1])
         [address] = svc.source.scan()
         deadline = time.monotonic() + 10
         while not svc._answers(address) and time.monotonic() < deadline:

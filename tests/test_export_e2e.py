@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware import pki
+from dock.client import Client, DockError
+from dock.report import report
+from link import pki
 from sealing.verify import verify_store
 
-from .export_fixtures import Link, dock, start_link, write_dock_creds
+from .export_fixtures import Link, start_link, write_dock_creds
 
 
 @pytest.fixture
@@ -113,20 +115,20 @@ def test_cut_link_resumes_without_resending(link: Link, monkeypatch: pytest.Monk
     size = sum((link.unit.path / "store" / "segments" / f).stat().st_size for f in link.files())
     proxy = CuttingProxy(link.running.address, cut_after=150_000)
     ranges: list[str] = []
-    real = dock.Client.request
+    real = Client.request
 
     def spy(
-        self: dock.Client,
+        self: Client,
         method: str,
         path: str,
         body: bytes | None = None,
         headers: dict | None = None,
-    ):  # noqa: ANN202
+    ):
         if path.startswith("/v1/segments/"):
             ranges.append((headers or {}).get("Range", ""))
         return real(self, method, path, body, headers)
 
-    monkeypatch.setattr(dock.Client, "request", spy)
+    monkeypatch.setattr(Client, "request", spy)
     monkeypatch.setattr(link.running, "address", proxy.address)
     try:
         result = link.pull(identity=link.unit.agency.identity)
@@ -142,7 +144,7 @@ def test_cut_link_resumes_without_resending(link: Link, monkeypatch: pytest.Monk
 
 def test_dock_killed_before_receipt_releases_nothing_then_completes(link: Link) -> None:
     before = link.files()
-    with pytest.raises(dock.DockError, match="before sending the receipt"):
+    with pytest.raises(DockError, match="before sending the receipt"):
         link.pull(stop_before_receipt=True)
     assert link.files() == before
     result = link.pull()
@@ -153,13 +155,13 @@ def test_dock_killed_before_receipt_releases_nothing_then_completes(link: Link) 
 def test_wrong_password_and_lockout(link: Link) -> None:
     before = link.files()
     for i in range(4):
-        with pytest.raises(dock.DockError, match="not authorised"):
+        with pytest.raises(DockError, match="not authorised"):
             link.pull(password=f"wrong{i}")
-    with pytest.raises(dock.DockError, match="retry in"):
+    with pytest.raises(DockError, match="retry in"):
         link.pull(password="wrong5")
-    with pytest.raises(dock.DockError, match="locked"):
+    with pytest.raises(DockError, match="locked"):
         link.pull()  # even the right password, while locked
-    with pytest.raises(dock.DockError, match="no_fingerprint"):
+    with pytest.raises(DockError, match="no_fingerprint"):
         link.service.auth._state_path.unlink()
         link.pull(fingerprint_ok=False)
     assert link.files() == before
@@ -171,7 +173,7 @@ def test_lockout_survives_a_restart_of_the_service(link: Link) -> None:
     from firmware.auth import Authoriser
 
     for i in range(5):
-        with pytest.raises(dock.DockError):
+        with pytest.raises(DockError):
             link.pull(password=f"bad{i}")
     fresh = Authoriser(link.unit.path)
     v = fresh.attempt("correct horse 7", True)
@@ -188,11 +190,11 @@ def test_the_lockout_ignores_the_wall_clock_and_outlives_a_reboot(
     from firmware import auth
 
     for i in range(5):
-        with pytest.raises(dock.DockError):
+        with pytest.raises(DockError):
             link.pull(password=f"bad{i}")
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 365 * 86400)
-    with pytest.raises(dock.DockError, match="locked"):
+    with pytest.raises(DockError, match="locked"):
         link.pull()
     a = auth.Authoriser(link.unit.path)
     mono = time.monotonic()
@@ -338,14 +340,14 @@ def test_dock_report_tells_pauses_notes_clock_and_late_exports(link: Link) -> No
     link.store.append("resume_note", {"given": False, "speech_s": 0})
     link.store.append("fault", {"what": "microphone", "reason": "no frames"})
     link.pull()
-    text = dock.report(link.dir / "dockstore")
+    text = report(link.dir / "dockstore")
     assert "unit BC-TEST-0001" in text
     assert "pauses       1 (privacy)" in text
     assert "resume notes 0 given, 1 missing" in text
     assert "faults       1: fault:microphone" in text
     assert "late export  0 segments" in text
     # the same pull seen a day later counts as late
-    late = dock.report(link.dir / "dockstore", late_after_s=0)
+    late = report(link.dir / "dockstore", late_after_s=0)
     assert "late export  3 segments" in late
 
 
@@ -383,7 +385,7 @@ def test_the_same_receipt_sent_four_times_at_once_is_applied_once(link: Link) ->
         c.token = auth["token"]
         clients.append(c)
 
-    def send(c) -> None:  # noqa: ANN001
+    def send(c) -> None:
         resp = c.request("POST", "/v1/receipt", receipt)
         answers.append((resp.status, json.loads(resp.read())))
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware import pki
+from link import pki
 from sealing.verify import verify_store
 
 from .export_fixtures import Link, start_link

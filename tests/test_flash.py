@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from boot import layout
-from firmware import pki
+from boot import flash, layout
+from link import pki
 from sealing.verify import verify_store
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import flash  # noqa: E402
 
 
 def _flash(*args: str) -> subprocess.CompletedProcess:

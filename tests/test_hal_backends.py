@@ -23,7 +23,7 @@ from .doubles import picamera2_double, pyaudio_double
 from .doubles.smbus_double import SMBus
 
 
-def _wait(cond, seconds: float = 5.0) -> None:  # noqa: ANN001
+def _wait(cond, seconds: float = 5.0) -> None:
     end = time.monotonic() + seconds
     while not cond() and time.monotonic() < end:
         time.sleep(0.01)
@@ -94,7 +94,7 @@ def test_pyaudio_microphone_reports_overruns_as_gaps_in_place() -> None:
 
     mic.start(on_chunk, gaps.append, pytest.fail)
     _wait(lambda: len(chunks) >= 5)
-    mic._pa.overflow(10)  # noqa: SLF001 - the double's overrun: 300 ms lost
+    mic._pa.overflow(10)
     _wait(lambda: gaps and len(chunks) >= 12)
     mic.stop()
     assert threads == {"portaudio"}
@@ -114,7 +114,7 @@ def test_pyaudio_speaker_never_blocks_and_reports_failure() -> None:
     assert time.monotonic() - t < 0.05 and spk.busy()
     _wait(lambda: not spk.busy())
     assert spk.played == ["start_notice"]
-    spk._pa.output_failed = True  # noqa: SLF001 - the device goes away
+    spk._pa.output_failed = True
     spk.play("tone_stop", b"\0\0" * 100)
     _wait(lambda: spk.failed is not None)
     with pytest.raises(DeviceFault, match="speaker"):
@@ -348,7 +348,7 @@ def test_picamera2_pi5_forced_keyframe_failing_in_the_camera_thread_is_reported(
     _wait(lambda: len(got) >= n + 10)  # picamera2's loop lives on: frames keep coming
     assert cam.cam.loop_error is None
     cam.request_keyframe()  # not asked again: it would only fail again
-    assert cam.encoder._key_frames_requested == 1  # noqa: SLF001
+    assert cam.encoder._key_frames_requested == 1
     assert len(errors) == 1
     cam.stop()
 
@@ -425,7 +425,7 @@ def test_picamera2_pi5_a_failed_forced_keyframe_is_not_asked_again_after_a_resta
     cam.start(got.append, errors.append)
     assert cam.encoder.force_broken  # what the old encoder learnt
     cam.request_keyframe()  # would only fail again, and be one more restart
-    assert cam.encoder._key_frames_requested == 0  # noqa: SLF001
+    assert cam.encoder._key_frames_requested == 0
     n = len(got)
     _wait(lambda: len(got) >= n + 10)
     assert len(errors) == 1

@@ -10,11 +10,11 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from hal.gpio import GpioButtons, GpioIndicators, PinMap
-from hal.gps import NmeaParser, fixes, replay
+from hal.gps import SAMPLE_LOG, NmeaParser, fixes, replay
 from hal.pacing import VirtualClock
 from hal.ports import STEADY, Blink, Lights
 
-LOG = Path(__file__).parent / "data" / "gps_sample.nmea"
+LOG = SAMPLE_LOG
 
 
 def test_replay_gives_fixes_and_counts_defects() -> None:
@@ -65,7 +65,7 @@ def test_buttons_give_press_hold_double_and_ignore_bounce(factory: MockFactory) 
     def at(t: float) -> None:
         clock.mono_ns = int(t * 1e9)
 
-    def edge(pin, t: float, down: bool) -> None:  # noqa: ANN001
+    def edge(pin, t: float, down: bool) -> None:
         at(t)
         (pin.drive_low if down else pin.drive_high)()
 
@@ -158,7 +158,7 @@ def _selftest_with_serial_gps(tmp_path: Path, feed: bytes) -> str:
 
 
 def test_selftest_listens_to_a_serial_gps_and_passes_only_what_it_heard(tmp_path: Path) -> None:
-    good = (Path(__file__).parent / "data" / "gps_sample.nmea").read_bytes()
+    good = (SAMPLE_LOG).read_bytes()
     heard = _selftest_with_serial_gps(tmp_path / "a", good)
     assert "PASS gps sentences" in heard and "PASS clock" in heard  # a fix with UTC time
     silent = _selftest_with_serial_gps(tmp_path / "b", b"\x00\xff garbage\r\n")

@@ -25,7 +25,7 @@ from sealing.verify import verify_store
 
 from .conftest import Unit, make_unit
 from .doubles import picamera2_double, pyaudio_double
-from .media_check import decode, recordings
+from .media_check import continuous_runs, decode
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = "I am resuming because the driver came back to the car and is talking to me again."
@@ -203,7 +203,7 @@ def test_pi_backends_in_the_live_runtime(tmp_path: Path, monkeypatch: pytest.Mon
         cam.cam.start_recording(cam.encoder, cam.output)  # type: ignore[union-attr]
 
     def overflow(rec: Recorder) -> None:
-        rec.devices.microphone._pa.overflow(5)  # type: ignore[union-attr]  # noqa: SLF001
+        rec.devices.microphone._pa.overflow(5)  # type: ignore[union-attr]
 
     def stall(rec: Recorder) -> None:
         stalled_at.append(time.monotonic())
@@ -234,7 +234,7 @@ def test_pi_backends_in_the_live_runtime(tmp_path: Path, monkeypatch: pytest.Mon
     boot = next(r for r in report.records if r["type"] == "boot")
     assert boot["body"]["mode"] == "live"
     pts, audio_end = [], 0
-    for rec_files in recordings(unit.path, unit.agency.identity):
+    for rec_files in continuous_runs(unit.path, unit.agency.identity):
         for _, data in rec_files:
             d = decode(data)
             pts += [t for t, _ in d.frames]
@@ -257,7 +257,7 @@ def test_camera_absent_at_start_records_sound_only(
     assert report.ok, report.problems
     fault = next(r["body"] for r in report.records if r["type"] == "fault")
     assert fault["what"] == "camera" and "did not complete" in fault["reason"]
-    files = [f for rec in recordings(unit.path, unit.agency.identity) for f in rec]
+    files = [f for rec in continuous_runs(unit.path, unit.agency.identity) for f in rec]
     assert files
     for _, data in files:
         d = decode(data)
@@ -337,7 +337,7 @@ def test_bodycam_run_refuses_a_bad_devices_table_before_starting(unit: Unit) -> 
     assert (unit.path / "store" / "chain.jsonl").read_bytes() == before  # nothing started
 
 
-def _pi5_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps: list, seconds: float):  # noqa: ANN202
+def _pi5_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps: list, seconds: float):
     picamera2_double.install(monkeypatch, "pi5")
     monkeypatch.setitem(sys.modules, "pyaudio", pyaudio_double)
     pyaudio_double.PyAudio.source = staticmethod(lambda n, k: bytes(2 * k))  # type: ignore[assignment]
@@ -380,9 +380,9 @@ def test_pi5_libav_camera_in_the_live_runtime(
     cam = rec.devices.camera
     assert cam.last_still is not None and cam.last_still.source == "video"  # type: ignore[union-attr]
     enc = cam.encoder  # type: ignore[union-attr]
-    assert enc._key_frames_requested == enc._key_frames_generated == 1  # noqa: SLF001
+    assert enc._key_frames_requested == enc._key_frames_generated == 1
     resumed_key = []
-    for rec_files in recordings(unit.path, unit.agency.identity):
+    for rec_files in continuous_runs(unit.path, unit.agency.identity):
         pts = []
         for i, (_, data) in enumerate(rec_files):
             d = decode(data)
@@ -423,6 +423,6 @@ def test_a_failed_still_is_recorded_and_the_video_goes_on(
     assert [f["what"] for f in faults] == ["still"] and "ISP timeout" in faults[0]["reason"]
     assert not [r for r in report.records if r["type"] == "still"]
     # the pictures after the failed still were recorded: video was not switched off
-    (files,) = recordings(unit.path, unit.agency.identity)
+    (files,) = continuous_runs(unit.path, unit.agency.identity)
     pts = [t for _, data in files for t, _ in decode(data).frames]
     assert (pts[-1] - pts[0]) / 1e6 > 3.0

@@ -1,7 +1,7 @@
 """Bad unit.toml and scenario values are refused when they are loaded, through
 the real `bodycam` command: exit 2, one line on stderr naming the key, no
 traceback, and the unit's chain byte for byte as it was (the store is never
-opened). Good files still load: every docs/examples scenario, and the
+opened). Good files still load: the demo scenario, and the
 unit.toml tools/flash.py writes."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from firmware import scenario, unitconfig
+from firmware.demo_recording import DEMO
 
 from .conftest import Unit, make_unit
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.toml"))
+EXAMPLES = [DEMO]  # the scenario the demo runs (firmware/demo.toml)
 
 # id -> (subcommand, unit.toml, scenario file or None, what stderr must say)
 # `sim` is `bodycam run --sim --scenario FILE`; the others take only --unit.
@@ -222,12 +223,9 @@ def test_every_example_scenario_loads(example: Path, tmp_path: Path) -> None:
 
 
 def test_what_flash_writes_loads(tmp_path: Path) -> None:
-    """The unit.toml of a provisioned unit (tools/flash.py), simulated and Pi."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import flash
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    """The unit.toml of a provisioned unit (boot/flash.py), simulated and Pi."""
+    from boot import flash
+
     head = (
         '[unit]\nserial = "BC-QA-000012"\nofficer = "OFFICER-7"\nprofile = "qa"\n'
         'firmware_version = "0.1.0"\n\n[export]\naddress = "192.168.7.2"\nport = 8443\n\n'

@@ -15,7 +15,7 @@ from firmware.scenario import parse
 from sealing.verify import verify_store
 
 from .conftest import Unit
-from .media_check import decode, ffmpeg_warnings, frame_times, onsets, probe, recordings
+from .media_check import continuous_runs, decode, ffmpeg_warnings, frame_times, onsets, probe
 
 FPS = 30
 # burst instants (s), each on a frame instant, none inside a pause
@@ -68,7 +68,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Unit, list]:
         ),
         log=lambda line: None,
     )
-    return unit, recordings(unit.path, unit.agency.identity)
+    return unit, continuous_runs(unit.path, unit.agency.identity)
 
 
 def test_every_burst_is_heard_with_its_picture(recorded: tuple[Unit, list]) -> None:
@@ -178,7 +178,7 @@ def test_ten_minutes_stay_in_sync_and_last_as_long_as_their_frames(
         ),
         log=lambda line: None,
     )
-    [rec] = recordings(unit.path, unit.agency.identity)
+    [rec] = continuous_runs(unit.path, unit.agency.identity)
     assert len(rec) >= 9
     joined = b"".join(data for _, data in rec)
     d = decode(joined)

@@ -21,7 +21,7 @@ from sealing.verify import verify_store
 from .conftest import make_unit
 
 
-def test_a_sealed_still_says_when_who_and_how_sure(tmp_path) -> None:  # noqa: ANN001
+def test_a_sealed_still_says_when_who_and_how_sure(tmp_path) -> None:
     unit = make_unit(tmp_path / "unit")
     run_scenario(
         unit.path,

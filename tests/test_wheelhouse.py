@@ -1,4 +1,4 @@
-"""The unit's offline dependencies (tools/wheelhouse.py): the aarch64 wheelhouse
+"""The unit's offline dependencies (boot/wheelhouse.py): the aarch64 wheelhouse
 is complete and resolves with --no-index for cp311 aarch64; the first-boot
 recipe (bodycam-venv.service) really makes a working venv offline, run here
 on x86 with host wheels of the same pins; the unit file verifies."""
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from boot import wheelhouse
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import wheelhouse  # noqa: E402
 
 SERVICE = ROOT / "boot" / "files" / "bodycam-venv.service"
 PINS = wheelhouse.read_requirements(wheelhouse.REQUIREMENTS)
@@ -34,7 +34,7 @@ def _pin(name: str) -> wheelhouse.Pin:
 
 def _wheelhouse(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "wheelhouse.py"), *args],
+        [sys.executable, "-m", "boot.wheelhouse", *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -22,19 +22,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import courtcopy
-import dock
-import flash
 from bench_recorder import make_h264_elsewhere
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware import pki
+from boot import flash
+from dock import courtcopy
+from dock.client import Client
+from dock.pull import pull
 from firmware.cmd_export import start as start_export
 from firmware.devices import parse_devices
 from firmware.recording import run_scenario
 from firmware.scenario import parse
 from firmware.unitclock import UnitClock
+from link import pki
 from sealing.age import Identity
 from sealing.unit import open_unit
 
@@ -109,7 +110,7 @@ def _run(work: Path, minutes: float, rounds: int) -> dict[str, Any]:
         (agency / "ca.crt").read_bytes(),
     )
     report = courtcopy.verified_copy(work / "dock", SERIAL)
-    start = courtcopy.recordings(report.records)[0].start["seq"]
+    start = courtcopy.recordings(report.chain)[0].start.seq
     times = []
     case = None
     for i in range(rounds):
@@ -142,7 +143,7 @@ def _pull(unit: Path, agency: Path, dock_dir: Path) -> None:
     try:
         running = start_export(unit, store, clock, "127.0.0.1", 0)
         d = agency / "docks"
-        client = dock.Client(
+        client = Client(
             "127.0.0.1",
             running.address[1],
             pki.client_context(d / "dock1.crt", d / "dock1.key", agency / "ca.crt"),
@@ -150,7 +151,7 @@ def _pull(unit: Path, agency: Path, dock_dir: Path) -> None:
         key = serialization.load_pem_private_key((d / "dock1.key").read_bytes(), None)
         assert isinstance(key, Ed25519PrivateKey)
         try:
-            dock.pull(
+            pull(
                 client,
                 dock_dir,
                 key,

@@ -9,7 +9,7 @@ Per round, with N units (default 4) each holding its share of sealed data:
   export service (HTTP range requests), bytes discarded; logged in before
   the clock starts. The unit is the
   constrained end; the real link is a USB 2.0 gadget (~35 MB/s).
-- export: the dock service pulling the N units at once (tools/dock_service.py,
+- export: the dock service pulling the N units at once (dock/service.py,
   `run_once`): status, login, chain, every segment written + fsync +
   SHA-256, the safety check (every segment re-read from disk after its pages
   were dropped, chain verified), receipt, release. The units are refilled
@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from dock import Client
-from dock_service import Board, DockService, FixedUnits, PasswordDir, UnitAddress
 
-from firmware import pki
+from dock.client import Client
+from dock.discovery import FixedUnits, UnitAddress
+from dock.service import Board, DockService, PasswordDir
 from firmware.auth import set_password
 from firmware.export_service import ExportHooks, ExportService, RunningService, serve
+from link import pki
 from sealing.age import Identity
 from sealing.receipts import apply_receipt, make_receipt, media_entries
 from sealing.store import SegmentMeta, Store

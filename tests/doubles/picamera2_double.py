@@ -88,7 +88,7 @@ class CompletedRequest:
         img = Image.frombuffer(mode, self.buffer.shape[1::-1], self.buffer.tobytes())
         return img.convert("RGB")
 
-    def save(self, name: str, file_output: Any, format: str | None = None, **kw: Any) -> None:  # noqa: A002
+    def save(self, name: str, file_output: Any, format: str | None = None, **kw: Any) -> None:
         self.make_image(name).save(file_output, format=format)  # request.py: Helpers.save
 
 
@@ -145,7 +145,7 @@ class Job:
                 self._functions.pop(0)
             if not self._functions:
                 self._result = result
-        except Exception as e:  # noqa: BLE001 - as Job.execute
+        except Exception as e:
             self._future.set_exception(e)
             self._functions = []
         return not self._functions
@@ -525,7 +525,7 @@ class Picamera2:
                     self._due = max(self._due + self._period(), now)
             try:
                 self.process_requests([self._request()] if frame_due else [])
-            except Exception as exc:  # noqa: BLE001 - NullPreview.handle_request logs and re-raises:
+            except Exception as exc:
                 _log.error("Exception during process_requests(): %r", exc)
                 self.loop_error = exc  # the thread ends; nothing tells the application
                 return
@@ -585,7 +585,7 @@ class Picamera2:
         self,
         file_output: Any,
         name: str,
-        format: str | None = None,  # noqa: A002
+        format: str | None = None,
     ) -> tuple[bool, Any]:
         if not self.completed_requests:
             return (False, None)
@@ -600,7 +600,7 @@ class Picamera2:
         self,
         file_output: Any,
         name: str = "main",
-        format: str | None = None,  # noqa: A002 - picamera2's parameter name
+        format: str | None = None,
         wait: Any = None,
         signal_function: Any = None,
         exif_data: Any = None,
@@ -630,7 +630,7 @@ class Picamera2:
         camera_config: dict[str, Any],
         file_output: Any,
         name: str = "main",
-        format: str | None = None,  # noqa: A002
+        format: str | None = None,
         wait: Any = None,
         signal_function: Any = None,
         exif_data: Any = None,

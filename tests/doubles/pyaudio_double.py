@@ -96,7 +96,7 @@ class PyAudio:
         rate: int,
         channels: int,
         format: int,
-        input: bool = False,  # noqa: A002
+        input: bool = False,
         output: bool = False,
         input_device_index: int | None = None,
         output_device_index: int | None = None,

@@ -8,10 +8,10 @@ Pillow, lgpio, pyaudio, pyserial and smbus2 come from Debian
 the wheelhouse holds only boot/unit-requirements.txt (hash-pinned) and the
 project's own wheel.
 
-    python tools/wheelhouse.py build OUT [-r REQUIREMENTS] [--project SRC]
-    python tools/wheelhouse.py check DIR [-r REQUIREMENTS]
-    python tools/wheelhouse.py arm64 DIR --sysroot ARM64_ROOT   (qemu-user import test)
-    python tools/wheelhouse.py commands [--prefix /opt/bodycam]
+    python -m boot.wheelhouse build OUT [-r REQUIREMENTS] [--project SRC]
+    python -m boot.wheelhouse check DIR [-r REQUIREMENTS]
+    python -m boot.wheelhouse arm64 DIR --sysroot ARM64_ROOT   (qemu-user import test)
+    python -m boot.wheelhouse commands [--prefix /opt/bodycam]
 
 Exit codes: 0 fine, 1 the wheelhouse is incomplete or a build failed,
 2 bad usage (missing file or directory, unreadable requirements).
@@ -462,7 +462,9 @@ def install_wheelhouse(wheelhouse: Path, target_prefix: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="wheelhouse.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m boot.wheelhouse", description=__doc__.split("\n\n")[0]
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="download the aarch64 wheelhouse into OUT and check it")
     b.add_argument("out", type=Path)

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dock_index import INDEX_ERRORS, VERIFICATION, Index, Row, describe_error
-
 from sealing import layout
 from sealing.files import fsync_dir, hash_file, write_durably
 from sealing.receipts import ReceiptRefused, parse_receipt
+
+from .index import INDEX_ERRORS, VERIFICATION, Index, Row, describe_error
 
 BLOCK = 1024 * 1024
 DOCK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -12,7 +12,7 @@ the epoch); every record also says how far that clock was trusted, and the
 clock changes are events of their own. **Days are UTC dates**: a day runs
 from 00:00 to 24:00 UTC, whatever the dock's local time zone.
 
-A recording is what `courtcopy.recordings` says it is: a `record_start`
+A recording is what `sealing.recordings` says it is: a `record_start`
 record and everything up to its `record_stop` (or the power loss or reboot
 that cut it), pauses included. The reading functions at the end are the
 only I/O here; they read what the dock holds and never write.
@@ -27,11 +27,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from courtcopy import ENDS, recordings
-from dock_index import VERIFICATION, Index
-
 from sealing import layout
+from sealing.recordings import ENDS, recordings, utc_text
 from sealing.records import Record, RecordError, parse_line
+
+from ..index import VERIFICATION, Index
 
 LATE_AFTER_S = 24 * 3600  # R15: media is exported within a day of being recorded
 GAP_S = 1.0  # a shorter break between two segments is the rollover itself
@@ -300,10 +300,7 @@ def analyse(
     if not records:
         raise DockUnreadable(f"{serial}: the dock holds an empty chain")
     by_seq = {r.seq: r for r in records}
-    recs = [
-        [by_seq[d["seq"]] for d in rec.records]
-        for rec in recordings([r.to_dict() for r in records])
-    ]
+    recs = [list(rec.records) for rec in recordings(records)]
     owner = {r.seq: group[0].seq for group in recs for r in group}  # seq -> its recording
     gaps = _gaps(records)
     late = _late(held, late_after_s)
@@ -851,6 +848,4 @@ def short_time(us: int) -> str:
 
 
 def iso(us: int) -> str:
-    return (
-        datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    )
+    return utc_text(us)

@@ -1,23 +1,14 @@
 """The dock service: watch for units, pull several at once, one progress line
-per unit, and release each only after the safety check (tools/dock.py pull).
+per unit, and release each only after the safety check (dock/pull.py).
 
-    python tools/dock.py serve --dock-dir DIR (--agency DIR --name N | --cert ...)
+    bodycam-dock serve --dock-dir DIR (--agency DIR --name N | --cert ...)
         [--usb] [--unit HOST:PORT ...] [--once] [--password-dir DIR]
 
-Where units are found (docs/EXPORT.md, "The dock service"):
-- `--usb`: every network interface of the dock made by a USB gadget driver
-  (cdc_ether, rndis_host, cdc_ncm, cdc_eem) is one unit's link. Its MAC is
-  the unit's g_ether host_addr, so the unit's own MAC, and from it the
-  unit's IPv6 link-local address, follow (boot/card.py): the dock connects
-  to `[fe80::...%<interface>]:8443`. Many units share one address plan with
-  no collisions, because link-local addresses are scoped to their link.
-- `--unit HOST:PORT`: fixed addresses (a single unit on 192.168.7.2, tests on
-  loopback).
-
-A unit is pulled when its address first answers a TCP connection; it is
-pulled again only after it went away (undocked) and came back. A failed pull
-is not retried while the unit stays docked: an officer login that failed
-must not be repeated into the unit's lockout.
+Units are found by dock/discovery.py. A unit is pulled when its address
+first answers a TCP connection; it is pulled again only after it went away
+(undocked) and came back. A failed pull is not retried while the unit stays
+docked: an officer login that failed must not be repeated into the unit's
+lockout.
 """
 
 from __future__ import annotations
@@ -31,92 +22,16 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
-import dock
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from boot import card
 from sealing.age import Identity
 
-GADGET_DRIVERS = frozenset({"cdc_ether", "rndis_host", "cdc_ncm", "cdc_eem"})
-UNIT_PORT = 8443
-
-
-@dataclass(frozen=True)
-class UnitAddress:
-    host: str  # an IP literal; link-local ones carry their %interface
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-class UnitSource(Protocol):
-    """Where units may be found now; asked again at every poll."""
-
-    def scan(self) -> list[UnitAddress]: ...
-
-
-@dataclass(frozen=True)
-class FixedUnits:
-    addresses: tuple[UnitAddress, ...]
-
-    def scan(self) -> list[UnitAddress]:
-        return list(self.addresses)
-
-
-@dataclass(frozen=True)
-class GadgetLinks:
-    """Units on USB gadget links, found in sysfs (`root` is a parameter so
-    tests can name a veth pair's driver or a tree of their own)."""
-
-    root: Path = Path("/sys/class/net")
-    drivers: frozenset[str] = GADGET_DRIVERS
-    port: int = UNIT_PORT
-
-    def scan(self) -> list[UnitAddress]:
-        found = []
-        for iface in sorted(self.root.iterdir()) if self.root.is_dir() else []:
-            try:
-                driver = (iface / "device" / "driver").resolve(strict=True).name
-                state = (iface / "operstate").read_text().strip()
-                mac = (iface / "address").read_text().strip()
-            except OSError:
-                continue  # not a device with a driver, or gone while we looked
-            if driver not in self.drivers or state == "down":
-                continue
-            try:
-                unit = card.link_local(card.unit_mac(mac))
-            except card.CardError:
-                continue
-            found.append(UnitAddress(f"{unit}%{iface.name}", self.port))
-        return found
-
-
-@dataclass(frozen=True)
-class Union:
-    sources: tuple[UnitSource, ...]
-
-    def scan(self) -> list[UnitAddress]:
-        return [a for s in self.sources for a in s.scan()]
-
-
-def parse_address(text: str) -> UnitAddress:
-    """HOST:PORT, [IPv6]:PORT or [fe80::1%usb0]:PORT."""
-    host, sep, port = text.rpartition(":")
-    bracketed = host.startswith("[") and host.endswith("]")
-    host = host[1:-1] if bracketed else host
-    if (
-        not sep
-        or not host
-        or (":" in host and not bracketed)  # fe80::1:8443 - which part is the port?
-        or not port.isdigit()
-        or not 0 < int(port) < 65536
-    ):
-        raise dock.DockError(f"a unit address must be HOST:PORT or [IPv6]:PORT, not {text!r}")
-    return UnitAddress(host, int(port))
-
+from . import pull as pulling
+from .client import Client, DockError
+from .credentials import dock_setup, index_arguments
+from .discovery import FixedUnits, GadgetLinks, Union, UnitAddress, UnitSource, parse_address
 
 # -- logins -------------------------------------------------------------------
 
@@ -134,7 +49,7 @@ class PasswordDir:
         try:
             return path.read_text().rstrip("\n"), self.fingerprint_ok
         except OSError:
-            raise dock.DockError(f"{serial}: no password in {path} for officer {officer}") from None
+            raise DockError(f"{serial}: no password in {path} for officer {officer}") from None
 
 
 @dataclass
@@ -172,7 +87,7 @@ class UnitState:
     started: float = 0.0
     finished: float | None = None
     detail: str = ""
-    result: dock.PullResult | None = None
+    result: pulling.PullResult | None = None
 
     @property
     def ok(self) -> bool:
@@ -256,14 +171,14 @@ class DockService:
     dock_dir: Path
     dock_key: Ed25519PrivateKey
     context: Any  # ssl.SSLContext: the dock's client credentials
-    login: dock.Login
+    login: pulling.Login
     board: Board
     identity: Identity | None = None
     revoked: Mapping[str, str] = field(default_factory=dict)
     workers: int = 4
     probe_timeout_s: float = 1.0
     now: Callable[[], float] = time.time
-    index: dict[str, Any] = field(default_factory=dict)  # dock.index_arguments
+    index: dict[str, Any] = field(default_factory=dict)  # credentials.index_arguments
     _running: dict[UnitAddress, Future[UnitState]] = field(default_factory=dict)
     _seen: set[UnitAddress] = field(default_factory=set)
 
@@ -293,9 +208,9 @@ class DockService:
     def pull_one(self, address: UnitAddress) -> UnitState:
         state = UnitState(address, started=time.monotonic())
         self.board.add(state)
-        client = dock.Client(address.host, address.port, self.context)
+        client = Client(address.host, address.port, self.context)
         try:
-            state.result = dock.pull(
+            state.result = pulling.pull(
                 client,
                 self.dock_dir,
                 self.dock_key,
@@ -307,7 +222,7 @@ class DockService:
                 now=self.now,
                 **self.index,
             )
-        except (dock.DockError, OSError, ValueError) as exc:
+        except (DockError, OSError, ValueError) as exc:
             state.stage = "failed"
             state.detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if len(str(exc).splitlines()) > 1:
@@ -363,7 +278,7 @@ class DockService:
 
 
 def main(args: Any) -> int:
-    """`dock.py serve` (arguments parsed by tools/dock.py)."""
+    """`bodycam-dock serve` (arguments parsed by dock/cli.py)."""
     lock = threading.Lock()
     try:
         sources: list[UnitSource] = []
@@ -372,16 +287,16 @@ def main(args: Any) -> int:
         if args.usb:
             sources.append(GadgetLinks(port=args.usb_port))
         if not sources:
-            raise dock.DockError("give --usb, or one or more --unit HOST:PORT")
+            raise DockError("give --usb, or one or more --unit HOST:PORT")
         if args.workers < 1:
-            raise dock.DockError("--workers must be at least 1")
+            raise DockError("--workers must be at least 1")
         if args.password_dir is not None and not args.password_dir.is_dir():
-            raise dock.DockError(f"--password-dir {args.password_dir}: not a folder")
-        ctx, key, identity, revoked = dock.dock_setup(args)
-    except (dock.DockError, OSError) as exc:
+            raise DockError(f"--password-dir {args.password_dir}: not a folder")
+        ctx, key, identity, revoked = dock_setup(args)
+    except (DockError, OSError) as exc:
         print(f"dock: {exc}", file=sys.stderr)
         return 2
-    login: dock.Login = (
+    login: pulling.Login = (
         PasswordDir(args.password_dir, args.fingerprint != "no-match")
         if args.password_dir
         else TerminalLogin(lock, args.fingerprint)
@@ -396,7 +311,7 @@ def main(args: Any) -> int:
         identity=identity,
         revoked=revoked,
         workers=args.workers,
-        index=dock.index_arguments(args),
+        index=index_arguments(args),
     )
     if args.once:
         states = service.run_once()

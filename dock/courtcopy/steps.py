@@ -1,14 +1,14 @@
 """The examiner's court copy of one recording, made at the dock (issue 13).
 
-    python tools/dock.py recordings --dock-dir DIR --serial S
-    python tools/dock.py export-case --dock-dir DIR --serial S --recording SEQ \
+    bodycam-dock recordings --dock-dir DIR --serial S
+    bodycam-dock export-case --dock-dir DIR --serial S --recording SEQ \
         --identity F (--agency DIR | --c2pa-cert F --c2pa-key F --ca F) --out DIR
 
 A recording is everything from a `record_start` record to its `record_stop`
 (or to the power loss or reboot that cut it), pauses included. Its segments
 are taken from the dock's verified copy, decrypted with the agency identity,
 checked against the plaintext hashes their chain records carry, and joined
-losslessly into one MP4 (tools/courtcopy_media.py) whose pauses are real
+losslessly into one MP4 (dock/courtcopy/media.py) whose pauses are real
 gaps and whose chapters mark the chain's events. The MP4 carries a C2PA
 manifest signed by the agency's court-copy certificate, naming the unit, the
 officer, the chain records that bound the recording and every segment's
@@ -39,19 +39,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from courtcopy_c2pa import C2paFailure, Validation, sign, validate
-from courtcopy_media import Chapter, Joined, JoinError, join
 from cryptography import x509
 
 from firmware.cmd_verify_media import report_of
-from firmware.pki import ca_profile
+from link.pki import ca_profile
 from sealing import layout
 from sealing.age import AgeError, Identity, decrypt
 from sealing.cli_verify import dock_lookup
 from sealing.files import fsync_dir
+from sealing.recordings import Recording, recordings, utc_text
+from sealing.records import Record
 from sealing.verify import Report, Unusable, verify_store
 
-ENDS = ("record_stop", "boot", "power_loss")  # what ends a recording
+from .c2pa import C2paFailure, Validation, sign, validate
+from .media import Chapter, Joined, JoinError, join
+
 VIDEO = ".ts.age"
 STILL = ".jpg.age"
 
@@ -62,47 +64,6 @@ class CaseError(Exception):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
-
-
-@dataclass(frozen=True)
-class Recording:
-    records: tuple[dict[str, Any], ...]  # record_start .. its end, in chain order
-
-    @property
-    def start(self) -> dict[str, Any]:
-        return self.records[0]
-
-    @property
-    def end(self) -> dict[str, Any] | None:
-        last = self.records[-1]
-        return last if last["type"] in ENDS else None
-
-    def media(self, suffix: str) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in self.records
-            if r["type"] in ("segment", "still", "power_loss")
-            and str(r["body"].get("file", "")).endswith(suffix)
-        ]
-
-
-def recordings(records: list[dict[str, Any]]) -> list[Recording]:
-    out: list[Recording] = []
-    current: list[dict[str, Any]] | None = None
-    for r in records:
-        if r["type"] == "record_start":
-            if current:
-                out.append(Recording(tuple(current)))
-            current = [r]
-        elif current is not None:
-            current.append(r)
-            # a power_loss record names the segment it sealed; it ends the recording too
-            if r["type"] in ENDS:
-                out.append(Recording(tuple(current)))
-                current = None
-    if current:
-        out.append(Recording(tuple(current)))
-    return out
 
 
 @dataclass(frozen=True)
@@ -159,11 +120,11 @@ def export_case(
     except ValueError as exc:
         raise CaseError(f"the agency CA is not a PEM certificate: {exc}") from None
     report = verified_copy(dock, serial)
-    rec = next((r for r in recordings(report.records) if r.start["seq"] == start_seq), None)
+    rec = next((r for r in recordings(report.chain) if r.start.seq == start_seq), None)
     if rec is None:
         raise CaseError(
             f"no recording of {serial} starts at record {start_seq} "
-            f"(dock.py recordings --dock-dir {dock} --serial {serial} lists them)"
+            f"(bodycam-dock recordings --dock-dir {dock} --serial {serial} lists them)"
         )
     if not rec.media(VIDEO):
         raise CaseError(f"recording {start_seq} has no video segment on this dock")
@@ -213,7 +174,7 @@ def _build(
         if not media["ok"]:
             raise CaseError(f"the joined video's in-stream signatures fail: {_first_bad(media)}", 1)
         clock.lap("in-stream signatures")
-        name = f"{serial}_{_stamp(rec.start['wall_us'])}_rec{rec.start['seq']}.mp4"
+        name = f"{serial}_{_stamp(rec.start.stamp.wall_us)}_rec{rec.start.seq}.mp4"
         mp4 = out / name
         test_cert = ca_profile(anchor) == "qa"
         facts = _facts(rec, report, joined, media, dock_name, test_cert)
@@ -273,14 +234,10 @@ class _Stages:
 def chapters(rec: Recording) -> list[Chapter]:
     """The chain's events in the recording, where they happened."""
     out: list[Chapter] = []
-    first = rec.media(VIDEO)[0]["body"]["start"]["mono_us"]
-    notes = {
-        r["body"].get("window_from_us"): r["body"]
-        for r in rec.records
-        if r["type"] == "resume_note"
-    }
+    first = rec.media(VIDEO)[0].body["start"]["mono_us"]
+    notes = {r.body.get("window_from_us"): r.body for r in rec.records if r.type == "resume_note"}
     for r in rec.records:
-        t, b, mono = r["type"], r["body"], r["mono_us"]
+        t, b, mono = r.type, r.body, r.stamp.mono_us
         if t == "record_start":
             pre = b.get("prerecord_us", 0)
             if pre and first < mono:
@@ -319,16 +276,16 @@ def _short(body: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(body.items()))[:120]
 
 
-def _decrypt(locate: Any, r: dict[str, Any], identity: Identity, into: Path) -> Path:
+def _decrypt(locate: Any, r: Record, identity: Identity, into: Path) -> Path:
     into.mkdir(exist_ok=True)
-    dst = into / r["body"]["file"].removesuffix(".age")
+    dst = into / r.body["file"].removesuffix(".age")
     dst.write_bytes(_plaintext(locate, r, identity))
     return dst
 
 
-def _plaintext(locate: Any, r: dict[str, Any], identity: Identity) -> bytes:
+def _plaintext(locate: Any, r: Record, identity: Identity) -> bytes:
     """A sealed file's plaintext, whose size and SHA-256 are the chain's."""
-    b = r["body"]
+    b = r.body
     src = locate(b["file"])
     if src is None:
         raise CaseError(f"{b['file']} is not on this dock (released before it was pulled?)", 1)
@@ -340,7 +297,7 @@ def _plaintext(locate: Any, r: dict[str, Any], identity: Identity) -> bytes:
         raise CaseError(f"{b['file']}: {exc} (is --identity the agency's evidence key?)") from None
     want = (b.get("pt_len"), b.get("pt_sha256"))
     if (got.plaintext_len, got.plaintext_sha256) != want or not (
-        got.complete or r["type"] == "power_loss"
+        got.complete or r.type == "power_loss"
     ):
         raise CaseError(
             f"{b['file']}: the decrypted bytes do not match the chain's plaintext hash", 1
@@ -414,7 +371,7 @@ def _assertions(
     rec: Recording, report: Report, unit: Path, facts: dict[str, Any]
 ) -> list[dict[str, Any]]:
     key_seq = facts["verification"]["in_stream"]["recording_key_record"]
-    bounding = {0, key_seq} | {r["seq"] for r in rec.records}
+    bounding = {0, key_seq} | {r.seq for r in rec.records}
     return [
         {"label": "org.bodycam.recording", "data": facts["recording"]},
         {"label": "org.bodycam.segments", "data": {"segments": facts["segments"]}},
@@ -453,42 +410,45 @@ def _facts(
     test_cert: bool,
 ) -> dict[str, Any]:
     start, end = rec.start, rec.end
-    genesis = report.records[0]["body"]
+    genesis = report.chain[0].body
     segments = []
     for r in rec.media(VIDEO) + rec.media(STILL):
-        b = r["body"]
+        b = r.body
         segments.append(
             {
-                "record": r["seq"],
+                "record": r.seq,
                 "file": b["file"],
-                "cut_by_power_loss": r["type"] == "power_loss",
+                "cut_by_power_loss": r.type == "power_loss",
                 **{k: b.get(k) for k in ("ct_sha256", "ct_len", "pt_sha256", "pt_len")},
-                "from": _iso(b["start"]["wall_us"]) if b.get("start") else None,
-                "to": _iso(b["end"]["wall_us"]) if b.get("end") else None,
+                "from": utc_text(b["start"]["wall_us"], ms=True) if b.get("start") else None,
+                "to": utc_text(b["end"]["wall_us"], ms=True) if b.get("end") else None,
             }
         )
     origin = joined.origin_us
     pauses = []
     for i, r in enumerate(rec.records):
-        if r["type"] == "pause":
-            resume = next((x for x in rec.records[i:] if x["type"] == "resume"), None)
+        if r.type == "pause":
+            resume = next((x for x in rec.records[i:] if x.type == "resume"), None)
             pauses.append(
                 {
-                    "reason": r["body"].get("reason"),
-                    "from_s": round((r["mono_us"] - origin) / 1e6, 3),
-                    "to_s": round((resume["mono_us"] - origin) / 1e6, 3) if resume else None,
+                    "reason": r.body.get("reason"),
+                    "from_s": round((r.stamp.mono_us - origin) / 1e6, 3),
+                    "to_s": round((resume.stamp.mono_us - origin) / 1e6, 3) if resume else None,
                 }
             )
     return {
         "recording": {
             "unit": report.serial,
-            "officer": start["officer"],
+            "officer": start.officer,
             "device_key": genesis.get("device_key"),
-            "start_record": start["seq"],
-            "end_record": end["seq"] if end else None,
-            "ended_by": end["type"] if end else "chain ends (still recording when pulled)",
-            "started": _iso(start["wall_us"]),
-            "clock_at_start": start.get("clock"),
+            "start_record": start.seq,
+            "end_record": end.seq if end else None,
+            "ended_by": end.type if end else "chain ends (still recording when pulled)",
+            "started": utc_text(start.stamp.wall_us, ms=True),
+            "clock_at_start": {
+                "state": start.stamp.clock_state,
+                "source": start.stamp.clock_source,
+            },
             "duration_s": round(joined.duration_us / 1e6, 3),
             "pauses": pauses,
             "silence_added_s": [
@@ -527,7 +487,7 @@ def _facts(
 
 
 def _write_reports(out: Path, rec: Recording, facts: dict[str, Any], case: Case) -> None:
-    from courtcopy_report import write_report  # weasyprint loads slowly: only when used
+    from .report import write_report  # weasyprint loads slowly: only when used
 
     (out / "manifest.json").write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
     write_report(out, facts, case.mp4.name, case.test_certificate)
@@ -549,10 +509,6 @@ def _seal_folder(out: Path) -> None:
         fsync_dir(d)
 
 
-def _iso(us: int) -> str:
-    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="milliseconds")
-
-
 def _stamp(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y%m%dT%H%M%SZ")
 
@@ -565,18 +521,18 @@ def _version() -> str:
 
 
 def describe(rec: Recording) -> str:
-    """One line for `dock.py recordings`."""
+    """One line for `bodycam-dock recordings`."""
     videos = rec.media(VIDEO)
-    notes = [r["body"].get("given") for r in rec.records if r["type"] == "resume_note"]
-    pauses = sum(1 for r in rec.records if r["type"] == "pause")
+    notes = [r.body.get("given") for r in rec.records if r.type == "resume_note"]
+    pauses = sum(1 for r in rec.records if r.type == "pause")
     end = rec.end
     span = ""
     if videos:
-        s = videos[0]["body"]["start"]["mono_us"]
-        e = videos[-1]["body"].get("end", {}).get("mono_us", s)
+        s = videos[0].body["start"]["mono_us"]
+        e = videos[-1].body.get("end", {}).get("mono_us", s)
         span = f"{(e - s) / 1e6:7.1f} s"
     return (
-        f"record {rec.start['seq']:>6}  {_iso(rec.start['wall_us'])}  {span}  "
+        f"record {rec.start.seq:>6}  {utc_text(rec.start.stamp.wall_us)}  {span}  "
         f"{len(videos)} segments, {pauses} pauses, notes {notes.count(True)} given "
-        f"{notes.count(False)} missing, ended by {end['type'] if end else '-'}"
+        f"{notes.count(False)} missing, ended by {end.type if end else '-'}"
     )

@@ -14,7 +14,7 @@ POSTs are sign in and sign out, each with a CSRF token. Pages: the overview
 findings, recordings, events) and an officer's days, each day also as a
 printable PDF (WeasyPrint, from the same template) and CSV. Times are UTC.
 
-Flask renders the Jinja2 templates in tools/templates/compliance/; the
+Flask renders the Jinja2 templates in dock/compliance/templates/; the
 timeline is an SVG drawn by matplotlib on the server (no script runs in the
 browser); waitress serves it.
 """
@@ -41,9 +41,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import compliance as model
 import jinja2
-from dock_index import INDEX_ERRORS, Index, describe_error
 from flask import Flask, Response, abort, redirect, render_template, request, session, url_for
 from markupsafe import Markup
 from matplotlib import rc_context
@@ -58,7 +56,10 @@ from werkzeug.wrappers.response import Response as BaseResponse
 
 from sealing.files import fsync_dir
 
-TEMPLATES = Path(__file__).resolve().parent / "templates" / "compliance"
+from ..index import INDEX_ERRORS, Index, describe_error
+from . import model
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 SUPERVISORS = "supervisors.json"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 MIN_PASSWORD = 12

@@ -1,0 +1,1 @@
+"""The supervisors' compliance view: the model (model.py) and the page (web.py)."""

@@ -1,0 +1,96 @@
+"""What a recording is, in the chain's own terms: the one definition the
+unit's status, the verifier, the dock's page and the court copy share
+(docs/FORMAT.md, "Recordings").
+
+A recording starts at a `record_start` record and runs, pauses included, to
+its `record_stop`, or to the `power_loss` or `boot` record that shows the
+power went away while it ran. Its media are its `segment` and `still`
+records, and a `power_loss` record that names the segment it sealed when the
+store was recovered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .records import Record
+
+MEDIA_TYPES = ("segment", "still")
+ENDS = ("record_stop", "boot", "power_loss")  # what ends a recording
+IDLE, RECORDING, PAUSED = "idle", "recording", "paused"
+
+
+def is_media(type_: str, body: dict[str, Any]) -> bool:
+    """A record that names a sealed file (a receipt lists it; the dock pulls it)."""
+    return type_ in MEDIA_TYPES or (type_ == "power_loss" and "file" in body)
+
+
+def media_records(records: Iterable[Record]) -> list[Record]:
+    return [r for r in records if is_media(r.type, r.body)]
+
+
+@dataclass(frozen=True)
+class Recording:
+    records: tuple[Record, ...]  # its record_start .. its end, in chain order
+
+    @property
+    def start(self) -> Record:
+        return self.records[0]
+
+    @property
+    def end(self) -> Record | None:
+        """What ended it; None while it was still running when the chain was read."""
+        last = self.records[-1]
+        return last if last.type in ENDS else None
+
+    def media(self, suffix: str = "") -> list[Record]:
+        """Its media records whose file name ends in `suffix` (".ts.age": video)."""
+        return [r for r in media_records(self.records) if str(r.body["file"]).endswith(suffix)]
+
+
+def recordings(records: Iterable[Record]) -> list[Recording]:
+    """The recordings in a chain, in order. Records before the first
+    `record_start` and between a recording's end and the next start belong to
+    none."""
+    out: list[Recording] = []
+    current: list[Record] | None = None
+    for r in records:
+        if r.type == "record_start":
+            if current:  # a start without an end before it: the chain says no more
+                out.append(Recording(tuple(current)))
+            current = [r]
+        elif current is not None:
+            current.append(r)
+            if r.type in ENDS:
+                out.append(Recording(tuple(current)))
+                current = None
+    if current:
+        out.append(Recording(tuple(current)))
+    return out
+
+
+def state_after(records: Iterable[Record]) -> str:
+    """Idle, recording or paused, as the records leave the unit."""
+    state = IDLE
+    for r in records:
+        if r.type in ("record_start", "resume"):
+            state = RECORDING
+        elif r.type == "pause":
+            state = PAUSED if state != IDLE else IDLE
+        elif r.type in ENDS:
+            state = IDLE
+    return state
+
+
+def utc_text(us: int, *, ms: bool = False) -> str:
+    """The one way a chain's UTC microseconds are written for people who
+    read UTC: `2026-12-02T01:40:31Z` (or `...31.123Z`); a time no calendar
+    holds (a hostile or broken record) as its number."""
+    try:
+        when = datetime.fromtimestamp(us / 1e6, UTC)
+    except (ValueError, OverflowError, OSError):
+        return f"{us} us"
+    return when.isoformat(timespec="milliseconds" if ms else "seconds").replace("+00:00", "Z")
