@@ -22,6 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from link import pki
+from link.inventory import read_known
 from sealing import canonical
 from sealing.age import Identity, decrypt
 from sealing.unit import open_unit
@@ -146,6 +147,7 @@ def _demo(work: Path) -> int:
                 client,
                 work / "dock",
                 dock_key,
+                inventory=read_known(agency_dir / "inventory.sqlite"),
                 password=PASSWORD,
                 fingerprint_ok=True,
                 identity=agency,

@@ -1,5 +1,7 @@
-"""The QA station's inventory of units: a small SQLite database in the agency
-folder (`inventory.sqlite`), one row per provisioning. A serial is active on
+"""The QA station's inventory of units, which QA writes and every dock reads
+(a unit's serial, TLS certificate and device key are trusted only as the
+inventory lists them): a small SQLite database in the agency folder
+(`inventory.sqlite`), one row per provisioning. A serial is active on
 one unit only; provisioning it again (a re-flash, or a second card by
 mistake) needs --force, and then the earlier unit's row is marked revoked
 with when and why, so the dock's operators know which keys no longer speak
@@ -9,7 +11,9 @@ agency's `inventory.csv` is imported once, its rows active."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,3 +103,77 @@ class Inventory:
             w.writeheader()
             w.writerows(rows)
         return len(rows)
+
+
+# -- what a dock reads ---------------------------------------------------------
+
+
+class InventoryError(ValueError):
+    """An inventory the dock cannot read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    serial: str
+    device_key: str  # fingerprint (sealing.keys.fingerprint)
+    tls_cert_sha256: str  # SHA-256 of the unit's TLS certificate (DER)
+    status: str  # "active" or "revoked"
+    revoked: str = ""  # when and why, for a revoked entry
+
+
+def cert_sha256(der: bytes) -> str:
+    """How the inventory names a unit's TLS certificate."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def active_entry(serial: str, device_key: str, cert_der: bytes) -> Entry:
+    return Entry(serial, device_key, cert_sha256(cert_der), "active")
+
+
+@dataclass(frozen=True)
+class Known:
+    """The inventory as a dock checks units against it."""
+
+    path: Path
+    entries: tuple[Entry, ...]
+
+    def active(self, serial: str) -> Entry | None:
+        return next((e for e in self.entries if e.serial == serial and e.status == "active"), None)
+
+    def revoked_key(self, device_key: str) -> Entry | None:
+        return next(
+            (e for e in self.entries if e.device_key == device_key and e.status == "revoked"), None
+        )
+
+
+def read_known(path: Path) -> Known:
+    """The agency's inventory.sqlite (opened read-only), or the CSV that
+    `bodycam-flash inventory --csv` exports."""
+    try:
+        if path.suffix == ".csv":
+            with path.open(newline="") as f:
+                rows: Iterable[dict[str, str | None]] = list(csv.DictReader(f))
+        else:
+            if not path.is_file():
+                raise InventoryError(f"inventory {path}: no such file")
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                db.row_factory = sqlite3.Row
+                rows = [dict(r) for r in db.execute("SELECT * FROM units")]
+            finally:
+                db.close()
+        entries = tuple(
+            Entry(
+                serial=str(r["serial"]),
+                device_key=str(r["device_key"]),
+                tls_cert_sha256=str(r["tls_cert_sha256"]),
+                status=str(r.get("status") or "active"),
+                revoked=f"{r.get('revoked_reason') or 'revoked'}, {r.get('revoked_at')}"
+                if r.get("status") == "revoked"
+                else "",
+            )
+            for r in rows
+        )
+    except (OSError, KeyError, sqlite3.Error, csv.Error, UnicodeDecodeError) as exc:
+        raise InventoryError(f"inventory {path}: {exc}") from None
+    return Known(path, entries)
