@@ -138,8 +138,8 @@ class Client:
         *,
         limit: int = messages.MAX_SMALL_REPLY,
     ) -> tuple[int, Any]:
-        """(status, parsed JSON); a body that is not JSON is `{}` (the caller's
-        shape check then names what is missing)."""
+        """(status, parsed JSON); a body that is not JSON is None (the caller's
+        shape check then says so)."""
         body = json.dumps(obj).encode() if obj is not None else None
         resp = self.request(route, body=body, headers={"Content-Type": "application/json"})
         return resp.status, read_json(resp, limit)
@@ -169,4 +169,4 @@ def read_json(resp: http.client.HTTPResponse, limit: int) -> Any:
     try:
         return json.loads(data)
     except (ValueError, RecursionError):
-        return {}
+        return None

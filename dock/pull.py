@@ -41,6 +41,7 @@ from sealing.receipts import (
     media_entries,
     parse_receipt,
 )
+from sealing.recordings import media_records
 from sealing.records import Record
 from sealing.verify import verify_chain, verify_store
 
@@ -123,7 +124,13 @@ def _download(
             with part.open("ab") as f:
                 try:
                     have = _receive(
-                        resp, f, digest, have, want_len, lambda got: progress(name, got, want_len)
+                        client,
+                        resp,
+                        f,
+                        digest,
+                        have,
+                        want_len,
+                        lambda got: progress(name, got, want_len),
                     )
                 finally:
                     f.flush()
@@ -154,6 +161,7 @@ def _drop_cached(path: Path) -> None:
 
 
 def _receive(
+    client: Client,
     resp: http.client.HTTPResponse,
     f: BinaryIO,
     digest: Any,
@@ -179,7 +187,7 @@ def _receive(
                     pending[k].result()  # type: ignore[union-attr]
                 if have >= want_len:
                     break  # never more than the chain says, whatever the unit sends
-                n = resp.readinto(bufs[k][: min(BLOCK, want_len - have)])
+                n = _fill(client, resp, bufs[k][: min(BLOCK, want_len - have)])
                 if not n:  # short only at the end or at a cut
                     break
                 pending[k] = worker.submit(keep, bufs[k][:n])
@@ -191,6 +199,23 @@ def _receive(
                 if fut is not None:
                     fut.result()  # everything received is written and hashed, in order
     return have
+
+
+def _fill(client: Client, resp: http.client.HTTPResponse, view: memoryview) -> int:
+    """Fill `view` from the body one read of the socket at a time, checking
+    the pull's deadline between reads: one readinto of a whole block would
+    wait as long as a unit dripping a byte at a time likes."""
+    n = 0
+    while n < len(view) and resp.length != 0:
+        client.check_deadline()
+        chunk = resp.read1(len(view) - n)
+        if not chunk:
+            break
+        view[n : n + len(chunk)] = chunk
+        n += len(chunk)
+    if resp.length == 0:
+        resp.read()  # the whole body is here: read1 leaves the response open
+    return n
 
 
 def _rehash(path: Path, buf: memoryview) -> hashlib._Hash:
@@ -391,7 +416,7 @@ def _take_chain(
     got = 0
     buf = memoryview(bytearray(BLOCK))
     with path.open("wb") as f:
-        while n := resp.readinto(buf):
+        while n := _fill(client, resp, buf):
             got += n
             if got > limits.max_chain_bytes:
                 client.close()
@@ -413,7 +438,29 @@ def _take_chain(
             f"chain record {other.seq} is of unit {other.serial!r}, not {status.serial}; "
             "nothing kept"
         )
+    _check_values(records, status.serial, limits)
     return records
+
+
+def _check_values(records: list[Record], serial: str, limits: Limits) -> None:
+    """Every value the dock will use from the chain, checked before the chain
+    is kept: records signed with a stolen key verify, and may carry anything."""
+    for r in media_records(records):
+        name = r.body.get("file")
+        parsed = layout.parse_name(name) if isinstance(name, str) else None
+        if parsed is None or parsed.serial != serial:
+            raise messages.LinkError(f"chain record {r.seq}: `file` is not one of {serial}'s")
+        _ct_len(r, limits)
+        if _optional_hex(r, "ct_sha256") is None:
+            raise messages.LinkError(f"chain record {r.seq}: `ct_sha256` is missing")
+        _optional_hex(r, "pt_sha256")
+        _wall(r, "start")
+        _wall(r, "end")
+        _optional_text(r, "retention")
+    for r in records:
+        rid = r.body.get("receipt")
+        if r.type == "release" and not (isinstance(rid, str) and messages.HEX64.fullmatch(rid)):
+            raise messages.LinkError(f"chain record {r.seq}: `receipt` is not a receipt id")
 
 
 def _keep_chain(
@@ -486,8 +533,7 @@ def _pull_media(
     for e in todo:
         rec = by_seq[e["seq"]]
         name = layout.parse_name(e["file"])
-        if name is None or name.serial != serial:
-            raise messages.LinkError(f"chain record {rec.seq}: `file` is not one of {serial}'s")
+        assert name is not None  # checked by _check_values before the chain was kept
         dest = dock_dir / name.day_dir / serial / e["file"]
         resumed += _download(client, e["file"], dest, e["ct_sha256"], sizes[e["file"]], progress)
         if on_stored is not None:
@@ -599,9 +645,7 @@ def _fetch_cited_receipts(
     for r in records:
         if r.type != "release":
             continue
-        rid = r.body.get("receipt")
-        if not isinstance(rid, str) or not messages.HEX64.fullmatch(rid):
-            raise messages.LinkError(f"chain record {r.seq}: `receipt` is not a receipt id")
+        rid = str(r.body["receipt"])  # checked by _check_values
         if (have / f"{rid}.json").exists() or rid in fetched:
             continue
         resp = client.request(routes.RECEIPT, rid)

@@ -381,3 +381,60 @@ def test_the_same_receipt_sent_four_times_at_once_is_applied_once(link: Link) ->
     assert sorted(a["already_applied"] for _, a in answers) == [False, True, True, True]
     assert [r.type for r in link.store.records()].count("release") == 1
     assert verify_store(link.unit.path).ok
+
+
+def test_every_request_gets_a_status_line(link: Link) -> None:
+    """What once closed the connection without an answer (issue 22)."""
+    client = link.raw()
+    client.login()
+    assert client.json("GET", "/v1/chain?from=%C2%B2")[0] == 400  # "²".isdigit() is true
+    assert client.json("GET", "/v1/chain?from=" + "9" * 40)[0] == 400
+    code, body = client.json("POST", "/v1/time", {"dock_time_us": 10**27})
+    assert code == 400 and "dock_time_us" in body["error"]
+    code, body = client.json("POST", "/v1/time", {"dock_time_us": True})
+    assert code == 400
+    code, body = client.json("POST", "/v1/auth", {"password": "x" * 5000, "fingerprint_ok": True})
+    assert code == 400 and "password" in body["error"]
+    assert client.json("GET", "/v1/status")[0] == 200
+    client.close()
+
+
+def test_an_internal_fault_is_answered_and_recorded(
+    link: Link, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> list:
+        raise RuntimeError("disk on fire")
+
+    client = link.raw()
+    client.login()
+    monkeypatch.setattr(link.service, "unexported", broken)
+    code, body = client.json("GET", "/v1/offered")
+    assert code == 500 and "recorded" in body["error"] and "fire" not in body["error"]
+    faults = [r.body for r in link.store.records() if r.type == "fault"]
+    assert faults[-1]["what"] == "export" and "disk on fire" in faults[-1]["reason"]
+    client.close()
+
+
+def test_receipts_applied_from_three_threads_in_one_process_apply_once(link: Link) -> None:
+    import threading
+
+    from sealing.receipts import apply_receipt, make_receipt
+
+    receipt = make_receipt(link.unit.agency.dock, **_whole_chain(link)).to_bytes()
+    got: list[object] = []
+
+    def apply() -> None:
+        try:
+            got.append(apply_receipt(link.store, receipt))
+        except Exception as exc:
+            got.append(exc)
+
+    threads = [threading.Thread(target=apply) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(not isinstance(g, Exception) for g in got), got
+    assert sorted(g.already_applied for g in got) == [False, True, True]  # type: ignore[attr-defined]
+    releases = [r for r in link.store.records() if r.type == "release"]
+    assert len(releases) == 1 and link.files() == set()
