@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         from .index import INDEX_ERRORS, describe_error
         from .report import report
 
+        if not args.index and not args.dock_dir.is_dir():
+            print(f"dock: {args.dock_dir} is not a dock folder", file=sys.stderr)
+            return 2
         try:
             print(report(args.dock_dir, index=args.index))
         except INDEX_ERRORS + (OSError,) as exc:

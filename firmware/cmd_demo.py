@@ -36,7 +36,6 @@ from .scenario import ScenarioError, load
 from .unitclock import UnitClock
 from .unitconfig import ConfigError
 
-HELP = "run the main job on a simulated unit and print a short report"
 SERIAL = "BC-DEMO-0001"
 PASSWORD = "demo-password"
 

@@ -22,8 +22,6 @@ from sealing.canonical import b64
 from sealing.recordings import utc_text
 from sealing.verify import Unusable, verify_chain
 
-HELP = "check the in-stream signatures of a video file (a segment, an MP4 copy, an excerpt)"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="MPEG-TS or MP4, whole or an excerpt")

@@ -15,8 +15,6 @@ from .keys import KeyFileError, UnitKeys
 from .receipts import ReceiptRefused, apply_receipt
 from .store import Store, StoreError
 
-HELP = "apply a dock's signed receipt and free exactly the storage it covers"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -18,8 +18,6 @@ from .fss import FssError, load_escrow
 from .keys import KeyFileError, load_public
 from .verify import Unusable, human, verify_store
 
-HELP = "verify a sealed store (a unit's or a dock's copy)"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="the store, or a unit directory holding store/")
