@@ -43,7 +43,7 @@ from courtcopy_c2pa import C2paFailure, Validation, sign, validate
 from courtcopy_media import Chapter, Joined, JoinError, join
 from cryptography import x509
 
-from firmware.cmd_verify_media import report_of
+from firmware.cmd_verify_media import first_problem, report_of
 from firmware.pki import ca_profile
 from sealing import layout
 from sealing.age import AgeError, Identity, decrypt
@@ -349,10 +349,7 @@ def _plaintext(locate: Any, r: dict[str, Any], identity: Identity) -> bytes:
 
 
 def _first_bad(media: dict[str, Any]) -> str:
-    bad = next((g for g in media["groups"] if g["status"] != "verified"), None)
-    if bad:
-        return f"group {bad['group']}: {bad['status']} ({bad['detail']})"
-    return media.get("chain", {}).get("why") or f"groups {media['missing_groups']} missing"
+    return first_problem(media)
 
 
 class StreamHash:
@@ -514,7 +511,7 @@ def _facts(
             "equal the chain record's pt_len and pt_sha256",
             "in_stream": {
                 "verified": media["ok"],
-                "groups": len(media["groups"]),
+                "groups": media["groups"],
                 "missing_groups": media["missing_groups"],
                 "recording_key": media["recording_key"],
                 "recording_key_record": media["chain"]["seq"],
