@@ -28,6 +28,7 @@ MAX_PICTURES = 0xFFFF  # and every picture has a hashed slice
 # the largest conforming signature SEI (65,535 hashes, escaped) is about 3.2 MB:
 # a larger SEI NAL unit carries none, and is hashed like any other
 MAX_SEI = 4 * 1024 * 1024
+_SEI_MIN = 19  # header, payload type, size, and the 16-byte UUID a payload of ours starts with
 MAX_KEYS = 16  # recording keys followed one by one; more are all "another key"
 MAX_RUNS = 1000  # runs listed; beyond, counted
 MAX_GAPS = 1000  # ranges of missing group indices followed per key
@@ -189,7 +190,7 @@ class StreamChecker:
         t = unit[0] & 0x1F
         if t in (9, 12):
             return  # delimiters and filler: muxers add and drop them
-        if t == 6 and len(unit) <= MAX_SEI:
+        if t == 6 and _SEI_MIN <= len(unit) <= MAX_SEI:
             for p in gopsign.sei_payloads(unit):
                 if p[:16] == gopsign.UUID.bytes:
                     if self.au_sig is None:

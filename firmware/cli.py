@@ -29,9 +29,11 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-def _available() -> dict[str, ModuleType]:
+def _available(only: str | None = None) -> dict[str, ModuleType]:
     found: dict[str, ModuleType] = {}
     for name, path in SUBCOMMANDS.items():
+        if only is not None and name != only:
+            continue
         try:
             found[name] = importlib.import_module(path)
         except ModuleNotFoundError as exc:
@@ -42,10 +44,12 @@ def _available() -> dict[str, ModuleType]:
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every subcommand, or for `only` (then no other
+    subcommand's module is imported: `bodycam verify` needs no media stack)."""
     parser = argparse.ArgumentParser(prog="bodycam", description="Body-worn evidence camera")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in _available().items():
+    for name, module in _available(only).items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(p)
         p.set_defaults(_module=module)
@@ -53,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    args = build_parser(chosen).parse_args(argv)
     return int(args._module.run(args))
 
 

@@ -8,13 +8,14 @@ never with a record's size.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from . import bodies, canonical, fss, layout
+from . import bodies, fss, layout
 from .keys import fingerprint
 from .receipts import MEDIA_TYPES, Receipt
 from .records import (
@@ -23,8 +24,9 @@ from .records import (
     MAX_LINE,
     Record,
     RecordError,
-    check_signature,
     parse_line,
+    rec_bytes,
+    signed_by,
 )
 from .report import Report
 
@@ -104,6 +106,7 @@ class ChainCheck:
         self.receipt = receipt
         self.index = ChainIndex()
         self.prev: Record | None = None
+        self.prev_hash = ""
         self.docks: set[str] = set()
         self.segnos: set[int] = set()
         self.last_end = -1
@@ -138,15 +141,17 @@ class ChainCheck:
                 pos,
             )
             return False
+        msg = rec_bytes(line)  # hashed, signed and MACed: canonical(rec), not re-encoded
+        digest = hashlib.sha256(msg).digest()
         if self.prev is None:
             if not self._genesis(rec, pos):
                 return False
         else:
             self._link(rec, self.prev, pos)
-        if not check_signature(rec, sig, self.device_key):
+        if not signed_by(msg, sig, self.device_key):
             report.fail(WHERE, "bad signature (altered, or signed by another device)", rec.seq, pos)
         if self.mac_key is not None:
-            if fss.mac(self.mac_key, canonical.encode(rec.to_dict())) != mac:
+            if fss.mac(self.mac_key, msg) != mac:
                 report.fail(
                     WHERE,
                     "forward-secure MAC does not match (record rewritten with a key taken later)",
@@ -167,9 +172,10 @@ class ChainCheck:
                 "body": rec.body,
             }
         )
-        self.index.hashes += bytes.fromhex(rec.hash)
+        self.index.hashes += digest
         self.index.last_seq = rec.seq
         self.prev = rec
+        self.prev_hash = digest.hex()
         return True
 
     def _genesis(self, rec: Record, pos: int) -> bool:
@@ -198,7 +204,7 @@ class ChainCheck:
         report = self.report
         if rec.type == "genesis":
             report.fail(WHERE, "a second genesis record (there is exactly one)", rec.seq, pos)
-        if rec.prev != prev.hash:
+        if rec.prev != self.prev_hash:
             report.fail(WHERE, "previous-hash link broken", rec.seq, pos)
         if rec.serial != report.serial:
             report.fail(WHERE, f"serial {rec.serial!r} differs from the chain's", rec.seq, pos)

@@ -536,6 +536,14 @@ def bad_vectors(
         long,
         only=True,
     )
+    many = [*base, {**base[4], "type": "pause", "body": {"reason": "privacy", "x": [{}] * 70_000}}]
+    case(
+        "record_of_too_many_objects",
+        "a document holds at most 65,536 objects and arrays",
+        "more than 65536 objects and arrays",
+        many,
+        only=True,
+    )
     key_a, key_b = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     rk_a = {**base[4], "type": "recording_key", "body": _recording_key(key_a)}
     rk_b = {**base[4], "type": "recording_key", "body": _recording_key(key_b)}
