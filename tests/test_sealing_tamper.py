@@ -254,9 +254,12 @@ def test_a_seized_unit_cannot_release_evidence_under_its_own_receipt(tmp_path: P
 def test_json_nested_thousands_deep_is_refused_not_a_traceback() -> None:
     from sealing import canonical
 
-    deep = b"[" * 100_000 + b"]" * 100_000
+    deep = b"[" * 60_000 + b"]" * 60_000  # within the count of arrays, beyond any stack
     with pytest.raises(canonical.EncodingError, match="nested too deeply"):
         canonical.decode(deep)
+    deeper = b"[" * 100_000 + b"]" * 100_000  # beyond the count: refused before parsing
+    with pytest.raises(canonical.EncodingError, match="more than 65536 objects and arrays"):
+        canonical.decode(deeper)
     from sealing.receipts import ReceiptRefused, parse_receipt
 
     with pytest.raises(ReceiptRefused):  # a receipt made of it: refused with a reason
