@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -87,6 +88,13 @@ def open_dir(path: Path | str, dir_fd: int | None = None) -> int:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise NotRegular("not a real folder (swapped while opened): not followed") from None
         raise
+
+
+def entries(fd: int) -> Iterator[os.DirEntry[str]]:
+    """The names in an open folder, read as they come (never all held);
+    scandir reads a duplicate of `fd`, which stays open."""
+    with os.scandir(fd) as it:
+        yield from it
 
 
 def read_limited(f: BinaryIO, limit: int, what: str) -> bytes:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from . import layout
 from .report import Report
-from .safeio import NotRegular, lstat_kind, open_dir, open_regular
+from .safeio import NotRegular, entries, lstat_kind, open_dir, open_regular
 
 # A dock's own work files beside a segment: a download not finished yet, and
 # a copy set aside after it failed its re-read (tools/dock.py). Never read.
@@ -75,7 +74,7 @@ class StoreSegments:
     def survey(self, serial: str, named: set[str], report: Report) -> None:
         if self._fd is None:
             return
-        for entry in _entries(self._fd):
+        for entry in entries(self._fd):
             if entry.name in named:
                 continue  # checked (or refused) as the file its record names
             msg = (
@@ -135,7 +134,7 @@ class DockSegments:
     def survey(self, serial: str, named: set[str], report: Report) -> None:
         for day, fd in self._serial_folders(serial, report):
             try:
-                for entry in _entries(fd):
+                for entry in entries(fd):
                     self._judge(day, serial, entry.name, fd, named, report)
             finally:
                 os.close(fd)
@@ -194,7 +193,7 @@ class DockSegments:
 
 def _sub(fd: int, pattern: re.Pattern[str], at: str, report: Report) -> Iterator[tuple[str, int]]:
     """Sub-folders of `fd` named like `pattern`, in order; links reported."""
-    names = sorted(e.name for e in _entries(fd) if pattern.match(e.name))
+    names = sorted(e.name for e in entries(fd) if pattern.match(e.name))
     for name in names:
         rel = f"{at}/{name}" if at else name
         try:
@@ -204,12 +203,6 @@ def _sub(fd: int, pattern: re.Pattern[str], at: str, report: Report) -> Iterator
                 report.fail(f"{rel}/", f"{exc} (in the dock's date folders)")
         except FileNotFoundError:
             continue
-
-
-def _entries(fd: int) -> Iterator[os.DirEntry[str]]:
-    """The names in a folder, read as they come (never all held at once)."""
-    with suppress(FileNotFoundError), os.scandir(fd) as it:  # scandir reads a dup of fd
-        yield from it
 
 
 class CallableSource:

@@ -26,7 +26,15 @@ from .chaincheck import ChainCheck, ChainIndex, MediaFact
 from .keys import KeyFileError, parse_public, public_pem
 from .receipts import MAX_RECEIPT_BYTES, Receipt, ReceiptRefused, parse_receipt
 from .report import Problem, RecordSink, Report, human
-from .safeio import NotRegular, TooLarge, lstat_kind, open_dir, open_regular, read_regular
+from .safeio import (
+    NotRegular,
+    TooLarge,
+    entries,
+    lstat_kind,
+    open_dir,
+    open_regular,
+    read_regular,
+)
 from .segcheck import read_segment
 from .segsource import CallableSource, DockSegments, SegmentSource, StoreSegments
 
@@ -172,7 +180,7 @@ class ReceiptBook:
             self.given[receipt.id] = receipt
 
     def _scan(self, fd: int) -> None:
-        names = sorted(e.name for e in _entries(fd))
+        names = sorted(e.name for e in entries(fd))
         for name in names:
             where = f"{layout.RECEIPTS}/{name}"
             if name.endswith(".json.tmp"):
@@ -220,11 +228,6 @@ class ReceiptBook:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-def _entries(fd: int) -> Iterator[os.DirEntry[str]]:
-    with os.scandir(fd) as it:
-        yield from it
 
 
 def _check_receipt(receipt: Receipt, index: ChainIndex, report: Report) -> None:

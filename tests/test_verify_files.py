@@ -83,3 +83,22 @@ def test_paths_the_examiner_names_must_be_regular_files(tmp_path: Path) -> None:
         out = _bodycam(*args)
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert "a FIFO, not a regular file" in out.stderr, (args, out.stderr)
+
+
+def test_both_verifiers_run_without_the_media_stack() -> None:
+    """An examiner's machine may have neither PyAV nor numpy: `bodycam verify`
+    and `bodycam verify-media` import neither (other subcommands are not
+    imported at all when one is named)."""
+    blocked = "import sys; sys.modules['av'] = None; sys.modules['numpy'] = None; "
+    for args in (
+        ["verify", str(V / "unit")],
+        ["verify-media", str(V / "media" / "signed.ts")],
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", blocked + f"from firmware.cli import main; sys.exit(main({args!r}))"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, (args, out.stdout, out.stderr)
+        assert "VERIFIED" in out.stdout
