@@ -94,8 +94,9 @@ def test_both_verifiers_run_without_the_media_stack() -> None:
         ["verify", str(V / "unit")],
         ["verify-media", str(V / "media" / "signed.ts")],
     ):
+        code = blocked + f"from firmware.cli import main; sys.exit(main({args!r}))"
         out = subprocess.run(
-            [sys.executable, "-c", blocked + f"from firmware.cli import main; sys.exit(main({args!r}))"],
+            [sys.executable, "-c", code],
             capture_output=True,
             text=True,
             timeout=300,
