@@ -26,6 +26,7 @@ _MP4_TOP = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uui
 _MP4_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf"}
 _MAX_BOX_DEPTH = 8
 _MAX_SMALL_BOX = 1 << 20  # hdlr, stsd: what is read whole of an MP4's metadata
+_MAX_BOXES = 10_000  # boxes in one parent (a real file has a handful at each level)
 
 
 class NotMedia(ValueError):
@@ -167,7 +168,9 @@ class _Box:
 def _boxes(fd: int, start: int, end: int) -> Iterator[_Box]:
     """The boxes between `start` and `end`, read by their headers alone."""
     pos = start
-    while pos + 8 <= end:
+    for _ in range(_MAX_BOXES):
+        if pos + 8 > end:
+            return
         head = os.pread(fd, 16, pos)
         if len(head) < 8:
             raise Damaged(f"MP4 box header cut off at byte {pos}")
@@ -184,6 +187,8 @@ def _boxes(fd: int, start: int, end: int) -> Iterator[_Box]:
             raise Damaged(f"MP4 box {kind!r} at byte {pos} runs past its parent")
         yield _Box(kind, pos + hdr, pos + size)
         pos += size
+    if pos + 8 <= end:
+        raise Damaged(f"more than {_MAX_BOXES} MP4 boxes in one place")
 
 
 @dataclass
