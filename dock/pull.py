@@ -428,7 +428,7 @@ def _take_chain(
             client.check_deadline()
     client.check_deadline()
     write_durably(staging / layout.DEVICE_PUB, public_pem(device_key))
-    report = verify_chain(staging, device_key=device_key)
+    report = verify_chain(staging, device_key=device_key, keep=True)
     if not report.ok:
         raise DockError(f"chain does not verify: {report.problems[0]}; nothing kept")
     records = report.chain

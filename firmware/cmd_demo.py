@@ -30,7 +30,7 @@ from sealing.verify import verify_store
 
 from . import unitconfig
 from .cmd_export import start as start_export
-from .cmd_verify_media import report_of
+from .cmd_verify_media import first_problem, report_of
 from .demo_recording import DEMO, record_demo
 from .scenario import ScenarioError, load
 from .unitclock import UnitClock
@@ -226,12 +226,9 @@ def _signed_media(segments: list[Path], agency: Identity, chain: Path) -> tuple[
         decrypt(f, agency, out)
     r = report_of(plain, chain)
     plain.unlink()
-    groups = r["groups"]
     if not r["ok"]:
-        bad = next((g for g in groups if g["status"] != "verified"), None)
-        why = bad["detail"] if bad else r.get("chain", {}).get("why", "groups missing")
-        return False, f"{seg.name}: in-stream signatures NOT verified: {why}"
+        return False, f"{seg.name}: in-stream signatures NOT verified: {first_problem(r)}"
     return True, (
-        f"{seg.name}: {len(groups)} groups of pictures signed in the stream, verified, "
+        f"{seg.name}: {r['groups']} groups of pictures signed in the stream, verified, "
         f"key sealed in chain record {r['chain']['seq']} (bodycam verify-media)"
     )

@@ -4,6 +4,7 @@ role does not need (PyAV, c2pa, the dock's stack) is never imported for it."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -79,9 +80,13 @@ def test_pip_install_dock_extra_into_a_fresh_venv_gives_a_working_bodycam_dock(
 ) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
+    # from a copy of the tree: pip's build leaves build/ and egg-info behind
+    src = tmp_path / "src"
+    skip = (".git", ".venv", "build", "*.egg-info", "__pycache__", ".*cache", ".artifacts")
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*skip))
     pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q"]
     r = subprocess.run(
-        [*pip, f"{ROOT}[dock]"], capture_output=True, text=True, timeout=1200, cwd=tmp_path
+        [*pip, f"{src}[dock]"], capture_output=True, text=True, timeout=1200, cwd=tmp_path
     )
     assert r.returncode == 0, r.stderr[-2000:]
     dock = env_dir / "bin" / "bodycam-dock"
