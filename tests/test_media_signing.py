@@ -16,9 +16,10 @@ import pytest
 
 from capture import gopsign
 from capture.gopcheck import GroupResult
-from firmware.cmd_verify_media import _when, check_file
+from firmware.cmd_verify_media import check_file
 from firmware.recording import run_scenario
 from firmware.scenario import parse
+from sealing.recordings import utc_text
 
 from .conftest import make_unit
 from .media_check import decrypted_segments
@@ -214,8 +215,8 @@ def test_a_ten_second_excerpt_verifies_with_its_true_times(
     assert code == 0, r
     assert [(g["group"], g["last_group"], g["groups"]) for g in r["runs"]] == [(6, 15, 10)]
     times = {g.signature.index: g.utc_us for g in whole if g.signature and g.utc_us}
-    assert r["verified_from"] == _when(times[6][0])
-    assert r["verified_to"] == _when(times[15][1])
+    assert r["verified_from"] == utc_text(times[6][0], ms=True)
+    assert r["verified_to"] == utc_text(times[15][1], ms=True)
 
 
 def test_an_excerpt_cut_inside_a_group_says_so(

@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,44 +18,16 @@ from sealing.store import SegmentMeta
 
 from .conftest import make_unit
 from .longmedia import long_recording, nal_storm
+from .peak import Ran, run_measured
 
 MIB = 1024 * 1024
 MEDIA_BOUND = 128 * MIB  # `bodycam verify-media`, any input (FORMAT.md section 10)
 VERIFY_BOUND = 256 * MIB  # `bodycam verify`, before its ~40 bytes per record
 
 
-@dataclass
-class Ran:
-    code: int
-    peak: int  # bytes
-    out: str
-    err: str
-
-
-# Linux counts the memory a process had when it called exec in its peak: a
-# child forked straight from this (large) test process would report this
-# process's size. So a small launcher forks the verifier and reads its peak.
-LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.executable, [sys.executable, "-m", "firmware.cli", *sys.argv[2:]])
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(str(usage.ru_maxrss * 1024))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def _run(*args: str) -> Ran:
     """`bodycam ARGS` in a child process, and that process's peak RSS."""
-    with tempfile.TemporaryDirectory() as tmp:
-        peak, out, err = Path(tmp) / "peak", Path(tmp) / "out", Path(tmp) / "err"
-        with out.open("wb") as o, err.open("wb") as e:
-            code = subprocess.run(
-                [sys.executable, "-c", LAUNCHER, str(peak), *args], stdout=o, stderr=e
-            ).returncode
-        ran = Ran(code, int(peak.read_text()), out.read_text(), err.read_text())
+    ran = run_measured([sys.executable, "-m", "firmware.cli", *args])
     assert "Traceback" not in ran.out + ran.err, ran.err
     print(f"\nbodycam {args[0]} {Path(args[1]).name}: peak {ran.peak / MIB:.1f} MiB")
     return ran
