@@ -592,13 +592,14 @@ def test_supervisor_add_refuses_weak_passwords_and_odd_names(tmp_path: Path) -> 
 def test_an_internal_error_is_logged_and_answered_shortly(
     late_dock: LateDock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from dock.compliance import web as compliance_web
+    from dock.compliance.web.accounts import add_supervisor
+    from dock.compliance.web.serve import create_app
 
-    app = compliance_web.create_app(late_dock.dir)
+    app = create_app(late_dock.dir)
     client = app.test_client()
     form = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
-    compliance_web.add_supervisor(late_dock.dir, "tester", SUPERVISOR_PASSWORD)
+    add_supervisor(late_dock.dir, "tester", SUPERVISOR_PASSWORD)
     signed = client.post("/login", data={"csrf": token, "name": "tester",
                                          "password": SUPERVISOR_PASSWORD})  # fmt: skip
     assert signed.status_code == 302 and signed.headers["Location"] == "/"
