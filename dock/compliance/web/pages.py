@@ -65,18 +65,18 @@ def overview() -> str:
     )
 
 
-@bp.get("/unit/<serial>")
+@bp.get("/unit/<segment:serial>")
 def unit_page(serial: str) -> str:
     unit = unit_of(serial)
     days = [model.unit_day(unit, d) for d in unit.days()]
     return render_template("unit.html.j2", unit=unit, days=days)
 
 
-@bp.get("/unit/<serial>/<day>")
+@bp.get("/unit/<segment:serial>/<day>")
 def unit_day(serial: str, day: str) -> str:
     return unit_day_html(serial, day)[1]
 
 
-@bp.get("/officer/<name>")
+@bp.get("/officer/<segment:name>")
 def officer(name: str) -> str:
     return officer_html(name)

@@ -32,6 +32,7 @@ from .. import model
 from . import auth, context, exports, pages
 from .accounts import MIN_PASSWORD, SUPERVISORS, add_supervisor, check_name, load_supervisors
 from .errors import PageError
+from .names import SegmentConverter
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 LOOPBACK_NAMES = {"localhost": "127.0.0.1"}
@@ -66,6 +67,7 @@ def create_app(dock_dir: Path, late_after_s: int = model.LATE_AFTER_S) -> Flask:
     )
     app.jinja_env.filters["hms"] = model.short_time
     app.jinja_env.filters["iso"] = model.iso
+    app.url_map.converters["segment"] = SegmentConverter  # before any rule uses it
     context.install(app, context.PageContext(dock_dir, index, late_after_s))
     auth.install(app, dock_dir)
     for bp in (auth.bp, pages.bp, exports.bp):

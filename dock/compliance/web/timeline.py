@@ -90,7 +90,19 @@ def timeline_svg(rows: Sequence[Row], title: str) -> Markup | None:
         return None
     lo, hi = min(xs), max(xs)
     pad = max((hi - lo) * 0.04, 30 / 3600)
-    with _plot_lock, rc_context({"svg.fonttype": "none", "svg.hashsalt": "bodycam"}):
+    # Titles hold names from the chain: text, never TeX (mathtext would read
+    # "$...$" as a formula, and fail with a 500 on "$^$")
+    with (
+        _plot_lock,
+        rc_context(
+            {
+                "svg.fonttype": "none",
+                "svg.hashsalt": "bodycam",
+                "text.parse_math": False,
+                "text.usetex": False,
+            }
+        ),
+    ):
         fig = Figure(figsize=(10, 1.6 + 0.45 * len(rows)), layout="constrained")
         FigureCanvasSVG(fig)
         ax = fig.add_subplot()
