@@ -15,10 +15,8 @@ import argparse
 import getpass
 import ipaddress
 import logging
-import secrets
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from ...index import INDEX_ERRORS, Index, describe_error
 from .. import model
 from . import auth, context, exports, pages
 from .accounts import MIN_PASSWORD, SUPERVISORS, add_supervisor, check_name, load_supervisors
+from .clock import Clock
 from .errors import PageError
 from .names import SegmentConverter
 
@@ -40,8 +39,11 @@ LOOPBACK_NAMES = {"localhost": "127.0.0.1"}
 log = logging.getLogger("bodycam.compliance")
 
 
-def create_app(dock_dir: Path, late_after_s: int = model.LATE_AFTER_S) -> Flask:
-    """The page for one dock. Its index must exist: the page never makes one."""
+def create_app(
+    dock_dir: Path, late_after_s: int = model.LATE_AFTER_S, clock: Clock | None = None
+) -> Flask:
+    """The page for one dock. Its index must exist: the page never makes one.
+    `clock`: what sessions and sign-in locks run on (the system's by default)."""
     path = dock_dir / "dock.sqlite"
     if not path.is_file():
         raise PageError(f"{dock_dir} has no index ({path.name}): nothing has been pulled there")
@@ -49,18 +51,11 @@ def create_app(dock_dir: Path, late_after_s: int = model.LATE_AFTER_S) -> Flask:
         index = Index.open(path, dock=None)  # dock=None: every dock's rows, and read-only
     except INDEX_ERRORS as exc:
         raise PageError(f"index {path}: {describe_error(exc)}") from None
-    app = Flask(__name__, template_folder=str(TEMPLATES))
+    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=None)
     # chain text (reasons, names) is data, never markup: escape every template,
     # whatever its file name ends with (Flask's default escapes only *.html)
     app.jinja_options = {"autoescape": True, "undefined": jinja2.StrictUndefined}
     app.config.update(
-        SECRET_KEY=secrets.token_bytes(32),  # drawn at each start: a restart signs out
-        SESSION_COOKIE_NAME="bodycam_supervisor",
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Strict",
-        # plain HTTP on the loopback interface: there is no TLS a Secure cookie could ask for
-        SESSION_COOKIE_SECURE=False,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=auth.SESSION_HOURS),
         # a name that resolves here by DNS rebinding is refused: only loopback names
         TRUSTED_HOSTS=["127.0.0.1", "localhost", "::1", "[::1]"],
         MAX_CONTENT_LENGTH=16 * 1024,  # a login form, nothing bigger
@@ -69,7 +64,7 @@ def create_app(dock_dir: Path, late_after_s: int = model.LATE_AFTER_S) -> Flask:
     app.jinja_env.filters["iso"] = model.iso
     app.url_map.converters["segment"] = SegmentConverter  # before any rule uses it
     context.install(app, context.PageContext(dock_dir, index, late_after_s))
-    auth.install(app, dock_dir)
+    auth.install(app, dock_dir, clock or Clock())
     for bp in (auth.bp, pages.bp, exports.bp):
         app.register_blueprint(bp)
 
