@@ -17,11 +17,14 @@ import ipaddress
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import waitress
 from flask import Flask, render_template
+from waitress import wasyncore
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers.response import Response as BaseResponse
 
@@ -122,23 +125,45 @@ def loopback(host: str) -> str:
     return addr
 
 
-def serve(app: Flask, host: str, port: int, ready: Callable[[str], None]) -> None:
-    import waitress
+@dataclass(frozen=True)
+class Listening:
+    """The page bound to its address under waitress; it answers once run."""
 
+    url: str
+    server: Any
+    sockets: dict[int, Any]  # waitress's socket map: the listener, its connections
+
+    def run(self) -> None:
+        """Answer until stop() or Ctrl-C."""
+        try:
+            self.server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            wasyncore.close_all(self.sockets)
+            self.server.task_dispatcher.shutdown()
+
+    def stop(self) -> None:
+        """From any thread: the loop closes every socket, and run() returns."""
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.sockets))
+
+
+def listen(app: Flask, host: str, port: int) -> Listening:
+    sockets: dict[int, Any] = {}
     try:
         server: Any = waitress.create_server(
-            app, host=host, port=port, threads=4, ident="bodycam-dock"
+            app, map=sockets, host=host, port=port, threads=4, ident="bodycam-dock"
         )
     except OSError as exc:
         raise PageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     shown = f"[{host}]" if ":" in host else host
-    ready(f"http://{shown}:{server.effective_port}/")
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+    return Listening(f"http://{shown}:{server.effective_port}/", server, sockets)
+
+
+def serve(app: Flask, host: str, port: int, ready: Callable[[str], None]) -> None:
+    page = listen(app, host, port)
+    ready(page.url)
+    page.run()
 
 
 def _page(args: argparse.Namespace) -> int:
@@ -157,6 +182,9 @@ def _page(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    # WeasyPrint says a line for each SVG property it ignores, some hundred a
+    # PDF: they would bury the page's own lines
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
     app = create_app(args.dock_dir)
     serve(
         app,
