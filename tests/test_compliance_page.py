@@ -1,4 +1,4 @@
-"""The supervisors' compliance page: the model (tools/compliance.py) on chains
+"""The supervisors' compliance page: the model (dock/compliance/model.py) on chains
 a real recorder and a real dock made, and the page (`dock.py page`) as a
 supervisor sees it in Debian's chromium, driven by Playwright.
 
@@ -51,16 +51,6 @@ OFFICER = "OFFICER-DEMO"
 DEMO_PASSWORD = "demo-password"  # firmware/cmd_demo.py provisions the unit with it
 LATE_H = 30
 SUPERVISOR, SUPERVISOR_PASSWORD = "sergeant.ames", "correct-battery-staple-42"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # The second day in the field: record, pause, resume with only traffic noise
 # (the note is judged missing when the stop comes), stop; no evidence mark.
@@ -385,20 +375,6 @@ def _artifacts() -> Path:
     out = Path(base) / "screenshots" if base else ROOT / ".artifacts" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: apt-get install chromium (scripts/setup does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _sign_in(page: Any, base: str, password: str = SUPERVISOR_PASSWORD) -> None:
