@@ -1,5 +1,5 @@
 """The supervisors' compliance page: the model (dock/compliance/model.py) on chains
-a real recorder and a real dock made, and the page (`dock.py page`) as a
+a real recorder and a real dock made, and the page (`bodycam-dock page`) as a
 supervisor sees it in Debian's chromium, driven by Playwright.
 
 The dock is the one `bodycam demo` filled (a recording whose first resume
