@@ -142,7 +142,7 @@ def _session_of_request() -> Session | None:
     except PageError as exc:
         log.error("%s", exc)
         _unreadable(exc)
-    if stored is None or not hmac.compare_digest(password_tag(stored), session.password_tag):
+    if stored is None or not _same(password_tag(stored), session.password_tag):
         st.sessions.end(token)
         why = "removed" if stored is None else "password_changed"
         try:
@@ -172,7 +172,7 @@ def login() -> BaseResponse:
     st = _state()
     nonce = request.cookies.get(SIGNIN_COOKIE, "")
     sent = request.form.get("csrf", "")
-    if not nonce or not hmac.compare_digest(sent, _form_token(nonce)):
+    if not nonce or not _same(sent, _form_token(nonce)):
         abort(400, description=FORM_EXPIRED)
     name, password = request.form.get("name", ""), request.form.get("password", "")
     nxt = local_next(request.form.get("next"), current_app.url_map)
@@ -222,7 +222,7 @@ def logout() -> BaseResponse:
     session = signed_in()
     token = request.cookies.get(SESSION_COOKIE, "")
     sent = request.form.get("csrf", "")
-    if session is None or not hmac.compare_digest(sent, session.csrf):
+    if session is None or not _same(sent, session.csrf):
         abort(400, description=FORM_EXPIRED)
     _state().sessions.end(token)
     try:
@@ -239,6 +239,12 @@ def logout() -> BaseResponse:
 
 def _unreadable(exc: PageError) -> NoReturn:
     abort(503, description=f"The dock's list of supervisors cannot be read: {exc}")
+
+
+def _same(sent: str, want: str) -> bool:
+    """In constant time, and for any text a browser sends (compare_digest
+    refuses a str that is not ASCII: that was a 500)."""
+    return hmac.compare_digest(sent.encode(), want.encode())
 
 
 def _address() -> str:

@@ -40,6 +40,6 @@ class SegmentConverter(BaseConverter):
 def attachment(stem: str, ext: str) -> str:
     """A Content-Disposition for a download named after chain text: an ASCII
     stand-in for old clients, and the name itself (RFC 6266, RFC 8187)."""
-    plain = re.sub(r"[^A-Za-z0-9._-]", "_", stem)[:80].lstrip(".")  # never a hidden file
+    plain = re.sub(r"[^A-Za-z0-9._-]", "_", stem)[:80].lstrip(".") or "download"  # not hidden
     full = quote(stem[:100], safe="")
     return f"attachment; filename=\"{plain}{ext}\"; filename*=UTF-8''{full}{ext}"
