@@ -11,7 +11,7 @@ in tests) into a provisioned, checked one, and keep an inventory.
 
 docs/QA.md is the procedure. Keys are generated on the target (0600) and
 never printed; an already provisioned target, or a serial already active in
-the inventory (boot/inventory.py), is refused without --force; --force
+the inventory (link/inventory.py), is refused without --force; --force
 makes new keys (never reuses old ones) and marks the earlier unit revoked.
 """
 
@@ -36,10 +36,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from boot import card, layout, wheelhouse
-from boot.inventory import Inventory
 from firmware.auth import set_password
 from hal.gps import SAMPLE_LOG
 from link import pki
+from link.inventory import Inventory, cert_sha256
 from sealing import canonical, keys
 from sealing.age import Identity, Recipient
 from sealing.layout import check_serial
@@ -221,9 +221,7 @@ def provision(
         "officer": officer,
         "profile": profile,
         "device_key": keys.fingerprint(unit_keys.public),
-        "tls_cert_sha256": hashlib.sha256(
-            cert.public_bytes(serialization.Encoding.DER)
-        ).hexdigest(),
+        "tls_cert_sha256": cert_sha256(cert.public_bytes(serialization.Encoding.DER)),
         "firmware": FIRMWARE_VERSION,
         "date": dt.datetime.now(dt.UTC).isoformat(),
     }

@@ -16,8 +16,6 @@ from .files import file_sinks
 from .pipeline import Capture, CaptureConfig
 from .segmenter import SegmentInfo
 
-HELP = "run the capture pipeline alone and write plain MPEG-TS segments"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

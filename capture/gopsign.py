@@ -35,7 +35,7 @@ import hashlib
 import re
 import struct
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -58,44 +58,33 @@ def split_annexb(au: bytes) -> list[bytes]:
     return [p.rstrip(b"\x00") for p in parts if p.rstrip(b"\x00")]
 
 
-def split_lengths(au: bytes, size: int) -> list[bytes]:
-    """The NAL units of an MP4 sample (`size`-byte big-endian lengths)."""
-    out, i = [], 0
-    while i + size <= len(au):
-        n = int.from_bytes(au[i : i + size], "big")
-        unit = au[i + size : i + size + n].rstrip(b"\x00")
-        if unit:
-            out.append(unit)
-        i += size + n
-    return out
-
-
-def _sei_payloads(unit: bytes) -> list[bytes]:
-    """User-data-unregistered payloads of an SEI NAL unit (UUID first)."""
+def sei_payloads(unit: bytes) -> Iterator[bytes]:
+    """User-data-unregistered payloads of an SEI NAL unit (UUID first), one
+    at a time; a damaged SEI yields what was read before the damage."""
     rbsp = sei.unescape(unit[1:])
-    out, i = [], 0
-    try:
-        while i < len(rbsp) and rbsp[i] != 0x80:
-            ptype = size = 0
-            while rbsp[i] == 255:
-                ptype, i = ptype + 255, i + 1
-            ptype, i = ptype + rbsp[i], i + 1
-            while rbsp[i] == 255:
-                size, i = size + 255, i + 1
-            size, i = size + rbsp[i], i + 1
-            if ptype == 5:
-                out.append(rbsp[i : i + size])
-            i += size
-    except IndexError:
-        pass  # a damaged SEI: what was read stands, the rest is no signature
-    return out
+    i, n = 0, len(rbsp)
+    while i < n and rbsp[i] != 0x80:
+        ptype = size = 0
+        while i < n and rbsp[i] == 255:
+            ptype, i = ptype + 255, i + 1
+        if i >= n:
+            return
+        ptype, i = ptype + rbsp[i], i + 1
+        while i < n and rbsp[i] == 255:
+            size, i = size + 255, i + 1
+        if i >= n:
+            return
+        size, i = size + rbsp[i], i + 1
+        if ptype == 5:
+            yield rbsp[i : i + size]
+        i += size
 
 
 def signature_of(unit: bytes) -> bytes | None:
     """Our signature payload (after the UUID) if `unit` is its SEI NAL unit."""
     if not unit or unit[0] & 0x1F != 6:
         return None
-    for p in _sei_payloads(unit):
+    for p in sei_payloads(unit):
         if p[:16] == UUID.bytes:
             return p[16:]
     return None
@@ -216,163 +205,3 @@ class GopSigner:
             return sei.insert(au, message)
         except ValueError:  # no slice to put it before: it closes the unit instead
             return au + message
-
-
-# -- checking a stream ------------------------------------------------------------
-
-
-@dataclass
-class AccessUnit:
-    """One picture as a container gave it: its NAL units, in order."""
-
-    units: list[bytes]
-    keyframe: bool = False
-
-    def time(self) -> sei.FrameSei | None:
-        for u in self.units:
-            if u and u[0] & 0x1F == 6:
-                for p in _sei_payloads(u):
-                    got = sei.parse_payload(p)
-                    if got is not None:
-                        return got
-        return None
-
-
-@dataclass
-class Group:
-    """What the check found for one group (or a run of unsigned pictures)."""
-
-    status: str  # verified | altered | incomplete | unsigned | foreign | out of order
-    first_au: int  # position of its first picture in the file, from 0
-    pictures: int
-    detail: str = ""
-    signature: GroupSignature | None = None
-    utc_us: tuple[int, int] | None = None  # first and last picture's time SEI
-    clock: str | None = None
-
-    @property
-    def index(self) -> int | None:
-        return self.signature.index if self.signature else None
-
-
-@dataclass
-class StreamCheck:
-    groups: list[Group]
-    key: bytes | None  # the recording key most groups are signed with
-    serial: str | None
-    missing: list[int]  # group numbers absent between the first and last present
-
-    @property
-    def ok(self) -> bool:
-        return (
-            bool(self.groups)
-            and not self.missing
-            and all(g.status == "verified" for g in self.groups)
-        )
-
-
-def check_stream(aus: list[AccessUnit]) -> StreamCheck:
-    groups: list[Group] = []
-    start = 0
-    for i, au in enumerate(aus):
-        sig = next((s for u in au.units if (s := signature_of(u)) is not None), None)
-        if sig is None:
-            continue
-        groups.append(_check_group(aus, start, i + 1, sig, first_in_file=start == 0))
-        start = i + 1
-    if start < len(aus):
-        groups.append(
-            Group(
-                "unsigned",
-                start,
-                len(aus) - start,
-                "no signature follows these pictures (cut inside a group, re-encoded, "
-                "or not from this kind of unit)",
-            )
-        )
-    for g in groups:
-        times = [t for au in aus[g.first_au : g.first_au + g.pictures] if (t := au.time())]
-        if times:
-            g.utc_us = (times[0].utc_us, times[-1].utc_us)
-            g.clock = f"{times[0].clock_state}/{times[0].clock_source}"
-    signed = [g for g in groups if g.signature is not None]
-    keys = [g.signature.key for g in signed if g.signature is not None]
-    key = max(set(keys), key=keys.count) if keys else None
-    serial = next(
-        (g.signature.serial for g in signed if g.signature and g.signature.key == key), None
-    )
-    own = []
-    for g in signed:
-        assert g.signature is not None
-        if g.signature.key != key:
-            if g.status == "verified":
-                g.status = "foreign"
-                g.detail = (
-                    f"signed by another recording's key {g.signature.key.hex()[:16]} "
-                    f"(unit {g.signature.serial}): spliced in"
-                )
-        else:
-            own.append(g)
-    _check_links(own)
-    present = {g.index for g in own if g.index is not None}
-    missing = sorted(set(range(min(present), max(present) + 1)) - present) if present else []
-    return StreamCheck(groups, key, serial, missing)
-
-
-def _check_group(
-    aus: list[AccessUnit], start: int, end: int, payload: bytes, first_in_file: bool
-) -> Group:
-    sig = parse(payload)
-    n = end - start
-    if sig is None:
-        return Group("altered", start, n, "the signature message is damaged")
-    if not sig.valid():
-        return Group("altered", start, n, "the signature does not verify", sig)
-    per_au = [hashed(aus[k].units) for k in range(start, end)]
-    got = [h for hs in per_au for h in hs]
-    if got == sig.hashes and n == sig.frames:
-        return Group("verified", start, n, "", sig)
-    if first_in_file and n < sig.frames and sig.hashes[len(sig.hashes) - len(got) :] == got:
-        return Group(
-            "incomplete",
-            start,
-            n,
-            f"the file starts inside this group: its last {n} of {sig.frames} pictures "
-            "match, the rest is not here",
-            sig,
-        )
-    pos = 0
-    for k, hs in enumerate(per_au):
-        for h in hs:
-            if pos >= len(sig.hashes) or sig.hashes[pos] != h:
-                t = aus[start + k].time()
-                frame = f" (frame {t.frame})" if t else ""
-                return Group(
-                    "altered",
-                    start,
-                    n,
-                    f"picture {k + 1} of {n}{frame} differs from what was signed",
-                    sig,
-                )
-            pos += 1
-    return Group("altered", start, n, f"{len(sig.hashes) - pos} NAL units signed are not here", sig)
-
-
-def _check_links(own: list[Group]) -> None:
-    """Each group names its predecessor: order and gaps show."""
-    by_index = {g.index: g for g in own if g.status == "verified"}
-    highest = -1
-    for g in own:
-        sig = g.signature
-        assert sig is not None
-        if g.status != "verified":
-            continue
-        if sig.index < highest:
-            g.status = "out of order"
-            g.detail = f"group {sig.index} comes after group {highest}"
-            continue
-        highest = sig.index
-        before = by_index.get(sig.index - 1)
-        if before and before.signature and sig.prev != before.signature.group_hash:
-            g.status = "altered"
-            g.detail = f"does not follow group {sig.index - 1} as signed"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 UUID = uuid.UUID("b0d1ca4e-5e17-4c1e-9a3f-7e2d1c5b4a69")
 MAGIC = b"bodycam-time/1"
-_FIELDS = re.compile(rb"^bodycam-time/1 utc_us=(-?\d+) frame=(\d+) clock=([a-z]+) source=(\S+)$")
+_FIELDS = re.compile(rb"^bodycam-time/1 utc_us=(-?\d+) frame=(\d+) clock=([a-z]+) source=([!-~]+)$")
 _START = b"\x00\x00\x01"
 _VCL = (1, 5)  # coded slice of a non-IDR / IDR picture
 

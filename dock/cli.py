@@ -3,7 +3,7 @@ store durably, index, and only then send a signed receipt (R15-R22).
 
     bodycam-dock pull --unit HOST:PORT --dock-dir DIR \
         (--agency DIR --name NAME | --cert F --key F --ca F) [--identity F] \
-        [--revoked F] [--index URL]
+        [--inventory F] [--index URL]
     bodycam-dock serve --dock-dir DIR (--usb | --unit HOST:PORT ...) [--once] ...
     bodycam-dock report --dock-dir DIR [--index URL]
     bodycam-dock sync --dock-dir DIR --to AGENCY_DIR [--index URL] [--name DOCK]
@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         from .index import INDEX_ERRORS, describe_error
         from .report import report
 
+        if not args.index and not args.dock_dir.is_dir():
+            print(f"dock: {args.dock_dir} is not a dock folder", file=sys.stderr)
+            return 2
         try:
             print(report(args.dock_dir, index=args.index))
         except INDEX_ERRORS + (OSError,) as exc:
@@ -192,10 +195,26 @@ def _dock_arguments(p: argparse.ArgumentParser) -> None:
         "--name (default: DOCK_DIR/dock.sqlite)",
     )
     p.add_argument(
-        "--revoked",
+        "--inventory",
+        "--revoked",  # its name before it also listed the active units
+        dest="inventory",
         type=Path,
-        help="units the agency revoked: its inventory.sqlite or a `flash.py inventory --csv` "
-        "export (default: the agency folder's inventory, if there is one)",
+        help="the QA inventory every unit is checked against (serial, TLS certificate, device "
+        "key, revocations): the agency's inventory.sqlite or `bodycam-flash inventory --csv` "
+        "(default: the agency folder's)",
+    )
+    p.add_argument(
+        "--max-chain-mb",
+        type=float,
+        default=256.0,
+        help="the longest chain taken from a unit, in MB (default 256)",
+    )
+    p.add_argument(
+        "--min-rate-mb",
+        type=float,
+        default=1.0,
+        help="the slowest a unit may send, in MB/s: a pull's deadline is 120 s plus its "
+        "bytes at this rate (default 1)",
     )
     p.add_argument(
         "--fingerprint",
@@ -207,13 +226,14 @@ def _dock_arguments(p: argparse.ArgumentParser) -> None:
 
 def _pull_command(args: argparse.Namespace) -> int:
     from .client import Client, DockError
-    from .credentials import dock_setup, index_arguments
+    from .credentials import dock_setup, index_arguments, limits
     from .discovery import parse_address
     from .pull import pull
 
     try:
         address = parse_address(args.unit)
-        ctx, key, identity, revoked = dock_setup(args)
+        ctx, key, identity, inventory = dock_setup(args)
+        pull_limits = limits(args)
         password = (
             args.password_file.read_text().rstrip("\n")
             if args.password_file
@@ -231,7 +251,8 @@ def _pull_command(args: argparse.Namespace) -> int:
                 password=password,
                 fingerprint_ok=fp == "match",
                 identity=identity,
-                revoked=revoked,
+                inventory=inventory,
+                limits=pull_limits,
                 stop_before_receipt=args.stop_before_receipt,
                 **index_arguments(args),
             )

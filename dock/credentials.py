@@ -1,11 +1,9 @@
-"""Who the dock is (its TLS certificate and receipt key) and what the agency
-revoked, from the command line's options."""
+"""Who the dock is (its TLS certificate and receipt key), which units QA
+made (the inventory) and how much a unit may send, from the command line."""
 
 from __future__ import annotations
 
 import argparse
-import csv
-import sqlite3
 import ssl
 from pathlib import Path
 from typing import Any
@@ -13,10 +11,12 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from link.inventory import InventoryError, Known, read_known
 from link.pki import client_context
 from sealing.age import Identity
 
 from .client import DockError
+from .pull import Limits
 
 
 def _load_dock(args: argparse.Namespace) -> tuple[ssl.SSLContext, Ed25519PrivateKey]:
@@ -38,31 +38,26 @@ def _load_dock(args: argparse.Namespace) -> tuple[ssl.SSLContext, Ed25519Private
     return ctx, private
 
 
-def load_revoked(args: argparse.Namespace) -> dict[str, str]:
-    """Device-key fingerprint -> why it was revoked, from the QA inventory."""
-    path = args.revoked or (args.agency / "inventory.sqlite" if args.agency else None)
-    if path is None or (args.revoked is None and not path.exists()):
-        return {}
+def load_inventory(args: argparse.Namespace) -> Known:
+    """The QA inventory every unit is checked against (its serial, TLS
+    certificate and device key): --inventory, or the agency folder's."""
+    path = args.inventory or (args.agency / "inventory.sqlite" if args.agency else None)
+    if path is None:
+        raise DockError(
+            "no QA inventory to check units against: give --inventory FILE (the agency's "
+            "inventory.sqlite, or `bodycam-flash inventory --csv` of it) or --agency DIR"
+        )
     try:
-        if path.suffix == ".csv":
-            with path.open(newline="") as f:
-                rows = list(csv.DictReader(f))
-        else:
-            if not path.is_file():
-                raise DockError(f"--revoked {path}: no such file")
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            try:
-                db.row_factory = sqlite3.Row
-                rows = [dict(r) for r in db.execute("SELECT * FROM units")]
-            finally:
-                db.close()
-        return {
-            str(r["device_key"]): f"{r.get('revoked_reason') or 'revoked'}, {r.get('revoked_at')}"
-            for r in rows
-            if r.get("status") == "revoked"
-        }
-    except (OSError, KeyError, sqlite3.Error, csv.Error, UnicodeDecodeError) as exc:
-        raise DockError(f"revocation list {path}: {exc}") from None
+        return read_known(path)
+    except InventoryError as exc:
+        raise DockError(str(exc)) from None
+
+
+def limits(args: argparse.Namespace) -> Limits:
+    """--max-chain-mb and --min-rate-mb, checked."""
+    if not 0 < args.max_chain_mb <= 64 * 1024 or not 0 < args.min_rate_mb <= 10_000:
+        raise DockError("--max-chain-mb must be 1..65536 and --min-rate-mb above 0")
+    return Limits(max_chain_bytes=int(args.max_chain_mb * 1e6), min_rate=args.min_rate_mb * 1e6)
 
 
 def index_arguments(args: argparse.Namespace) -> dict[str, Any]:
@@ -73,10 +68,10 @@ def index_arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 def dock_setup(
     args: argparse.Namespace,
-) -> tuple[ssl.SSLContext, Ed25519PrivateKey, Identity | None, dict[str, str]]:
+) -> tuple[ssl.SSLContext, Ed25519PrivateKey, Identity | None, Known]:
     ctx, key = _load_dock(args)
     try:
         identity = Identity.parse(args.identity.read_text()) if args.identity else None
     except (OSError, ValueError) as exc:
         raise DockError(f"--identity: {exc}") from None
-    return ctx, key, identity, load_revoked(args)
+    return ctx, key, identity, load_inventory(args)

@@ -12,28 +12,43 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.x509.oid import NameOID
 
+from link import messages, routes
+from link.inventory import Known, cert_sha256
 from sealing import layout
 from sealing.age import Identity
 from sealing.files import fsync_dir, write_durably
-from sealing.keys import fingerprint
-from sealing.receipts import ReceiptRefused, make_receipt, media_entries, parse_receipt
-from sealing.records import Record, parse_line
-from sealing.verify import verify_store
+from sealing.keys import fingerprint, public_pem
+from sealing.receipts import (
+    MAX_RECEIPT_BYTES,
+    ReceiptRefused,
+    make_receipt,
+    media_entries,
+    parse_receipt,
+)
+from sealing.recordings import media_records
+from sealing.records import Record
+from sealing.verify import verify_chain, verify_store
 
-from .client import Client, DockError
+from .client import Client, DockError, read_bounded, read_json
 from .index import LOCAL_DOCK, VERIFICATION, Index
 
+STAGING = ".staging"  # what a unit sent, until it is verified (dock/pull.py)
 BLOCK = 1024 * 1024
 
 
@@ -94,21 +109,34 @@ def _download(
             break
         resumed += have
         try:
-            resp = client.request(
-                "GET", f"/v1/segments/{name}", headers={"Range": f"bytes={have}-"}
-            )
+            resp = client.request(routes.SEGMENT, name, headers={"Range": f"bytes={have}-"})
             if resp.status not in (200, 206):
-                raise DockError(f"{name}: unit answered {resp.status}: {resp.read()[:200]!r}")
+                why = messages.error_text(read_json(resp, messages.MAX_SMALL_REPLY))
+                raise DockError(f"{name}: unit answered {resp.status}: {why}")
+            if resp.status == 200 and have:
+                have, digest = 0, hashlib.sha256()  # no range honoured: the whole file again
+                part.unlink(missing_ok=True)
+            said = resp.getheader("Content-Length")
+            if said is not None and said != str(want_len - have):
+                raise DockError(
+                    f"{name}: unit offers {said[:20]!r} bytes, the chain says {want_len - have}"
+                )
             with part.open("ab") as f:
                 try:
                     have = _receive(
-                        resp, f, digest, have, want_len, lambda got: progress(name, got, want_len)
+                        client,
+                        resp,
+                        f,
+                        digest,
+                        have,
+                        want_len,
+                        lambda got: progress(name, got, want_len),
                     )
                 finally:
                     f.flush()
                     os.fsync(f.fileno())  # what arrived stays, for the resume
-            if have < want_len:
-                client.close()  # the body ended early: the link was cut
+            if have < want_len or not resp.isclosed():
+                client.close()  # ended early (a cut), or more than the chain says: not reused
         except (OSError, http.client.HTTPException):
             client.close()  # the link was cut: reconnect and resume from what arrived
             have = part.stat().st_size if part.exists() else 0
@@ -133,6 +161,7 @@ def _drop_cached(path: Path) -> None:
 
 
 def _receive(
+    client: Client,
     resp: http.client.HTTPResponse,
     f: BinaryIO,
     digest: Any,
@@ -156,8 +185,10 @@ def _receive(
             while True:
                 if pending[k] is not None:
                     pending[k].result()  # type: ignore[union-attr]
-                n = resp.readinto(bufs[k])  # short only at the end or at a cut
-                if not n:
+                if have >= want_len:
+                    break  # never more than the chain says, whatever the unit sends
+                n = _fill(client, resp, bufs[k][: min(BLOCK, want_len - have)])
+                if not n:  # short only at the end or at a cut
                     break
                 pending[k] = worker.submit(keep, bufs[k][:n])
                 have += n
@@ -168,6 +199,23 @@ def _receive(
                 if fut is not None:
                     fut.result()  # everything received is written and hashed, in order
     return have
+
+
+def _fill(client: Client, resp: http.client.HTTPResponse, view: memoryview) -> int:
+    """Fill `view` from the body one read of the socket at a time, checking
+    the pull's deadline between reads: one readinto of a whole block would
+    wait as long as a unit dripping a byte at a time likes."""
+    n = 0
+    while n < len(view) and resp.length != 0:
+        client.check_deadline()
+        chunk = resp.read1(len(view) - n)
+        if not chunk:
+            break
+        view[n : n + len(chunk)] = chunk
+        n += len(chunk)
+    if resp.length == 0:
+        resp.read()  # the whole body is here: read1 leaves the response open
+    return n
 
 
 def _rehash(path: Path, buf: memoryview) -> hashlib._Hash:
@@ -191,8 +239,17 @@ def _progress_bar(name: str, have: int, total: int) -> None:
             sys.stderr.write("\n")
 
 
-def _records(chain: bytes) -> list[Record]:
-    return [parse_line(line)[0] for line in chain.splitlines()]
+@dataclass(frozen=True)
+class Limits:
+    """How much a unit may send and for how long (every pull has a deadline)."""
+
+    max_chain_bytes: int = 256 * 1024 * 1024
+    min_rate: float = 1_000_000.0  # bytes/s the link must at least carry
+    base_s: float = 120.0  # login, clock and chain, on top of the media's time
+    max_segment_bytes: int = 8 * 1024**3
+
+    def deadline_s(self, media_bytes: int) -> float:
+        return self.base_s + media_bytes / self.min_rate
 
 
 def pull(
@@ -200,154 +257,421 @@ def pull(
     dock_dir: Path,
     dock_key: Ed25519PrivateKey,
     *,
+    inventory: Known,
     password: str = "",
     fingerprint_ok: bool = False,
     login: Login | None = None,
     identity: Identity | None = None,
     progress: Callable[[str, int, int], None] = _progress_bar,
     stage: Callable[[str, dict[str, Any]], None] = lambda _stage, _info: None,
-    revoked: Mapping[str, str] | None = None,
+    limits: Limits = Limits(),
     on_stored: Callable[[str, Path], None] | None = None,
     stop_before_receipt: bool = False,
     now: Callable[[], float] = time.time,
     index_target: str | Path | None = None,
     dock_name: str = LOCAL_DOCK,
 ) -> PullResult:
-    """One unit: status, refuse a revoked key, officer login, clock, chain,
-    segments, then the safety check (every segment re-read from the dock's
-    disk and re-hashed, the chain copy verified, gaps and missing segments
-    named) and only then the receipt. `login` is asked once the unit has
-    said who it is; without it, `password` and `fingerprint_ok` are used.
-    `stage(name, info)` tells a watcher how far the pull is; `on_stored` is
-    fault injection: called after each segment is durably stored. The index
-    is the dock's SQLite file unless `index_target` names another (a city
-    server's PostgreSQL, whose rows carry `dock_name`)."""
+    """One unit: status; the unit checked against the QA inventory (its TLS
+    certificate, serial and device key) before any login; officer login,
+    clock; the chain, verified before anything is kept where the page reads
+    it; segments, each read no further than its chain record says; then the
+    safety check (every segment re-read from the dock's disk and re-hashed,
+    the chain copy verified, gaps and missing segments named) and only then
+    the receipt. `login` is asked once the unit has said who it is; without
+    it, `password` and `fingerprint_ok` are used. `stage(name, info)` tells
+    a watcher how far the pull is; `on_stored` is fault injection: called
+    after each segment is durably stored. The index is the dock's SQLite
+    file unless `index_target` names another (a city server's PostgreSQL,
+    whose rows carry `dock_name`). Everything a unit sends is checked: a
+    malformed value is a DockError naming the unit and the field."""
     dock_dir.mkdir(parents=True, exist_ok=True)
-    index = Index.open(index_target or dock_dir / "dock.sqlite", dock=dock_name)
     ask = login or (lambda _serial, _officer: (password, fingerprint_ok))
+    client.set_deadline(limits.base_s)
+    who = f"unit at {client.host}:{client.port}"
     try:
-        code, status = client.json("GET", "/v1/status")
+        status = _status(client)
+        serial = status.serial
+        who = f"unit {serial}"
+        stage("status", {"serial": serial, "officer": status.officer})
+        device_key = _check_identity(client, status, inventory)
+        pw, fp_ok = ask(serial, status.officer)
+        _login(client, pw, fp_ok)
+        code, clock = client.json(routes.TIME, {"dock_time_us": int(now() * 1e6)})
         if code != 200:
-            raise DockError(f"status: {code} {status.get('error')}")
-        serial = status["serial"]
-        layout.check_serial(serial)
-        stage("status", {"serial": serial, "officer": status.get("officer")})
-        _refuse_revoked(serial, status, revoked or {})
-        pw, fp_ok = ask(serial, status.get("officer"))
-        code, auth = client.json("POST", "/v1/auth", {"password": pw, "fingerprint_ok": fp_ok})
-        if code != 200:
-            raise DockError(
-                f"officer not authorised ({code}): {auth.get('error')}"
-                + (f", retry in {auth['retry_after_s']} s" if "retry_after_s" in auth else "")
-            )
-        client.token = auth["token"]
-        code, clock = client.json("POST", "/v1/time", {"dock_time_us": int(now() * 1e6)})
-        if code != 200:
-            raise DockError(f"time sync refused ({code}): {clock.get('error')}")
-        resp = client.request("GET", "/v1/chain?from=0")
-        chain = resp.read()
-        if resp.status != 200:
-            raise DockError(f"chain: {resp.status}")
-        records = _records(chain)
-        mirror = dock_dir / "units" / serial
-        _store_chain(index, mirror, serial, status, records, chain)
-        _fetch_cited_receipts(client, mirror, records)
-        held = index.held(serial)
-        offered = {e["file"] for e in _offered(client)}
-        by_seq = {r.seq: r for r in records}
-        todo = [e for e in media_entries(records) if e["file"] not in held and e["file"] in offered]
-        stage(
-            "pulling",
-            {"files": len(todo), "bytes": sum(by_seq[e["seq"]].body["ct_len"] for e in todo)},
-        )
-        pulled, resumed = [], 0
-        for e in todo:
-            rec = by_seq[e["seq"]]
-            name = layout.parse_name(e["file"])
-            assert name is not None
-            dest = dock_dir / name.day_dir / serial / e["file"]
-            resumed += _download(
-                client, e["file"], dest, e["ct_sha256"], rec.body["ct_len"], progress
-            )
-            if on_stored is not None:
-                on_stored(e["file"], dest)
-            index.add_segment(
-                file=e["file"],
-                serial=serial,
-                seq=e["seq"],
-                kind=name.kind,
-                ct_sha256=e["ct_sha256"],
-                pt_sha256=rec.body.get("pt_sha256"),
-                ct_len=rec.body["ct_len"],
-                start_wall_us=(rec.body.get("start") or {}).get("wall_us"),
-                end_wall_us=(rec.body.get("end") or {}).get("wall_us"),
-                officer=rec.officer,
-                retention=rec.body.get("retention"),
-                marks=json.dumps(_marks(records)),
-                path=str(dest.relative_to(dock_dir)),
-                stored_us=int(now() * 1e6),
-            )
-            pulled.append(e["file"])
-        stage("verifying", {})
-        held = index.held(serial)
-        check = _safety_check(dock_dir, mirror, records, held, offered, identity, now)
-        index.update_unit(serial, records[-1].seq, int(now() * 1e6))
-        if check.refusal:
-            for f in check.altered:
-                if f in offered:  # the unit still has it: fetch it again next time
-                    _set_aside(dock_dir, held[f]["path"], check.checked_us)
-                    index.forget_segment(serial, f)
-            raise DockError(f"no receipt sent: {check.refusal}")
-        if stop_before_receipt:
-            raise DockError("stopped before sending the receipt (fault injection)")
-        entries = [e for e in media_entries(records) if e["file"] in held and e["file"] in offered]
-        stage("receipt", {"files": len(entries)})
-        receipt = make_receipt(
-            dock_key,
-            serial=serial,
-            from_seq=0,
-            to_seq=records[-1].seq,
-            head=records[-1].hash,
-            segments=entries,
-            dock_time_us=int(now() * 1e6),
-        )
-        (mirror / layout.RECEIPTS).mkdir(exist_ok=True)
-        write_durably(mirror / layout.RECEIPTS / f"{receipt.id}.json", receipt.to_bytes())
-        code, applied = _post_receipt(client, receipt.to_bytes())
-        accepted = code == 200
-        index.add_receipt(receipt.id, serial, receipt.body, [e["file"] for e in entries], accepted)
-        if not accepted:
-            raise DockError(f"unit refused the receipt ({code}): {applied.get('error')}")
-        check.write(mirror, receipt.id)
-        return PullResult(
-            serial,
-            pulled,
-            resumed,
-            receipt.id,
-            applied["released"],
-            applied["bytes_freed"],
-            True,
-            check.missing,
-            check.segno_gaps,
-        )
-    finally:
-        index.close()
+            raise DockError(f"time sync refused ({code}): {messages.error_text(clock)}")
+        with _staging(dock_dir) as staging:
+            records = _take_chain(client, staging, status, device_key, limits)
+            mirror = dock_dir / "units" / serial
+            receipts = _fetch_cited_receipts(client, staging, mirror, records)
+            index = Index.open(index_target or dock_dir / "dock.sqlite", dock=dock_name)
+            try:
+                _keep_chain(index, staging, mirror, serial, device_key, records, receipts)
+                return _pull_media(
+                    client, index, dock_dir, mirror, dock_key, serial, records,
+                    identity=identity, progress=progress, stage=stage, limits=limits,
+                    on_stored=on_stored, stop_before_receipt=stop_before_receipt, now=now,
+                )  # fmt: skip
+            finally:
+                index.close()
+    except messages.LinkError as exc:
+        raise DockError(f"{who}: {exc}; nothing kept, nothing released") from None
+    except DockError as exc:
+        if str(exc).startswith("unit "):
+            raise
+        raise type(exc)(f"{who}: {exc}") from None
 
 
-def _refuse_revoked(serial: str, status: dict[str, Any], revoked: Mapping[str, str]) -> None:
-    """A key the agency revoked (a serial flashed again with --force, a lost
-    unit) no longer speaks for the serial: its chain is not taken, its
-    storage not released, and no officer is asked to log in to it."""
+def _status(client: Client) -> messages.Status:
+    code, obj = client.json(routes.STATUS)
+    if code != 200:
+        raise DockError(f"status: {code} {messages.error_text(obj)}")
     try:
-        key = serialization.load_pem_public_key(status["device_key_pem"].encode())
-    except (KeyError, ValueError, AttributeError):
-        raise DockError(f"{serial}: status carries no readable device key") from None
-    fp = fingerprint(key)  # type: ignore[arg-type]
-    if fp in revoked:
+        return messages.parse_status(obj)
+    except messages.LinkError as exc:
+        raise messages.LinkError(f"status: {exc}") from None
+
+
+def _check_identity(client: Client, status: messages.Status, known: Known) -> Ed25519PublicKey:
+    """The unit is who QA made it: the serial it states is its TLS
+    certificate's subject, that certificate and its device key are the QA
+    inventory's active ones for the serial. Checked before any officer is
+    asked to log in to it."""
+    serial = status.serial
+    der = client.peer_certificate()
+    cert = x509.load_der_x509_certificate(der)
+    names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if names != [serial]:
         raise DockError(
-            f"{serial}: device key {fp[:16]} was revoked by the agency ({revoked[fp]}); "
+            f"says it is {serial}, but its TLS certificate was issued to "
+            f"{', '.join(map(str, names)) or 'no name'}; nothing pulled"
+        )
+    try:
+        key = serialization.load_pem_public_key(status.device_key_pem.encode())
+    except ValueError:
+        raise messages.LinkError("status: `device_key_pem` is not a readable public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise messages.LinkError("status: `device_key_pem` is not an Ed25519 key")
+    fp = fingerprint(key)
+    revoked = known.revoked_key(fp)
+    if revoked is not None:
+        raise DockError(
+            f"device key {fp[:16]} was revoked by the agency ({revoked.revoked}); "
             "nothing pulled, nothing released - take the unit to QA"
         )
+    entry = known.active(serial)
+    if entry is None:
+        raise DockError(
+            f"serial {serial} is not an active unit in the QA inventory {known.path}; "
+            "nothing pulled - take the unit to QA"
+        )
+    if cert_sha256(der) != entry.tls_cert_sha256:
+        raise DockError(f"its TLS certificate is not the one QA issued to {serial}; nothing pulled")
+    if fp != entry.device_key:
+        raise DockError(
+            f"device key {fp[:16]} is not the key QA issued to {serial} "
+            f"({entry.device_key[:16]}); nothing pulled"
+        )
+    return key
+
+
+def _login(client: Client, password: str, fingerprint_ok: bool) -> None:
+    code, auth = client.json(routes.AUTH, {"password": password, "fingerprint_ok": fingerprint_ok})
+    if code != 200:
+        wait = messages.retry_after(auth)
+        raise DockError(
+            f"officer not authorised ({code}): {messages.error_text(auth)}"
+            + (f", retry in {wait} s" if wait is not None else "")
+        )
+    client.token = messages.parse_session(auth).token
+
+
+@contextmanager
+def _staging(dock_dir: Path) -> Iterator[Path]:
+    """A folder of the dock's own where what a unit sends waits until it is
+    verified: nothing here is read by the page, the index or sync."""
+    root = dock_dir / STAGING
+    root.mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _take_chain(
+    client: Client,
+    staging: Path,
+    status: messages.Status,
+    device_key: Ed25519PublicKey,
+    limits: Limits,
+) -> list[Record]:
+    """The unit's chain, streamed to the staging folder (never held whole,
+    never more than `limits.max_chain_bytes`), then verified: signatures by
+    the inventory's device key, the hash chain, and every record of this
+    serial."""
+    resp = client.request(routes.CHAIN, query={"from": 0})
+    if resp.status != 200:
+        raise DockError(f"chain: {resp.status} {messages.error_text(read_json(resp, 4096))}")
+    path = staging / layout.CHAIN
+    got = 0
+    buf = memoryview(bytearray(BLOCK))
+    with path.open("wb") as f:
+        while n := _fill(client, resp, buf):
+            got += n
+            if got > limits.max_chain_bytes:
+                client.close()
+                raise DockError(
+                    f"chain longer than the {limits.max_chain_bytes} bytes this dock "
+                    "accepts (--max-chain-mb); nothing kept"
+                )
+            f.write(buf[:n])
+            client.check_deadline()
+    client.check_deadline()
+    write_durably(staging / layout.DEVICE_PUB, public_pem(device_key))
+    report = verify_chain(staging, device_key=device_key, keep=True)
+    if not report.ok:
+        raise DockError(f"chain does not verify: {report.problems[0]}; nothing kept")
+    records = report.chain
+    other = next((r for r in records if r.serial != status.serial), None)
+    if other is not None:
+        raise DockError(
+            f"chain record {other.seq} is of unit {other.serial!r}, not {status.serial}; "
+            "nothing kept"
+        )
+    _check_values(records, status.serial, limits)
+    return records
+
+
+def _check_values(records: list[Record], serial: str, limits: Limits) -> None:
+    """Every value the dock will use from the chain, checked before the chain
+    is kept: records signed with a stolen key verify, and may carry anything."""
+    for r in media_records(records):
+        name = r.body.get("file")
+        parsed = layout.parse_name(name) if isinstance(name, str) else None
+        if parsed is None or parsed.serial != serial:
+            raise messages.LinkError(f"chain record {r.seq}: `file` is not one of {serial}'s")
+        _ct_len(r, limits)
+        if _optional_hex(r, "ct_sha256") is None:
+            raise messages.LinkError(f"chain record {r.seq}: `ct_sha256` is missing")
+        _optional_hex(r, "pt_sha256")
+        _wall(r, "start")
+        _wall(r, "end")
+        _optional_text(r, "retention")
+    for r in records:
+        rid = r.body.get("receipt")
+        if r.type == "release" and not (isinstance(rid, str) and messages.HEX64.fullmatch(rid)):
+            raise messages.LinkError(f"chain record {r.seq}: `receipt` is not a receipt id")
+
+
+def _keep_chain(
+    index: Index,
+    staging: Path,
+    mirror: Path,
+    serial: str,
+    device_key: Ed25519PublicKey,
+    records: list[Record],
+    receipts: list[str],
+) -> None:
+    """Pin the unit's key on first sight and keep the verified chain where the
+    page reads it; the new chain must extend the copy this dock holds."""
+    fp = fingerprint(device_key)
+    known = index.unit(serial)
+    if known is not None and known["device_key"] != fp:
+        raise DockError(f"presents device key {fp[:16]}, pinned {known['device_key'][:16]}")
+    old = mirror / layout.CHAIN
+    if old.exists() and not _extends(staging / layout.CHAIN, old):
+        raise DockError(
+            "the unit's chain no longer starts with the copy this dock "
+            "holds (history rewritten or cut)"
+        )
+    mirror.mkdir(parents=True, exist_ok=True)
+    (mirror / layout.RECEIPTS).mkdir(exist_ok=True)
+    for rid in receipts:
+        os.replace(staging / f"{rid}.json", mirror / layout.RECEIPTS / f"{rid}.json")
+    fsync_dir(mirror / layout.RECEIPTS)
+    write_durably(mirror / layout.DEVICE_PUB, public_pem(device_key))
+    os.replace(staging / layout.CHAIN, old)
+    fsync_dir(mirror)
+    index.pin_unit(serial, fp, records[-1].officer)
+
+
+def _extends(new: Path, old: Path) -> bool:
+    """Whether `new` starts with the bytes of `old`, compared a block at a time."""
+    with new.open("rb") as n, old.open("rb") as o:
+        while block := o.read(BLOCK):
+            if n.read(len(block)) != block:
+                return False
+    return True
+
+
+def _pull_media(
+    client: Client,
+    index: Index,
+    dock_dir: Path,
+    mirror: Path,
+    dock_key: Ed25519PrivateKey,
+    serial: str,
+    records: list[Record],
+    *,
+    identity: Identity | None,
+    progress: Callable[[str, int, int], None],
+    stage: Callable[[str, dict[str, Any]], None],
+    limits: Limits,
+    on_stored: Callable[[str, Path], None] | None,
+    stop_before_receipt: bool,
+    now: Callable[[], float],
+) -> PullResult:
+    held = index.held(serial)
+    offered = {o.file for o in _offered(client)}
+    by_seq = {r.seq: r for r in records}
+    todo = [e for e in media_entries(records) if e["file"] not in held and e["file"] in offered]
+    sizes = {e["file"]: _ct_len(by_seq[e["seq"]], limits) for e in todo}
+    total = sum(sizes.values())
+    client.set_deadline(limits.deadline_s(total))
+    stage("pulling", {"files": len(todo), "bytes": total})
+    pulled, resumed = [], 0
+    for e in todo:
+        rec = by_seq[e["seq"]]
+        name = layout.parse_name(e["file"])
+        assert name is not None  # checked by _check_values before the chain was kept
+        dest = dock_dir / name.day_dir / serial / e["file"]
+        resumed += _download(client, e["file"], dest, e["ct_sha256"], sizes[e["file"]], progress)
+        if on_stored is not None:
+            on_stored(e["file"], dest)
+        index.add_segment(
+            file=e["file"],
+            serial=serial,
+            seq=e["seq"],
+            kind=name.kind,
+            ct_sha256=e["ct_sha256"],
+            pt_sha256=_optional_hex(rec, "pt_sha256"),
+            ct_len=sizes[e["file"]],
+            start_wall_us=_wall(rec, "start"),
+            end_wall_us=_wall(rec, "end"),
+            officer=rec.officer,
+            retention=_optional_text(rec, "retention"),
+            marks=json.dumps(_marks(records)),
+            path=str(dest.relative_to(dock_dir)),
+            stored_us=int(now() * 1e6),
+        )
+        pulled.append(e["file"])
+    stage("verifying", {})
+    held = index.held(serial)
+    check = _safety_check(dock_dir, mirror, records, held, offered, identity, now)
+    index.update_unit(serial, records[-1].seq, int(now() * 1e6))
+    if check.refusal:
+        for f in check.altered:
+            if f in offered:  # the unit still has it: fetch it again next time
+                _set_aside(dock_dir, held[f]["path"], check.checked_us)
+                index.forget_segment(serial, f)
+        raise DockError(f"no receipt sent: {check.refusal}")
+    if stop_before_receipt:
+        raise DockError("stopped before sending the receipt (fault injection)")
+    entries = [e for e in media_entries(records) if e["file"] in held and e["file"] in offered]
+    stage("receipt", {"files": len(entries)})
+    receipt = make_receipt(
+        dock_key,
+        serial=serial,
+        from_seq=0,
+        to_seq=records[-1].seq,
+        head=records[-1].hash,
+        segments=entries,
+        dock_time_us=int(now() * 1e6),
+    )
+    (mirror / layout.RECEIPTS).mkdir(exist_ok=True)
+    write_durably(mirror / layout.RECEIPTS / f"{receipt.id}.json", receipt.to_bytes())
+    resp = client.request(
+        routes.RELEASE, body=receipt.to_bytes(), headers={"Content-Type": "application/json"}
+    )
+    answer = read_json(resp, messages.MAX_LIST_REPLY)
+    accepted = resp.status == 200
+    index.add_receipt(receipt.id, serial, receipt.body, [e["file"] for e in entries], accepted)
+    if not accepted:
+        raise DockError(f"unit refused the receipt ({resp.status}): {messages.error_text(answer)}")
+    applied = messages.parse_released(answer)
+    check.write(mirror, receipt.id)
+    return PullResult(
+        serial,
+        pulled,
+        resumed,
+        receipt.id,
+        applied.files,
+        applied.bytes_freed,
+        True,
+        check.missing,
+        check.segno_gaps,
+    )
+
+
+def _ct_len(rec: Record, limits: Limits) -> int:
+    v = rec.body.get("ct_len")
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= limits.max_segment_bytes:
+        raise messages.LinkError(
+            f"chain record {rec.seq}: `ct_len` is not a size up to {limits.max_segment_bytes}"
+        )
+    return v
+
+
+def _optional_hex(rec: Record, key: str) -> str | None:
+    v = rec.body.get(key)
+    if v is not None and not (isinstance(v, str) and messages.HEX64.fullmatch(v)):
+        raise messages.LinkError(f"chain record {rec.seq}: `{key}` is not 64 hex digits")
+    return v
+
+
+def _optional_text(rec: Record, key: str) -> str | None:
+    v = rec.body.get(key)
+    if v is not None and not (isinstance(v, str) and len(v) <= 64 and v.isprintable()):
+        raise messages.LinkError(f"chain record {rec.seq}: `{key}` is not a short text")
+    return v
+
+
+def _wall(rec: Record, key: str) -> int | None:
+    v = rec.body.get(key)
+    w = v.get("wall_us") if isinstance(v, dict) else None
+    if v is not None and not (isinstance(w, int) and not isinstance(w, bool)):
+        raise messages.LinkError(f"chain record {rec.seq}: `{key}.wall_us` is not an integer")
+    return w
+
+
+def _fetch_cited_receipts(
+    client: Client, staging: Path, mirror: Path, records: list[Record]
+) -> list[str]:
+    """Receipts another dock signed: the chain cites them in `release`
+    records, and this dock's copy only verifies with them beside it. Each
+    is checked to be the receipt asked for before it is kept (staged)."""
+    have = mirror / layout.RECEIPTS
+    fetched: list[str] = []
+    for r in records:
+        if r.type != "release":
+            continue
+        rid = str(r.body["receipt"])  # checked by _check_values
+        if (have / f"{rid}.json").exists() or rid in fetched:
+            continue
+        resp = client.request(routes.RECEIPT, rid)
+        data = read_bounded(resp, MAX_RECEIPT_BYTES)
+        if resp.status != 200:
+            raise DockError(f"receipt {rid[:16]} cited by the chain: unit answered {resp.status}")
+        try:
+            got = parse_receipt(data).id
+        except ReceiptRefused as exc:
+            raise DockError(f"receipt {rid[:16]} from the unit is not a receipt: {exc}") from None
+        if got != rid:
+            raise DockError(f"asked for receipt {rid[:16]}, the unit sent {got[:16]}")
+        write_durably(staging / f"{rid}.json", data)
+        fetched.append(rid)
+    return fetched
+
+
+def _offered(client: Client) -> list[messages.Offer]:
+    """What the unit still holds and offers: sealed, not yet released."""
+    code, got = client.json(routes.OFFERED, limit=messages.MAX_LIST_REPLY)
+    if code != 200:
+        raise DockError(f"offered list: {code} {messages.error_text(got)}")
+    try:
+        return messages.parse_offered(got)
+    except messages.LinkError as exc:
+        raise messages.LinkError(f"offered list: {exc}") from None
 
 
 @dataclass
@@ -442,77 +766,7 @@ def _segno_gaps(records: list[Record]) -> list[SegnoGap]:
     ]
 
 
-def _fetch_cited_receipts(client: Client, mirror: Path, records: list[Record]) -> None:
-    """Receipts another dock signed: the chain cites them in `release`
-    records, and this dock's copy only verifies with them beside it."""
-    folder = mirror / layout.RECEIPTS
-    for r in records:
-        rid = r.body.get("receipt") if r.type == "release" else None
-        if not isinstance(rid, str) or (folder / f"{rid}.json").exists():
-            continue
-        resp = client.request("GET", f"/v1/receipts/{rid}")
-        data = resp.read()
-        if resp.status != 200:
-            raise DockError(f"receipt {rid[:16]} cited by the chain: unit answered {resp.status}")
-        try:
-            got = parse_receipt(data).id
-        except ReceiptRefused as exc:
-            raise DockError(f"receipt {rid[:16]} from the unit is not a receipt: {exc}") from None
-        if got != rid:
-            raise DockError(f"asked for receipt {rid[:16]}, the unit sent {got[:16]}")
-        folder.mkdir(parents=True, exist_ok=True)
-        write_durably(folder / f"{rid}.json", data)
-
-
-def _post_receipt(client: Client, data: bytes) -> tuple[int, dict[str, Any]]:
-    resp = client.request("POST", "/v1/receipt", data, {"Content-Type": "application/json"})
-    body = resp.read()
-    try:
-        return resp.status, json.loads(body)
-    except ValueError:
-        return resp.status, {"error": body[:200].decode(errors="replace")}
-
-
-def _offered(client: Client) -> list[dict[str, Any]]:
-    """What the unit still holds and offers: sealed, not yet released."""
-    code, got = client.json("GET", "/v1/offered")
-    if code != 200 or not isinstance(got.get("segments"), list):
-        raise DockError(f"offered list: {code} {got.get('error')}")
-    return got["segments"]
-
-
 def _marks(records: list[Record]) -> list[str]:
     return sorted(
         {str(r.body.get("flag") or r.body.get("retention")) for r in records if r.type == "mark"}
     )
-
-
-def _store_chain(
-    index: Index,
-    mirror: Path,
-    serial: str,
-    status: dict[str, Any],
-    records: list[Record],
-    chain: bytes,
-) -> None:
-    """Pin the unit's key on first sight; the new chain must extend the old copy."""
-    mirror.mkdir(parents=True, exist_ok=True)
-    pem = status["device_key_pem"].encode()
-    key = serialization.load_pem_public_key(pem)
-    fp = fingerprint(key)  # type: ignore[arg-type]
-    known = index.unit(serial)
-    if known is not None and known["device_key"] != fp:
-        raise DockError(
-            f"{serial} presents device key {fp[:16]}, pinned {known['device_key'][:16]}"
-        )
-    if not records or records[0].body.get("device_key") != fp:
-        raise DockError(f"{serial}: chain genesis does not name the unit's device key")
-    old = mirror / layout.CHAIN
-    if old.exists() and not chain.startswith(old.read_bytes()):
-        raise DockError(
-            f"{serial}: the unit's chain no longer starts with the copy this dock "
-            "holds (history rewritten or cut)"
-        )
-    write_durably(mirror / layout.DEVICE_PUB, pem)
-    write_durably(old, chain)
-    index.pin_unit(serial, fp, records[-1].officer)

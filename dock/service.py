@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +26,12 @@ from typing import Any, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from link.inventory import Known
 from sealing.age import Identity
 
 from . import pull as pulling
 from .client import Client, DockError
-from .credentials import dock_setup, index_arguments
+from .credentials import dock_setup, index_arguments, limits
 from .discovery import FixedUnits, GadgetLinks, Union, UnitAddress, UnitSource, parse_address
 
 # -- logins -------------------------------------------------------------------
@@ -173,8 +174,9 @@ class DockService:
     context: Any  # ssl.SSLContext: the dock's client credentials
     login: pulling.Login
     board: Board
+    inventory: Known  # the units QA made: checked before any login
     identity: Identity | None = None
-    revoked: Mapping[str, str] = field(default_factory=dict)
+    limits: pulling.Limits = field(default_factory=pulling.Limits)
     workers: int = 4
     probe_timeout_s: float = 1.0
     now: Callable[[], float] = time.time
@@ -216,7 +218,8 @@ class DockService:
                 self.dock_key,
                 login=self.login,
                 identity=self.identity,
-                revoked=self.revoked,
+                inventory=self.inventory,
+                limits=self.limits,
                 progress=lambda name, got, want: self._bytes(state, got, want),
                 stage=lambda name, info: self._stage(state, name, info),
                 now=self.now,
@@ -292,7 +295,8 @@ def main(args: Any) -> int:
             raise DockError("--workers must be at least 1")
         if args.password_dir is not None and not args.password_dir.is_dir():
             raise DockError(f"--password-dir {args.password_dir}: not a folder")
-        ctx, key, identity, revoked = dock_setup(args)
+        ctx, key, identity, inventory = dock_setup(args)
+        pull_limits = limits(args)
     except (DockError, OSError) as exc:
         print(f"dock: {exc}", file=sys.stderr)
         return 2
@@ -308,8 +312,9 @@ def main(args: Any) -> int:
         ctx,
         login,
         Board(sys.stderr, lock),
+        inventory,
         identity=identity,
-        revoked=revoked,
+        limits=pull_limits,
         workers=args.workers,
         index=index_arguments(args),
     )

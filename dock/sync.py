@@ -38,7 +38,7 @@ from sealing.receipts import ReceiptRefused, parse_receipt
 from .index import INDEX_ERRORS, VERIFICATION, Index, Row, describe_error
 
 BLOCK = 1024 * 1024
-DOCK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DOCK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class SyncError(Exception):
@@ -77,7 +77,7 @@ def sync(
     dock_name: str | None = None,
 ) -> SyncResult:
     name = dock_name or dock_dir.resolve().name
-    if not DOCK_NAME_RE.match(name):
+    if not DOCK_NAME_RE.fullmatch(name):
         raise SyncError(f"dock name {name!r}: letters, digits, '.', '_', '-' (at most 64)")
     if not (dock_dir / "dock.sqlite").is_file():
         raise SyncError(f"{dock_dir} is not a dock folder (no dock.sqlite)")

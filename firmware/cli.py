@@ -2,8 +2,7 @@
 only when that subcommand runs, so a broken or Pi-only import in one cannot
 stop the others (and `bodycam verify` works on a dock with no media stack).
 
-A subcommand module provides:
-    HELP: str
+A subcommand module provides (its help line is in SUBCOMMANDS below):
     configure(parser: argparse.ArgumentParser) -> None
     run(args: argparse.Namespace) -> int   (the exit code)
 """
@@ -15,45 +14,62 @@ import importlib
 import sys
 from types import ModuleType
 
-# name -> module path. Ordered as `bodycam --help` shows them.
-SUBCOMMANDS: dict[str, str] = {
-    "demo": "firmware.cmd_demo",
-    "run": "firmware.cmd_run",
-    "status": "firmware.cmd_status",
-    "capture": "capture.cli",
-    "verify": "sealing.cli_verify",
-    "verify-media": "firmware.cmd_verify_media",
-    "release": "sealing.cli_release",
-    "export-serve": "firmware.cmd_export",
-    "selftest": "firmware.cmd_selftest",
+# name -> (module path, one line of help). Ordered as `bodycam --help` shows
+# them; the help lives here so that listing them imports none of them.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("firmware.cmd_demo", "run the main job on a simulated unit and print a short report"),
+    "run": (
+        "firmware.cmd_run",
+        "run the recorder (live until SIGTERM; a scripted simulated unit: --sim --scenario FILE)",
+    ),
+    "status": (
+        "firmware.cmd_status",
+        "print the unit's state, clock, unexported recordings, free space, battery",
+    ),
+    "capture": ("capture.cli", "run the capture pipeline alone and write plain MPEG-TS segments"),
+    "verify": ("sealing.cli_verify", "verify a sealed store (a unit's or a dock's copy)"),
+    "verify-media": (
+        "firmware.cmd_verify_media",
+        "check the in-stream signatures of a video file (a segment, an MP4 copy, an excerpt)",
+    ),
+    "release": (
+        "sealing.cli_release",
+        "apply a dock's signed receipt and free exactly the storage it covers",
+    ),
+    "export-serve": (
+        "firmware.cmd_export",
+        "serve the dock link (mutual TLS) for a unit that is not recording",
+    ),
+    "selftest": (
+        "firmware.cmd_selftest",
+        "pre-use self-test of a unit (PASS/FAIL per check, recorded in the chain)",
+    ),
 }
 
 
-def _available() -> dict[str, ModuleType]:
-    found: dict[str, ModuleType] = {}
-    for name, path in SUBCOMMANDS.items():
-        try:
-            found[name] = importlib.import_module(path)
-        except ModuleNotFoundError as exc:
-            # Only hide subcommands whose own module is absent (not yet built);
-            # a missing dependency inside an existing module is a real error.
-            if exc.name != path and not path.startswith(f"{exc.name}."):
-                raise
-    return found
+def _chosen(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (its first word), if any."""
+    return argv[0] if argv and argv[0] in SUBCOMMANDS else None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """Every subcommand is listed; only the one chosen is imported and told
+    to add its options, so `bodycam verify` never loads the media stack."""
     parser = argparse.ArgumentParser(prog="bodycam", description="Body-worn evidence camera")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in _available().items():
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.configure(p)
-        p.set_defaults(_module=module)
+    chosen = _chosen(argv)
+    for name, (path, text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text)
+        if name == chosen:
+            module: ModuleType = importlib.import_module(path)
+            module.configure(p)
+            p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     return int(args._module.run(args))
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from link import pki
+from link.inventory import read_known
 from sealing import canonical
 from sealing.age import Identity, decrypt
 from sealing.unit import open_unit
@@ -29,13 +30,12 @@ from sealing.verify import verify_store
 
 from . import unitconfig
 from .cmd_export import start as start_export
-from .cmd_verify_media import report_of
+from .cmd_verify_media import first_problem, report_of
 from .demo_recording import DEMO, record_demo
 from .scenario import ScenarioError, load
 from .unitclock import UnitClock
 from .unitconfig import ConfigError
 
-HELP = "run the main job on a simulated unit and print a short report"
 SERIAL = "BC-DEMO-0001"
 PASSWORD = "demo-password"
 
@@ -146,6 +146,7 @@ def _demo(work: Path) -> int:
                 client,
                 work / "dock",
                 dock_key,
+                inventory=read_known(agency_dir / "inventory.sqlite"),
                 password=PASSWORD,
                 fingerprint_ok=True,
                 identity=agency,
@@ -225,12 +226,9 @@ def _signed_media(segments: list[Path], agency: Identity, chain: Path) -> tuple[
         decrypt(f, agency, out)
     r = report_of(plain, chain)
     plain.unlink()
-    groups = r["groups"]
     if not r["ok"]:
-        bad = next((g for g in groups if g["status"] != "verified"), None)
-        why = bad["detail"] if bad else r.get("chain", {}).get("why", "groups missing")
-        return False, f"{seg.name}: in-stream signatures NOT verified: {why}"
+        return False, f"{seg.name}: in-stream signatures NOT verified: {first_problem(r)}"
     return True, (
-        f"{seg.name}: {len(groups)} groups of pictures signed in the stream, verified, "
+        f"{seg.name}: {r['groups']} groups of pictures signed in the stream, verified, "
         f"key sealed in chain record {r['chain']['seq']} (bodycam verify-media)"
     )

@@ -22,8 +22,6 @@ from . import unitconfig
 from .export_service import ExportHooks, ExportService, serve
 from .unitclock import UnitClock, as_offered, outside_window
 
-HELP = "serve the dock link (mutual TLS) for a unit that is not recording"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit", type=Path, required=True, help="the unit directory")

@@ -23,8 +23,6 @@ from .runtime import Recorder
 from .scenario import Scenario, ScenarioError, load
 from .unitconfig import ConfigError, UnitConfig
 
-HELP = "run the recorder (live until SIGTERM; a scripted simulated unit: --sim --scenario FILE)"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit", type=Path, required=True, help="the unit directory")

@@ -33,7 +33,6 @@ from .runtime import chain_clock_facts
 from .unitclock import BUILD_UTC_US, UnitClock
 from .unitconfig import ConfigError, UnitConfig
 
-HELP = "pre-use self-test of a unit (PASS/FAIL per check, recorded in the chain)"
 DEFAULT_GPS_LOG = SAMPLE_LOG
 
 

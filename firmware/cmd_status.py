@@ -15,8 +15,6 @@ from sealing.receipts import media_entries
 from sealing.recordings import state_after
 from sealing.store import StoreError, read_chain
 
-HELP = "print the unit's state, clock, unexported recordings, free space, battery"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit", type=Path, required=True, help="the unit directory")

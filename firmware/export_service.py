@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from cryptography import x509
 
+from link import messages, routes
 from sealing import layout
 from sealing.keys import fingerprint, public_pem
 from sealing.receipts import (
@@ -37,7 +38,7 @@ from sealing.receipts import (
     media_entries,
     parse_receipt,
 )
-from sealing.store import Store
+from sealing.store import Store, StoreError
 
 from .auth import AuthError, Authoriser
 
@@ -46,8 +47,6 @@ SESSION_S = 15 * 60
 HANDSHAKE_TIMEOUT_S = 10.0
 BLOCK = 1024 * 1024
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
-_RECEIPT_ID = re.compile(r"^[0-9a-f]{64}$")
-_COLLECTIONS = ("/v1/segments", "/v1/receipts")
 
 
 @dataclass
@@ -75,7 +74,6 @@ class ExportService:
     def __post_init__(self) -> None:
         self.auth = Authoriser(self.unit_dir)
         self._lock = threading.Lock()
-        self.receipt_lock = threading.Lock()
 
     # -- the parts each endpoint needs --------------------------------------
 
@@ -275,111 +273,114 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else None
         if not self.server.service.session(token, dock):
-            self._send(401, {"error": "log in first (POST /v1/auth)"})
+            self._send(401, {"error": f"log in first ({routes.AUTH.method} {routes.AUTH.path})"})
             return False
         return True
 
-    # -- routing -------------------------------------------------------------
+    # -- routing (link/routes.py is the table) --------------------------------
 
     def _route(self, method: str) -> None:
+        try:
+            self._dispatch(method)
+        except Exception as exc:
+            # A fault of ours must still answer the dock with a status line and
+            # leave a trace on the unit; the connection is not reused.
+            self.close_connection = True
+            with contextlib.suppress(OSError, StoreError):
+                self.server.service.store.append(
+                    "fault", {"what": "export", "reason": f"{type(exc).__name__}: {exc}"[:200]}
+                )
+            with contextlib.suppress(OSError):
+                self._send(500, {"error": "the unit could not answer this request (recorded)"})
+
+    def _dispatch(self, method: str) -> None:
         svc = self.server.service
         dock = self._dock()
         if dock is None:
             self._send(403, {"error": "client certificate is not an enrolled dock"})
             self.close_connection = True
             return
-        url = urlsplit(self.path)
-        path = url.path
-        routes = {
-            ("GET", "/v1/status"),
-            ("POST", "/v1/auth"),
-            ("POST", "/v1/time"),
-            ("GET", "/v1/offered"),
-            ("GET", "/v1/chain"),
-            ("GET", "/v1/segments"),
-            ("GET", "/v1/receipts"),
-            ("POST", "/v1/receipt"),
-        }
-        base = next((b for b in _COLLECTIONS if path.startswith(b + "/")), path)
-        key = (method, base)
-        if key not in routes:
-            known = {p for _, p in routes}
-            if base in known:
-                self._send(405, {"error": f"{method} not allowed on {base}"})
+        found = routes.match(method, self.path)
+        route = found.route
+        if route is None:
+            what = self.path.split("?", 1)[0][:100]
+            if found.status == 405:
+                self._send(405, {"error": f"{method} not allowed on {what!r}"})
             else:
-                self._send(404, {"error": f"no such endpoint {path[:100]!r}"})
+                self._send(404, {"error": f"no such endpoint {what!r}"})
             return
-        if key == ("GET", "/v1/status"):
+        if route.login and not self._authorised(dock):
+            return
+        if route is routes.STATUS:
             self._send(200, svc.status())
-        elif key == ("POST", "/v1/auth"):
+        elif route is routes.AUTH:
             req = self._json()
             if req is None:
                 return
-            pw, fp_ok = req.get("password"), req.get("fingerprint_ok")
-            if not isinstance(pw, str) or not isinstance(fp_ok, bool):
-                self._send(400, {"error": "want {password: string, fingerprint_ok: bool}"})
+            try:
+                login = messages.parse_login(req)
+            except messages.LinkError as exc:
+                self._send(400, {"error": f"want {{password, fingerprint_ok}}: {exc}"})
                 return
-            code, obj = svc.login(dock, pw, fp_ok)
+            code, obj = svc.login(dock, login.password, login.fingerprint_ok)
             self._send(code, obj)
-        elif not self._authorised(dock):
-            return
-        elif key == ("POST", "/v1/time"):
+        elif route is routes.TIME:
             req = self._json()
             if req is None:
                 return
-            t = req.get("dock_time_us")
-            if not isinstance(t, int) or isinstance(t, bool) or t <= 0:
-                self._send(400, {"error": "want {dock_time_us: positive integer}"})
+            try:
+                t = messages.parse_dock_time(req)
+            except messages.LinkError as exc:
+                self._send(400, {"error": f"want {{dock_time_us}}: {exc}"})
                 return
             answer = svc.hooks.on_dock_time(t, dock)
             self._send(400 if "error" in answer else 200, answer)
-        elif key == ("GET", "/v1/offered"):
+        elif route is routes.OFFERED:
             self._send(200, {"segments": svc.unexported()})
-        elif key == ("GET", "/v1/chain"):
-            q = parse_qs(url.query)
-            frm = q.get("from", ["0"])[0]
-            if not frm.isdigit():
+        elif route is routes.CHAIN:
+            frm = parse_qs(found.query).get("from", ["0"])[0]
+            # ASCII digits only: "²".isdigit() is true, and int("²") raises
+            if not (frm.isascii() and frm.isdigit()) or len(frm) > 16:
                 self._send(400, {"error": "from must be a non-negative integer"})
                 return
             self._send(200, svc.store.chain_bytes(int(frm)), "application/x-ndjson")
-        elif key == ("GET", "/v1/segments"):
-            self._segment(path[len("/v1/segments/") :], dock)
-        elif key == ("GET", "/v1/receipts"):
-            self._receipt(path[len("/v1/receipts/") :])
-        elif key == ("POST", "/v1/receipt"):
-            raw = self._body()
-            if raw is None:
-                return
-            try:
-                signer = parse_receipt(raw).dock
-                if signer != dock:
-                    raise ReceiptRefused(
-                        f"signed by dock {signer[:16]}, but dock {dock[:16]} is logged in"
-                    )
-                # one receipt at a time: check, keep, delete and append are one step,
-                # so a receipt sent twice at once is applied once
-                with svc.receipt_lock:
-                    done = apply_receipt(svc.store, raw)
-            except ReceiptRefused as exc:
-                svc.store.append(
-                    "fault", {"what": "receipt_refused", "dock": dock, "reason": str(exc)}
+        elif route is routes.SEGMENT:
+            self._segment(found.item, dock)
+        elif route is routes.RECEIPT:
+            self._receipt(found.item)
+        elif route is routes.RELEASE:
+            self._release(dock)
+
+    def _release(self, dock: str) -> None:
+        svc = self.server.service
+        raw = self._body()
+        if raw is None:
+            return
+        try:
+            signer = parse_receipt(raw).dock
+            if signer != dock:
+                raise ReceiptRefused(
+                    f"signed by dock {signer[:16]}, but dock {dock[:16]} is logged in"
                 )
-                self._send(409, {"error": f"receipt refused, nothing released: {exc}"})
-                return
-            self._send(
-                200,
-                {
-                    "receipt": done.receipt,
-                    "released": done.files,
-                    "bytes_freed": done.bytes_freed,
-                    "already_applied": done.already_applied,
-                },
-            )
+            done = apply_receipt(svc.store, raw)
+        except ReceiptRefused as exc:
+            svc.store.append("fault", {"what": "receipt_refused", "dock": dock, "reason": str(exc)})
+            self._send(409, {"error": f"receipt refused, nothing released: {exc}"})
+            return
+        self._send(
+            200,
+            {
+                "receipt": done.receipt,
+                "released": done.files,
+                "bytes_freed": done.bytes_freed,
+                "already_applied": done.already_applied,
+            },
+        )
 
     def _receipt(self, rid: str) -> None:
         """A receipt the chain cites, as kept: a dock that did not sign it
         needs it to verify its copy (docs/FORMAT.md section 8.4)."""
-        if not _RECEIPT_ID.match(rid):
+        if not messages.HEX64.fullmatch(rid):
             self._send(400, {"error": "a receipt id is 64 lowercase hex digits"})
             return
         path = self.server.service.store.receipts / f"{rid}.json"

@@ -181,7 +181,7 @@ def _names(cls: type) -> list[str]:
 
 def parse_unit(t: dict[str, Any]) -> UnitInfo:
     refuse_unknown("unit", t, _names(UnitInfo))
-    if "serial" in t and (not isinstance(t["serial"], str) or not SERIAL_RE.match(t["serial"])):
+    if "serial" in t and (not isinstance(t["serial"], str) or not SERIAL_RE.fullmatch(t["serial"])):
         raise bad("unit", "serial", t["serial"], "must be 3 to 32 of A-Z, 0-9 and -")
     return UnitInfo(**{k: text("unit", k, v) for k, v in t.items()})
 

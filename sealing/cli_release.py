@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 from .keys import KeyFileError, UnitKeys
-from .receipts import ReceiptRefused, apply_receipt
+from .receipts import MAX_RECEIPT_BYTES, ReceiptRefused, apply_receipt
+from .safeio import TooLarge, read_regular
 from .store import Store, StoreError
-
-HELP = "apply a dock's signed receipt and free exactly the storage it covers"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        data = args.receipt.read_bytes()
+        # a regular file of receipt size: a FIFO or /dev/zero must not hang the unit
+        data = read_regular(args.receipt, MAX_RECEIPT_BYTES, "a receipt")
         keys = UnitKeys.load(args.unit / "keys")
         store = Store.open(args.unit / "store", keys, boot_body={"cause": "release tool"})
-    except (OSError, KeyFileError, StoreError) as exc:
+    except (OSError, TooLarge, KeyFileError, StoreError) as exc:
         print(f"bodycam release: unusable input: {exc}", file=sys.stderr)
         return 2
     with store:

@@ -1,24 +1,27 @@
 """`bodycam verify PATH`: prove or disprove a sealed store.
 
 Exit 0 when everything holds, 1 when verification fails (the first bad
-place is named), 2 when the input is unusable (one-line reason).
+place is named), 2 when the input is unusable (one-line reason). With
+`--json` the records are printed as they are checked, so the report of a
+long chain is never held whole.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from . import layout
 from .age import AgeError, Identity
 from .fss import FssError, load_escrow
-from .keys import KeyFileError, load_public
+from .keys import KeyFileError, parse_public
+from .receipts import MAX_RECEIPT_BYTES
+from .report import JsonRecords
+from .safeio import NotRegular, TooLarge, read_regular
+from .segsource import DockSegments
 from .verify import Unusable, human, verify_store
 
-HELP = "verify a sealed store (a unit's or a dock's copy)"
+MAX_KEY_FILE = 64 * 1024  # an identity, escrow or public key file is a few lines
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,14 +56,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable report")
 
 
-def run(args: argparse.Namespace) -> int:
+def _read(path: Path, limit: int, what: str) -> bytes:
+    """A file the examiner named: regular, bounded, never a FIFO to hang on."""
     try:
-        identity = Identity.parse(args.identity.read_text()) if args.identity else None
+        return read_regular(path, limit, what)
+    except (NotRegular, TooLarge, OSError) as exc:
+        raise Unusable(f"{what} {path}: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    out = JsonRecords(sys.stdout) if args.json else None  # writes nothing until a record
+    try:
+        identity = (
+            Identity.parse(_read(args.identity, MAX_KEY_FILE, "identity").decode())
+            if args.identity
+            else None
+        )
         escrow = load_escrow(args.escrow) if args.escrow else None
-        device_key = load_public(args.device_key) if args.device_key else None
-        extra = [p.read_bytes() for p in args.receipt]
+        device_key = (
+            parse_public(_read(args.device_key, MAX_KEY_FILE, "device key"), str(args.device_key))
+            if args.device_key
+            else None
+        )
+        extra = [_read(p, MAX_RECEIPT_BYTES, "receipt") for p in args.receipt]
         if args.segments_from is not None and not args.segments_from.is_dir():
             raise Unusable(f"{args.segments_from} is not a folder")
+        # nothing is printed before here, so an unusable input leaves stdout empty
         report = verify_store(
             args.path,
             identity=identity,
@@ -68,26 +89,23 @@ def run(args: argparse.Namespace) -> int:
             device_key=device_key,
             extra_receipts=extra,
             find_segment=dock_lookup(args.segments_from) if args.segments_from else None,
+            sink=out if out is not None else _counted_only,
         )
     except (Unusable, AgeError, FssError, KeyFileError, OSError, UnicodeDecodeError) as exc:
         print(f"bodycam verify: unusable input: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        json.dump(report.to_json(), sys.stdout, indent=1)
-        print()
+    if out is not None:
+        out.finish(report)
     else:
         print(human(report))
     return 0 if report.ok else 1
 
 
-def dock_lookup(root: Path) -> Callable[[str], Path | None]:
-    """Where a dock keeps a file: under the date its name carries."""
+def _counted_only(record: dict[str, object]) -> None:
+    """The human report counts records (Report.add_record) and holds none."""
 
-    def find(name: str) -> Path | None:
-        parsed = layout.parse_name(name)
-        if parsed is None:
-            return None
-        path = root / parsed.day_dir / parsed.serial / name
-        return path if path.exists() or path.is_symlink() else None
 
-    return find
+def dock_lookup(root: Path) -> DockSegments:
+    """Where a dock keeps a file: under the date its name carries. Also a
+    plain `name -> Path | None` for callers that open files themselves."""
+    return DockSegments(root)

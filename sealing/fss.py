@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import canonical
 from .files import fsync_dir, write_synced
+from .safeio import TooLarge, read_regular
 
 EVOLVE = b"bodycam-fss-evolve-v1"
 COMMIT = b"bodycam-fss-commit-v1"
@@ -86,10 +87,11 @@ def load(path: Path) -> FssState:
 
 
 def load_escrow(path: Path) -> bytes:
-    """An escrow file holds k[0] as base64 on one line."""
+    """An escrow file holds k[0] as base64 on one line (read as a regular
+    file of at most 4 KiB: an examiner's path may name anything)."""
     try:
-        key = canonical.unb64(path.read_text().strip())
-    except (OSError, UnicodeDecodeError, canonical.EncodingError) as exc:
+        key = canonical.unb64(read_regular(path, 4096, "an escrow file").decode().strip())
+    except (OSError, TooLarge, UnicodeDecodeError, canonical.EncodingError) as exc:
         raise FssError(f"unreadable escrow key {path}: {exc}") from None
     if len(key) != 32:
         raise FssError(f"escrow key {path} is not 32 bytes")

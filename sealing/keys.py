@@ -50,11 +50,20 @@ def fingerprint(key: Ed25519PublicKey) -> str:
 
 def load_public(path: Path) -> Ed25519PublicKey:
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except (OSError, ValueError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise KeyFileError(f"unreadable public key {path}: {exc}") from None
+    return parse_public(data, str(path))
+
+
+def parse_public(data: bytes, where: str) -> Ed25519PublicKey:
+    """An Ed25519 public key from its PEM bytes."""
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise KeyFileError(f"unreadable public key {where}: {exc}") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(f"{path} is not an Ed25519 public key")
+        raise KeyFileError(f"{where} is not an Ed25519 public key")
     return key
 
 

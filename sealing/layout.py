@@ -26,10 +26,11 @@ SEGMENTS = "segments"
 RECEIPTS = "receipts"
 PARTIAL = ".partial"
 KIND_BY_EXT = {"ts": "segment", "jpg": "still"}
-SERIAL_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,31}$")
+# fullmatch, ASCII digits: "$" would let a trailing newline through, "\d" other scripts' digits
+SERIAL_RE = re.compile(r"[A-Z0-9][A-Z0-9-]{2,31}")
 _NAME_RE = re.compile(
-    r"^(?P<serial>[A-Z0-9][A-Z0-9-]{2,31})_(?P<date>\d{8})T(?P<time>\d{6})Z_"
-    r"(?P<segno>\d{6,})\.(?P<ext>ts|jpg)\.age$"
+    r"(?P<serial>[A-Z0-9][A-Z0-9-]{2,31})_(?P<date>[0-9]{8})T(?P<time>[0-9]{6})Z_"
+    r"(?P<segno>[0-9]{6,})\.(?P<ext>ts|jpg)\.age"
 )
 
 
@@ -56,7 +57,7 @@ class SegmentName:
 
 
 def parse_name(name: str) -> SegmentName | None:
-    m = _NAME_RE.match(name.removesuffix(PARTIAL))
+    m = _NAME_RE.fullmatch(name.removesuffix(PARTIAL))
     # one name per number: from 1, six digits, more only when it needs them
     if not m or int(m["segno"]) < 1 or m["segno"] != f"{int(m['segno']):06d}":
         return None
@@ -68,7 +69,7 @@ def parse_name(name: str) -> SegmentName | None:
 
 
 def check_serial(serial: str) -> str:
-    if not SERIAL_RE.match(serial):
+    if not isinstance(serial, str) or not SERIAL_RE.fullmatch(serial):
         raise ValueError(
             f"serial {serial!r}: want 3-32 of A-Z, 0-9 and '-', starting with a letter or digit"
         )

@@ -202,10 +202,17 @@ def check_against_chain(
 
 def apply_receipt(store: Store, data: bytes) -> Released:
     """Check a receipt against the unit's chain and, only if every check
-    passes, delete exactly the segments it names, then append `release`."""
+    passes, delete exactly the segments it names, then append `release`.
+    One receipt at a time per store: the same receipt sent twice at once is
+    applied once (the other call answers `already_applied`)."""
     receipt = parse_receipt(data)
     if receipt.dock not in store.keys.docks:
         raise ReceiptRefused(f"dock key {receipt.dock[:16]} is not enrolled on this unit")
+    with store.exclusive():
+        return _apply(store, receipt)
+
+
+def _apply(store: Store, receipt: Receipt) -> Released:
     records = store.records()
     for r in records:
         if r.type == "release" and r.body.get("receipt") == receipt.id:

@@ -186,8 +186,20 @@ def parse_line(line: bytes) -> tuple[Record, bytes, str]:
 
 
 def check_signature(record: Record, sig: bytes, public_key: Ed25519PublicKey) -> bool:
+    return signed_by(canonical.encode(record.to_dict()), sig, public_key)
+
+
+def signed_by(rec_bytes: bytes, sig: bytes, public_key: Ed25519PublicKey) -> bool:
+    """Whether `sig` signs a record given as its canonical bytes."""
     try:
-        public_key.verify(sig, SIG_DOMAIN + canonical.encode(record.to_dict()))
+        public_key.verify(sig, SIG_DOMAIN + rec_bytes)
     except InvalidSignature:
         return False
     return True
+
+
+def rec_bytes(line: bytes) -> bytes:
+    """canonical(rec) of a line `parse_line` accepted: the line is canonical,
+    so its record is the bytes between `{"mac":"<64 hex>","rec":` and
+    `,"sig":"` (the signature is base64: it holds no quote), not re-encoded."""
+    return line[len(b'{"mac":"') + 64 + len(b'","rec":') : line.rindex(b',"sig":"')]

@@ -18,7 +18,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -469,6 +469,13 @@ class Store:
     @property
     def head(self) -> Record:
         return self._head
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store for a read-check-write of several steps (a receipt's
+        check, delete and `release`): another thread's append waits."""
+        with self._mutex:
+            yield
 
     def append(self, type_: str, body: dict[str, Any], stamp: Stamp | None = None) -> Record:
         """Sign, MAC, write and fsync one record; then erase its MAC key."""

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from dock.client import Client
 from dock.pull import PullResult, pull
 from firmware.auth import set_password
 from firmware.export_service import ExportHooks, ExportService, RunningService, serve
 from link import pki
+from link.inventory import Inventory, cert_sha256, read_known
+from sealing.keys import fingerprint
 from sealing.store import Store
 
 from .conftest import Agency, Unit, make_unit, write_segment
@@ -30,7 +36,24 @@ class Link:
     running: RunningService
     dir: Path
     ca: pki.Issued
+    tls_der: bytes
     clock_steps: list[int] = field(default_factory=list)
+
+    @property
+    def inventory(self) -> Path:
+        """The QA inventory listing this unit (start_link writes it, as QA does)."""
+        return self.dir / "inventory.sqlite"
+
+    def inventory_row(self, status: str = "active") -> dict[str, str]:
+        return {
+            "serial": self.store.serial,
+            "officer": self.store.officer,
+            "profile": "qa",
+            "device_key": fingerprint(self.store.keys.public),
+            "tls_cert_sha256": cert_sha256(self.tls_der),
+            "firmware": "test",
+            "date": "2026-11-01T00:00:00+00:00",
+        }
 
     def files(self) -> set[str]:
         return {p.name for p in (self.unit.path / "store" / "segments").iterdir()}
@@ -41,6 +64,13 @@ class Link:
         host, port = self.running.address
         return Client(host, port, ctx)
 
+    def raw(self, name: str = "dock1") -> RawDock:
+        """A dock that sends whatever a test says: methods, paths, bodies."""
+        d = self.dir / "docks" / name
+        ctx = pki.client_context(d / "dock.crt", d / "dock.key", self.dir / "ca.crt")
+        host, port = self.running.address
+        return RawDock(host, port, ctx)
+
     def pull(self, dock_dir: Path | None = None, name: str = "dock1", **kw: Any) -> PullResult:
         client = self.client(name)
         key = self.unit.agency.dock if name == "dock1" else self.unit.agency.other_dock
@@ -49,6 +79,7 @@ class Link:
                 client,
                 dock_dir or self.dir / "dockstore",
                 key,
+                inventory=kw.pop("inventory", None) or read_known(self.inventory),
                 password=kw.pop("password", PASSWORD),
                 fingerprint_ok=kw.pop("fingerprint_ok", True),
                 progress=lambda *_: None,
@@ -60,6 +91,58 @@ class Link:
     def close(self) -> None:
         self.running.close()
         self.store.close()
+
+
+@dataclass
+class RawDock:
+    """An HTTPS client with the dock's credentials and no rules of its own:
+    how tests send a unit what no honest dock would."""
+
+    host: str
+    port: int
+    context: ssl.SSLContext
+    token: str | None = None
+    _conn: http.client.HTTPSConnection | None = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> http.client.HTTPResponse:
+        if self._conn is None:
+            self._conn = http.client.HTTPSConnection(
+                self.host, self.port, context=self.context, timeout=30
+            )
+        h = dict(headers or {})
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        try:
+            self._conn.request(method, path, body=body, headers=h)
+            return self._conn.getresponse()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+
+    def json(self, method: str, path: str, obj: Any = None) -> tuple[int, Any]:
+        body = json.dumps(obj).encode() if obj is not None else None
+        resp = self.request(method, path, body, {"Content-Type": "application/json"})
+        data = resp.read()
+        try:
+            return resp.status, json.loads(data)
+        except ValueError:
+            return resp.status, {"error": data[:200].decode(errors="replace")}
+
+    def login(self) -> None:
+        code, auth = self.json("POST", "/v1/auth", {"password": PASSWORD, "fingerprint_ok": True})
+        assert code == 200, auth
+        self.token = auth["token"]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def write_dock_creds(base: Path, ca: pki.Issued, key: Ed25519PrivateKey, name: str) -> None:
@@ -91,17 +174,10 @@ def start_link(
     tls = unit.path / "tls"
     tls.mkdir()
     (tls / "unit.key").write_bytes(pki.pem_key(tls_key))
-    (tls / "unit.crt").write_bytes(
-        pki.pem_cert(
-            pki.issue(
-                ca,
-                cn=serial,
-                role="unit",
-                public_key=tls_key.public_key(),
-                hosts=["127.0.0.1"],
-            )
-        )
+    cert = pki.issue(
+        ca, cn=serial, role="unit", public_key=tls_key.public_key(), hosts=["127.0.0.1"]
     )
+    (tls / "unit.crt").write_bytes(pki.pem_cert(cert))
     (tls / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
     store = unit.open(boot_body={"cause": "export test"})
     for _ in range(segments):
@@ -132,7 +208,21 @@ def start_link(
     )
     ctx = pki.server_context(tls / "unit.crt", tls / "unit.key", tls / "ca.crt")
     running = serve(service, ctx, listen, 0)
-    return Link(unit, store, service, running, base, ca, steps)
+    link = Link(unit, store, service, running, base, ca, cert.public_bytes(Encoding.DER), steps)
+    write_inventory(base, [link])
+    return link
+
+
+def write_inventory(agency: Path, links: list[Link]) -> Path:
+    """agency/inventory.sqlite listing the units, written by QA's own code."""
+    agency.mkdir(parents=True, exist_ok=True)
+    inv = Inventory(agency)
+    try:
+        for link in links:
+            inv.add(link.inventory_row())
+    finally:
+        inv.close()
+    return agency / "inventory.sqlite"
 
 
 class CuttingProxy:

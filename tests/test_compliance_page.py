@@ -38,6 +38,7 @@ from firmware.recording import run_scenario
 from firmware.scenario import load
 from firmware.unitclock import UnitClock
 from link import pki
+from link.inventory import read_known
 from sealing.records import parse_line
 from sealing.store import Stamp
 from sealing.unit import open_unit
@@ -143,7 +144,7 @@ def late_dock(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> La
 
 
 def _dock_late(unit: Path, agency: Path, dock_dir: Path) -> None:
-    """Dock the unit as the demo does (tools/dock.py over mutual TLS), with a
+    """Dock the unit as the demo does (the dock package over mutual TLS), with a
     dock whose clock is LATE_H hours ahead of the recording."""
     clock = UnitClock()
     store = open_unit(unit, clock=clock.stamp, boot_body={"cause": "docked"})
@@ -161,6 +162,7 @@ def _dock_late(unit: Path, agency: Path, dock_dir: Path) -> None:
                 client,
                 dock_dir,
                 key,  # type: ignore[arg-type]
+                inventory=read_known(agency / "inventory.sqlite"),
                 password=DEMO_PASSWORD,
                 fingerprint_ok=True,
                 progress=lambda *_: None,

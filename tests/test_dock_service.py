@@ -4,6 +4,7 @@ USB gadget links by their link-local addresses."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -19,13 +20,13 @@ from dock import discovery
 from dock import service as dock_service
 from dock.client import DockError
 from link import gadget, pki
+from link.inventory import read_known
 from sealing import layout
 from sealing.age import Identity
-from sealing.keys import fingerprint
 from sealing.verify import verify_store
 
 from .conftest import BODYCAM_DOCK, Agency
-from .export_fixtures import PASSWORD, Link, start_link
+from .export_fixtures import PASSWORD, Link, start_link, write_inventory
 
 ROOT = Path(__file__).resolve().parent.parent
 SERIALS = ("BC-RACK-0001", "BC-RACK-0002", "BC-RACK-0003")
@@ -44,6 +45,7 @@ def rack(tmp_path: Path) -> Iterator[list[Link]]:
         start_link(tmp_path / s, segments=4, size=1_500_000, serial=s, agency=shared)
         for s in SERIALS
     ]
+    write_inventory(tmp_path / "agency", links)
     yield links
     for link in links:
         link.close()
@@ -78,6 +80,7 @@ def _service(
         ctx,
         dock_service.PasswordDir(passwords, True),
         dock_service.Board(out.open("w"), threading.Lock(), every=0.0),
+        read_known(write_inventory(dock_dir.parent / "inventory", links)),
         **kw,  # type: ignore[arg-type]
     )
 
@@ -123,6 +126,7 @@ def test_serve_cli_pulls_the_rack_once(rack: list[Link], tmp_path: Path) -> None
     args += ["--dock-dir", str(tmp_path / "dock"), "--password-dir", str(passwords)]
     args += ["--cert", str(creds / "dock.crt"), "--key", str(creds / "dock.key")]
     args += ["--ca", str(base.dir / "ca.crt")]
+    args += ["--inventory", str(tmp_path / "agency" / "inventory.sqlite")]
     for link in rack:
         args += ["--unit", "{}:{}".format(*link.running.address)]
     r = subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -175,13 +179,15 @@ def test_a_segment_the_unit_lost_is_named_and_the_rest_released(link: Link, tmp_
 
 
 def _inventory_csv(path: Path, link: Link, status: str) -> Path:
-    fp = fingerprint(link.store.keys.public)
-    path.write_text(
-        "serial,officer,profile,device_key,tls_cert_sha256,firmware,date,status,revoked_at,"
-        "revoked_reason\n"
-        f"{link.store.serial},OFFICER-7,sim,{fp},x,0.1,2026-11-01,{status},2026-11-20,"
-        "re-provisioned with --force on 2026-11-20\n"
-    )
+    """The inventory as `bodycam-flash inventory --csv` exports it."""
+    row = link.inventory_row()
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, [*row, "status", "revoked_at", "revoked_reason"])
+        w.writeheader()
+        w.writerow(
+            {**row, "status": status, "revoked_at": "2026-11-20",
+             "revoked_reason": "re-provisioned with --force on 2026-11-20"}
+        )  # fmt: skip
     return path
 
 
@@ -193,21 +199,24 @@ def _pull_cli(link: Link, dock_dir: Path, *extra: str) -> subprocess.CompletedPr
     args += ["--unit", "{}:{}".format(*link.running.address), "--dock-dir", str(dock_dir)]
     args += ["--cert", str(creds / "dock.crt"), "--key", str(creds / "dock.key")]
     args += ["--ca", str(link.dir / "ca.crt"), "--password-file", str(pw)]
-    args += ["--fingerprint", "match", *extra]
+    args += ["--fingerprint", "match"]
+    if "--inventory" not in extra:
+        args += ["--inventory", str(link.inventory)]
+    args += extra
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
 
 
 def test_a_revoked_unit_is_refused_before_login(link: Link, tmp_path: Path) -> None:
     before = link.files()
     revoked = _inventory_csv(tmp_path / "inventory.csv", link, "revoked")
-    r = _pull_cli(link, tmp_path / "dock", "--revoked", str(revoked))
+    r = _pull_cli(link, tmp_path / "dock", "--inventory", str(revoked))
     assert r.returncode == 1 and "revoked by the agency" in r.stderr, r.stderr
     assert "re-provisioned with --force" in r.stderr and "Traceback" not in r.stderr
     assert link.files() == before
     assert not [x for x in link.store.records() if x.type == "auth"]  # no login asked
     assert not (tmp_path / "dock" / "units").exists()  # its chain was not taken
     active = _inventory_csv(tmp_path / "active.csv", link, "active")
-    r = _pull_cli(link, tmp_path / "dock", "--revoked", str(active))
+    r = _pull_cli(link, tmp_path / "dock", "--inventory", str(active))
     assert r.returncode == 0 and link.files() == set(), r.stderr
 
 

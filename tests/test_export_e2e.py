@@ -10,13 +10,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dock.client import Client, DockError
 from dock.report import report
-from link import pki
+from link import pki, routes
 from sealing.verify import verify_store
 
 from .export_fixtures import Link, start_link, write_dock_creds
@@ -98,11 +99,8 @@ def test_a_second_dock_pulls_verifies_and_releases(link: Link) -> None:
     bad = subprocess.run([*cli, "--segments-from", str(other)], capture_output=True, text=True)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     # the endpoint answers bad and unknown ids clearly
-    client = link.client("dock2")
-    code, auth = client.json(
-        "POST", "/v1/auth", {"password": "correct horse 7", "fingerprint_ok": True}
-    )
-    client.token = auth["token"]
+    client = link.raw("dock2")
+    client.login()
     assert client.json("GET", "/v1/receipts/../chain.jsonl")[0] == 400
     assert client.json("GET", "/v1/receipts/" + "0" * 64)[0] == 404
     assert client.json("POST", "/v1/receipts/" + "0" * 64)[0] == 405
@@ -117,16 +115,10 @@ def test_cut_link_resumes_without_resending(link: Link, monkeypatch: pytest.Monk
     ranges: list[str] = []
     real = Client.request
 
-    def spy(
-        self: Client,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict | None = None,
-    ):
-        if path.startswith("/v1/segments/"):
-            ranges.append((headers or {}).get("Range", ""))
-        return real(self, method, path, body, headers)
+    def spy(self: Client, route: routes.Route, item: str = "", **kw: Any):
+        if route is routes.SEGMENT:
+            ranges.append((kw.get("headers") or {}).get("Range", ""))
+        return real(self, route, item, **kw)
 
     monkeypatch.setattr(Client, "request", spy)
     monkeypatch.setattr(link.running, "address", proxy.address)
@@ -237,7 +229,7 @@ def test_missing_or_foreign_client_certificate_fails(link: Link, tmp_path: Path)
 def test_unenrolled_dock_with_agency_cert_is_refused(link: Link) -> None:
     stranger = Ed25519PrivateKey.generate()
     write_dock_creds(link.dir, link.ca, stranger, "dock2")
-    client = link.client("dock2")
+    client = link.raw("dock2")
     code, body = client.json("GET", "/v1/status")
     client.close()
     assert code == 403 and "not an enrolled dock" in body["error"]
@@ -262,12 +254,8 @@ def test_receipt_refusals_through_the_network(link: Link) -> None:
     from sealing.receipts import make_receipt
 
     before = link.files()
-    client = link.client()
-    code, auth = client.json(
-        "POST", "/v1/auth", {"password": "correct horse 7", "fingerprint_ok": True}
-    )
-    assert code == 200
-    client.token = auth["token"]
+    client = link.raw()
+    client.login()
     good = _whole_chain(link)
     cases = {
         "unenrolled": make_receipt(Ed25519PrivateKey.generate(), **good).to_bytes(),
@@ -295,7 +283,7 @@ def test_receipt_refusals_through_the_network(link: Link) -> None:
 
 
 def test_bad_requests_get_4xx_and_the_service_stays_up(link: Link) -> None:
-    client = link.client()
+    client = link.raw()
     assert client.json("GET", "/v1/nope")[0] == 404
     assert client.json("DELETE", "/v1/status")[0] == 405
     assert client.json("GET", "/v1/chain")[0] == 401  # not logged in
@@ -305,11 +293,8 @@ def test_bad_requests_get_4xx_and_the_service_stays_up(link: Link) -> None:
     resp = client.request("POST", "/v1/auth", b"x" * 10, {"Content-Length": str(10 << 20)})
     assert resp.status == 413  # and the connection is closed: the body is not read
     client.close()
-    client = link.client()
-    code, auth = client.json(
-        "POST", "/v1/auth", {"password": "correct horse 7", "fingerprint_ok": True}
-    )
-    client.token = auth["token"]
+    client = link.raw()
+    client.login()
     for path in ("/v1/segments/../../keys/fss.key", "/v1/segments/x.ts.age", "/v1/chain?from=-1"):
         resp = client.request("GET", path)
         assert 400 <= resp.status < 500, path
@@ -329,7 +314,7 @@ def test_bad_requests_get_4xx_and_the_service_stays_up(link: Link) -> None:
     assert resp.status == 411
     resp.read()
     client.close()
-    client = link.client()  # the unit closed that connection: its body's end was unknown
+    client = link.raw()  # the unit closed that connection: its body's end was unknown
     assert client.json("GET", "/v1/status")[0] == 200
     client.close()
 
@@ -377,12 +362,8 @@ def test_the_same_receipt_sent_four_times_at_once_is_applied_once(link: Link) ->
     answers: list[tuple[int, dict]] = []
     clients = []
     for _ in range(4):
-        c = link.client()
-        code, auth = c.json(
-            "POST", "/v1/auth", {"password": "correct horse 7", "fingerprint_ok": True}
-        )
-        assert code == 200
-        c.token = auth["token"]
+        c = link.raw()
+        c.login()
         clients.append(c)
 
     def send(c) -> None:
@@ -400,3 +381,60 @@ def test_the_same_receipt_sent_four_times_at_once_is_applied_once(link: Link) ->
     assert sorted(a["already_applied"] for _, a in answers) == [False, True, True, True]
     assert [r.type for r in link.store.records()].count("release") == 1
     assert verify_store(link.unit.path).ok
+
+
+def test_every_request_gets_a_status_line(link: Link) -> None:
+    """What once closed the connection without an answer (issue 22)."""
+    client = link.raw()
+    client.login()
+    assert client.json("GET", "/v1/chain?from=%C2%B2")[0] == 400  # "²".isdigit() is true
+    assert client.json("GET", "/v1/chain?from=" + "9" * 40)[0] == 400
+    code, body = client.json("POST", "/v1/time", {"dock_time_us": 10**27})
+    assert code == 400 and "dock_time_us" in body["error"]
+    code, body = client.json("POST", "/v1/time", {"dock_time_us": True})
+    assert code == 400
+    code, body = client.json("POST", "/v1/auth", {"password": "x" * 5000, "fingerprint_ok": True})
+    assert code == 400 and "password" in body["error"]
+    assert client.json("GET", "/v1/status")[0] == 200
+    client.close()
+
+
+def test_an_internal_fault_is_answered_and_recorded(
+    link: Link, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> list:
+        raise RuntimeError("disk on fire")
+
+    client = link.raw()
+    client.login()
+    monkeypatch.setattr(link.service, "unexported", broken)
+    code, body = client.json("GET", "/v1/offered")
+    assert code == 500 and "recorded" in body["error"] and "fire" not in body["error"]
+    faults = [r.body for r in link.store.records() if r.type == "fault"]
+    assert faults[-1]["what"] == "export" and "disk on fire" in faults[-1]["reason"]
+    client.close()
+
+
+def test_receipts_applied_from_three_threads_in_one_process_apply_once(link: Link) -> None:
+    import threading
+
+    from sealing.receipts import apply_receipt, make_receipt
+
+    receipt = make_receipt(link.unit.agency.dock, **_whole_chain(link)).to_bytes()
+    got: list[object] = []
+
+    def apply() -> None:
+        try:
+            got.append(apply_receipt(link.store, receipt))
+        except Exception as exc:
+            got.append(exc)
+
+    threads = [threading.Thread(target=apply) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(not isinstance(g, Exception) for g in got), got
+    assert sorted(g.already_applied for g in got) == [False, True, True]  # type: ignore[attr-defined]
+    releases = [r for r in link.store.records() if r.type == "release"]
+    assert len(releases) == 1 and link.files() == set()

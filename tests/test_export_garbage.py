@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from link import pki
+from link import pki, routes
 from sealing.verify import verify_store
 
 from .export_fixtures import Link, start_link
@@ -95,7 +95,7 @@ def test_garbage_gets_4xx_and_changes_nothing(
 
 def test_service_still_answers_after_garbage(link: Link) -> None:
     client = link.client()
-    code, status = client.json("GET", "/v1/status")
+    code, status = client.json(routes.STATUS)
     client.close()
     assert code == 200 and status["serial"] == "BC-TEST-0001"
     assert verify_store(link.unit.path).ok

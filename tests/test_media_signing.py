@@ -15,6 +15,8 @@ import av
 import pytest
 
 from capture import gopsign
+from capture.gopcheck import GroupResult
+from firmware.cmd_verify_media import _when, check_file
 from firmware.recording import run_scenario
 from firmware.scenario import parse
 
@@ -116,10 +118,11 @@ def test_a_remuxed_recording_verifies_and_roots_in_the_chain(
     code, r = _verify(mp4, "--chain", str(unit))
     assert code == 0, r
     assert r["unit"] == "BC-TEST-0001" and r["chain"]["rooted"]
-    assert len(r["groups"]) >= 18 and {g["status"] for g in r["groups"]} == {"verified"}
+    assert r["groups"] >= 18 and r["group_counts"] == {"verified": r["groups"]}
+    assert [(g["group"], g["last_group"]) for g in r["runs"]] == [(0, r["groups"] - 1)]
     # the segment itself (MPEG-TS) verifies the same
     code, ts = _verify(segs[0])
-    assert code == 0 and len(ts["groups"]) == len(r["groups"])
+    assert code == 0 and ts["groups"] == r["groups"] and ts["pictures"] == r["pictures"]
     # a chain that never sealed this key does not root it
     other_unit = make_unit(tmp_path / "stranger")
     code, r = _verify(mp4, "--chain", str(other_unit.path))
@@ -139,7 +142,7 @@ def test_one_flipped_byte_in_a_picture_is_found_and_located(
     mp4.write_bytes(bytes(data))
     code, r = _verify(mp4)
     assert code == 1
-    bad = [g for g in r["groups"] if g["status"] != "verified"]
+    bad = [g for g in r["runs"] if g["status"] != "verified"]
     assert len(bad) == 1 and bad[0]["status"] == "altered", bad
     assert bad[0]["first_picture"] <= 100 < bad[0]["first_picture"] + bad[0]["pictures"]
     assert "differs from what was signed" in bad[0]["detail"]
@@ -148,7 +151,7 @@ def test_one_flipped_byte_in_a_picture_is_found_and_located(
 def test_a_dropped_group_shows_as_missing(rec: tuple[Path, list[Path]], tmp_path: Path) -> None:
     gops = _gops(rec[1][0])
     code, r = _verify(_write(rec[1][0], gops[:5] + gops[6:], tmp_path / "drop.mp4"))
-    assert code == 1 and r["missing_groups"] == [5]
+    assert code == 1 and r["missing_groups"] == [[5, 5]] and r["missing_count"] == 1
 
 
 def test_swapped_groups_show_as_out_of_order(rec: tuple[Path, list[Path]], tmp_path: Path) -> None:
@@ -156,7 +159,24 @@ def test_swapped_groups_show_as_out_of_order(rec: tuple[Path, list[Path]], tmp_p
     swapped = gops[:4] + [gops[5], gops[4]] + gops[6:]
     code, r = _verify(_write(rec[1][0], swapped, tmp_path / "swap.mp4"))
     assert code == 1 and r["missing_groups"] == []
-    assert [g["status"] for g in r["groups"]].count("out of order") == 1
+    assert r["group_counts"]["out of order"] == 1
+
+
+def test_a_group_played_twice_is_repeated_not_verified(
+    rec: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    """One second shown twice: right after itself, or again later. Every
+    signature holds and no index is missing, but the copy does not verify."""
+    gops = _gops(rec[1][0])
+    for name, groups in [
+        ("again.mp4", gops[:5] + [gops[4]] + gops[5:]),
+        ("later.mp4", gops[:8] + [gops[3]] + gops[8:]),
+    ]:
+        code, r = _verify(_write(rec[1][0], groups, tmp_path / name))
+        assert code == 1, name
+        assert r["missing_groups"] == [] and r["group_counts"]["repeated"] == 1, r
+        bad = [g for g in r["runs"] if g["status"] != "verified"]
+        assert len(bad) == 1 and "more than once" in bad[0]["detail"]
 
 
 def test_a_group_from_another_recording_is_foreign(
@@ -166,8 +186,8 @@ def test_a_group_from_another_recording_is_foreign(
     spliced = gops[:6] + [_gops(other[1][0])[2]] + gops[7:]
     code, r = _verify(_write(rec[1][0], spliced, tmp_path / "splice.mp4"))
     assert code == 1
-    assert [g["status"] for g in r["groups"]].count("foreign") == 1
-    assert r["missing_groups"] == [6]
+    assert r["group_counts"]["foreign"] == 1
+    assert r["missing_groups"] == [[6, 6]]
 
 
 def test_a_reencoded_copy_carries_no_signature(
@@ -180,7 +200,7 @@ def test_a_reencoded_copy_carries_no_signature(
         timeout=300,
     )
     code, r = _verify(out)
-    assert code == 1 and {g["status"] for g in r["groups"]} == {"unsigned"}
+    assert code == 1 and {g["status"] for g in r["runs"]} == {"unsigned"} and not r["groups"]
 
 
 def test_a_ten_second_excerpt_verifies_with_its_true_times(
@@ -188,12 +208,14 @@ def test_a_ten_second_excerpt_verifies_with_its_true_times(
 ) -> None:
     gops = _gops(rec[1][0])
     assert len(gops) >= 20
-    code, whole = _verify(rec[1][0])
+    whole: list[GroupResult] = []
+    check_file(rec[1][0], whole.append)
     code, r = _verify(_write(rec[1][0], gops[6:16], tmp_path / "excerpt.mp4"))
     assert code == 0, r
-    assert [g["group"] for g in r["groups"]] == list(range(6, 16))
-    assert r["verified_from"] == whole["groups"][6]["from"]
-    assert r["verified_to"] == whole["groups"][15]["to"]
+    assert [(g["group"], g["last_group"], g["groups"]) for g in r["runs"]] == [(6, 15, 10)]
+    times = {g.signature.index: g.utc_us for g in whole if g.signature and g.utc_us}
+    assert r["verified_from"] == _when(times[6][0])
+    assert r["verified_to"] == _when(times[15][1])
 
 
 def test_an_excerpt_cut_inside_a_group_says_so(
@@ -202,9 +224,9 @@ def test_an_excerpt_cut_inside_a_group_says_so(
     gops = _gops(rec[1][0])
     cut = [gops[3][10:]] + gops[4:8] + [gops[8][:5]]
     code, r = _verify(_write(rec[1][0], cut, tmp_path / "cut.mp4"))
-    statuses = [g["status"] for g in r["groups"]]
-    assert code == 1 and statuses[0] == "incomplete" and statuses[-1] == "unsigned"
-    assert statuses[1:-1] == ["verified"] * 4
+    statuses = [(g["status"], g["groups"]) for g in r["runs"]]
+    assert code == 1
+    assert statuses == [("incomplete", 1), ("verified", 4), ("unsigned", 0)]
 
 
 def test_unusable_input_exits_2(tmp_path: Path) -> None:

@@ -192,9 +192,8 @@ def test_verify_refuses_a_fifo_or_a_link_instead_of_hanging(tmp_path: Path) -> N
     (receipts / "def.json.tmp").write_bytes(b"{")
     report = verify_store(unit.path)  # returns: a hang would time the test out
     problems = {(p.where, p.message) for p in report.problems}
-    refused = "not a regular file (a FIFO, device or link): not read"
-    assert (f"segments/{name}", refused) in problems
-    assert ("receipts/abc.json", refused) in problems
+    assert (f"segments/{name}", "a FIFO, not a regular file: not read") in problems
+    assert ("receipts/abc.json", "a symbolic link, not a regular file: not read") in problems
     assert not [p for p in report.problems if "def.json.tmp" in p.where]
     assert any("def.json.tmp" in n for n in report.notes)
     (receipts / "abc.json").unlink()
@@ -255,9 +254,12 @@ def test_a_seized_unit_cannot_release_evidence_under_its_own_receipt(tmp_path: P
 def test_json_nested_thousands_deep_is_refused_not_a_traceback() -> None:
     from sealing import canonical
 
-    deep = b"[" * 100_000 + b"]" * 100_000
+    deep = b"[" * 60_000 + b"]" * 60_000  # within the count of arrays, beyond any stack
     with pytest.raises(canonical.EncodingError, match="nested too deeply"):
         canonical.decode(deep)
+    deeper = b"[" * 100_000 + b"]" * 100_000  # beyond the count: refused before parsing
+    with pytest.raises(canonical.EncodingError, match="more than 65536 objects and arrays"):
+        canonical.decode(deeper)
     from sealing.receipts import ReceiptRefused, parse_receipt
 
     with pytest.raises(ReceiptRefused):  # a receipt made of it: refused with a reason

@@ -36,6 +36,7 @@ from firmware.recording import run_scenario
 from firmware.scenario import parse
 from firmware.unitclock import UnitClock
 from link import pki
+from link.inventory import read_known
 from sealing.age import Identity
 from sealing.unit import open_unit
 
@@ -155,6 +156,7 @@ def _pull(unit: Path, agency: Path, dock_dir: Path) -> None:
                 client,
                 dock_dir,
                 key,
+                inventory=read_known(agency / "inventory.sqlite"),
                 password=PASSWORD,
                 fingerprint_ok=True,
                 progress=lambda *_: None,

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dock.client import Client
@@ -40,8 +41,10 @@ from dock.discovery import FixedUnits, UnitAddress
 from dock.service import Board, DockService, PasswordDir
 from firmware.auth import set_password
 from firmware.export_service import ExportHooks, ExportService, RunningService, serve
-from link import pki
+from link import messages, pki, routes
+from link.inventory import Known, active_entry
 from sealing.age import Identity
+from sealing.keys import fingerprint
 from sealing.receipts import apply_receipt, make_receipt, media_entries
 from sealing.store import SegmentMeta, Store
 from sealing.unit import open_unit, provision_unit
@@ -125,16 +128,16 @@ def _service_only(units: list[BenchUnit], client_ctx: Any) -> float:
     clients = []
     for u in units:
         client = Client(*u.running.address, client_ctx)
-        code, auth = client.json("POST", "/v1/auth", {"password": PASSWORD, "fingerprint_ok": True})
+        code, auth = client.json(routes.AUTH, {"password": PASSWORD, "fingerprint_ok": True})
         if code != 200:
             raise RuntimeError(f"benchmark login refused: {auth}")
-        client.token = auth["token"]
+        client.token = messages.parse_session(auth).token
         clients.append(client)
 
     def get_all(u: BenchUnit, client: Client) -> None:
         buf = memoryview(bytearray(1 << 20))
         for f in u.files():
-            resp = client.request("GET", f"/v1/segments/{f.name}")
+            resp = client.request(routes.SEGMENT, f.name)
             while resp.readinto(buf):
                 pass
 
@@ -161,22 +164,21 @@ def main(argv: list[str]) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _credentials(tmp: Path, ca: pki.Issued, name: str, key: Ed25519PrivateKey, role: str) -> bytes:
+    """NAME.crt and NAME.key in tmp, issued to NAME (a unit's serial); the DER."""
+    cert = pki.issue(ca, cn=name, role=role, public_key=key.public_key(), hosts=["127.0.0.1"])
+    (tmp / f"{name}.key").write_bytes(pki.pem_key(key))
+    (tmp / f"{name}.crt").write_bytes(pki.pem_cert(cert))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
 def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     dock_key = Ed25519PrivateKey.generate()
     ca = pki.make_ca("qa")
-    for name, key, role in (
-        ("unit", Ed25519PrivateKey.generate(), "unit"),
-        ("dock", dock_key, "dock"),
-    ):
-        (tmp / f"{name}.key").write_bytes(pki.pem_key(key))
-        (tmp / f"{name}.crt").write_bytes(
-            pki.pem_cert(
-                pki.issue(ca, cn=name, role=role, public_key=key.public_key(), hosts=["127.0.0.1"])
-            )
-        )
     (tmp / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
-    server_ctx = pki.server_context(tmp / "unit.crt", tmp / "unit.key", tmp / "ca.crt")
+    _credentials(tmp, ca, "dock", dock_key, "dock")
     client_ctx = pki.client_context(tmp / "dock.crt", tmp / "dock.key", tmp / "ca.crt")
+    entries = []
     share = (args.mib << 20) // args.units
     passwords = tmp / "passwords"
     passwords.mkdir()
@@ -193,7 +195,12 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         )
         set_password(path, PASSWORD)
         (passwords / serial).write_text(PASSWORD)
+        der = _credentials(tmp, ca, serial, Ed25519PrivateKey.generate(), "unit")
+        server_ctx = pki.server_context(
+            tmp / f"{serial}.crt", tmp / f"{serial}.key", tmp / "ca.crt"
+        )
         store = open_unit(path)
+        entries.append(active_entry(serial, fingerprint(store.keys.public), der))
         hooks = ExportHooks(
             clock_status=lambda: {"state": "synced", "source": "dock"},
             on_dock_time=lambda t, d: {},
@@ -215,6 +222,7 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             client_ctx,
             PasswordDir(passwords, True),
             Board(io.StringIO(), threading.Lock()),
+            Known(tmp / "inventory", tuple(entries)),
             workers=args.units,
         )
         start = time.perf_counter()

@@ -7,16 +7,20 @@ Times come from a fixed clock so records are reproducible; age ciphertext is
 not (fresh file keys and nonces each run), so regenerating changes the files.
 
 `unit/` MUST verify (a release, a clock step inside a segment, a power loss
-with a torn chain line and a partial segment); each store under `bad/` MUST
-fail on the one rule `bad/CASES.json` names.
+with a torn chain line and a partial segment, a recording key, a Pi still, a
+camera recovery), and so MUST `dock/` (the same store as a dock's copy, with
+the dock's work files beside the segments); each case under `bad/` MUST fail
+on the one rule `bad/CASES.json` names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ from sealing import canonical, fss, keys, layout
 from sealing.age import Identity
 from sealing.keys import fingerprint, raw_public
 from sealing.receipts import RECEIPT_DOMAIN, apply_receipt, make_receipt, media_entries
-from sealing.records import GENESIS_PREV, SIG_DOMAIN, Stamp
+from sealing.records import GENESIS_PREV, MAX_LINE, SIG_DOMAIN, Stamp
 from sealing.store import SegmentMeta, Store
 from sealing.unit import open_unit, provision_unit
 
@@ -48,7 +52,14 @@ class FixedClock:
         return Stamp(1_000_000 + tick, T0 + tick + self.wall_offset, "synced", "dock")
 
 
-def _seal(store: Store, clock: FixedClock, ext: str, data: bytes, step_back_us: int = 0) -> None:
+def _seal(
+    store: Store,
+    clock: FixedClock,
+    ext: str,
+    data: bytes,
+    step_back_us: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> None:
     start = clock()
     w = store.open_segment(ext, stamp=start)
     w.write(data)
@@ -76,6 +87,7 @@ def _seal(store: Store, clock: FixedClock, ext: str, data: bytes, step_back_us: 
             duration_us=end.mono_us - start.mono_us,
             codecs=["mjpeg"] if ext == "jpg" else ["h264", "aac"],
             container="jpeg" if ext == "jpg" else "mpegts",
+            extra=extra or {},
         )
     )
 
@@ -101,7 +113,10 @@ def main(out: Path) -> None:
         store.append("pause", {"reason": "to_be_stated"})
         store.append("resume", {})
         store.append("resume_note", {"given": True, "speech_s": 4})
-        _seal(store, clock, "jpg", b"\xff\xd8 still \xff\xd9")
+        store.append("recording_key", _recording_key(Ed25519PrivateKey.generate()))
+        still = {"source": "sensor", "width": 4608, "height": 2592}
+        _seal(store, clock, "jpg", b"\xff\xd8 still \xff\xd9", extra={"still": still})
+        store.append("recovered", _recovered(7_000_000, 7_800_000))
         _seal(store, clock, "ts", b"segment two " * 7000, step_back_us=30_000_000)
         recs = store.records()
         receipt = make_receipt(
@@ -132,7 +147,38 @@ def main(out: Path) -> None:
     (unit / "store" / "LOCK").unlink()
     (unit / "store" / "reserve").unlink()  # room kept for a full disk, not evidence
     bad_vectors(out / "bad", unit, key0, dock, first_bytes)
+    dock_vector(out / "dock", unit, first_bytes)
     media_vector(out / "media")
+    bad_media(out / "bad", out / "media" / "signed.ts")
+
+
+def dock_vector(out: Path, unit: Path, first_bytes: bytes) -> None:
+    """The unit's store as a dock holds it (docs/FORMAT.md section 8.4): the
+    chain, key and receipts under units/<serial>/, every segment (the released
+    one too) under its date, beside two of the dock's own work files, which a
+    verifier notes and does not read."""
+    store = unit / "store"
+    serial = "BC-VECTOR-01"
+    copy = out / "units" / serial
+    copy.mkdir(parents=True)
+    for name in (layout.CHAIN, layout.DEVICE_PUB):
+        shutil.copy(store / name, copy / name)
+    shutil.copytree(store / layout.RECEIPTS, copy / layout.RECEIPTS)
+    files = {p.name: p.read_bytes() for p in (store / layout.SEGMENTS).iterdir()}
+    recs = [json.loads(line)["rec"] for line in (store / layout.CHAIN).read_bytes().splitlines()]
+    first = next(r for r in recs if r["type"] == "segment")["body"]["file"]
+    files[first] = first_bytes
+    for name, data in files.items():
+        parsed = layout.parse_name(name)
+        assert parsed is not None
+        folder = out / parsed.day_dir / serial
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    parsed = layout.parse_name(first)
+    assert parsed is not None
+    folder = out / parsed.day_dir / serial
+    (folder / f"{first}.rejected-{T0 + 120_000_000}").write_bytes(first_bytes[:-1] + b"\x00")
+    (folder / f"{first}.part").write_bytes(first_bytes[:4096])
 
 
 def media_vector(out: Path) -> None:
@@ -142,7 +188,8 @@ def media_vector(out: Path) -> None:
     import tempfile
 
     from capture import gopsign
-    from firmware.cmd_verify_media import read_access_units
+    from capture.gopcheck import GroupResult
+    from firmware.cmd_verify_media import check_file
     from firmware.recording import run_scenario
     from firmware.scenario import parse
     from sealing.age import decrypt
@@ -172,9 +219,11 @@ def media_vector(out: Path) -> None:
         with seg.open("rb") as f:
             decrypt(f, agency, plain)
         (out / "signed.ts").write_bytes(plain.getvalue())
-    check = gopsign.check_stream(read_access_units(out / "signed.ts"))
+    seen: list[GroupResult] = []
+    check = check_file(out / "signed.ts", seen.append)
+    assert check.ok
     groups = []
-    for g in check.groups:
+    for g in seen:
         sig = g.signature
         assert sig is not None and g.status == "verified"
         groups.append(
@@ -195,6 +244,63 @@ def media_vector(out: Path) -> None:
         "groups": groups,
     }
     (out / "signed.json").write_text(json.dumps(facts, indent=1) + "\n")
+
+
+def _recording_key(key: Ed25519PrivateKey) -> dict[str, Any]:
+    raw = raw_public(key.public_key())
+    return {"public_key": canonical.b64(raw), "key": hashlib.sha256(raw).hexdigest()}
+
+
+def _recovered(gap_from: int, gap_to: int, gap: int | None = None) -> dict[str, Any]:
+    return {
+        "what": "camera",
+        "reason": "video resumed after restart 1 of 3",
+        "restarts": 1,
+        "gap_from_us": gap_from,
+        "gap_to_us": gap_to,
+        "gap_us": gap_to - gap_from if gap is None else gap,
+    }
+
+
+def bad_media(out: Path, signed: Path) -> None:
+    """Copies of the signed media vector that `bodycam verify-media` MUST NOT
+    verify: every signature holds, but one group's pictures would play twice."""
+    from fractions import Fraction
+
+    import av
+
+    gops: list[list[bytes]] = []
+    with av.open(str(signed)) as src:
+        for pkt in src.demux(src.streams.video[0]):
+            if pkt.size:
+                if pkt.is_keyframe or not gops:
+                    gops.append([])
+                gops[-1].append(bytes(pkt))
+    assert len(gops) >= 5
+    cases = json.loads((out / "CASES.json").read_text())
+    for name, order, rule in [
+        (
+            "media_group_repeated",
+            [0, 1, 2, 2, 3, 4],
+            "a group is in a copy once (right after itself)",
+        ),
+        ("media_group_played_again", [0, 1, 2, 3, 1, 4], "a group is in a copy once (again later)"),
+    ]:
+        (out / name).mkdir()
+        with av.open(str(signed)) as src, av.open(str(out / name / "copy.ts"), "w") as dst:
+            vs = dst.add_stream_from_template(src.streams.video[0])
+            n = 0
+            for g in order:
+                for i, data in enumerate(gops[g]):
+                    p = av.Packet(data)
+                    p.stream = vs
+                    p.time_base = Fraction(1, 30)
+                    p.pts = p.dts = n
+                    p.is_keyframe = i == 0
+                    dst.mux(p)
+                    n += 1
+        cases[name] = {"rule": rule, "problem": "more than once", "media": "copy.ts", "only": True}
+    (out / "CASES.json").write_text(json.dumps(cases, indent=1, sort_keys=True) + "\n")
 
 
 def _pem(key: Ed25519PrivateKey) -> bytes:
@@ -289,6 +395,10 @@ def bad_vectors(
         chain = kw.get("chain") or _reseal(recs, device, key0)
         (d / layout.CHAIN).write_bytes(chain)
         cases[name] = {"rule": rule, "problem": problem}
+        if kw.get("only"):
+            cases[name]["only"] = True
+        if "then" in kw:
+            cases[name].update(kw["then"](d) or {})
 
     def released_under(receipt: bytes, recs: list[dict[str, Any]], **change: Any) -> Any:
         r = json.loads(receipt)["receipt"]
@@ -311,9 +421,9 @@ def bad_vectors(
         return [json.loads(ln)["rec"] for ln in _reseal(recs, device, key0).splitlines()]
 
     gen2 = {**base[0], "boot": 1, "mono_us": base[-1]["mono_us"] + 1}
-    case("second_genesis", "exactly one genesis", "second genesis", base + [gen2])
+    case("second_genesis", "exactly one genesis", "second genesis", base + [gen2], only=True)
     g_boot = [{**r, "boot": r["boot"] + 1} for r in base]
-    case("genesis_boot_1", "genesis has boot 0", "genesis has boot count 1", g_boot)
+    case("genesis_boot_1", "genesis has boot 0", "genesis has boot count 1", g_boot, only=True)
 
     recs = resealed(base)
     chain, receipts = released_under(_receipt(stranger, recs), recs)
@@ -372,9 +482,9 @@ def bad_vectors(
         chain=b"".join(upper + lines[3:]),
     )
     big = [*base[:3], {**base[3], "body": {"reason": "privacy", "n": 2**53}}, base[4]]
-    case("integer_beyond_2_53", "integers within +-(2^53 - 1)", "beyond", big)
+    case("integer_beyond_2_53", "integers within +-(2^53 - 1)", "beyond", big, only=True)
     lone = [*base[:3], {**base[3], "body": {"reason": "\ud800"}}, base[4]]
-    case("lone_surrogate", "strings are Unicode scalar values", "lone surrogate", lone)
+    case("lone_surrogate", "strings are Unicode scalar values", "lone surrogate", lone, only=True)
     padded = seg.replace("_000001.", "_0000001.")
     pad = [*base[:2], {**base[2], "body": {**base[2]["body"], "file": padded}}, *base[3:]]
     case(
@@ -400,6 +510,7 @@ def bad_vectors(
         "start <= end on the monotonic clock",
         "ends before it starts",
         [*base[:2], {**base[2], "body": back}, *base[3:]],
+        only=True,
     )
     pl = {**base[3], "type": "power_loss", "body": {"cause": "gremlins"}}
     case(
@@ -407,7 +518,205 @@ def bad_vectors(
         "power_loss has one of two shapes",
         "power_loss",
         [*base[:3], pl],
+        only=True,
     )
+
+    # -- issue 23: the format decided ---------------------------------------------------
+
+    def padded_to(n: int) -> list[dict[str, Any]]:
+        body = {"reason": "privacy", "pad": "a" * n}
+        return [*base, {**base[4], "type": "pause", "body": body}]
+
+    last = _reseal(padded_to(0), device, key0).splitlines(keepends=True)[-1]
+    long = padded_to(MAX_LINE + 1 - len(last))  # its line, newline included: MAX_LINE + 1
+    case(
+        "chain_line_over_8_mib",
+        "a line, newline included, is at most 8 MiB",
+        "a line longer than",
+        long,
+        only=True,
+    )
+    many = [*base, {**base[4], "type": "pause", "body": {"reason": "privacy", "x": [{}] * 70_000}}]
+    case(
+        "record_of_too_many_objects",
+        "a document holds at most 65,536 objects and arrays",
+        "more than 65536 objects and arrays",
+        many,
+        only=True,
+    )
+    key_a, key_b = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    rk_a = {**base[4], "type": "recording_key", "body": _recording_key(key_a)}
+    rk_b = {**base[4], "type": "recording_key", "body": _recording_key(key_b)}
+    stop = {**base[4], "type": "record_stop", "body": {"cause": "button"}}
+    wrong = {**rk_a, "body": {**rk_a["body"], "key": rk_b["body"]["key"]}}
+    case(
+        "recording_key_not_its_fingerprint",
+        "recording_key: key is the fingerprint of public_key",
+        "key is not the fingerprint",
+        [*base, wrong],
+        only=True,
+    )
+    short = os.urandom(31)
+    rk31 = {"public_key": canonical.b64(short), "key": hashlib.sha256(short).hexdigest()}
+    case(
+        "recording_key_31_bytes",
+        "recording_key: public_key is 32 bytes",
+        "is 31 bytes",
+        [*base, {**rk_a, "body": rk31}],
+        only=True,
+    )
+    case(
+        "recording_key_announced_twice",
+        "recording_key: a key is announced once",
+        "announced before",
+        [*base, rk_a, stop, rk_a],
+        only=True,
+    )
+    case(
+        "two_recording_keys_in_one_recording",
+        "recording_key: one per recording (until record_stop or boot)",
+        "a second recording key",
+        [*base, rk_a, rk_b],
+        only=True,
+    )
+    case(
+        "recording_key_extra_field",
+        "recording_key has exactly public_key and key",
+        "fields must be exactly",
+        [*base, {**rk_a, "body": {**rk_a["body"], "algorithm": "ed25519"}}],
+        only=True,
+    )
+    rec_back = {**base[4], "type": "recovered", "body": _recovered(5_000_000, 4_000_000)}
+    case(
+        "recovered_gap_backwards",
+        "recovered: gap_to_us >= gap_from_us",
+        "is before gap_from_us",
+        [*base, rec_back],
+        only=True,
+    )
+    rec_gap = {**base[4], "type": "recovered", "body": _recovered(4_000_000, 5_000_000, 2)}
+    case(
+        "recovered_gap_not_the_difference",
+        "recovered: gap_us = gap_to_us - gap_from_us",
+        "is not gap_to_us - gap_from_us",
+        [*base, rec_gap],
+        only=True,
+    )
+    all_recs = [json.loads(ln)["rec"] for ln in (store / layout.CHAIN).read_bytes().splitlines()]
+    still = next(r for r in all_recs if r["type"] == "still")
+    still_bytes = (store / layout.SEGMENTS / still["body"]["file"]).read_bytes()
+    odd = {**still["body"]["still"], "source": "upscaled"}
+    case(
+        "still_source_unknown",
+        "still.source is sensor or video",
+        "still.source 'upscaled'",
+        [*base, {**still, "body": {**still["body"], "still": odd}}],
+        files={seg: seg_bytes, still["body"]["file"]: still_bytes},
+        only=True,
+    )
+    torn = {
+        "cause": "torn_chain_line",
+        "dropped_bytes": 10,
+        "dropped_sha256": hashlib.sha256(b"0123456789").hexdigest(),
+        "offset": 4000,
+        "note": "an undocumented field",
+    }
+    case(
+        "power_loss_extra_field",
+        "power_loss has exactly the fields of its shape",
+        "fields beyond its shape",
+        [*base, {**base[4], "type": "power_loss", "body": torn}],
+        only=True,
+    )
+    chain, receipts = released_under(_receipt(dock, recs), recs, note="an undocumented field")
+    case(
+        "release_extra_field",
+        "release has exactly the fields it copies from its receipt, and bytes_freed",
+        "fields beyond a release's",
+        chain,
+        receipts=receipts,  # the file is still there: the refused release frees nothing
+        only=True,
+    )
+
+    def fifo_key(d: Path) -> dict[str, Any]:
+        (d / layout.DEVICE_PUB).unlink()  # git cannot hold a FIFO: the user makes it
+        return {"mkfifo": [f"store/{layout.DEVICE_PUB}"]}
+
+    case(
+        "device_key_is_a_fifo",
+        "only regular files in a store are read",
+        "a FIFO",
+        base,
+        then=fifo_key,
+        only=True,
+    )
+
+    def linked(name: str) -> Callable[[Path], None]:
+        def then(d: Path) -> None:
+            os.rename(d / name, d.parent / name)  # the real thing, outside the store
+            os.symlink(f"../{name}", d / name)
+
+        return then
+
+    case(
+        "device_key_is_a_link",
+        "only regular files in a store are read (no links)",
+        "a symbolic link, not a regular file",
+        base,
+        then=linked(layout.DEVICE_PUB),
+        only=True,
+    )
+    case(
+        "segments_is_a_link",
+        "segments/ is a folder, not a link",
+        "a symbolic link, not a folder",
+        base,
+        then=linked(layout.SEGMENTS),
+        only=True,
+    )
+    held = _receipt(dock, recs)
+    held_id = hashlib.sha256(canonical.encode(json.loads(held)["receipt"])).hexdigest()
+    case(
+        "receipts_is_a_link",
+        "receipts/ is a folder, not a link",
+        "a symbolic link, not a folder",
+        recs,
+        receipts={held_id: held},
+        then=linked(layout.RECEIPTS),
+        only=True,
+    )
+    day = layout.parse_name(seg)
+    assert day is not None
+    for name, rule, problem, extra in [
+        (
+            "dock_holds_an_extra_file",
+            "a dock's date folder holds only the chain's segments and the dock's work files",
+            "nothing else belongs",
+            {"notes.txt": b"not evidence\n"},
+        ),
+        (
+            "dock_holds_a_partial_segment",
+            "a dock's date folder holds no unit's .partial",
+            "partial segment",
+            {seg.replace("_000001.", "_000002.") + layout.PARTIAL: seg_bytes[:1000]},
+        ),
+    ]:
+        d = out / name / "dock"
+        copy = d / "units" / day.serial
+        copy.mkdir(parents=True)
+        shutil.copy(store / layout.DEVICE_PUB, copy / layout.DEVICE_PUB)
+        (copy / layout.CHAIN).write_bytes(_reseal(base, device, key0))
+        folder = d / day.day_dir / day.serial
+        folder.mkdir(parents=True)
+        for fname, data in {seg: seg_bytes, **extra}.items():
+            (folder / fname).write_bytes(data)
+        cases[name] = {
+            "rule": rule,
+            "problem": problem,
+            "path": f"dock/units/{day.serial}",
+            "segments_from": "dock",
+            "only": True,
+        }
     (out / "CASES.json").write_text(json.dumps(cases, indent=1, sort_keys=True) + "\n")
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from cryptography import x509
 
-from firmware.cmd_verify_media import report_of
+from capture import mediacheck
 from link.pki import ca_profile
 from sealing import layout
 from sealing.age import AgeError, Identity, decrypt
@@ -49,7 +49,7 @@ from sealing.cli_verify import dock_lookup
 from sealing.files import fsync_dir
 from sealing.recordings import Recording, recordings, utc_text
 from sealing.records import Record
-from sealing.verify import Report, Unusable, verify_store
+from sealing.verify import Report, Unusable, root_recording_key, verify_store
 
 from .c2pa import C2paFailure, Validation, sign, validate
 from .media import Chapter, Joined, JoinError, join
@@ -90,7 +90,7 @@ def verified_copy(dock: Path, serial: str) -> Report:
     if not (unit / layout.CHAIN).is_file():
         raise CaseError(f"the dock {dock} holds no copy of unit {serial!r}")
     try:
-        report = verify_store(unit, find_segment=dock_lookup(dock))
+        report = verify_store(unit, find_segment=dock_lookup(dock), keep=True)
     except Unusable as exc:
         raise CaseError(str(exc)) from None
     if not report.ok:
@@ -170,7 +170,7 @@ def _build(
         except JoinError as exc:
             raise CaseError(f"the segments could not be joined: {exc}", 1) from None
         clock.lap("decrypt and join")
-        media = report_of(unsigned, chain_dir)
+        media = _in_stream(unsigned, chain_dir)
         if not media["ok"]:
             raise CaseError(f"the joined video's in-stream signatures fail: {_first_bad(media)}", 1)
         clock.lap("in-stream signatures")
@@ -305,11 +305,22 @@ def _plaintext(locate: Any, r: Record, identity: Identity) -> bytes:
     return sink.getvalue()
 
 
+def _in_stream(mp4: Path, chain: Path) -> dict[str, Any]:
+    """`bodycam verify-media MP4 --chain CHAIN` on the joined copy (the file
+    is the dock's own, just written): every group's signature, the key
+    rooted in the unit's chain."""
+    with mp4.open("rb") as f:
+        check = mediacheck.check_stream(f)
+    out = mediacheck.describe(check, mp4.name, partial(utc_text, ms=True))
+    out["chain"] = (
+        root_recording_key(chain, check.key) if check.key else {"rooted": False, "why": "unsigned"}
+    )
+    out["ok"] = out["ok"] and out["chain"]["rooted"]
+    return out
+
+
 def _first_bad(media: dict[str, Any]) -> str:
-    bad = next((g for g in media["groups"] if g["status"] != "verified"), None)
-    if bad:
-        return f"group {bad['group']}: {bad['status']} ({bad['detail']})"
-    return media.get("chain", {}).get("why") or f"groups {media['missing_groups']} missing"
+    return mediacheck.first_problem(media)
 
 
 class StreamHash:
@@ -474,7 +485,7 @@ def _facts(
             "equal the chain record's pt_len and pt_sha256",
             "in_stream": {
                 "verified": media["ok"],
-                "groups": len(media["groups"]),
+                "groups": media["groups"],
                 "missing_groups": media["missing_groups"],
                 "recording_key": media["recording_key"],
                 "recording_key_record": media["chain"]["seq"],
