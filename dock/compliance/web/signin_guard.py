@@ -150,7 +150,8 @@ class SigninGuard:
         with self._lock:
             now = self._clock.monotonic()
             self._forget_old(now)
-            if any(self._entries.pop(k.text, None) is not None for k in keys):
+            dropped = [self._entries.pop(k.text, None) for k in keys]  # every key, no short cut
+            if any(e is not None for e in dropped):
                 self._save(now)
 
     def _forget_old(self, now: float) -> None:
