@@ -151,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     pg.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
     args = p.parse_args(argv)
     if args.cmd in ("supervisor-add", "page"):
-        from .compliance import web  # flask, waitress, matplotlib: loaded only for the page
+        from .compliance.web import serve  # flask, waitress, matplotlib: only for the page
 
-        return web.command(args)
+        return serve.command(args)
     if args.cmd == "report":
         from .index import INDEX_ERRORS, describe_error
         from .report import report

@@ -1,5 +1,5 @@
-"""The supervisors' compliance page: the model (tools/compliance.py) on chains
-a real recorder and a real dock made, and the page (`dock.py page`) as a
+"""The supervisors' compliance page: the model (dock/compliance/model.py) on chains
+a real recorder and a real dock made, and the page (`bodycam-dock page`) as a
 supervisor sees it in Debian's chromium, driven by Playwright.
 
 The dock is the one `bodycam demo` filled (a recording whose first resume
@@ -52,16 +52,6 @@ OFFICER = "OFFICER-DEMO"
 DEMO_PASSWORD = "demo-password"  # firmware/cmd_demo.py provisions the unit with it
 LATE_H = 30
 SUPERVISOR, SUPERVISOR_PASSWORD = "sergeant.ames", "correct-battery-staple-42"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # The second day in the field: record, pause, resume with only traffic noise
 # (the note is judged missing when the stop comes), stop; no evidence mark.
@@ -389,20 +379,6 @@ def _artifacts() -> Path:
     return out
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: apt-get install chromium (scripts/setup does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def _sign_in(page: Any, base: str, password: str = SUPERVISOR_PASSWORD) -> None:
     page.fill("#name", SUPERVISOR)
     page.fill("#password", password)
@@ -594,13 +570,14 @@ def test_supervisor_add_refuses_weak_passwords_and_odd_names(tmp_path: Path) -> 
 def test_an_internal_error_is_logged_and_answered_shortly(
     late_dock: LateDock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from dock.compliance import web as compliance_web
+    from dock.compliance.web.accounts import add_supervisor
+    from dock.compliance.web.serve import create_app
 
-    app = compliance_web.create_app(late_dock.dir)
+    app = create_app(late_dock.dir)
     client = app.test_client()
     form = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
-    compliance_web.add_supervisor(late_dock.dir, "tester", SUPERVISOR_PASSWORD)
+    add_supervisor(late_dock.dir, "tester", SUPERVISOR_PASSWORD)
     signed = client.post("/login", data={"csrf": token, "name": "tester",
                                          "password": SUPERVISOR_PASSWORD})  # fmt: skip
     assert signed.status_code == 302 and signed.headers["Location"] == "/"

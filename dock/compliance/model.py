@@ -4,8 +4,8 @@ index say happened, per unit, per officer and per day.
 Input: a unit's chain records as the dock holds them (`<dock>/units/<serial>/
 chain.jsonl`), the dock index's rows for the segments it holds, and the
 verification the last pull wrote (`<dock>/units/<serial>/verification.json`).
-Output: frozen dataclasses, nothing else; `tools/dock.py report` prints them
-as text and `tools/compliance_web.py` draws them.
+Output: frozen dataclasses, nothing else; `bodycam-dock report` prints them
+as text and the page (dock/compliance/web/) draws them.
 
 Times are the unit's wall clock as stamped in each record (microseconds since
 the epoch); every record also says how far that clock was trusted, and the

@@ -1,0 +1,310 @@
+"""Signing in and out, and who is signed in.
+
+Every request passes `require_sign_in` first: it finds the request's session
+(sessions.py: held by the page, the cookie is only a token) and sends anyone
+without one to the sign-in form, except for the endpoints in PUBLIC. It is
+the one place a permission check per endpoint belongs (roles: the
+supervisor's entry in `g.session`, the endpoint in `request.endpoint`).
+
+Signing in: the form carries a token tied to a cookie of its own (a CSRF
+check before anyone is signed in; SameSite=Strict besides); failures slow
+down and lock per name and per address (signin_guard.py); every attempt,
+sign-out and ended session is a line in `<dock>/signins.jsonl`
+(signin_log.py), written before the answer. When the dock cannot record an
+attempt, nobody signs in. After signing in the supervisor goes back to the
+page they asked for, if it is one of this app's (safe_next.py).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, cast
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.wrappers.response import Response as BaseResponse
+
+from sealing.recordings import utc_text as iso_text
+
+from .accounts import NAME_RE, load_supervisors
+from .clock import Clock, utc_text
+from .errors import PageError
+from .safe_next import local_next
+from .sessions import Session, SessionStore, password_tag
+from .signin_guard import Key, Lock, SigninGuard
+from .signin_log import SIGNIN_LOG, SigninLog
+
+KEY = "bodycam_auth"
+SESSION_COOKIE = "bodycam_supervisor"
+SIGNIN_COOKIE = "bodycam_signin"  # ties the sign-in form's token to this browser
+PUBLIC = frozenset({"auth.login_form", "auth.login"})
+FORM_EXPIRED = "The form has expired or did not come from this page: reload the page and try again."
+
+log = logging.getLogger("bodycam.compliance")
+
+bp = Blueprint("auth", __name__)
+
+
+@dataclass(frozen=True)
+class AuthState:
+    dock_dir: Path
+    clock: Clock
+    sessions: SessionStore
+    guard: SigninGuard
+    log: SigninLog
+    secret: bytes  # signs the sign-in form's token; drawn at each start
+    dummy_hash: str  # checked for an unknown name, so that it takes as long
+    # one password check at a time, so that concurrent guesses cannot slip
+    # past the count (a check is one scrypt, a fraction of a second)
+    checking: threading.Lock
+
+
+@dataclass(frozen=True)
+class LockNotice:
+    """A lock as the sign-in page words it."""
+
+    scope: str  # "name" or "address"
+    who: str
+    until: str  # 2026-12-02 01:40:31 UTC
+    wait: str  # 14 min 58 s
+
+
+def install(app: Flask, dock_dir: Path, clock: Clock) -> None:
+    """Raises PageError when the kept sign-in locks cannot be read."""
+    app.extensions[KEY] = AuthState(
+        dock_dir=dock_dir,
+        clock=clock,
+        sessions=SessionStore(clock),
+        guard=SigninGuard.load(dock_dir, clock),
+        log=SigninLog(dock_dir / SIGNIN_LOG),
+        secret=secrets.token_bytes(32),
+        dummy_hash=generate_password_hash(secrets.token_hex(16)),
+        checking=threading.Lock(),
+    )
+
+
+def _state() -> AuthState:
+    return cast(AuthState, current_app.extensions[KEY])
+
+
+def signed_in() -> Session | None:
+    """The session of this request, once require_sign_in has found it."""
+    return cast(Session | None, g.get("session"))
+
+
+# -- every request -------------------------------------------------------------
+
+
+@bp.before_app_request
+def require_sign_in() -> BaseResponse | None:
+    session = _session_of_request()
+    if session is not None:
+        g.session = session
+        return None
+    if request.routing_exception is not None or request.endpoint in PUBLIC:
+        return None  # an unknown path, an untrusted Host: answered as that error
+    nxt = None
+    if request.method == "GET" and request.endpoint:
+        nxt = url_for(request.endpoint, **(request.view_args or {}))  # names encoded again
+    resp = redirect(url_for("auth.login_form", next=nxt))
+    if SESSION_COOKIE in request.cookies:
+        resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+def _session_of_request() -> Session | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    st = _state()
+    session = st.sessions.find(token)
+    if session is None:
+        return None
+    try:
+        stored = load_supervisors(st.dock_dir).get(session.user)
+    except PageError as exc:
+        log.error("%s", exc)
+        _unreadable(exc)
+    if stored is None or not _same(password_tag(stored), session.password_tag):
+        st.sessions.end(token)
+        why = "removed" if stored is None else "password_changed"
+        try:
+            _record("session_ended", session.user, why=why)
+        except OSError:
+            log.exception("sign-in log")  # the session ends all the same
+        return None
+    return session
+
+
+@bp.app_context_processor
+def signed_in_context() -> dict[str, Any]:
+    session = signed_in()
+    return {"user": session.user if session else None, "csrf": session.csrf if session else ""}
+
+
+# -- signing in and out ------------------------------------------------------------
+
+
+@bp.get("/login")
+def login_form() -> BaseResponse:
+    return _login_page(200, local_next(request.args.get("next"), current_app.url_map))
+
+
+@bp.post("/login")
+def login() -> BaseResponse:
+    st = _state()
+    nonce = request.cookies.get(SIGNIN_COOKIE, "")
+    sent = request.form.get("csrf", "")
+    if not nonce or not _same(sent, _form_token(nonce)):
+        abort(400, description=FORM_EXPIRED)
+    name, password = request.form.get("name", ""), request.form.get("password", "")
+    nxt = local_next(request.form.get("next"), current_app.url_map)
+    keys = [Key("name", name)] if NAME_RE.fullmatch(name) else []
+    keys.append(Key("address", _address()))  # after the name: a tie is told as the name's
+    try:
+        with st.checking:
+            return _sign_in(st, keys, name, password, nxt)
+    except OSError as exc:
+        log.exception("sign-in record")
+        abort(
+            503,
+            description=f"The dock cannot record sign-in attempts ({exc.strerror or exc}), "
+            "so nobody can sign in until it can: the dock folder must be writable.",
+        )
+
+
+def _sign_in(
+    st: AuthState, keys: list[Key], name: str, password: str, nxt: str | None
+) -> BaseResponse:
+    lock = st.guard.lock_on(keys)
+    if lock is not None:
+        if _power_of_ten(lock.refused):  # a flood of refusals is a few lines, counted
+            _record("locked", name, lock=lock)
+        return _login_page(429, nxt, lock=lock)
+    try:
+        stored = load_supervisors(st.dock_dir).get(name)
+    except PageError as exc:
+        log.error("%s", exc)
+        _unreadable(exc)
+    matches = check_password_hash(stored or st.dummy_hash, password)
+    if stored is None or not matches:
+        lock = st.guard.failed(keys)
+        _record("wrong_password", name, lock=lock)
+        return _login_page(401, nxt, error="Wrong name or password.", lock=lock)
+    st.guard.succeeded(keys)
+    _record("signed_in", name)
+    token, _ = st.sessions.start(name, password_tag(stored))
+    log.info("supervisor %r signed in", name)
+    resp = redirect(nxt or url_for("pages.overview"))
+    resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict")
+    return resp
+
+
+@bp.post("/logout")
+def logout() -> BaseResponse:
+    session = signed_in()
+    token = request.cookies.get(SESSION_COOKIE, "")
+    sent = request.form.get("csrf", "")
+    if session is None or not _same(sent, session.csrf):
+        abort(400, description=FORM_EXPIRED)
+    _state().sessions.end(token)
+    try:
+        _record("signed_out", session.user)
+    except OSError:
+        log.exception("sign-in log")  # signed out all the same
+    resp = redirect(url_for("auth.login_form"))
+    resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _unreadable(exc: PageError) -> NoReturn:
+    abort(503, description=f"The dock's list of supervisors cannot be read: {exc}")
+
+
+def _same(sent: str, want: str) -> bool:
+    """In constant time, and for any text a browser sends (compare_digest
+    refuses a str that is not ASCII: that was a 500)."""
+    return hmac.compare_digest(sent.encode(), want.encode())
+
+
+def _address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _form_token(nonce: str) -> str:
+    return hmac.new(_state().secret, nonce.encode(), "sha256").hexdigest()
+
+
+def _power_of_ten(n: int) -> bool:
+    return n >= 1 and str(n).rstrip("0") == "1"
+
+
+def _iso(wall: float) -> str:
+    return iso_text(int(wall * 1e6), ms=True)
+
+
+def _record(result: str, name: str, lock: Lock | None = None, why: str | None = None) -> None:
+    """One line of the sign-in log; OSError when it cannot be written."""
+    st = _state()
+    entry: dict[str, Any] = {
+        "at": _iso(st.clock.wall()),
+        "result": result,
+        "name": name[:64],
+        "address": _address(),
+    }
+    if lock is not None:
+        entry |= {"locked": lock.key.scope, "locked_until": _iso(lock.until_wall)}
+        if lock.refused:
+            entry["refused"] = lock.refused
+    if why is not None:
+        entry["why"] = why
+    st.log.write(entry)
+
+
+def _notice(lock: Lock) -> LockNotice:
+    left = math.ceil(lock.seconds_left(_state().clock))
+    minutes, seconds = divmod(left, 60)
+    wait = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+    return LockNotice(lock.key.scope, lock.key.who, utc_text(lock.until_wall), wait)
+
+
+def _login_page(
+    status: int, nxt: str | None, error: str | None = None, lock: Lock | None = None
+) -> BaseResponse:
+    nonce = request.cookies.get(SIGNIN_COOKIE, "")
+    fresh = not 0 < len(nonce) <= 100
+    if fresh:
+        nonce = secrets.token_urlsafe(32)
+    html = render_template(
+        "login.html.j2",
+        next=nxt,
+        error=error,
+        locked=_notice(lock) if lock is not None else None,
+        csrf=_form_token(nonce),
+    )
+    resp = make_response(html, status)
+    if fresh:
+        resp.set_cookie(SIGNIN_COOKIE, nonce, httponly=True, samesite="Strict")
+    if lock is not None:
+        resp.headers["Retry-After"] = str(max(1, math.ceil(lock.seconds_left(_state().clock))))
+    return resp

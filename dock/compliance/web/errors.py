@@ -1,0 +1,5 @@
+"""The one exception the page's commands stop with."""
+
+
+class PageError(Exception):
+    """A command that must stop; the message says why."""

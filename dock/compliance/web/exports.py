@@ -1,0 +1,106 @@
+"""Downloads: a unit's day and an officer's days as a printable PDF (the
+page's own template, through WeasyPrint) and as CSV (one row per event and
+per finding).
+
+A CSV cell is chain text, and a spreadsheet runs a cell that starts with
+`=`, `+`, `-` or `@` (or a tab or line break before one) as a formula: such a
+cell gets a leading apostrophe (OWASP's advice), which makes a spreadsheet
+read it as text (some show the apostrophe, and a program reading the CSV sees
+it); every other cell is the chain's text unchanged."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Blueprint, Response
+
+from .. import model
+from .context import officer_days, unit_of
+from .names import attachment
+from .pages import officer_html, parse_day, unit_day_html
+
+bp = Blueprint("exports", __name__)
+
+CSV_COLUMNS = ["row", "unit", "officer", "time_utc", "record", "recording", "kind", "state", "what"]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, str) and v.startswith(FORMULA_STARTS):
+        return "'" + v
+    return v
+
+
+def to_csv(events: Iterable[model.Event], findings: Iterable[model.Finding]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(CSV_COLUMNS)
+    for e in events:
+        rec = e.recording if e.recording is not None else ""
+        row = [
+            "event",
+            e.serial,
+            e.officer,
+            model.iso(e.at_us),
+            e.seq,
+            rec,
+            e.kind,
+            e.state,
+            e.text,
+        ]
+        w.writerow([_cell(v) for v in row])
+    for f in findings:
+        rec = f.recording if f.recording is not None else ""
+        row = [
+            "finding",
+            f.serial,
+            f.officer,
+            model.iso(f.at_us),
+            f.seq,
+            rec,
+            f.kind,
+            f.label,
+            f.text,
+        ]
+        w.writerow([_cell(v) for v in row])
+    return out.getvalue()
+
+
+def _pdf(html: str) -> bytes:
+    import weasyprint  # loads slowly: only when a PDF is asked for
+
+    return bytes(weasyprint.HTML(string=html).write_pdf())
+
+
+def _download(data: bytes, mimetype: str, stem: str, ext: str) -> Response:
+    return Response(data, mimetype=mimetype, headers={"Content-Disposition": attachment(stem, ext)})
+
+
+@bp.get("/unit/<segment:serial>/<day>/report.pdf")
+def unit_day_pdf(serial: str, day: str) -> Response:
+    shown, html = unit_day_html(serial, day, printable=True)
+    return _download(_pdf(html), "application/pdf", f"{serial}_{shown.day}", ".pdf")
+
+
+@bp.get("/unit/<segment:serial>/<day>/events.csv")
+def unit_day_csv(serial: str, day: str) -> Response:
+    d = parse_day(day)
+    shown = model.unit_day(unit_of(serial), d)
+    text = to_csv(shown.events, shown.findings)
+    return _download(text.encode(), "text/csv", f"{serial}_{d}", ".csv")
+
+
+@bp.get("/officer/<segment:name>/report.pdf")
+def officer_pdf(name: str) -> Response:
+    html = officer_html(name, printable=True)
+    return _download(_pdf(html), "application/pdf", name, ".pdf")
+
+
+@bp.get("/officer/<segment:name>/events.csv")
+def officer_csv(name: str) -> Response:
+    days = officer_days(name)
+    text = to_csv([e for d in days for e in d.events], [f for d in days for f in d.findings])
+    return _download(text.encode(), "text/csv", name, ".csv")

@@ -1,0 +1,82 @@
+"""The pages a supervisor reads: the overview (units, officers, findings), a
+unit's days, a unit's day (timeline, findings, recordings, events) and an
+officer's days. The day and officer pages are also rendered for print (the
+PDFs in exports.py use the same templates)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, abort, render_template
+
+from .. import model
+from .context import dock_view, officer_days, unit_of
+from .timeline import officer_rows, timeline_svg, unit_day_rows
+
+bp = Blueprint("pages", __name__)
+
+DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_day(text: str) -> date:
+    if not DAY_RE.fullmatch(text):
+        abort(400, description=f"{text!r} is not a day: give it as YYYY-MM-DD (UTC).")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        abort(400, description=f"{text!r} is not a day of the calendar.")
+
+
+def unit_day_html(serial: str, day: str, printable: bool = False) -> tuple[model.Day, str]:
+    """A unit's day as a page (or its printable form) and what it shows."""
+    d = parse_day(day)
+    unit = unit_of(serial)
+    shown = model.unit_day(unit, d)
+    svg = timeline_svg(unit_day_rows(shown), f"{serial}, {d.isoformat()} (UTC)")
+    html = render_template("day.html.j2", unit=unit, day=shown, svg=svg, printable=printable)
+    return shown, html
+
+
+def officer_html(name: str, printable: bool = False) -> str:
+    days = officer_days(name)
+    svg = timeline_svg(officer_rows(days), f"{name}: one bar per day (UTC)")
+    return render_template("officer.html.j2", officer=name, days=days, svg=svg, printable=printable)
+
+
+@bp.get("/")
+def overview() -> str:
+    v = dock_view()
+    units = list(v.units)
+    people: list[dict[str, Any]] = []
+    for name in model.officers(units):
+        days = model.officer_days(units, name)
+        people.append(
+            {
+                "name": name,
+                "units": sorted({r.serial for d in days for r in d.recordings}),
+                "days": days,
+                "findings": [f for d in days for f in d.findings],
+            }
+        )
+    return render_template(
+        "overview.html.j2", units=units, unreadable=v.unreadable, officers=people
+    )
+
+
+@bp.get("/unit/<segment:serial>")
+def unit_page(serial: str) -> str:
+    unit = unit_of(serial)
+    days = [model.unit_day(unit, d) for d in unit.days()]
+    return render_template("unit.html.j2", unit=unit, days=days)
+
+
+@bp.get("/unit/<segment:serial>/<day>")
+def unit_day(serial: str, day: str) -> str:
+    return unit_day_html(serial, day)[1]
+
+
+@bp.get("/officer/<segment:name>")
+def officer(name: str) -> str:
+    return officer_html(name)
