@@ -20,7 +20,10 @@ The dock's storage:
     <dock>/units/<serial>/receipts/<id>.json receipts this dock signed
     <dock>/units/<serial>/verification.json  the last safety check before a receipt
     <dock>/supervisors.json                  who may sign in to the compliance page
+    <dock>/signins.jsonl                     every sign-in, failure and sign-out (0600)
+    <dock>/signin-locks.json                 sign-in locks that outlive a restart (0600)
     <dock>/YYYY/MM/DD/<serial>/<segment>     segments, filed by start date (R21)
+    <dock>/.staging/                         what a unit sent, until it is verified
 """
 
 from __future__ import annotations
