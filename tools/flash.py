@@ -147,9 +147,12 @@ def provision(
     record: bool = True,
     devices: str = "sim",
     wheels: Path | None = None,
+    arch: str | None = None,
 ) -> dict[str, str]:
     """Provision `target` (a root file system, or a staging folder); `record`
-    adds the unit to the inventory (an image is recorded once it is written)."""
+    adds the unit to the inventory (an image is recorded once it is written).
+    `arch`: the root's architecture, which the wheelhouse must fit (default:
+    what the target's own programs are built for, else the Pi's arm64)."""
     check_serial(serial)
     if not officer.strip():
         raise FlashError("--officer must not be empty")
@@ -177,9 +180,10 @@ def provision(
         shutil.rmtree(unit)  # new keys, never the old ones
         shutil.rmtree(target / layout.PREFIX, ignore_errors=True)
     if wheels is not None:  # refuse a bad wheelhouse before any key is made
-        problems = wheelhouse.check(wheels)
+        arch = arch or root_arch(target)
+        problems = wheelhouse.check(wheels, arch=arch)
         if problems:
-            raise FlashError(f"wheelhouse {wheels}: " + "; ".join(problems[:5]))
+            raise FlashError(f"wheelhouse {wheels} ({arch}): " + "; ".join(problems[:5]))
     ca = _load_ca(agency)
     recipient = Recipient.parse((agency / "evidence.recipient").read_text())
     _install_firmware(target, sample_gps=devices == "sim")
@@ -265,6 +269,10 @@ def image(
     if out.exists() and not force:
         raise FlashError(f"{out} exists; use --force to replace it")
     card.check_source(source)  # refuse a bad image before any key is made
+    try:  # the wheelhouse must fit the card's programs (a Pi's arm64, an emulator's amd64)
+        arch = wheelhouse.elf_arch(card.read_file(source, 2, ARCH_PROBE)[:20])
+    except card.CardError:
+        arch = None
     with tempfile.TemporaryDirectory(prefix="bodycam-stage-") as stage:
         row = provision(
             Path(stage),
@@ -277,12 +285,27 @@ def image(
             record=False,
             devices=devices,
             wheels=wheels,
+            arch=arch or wheelhouse.UNIT_ARCH,
         )
         report = card.write_image(
             source, out, root_tree=Path(stage), serial=serial, data_size=data_size
         )
     add_to_inventory(agency, row)
     return row, report
+
+
+# Any program of the root tells its architecture (ELF e_machine)
+ARCH_PROBE = "usr/bin/true"
+
+
+def root_arch(target: Path) -> str:
+    """The architecture of a root folder's programs; the Pi's arm64 where it
+    has none to tell (a staging folder, a test's folder)."""
+    probe = target / ARCH_PROBE
+    if not probe.is_file():
+        return wheelhouse.UNIT_ARCH
+    with probe.open("rb") as f:
+        return wheelhouse.elf_arch(f.read(20)) or wheelhouse.UNIT_ARCH
 
 
 def _install_firmware(target: Path, *, sample_gps: bool) -> None:
