@@ -23,6 +23,7 @@ from .runtime import Recorder
 from .scenario import Scenario, ScenarioError, load
 from .unitconfig import ConfigError, UnitConfig
 
+FROM_UNIT_TOML: tuple[()] = ()  # `--export` without ADDRESS:PORT
 HELP = "run the recorder (live until SIGTERM; a scripted simulated unit: --sim --scenario FILE)"
 
 
@@ -42,7 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="ADDRESS:PORT",
         type=address_port,
         nargs="?",
-        const="",
+        # A bare --export (as the shipped service runs it) means unit.toml's
+        # [export]. Not a string: argparse would pass a string const to `type`.
+        const=FROM_UNIT_TOML,
         help="also serve the dock link while recording (default address: unit.toml [export])",
     )
 
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"bodycam run: {exc}", file=sys.stderr)
             return 2
         host, port = config.export.address, config.export.port
-        if args.export:  # ADDRESS:PORT (or :PORT) given on the command line
+        if args.export and args.export != FROM_UNIT_TOML:  # ADDRESS:PORT or :PORT given
             host, port = args.export[0] or host, args.export[1]
         return _run(args, config, scenario, host, port)
 
