@@ -206,3 +206,25 @@ def test_flashing_takes_the_roots_architecture(flashed: Path) -> None:
     )
     assert r.returncode == 1 and "(arm64)" in r.stderr and "x86_64" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def _writable_in_sandbox(text: str, path: str) -> bool:
+    """Whether the service may write `path` under its ProtectSystem=strict:
+    its own /tmp (PrivateTmp=yes) or a ReadWritePaths= entry."""
+    settings = dict(ln.split("=", 1) for ln in text.splitlines() if "=" in ln)
+    if path == "/tmp" or path.startswith("/tmp/"):
+        return settings.get("PrivateTmp") == "yes"
+    allowed = settings.get("ReadWritePaths", "").split()
+    return any(path == a or path.startswith(a.rstrip("/") + "/") for a in allowed)
+
+
+def test_lgpio_gets_a_writable_working_directory(tmp_path: Path) -> None:
+    # lgpio makes its FIFO in LG_WD (else the cwd, / and read-only here)
+    text = render("bodycam-recorder.service", Path("/opt/bodycam"), Path("/var/lib/bodycam"))
+    assert re.search(r"^ProtectSystem=strict$", text, re.M)
+    lg_wd = environment(text).get("LG_WD")
+    workdir = re.search(r"^WorkingDirectory=(\S+)$", text, re.M)
+    where = lg_wd or (workdir.group(1) if workdir else "/")
+    assert _writable_in_sandbox(text, where), f"lgpio's FIFO would go to read-only {where}"
+    # the check itself can fail: without the line, the cwd / is read-only
+    assert not _writable_in_sandbox(text.replace("Environment=LG_WD=/tmp\n", ""), "/")
