@@ -300,7 +300,13 @@ class Recorder:
             self._clock_from_rtc(d.rtc)
         self.event(m.ClockStatus(self.unitclock.state, self.unitclock.source, self.now_us()))
         self.event(m.Storage(*self._space(), self.now_us()))
-        d.buttons.start(lambda g, line, at: q(GestureIn(g, line, at)))
+        # A device that opened but fails as it starts is a fault like one that
+        # did not open: recorded, and the unit records without it. Whatever the
+        # library raises: an exit here would be a restart loop under systemd.
+        try:
+            d.buttons.start(lambda g, line, at: q(GestureIn(g, line, at)))
+        except Exception as exc:  # noqa: BLE001 - see above
+            self._fault("gpio", f"buttons did not start: {type(exc).__name__}: {exc}")
         if d.camera is not None:
             self.watermarked = d.camera.overlay(
                 self.watermark.burn, lambda reason: q(DeviceError("watermark", reason))
@@ -316,12 +322,18 @@ class Recorder:
                 )
             try:
                 d.camera.start(q, lambda reason: q(DeviceError("camera", reason)))
-            except (DeviceFault, OSError, RuntimeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - see above
                 self._camera_error(DeviceError("camera", f"did not start: {exc}"))
         if d.microphone is not None:
-            d.microphone.start(q, q, lambda reason: q(DeviceError("microphone", reason)))
+            try:
+                d.microphone.start(q, q, lambda reason: q(DeviceError("microphone", reason)))
+            except Exception as exc:  # noqa: BLE001 - see above
+                self._fault("microphone", f"did not start: {exc}")
         if d.gps is not None:
-            d.gps.start(q, lambda reason: q(DeviceError("gps", reason)))
+            try:
+                d.gps.start(q, lambda reason: q(DeviceError("gps", reason)))
+            except Exception as exc:  # noqa: BLE001 - see above
+                self._fault("gps", f"did not start: {exc}")
         now = self.now_us()
         self._last = {"camera": now, "microphone": now}
         self.show()
