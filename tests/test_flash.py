@@ -414,3 +414,25 @@ def test_a_bad_wheelhouse_is_refused_before_any_key_is_made(qa: Path, tmp_path: 
     units = qa / "sd1" / "etc" / "systemd" / "system"
     assert (units / "bodycam-recorder.service.requires" / "bodycam-venv.service").is_symlink()
     assert (units / "multi-user.target.wants" / "bodycam-venv.service").is_symlink()
+
+
+def test_a_units_own_devices_file_is_checked_and_flashed(qa: Path, tmp_path: Path) -> None:
+    good = tmp_path / "devices.toml"
+    good.write_text(
+        '[devices.microphone]\nbackend = "pyaudio"\ndevice = "(hw:0,1)"\n'
+        '[devices.gps]\nbackend = "serial"\nport = "/dev/ttyS1"\n'
+    )
+    r = _provision(qa, "sd15", "BC-QA-000015", "qa", "--devices-file", str(good))
+    assert r.returncode == 0, r.stderr
+    toml = (layout.unit_dir(qa / "sd15") / "unit.toml").read_text()
+    assert toml.endswith(good.read_text()) and "[sim]" not in toml
+    for text, named in [
+        ('[devices.microphone]\nbackend = "usb"\n', "[devices.microphone] backend = 'usb'"),
+        ("[policy]\nsegment_s = 5\n", "only [devices.*] tables, not [policy]"),
+        ("[devices.gps\n", "not TOML"),
+    ]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        r = _provision(qa, "sd16", "BC-QA-000016", "qa", "--devices-file", str(bad))
+        assert r.returncode == 1 and named in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (layout.unit_dir(qa / "sd16") / "keys").exists()

@@ -46,6 +46,7 @@ from inventory import Inventory  # noqa: E402
 from boot import card, layout  # noqa: E402
 from firmware import pki  # noqa: E402
 from firmware.auth import set_password  # noqa: E402
+from firmware.unitconfig import ConfigError, parse_devices  # noqa: E402
 from sealing import canonical, keys  # noqa: E402
 from sealing.age import Identity, Recipient  # noqa: E402
 from sealing.layout import check_serial  # noqa: E402
@@ -148,12 +149,16 @@ def provision(
     devices: str = "sim",
     wheels: Path | None = None,
     arch: str | None = None,
+    devices_toml: str | None = None,
 ) -> dict[str, str]:
     """Provision `target` (a root file system, or a staging folder); `record`
     adds the unit to the inventory (an image is recorded once it is written).
     `arch`: the root's architecture, which the wheelhouse must fit (default:
-    what the target's own programs are built for, else the Pi's arm64)."""
+    what the target's own programs are built for, else the Pi's arm64).
+    `devices_toml`: this unit's own [devices.*] tables, instead of `devices`'."""
     check_serial(serial)
+    if devices_toml is not None:
+        check_devices_toml(devices_toml)
     if not officer.strip():
         raise FlashError("--officer must not be empty")
     if (agency / "profile").read_text().strip() != profile:
@@ -213,7 +218,8 @@ def provision(
         f'[unit]\nserial = "{serial}"\nofficer = "{officer}"\nprofile = "{profile}"\n'
         f'firmware_version = "{FIRMWARE_VERSION}"\n\n'
         '[export]\naddress = "::"\nport = 8443\n\n'
-        "[clock]\nmax_holdover_h = 24\n\n" + (PI_DEVICES if devices == "pi" else SIM_SECTION)
+        "[clock]\nmax_holdover_h = 24\n\n"
+        + (devices_toml or (PI_DEVICES if devices == "pi" else SIM_SECTION))
     )
     (agency / "escrow").mkdir(exist_ok=True)
     escrow = agency / "escrow" / f"{serial}.fss"
@@ -259,6 +265,7 @@ def image(
     devices: str = "pi",
     wheels: Path | None = None,
     data_size: int = card.DEFAULT_DATA_SIZE,
+    devices_toml: str | None = None,
 ) -> tuple[dict[str, str], card.CardReport]:
     """A Raspberry Pi OS Lite image in, one provisioned unit's image out (to be
     written to a card with bmaptool or dd). The unit is staged in a private
@@ -286,6 +293,7 @@ def image(
             devices=devices,
             wheels=wheels,
             arch=arch or wheelhouse.UNIT_ARCH,
+            devices_toml=devices_toml,
         )
         report = card.write_image(
             source, out, root_tree=Path(stage), serial=serial, data_size=data_size
@@ -357,6 +365,23 @@ backend = "fs"
 [devices.rtc]
 backend = "linux"
 """
+
+
+def check_devices_toml(text: str) -> None:
+    """A `--devices-file`: only [devices.*] tables, each key as unit.toml
+    allows it (firmware/unitconfig.py), or FlashError naming what is wrong."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FlashError(f"--devices-file: not TOML: {exc}") from None
+    other = sorted(set(data) - {"devices"})
+    if other:
+        raise FlashError(f"--devices-file: only [devices.*] tables, not [{other[0]}]")
+    try:
+        parse_devices(data.get("devices"))
+    except ConfigError as exc:
+        raise FlashError(f"--devices-file: {exc}") from None
+
 
 # boot/files -> where on the root: the recorder's user and its device groups,
 # the unit directory's owner, the RTC's group, the hardware watchdog
@@ -548,6 +573,12 @@ def _unit_options(p: argparse.ArgumentParser) -> None:
         help="the unit.toml [devices]: simulated (default for a folder) or the Pi's "
         "(default for an image)",
     )
+    p.add_argument(
+        "--devices-file",
+        type=Path,
+        help="this unit's own unit.toml [devices.*] tables (another microphone, a GPS "
+        "on another port...), checked, instead of --devices' (docs/HARDWARE.md)",
+    )
 
 
 def _unit_args(a: argparse.Namespace, *, devices: str) -> dict[str, Any]:
@@ -561,7 +592,17 @@ def _unit_args(a: argparse.Namespace, *, devices: str) -> dict[str, Any]:
         "force": a.force,
         "devices": a.devices or devices,
         "wheels": a.wheelhouse,
+        "devices_toml": _devices_file(a.devices_file),
     }
+
+
+def _devices_file(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlashError(f"--devices-file {path}: unreadable: {exc}") from None
 
 
 def _password(path: Path) -> str:
