@@ -422,9 +422,9 @@ def test_a_units_own_devices_file_is_checked_and_flashed(qa: Path, tmp_path: Pat
         '[devices.microphone]\nbackend = "pyaudio"\ndevice = "(hw:0,1)"\n'
         '[devices.gps]\nbackend = "serial"\nport = "/dev/ttyS1"\n'
     )
-    r = _provision(qa, "sd15", "BC-QA-000015", "qa", "--devices-file", str(good))
+    r = _provision(qa, "sd25", "BC-QA-000025", "qa", "--devices-file", str(good))
     assert r.returncode == 0, r.stderr
-    toml = (layout.unit_dir(qa / "sd15") / "unit.toml").read_text()
+    toml = (layout.unit_dir(qa / "sd25") / "unit.toml").read_text()
     assert toml.endswith(good.read_text()) and "[sim]" not in toml
     for text, named in [
         ('[devices.microphone]\nbackend = "usb"\n', "[devices.microphone] backend = 'usb'"),
@@ -433,6 +433,22 @@ def test_a_units_own_devices_file_is_checked_and_flashed(qa: Path, tmp_path: Pat
     ]:
         bad = tmp_path / "bad.toml"
         bad.write_text(text)
-        r = _provision(qa, "sd16", "BC-QA-000016", "qa", "--devices-file", str(bad))
+        r = _provision(qa, "sd26", "BC-QA-000026", "qa", "--devices-file", str(bad))
         assert r.returncode == 1 and named in r.stderr and "Traceback" not in r.stderr, r.stderr
-        assert not (layout.unit_dir(qa / "sd16") / "keys").exists()
+        assert not (layout.unit_dir(qa / "sd26") / "keys").exists()
+
+
+def test_the_spoken_prompts_ship_with_the_unit(qa: Path) -> None:
+    # a unit never runs espeak-ng: without these its speaker plays a stand-in tone
+    from firmware.prompts import LANGS, PHRASES, PromptBank
+
+    assert _provision(qa, "sd27", "BC-QA-000027").returncode == 0
+    unit = layout.unit_dir(qa / "sd27")
+    for lang in LANGS:
+        bank = PromptBank(unit / "prompts", lang, render=False)
+        for name in PHRASES:
+            assert len(bank.pcm(name)) > 16_000, (name, lang)  # speech, not a short tone
+        assert not bank.missing
+    manifest = json.loads((qa / "sd27" / layout.MANIFEST).read_text())
+    listed = {e["path"] for e in manifest["files"]}
+    assert f"{layout.UNIT}/prompts/start_notice.zh.wav" in listed  # signed like the rest

@@ -44,9 +44,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
 from inventory import Inventory  # noqa: E402
 
 from boot import card, layout  # noqa: E402
-from firmware import pki  # noqa: E402
+from firmware import pki, prompts  # noqa: E402
 from firmware.auth import set_password  # noqa: E402
 from firmware.unitconfig import ConfigError, parse_devices  # noqa: E402
+from hal.media import DeviceFault  # noqa: E402
 from sealing import canonical, keys  # noqa: E402
 from sealing.age import Identity, Recipient  # noqa: E402
 from sealing.layout import check_serial  # noqa: E402
@@ -214,6 +215,7 @@ def provision(
     (tls / "unit.crt").write_bytes(pki.pem_cert(cert))
     (tls / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
     set_password(unit, password)
+    _install_prompts(unit, agency)
     (unit / "unit.toml").write_text(
         f'[unit]\nserial = "{serial}"\nofficer = "{officer}"\nprofile = "{profile}"\n'
         f'firmware_version = "{FIRMWARE_VERSION}"\n\n'
@@ -365,6 +367,23 @@ backend = "fs"
 [devices.rtc]
 backend = "linux"
 """
+
+
+def _install_prompts(unit: Path, agency: Path) -> None:
+    """The spoken phrases, rendered here with espeak-ng (a unit never runs it)
+    into unit/prompts: without them a unit's real speaker plays a stand-in
+    tone for every phrase. Rendered once per agency folder and phrase text."""
+    text = json.dumps([prompts.PHRASES, prompts.LANGS], sort_keys=True, ensure_ascii=False)
+    rendered = agency / "prompts" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    if not rendered.is_dir():
+        partial = rendered.with_name(rendered.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            prompts.build_all(partial)
+        except (DeviceFault, subprocess.CalledProcessError) as exc:
+            raise FlashError(f"rendering the spoken prompts: {exc}") from None
+        partial.rename(rendered)
+    shutil.copytree(rendered, unit / "prompts")
 
 
 def check_devices_toml(text: str) -> None:
