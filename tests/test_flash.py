@@ -452,3 +452,20 @@ def test_the_spoken_prompts_ship_with_the_unit(qa: Path) -> None:
     manifest = json.loads((qa / "sd27" / layout.MANIFEST).read_text())
     listed = {e["path"] for e in manifest["files"]}
     assert f"{layout.UNIT}/prompts/start_notice.zh.wav" in listed  # signed like the rest
+
+
+def test_usb0_is_left_to_network_manager(qa: Path) -> None:
+    # NetworkManager's 85-nm-unmanaged.rules unmanages USB gadgets; ours must
+    # come after it (udev reads /etc and /usr/lib rules in one name order)
+    assert _provision(qa, "sd28", "BC-QA-000028").returncode == 0
+    rules = qa / "sd28" / "etc" / "udev" / "rules.d"
+    ours = [p.name for p in rules.glob("*bodycam-usb0*")]
+    assert ours == ["90-bodycam-usb0.rules"] and ours[0] > "85-nm-unmanaged.rules"
+    text = (rules / ours[0]).read_text()
+    rule = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert rule == [
+        'SUBSYSTEM=="net", ACTION!="remove", KERNEL=="usb0", ENV{DEVTYPE}=="gadget", '
+        'ENV{NM_UNMANAGED}="0"'
+    ]
+    manifest = json.loads((qa / "sd28" / layout.MANIFEST).read_text())
+    assert "etc/udev/rules.d/90-bodycam-usb0.rules" in {e["path"] for e in manifest["files"]}

@@ -408,6 +408,8 @@ SYSTEM_FILES = {
     "bodycam.sysusers": "etc/sysusers.d/bodycam.conf",
     "bodycam.tmpfiles": "etc/tmpfiles.d/bodycam.conf",
     "bodycam-rtc.rules": "etc/udev/rules.d/60-bodycam-rtc.rules",
+    # after NetworkManager's 85-nm-unmanaged.rules, which it overrides
+    "bodycam-usb0.rules": "etc/udev/rules.d/90-bodycam-usb0.rules",
     "watchdog.conf": "etc/systemd/system.conf.d/bodycam-watchdog.conf",
 }
 
