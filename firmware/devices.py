@@ -239,7 +239,9 @@ def build_devices(
         gps = attempt(
             "gps",
             lambda: SerialGps(
-                cfg.opt("gps", "port", "/dev/serial0"), int(cfg.opt("gps", "baud", 9600))
+                cfg.opt("gps", "port", "/dev/serial0"),
+                int(cfg.opt("gps", "baud", 9600)),
+                monotonic_ns=clock.monotonic_ns,
             ),
         )
 

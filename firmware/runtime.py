@@ -808,7 +808,10 @@ class Recorder:
     def _fix(self, fix: Fix) -> None:
         self.location = fix.location() or self.location
         if fix.utc is not None:
-            self.set_clock(int(fix.utc.timestamp() * 1_000_000), "gps")
+            true_us = int(fix.utc.timestamp() * 1_000_000)
+            if fix.read_mono_us is not None:  # it waited in the queue: its time as of now
+                true_us += max(0, self.now_us() - fix.read_mono_us)
+            self.set_clock(true_us, "gps")
 
     def _clock_from_rtc(self, rtc: Rtc) -> None:
         """Power-on: the RTC's time, vouched for only as far as the chain's last

@@ -95,3 +95,34 @@ def test_selftest_reports_the_failures_instead_of_crashing(faulty: None, tmp_pat
     assert by_name["gpio"].failed and by_name["rtc"].failed
     assert not by_name["camera frames"].failed  # the rest is still checked
     assert backends["gpio"] == "absent" and backends["rtc"] == "absent"
+
+
+def test_a_gps_fix_that_waited_is_taken_at_its_own_time(tmp_path: Path) -> None:
+    # Issue 21's emulated unit: with the loop busy for a minute, fixes queued
+    # up and the oldest set the clock 64 s back. A fix is read at a monotonic
+    # instant; its UTC is that instant's, however late the loop takes it.
+    from datetime import UTC, datetime
+
+    from hal.gps import Fix
+
+    unit = make_unit(tmp_path / "unit")
+    (unit.path / "unit.toml").write_text('[devices.camera]\nsize = "160x90"\n')
+    waited_s = 5.0
+
+    def on_ready(rec: Recorder) -> None:
+        def late_fix() -> None:
+            read_us = time.monotonic_ns() // 1000 - int(waited_s * 1e6)
+            utc = datetime.fromtimestamp(time.time() - waited_s, UTC)
+            rec.devices.gps.emit(Fix(utc, None, None, 1, 8, read_mono_us=read_us))  # type: ignore[union-attr]
+            _until(lambda: any(r.type == "clock" for r in rec.store.records()), "a clock record")
+            rec.request_stop("test done")
+
+        threading.Thread(target=late_fix, daemon=True).start()
+
+    run_live(unit.path, log=lambda line: None, on_ready=on_ready)
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    gps = [r["body"] for r in report.records if r["type"] == "clock"]
+    assert gps and gps[-1]["source"] == "gps", gps
+    # the clock (the system's, close to true) set to the true time now: no
+    # step back by the 5 s the fix waited
+    assert abs(gps[-1]["step_us"]) < 1_000_000, gps[-1]
