@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if result.ok else 1
         unit.prebake = not args.first_boot_venv
         unit.prepare()
-        unit.boot(BootOptions(watchdog=args.watchdog))
+        unit.boot(BootOptions(watchdog=args.watchdog)).close()  # QEMU serves one client: `sh`
         log(f"booted; agent: scripts/emulate sh {unit.run_dir} 'COMMAND'; Ctrl-C stops it")
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})

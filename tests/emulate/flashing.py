@@ -17,7 +17,7 @@ BOOT_OFFSET = 8192 * 512  # the stock card's bootfs (image.BOOT_START)
 SERIAL = "BC-QA-000921"
 OFFICER = "P1234"
 PASSWORD = "emu-officer-pw-1"
-DATA_SIZE = "512M"
+DATA_SIZE = "2G"  # the self-test wants 1 GiB free
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ QMP; the guest's console goes to console.log.
 
 The card is the disk, unchanged; the kernel and initrd are the card's own,
 given to QEMU as a Pi's firmware would load them from bootfs. The kernel
-command line is the flashed cmdline.txt plus a serial console and a longer
+command line is the flashed cmdline.txt plus a serial console, a longer
 default start timeout (TCG runs the recorder's ExecStartPre self-test ~20x
-slower than a Pi): the only things added to what the card says."""
+slower than a Pi) and, under TCG, emu.tcg=1 (the recorder's WatchdogSec
+scaled by the test layer): the only things added to what the card says."""
 
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ class Machine:
         cmdline = " ".join(
             [self.flashed.cmdline, "console=ttyS0,115200",
              "systemd.default_timeout_start_sec=900", *self.options.extra_cmdline]
+            # TCG: the recorder's watchdog scaled (guest/.../system-generators/emu-tcg)
+            + (["emu.tcg=1"] if accel == "tcg" else [])
         )  # fmt: skip
         self.dock_port = self.dock_port or free_port()
         cmd = [

@@ -70,9 +70,25 @@ class SmokeResult:
         return f"emulate smoke: FAIL: {self.failed} ({t})"
 
 
+LED_TIMEOUT_S = 300.0  # the loop shows the lights after the state's prompts are loaded
+
+
 def steady_leds(hw: Hardware, state: str, samples: int = 3) -> list[dict[str, int]]:
-    """The LEDs read several times over about two seconds (a blinking power
-    LED is seen off at least once); each reading must be the state's."""
+    """Once the LEDs show `state` (the loop sets them after the transition's
+    other actions, which under TCG take seconds), read them several times over
+    about two seconds (a blinking power LED is seen off at least once); each
+    reading must be the state's."""
+    last: list[dict[str, int]] = []
+
+    def shown() -> bool:
+        last[:] = [hw.leds()]
+        return last[0] == LEDS[state]
+
+    try:
+        wait_for(shown, what=f"the LEDs of {state} ({LEDS[state]})", timeout=LED_TIMEOUT_S,
+                 every=2)  # fmt: skip
+    except EmuError as exc:
+        raise EmuError(f"{exc}; last seen {last}") from None
     seen = []
     for i in range(samples):
         if i:
@@ -158,6 +174,9 @@ def smoke(unit: EmulatedUnit, log: Log) -> SmokeResult:
         result.ok = True
     except EmuError as exc:
         result.failed = str(exc)
+        keep_journal(unit, log)
+    except Exception as exc:  # noqa: BLE001 - the smoke's answer is one line, even for a rig bug
+        result.failed = f"the rig itself failed: {type(exc).__name__}: {exc}"
         keep_journal(unit, log)
     result.timings["total"] = time.monotonic() - t0
     return result

@@ -100,14 +100,17 @@ class EmulatedUnit:
                                 timeout=120).out  # fmt: skip
 
     def records(self) -> list[dict[str, Any]]:
-        """The unit's chain as it is on the card now."""
+        """The unit's chain records as they are on the card now (each line's
+        `rec`: type, seq, body...; docs/FORMAT.md)."""
         out = self._agent().check(f"cat {CHAIN}", timeout=120)
         records = []
         for line in out.splitlines():
             try:
-                records.append(json.loads(line))
-            except ValueError:
+                rec = json.loads(line)["rec"]
+            except (ValueError, KeyError, TypeError):
                 continue  # a torn last line while the recorder writes; recovery's business
+            if isinstance(rec, dict) and "type" in rec and "seq" in rec:
+                records.append(rec)
         return records
 
     def wait_record(
