@@ -129,5 +129,13 @@ class Agent:
         self.check(f"cat > {path} && chmod {mode} {path}", stdin=data)
 
     def get(self, path: str, *, timeout: float = 120.0) -> bytes:
-        out = self.check(f"base64 -w0 {path}", timeout=timeout)
-        return base64.b64decode(out.strip())
+        self.check(f"test -r {path}")  # a missing file is an error, not b""
+        return self.output(f"cat {path}", timeout=timeout)
+
+    def output(self, command: str, *, timeout: float = 120.0) -> bytes:
+        """A command's standard output as bytes (base64 across the console)."""
+        out = self.check(f"( {command} ) | base64 -w0", timeout=timeout)
+        try:
+            return base64.b64decode(out.strip(), validate=True)
+        except binascii.Error:
+            raise EmuError(f"guest: `{command[:80]}` gave output that is not base64") from None

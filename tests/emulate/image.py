@@ -382,7 +382,8 @@ def stock_card(kernel: Kernel, log: Log, *, prebake: bool = True) -> StockCard:
     """The Pi-OS-shaped card (cached): the root, the test layer and, when
     `prebake`, the unit's venv made ahead from the wheelhouse and our wheel."""
     wheels = wheelhouse(log)
-    out = cache.cache_dir() / f"card-{stock_key(kernel, wheels, prebake)}"
+    flavour = "card-prebaked-" if prebake else "card-firstboot-"
+    out = cache.cache_dir() / f"{flavour}{stock_key(kernel, wheels, prebake)}"
     if not out.exists():
         root_src = rootfs(kernel, log)
         module = gpio_sim_module(kernel, log)
@@ -399,8 +400,9 @@ def stock_card(kernel: Kernel, log: Log, *, prebake: bool = True) -> StockCard:
                 raise EmuError(f"{name}-{kernel.abi} not in the root's /boot")
             shutil.copy(found[0], work / dest)
         _card_image(root, work / "stock.img", logf)
-        shutil.rmtree(root)
+        cache.remove(root)
         out = cache.done(work)
+        cache.prune(flavour, keep=out)
         log(f"stock card ready ({'venv pre-baked' if prebake else 'venv at first boot'})")
     return StockCard(out / "stock.img", out / "vmlinuz", out / "initrd.img", wheels, prebake)
 

@@ -218,31 +218,35 @@ def _smoke(unit: EmulatedUnit, log: Log, result: SmokeResult) -> None:
     # the GPS has set the clock: no warning, the power LED steady
     unit.wait_record("clock", where=lambda b: b.get("state") == "synced")
     result.leds["idle"] = steady_leds(hw, "idle")
+    log("idle: clock synced by the GPS, LEDs as docs/STATES.md")
 
     seq = unit.last_seq()
     hw.press("record")
     unit.wait_record("record_start", after=seq)
     result.leds["recording"] = steady_leds(hw, "recording")
-    hw.say(SPOKEN)
+    log(f"recording; said {hw.say(SPOKEN):.1f} s into the microphone card")
 
     seq = unit.last_seq()
     hw.press("function")
     unit.wait_record("pause", after=seq)
     result.leds["paused"] = steady_leds(hw, "paused")
+    log("paused")
 
     seq = unit.last_seq()
     hw.press("record")
     unit.wait_record("resume", after=seq)
-    hw.say(NOTE)
+    log(f"resumed; said a {hw.say(NOTE):.1f} s note")
     note = unit.wait_record("resume_note", after=seq)
     if not note["body"].get("given"):
         raise EmuError(f"the spoken note was not heard: {note['body']}")
     result.leds["recording after resume"] = steady_leds(hw, "recording")
+    log(f"note heard: {note['body']}")
 
     seq = unit.last_seq()
     hw.hold("record")
     unit.wait_record("record_stop", after=seq)
     result.leds["stopped"] = steady_leds(hw, "idle")
+    log("stopped")
     # the last prompt (the end phrase) is a few seconds long: until it is out
     try:
         wait_for(lambda: _heard_all(hw, unit), what="every prompt on the speaker card",

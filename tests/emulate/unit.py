@@ -37,6 +37,8 @@ class EmulatedUnit:
     gps: GpsFeed | None = None
     flashed: Flashed | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    _chain_at: int = 0  # bytes of the chain read so far (records())
+    _records: list[dict[str, Any]] = field(default_factory=list)
 
     def prepare(self) -> None:
         """Build (or take from the cache) the stock card and flash a new unit."""
@@ -101,17 +103,25 @@ class EmulatedUnit:
 
     def records(self) -> list[dict[str, Any]]:
         """The unit's chain records as they are on the card now (each line's
-        `rec`: type, seq, body...; docs/FORMAT.md)."""
-        out = self._agent().check(f"cat {CHAIN}", timeout=120)
-        records = []
-        for line in out.splitlines():
-            try:
-                rec = json.loads(line)["rec"]
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line while the recorder writes; recovery's business
-            if isinstance(rec, dict) and "type" in rec and "seq" in rec:
-                records.append(rec)
-        return records
+        `rec`: type, seq, body...; docs/FORMAT.md). Only what was appended
+        since the last call is read from the guest (the chain only grows; a
+        torn last line is left for the next call)."""
+        size = int(self._agent().check(f"stat -c %s {CHAIN}").strip() or 0)
+        if size < self._chain_at:  # another card, or a chain that recovery cut
+            self._chain_at, self._records = 0, []
+        if size > self._chain_at:
+            new = self._agent().output(f"tail -c +{self._chain_at + 1} {CHAIN} | head -c "
+                                       f"{size - self._chain_at}", timeout=300)  # fmt: skip
+            whole = new[: new.rfind(b"\n") + 1]
+            self._chain_at += len(whole)
+            for line in whole.splitlines():
+                try:
+                    rec = json.loads(line)["rec"]
+                except (ValueError, KeyError, TypeError):
+                    raise EmuError(f"a chain line that is not a record: {line[:120]!r}") from None
+                if isinstance(rec, dict) and "type" in rec and "seq" in rec:
+                    self._records.append(rec)
+        return list(self._records)
 
     def wait_record(
         self,

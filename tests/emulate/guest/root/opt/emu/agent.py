@@ -19,9 +19,10 @@ OUT_MAX = 16 << 20
 LINE_MAX = 64 << 20
 
 
-def answer(f, msg):
-    f.write((json.dumps(msg) + "\n").encode())
-    f.flush()
+def answer(fd, msg):
+    data = (json.dumps(msg) + "\n").encode()
+    while data:  # a tty takes what fits: write the rest until all of it is out
+        data = data[os.write(fd, data) :]
 
 
 def handle(req):
@@ -56,10 +57,10 @@ def main(path):
             req = json.loads(line)
             rid = req["id"]
         except (ValueError, KeyError, TypeError):
-            answer(f, {"id": None, "rc": 2, "out": ""})
+            answer(fd, {"id": None, "rc": 2, "out": ""})
             continue
         rc, out = handle(req)
-        answer(f, {"id": rid, "rc": rc, "out": base64.b64encode(out).decode()})
+        answer(fd, {"id": rid, "rc": rc, "out": base64.b64encode(out).decode()})
 
 
 if __name__ == "__main__":
