@@ -88,17 +88,27 @@ systemd-run --unit=emu-relay -p NetworkNamespacePath=/run/netns/{NETNS} \\
     return Link(PEER, unit_addr, host_port)
 
 
+PULL_TRIES = 5  # a unit too busy to take the dock's time says "try again"
+
+
 def pull(link: Link, flashed: Flashed, dock_dir: Path, log_file: Path) -> str:
-    """The dock's pull: login, clock, chain, segments, verify, receipt, release."""
+    """The dock's pull: login, clock, chain, segments, verify, receipt, release.
+    A unit that answers "try again" (its loop too busy to take the dock's
+    time within 5 s, as under TCG) is pulled again, as an operator would."""
     agency = flashed.agency
-    return run(
-        dock_command(
-            "pull", "--unit", f"127.0.0.1:{link.host_port}", "--dock-dir", dock_dir,
-            "--agency", agency, "--identity", agency / "evidence.key",
-            "--password-file", flashed.password_file, "--fingerprint", "match",
-        ),
-        log_file=log_file, timeout=1800, what="the dock's pull across the gadget link",
+    cmd = dock_command(
+        "pull", "--unit", f"127.0.0.1:{link.host_port}", "--dock-dir", dock_dir,
+        "--agency", agency, "--identity", agency / "evidence.key",
+        "--password-file", flashed.password_file, "--fingerprint", "match",
     )  # fmt: skip
+    for attempt in range(1, PULL_TRIES + 1):
+        try:
+            return run(cmd, log_file=log_file, timeout=1800,
+                       what="the dock's pull across the gadget link")  # fmt: skip
+        except EmuError as exc:
+            if "try again" not in str(exc) or attempt == PULL_TRIES:
+                raise
+    raise EmuError("unreachable: the loop returns or raises")
 
 
 @dataclass(frozen=True)
