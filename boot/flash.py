@@ -36,8 +36,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from boot import card, layout, wheelhouse
+from firmware import prompts
 from firmware.auth import set_password
+from firmware.unitconfig import ConfigError, parse_devices
 from hal.gps import SAMPLE_LOG
+from hal.media import DeviceFault
 from link import pki
 from link.inventory import Inventory, cert_sha256
 from sealing import canonical, keys
@@ -145,10 +148,17 @@ def provision(
     record: bool = True,
     devices: str = "sim",
     wheels: Path | None = None,
+    arch: str | None = None,
+    devices_toml: str | None = None,
 ) -> dict[str, str]:
     """Provision `target` (a root file system, or a staging folder); `record`
-    adds the unit to the inventory (an image is recorded once it is written)."""
+    adds the unit to the inventory (an image is recorded once it is written).
+    `arch`: the root's architecture, which the wheelhouse must fit (default:
+    what the target's own programs are built for, else the Pi's arm64).
+    `devices_toml`: this unit's own [devices.*] tables, instead of `devices`'."""
     check_serial(serial)
+    if devices_toml is not None:
+        check_devices_toml(devices_toml)
     if not officer.strip():
         raise FlashError("--officer must not be empty")
     if (agency / "profile").read_text().strip() != profile:
@@ -175,9 +185,10 @@ def provision(
         shutil.rmtree(unit)  # new keys, never the old ones
         shutil.rmtree(target / layout.PREFIX, ignore_errors=True)
     if wheels is not None:  # refuse a bad wheelhouse before any key is made
-        problems = wheelhouse.check(wheels)
+        arch = arch or root_arch(target)
+        problems = wheelhouse.check(wheels, arch=arch)
         if problems:
-            raise FlashError(f"wheelhouse {wheels}: " + "; ".join(problems[:5]))
+            raise FlashError(f"wheelhouse {wheels} ({arch}): " + "; ".join(problems[:5]))
     ca = _load_ca(agency)
     recipient = Recipient.parse((agency / "evidence.recipient").read_text())
     _install_firmware(target, sample_gps=devices == "sim")
@@ -203,11 +214,13 @@ def provision(
     (tls / "unit.crt").write_bytes(pki.pem_cert(cert))
     (tls / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
     set_password(unit, password)
+    _install_prompts(unit, agency)
     (unit / "unit.toml").write_text(
         f'[unit]\nserial = "{serial}"\nofficer = "{officer}"\nprofile = "{profile}"\n'
         f'firmware_version = "{FIRMWARE_VERSION}"\n\n'
         '[export]\naddress = "::"\nport = 8443\n\n'
-        "[clock]\nmax_holdover_h = 24\n\n" + (PI_DEVICES if devices == "pi" else SIM_SECTION)
+        "[clock]\nmax_holdover_h = 24\n\n"
+        + (devices_toml or (PI_DEVICES if devices == "pi" else SIM_SECTION))
     )
     (agency / "escrow").mkdir(exist_ok=True)
     escrow = agency / "escrow" / f"{serial}.fss"
@@ -251,6 +264,7 @@ def image(
     devices: str = "pi",
     wheels: Path | None = None,
     data_size: int = card.DEFAULT_DATA_SIZE,
+    devices_toml: str | None = None,
 ) -> tuple[dict[str, str], card.CardReport]:
     """A Raspberry Pi OS Lite image in, one provisioned unit's image out (to be
     written to a card with bmaptool or dd). The unit is staged in a private
@@ -261,6 +275,10 @@ def image(
     if out.exists() and not force:
         raise FlashError(f"{out} exists; use --force to replace it")
     card.check_source(source)  # refuse a bad image before any key is made
+    try:  # the wheelhouse must fit the card's programs (a Pi's arm64, an emulator's amd64)
+        arch = wheelhouse.elf_arch(card.read_file(source, 2, ARCH_PROBE)[:20])
+    except card.CardError:
+        arch = None
     with tempfile.TemporaryDirectory(prefix="bodycam-stage-") as stage:
         row = provision(
             Path(stage),
@@ -273,12 +291,28 @@ def image(
             record=False,
             devices=devices,
             wheels=wheels,
+            arch=arch or wheelhouse.UNIT_ARCH,
+            devices_toml=devices_toml,
         )
         report = card.write_image(
             source, out, root_tree=Path(stage), serial=serial, data_size=data_size
         )
     add_to_inventory(agency, row)
     return row, report
+
+
+# Any program of the root tells its architecture (ELF e_machine)
+ARCH_PROBE = "usr/bin/true"
+
+
+def root_arch(target: Path) -> str:
+    """The architecture of a root folder's programs; the Pi's arm64 where it
+    has none to tell (a staging folder, a test's folder)."""
+    probe = target / ARCH_PROBE
+    if not probe.is_file():
+        return wheelhouse.UNIT_ARCH
+    with probe.open("rb") as f:
+        return wheelhouse.elf_arch(f.read(20)) or wheelhouse.UNIT_ARCH
 
 
 def _install_firmware(target: Path, *, sample_gps: bool) -> None:
@@ -331,12 +365,48 @@ backend = "fs"
 backend = "linux"
 """
 
+
+def _install_prompts(unit: Path, agency: Path) -> None:
+    """The spoken phrases, rendered here with espeak-ng (a unit never runs it)
+    into unit/prompts: without them a unit's real speaker plays a stand-in
+    tone for every phrase. Rendered once per agency folder and phrase text."""
+    text = json.dumps([prompts.PHRASES, prompts.LANGS], sort_keys=True, ensure_ascii=False)
+    rendered = agency / "prompts" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    if not rendered.is_dir():
+        partial = rendered.with_name(rendered.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            prompts.build_all(partial)
+        except (DeviceFault, subprocess.CalledProcessError) as exc:
+            raise FlashError(f"rendering the spoken prompts: {exc}") from None
+        partial.rename(rendered)
+    shutil.copytree(rendered, unit / "prompts")
+
+
+def check_devices_toml(text: str) -> None:
+    """A `--devices-file`: only [devices.*] tables, each key as unit.toml
+    allows it (firmware/unitconfig.py), or FlashError naming what is wrong."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FlashError(f"--devices-file: not TOML: {exc}") from None
+    other = sorted(set(data) - {"devices"})
+    if other:
+        raise FlashError(f"--devices-file: only [devices.*] tables, not [{other[0]}]")
+    try:
+        parse_devices(data.get("devices"))
+    except ConfigError as exc:
+        raise FlashError(f"--devices-file: {exc}") from None
+
+
 # boot/files -> where on the root: the recorder's user and its device groups,
 # the unit directory's owner, the RTC's group, the hardware watchdog
 SYSTEM_FILES = {
     "bodycam.sysusers": "etc/sysusers.d/bodycam.conf",
     "bodycam.tmpfiles": "etc/tmpfiles.d/bodycam.conf",
     "bodycam-rtc.rules": "etc/udev/rules.d/60-bodycam-rtc.rules",
+    # after NetworkManager's 85-nm-unmanaged.rules, which it overrides
+    "bodycam-usb0.rules": "etc/udev/rules.d/90-bodycam-usb0.rules",
     "watchdog.conf": "etc/systemd/system.conf.d/bodycam-watchdog.conf",
 }
 
@@ -521,6 +591,12 @@ def _unit_options(p: argparse.ArgumentParser) -> None:
         help="the unit.toml [devices]: simulated (default for a folder) or the Pi's "
         "(default for an image)",
     )
+    p.add_argument(
+        "--devices-file",
+        type=Path,
+        help="this unit's own unit.toml [devices.*] tables (another microphone, a GPS "
+        "on another port...), checked, instead of --devices' (docs/HARDWARE.md)",
+    )
 
 
 def _unit_args(a: argparse.Namespace, *, devices: str) -> dict[str, Any]:
@@ -534,7 +610,17 @@ def _unit_args(a: argparse.Namespace, *, devices: str) -> dict[str, Any]:
         "force": a.force,
         "devices": a.devices or devices,
         "wheels": a.wheelhouse,
+        "devices_toml": _devices_file(a.devices_file),
     }
+
+
+def _devices_file(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlashError(f"--devices-file {path}: unreadable: {exc}") from None
 
 
 def _password(path: Path) -> str:

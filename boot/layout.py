@@ -32,6 +32,7 @@ COVERED = (
     "etc/sysusers.d/bodycam.conf",
     "etc/tmpfiles.d/bodycam.conf",
     "etc/udev/rules.d/60-bodycam-",
+    "etc/udev/rules.d/90-bodycam-",
     "etc/NetworkManager/system-connections/bodycam-",
 )
 

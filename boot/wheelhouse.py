@@ -8,10 +8,13 @@ Pillow, lgpio, pyaudio, pyserial and smbus2 come from Debian
 the wheelhouse holds only boot/unit-requirements.txt (hash-pinned) and the
 project's own wheel.
 
-    python -m boot.wheelhouse build OUT [-r REQUIREMENTS] [--project SRC]
-    python -m boot.wheelhouse check DIR [-r REQUIREMENTS]
+    python -m boot.wheelhouse build OUT [-r REQUIREMENTS] [--project SRC] [--arch amd64]
+    python -m boot.wheelhouse check DIR [-r REQUIREMENTS] [--arch amd64]
     python -m boot.wheelhouse arm64 DIR --sysroot ARM64_ROOT   (qemu-user import test)
     python -m boot.wheelhouse commands [--prefix /opt/bodycam]
+
+`--arch amd64` makes (and checks) the same wheelhouse for x86_64: the
+emulated unit's card (tests/emulate), never a Pi's.
 
 Exit codes: 0 fine, 1 the wheelhouse is incomplete or a build failed,
 2 bad usage (missing file or directory, unreadable requirements).
@@ -46,20 +49,43 @@ PYTHON_VERSION = (3, 11)
 # Raspberry Pi OS Bookworm has glibc 2.36: any manylinux_2_x wheel with x <= 36
 # runs there. pip is given them all (it does not widen a --platform itself).
 GLIBC_MAX = 36
-PLATFORMS = (
-    *(f"manylinux_2_{minor}_aarch64" for minor in range(GLIBC_MAX, 16, -1)),
-    "manylinux2014_aarch64",
-    "linux_aarch64",
-)
-_TARGET_FLAGS = [
-    *(f"--platform={p}" for p in PLATFORMS),
-    "--implementation=cp",
-    f"--python-version={PYTHON_VERSION[0]}.{PYTHON_VERSION[1]}",
-    "--abi=cp311",
-    "--abi=abi3",
-    "--abi=none",
-    "--only-binary=:all:",
-]
+# Debian's architecture name -> the wheel tags' machine name. arm64 is the
+# unit; amd64 only the emulated unit's card (tests/emulate).
+MACHINES = {"arm64": "aarch64", "amd64": "x86_64"}
+UNIT_ARCH = "arm64"
+
+
+def platforms(arch: str = UNIT_ARCH) -> tuple[str, ...]:
+    machine = MACHINES[arch]
+    return (
+        *(f"manylinux_2_{minor}_{machine}" for minor in range(GLIBC_MAX, 16, -1)),
+        f"manylinux2014_{machine}",
+        f"linux_{machine}",
+    )
+
+
+ELF_MACHINES = {0xB7: "arm64", 0x3E: "amd64"}  # e_machine: EM_AARCH64, EM_X86_64
+
+
+def elf_arch(head: bytes) -> str | None:
+    """The Debian architecture of an ELF program from its first 20 bytes, or
+    None (not ELF, or a machine no unit has)."""
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    return ELF_MACHINES.get(machine)
+
+
+def _target_flags(arch: str) -> list[str]:
+    return [
+        *(f"--platform={p}" for p in platforms(arch)),
+        "--implementation=cp",
+        f"--python-version={PYTHON_VERSION[0]}.{PYTHON_VERSION[1]}",
+        "--abi=cp311",
+        "--abi=abi3",
+        "--abi=none",
+        "--only-binary=:all:",
+    ]
 
 
 class WheelhouseError(Exception):
@@ -113,14 +139,15 @@ def _packaging() -> tuple[object, object, object]:
     return tags, utils, version
 
 
-def unit_tags() -> frozenset[str]:
-    """Every wheel tag the unit's CPython 3.11 on aarch64 (glibc 2.36) accepts."""
+def unit_tags(arch: str = UNIT_ARCH) -> frozenset[str]:
+    """Every wheel tag the unit's CPython 3.11 on aarch64 (glibc 2.36) accepts
+    (on x86_64 with `arch="amd64"`)."""
     tags, _, _ = _packaging()
     cpython = tags.cpython_tags(  # type: ignore[attr-defined]
-        python_version=PYTHON_VERSION, abis=["cp311", "abi3", "none"], platforms=PLATFORMS
+        python_version=PYTHON_VERSION, abis=["cp311", "abi3", "none"], platforms=platforms(arch)
     )
     generic = tags.compatible_tags(  # type: ignore[attr-defined]
-        python_version=PYTHON_VERSION, interpreter="cp311", platforms=PLATFORMS
+        python_version=PYTHON_VERSION, interpreter="cp311", platforms=platforms(arch)
     )
     return frozenset(str(t) for t in [*cpython, *generic])
 
@@ -144,7 +171,9 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
-def static_problems(wheelhouse: Path, pins: list[Pin], accepted: frozenset[str]) -> list[str]:
+def static_problems(
+    wheelhouse: Path, pins: list[Pin], accepted: frozenset[str], arch: str = UNIT_ARCH
+) -> list[str]:
     """Requirements with no fitting wheel in the folder, and files that are
     not wheels (an sdist would need a compiler on the unit)."""
     problems: list[str] = []
@@ -163,7 +192,7 @@ def static_problems(wheelhouse: Path, pins: list[Pin], accepted: frozenset[str])
             problems.append(f"{pin.line}: no wheel in {wheelhouse}")
         elif not any(i[2] & accepted for _, i in same):
             names = ", ".join(f.name for f, _ in same)
-            problems.append(f"{pin.line}: {names} does not fit cp311 aarch64 (glibc 2.36)")
+            problems.append(f"{pin.line}: {names} does not fit cp311 {MACHINES[arch]} (glibc 2.36)")
     return problems
 
 
@@ -195,7 +224,7 @@ def _pip_errors(r: subprocess.CompletedProcess[str]) -> str:
     return "\n".join(lines) or (r.stderr.strip().splitlines() or ["pip failed"])[-1]
 
 
-def build(out: Path, requirements: Path = REQUIREMENTS) -> list[Path]:
+def build(out: Path, requirements: Path = REQUIREMENTS, arch: str = UNIT_ARCH) -> list[Path]:
     """Download the aarch64/cp311 wheels of `requirements` into `out` (from the
     registry the QA machine's pip is set up for; sdists are refused), copy the
     requirements file beside them, and check the result. Returns the wheels
@@ -203,13 +232,21 @@ def build(out: Path, requirements: Path = REQUIREMENTS) -> list[Path]:
     pins = read_requirements(requirements)
     out.mkdir(parents=True, exist_ok=True)
     r = _pip(
-        ["download", *_TARGET_FLAGS, "--require-hashes", "-r", str(requirements), "-d", str(out)]
+        [
+            "download",
+            *_target_flags(arch),
+            "--require-hashes",
+            "-r",
+            str(requirements),
+            "-d",
+            str(out),
+        ]
     )
     if r.returncode != 0:
         raise WheelhouseError(f"pip download failed:\n{_pip_errors(r)}")
     shutil.copyfile(requirements, out / REQUIREMENTS_NAME)
     fetch_build_deps(out / BUILD_DIR)
-    problems = check(out, requirements)
+    problems = check(out, requirements, arch)
     if problems:
         raise WheelhouseError("\n".join(problems))
     found = []
@@ -242,7 +279,7 @@ def fetch_build_deps(dest: Path) -> None:
         raise WheelhouseError(f"pip download of the build requirements failed:\n{_pip_errors(r)}")
 
 
-def check(wheelhouse: Path, requirements: Path = REQUIREMENTS) -> list[str]:
+def check(wheelhouse: Path, requirements: Path = REQUIREMENTS, arch: str = UNIT_ARCH) -> list[str]:
     """What stops the unit from installing `requirements` from `wheelhouse`
     offline; empty when nothing does. Looks at the wheel files, then runs
     pip's resolver with --no-index for cp311 aarch64 (a dry run)."""
@@ -252,7 +289,7 @@ def check(wheelhouse: Path, requirements: Path = REQUIREMENTS) -> list[str]:
         pins = read_requirements(requirements)
     except WheelhouseError as exc:
         return [str(exc)]
-    problems = static_problems(wheelhouse, pins, unit_tags())
+    problems = static_problems(wheelhouse, pins, unit_tags(arch), arch)
     with tempfile.TemporaryDirectory(prefix="wheelhouse-check-") as tmp:
         r = _pip(
             [
@@ -261,7 +298,7 @@ def check(wheelhouse: Path, requirements: Path = REQUIREMENTS) -> list[str]:
                 "--ignore-installed",
                 "--no-index",
                 f"--find-links={wheelhouse}",
-                *_TARGET_FLAGS,
+                *_target_flags(arch),
                 f"--target={tmp}",
                 "--require-hashes",
                 "-r",
@@ -270,7 +307,7 @@ def check(wheelhouse: Path, requirements: Path = REQUIREMENTS) -> list[str]:
             env=_offline_env(),
         )
     if r.returncode != 0:
-        problems.append(f"offline resolve for cp311 aarch64 failed:\n{_pip_errors(r)}")
+        problems.append(f"offline resolve for cp311 {MACHINES[arch]} failed:\n{_pip_errors(r)}")
     return problems
 
 
@@ -461,6 +498,9 @@ def install_wheelhouse(wheelhouse: Path, target_prefix: Path) -> list[Path]:
 # --- CLI ----------------------------------------------------------------------
 
 
+ARCH_HELP = "the unit's arm64 (default), or amd64 for the emulated unit (tests/emulate)"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m boot.wheelhouse", description=__doc__.split("\n\n")[0]
@@ -470,9 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("out", type=Path)
     b.add_argument("-r", "--requirements", type=Path, default=REQUIREMENTS)
     b.add_argument("--project", type=Path, help="also build this project's wheel from SRC")
+    b.add_argument("--arch", choices=sorted(MACHINES), default=UNIT_ARCH, help=ARCH_HELP)
     c = sub.add_parser("check", help="check that DIR installs the requirements offline")
     c.add_argument("dir", type=Path)
     c.add_argument("-r", "--requirements", type=Path, default=REQUIREMENTS)
+    c.add_argument("--arch", choices=sorted(MACHINES), default=UNIT_ARCH, help=ARCH_HELP)
     a = sub.add_parser("arm64", help="install DIR with arm64 pip under qemu-user and import")
     a.add_argument("dir", type=Path)
     a.add_argument("--sysroot", type=Path, required=True, help="Debian 12 arm64 files")
@@ -498,14 +540,17 @@ def main(argv: list[str] | None = None) -> int:
             if not problems:
                 print(f"ok: {args.dir} installs and imports on arm64 (qemu-user)")
             return 1 if problems else 0
-        problems = check(args.dir, args.requirements)
+        problems = check(args.dir, args.requirements, args.arch)
         for line in problems:
             print(f"FAIL {line}")
         if not problems:
-            print(f"ok: {args.dir} installs {args.requirements.name} offline on cp311 aarch64")
+            print(
+                f"ok: {args.dir} installs {args.requirements.name} offline "
+                f"on cp311 {MACHINES[args.arch]}"
+            )
         return 1 if problems else 0
     try:
-        wheels = build(args.out, args.requirements)
+        wheels = build(args.out, args.requirements, args.arch)
         if args.project:
             wheels.append(project_wheel(args.project, args.out))
     except WheelhouseError as exc:

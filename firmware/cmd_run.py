@@ -23,6 +23,8 @@ from .runtime import Recorder
 from .scenario import Scenario, ScenarioError, load
 from .unitconfig import ConfigError, UnitConfig
 
+FROM_UNIT_TOML: tuple[()] = ()  # `--export` without ADDRESS:PORT
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit", type=Path, required=True, help="the unit directory")
@@ -40,7 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="ADDRESS:PORT",
         type=address_port,
         nargs="?",
-        const="",
+        # A bare --export (as the shipped service runs it) means unit.toml's
+        # [export]. Not a string: argparse would pass a string const to `type`.
+        const=FROM_UNIT_TOML,
         help="also serve the dock link while recording (default address: unit.toml [export])",
     )
 
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"bodycam run: {exc}", file=sys.stderr)
             return 2
         host, port = config.export.address, config.export.port
-        if args.export:  # ADDRESS:PORT (or :PORT) given on the command line
+        if args.export and args.export != FROM_UNIT_TOML:  # ADDRESS:PORT or :PORT given
             host, port = args.export[0] or host, args.export[1]
         return _run(args, config, scenario, host, port)
 

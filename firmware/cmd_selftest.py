@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from boot import layout, selftest
@@ -53,13 +54,24 @@ def _device_checks(
     frames: list[EncodedFrame] = []
     chunks: list[PcmChunk] = []
     errors: list[str] = []
+    not_started: dict[str, str] = {}  # a device that opened but would not start: its FAIL
     serial_gps = devices.gps if isinstance(devices.gps, SerialGps) else None
+
+    def start(name: str, begin: Callable[[], None]) -> None:
+        try:
+            begin()
+        except Exception as exc:
+            not_started[name] = f"did not start: {type(exc).__name__}: {exc}"
+
     if devices.camera is not None:
-        devices.camera.start(frames.append, errors.append)
+        camera_dev = devices.camera
+        start("camera", lambda: camera_dev.start(frames.append, errors.append))
     if devices.microphone is not None:
-        devices.microphone.start(chunks.append, lambda gap: None, errors.append)
+        mic = devices.microphone
+        start("microphone", lambda: mic.start(chunks.append, lambda gap: None, errors.append))
     if serial_gps is not None:
-        serial_gps.start(fixes.append, errors.append)
+        gps = serial_gps
+        start("gps", lambda: gps.start(fixes.append, errors.append))
     deadline = time.monotonic() + listen_s
     while time.monotonic() < deadline and (
         len(frames) < 5 or len(chunks) < 3 or (serial_gps and not serial_gps.parser.good)
@@ -72,6 +84,8 @@ def _device_checks(
     def camera() -> str | None:
         if devices.camera is None:
             return devices.absent.get("camera", "no camera configured")
+        if "camera" in not_started:
+            return not_started["camera"]
         if not any(f.keyframe for f in frames):
             return f"{len(frames)} frames and no keyframe in {listen_s} s {errors[:1]}"
         return None
@@ -79,6 +93,8 @@ def _device_checks(
     def microphone() -> str | None:
         if devices.microphone is None:
             return devices.absent.get("microphone", "no microphone configured")
+        if "microphone" in not_started:
+            return not_started["microphone"]
         return None if chunks else f"no audio in {listen_s} s {errors[:1]}"
 
     checks = [
@@ -87,7 +103,10 @@ def _device_checks(
     ]
     if serial_gps is not None:
         p = serial_gps.parser
-        checks.append(selftest.check_gps(p.good, p.garbage + p.bad_checksum))
+        if "gps" in not_started:
+            checks.append(selftest.CheckResult("gps sentences", False, not_started["gps"]))
+        else:
+            checks.append(selftest.check_gps(p.good, p.garbage + p.bad_checksum))
     return checks
 
 
@@ -135,7 +154,14 @@ def run_checks(
         if devices.battery is not None:
             if isinstance(devices.battery, SimBattery):
                 devices.battery.set(sim.battery)
-            results.append(selftest.check_battery(devices.battery.read().percent))
+            try:
+                percent = devices.battery.read().percent
+            except Exception as exc:
+                results.append(selftest.CheckResult("battery", False, f"unreadable: {exc}"))
+            else:
+                results.append(selftest.check_battery(percent))
+        elif "battery" in devices.absent:
+            results.append(selftest.CheckResult("battery", False, devices.absent["battery"]))
         fixes: list[Fix] = []
         results += _device_checks(devices, fixes)
         if dev_cfg.backends["gps"] == "sim":
@@ -148,6 +174,9 @@ def run_checks(
             results.append(selftest.check_gps(parser.good, parser.garbage + parser.bad_checksum))
         elif devices.gps is None:
             results.append(selftest.check_gps(0, 0))  # none configured, or it failed to open
+        for name in ("gpio", "speaker", "rtc"):  # opened at start, or a FAIL naming why not
+            if name in devices.absent:
+                results.append(selftest.CheckResult(name, False, devices.absent[name]))
         results.append(selftest.check_clock(_clock_state(devices.rtc, fixes, store)))
         return results, devices.backends()
     finally:

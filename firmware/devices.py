@@ -18,8 +18,11 @@ naming devices is an all-simulated unit. Everything is checked before any
 device is opened: an unknown key or a bad value is refused with its key
 named (firmware/unitconfig.py checks the whole unit.toml; its `ConfigError`
 is `DeviceConfigError` here). A device that is configured but cannot be
-opened at start (no camera on the ribbon, no sound card) does not stop the
-unit: it is left out with the reason, which the recorder records as a fault.
+opened at start (no camera on the ribbon, no sound card, no GPIO chip, no
+RTC) does not stop the unit: it is left out with the reason, which the
+recorder records as a fault. Whatever a device library raises while its
+device is opened is that device's fault: nothing here may end the process,
+or systemd restarts the recorder into the same failure.
 """
 
 from __future__ import annotations
@@ -110,6 +113,13 @@ def _pi_factory() -> Any:
     return Device.pin_factory
 
 
+def _linux_rtc(device: str | None) -> LinuxRtc:
+    rtc = LinuxRtc.at(Path(device)) if device else LinuxRtc.find()
+    if not rtc.sysfs.exists():  # no RTC at all: the kernel has none of that name
+        raise DeviceFault(f"no RTC: {rtc.sysfs} does not exist")
+    return rtc
+
+
 def build_devices(
     cfg: DeviceConfig,
     *,
@@ -128,7 +138,7 @@ def build_devices(
     def attempt(device: str, make: Callable[[], Any]) -> Any:
         try:
             return make()
-        except (DeviceFault, OSError, ImportError, RuntimeError, ValueError) as exc:
+        except Exception as exc:
             absent[device] = f"{type(exc).__name__}: {exc}"
             log(f"device {device} not available: {absent[device]}")
             return None
@@ -147,11 +157,11 @@ def build_devices(
             ),
         )
     elif b == "picamera2":
-        from hal.camera_pi import PiCamera
 
-        camera = attempt(
-            "camera",
-            lambda: PiCamera(
+        def pi_camera() -> Camera:
+            from hal.camera_pi import PiCamera
+
+            return PiCamera(
                 clock,
                 width,
                 height,
@@ -159,49 +169,85 @@ def build_devices(
                 int(cfg.opt("camera", "bitrate", 8_000_000)),
                 bool(cfg.opt("camera", "autofocus", "lens_position" not in cfg.options["camera"])),
                 cfg.options["camera"].get("lens_position"),
-            ),
-        )
+            )
+
+        camera = attempt("camera", pi_camera)
 
     microphone: Microphone | None = None
     b = cfg.backends["microphone"]
     if b == "sim":
-        microphone = PacedMicrophone(SimMicrophone(sounds or []), pacer, sound_origin_us)
-    elif b == "pyaudio":
-        from hal.audio_pi import PyAudioMicrophone
-
         microphone = attempt(
-            "microphone", lambda: PyAudioMicrophone(clock, cfg.opt("microphone", "device", None))
+            "microphone",
+            lambda: PacedMicrophone(SimMicrophone(sounds or []), pacer, sound_origin_us),
         )
+    elif b == "pyaudio":
+
+        def pyaudio_microphone() -> Microphone:
+            from hal.audio_pi import PyAudioMicrophone
+
+            return PyAudioMicrophone(clock, cfg.opt("microphone", "device", None))
+
+        microphone = attempt("microphone", pyaudio_microphone)
 
     speaker: Speaker
     if cfg.backends["speaker"] == "pyaudio":
-        from hal.audio_pi import PyAudioSpeaker
 
-        speaker = attempt("speaker", lambda: PyAudioSpeaker(cfg.opt("speaker", "device", None)))
+        def pyaudio_speaker() -> Speaker:
+            from hal.audio_pi import PyAudioSpeaker
+
+            return PyAudioSpeaker(cfg.opt("speaker", "device", None))
+
+        speaker = attempt("speaker", pyaudio_speaker)
         if speaker is None:
             speaker = SimSpeaker(clock)  # silent: the fault is recorded, prompts are logged
     else:
         speaker = SimSpeaker(clock)
 
-    factory = _mock_factory() if cfg.backends["gpio"] == "mock" else _pi_factory()
     pins = PinMap(**{k: v for k, v in cfg.options["gpio"].items()})
-    buttons = GpioButtons(factory, clock, pins, name=cfg.backends["gpio"])
-    indicators = GpioIndicators(factory, pins, name=cfg.backends["gpio"])
+
+    def gpio() -> tuple[Any, GpioButtons, GpioIndicators]:
+        factory = _mock_factory() if cfg.backends["gpio"] == "mock" else _pi_factory()
+        try:  # pins claimed before a failure are given back (the chip handle with them)
+            buttons = GpioButtons(factory, clock, pins, name=cfg.backends["gpio"])
+            try:
+                return factory, buttons, GpioIndicators(factory, pins, name=cfg.backends["gpio"])
+            except Exception:
+                buttons.close()
+                raise
+        except Exception:
+            factory.close()
+            raise
+
+    got = attempt("gpio", gpio)
+    if got is None:
+        # No pins (no GPIO chip, no pin factory): buttons and lights on mock
+        # pins nobody drives, so the unit still records what it is told to
+        # (a trigger, record_on_power_on) and serves the dock. The fault is
+        # recorded; it says why nothing lights.
+        factory = _mock_factory()
+        got = (
+            factory,
+            GpioButtons(factory, clock, pins, name="absent"),
+            GpioIndicators(factory, pins, name="absent"),
+        )
+    factory, buttons, indicators = got
 
     gps: Gps | None = None
     if cfg.backends["gps"] == "sim":
-        gps = SimGps()
+        gps = attempt("gps", SimGps)
     elif cfg.backends["gps"] == "serial":
         gps = attempt(
             "gps",
             lambda: SerialGps(
-                cfg.opt("gps", "port", "/dev/serial0"), int(cfg.opt("gps", "baud", 9600))
+                cfg.opt("gps", "port", "/dev/serial0"),
+                int(cfg.opt("gps", "baud", 9600)),
+                monotonic_ns=clock.monotonic_ns,
             ),
         )
 
     battery: Battery | None = None
     if cfg.backends["battery"] == "sim":
-        battery = SimBattery()
+        battery = attempt("battery", SimBattery)
     elif cfg.backends["battery"] == "max17048":
         battery = attempt("battery", lambda: Max17048(busno=int(cfg.opt("battery", "bus", 1))))
 
@@ -211,10 +257,9 @@ def build_devices(
 
     rtc: Rtc | None = None
     if cfg.backends["rtc"] == "sim":
-        rtc = SimRtc()
+        rtc = attempt("rtc", SimRtc)
     elif cfg.backends["rtc"] == "linux":
-        device = cfg.options["rtc"].get("device")
-        rtc = LinuxRtc.at(Path(device)) if device else LinuxRtc.find()
+        rtc = attempt("rtc", lambda: _linux_rtc(cfg.options["rtc"].get("device")))
 
     return Devices(
         camera,

@@ -300,7 +300,13 @@ class Recorder:
             self._clock_from_rtc(d.rtc)
         self.event(m.ClockStatus(self.unitclock.state, self.unitclock.source, self.now_us()))
         self.event(m.Storage(*self._space(), self.now_us()))
-        d.buttons.start(lambda g, line, at: q(GestureIn(g, line, at)))
+        # A device that opened but fails as it starts is a fault like one that
+        # did not open: recorded, and the unit records without it. Whatever the
+        # library raises: an exit here would be a restart loop under systemd.
+        try:
+            d.buttons.start(lambda g, line, at: q(GestureIn(g, line, at)))
+        except Exception as exc:
+            self._fault("gpio", f"buttons did not start: {type(exc).__name__}: {exc}")
         if d.camera is not None:
             self.watermarked = d.camera.overlay(
                 self.watermark.burn, lambda reason: q(DeviceError("watermark", reason))
@@ -316,12 +322,18 @@ class Recorder:
                 )
             try:
                 d.camera.start(q, lambda reason: q(DeviceError("camera", reason)))
-            except (DeviceFault, OSError, RuntimeError) as exc:
+            except Exception as exc:
                 self._camera_error(DeviceError("camera", f"did not start: {exc}"))
         if d.microphone is not None:
-            d.microphone.start(q, q, lambda reason: q(DeviceError("microphone", reason)))
+            try:
+                d.microphone.start(q, q, lambda reason: q(DeviceError("microphone", reason)))
+            except Exception as exc:
+                self._fault("microphone", f"did not start: {exc}")
         if d.gps is not None:
-            d.gps.start(q, lambda reason: q(DeviceError("gps", reason)))
+            try:
+                d.gps.start(q, lambda reason: q(DeviceError("gps", reason)))
+            except Exception as exc:
+                self._fault("gps", f"did not start: {exc}")
         now = self.now_us()
         self._last = {"camera": now, "microphone": now}
         self.show()
@@ -796,7 +808,10 @@ class Recorder:
     def _fix(self, fix: Fix) -> None:
         self.location = fix.location() or self.location
         if fix.utc is not None:
-            self.set_clock(int(fix.utc.timestamp() * 1_000_000), "gps")
+            true_us = int(fix.utc.timestamp() * 1_000_000)
+            if fix.read_mono_us is not None:  # it waited in the queue: its time as of now
+                true_us += max(0, self.now_us() - fix.read_mono_us)
+            self.set_clock(true_us, "gps")
 
     def _clock_from_rtc(self, rtc: Rtc) -> None:
         """Power-on: the RTC's time, vouched for only as far as the chain's last

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ class Fix:
     lon_e7: int | None
     quality: int  # GGA fix quality, 0 = none
     satellites: int
+    # When its sentence was read (monotonic µs), so a fix that waited in a
+    # queue is not taken as the time now; None: just now (a simulated GPS)
+    read_mono_us: int | None = None
 
     @property
     def has_time(self) -> bool:
@@ -132,9 +136,14 @@ class SerialGps:
     name = "serial"
 
     def __init__(
-        self, port: str = "/dev/serial0", baud: int = 9600, serial_module: Any = None
+        self,
+        port: str = "/dev/serial0",
+        baud: int = 9600,
+        serial_module: Any = None,
+        monotonic_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         serial = serial_module or importlib.import_module("serial")
+        self._monotonic_ns = monotonic_ns
         self._port = serial.Serial(port, baud, timeout=1.0)
         self.parser = NmeaParser()
         self._stop = threading.Event()
@@ -148,9 +157,10 @@ class SerialGps:
                 except OSError as exc:  # pyserial's SerialException is an OSError
                     on_error(f"gps: {exc}")
                     return
+                read_us = self._monotonic_ns() // 1000
                 fix = self.parser.feed(line) if line else None
                 if fix is not None:
-                    on_fix(fix)
+                    on_fix(replace(fix, read_mono_us=read_us))
 
         self._thread = threading.Thread(target=run, name="gps", daemon=True)
         self._thread.start()

@@ -412,3 +412,58 @@ def test_a_bad_wheelhouse_is_refused_before_any_key_is_made(qa: Path, tmp_path: 
     units = qa / "sd1" / "etc" / "systemd" / "system"
     assert (units / "bodycam-recorder.service.requires" / "bodycam-venv.service").is_symlink()
     assert (units / "multi-user.target.wants" / "bodycam-venv.service").is_symlink()
+
+
+def test_a_units_own_devices_file_is_checked_and_flashed(qa: Path, tmp_path: Path) -> None:
+    good = tmp_path / "devices.toml"
+    good.write_text(
+        '[devices.microphone]\nbackend = "pyaudio"\ndevice = "(hw:0,1)"\n'
+        '[devices.gps]\nbackend = "serial"\nport = "/dev/ttyS1"\n'
+    )
+    r = _provision(qa, "sd25", "BC-QA-000025", "qa", "--devices-file", str(good))
+    assert r.returncode == 0, r.stderr
+    toml = (layout.unit_dir(qa / "sd25") / "unit.toml").read_text()
+    assert toml.endswith(good.read_text()) and "[sim]" not in toml
+    for text, named in [
+        ('[devices.microphone]\nbackend = "usb"\n', "[devices.microphone] backend = 'usb'"),
+        ("[policy]\nsegment_s = 5\n", "only [devices.*] tables, not [policy]"),
+        ("[devices.gps\n", "not TOML"),
+    ]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        r = _provision(qa, "sd26", "BC-QA-000026", "qa", "--devices-file", str(bad))
+        assert r.returncode == 1 and named in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (layout.unit_dir(qa / "sd26") / "keys").exists()
+
+
+def test_the_spoken_prompts_ship_with_the_unit(qa: Path) -> None:
+    # a unit never runs espeak-ng: without these its speaker plays a stand-in tone
+    from firmware.prompts import LANGS, PHRASES, PromptBank
+
+    assert _provision(qa, "sd27", "BC-QA-000027").returncode == 0
+    unit = layout.unit_dir(qa / "sd27")
+    for lang in LANGS:
+        bank = PromptBank(unit / "prompts", lang, render=False)
+        for name in PHRASES:
+            assert len(bank.pcm(name)) > 16_000, (name, lang)  # speech, not a short tone
+        assert not bank.missing
+    manifest = json.loads((qa / "sd27" / layout.MANIFEST).read_text())
+    listed = {e["path"] for e in manifest["files"]}
+    assert f"{layout.UNIT}/prompts/start_notice.zh.wav" in listed  # signed like the rest
+
+
+def test_usb0_is_left_to_network_manager(qa: Path) -> None:
+    # NetworkManager's 85-nm-unmanaged.rules unmanages USB gadgets; ours must
+    # come after it (udev reads /etc and /usr/lib rules in one name order)
+    assert _provision(qa, "sd28", "BC-QA-000028").returncode == 0
+    rules = qa / "sd28" / "etc" / "udev" / "rules.d"
+    ours = [p.name for p in rules.glob("*bodycam-usb0*")]
+    assert ours == ["90-bodycam-usb0.rules"] and ours[0] > "85-nm-unmanaged.rules"
+    text = (rules / ours[0]).read_text()
+    rule = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert rule == [
+        'SUBSYSTEM=="net", ACTION!="remove", KERNEL=="usb0", ENV{DEVTYPE}=="gadget", '
+        'ENV{NM_UNMANAGED}="0"'
+    ]
+    manifest = json.loads((qa / "sd28" / layout.MANIFEST).read_text())
+    assert "etc/udev/rules.d/90-bodycam-usb0.rules" in {e["path"] for e in manifest["files"]}

@@ -120,6 +120,7 @@ def test_indicators_drive_leds_buzzer_and_vibration(factory: MockFactory) -> Non
 def _selftest_with_serial_gps(tmp_path: Path, feed: bytes) -> str:
     """`bodycam selftest` on a unit whose GPS is a real tty (a pty pair): what
     the receiver would send on its UART is written to the other end."""
+    import contextlib
     import os
     import subprocess
     import sys
@@ -133,10 +134,14 @@ def _selftest_with_serial_gps(tmp_path: Path, feed: bytes) -> str:
     with (unit.path / "unit.toml").open("a") as f:
         f.write(f'\n[devices.gps]\nbackend = "serial"\nport = "{port}"\nbaud = 9600\n')
     stop = threading.Event()
+    # once the self-test stops reading, the pty's buffer fills: a blocking
+    # write would never see `stop` (the test hung on a loaded machine)
+    os.set_blocking(master, False)
 
     def receiver() -> None:
         while not stop.is_set():
-            os.write(master, feed)
+            with contextlib.suppress(BlockingIOError):  # nobody reads: it talks on regardless
+                os.write(master, feed)
             stop.wait(0.2)
 
     t = threading.Thread(target=receiver, daemon=True)

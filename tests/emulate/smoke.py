@@ -1,0 +1,289 @@
+"""`scripts/emulate smoke`: the flashed card booted, the recorder started by
+systemd as its own user with its self-test first, then a shift's minute:
+record, speak, pause, resume with a spoken note, stop; the dock pulls,
+verifies, receipts and releases across the gadget link; the dock's copy is
+verified with the agency's keys and its media decoded.
+
+The LEDs are read at each state against docs/STATES.md, and the speaker
+card's output is searched for each prompt the unit had to play. Every
+check is a condition waited for with a ceiling; any that does not hold
+ends the smoke with what did not happen."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware.prompts import PHRASES, TONES, tone
+from hal.microphone_sim import load_wav
+
+from . import dock
+from .devices import Hardware
+from .run import EmuError, Log, run, wait_for
+from .unit import EmulatedUnit
+
+SPOKEN = "Sir, please step out of the vehicle and show me your driving licence."
+NOTE = (
+    "I paused because the witness asked to speak in private. "
+    "She has now agreed to continue on camera."
+)
+# docs/STATES.md, "Lights, sounds, vibration": power steady while the unit
+# runs (no warning: the GPS has set the clock), audio and video while recorded
+LEDS = {
+    "idle": {"power": 1, "audio": 0, "video": 0},
+    "recording": {"power": 1, "audio": 1, "video": 1},
+    "paused": {"power": 1, "audio": 0, "video": 0},
+}
+# docs/STATES.md, the transitions' prompts, in the order the smoke causes them
+PROMPTS = [
+    "tone_start", "start_notice",  # record
+    "tone_stop",  # pause
+    "tone_start", "state_reason",  # resume
+    "note_ok",  # the note heard
+    "tone_stop", "end_phrase",  # stop
+]  # fmt: skip
+MATCH = 0.9  # normalised correlation of a prompt with the speaker card's capture
+
+
+@dataclass
+class SmokeResult:
+    ok: bool = False
+    failed: str = ""
+    leds: dict[str, list[dict[str, int]]] = field(default_factory=dict)
+    prompts_found: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    segments: int = 0
+
+    def line(self) -> str:
+        t = " ".join(f"{k} {v:.0f}s" for k, v in self.timings.items())
+        if self.ok:
+            return (f"emulate smoke: PASS ({t}; LEDs as docs/STATES.md in "
+                    f"{len(self.leds)} states; {len(self.prompts_found)} prompts heard; "
+                    f"{self.segments} segments docked and verified)")  # fmt: skip
+        return f"emulate smoke: FAIL: {self.failed} ({t})"
+
+
+LED_TIMEOUT_S = 300.0  # the loop shows the lights after the state's prompts are loaded
+
+
+def steady_leds(hw: Hardware, state: str, samples: int = 3) -> list[dict[str, int]]:
+    """Once the LEDs show `state` (the loop sets them after the transition's
+    other actions, which under TCG take seconds), read them several times over
+    about two seconds (a blinking power LED is seen off at least once); each
+    reading must be the state's."""
+    last: list[dict[str, int]] = []
+
+    def shown() -> bool:
+        last[:] = [hw.leds()]
+        return last[0] == LEDS[state]
+
+    try:
+        wait_for(shown, what=f"the LEDs of {state} ({LEDS[state]})", timeout=LED_TIMEOUT_S,
+                 every=2)  # fmt: skip
+    except EmuError as exc:
+        raise EmuError(f"{exc}; last seen {last}") from None
+    seen = []
+    for i in range(samples):
+        if i:
+            time.sleep(0.7)  # between readings: the blink's half-period is 0.5 s
+        seen.append(hw.leds())
+    bad = [s for s in seen if s != LEDS[state]]
+    if bad:
+        raise EmuError(f"LEDs while {state}: {bad[0]}, docs/STATES.md says {LEDS[state]}")
+    return seen
+
+
+def expected_prompt(name: str, rendered: Path) -> np.ndarray:
+    """The PCM the unit plays for `name`: the tone it generates, or the phrase
+    flashing rendered (the agency's copy of what went onto the card)."""
+    if name in TONES:
+        return np.frombuffer(tone(TONES[name]), "<i2").astype(np.float64)
+    return load_wav(rendered / f"{name}.en.wav").astype(np.float64)
+
+
+def find_prompts(capture: bytes, rendered: Path, names: list[str]) -> list[tuple[str, float]]:
+    """Each prompt's first place in the capture after the one before it
+    (seconds), by normalised cross-correlation; an error names the first one
+    not found."""
+    cap = np.frombuffer(capture[: len(capture) // 2 * 2], "<i2").astype(np.float64)
+    sq = np.concatenate([[0.0], np.cumsum(cap * cap)])
+    found, start = [], 0
+    for name in names:
+        p = expected_prompt(name, rendered)
+        n = len(p)
+        if len(cap) - start < n:
+            raise EmuError(f"prompt {name}: the speaker capture ends before it")
+        seg = cap[start:]
+        size = 1 << int(np.ceil(np.log2(len(seg) + n)))
+        corr = np.fft.irfft(np.fft.rfft(seg, size) * np.conj(np.fft.rfft(p, size)), size)
+        corr = corr[: len(seg) - n + 1]
+        energy = sq[start + n : start + len(seg) + 1] - sq[start : start + len(seg) - n + 1]
+        norm = corr / (np.sqrt(np.maximum(energy, 1e-9)) * np.linalg.norm(p))
+        at = int(np.argmax(norm))
+        if norm[at] < MATCH:
+            raise EmuError(
+                f"prompt {name} not heard on the speaker card after {start / 16000:.1f} s "
+                f"(best match {norm[at]:.2f})"
+            )
+        found.append((name, (start + at) / 16000))
+        start += at + n
+    return found
+
+
+def _decrypt(segment: Path, identity: Path, out: Path) -> Path:
+    run(["age", "-d", "-i", identity, "-o", out, segment], what=f"age -d {segment.name}")
+    return out
+
+
+def media_check(segments: list[Path], identity: Path) -> dict[str, Any]:
+    """Every segment decrypts with age and is MPEG-TS that ffprobe reads, with
+    H.264 and AAC; and the sound recorded holds the speech (its loudest
+    second well above the loopback's silence)."""
+    peak_rms = 0.0
+    with tempfile.TemporaryDirectory(prefix="emu-media-") as tmp:
+        for seg in segments:
+            ts = _decrypt(seg, identity, Path(tmp) / (seg.stem))
+            probe = json.loads(run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", ts],
+                                   what=f"ffprobe {seg.name}"))  # fmt: skip
+            codecs = sorted(s["codec_name"] for s in probe.get("streams", []))
+            if codecs != ["aac", "h264"] and codecs != ["aac"]:
+                raise EmuError(f"{seg.name}: streams {codecs}, not H.264 and AAC")
+            pcm = subprocess.run(["ffmpeg", "-v", "error", "-i", str(ts), "-f", "s16le", "-ac",
+                                  "1", "-ar", "16000", "-"], capture_output=True, check=False,
+                                 timeout=300).stdout  # fmt: skip
+            a = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float64)
+            for i in range(0, max(0, len(a) - 16000), 16000):
+                peak_rms = max(peak_rms, float(np.sqrt(np.mean(a[i : i + 16000] ** 2))))
+    if peak_rms < 300:
+        raise EmuError(f"no speech in the recorded sound (loudest second RMS {peak_rms:.0f})")
+    return {"segments": len(segments), "peak_rms": peak_rms}
+
+
+def smoke(unit: EmulatedUnit, log: Log) -> SmokeResult:
+    result = SmokeResult()
+    t0 = time.monotonic()
+    try:
+        _smoke(unit, log, result)
+        result.ok = True
+    except EmuError as exc:
+        result.failed = str(exc)
+        keep_journal(unit, log)
+    except Exception as exc:
+        result.failed = f"the rig itself failed: {type(exc).__name__}: {exc}"
+        keep_journal(unit, log)
+    result.timings["total"] = time.monotonic() - t0
+    return result
+
+
+def keep_journal(unit: EmulatedUnit, log: Log) -> None:
+    """The guest's journal of this boot into the run folder, for whoever reads a failure."""
+    if unit.agent is None:
+        return
+    try:
+        text = unit.agent.sh("journalctl -b --no-pager -o short-monotonic", timeout=300).out
+    except EmuError as exc:
+        log(f"the guest's journal could not be kept: {exc}")
+        return
+    (unit.run_dir / "journal.txt").write_text(text)
+
+
+def _smoke(unit: EmulatedUnit, log: Log, result: SmokeResult) -> None:
+    unit.prepare()
+    result.timings.update(unit.timings)
+    agent = unit.boot()
+    result.timings["boot"] = unit.timings["boot"]
+    hw = unit.hw()
+    hw.start_speaker_capture()
+    started = unit.wait_recorder()
+    result.timings["recorder"] = unit.timings["recorder"]
+    log(f"recorder: {started}")
+    if started.get("User") != "bodycam":
+        raise EmuError(f"the recorder runs as {started.get('User')!r}, not bodycam")
+    uid = agent.check(f"stat -c %U /proc/{started['MainPID']}").strip()
+    if uid != "bodycam":
+        raise EmuError(f"the recorder's process {started['MainPID']} belongs to {uid!r}")
+    records = unit.records()
+    types = [r["type"] for r in records]
+    if "selftest" not in types or types.index("selftest") > max(
+        i for i, r in enumerate(records) if r["type"] == "boot"
+    ):
+        raise EmuError(f"no self-test before the recorder's start in the chain: {types}")
+    # the GPS has set the clock: no warning, the power LED steady
+    unit.wait_record("clock", where=lambda b: b.get("state") == "synced")
+    result.leds["idle"] = steady_leds(hw, "idle")
+    log("idle: clock synced by the GPS, LEDs as docs/STATES.md")
+
+    seq = unit.last_seq()
+    hw.press("record")
+    unit.wait_record("record_start", after=seq)
+    result.leds["recording"] = steady_leds(hw, "recording")
+    log(f"recording; said {hw.say(SPOKEN):.1f} s into the microphone card")
+
+    seq = unit.last_seq()
+    hw.press("function")
+    unit.wait_record("pause", after=seq)
+    result.leds["paused"] = steady_leds(hw, "paused")
+    log("paused")
+
+    seq = unit.last_seq()
+    hw.press("record")
+    unit.wait_record("resume", after=seq)
+    log(f"resumed; said a {hw.say(NOTE):.1f} s note")
+    note = unit.wait_record("resume_note", after=seq)
+    if not note["body"].get("given"):
+        raise EmuError(f"the spoken note was not heard: {note['body']}")
+    result.leds["recording after resume"] = steady_leds(hw, "recording")
+    log(f"note heard: {note['body']}")
+
+    seq = unit.last_seq()
+    hw.hold("record")
+    unit.wait_record("record_stop", after=seq)
+    result.leds["stopped"] = steady_leds(hw, "idle")
+    log("stopped")
+    # the last prompt (the end phrase) is a few seconds long: until it is out
+    try:
+        wait_for(lambda: _heard_all(hw, unit), what="every prompt on the speaker card",
+                 timeout=300, every=10)  # fmt: skip
+    except EmuError:
+        _heard(hw, unit)  # the first prompt not heard, by name
+        raise
+    result.prompts_found = [name for name, _ in _heard(hw, unit)]
+    log(f"prompts heard: {_heard(hw, unit)}")
+
+    t = time.monotonic()
+    assert unit.machine is not None and unit.flashed is not None
+    link = dock.link_up(agent, unit.flashed, unit.machine.dock_port, log)
+    dock_dir = unit.run_dir / "dock"
+    out = dock.pull(link, unit.flashed, dock_dir, unit.run_dir / "dock.log")
+    log(f"dock: {out.strip().splitlines()[-1] if out.strip() else '(no output)'}")
+    copy = dock.verify_copy(unit.flashed, dock_dir, unit.run_dir / "dock.log")
+    unit.wait_record("release")
+    left = agent.check("ls /var/lib/bodycam/store/segments").split()
+    if any(name.endswith(".age") for name in left):
+        raise EmuError(f"segments left on the unit after the receipt: {left}")
+    media = media_check(copy.segments, unit.flashed.agency / "evidence.key")
+    result.segments = media["segments"]
+    result.timings["dock"] = time.monotonic() - t
+
+
+def _heard(hw: Hardware, unit: EmulatedUnit) -> list[tuple[str, float]]:
+    assert unit.flashed is not None
+    rendered = sorted((unit.flashed.agency / "prompts").glob("*/"))
+    if len(rendered) != 1 or not all((rendered[0] / f"{n}.en.wav").exists() for n in PHRASES):
+        raise EmuError(f"flashing left no rendered prompts in {unit.flashed.agency}/prompts")
+    return find_prompts(hw.speaker_capture(), rendered[0], PROMPTS)
+
+
+def _heard_all(hw: Hardware, unit: EmulatedUnit) -> bool:
+    try:
+        _heard(hw, unit)
+    except EmuError:
+        return False
+    return True
