@@ -22,7 +22,7 @@ from sealing.verify import verify_store
 
 from .conftest import make_unit
 from .doubles import pyaudio_double
-from .media_check import decode, recordings
+from .media_check import continuous_runs, decode
 
 # A Pi's device table on a machine that has none of it, but a simulated camera
 FAULTY_TOML = (
@@ -80,7 +80,7 @@ def test_run_records_without_the_devices_that_failed(faulty: None, tmp_path: Pat
     assert faults["gpio"], faults  # gpiozero found no pin factory here (no Pi)
     assert "no RTC" in faults["rtc"], faults
     assert rec.devices.backends()["gpio"] == "absent"
-    files = [f for r in recordings(unit.path, unit.agency.identity) for f in r]
+    files = [f for r in continuous_runs(unit.path, unit.agency.identity) for f in r]
     assert files and all(decode(data).frames for _, data in files)  # picture, no sound
 
 

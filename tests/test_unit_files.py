@@ -88,7 +88,7 @@ def flashed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("units")
     wheels = base / "wheels"
     r = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "wheelhouse.py"), "build", str(wheels)]
+        [sys.executable, "-m", "boot.wheelhouse", "build", str(wheels)]
         + ["--arch", "amd64", "--project", str(ROOT)],
         capture_output=True,
         text=True,
