@@ -31,6 +31,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -45,7 +46,9 @@ from link import pki
 from link.inventory import Inventory, cert_sha256
 from sealing import canonical, keys
 from sealing.age import Identity, Recipient
+from sealing.files import no_group_write, write_durably
 from sealing.layout import check_serial
+from sealing.people import NameRefused, person_name
 from sealing.unit import provision_unit
 
 # The source tree this command installs from (it builds the unit's wheel
@@ -157,10 +160,11 @@ def provision(
     what the target's own programs are built for, else the Pi's arm64).
     `devices_toml`: this unit's own [devices.*] tables, instead of `devices`'."""
     check_serial(serial)
-    if devices_toml is not None:
-        check_devices_toml(devices_toml)
-    if not officer.strip():
-        raise FlashError("--officer must not be empty")
+    try:
+        officer = person_name(officer, "--officer")
+    except NameRefused as exc:
+        raise FlashError(str(exc)) from None
+    devices_table = check_devices_toml(devices_toml) if devices_toml is not None else None
     if (agency / "profile").read_text().strip() != profile:
         raise FlashError(f"{agency} is not a {profile} agency")
     unit = layout.unit_dir(target)
@@ -215,13 +219,20 @@ def provision(
     (tls / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
     set_password(unit, password)
     _install_prompts(unit, agency)
-    (unit / "unit.toml").write_text(
-        f'[unit]\nserial = "{serial}"\nofficer = "{officer}"\nprofile = "{profile}"\n'
-        f'firmware_version = "{FIRMWARE_VERSION}"\n\n'
-        '[export]\naddress = "::"\nport = 8443\n\n'
-        "[clock]\nmax_holdover_h = 24\n\n"
-        + (devices_toml or (PI_DEVICES if devices == "pi" else SIM_SECTION))
-    )
+    config: dict[str, Any] = {
+        "unit": {
+            "serial": serial,
+            "officer": officer,
+            "profile": profile,
+            "firmware_version": FIRMWARE_VERSION,
+        },
+        "export": {"address": "::", "port": 8443},
+        "clock": {"max_holdover_h": 24},
+    }
+    config |= devices_table or (PI_DEVICES if devices == "pi" else sim_section())
+    # a TOML writer, never string formatting: a name like O"Neil or one with a
+    # table header in it stays a name
+    write_durably(unit / "unit.toml", tomli_w.dumps(config).encode())
     (agency / "escrow").mkdir(exist_ok=True)
     escrow = agency / "escrow" / f"{serial}.fss"
     if escrow.exists():  # a re-flash: keep the old unit's key beside it, never lose one
@@ -333,37 +344,44 @@ def _install_firmware(target: Path, *, sample_gps: bool) -> None:
         sim = target / layout.PREFIX / "sim"
         sim.mkdir(parents=True, exist_ok=True)
         shutil.copy2(SAMPLE_LOG, sim / "gps.nmea")
+    _no_write_for_others(target / layout.PREFIX)
 
 
-# unit.toml for a simulated unit (QA in a folder, the tests, the demo)
-SIM_SECTION = f'[sim]\ngps_log = "{layout.PREFIX}/sim/gps.nmea"\nbattery = 100\n'
+def _no_write_for_others(tree: Path) -> None:
+    """Copies keep their source's mode, and a checkout made under umask 002
+    is group-writable: what a unit runs is writable by its owner alone."""
+    for p in [tree, *tree.rglob("*")]:
+        if not p.is_symlink():
+            mode = p.stat().st_mode
+            if mode & 0o022:
+                p.chmod(mode & 0o7755)
+
+
+def sim_section() -> dict[str, Any]:
+    """unit.toml for a simulated unit (QA in a folder, the tests, the demo)."""
+    return {"sim": {"gps_log": f"{layout.PREFIX}/sim/gps.nmea", "battery": 100}}
+
+
 # unit.toml for a Raspberry Pi unit (docs/HARDWARE.md). Only run against the
 # library doubles: check each device on the first Pi (docs/HARDWARE.md).
-PI_DEVICES = """[devices.camera]
-backend = "picamera2"
-size = "1920x1080"
-fps = 30
-bitrate = 8000000
-autofocus = true
-[devices.microphone]
-backend = "pyaudio"
-device = "USB Audio"
-[devices.speaker]
-backend = "pyaudio"
-[devices.gpio]
-backend = "pi"
-[devices.gps]
-backend = "serial"
-port = "/dev/ttyAMA0"
-baud = 9600
-[devices.battery]
-backend = "max17048"
-bus = 1
-[devices.storage]
-backend = "fs"
-[devices.rtc]
-backend = "linux"
-"""
+PI_DEVICES: dict[str, Any] = {
+    "devices": {
+        "camera": {
+            "backend": "picamera2",
+            "size": "1920x1080",
+            "fps": 30,
+            "bitrate": 8000000,
+            "autofocus": True,
+        },
+        "microphone": {"backend": "pyaudio", "device": "USB Audio"},
+        "speaker": {"backend": "pyaudio"},
+        "gpio": {"backend": "pi"},
+        "gps": {"backend": "serial", "port": "/dev/ttyAMA0", "baud": 9600},
+        "battery": {"backend": "max17048", "bus": 1},
+        "storage": {"backend": "fs"},
+        "rtc": {"backend": "linux"},
+    }
+}
 
 
 def _install_prompts(unit: Path, agency: Path) -> None:
@@ -381,9 +399,10 @@ def _install_prompts(unit: Path, agency: Path) -> None:
             raise FlashError(f"rendering the spoken prompts: {exc}") from None
         partial.rename(rendered)
     shutil.copytree(rendered, unit / "prompts")
+    _no_write_for_others(unit / "prompts")
 
 
-def check_devices_toml(text: str) -> None:
+def check_devices_toml(text: str) -> dict[str, Any]:
     """A `--devices-file`: only [devices.*] tables, each key as unit.toml
     allows it (firmware/unitconfig.py), or FlashError naming what is wrong."""
     try:
@@ -397,6 +416,7 @@ def check_devices_toml(text: str) -> None:
         parse_devices(data.get("devices"))
     except ConfigError as exc:
         raise FlashError(f"--devices-file: {exc}") from None
+    return data
 
 
 # boot/files -> where on the root: the recorder's user and its device groups,
@@ -446,6 +466,7 @@ def _install_system(target: Path) -> None:
         path = target / dest
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(files / src, path)
+        path.chmod(0o644)
 
 
 def _write_manifest(target: Path, ca: pki.Issued) -> None:
@@ -635,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     # whatever umask the station's shell has (000 leaves keys and the CA
     # world-writable), what we write is readable by others at most; secrets
     # are 0600 regardless (keys.write_secret)
-    os.umask(0o022)
+    no_group_write()
     try:
         if argv[:1] == ["agency-init"]:
             p = argparse.ArgumentParser(prog="flash.py agency-init")

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sealing.age import Identity
+from sealing.files import no_group_write
 
 
 def _case_command(args: argparse.Namespace) -> int:
@@ -89,6 +90,7 @@ def _case_credentials(args: argparse.Namespace) -> tuple[Any, Identity]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    no_group_write()  # the dock's copies, whatever umask the shell had
     p = argparse.ArgumentParser(prog="bodycam-dock", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     pl = sub.add_parser("pull", help="pull one unit, verify, store, then receipt")

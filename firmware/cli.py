@@ -14,6 +14,8 @@ import importlib
 import sys
 from types import ModuleType
 
+from sealing.files import no_group_write
+
 # name -> (module path, one line of help). Ordered as `bodycam --help` shows
 # them; the help lives here so that listing them imports none of them.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -69,6 +71,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    no_group_write()  # the unit's files, whatever umask the shell had
     args = build_parser(argv).parse_args(argv)
     return int(args._module.run(args))
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from hal.gpio import PinMap
 from sealing.layout import SERIAL_RE
+from sealing.people import NameRefused, person_name
 
 from .machine import Policy
 from .prompts import LANGS
@@ -140,7 +141,7 @@ def table_of(data: dict[str, Any], name: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class UnitInfo:
-    """[unit]: who the unit is; tools/flash.py writes it at provisioning."""
+    """[unit]: who the unit is; flashing (boot/flash.py) writes it."""
 
     serial: str = ""
     officer: str = ""
@@ -183,6 +184,12 @@ def parse_unit(t: dict[str, Any]) -> UnitInfo:
     refuse_unknown("unit", t, _names(UnitInfo))
     if "serial" in t and (not isinstance(t["serial"], str) or not SERIAL_RE.fullmatch(t["serial"])):
         raise bad("unit", "serial", t["serial"], "must be 3 to 32 of A-Z, 0-9 and -")
+    if "officer" in t:
+        try:
+            if person_name(t["officer"], "officer") != t["officer"]:
+                raise NameRefused("officer is not in Unicode NFC form")
+        except NameRefused as exc:
+            raise ConfigError(f"unit.toml [unit] officer: {exc}") from None
     return UnitInfo(**{k: text("unit", k, v) for k, v in t.items()})
 
 

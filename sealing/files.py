@@ -41,12 +41,37 @@ def write_synced(path: Path, data: bytes, *, exclusive: bool = False) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write via a temporary name, fsync, rename, fsync the directory."""
+def write_durably(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write via a temporary name, fsync, rename, fsync the directory. The
+    file is made with `mode` (under the umask), never writable by others."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode & ~0o022)
+    try:
+        view = memoryview(data)
+        while view:  # a short write is not success: go on, or fail with the error
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def make_dirs(path: Path, mode: int = 0o755) -> Path:
+    """`path` and any missing parents, each made with `mode` (under the
+    umask), never writable by group or others whatever the umask is."""
+    missing = []
+    p = Path(path)
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(mode & ~0o022, exist_ok=True)
+    return Path(path)
+
+
+def no_group_write() -> None:
+    """Whatever umask the shell gave this process, what it creates is at most
+    readable by others, never writable: the commands call this first."""
+    old = os.umask(0o022)
+    os.umask(old | 0o022)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from . import canonical, fss
 from .age import AgeError, Recipient
-from .files import write_synced
+from .files import make_dirs, write_durably, write_synced
 
 SIGNING = "device_ed25519.pem"
 FSS = "fss.key"
@@ -111,8 +111,7 @@ class UnitKeys:
 
 def provision(directory: Path, recipient: Recipient, docks: list[Ed25519PublicKey]) -> bytes:
     """Make a unit's keys in an empty `directory`; return k[0] for escrow."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = make_dirs(Path(directory), 0o700)
     if (directory / SIGNING).exists():
         raise KeyFileError(f"{directory} already holds a signing key; keys are never reused")
     signing = Ed25519PrivateKey.generate()
@@ -126,10 +125,10 @@ def provision(directory: Path, recipient: Recipient, docks: list[Ed25519PublicKe
     )
     key0 = os.urandom(32)
     fss.save(directory / FSS, fss.FssState(0, key0))
-    (directory / RECIPIENT).write_text(str(recipient) + "\n")
-    (directory / DOCKS).mkdir(exist_ok=True)
+    write_durably(directory / RECIPIENT, (str(recipient) + "\n").encode())
+    make_dirs(directory / DOCKS)
     for pub in docks:
-        (directory / DOCKS / f"{fingerprint(pub)[:16]}.pem").write_bytes(public_pem(pub))
+        write_durably(directory / DOCKS / f"{fingerprint(pub)[:16]}.pem", public_pem(pub))
     return key0
 
 

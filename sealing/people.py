@@ -33,14 +33,14 @@ def person_name(text: object, what: str = "name") -> str:
     if not isinstance(text, str):
         raise NameRefused(f"{what} must be text, not {type(text).__name__}")
     name = unicodedata.normalize("NFC", text)
-    if not name.strip():
-        raise NameRefused(f"{what} is empty")
-    if name != name.strip():
-        raise NameRefused(f"{what} {name!r} begins or ends with a space")
     if len(name) > MAX_NAME:
         raise NameRefused(f"{what} is {len(name)} characters long; at most {MAX_NAME}")
     for ch in name:
         why = _REFUSED.get(unicodedata.category(ch))
         if why is not None:
             raise NameRefused(f"{what} {name!r} holds {why} (U+{ord(ch):04X})")
+    if not name.strip():
+        raise NameRefused(f"{what} is empty")
+    if name != name.strip():
+        raise NameRefused(f"{what} {name!r} begins or ends with a space")
     return name

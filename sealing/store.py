@@ -25,7 +25,7 @@ from typing import Any
 
 from . import canonical, fss, layout
 from .age import StreamWriter
-from .files import fsync_dir, hash_file
+from .files import fsync_dir, hash_file, make_dirs, write_durably
 from .keys import UnitKeys, fingerprint, public_pem
 from .records import (
     GENESIS_PREV,
@@ -267,13 +267,13 @@ class Store:
         """Make an empty store with its genesis record (seq 0)."""
         layout.check_serial(serial)
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
+        make_dirs(root)
         if (root / layout.CHAIN).exists():
             raise StoreError(f"{root} already holds a store")
-        (root / layout.SEGMENTS).mkdir()
-        (root / layout.RECEIPTS).mkdir()
+        make_dirs(root / layout.SEGMENTS)
+        make_dirs(root / layout.RECEIPTS)
         _write_reserve(root / layout.RESERVE, RESERVE_BYTES)
-        (root / layout.DEVICE_PUB).write_bytes(public_pem(keys.public))
+        write_durably(root / layout.DEVICE_PUB, public_pem(keys.public))
         state = fss.load(keys.fss_path)
         if state.seq != 0:
             raise StoreError("the forward-secure key has already been used")

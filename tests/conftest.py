@@ -108,6 +108,9 @@ class DemoRun:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """Run from a shell whose umask is 000 (issue 23): whatever the demo
+    makes (provisioning, recording, docking, the court copy) must still be
+    writable by its owner alone (tests/test_demo.py walks it)."""
     import subprocess
     import sys
 
@@ -118,6 +121,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
         text=True,
         timeout=300,
         cwd=Path(__file__).resolve().parent.parent,
+        preexec_fn=lambda: os.umask(0),
     )
     return DemoRun(out, r.returncode, r.stdout, r.stderr)
 

@@ -36,3 +36,36 @@ def test_demo_runs_the_main_job_and_reports(demo_run: DemoRun) -> None:
         timeout=60,
     )
     assert again.returncode == 2 and "already exists" in again.stdout
+
+
+# What must stay readable by its owner alone: keys, the officer's password
+# hash, the agency's CA and evidence keys, the escrowed forward-secure keys.
+SECRETS = (
+    "sd/var/lib/bodycam/keys/device_ed25519.pem",
+    "sd/var/lib/bodycam/keys/fss.key",
+    "sd/var/lib/bodycam/tls/unit.key",
+    "sd/var/lib/bodycam/officer.scrypt",
+    "agency/ca.key",
+    "agency/evidence.key",
+    "agency/docks/dock1.key",
+    "agency/c2pa/court.key",
+    "agency/escrow/BC-DEMO-0001.fss",
+)
+
+
+def test_under_umask_000_nothing_is_writable_by_others_and_secrets_stay_0600(
+    demo_run: DemoRun,
+) -> None:
+    """The demo ran from a shell with umask 000 (conftest.demo_run): the unit
+    folder, the installed firmware, the agency folder, the dock's copies and
+    the court copy are all walked (issue 23)."""
+    import stat
+
+    assert demo_run.returncode == 0, demo_run.stderr
+    walked = [p for p in demo_run.dir.rglob("*") if not p.is_symlink()]
+    assert len(walked) > 100  # the whole tree, not an empty folder
+    loose = [p for p in walked if p.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH)]
+    assert not loose, [str(p.relative_to(demo_run.dir)) for p in loose[:20]]
+    for rel in SECRETS:
+        mode = (demo_run.dir / rel).stat().st_mode & 0o777
+        assert mode == 0o600, f"{rel}: {oct(mode)}"

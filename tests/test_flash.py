@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -422,8 +423,8 @@ def test_a_units_own_devices_file_is_checked_and_flashed(qa: Path, tmp_path: Pat
     )
     r = _provision(qa, "sd25", "BC-QA-000025", "qa", "--devices-file", str(good))
     assert r.returncode == 0, r.stderr
-    toml = (layout.unit_dir(qa / "sd25") / "unit.toml").read_text()
-    assert toml.endswith(good.read_text()) and "[sim]" not in toml
+    toml = tomllib.loads((layout.unit_dir(qa / "sd25") / "unit.toml").read_text())
+    assert toml["devices"] == tomllib.loads(good.read_text())["devices"] and "sim" not in toml
     for text, named in [
         ('[devices.microphone]\nbackend = "usb"\n', "[devices.microphone] backend = 'usb'"),
         ("[policy]\nsegment_s = 5\n", "only [devices.*] tables, not [policy]"),
@@ -467,3 +468,47 @@ def test_usb0_is_left_to_network_manager(qa: Path) -> None:
     ]
     manifest = json.loads((qa / "sd28" / layout.MANIFEST).read_text())
     assert "etc/udev/rules.d/90-bodycam-usb0.rules" in {e["path"] for e in manifest["files"]}
+
+
+@pytest.mark.parametrize(
+    "officer",
+    ['O"Neil', "Smith\\Jones", "张三", "[devices.camera]", "x = 1", "Ñúñez-Αλέξης"],
+)
+def test_officer_names_in_any_script_round_trip(qa: Path, tmp_path: Path, officer: str) -> None:
+    """unit.toml is written by a TOML writer: what looks like TOML in a name
+    stays a name, in the file, in the chain and at the self-test's load."""
+    from firmware import unitconfig
+    from sealing.verify import verify_store
+
+    target = tmp_path / "sd"
+    r = _flash(str(target), "--serial", "BC-QA-000031", "--officer", officer, "--force",
+               "--password-file", str(qa / "pw"), "--agency", str(qa / "qa"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    unit = layout.unit_dir(target)
+    assert unitconfig.load(unit).unit.officer == officer
+    assert unitconfig.load(unit).devices.all_simulated  # no table injected
+    report = verify_store(unit / "store", keep=True)
+    assert report.ok and report.chain[0].officer == officer
+
+
+@pytest.mark.parametrize(
+    ("officer", "says"),
+    [
+        ('x"\n[devices.camera]\nbackend = "none', "a control character"),
+        ("张三\n", "a control character"),
+        ("abc\u202edcba", "an invisible formatting character"),
+        ("", "is empty"),
+        ("x" * 65, "at most 64"),
+    ],
+)
+def test_a_refused_name_says_why_and_leaves_nothing_behind(
+    qa: Path, tmp_path: Path, officer: str, says: str
+) -> None:
+    target = tmp_path / "sd"
+    before = _flash("inventory", "--agency", str(qa / "qa")).stdout
+    r = _flash(str(target), "--serial", "BC-QA-000032", "--officer", officer,
+               "--password-file", str(qa / "pw"), "--agency", str(qa / "qa"))  # fmt: skip
+    assert r.returncode != 0 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not target.exists() or not any(target.iterdir())
+    assert _flash("inventory", "--agency", str(qa / "qa")).stdout == before

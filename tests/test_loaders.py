@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from firmware import scenario, unitconfig
 from firmware.demo_recording import DEMO
@@ -226,13 +227,14 @@ def test_what_flash_writes_loads(tmp_path: Path) -> None:
     """The unit.toml of a provisioned unit (boot/flash.py), simulated and Pi."""
     from boot import flash
 
-    head = (
-        '[unit]\nserial = "BC-QA-000012"\nofficer = "OFFICER-7"\nprofile = "qa"\n'
-        'firmware_version = "0.1.0"\n\n[export]\naddress = "192.168.7.2"\nport = 8443\n\n'
-        "[clock]\nmax_holdover_h = 24\n\n"
-    )
-    for tail in (flash.SIM_SECTION, flash.PI_DEVICES):
-        (tmp_path / "unit.toml").write_text(head + tail)
+    head = {
+        "unit": {"serial": "BC-QA-000012", "officer": "OFFICER-7", "profile": "qa",
+                 "firmware_version": "0.1.0"},
+        "export": {"address": "192.168.7.2", "port": 8443},
+        "clock": {"max_holdover_h": 24},
+    }  # fmt: skip
+    for tail in (flash.sim_section(), flash.PI_DEVICES):
+        (tmp_path / "unit.toml").write_text(tomli_w.dumps(head | tail))
         cfg = unitconfig.load(tmp_path)
         assert cfg.unit.serial == "BC-QA-000012" and cfg.export.port == 8443
         assert cfg.clock.max_holdover_s == 24 * 3600
