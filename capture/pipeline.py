@@ -15,13 +15,13 @@ from typing import Any
 
 from hal.media import EncodedFrame, PcmChunk
 
-from .segmenter import FrameClock, Segmenter, SinkFactory
+from .segmenter import FrameClock, Segmenter, SinkFactory, segment_problem
 from .vad import SpeechMeter
 
 
 @dataclass
 class CaptureConfig:
-    segment_s: float = 30.0
+    segment_s: float = 32.0  # a multiple of 8 s (segmenter.segment_problem)
     prerecord_s: float = 30.0  # 0..120
     # Off by default: sound from before the officer chose to record is a
     # conversation taken without the decision R1 asks for (and unlawful to
@@ -35,8 +35,8 @@ class CaptureConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.prerecord_s <= 120:
             raise ValueError("prerecord_s must be between 0 and 120 seconds")
-        if self.segment_s < 1:
-            raise ValueError("segment_s must be at least 1 second")
+        if (why := segment_problem(self.segment_s, self.audio_rate)) is not None:
+            raise ValueError(f"segment_s = {self.segment_s:g}: {why}")
 
 
 class Capture:

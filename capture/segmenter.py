@@ -20,7 +20,9 @@ instant: each file carries the sound of its own pictures and nothing else,
 and `ffmpeg -f concat` inserts nothing between them. If no keyframe lines up
 within `MAX_EXTRA_US`, the next keyframe is taken (the joint is then off by
 at most half an AAC frame). With 16 kHz audio (64 ms frames) and a keyframe
-every second at 30 fps, the grids meet every 8 s.
+every second, the grids meet every 8 s (`segment_grid_us`), so a segment
+length that is not a multiple of that cannot be kept: `segment_problem`
+says why, and the configuration refuses it rather than rounding it.
 
 Order. Packets are muxed in time order across both streams, each waiting
 (at most `WAIT_US`) for the other to pass it, so a packet always lands in
@@ -38,6 +40,7 @@ recording joined byte by byte are one valid transport stream.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +63,35 @@ ALIGN_US = 2_000
 MAX_EXTRA_US = 10_000_000
 WAIT_US = 400_000
 SLACK_SAMPLES = 2  # stamp rounding: closer than this is contiguous
+# The unit's cameras give a keyframe every second (picamera2 iperiod = fps; the
+# simulated camera's GOP is fps frames): where files can be cut.
+KEYFRAME_US = 1_000_000
+
+
+def segment_grid_us(audio_rate: int = 16_000, keyframe_us: int = KEYFRAME_US) -> int:
+    """How often a keyframe falls on the AAC frame grid, in microseconds: the
+    only instants a file can end with its sound and picture ending together
+    (8 s at 16 kHz with a keyframe a second)."""
+    aac = Fraction(AAC_FRAME * 1_000_000, audio_rate)
+    key = Fraction(keyframe_us)
+    # the least common multiple of two rationals in lowest terms
+    lcm = Fraction(
+        math.lcm(aac.numerator, key.numerator), math.gcd(aac.denominator, key.denominator)
+    )
+    return int(lcm)
+
+
+def segment_problem(seconds: float, audio_rate: int = 16_000) -> str | None:
+    """Why a segment length cannot be kept as asked (None when it can)."""
+    grid = segment_grid_us(audio_rate)
+    us = seconds * 1e6
+    if us < grid or abs(us - round(us / grid) * grid) > 1:
+        return (
+            f"must be a multiple of {grid / 1e6:g} s: a file ends at a keyframe (one a second) "
+            f"where the {AAC_FRAME * 1000 / audio_rate:g} ms AAC frames meet the picture, "
+            f"every {grid / 1e6:g} s"
+        )
+    return None
 
 
 @dataclass

@@ -143,7 +143,7 @@ def _power_on(rec: Recorder) -> None:
 
 
 def capture_config(
-    cfg: DeviceConfig, policy: Policy, *, segment_s: float = 30.0, prerecord_s: float = 30.0
+    cfg: DeviceConfig, policy: Policy, *, segment_s: float = 32.0, prerecord_s: float = 30.0
 ) -> CaptureConfig:
     width, height = cfg.size
     return CaptureConfig(

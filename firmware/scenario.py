@@ -3,7 +3,7 @@
     seconds = 25                 # how long the unit runs
     size = "640x360"             # camera picture (1280x720 default, 1920x1080)
     clock = "synced"             # the clock at power-on: synced | unverified
-    segment_seconds = 10
+    segment_seconds = 16          # a multiple of 8 s
     prerecord_seconds = 5
 
     [[at]]                       # one thing that happens, at t seconds
@@ -39,6 +39,7 @@ from typing import Any
 
 import av
 
+from capture.segmenter import segment_problem
 from hal.media import DeviceFault
 from hal.microphone_sim import RATE, Sound, load_wav, speech_wav
 
@@ -95,7 +96,7 @@ class Scenario:
     width: int = 1280
     height: int = 720
     clock: str = "unverified"
-    segment_seconds: float = 30.0
+    segment_seconds: float = 32.0
     prerecord_seconds: float = 30.0
     happenings: list[Happening] = field(default_factory=list)
     sounds: list[Sound] = field(default_factory=list)
@@ -182,7 +183,7 @@ def parse(
         *size,
         c.one_of("clock", data.get("clock", "unverified"), ("synced", "unverified")),
         # the capture pipeline's own limits (capture/pipeline.py CaptureConfig)
-        c.number("segment_seconds", data.get("segment_seconds", 30), 1, 3600),
+        _segment_seconds(c, data.get("segment_seconds", 32)),
         c.number("prerecord_seconds", data.get("prerecord_seconds", 30), 0, 120),
     )
     for i, item in enumerate(c.tables("at", data.get("at", []))):
@@ -191,6 +192,13 @@ def parse(
     for i, item in enumerate(c.tables("sound", data.get("sound", []))):
         sc.sounds.append(_sound(c, f"[[sound]] #{i + 1} ", item, seconds, workdir, base, i))
     return sc
+
+
+def _segment_seconds(c: _Check, value: Any) -> float:
+    seconds = c.number("segment_seconds", value, 1, 3600)
+    if (why := segment_problem(seconds)) is not None:
+        raise c.bad("segment_seconds", value, why)
+    return seconds
 
 
 def _time(c: _Check, where: str, item: dict[str, Any], seconds: float) -> float:

@@ -31,7 +31,7 @@ from .test_live import _live as live_with_steps
 PI_TOML = (
     '[devices.camera]\nbackend = "picamera2"\nsize = "320x180"\n{camera}'
     '[devices.microphone]\nbackend = "pyaudio"\ndevice = "USB Audio"\n'
-    "[policy]\nsegment_s = 3.0\nprerecord_s = 1.0\n"
+    "[policy]\nsegment_s = 8.0\nprerecord_s = 1.0\n"
 )
 RATE = 16_000
 TICKS = 1 << 33  # MPEG-TS timestamps: 33 bits of 90 kHz ticks

@@ -33,7 +33,7 @@ DAY = {
     "seconds": 21,
     "size": "320x180",
     "clock": "synced",
-    "segment_seconds": 5,
+    "segment_seconds": 8,
     "prerecord_seconds": 1,
     "at": [
         {"t": 1, "press": "record"},
@@ -181,7 +181,7 @@ def _press(rec: Recorder) -> None:
 PI_TOML = (
     '[devices.camera]\nbackend = "picamera2"\nsize = "320x180"\n'
     '[devices.microphone]\nbackend = "pyaudio"\ndevice = "USB Audio"\n'
-    "[policy]\nsegment_s = 3.0\nprerecord_s = 1.0\n"
+    "[policy]\nsegment_s = 8.0\nprerecord_s = 1.0\n"
 )
 
 
@@ -268,7 +268,7 @@ def test_bodycam_run_live_until_sigterm(unit: Unit) -> None:
     (unit.path / "unit.toml").write_text(
         '[devices.camera]\nsize = "320x180"\n'
         "[policy]\nrecord_on_power_on = true\n"
-        "segment_s = 2.0\nprerecord_s = 1.0\n"
+        "segment_s = 8.0\nprerecord_s = 1.0\n"
     )
     child = subprocess.Popen(
         [sys.executable, "-m", "firmware.cli", "run", "--unit", str(unit.path)],
