@@ -63,6 +63,11 @@ ALIGN_US = 2_000
 MAX_EXTRA_US = 10_000_000
 WAIT_US = 400_000
 SLACK_SAMPLES = 2  # stamp rounding: closer than this is contiguous
+# Every packet reaches the sink as it is muxed, not when libavformat's 32 KiB
+# buffer fills (seconds at a low bitrate): packets already come in time order,
+# so the muxer's own interleaving queue and audio PES batching only hold them
+# back, and what is held is lost on a power cut (docs/CAPTURE.md, "Power cuts").
+MUX_OPTIONS = {"flush_packets": "1", "max_interleave_delta": "1", "pes_payload_size": "0"}
 # The unit's cameras give a keyframe every second (picamera2 iperiod = fps; the
 # simulated camera's GOP is fps frames): where files can be cut.
 KEYFRAME_US = 1_000_000
@@ -229,6 +234,9 @@ class Segmenter:
         self.index = 0
         self.frames_total = 0
         self.closed: list[Any] = []
+        # told (kind "v"/"a", media us) of every packet as it goes into a file:
+        # what a power-cut test measures the loss against
+        self.on_mux: Callable[[str, int], None] | None = None
         self.video_on = True
         self.audio_on = True
         self._cc: dict[int, int] = {}  # continuity counters, carried across files
@@ -473,6 +481,8 @@ class Segmenter:
         if _KEY_SETTABLE:
             p.is_keyframe = frame.keyframe
         self._container.mux(p)
+        if self.on_mux is not None:
+            self.on_mux("v", frame.pts_us)
         info.video_frames += 1
         info.end_us = frame.pts_us + self.frame_us
         self.frames_total += 1
@@ -496,6 +506,8 @@ class Segmenter:
         pkt.time_base = US
         pkt.pts = pkt.dts = t_us
         self._container.mux(pkt)
+        if self.on_mux is not None:
+            self.on_mux("a", t_us)
         info.audio_samples += AAC_FRAME
         info.end_us = max(info.end_us, t_us + self.aac_us)
 
@@ -505,7 +517,7 @@ class Segmenter:
         self.index += 1
         sink = self._open_sink(self.index, start_us)
         self._writer = _TsWriter(sink, self._cc)
-        c = av.open(self._writer, "w", format="mpegts")
+        c = av.open(self._writer, "w", format="mpegts", container_options=MUX_OPTIONS)
         self._vs: Any = None
         self._as: Any = None
         codecs = []

@@ -87,6 +87,7 @@ def build(
     mode: str,
     scenario: Scenario | None = None,
     config: UnitConfig | None = None,
+    media_log: Callable[[str], None] | None = None,
 ) -> Recorder:
     """Open the store (recovering first), the devices and the recorder.
     `config` is the unit's checked unit.toml (read here when not given)."""
@@ -129,6 +130,7 @@ def build(
         prompts,
         log=log,
         camera_restart=CameraRestart.from_config(cfg),
+        media_log=media_log,
     )
     rec.log(f"devices: {' '.join(f'{k}={v}' for k, v in devices.backends().items())}")
     return rec
@@ -163,6 +165,7 @@ def run_live(
     on_ready: Callable[[Recorder], None] | None = None,
     stop: threading.Event | None = None,
     config: UnitConfig | None = None,
+    media_log: Callable[[str], None] | None = None,
 ) -> Recorder:
     """The unit as it runs in the field: configured devices, the live clock,
     until a stop request (SIGTERM) or `stop`. unit.toml is checked before the
@@ -183,6 +186,7 @@ def run_live(
         log=log,
         mode="live",
         config=config,
+        media_log=media_log,
     )
     try:
         _power_on(rec)

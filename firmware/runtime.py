@@ -50,7 +50,12 @@ from .signals import ALERTS, lights_for
 from .unitclock import AUTHENTICATED, BUILD_UTC_US, UnitClock, as_offered, outside_window
 
 TICK_US = 100_000
-SYNC_US = 1_000_000  # checkpoint + fdatasync: the ~1 s power-loss bound
+SECOND_US = 1_000_000  # the clock, storage and battery checks; the watchdog's pat
+# The open segment's tail is checkpointed and fdatasynced this often (and by
+# its writer on every write that finds it due): with the muxer passing every
+# packet on at once, a power cut loses at most about this much media plus
+# what capture still holds back to interleave (docs/CAPTURE.md, "Power cuts")
+FLUSH_US = 250_000
 STALL_US = 1_000_000  # no frame (or audio) for this long: the device has stalled
 CLOCK_TOLERANCE_US = 1_000_000
 # A sync that finds the clock right is still recorded once an hour: the chain
@@ -232,17 +237,25 @@ class Recorder:
     location: dict[str, int] | None = None
     prompts_played: list[str] = field(default_factory=list)
     camera_restart: CameraRestart = field(default_factory=CameraRestart)
+    # `bodycam run --media-log`: a line for every frame taken in while recording
+    # ("in v PTS") and every packet written into a file ("out v|a PTS"), so a
+    # power-cut test can measure what a cut lost (tests/test_kill_loss.py)
+    media_log: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.machine = m.Machine(self.policy)
         self.capture = Capture(self._open_sink, self.capture_config, frame_time=self._frame_time)
+        if self.media_log is not None:
+            media_log = self.media_log
+            self.capture.segmenter.on_mux = lambda kind, t_us: media_log(f"out {kind} {t_us}")
         self.watermark = Watermark(self.store.serial, self.store.officer, self._frame_time)
         self.watermarked = False
         self.inbox: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
         self._files: list[tuple[int, str]] = []  # (start_us, file) of the recording's segments
         now = self.now_us()
         self._next_tick = now
-        self._next_sync = now + SYNC_US
+        self._next_second = now + SECOND_US
+        self._next_flush = now + FLUSH_US
         self._last = {"camera": now, "microphone": now}
         self._stalled: set[str] = set()  # stalled after delivering: systemd should restart us
         self._reported_missing: set[str] = set()
@@ -372,8 +385,11 @@ class Recorder:
         if now >= self._next_tick:
             self._next_tick = max(self._next_tick + TICK_US, now - TICK_US)
             self._tick(now)
-        if now >= self._next_sync:
-            self._next_sync = max(self._next_sync + SYNC_US, now)
+        if now >= self._next_flush:
+            self._next_flush = max(self._next_flush + FLUSH_US, now)
+            self.store.sync_open_segments()
+        if now >= self._next_second:
+            self._next_second = max(self._next_second + SECOND_US, now)
             self._each_second(now)
 
     def _handle(self, item: Incoming) -> None:
@@ -382,6 +398,8 @@ class Recorder:
             if "camera" not in self.faulted:
                 self._video_pts = item.pts_us
                 self.capture.push_video(item)
+                if self.media_log is not None and self.capture.recording:
+                    self.media_log(f"in v {item.pts_us}")
             elif self._is_new_start_keyframe(item):
                 self._camera_back(item)
         elif isinstance(item, PcmChunk):
@@ -462,7 +480,6 @@ class Recorder:
 
     def _each_second(self, now: int) -> None:
         self._watch_clock()
-        self.store.sync_open_segments()
         self.store.restore_reserve()  # a no-op while it exists
         free, total = self._space()
         self.event(m.Storage(free, total, now))
