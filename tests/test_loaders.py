@@ -200,7 +200,7 @@ def _bodycam(*args: str) -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=30,  # a value that slipped through would start a live unit: fail, not hang
+        timeout=300,  # a value that slipped through would start a live unit: fail, not hang
     )
 
 
