@@ -126,11 +126,30 @@ class Capture:
                 self.segmenter.audio(item)
         return max(0, now_us - t0)
 
+    def cut(self) -> bool:
+        """A hole in the media (a stall): the open file ends with what it
+        holds, and the recording goes on in a new one from the next keyframe,
+        so no file spans the hole. In standby the pre-record is emptied: a
+        picture from before a hole is not joined to one after it. True if a
+        file was ended."""
+        if not self.recording:
+            self._ring.clear()
+            self._aring.clear()
+            return False
+        if not self.segmenter.recording:
+            return False  # waiting for its first keyframe: nothing to end
+        self.segmenter.close()
+        return True
+
     def stop(self) -> Any:
         if not self.recording:
             return None
         self.recording = False
         return self.segmenter.close()
+
+    def played(self, pcm: bytes, at_us: int) -> None:
+        """The unit's speaker played `pcm` from `at_us`: not a voice of the note."""
+        self.meter.played(pcm, at_us)
 
     def speech_seconds(self, from_us: int, to_us: int) -> float:
         return self.meter.seconds(from_us, to_us)

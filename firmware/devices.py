@@ -177,11 +177,13 @@ def build_devices(
     if cfg.backends["speaker"] == "pyaudio":
         from hal.audio_pi import PyAudioSpeaker
 
-        speaker = attempt("speaker", lambda: PyAudioSpeaker(cfg.opt("speaker", "device", None)))
+        speaker = attempt(
+            "speaker", lambda: PyAudioSpeaker(clock, cfg.opt("speaker", "device", None))
+        )
         if speaker is None:
-            speaker = SimSpeaker(clock)  # silent: the fault is recorded, prompts are logged
+            speaker = SimSpeaker(pacer)  # silent: the fault is recorded, prompts are logged
     else:
-        speaker = SimSpeaker(clock)
+        speaker = SimSpeaker(pacer)
 
     factory = _mock_factory() if cfg.backends["gpio"] == "mock" else _pi_factory()
     pins = PinMap(**{k: v for k, v in cfg.options["gpio"].items()})

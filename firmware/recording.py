@@ -20,7 +20,7 @@ from typing import Any
 
 from capture.pipeline import CaptureConfig
 from hal.gps import Fix, SimGps
-from hal.microphone_sim import PacedMicrophone
+from hal.microphone_sim import EchoPath, PacedMicrophone, SimSpeaker
 from hal.pacing import Clock, LiveClock, ManualPacer, Pacer, ThreadPacer, VirtualClock
 from sealing.store import Store
 from sealing.unit import open_unit
@@ -30,7 +30,7 @@ from .devices import DeviceConfig, Devices, build_devices, parse_devices
 from .machine import Policy, Trigger, Unexported
 from .prompts import PromptBank
 from .runtime import CameraRestart, DeviceError, Recorder
-from .scenario import Happening, Scenario
+from .scenario import Happening, Scenario, ScenarioError
 from .unitclock import UnitClock
 from .unitconfig import UnitConfig
 
@@ -115,6 +115,8 @@ def build(
     finally:
         if not opened:
             store.close()
+    if scenario is not None and scenario.speaker_echo_db is not None:
+        hear_own_speaker(devices, origin, scenario.speaker_echo_db)
     prompts = PromptBank(
         Path(unit) / "prompts",
         str(cfg.opt("speaker", "language", "en")),
@@ -134,6 +136,17 @@ def build(
     )
     rec.log(f"devices: {' '.join(f'{k}={v}' for k, v in devices.backends().items())}")
     return rec
+
+
+def hear_own_speaker(devices: Devices, origin_us: int, gain_db: float) -> None:
+    """The simulated microphone hears the simulated speaker through an echo
+    path (hal/microphone_sim.py EchoPath), as a unit's microphone hears the
+    speaker beside it."""
+    spk, mic = devices.speaker, devices.microphone
+    if isinstance(spk, SimSpeaker) and isinstance(mic, PacedMicrophone):
+        path = EchoPath(origin_us, gain_db)
+        spk.listeners.append(path.heard)
+        mic.source.echo = path
 
 
 def _power_on(rec: Recorder) -> None:
@@ -271,6 +284,15 @@ def _edges(h: Happening, d: Devices, clock: Any, rec: Recorder) -> list[Edge]:
                 gps.emit(Fix(utc, None, None, 1, 8))
 
         return [Edge(t, fix)]
+    if h.kind == "freeze_s":
+        # the whole unit stops (as SIGSTOP): time passes, nothing runs, and the
+        # devices make up or lose the missed periods as their buffers allow
+
+        def freeze() -> None:
+            clock.mono_ns += int(float(h.value) * 1e9)
+            rec.log(f"the unit stopped for {h.value} s")
+
+        return [Edge(t, freeze)]
     if h.kind == "clock_jump_s":
 
         def jump() -> None:
@@ -298,6 +320,9 @@ def run_scenario(
     `devices` replaces the scenario's simulated camera (e.g. a replayed
     1080p H.264 clip for benchmarks)."""
     config = config or unitconfig.load(unit)  # checked before the store is opened
+    if realtime and any(h.kind == "freeze_s" for h in scenario.happenings):
+        # a process cannot stop itself and come back: SIGSTOP a live one instead
+        raise ScenarioError("freeze_s needs virtual time (drop --realtime)")
     cfg = devices or scenario_devices(scenario)
     policy = policy or config.policy
     clock: VirtualClock | ShiftedClock
@@ -361,6 +386,7 @@ def _drive_virtual(rec: Recorder, pacer: ManualPacer, edges: list[Edge], seconds
         rec.pump()
         while pending and t0 + int(pending[0].t * 1e6) <= now:
             pending.pop(0).do()
+            now = max(now, rec.now_us())  # a freeze moved the clock on
             rec.pump()
     if rec.stop_reason is not None:
         rec.log(f"stopping: {rec.stop_reason}")

@@ -334,6 +334,8 @@ def _check_media(
     for r in records:
         if r.type == "power_loss" and (bad := _power_loss_problem(r.body)):
             report.fail(layout.CHAIN, f"power_loss record: {bad}", r.seq)
+        if r.type == "stall" and (bad := _stall_problem(r.body)):
+            report.fail(layout.CHAIN, f"stall record: {bad}", r.seq)
     named: set[str] = set()
     segnos: set[int] = set()
     last_end = -1
@@ -453,6 +455,37 @@ def _power_loss_problem(b: dict[str, Any]) -> str | None:
     parsed = layout.parse_name(b["file"]) if isinstance(b["file"], str) else None
     if parsed is None or parsed.kind != b["kind"] or not _is_int(b["last_write_wall_us"]):
         return "file, kind or last_write_wall_us malformed"
+    return None
+
+
+STALL_PARTS = ("camera", "microphone", "recorder")
+
+
+def _stall_problem(b: dict[str, Any]) -> str | None:
+    """A stall's span agrees with itself (FORMAT.md, "Stalls")."""
+    ints = ("from_us", "to_us", "span_us", "dropped_frames", "dropped_samples", "lost_samples")
+    if not all(_is_int(b.get(k)) for k in ints) or not isinstance(b.get("ongoing"), bool):
+        return f"{', '.join(ints)} must be non-negative integers and ongoing a boolean"
+    if b["from_us"] > b["to_us"] or b["span_us"] != b["to_us"] - b["from_us"]:
+        return "from_us, to_us and span_us disagree"
+    what, spans = b.get("what"), b.get("spans")
+    if (
+        not isinstance(what, list)
+        or not what
+        or what != sorted(set(what))
+        or not set(what) <= set(STALL_PARTS)
+        or not isinstance(spans, dict)
+        or sorted(spans) != what
+    ):
+        return f"what must list some of {', '.join(STALL_PARTS)} once, in order, as spans does"
+    pairs = list(spans.values())
+    if not all(
+        isinstance(p, list) and len(p) == 2 and all(_is_int(v) for v in p) and p[0] <= p[1]
+        for p in pairs
+    ):
+        return "each span must be [from_us, to_us], in order"
+    if min(p[0] for p in pairs) != b["from_us"] or max(p[1] for p in pairs) != b["to_us"]:
+        return "from_us and to_us must be where the spans begin and end"
     return None
 
 
