@@ -435,6 +435,8 @@ class Recorder:
                     self.media_log(f"in v {item.pts_us}")
             elif self._is_new_start_keyframe(item):
                 self._camera_back(item)
+            elif self._behind_the_file(item) and self.devices.camera is not None:
+                self.devices.camera.request_keyframe()  # the next one, dated after what is written
         elif isinstance(item, PcmChunk):
             if self._stall_check("microphone", at, item.pts_us, samples=item.samples):
                 return
@@ -523,7 +525,10 @@ class Recorder:
         judged = device not in self.faulted or device in self._stalled
         if self.stalls.arrived(device, at, judged=judged) and device not in self.faulted:
             cut = self.capture.cut()
-            self.log(f"stall: nothing from the {device} for a while; the file was ended: {cut}")
+            self.log(
+                f"stall: nothing came from the {device} for over {STALL_US / 1e6:g} s"
+                + ("; the file ends before it, the recording goes on in the next" if cut else "")
+            )
             self._want_keyframe()
         if pts_us is None or not self.stalls.back_dated(device, pts_us, samples):
             return False
@@ -820,9 +825,26 @@ class Recorder:
 
     def _is_new_start_keyframe(self, frame: EncodedFrame) -> bool:
         """The picture video resumes with: a keyframe of the restarted camera
-        (an earlier start's frames, still queued or flushed, are older)."""
+        (an earlier start's frames, still queued or flushed, are older), and
+        not dated before what the open file already holds (on a busy machine
+        the sound, muxed alone during the gap, can run ahead of a late picture)."""
         c = self.camera_recovery
-        return c.phase == "starting" and frame.keyframe and frame.pts_us >= c.since_us
+        return (
+            c.phase == "starting"
+            and frame.keyframe
+            and frame.pts_us >= c.since_us
+            and not self._behind_the_file(frame)
+        )
+
+    def _behind_the_file(self, frame: EncodedFrame) -> bool:
+        """A keyframe of the restarted camera dated before the open file's end."""
+        c, current = self.camera_recovery, self.capture.segmenter.current
+        return (
+            c.phase == "starting"
+            and frame.keyframe
+            and current is not None
+            and frame.pts_us < current.end_us
+        )
 
     def _restart_failed(self, why: str) -> None:
         c = self.camera_recovery

@@ -148,11 +148,13 @@ def test_virtual_and_realtime_give_the_same_records(
 
     def types(u: Unit) -> list[str]:
         # where a rollover falls depends on which frame a press lands on, so a run of
-        # segments counts as one entry; every other record must match in order
+        # segments counts as one entry; a busy machine can stall the real-time run
+        # (a `stall` record, tests/test_stalls.py); every other record must match in order
         out: list[str] = []
         for r in verify_store(u.path).records:
-            if not (r["type"] == "segment" and out and out[-1] == "segment"):
-                out.append(r["type"])
+            if r["type"] == "stall" or (r["type"] == "segment" and out and out[-1] == "segment"):
+                continue
+            out.append(r["type"])
         return out
 
     assert types(other) == types(unit)
