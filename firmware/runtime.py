@@ -435,8 +435,6 @@ class Recorder:
                     self.media_log(f"in v {item.pts_us}")
             elif self._is_new_start_keyframe(item):
                 self._camera_back(item)
-            elif self._behind_the_file(item) and self.devices.camera is not None:
-                self.devices.camera.request_keyframe()  # the next one, dated after what is written
         elif isinstance(item, PcmChunk):
             if self._stall_check("microphone", at, item.pts_us, samples=item.samples):
                 return
@@ -825,26 +823,9 @@ class Recorder:
 
     def _is_new_start_keyframe(self, frame: EncodedFrame) -> bool:
         """The picture video resumes with: a keyframe of the restarted camera
-        (an earlier start's frames, still queued or flushed, are older), and
-        not dated before what the open file already holds (on a busy machine
-        the sound, muxed alone during the gap, can run ahead of a late picture)."""
+        (an earlier start's frames, still queued or flushed, are older)."""
         c = self.camera_recovery
-        return (
-            c.phase == "starting"
-            and frame.keyframe
-            and frame.pts_us >= c.since_us
-            and not self._behind_the_file(frame)
-        )
-
-    def _behind_the_file(self, frame: EncodedFrame) -> bool:
-        """A keyframe of the restarted camera dated before the open file's end."""
-        c, current = self.camera_recovery, self.capture.segmenter.current
-        return (
-            c.phase == "starting"
-            and frame.keyframe
-            and current is not None
-            and frame.pts_us < current.end_us
-        )
+        return c.phase == "starting" and frame.keyframe and frame.pts_us >= c.since_us
 
     def _restart_failed(self, why: str) -> None:
         c = self.camera_recovery

@@ -140,7 +140,20 @@ def test_an_encoder_fault_mid_recording_is_recorded_and_video_resumes_at_true_ti
     at["end"] = _now_us()
     report = verify_store(unit.path, identity=unit.agency.identity)
     assert report.ok, report.problems
-    assert not report.notes, report.notes  # the verifier knows the `recovered` record
+    # the verifier knows the `recovered` record. On a busy machine the sound,
+    # muxed alone through the gap, can run past the restarted camera's first
+    # keyframe before it arrives: the file with the picture then begins before
+    # the sound-only file ends. Only that overlap is allowed, and below the
+    # sound is checked to abut across the files (no stretch twice)
+    sound_only = {
+        r["body"]["file"]
+        for r in report.records
+        if r["type"] == "segment" and r["body"]["codecs"] == ["aac"]
+    }
+    segments = [r["body"]["file"] for r in report.records if r["type"] == "segment"]
+    for note in report.notes:
+        file = note.split(":")[0]
+        assert "overlapping" in note and segments[segments.index(file) - 1] in sound_only, note
     faults, back = _camera_records(report)
     assert len(faults) == 1, faults  # the fault, recorded as before
     assert "the encoder failed" in faults[0]["body"]["reason"], faults
