@@ -77,6 +77,25 @@ def _press(rec: Recorder) -> None:
     p.drive_high()
 
 
+HANG_S = 120.0  # only catches a hang: the steps below wait for what they need
+
+
+def _until(phase: str, then_s: float) -> Callable[[Recorder], None]:
+    """A driver step: wait until the camera's recovery, after at least one
+    restart, stands at `phase` (a busy machine restarts it slowly), then let
+    the recording run `then_s` more."""
+
+    def step(rec: Recorder) -> None:
+        deadline = time.monotonic() + HANG_S
+        c = rec.camera_recovery
+        while not (c.used >= 1 and c.phase == phase):
+            assert time.monotonic() < deadline, f"camera never {phase}"
+            time.sleep(0.05)
+        time.sleep(then_s)
+
+    return step
+
+
 def _pictures(data: bytes) -> list[tuple[int, int, bool]]:
     """(pts us, frame number drawn, keyframe) of every decoded picture."""
     out = []
@@ -134,9 +153,9 @@ def test_an_encoder_fault_mid_recording_is_recorded_and_video_resumes_at_true_ti
     # the fault shortly before the first file's 8 s are up (it began at the
     # keyframe about 0 s in): during the gap the sound rolls into a file
     # without a picture track, which the camera's return then ends
-    unit, rec, lines = _live(
-        tmp_path, monkeypatch, platform, [(0.8, press), (7.2, encoder_fault)], seconds=11.5
-    )
+    # back (after its restart), and 3 s of picture after it
+    steps = [(0.8, press), (7.2, encoder_fault), (7.3, _until("ok", 3.0))]
+    unit, rec, lines = _live(tmp_path, monkeypatch, platform, steps, seconds=11.5)
     at["end"] = _now_us()
     report = verify_store(unit.path, identity=unit.agency.identity)
     assert report.ok, report.problems
@@ -225,8 +244,10 @@ def test_a_camera_that_keeps_failing_is_given_up_once_after_its_restarts(
         tmp_path,
         monkeypatch,
         "vc4",
-        [(0.8, _press), (2.0, break_camera)],
-        seconds=10.0,  # past the first file's 8 s: the next holds sound only
+        # given up (however long a busy machine takes), then past the first file's
+        # 8 s and 2 s more: the last file holds sound only
+        [(0.8, _press), (2.0, break_camera), (2.1, _until("gave_up", 2.0))],
+        seconds=10.5,
         camera="restart_attempts = 2\nrestart_backoff_max_s = 2\n",
     )
     report = verify_store(unit.path, identity=unit.agency.identity)
