@@ -492,7 +492,7 @@ def _write_manifest(target: Path, ca: pki.Issued) -> None:
 CHECK_SCENARIO = """seconds = 12
 size = "320x180"
 clock = "synced"
-segment_seconds = 2
+segment_seconds = 8
 prerecord_seconds = 1
 [[at]]
 t = 0.5

@@ -14,7 +14,7 @@ from hal.microphone_sim import RATE, SimMicrophone, Sound
 
 from .files import file_sinks
 from .pipeline import Capture, CaptureConfig
-from .segmenter import SegmentInfo
+from .segmenter import SegmentInfo, segment_problem
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="simulated camera and microphone (the only backend off a Pi)",
     )
     parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--segment-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--segment-seconds", type=float, default=32.0, help="a multiple of 8 (default 32)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--size", default="1280x720", choices=["1280x720", "1920x1080", "640x360"])
     parser.add_argument("--fps", type=int, default=30)
@@ -64,8 +66,13 @@ def run_sim(
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.seconds <= 0 or args.segment_seconds < 1:
-        print("bodycam capture: --seconds must be > 0 and --segment-seconds >= 1", file=sys.stderr)
+    if args.seconds <= 0:
+        print("bodycam capture: --seconds must be > 0", file=sys.stderr)
+        return 2
+    if (why := segment_problem(args.segment_seconds)) is not None:
+        print(
+            f"bodycam capture: --segment-seconds {args.segment_seconds:g}: {why}", file=sys.stderr
+        )
         return 2
     try:
         sounds = []

@@ -15,13 +15,13 @@ from typing import Any
 
 from hal.media import EncodedFrame, PcmChunk
 
-from .segmenter import FrameClock, Segmenter, SinkFactory
+from .segmenter import FrameClock, Segmenter, SinkFactory, segment_problem
 from .vad import SpeechMeter
 
 
 @dataclass
 class CaptureConfig:
-    segment_s: float = 30.0
+    segment_s: float = 32.0  # a multiple of 8 s (segmenter.segment_problem)
     prerecord_s: float = 30.0  # 0..120
     # Off by default: sound from before the officer chose to record is a
     # conversation taken without the decision R1 asks for (and unlawful to
@@ -35,8 +35,8 @@ class CaptureConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.prerecord_s <= 120:
             raise ValueError("prerecord_s must be between 0 and 120 seconds")
-        if self.segment_s < 1:
-            raise ValueError("segment_s must be at least 1 second")
+        if (why := segment_problem(self.segment_s, self.audio_rate)) is not None:
+            raise ValueError(f"segment_s = {self.segment_s:g}: {why}")
 
 
 class Capture:
@@ -126,11 +126,30 @@ class Capture:
                 self.segmenter.audio(item)
         return max(0, now_us - t0)
 
+    def cut(self) -> bool:
+        """A hole in the media (a stall): the open file ends with what it
+        holds, and the recording goes on in a new one from the next keyframe,
+        so no file spans the hole. In standby the pre-record is emptied: a
+        picture from before a hole is not joined to one after it. True if a
+        file was ended."""
+        if not self.recording:
+            self._ring.clear()
+            self._aring.clear()
+            return False
+        if not self.segmenter.recording:
+            return False  # waiting for its first keyframe: nothing to end
+        self.segmenter.close()
+        return True
+
     def stop(self) -> Any:
         if not self.recording:
             return None
         self.recording = False
         return self.segmenter.close()
+
+    def played(self, pcm: bytes, at_us: int) -> None:
+        """The unit's speaker played `pcm` from `at_us`: not a voice of the note."""
+        self.meter.played(pcm, at_us)
 
     def speech_seconds(self, from_us: int, to_us: int) -> float:
         return self.meter.seconds(from_us, to_us)

@@ -20,7 +20,9 @@ instant: each file carries the sound of its own pictures and nothing else,
 and `ffmpeg -f concat` inserts nothing between them. If no keyframe lines up
 within `MAX_EXTRA_US`, the next keyframe is taken (the joint is then off by
 at most half an AAC frame). With 16 kHz audio (64 ms frames) and a keyframe
-every second at 30 fps, the grids meet every 8 s.
+every second, the grids meet every 8 s (`segment_grid_us`), so a segment
+length that is not a multiple of that cannot be kept: `segment_problem`
+says why, and the configuration refuses it rather than rounding it.
 
 Order. Packets are muxed in time order across both streams, each waiting
 (at most `WAIT_US`) for the other to pass it, so a packet always lands in
@@ -38,6 +40,7 @@ recording joined byte by byte are one valid transport stream.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +63,40 @@ ALIGN_US = 2_000
 MAX_EXTRA_US = 10_000_000
 WAIT_US = 400_000
 SLACK_SAMPLES = 2  # stamp rounding: closer than this is contiguous
+# Every packet reaches the sink as it is muxed, not when libavformat's 32 KiB
+# buffer fills (seconds at a low bitrate): packets already come in time order,
+# so the muxer's own interleaving queue and audio PES batching only hold them
+# back, and what is held is lost on a power cut (docs/CAPTURE.md, "Power cuts").
+MUX_OPTIONS = {"flush_packets": "1", "max_interleave_delta": "1", "pes_payload_size": "0"}
+# The unit's cameras give a keyframe every second (picamera2 iperiod = fps; the
+# simulated camera's GOP is fps frames): where files can be cut.
+KEYFRAME_US = 1_000_000
+
+
+def segment_grid_us(audio_rate: int = 16_000, keyframe_us: int = KEYFRAME_US) -> int:
+    """How often a keyframe falls on the AAC frame grid, in microseconds: the
+    only instants a file can end with its sound and picture ending together
+    (8 s at 16 kHz with a keyframe a second)."""
+    aac = Fraction(AAC_FRAME * 1_000_000, audio_rate)
+    key = Fraction(keyframe_us)
+    # the least common multiple of two rationals in lowest terms
+    lcm = Fraction(
+        math.lcm(aac.numerator, key.numerator), math.gcd(aac.denominator, key.denominator)
+    )
+    return int(lcm)
+
+
+def segment_problem(seconds: float, audio_rate: int = 16_000) -> str | None:
+    """Why a segment length cannot be kept as asked (None when it can)."""
+    grid = segment_grid_us(audio_rate)
+    us = seconds * 1e6
+    if us < grid or abs(us - round(us / grid) * grid) > 1:
+        return (
+            f"must be a multiple of {grid / 1e6:g} s: a file ends at a keyframe (one a second) "
+            f"where the {AAC_FRAME * 1000 / audio_rate:g} ms AAC frames meet the picture, "
+            f"every {grid / 1e6:g} s"
+        )
+    return None
 
 
 @dataclass
@@ -197,6 +234,9 @@ class Segmenter:
         self.index = 0
         self.frames_total = 0
         self.closed: list[Any] = []
+        # told (kind "v"/"a", media us) of every packet as it goes into a file:
+        # what a power-cut test measures the loss against
+        self.on_mux: Callable[[str, int], None] | None = None
         self.video_on = True
         self.audio_on = True
         self._cc: dict[int, int] = {}  # continuity counters, carried across files
@@ -441,6 +481,8 @@ class Segmenter:
         if _KEY_SETTABLE:
             p.is_keyframe = frame.keyframe
         self._container.mux(p)
+        if self.on_mux is not None:
+            self.on_mux("v", frame.pts_us)
         info.video_frames += 1
         info.end_us = frame.pts_us + self.frame_us
         self.frames_total += 1
@@ -464,6 +506,8 @@ class Segmenter:
         pkt.time_base = US
         pkt.pts = pkt.dts = t_us
         self._container.mux(pkt)
+        if self.on_mux is not None:
+            self.on_mux("a", t_us)
         info.audio_samples += AAC_FRAME
         info.end_us = max(info.end_us, t_us + self.aac_us)
 
@@ -473,7 +517,7 @@ class Segmenter:
         self.index += 1
         sink = self._open_sink(self.index, start_us)
         self._writer = _TsWriter(sink, self._cc)
-        c = av.open(self._writer, "w", format="mpegts")
+        c = av.open(self._writer, "w", format="mpegts", container_options=MUX_OPTIONS)
         self._vs: Any = None
         self._as: Any = None
         codecs = []

@@ -26,6 +26,16 @@ judged"):
    (between words); an utterance of at least 0.6 s counts in full, first
    frame to last, gaps included. A passing frame on its own never counts.
 
+Before all three, the unit's own sound is taken out: every block its
+speaker played (`played`, with the instant the speaker says it left it) is
+the echo reference. The echo path from speaker to microphone is learnt from
+the reference and the microphone together (cross-spectra over the unit's
+playback: a voice over it is uncorrelated with the prompt and averages
+out), and each frame gets the echo it predicts. A frame is the unit's own
+(never audible) unless the microphone is at least `ECHO_MARGIN_DB` above
+that prediction, so an officer speaking over a prompt counts wherever the
+voice stands that far above the unit's own.
+
 The WebRTC VAD is not used: it heard none of the frames of speech peaking
 at -45 dBFS and called every frame of babble and music speech, so it added
 nothing the voicing score does not.
@@ -40,6 +50,7 @@ arrived so far.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -67,11 +78,91 @@ MIN_UTTERANCE_FRAMES = 20  # 0.6 s
 CONTEXT_US = (FLOOR_HALF + LONG_HALF_WINDOW + HELD_FRAMES + 2) * FRAME_US
 KEEP_FRAMES = 10_000  # 300 s of frame features (about 150 kB)
 
+# The unit's own playback (the echo reference)
+ECHO_N = 2048  # 128 ms: the echo path is learnt and predicted on this window
+ECHO_MARGIN_DB = 10.0  # over the unit's own sound, a frame counts only this far above it
+ECHO_DECAY_DB = 3.0  # per frame (100 dB/s): the room's echo held after the unit stops playing
+ECHO_FORGET = 0.99  # per frame played: the path is learnt over the last ~3 s of playback
+ECHO_MIN_DB = -80.0  # a reference or a predicted echo below this is nothing
+
 _N = 2 * FRAME  # analysis length: this frame and the one before
 _NFFT = 2048  # >= 2 * _N: the autocorrelation does not wrap
 _FREQS = np.fft.rfftfreq(_NFFT, 1 / RATE)
 _BAND = (BAND_HZ[0] <= _FREQS) & (BAND_HZ[1] >= _FREQS)
 _LAGS = np.arange(LAG_MIN - 1, LAG_MAX + 2)  # one more each side for interpolation
+_ECHO_WIN = np.hanning(ECHO_N)
+_ECHO_POWER = float(np.sum(_ECHO_WIN**2)) * 32768.0**2  # a full-scale window's energy
+
+
+def _sample(t_us: int) -> int:
+    """The sample index of instant `t_us` on the unit's clock (16 kHz)."""
+    return (t_us * RATE + 500_000) // 1_000_000
+
+
+def _window_db(x: np.ndarray) -> float:
+    return 10 * float(np.log10(float(np.sum(x * x)) / _ECHO_POWER + 1e-12))
+
+
+class _Echo:
+    """The unit's own playback as the microphone hears it: the reference
+    blocks on the sample timeline, the echo path learnt from them
+    (H = <M R*> / <|R|^2>, forgetting slowly), and the decision per frame."""
+
+    def __init__(self) -> None:
+        self._blocks: deque[tuple[int, np.ndarray]] = deque()  # (first sample, samples)
+        self._sxy = np.zeros(ECHO_N // 2 + 1, complex)
+        self._sxx = np.zeros(ECHO_N // 2 + 1)
+        self._env_db = -np.inf  # the predicted echo, held and decaying
+        # the microphone's last frames (at least ECHO_N samples), joined only when needed
+        self._recent: deque[np.ndarray] = deque(maxlen=-(-ECHO_N // FRAME) + 1)
+        self._mic_end: int | None = None  # the sample after them
+        self.judged_to: int | None = None  # frames ending before this are judged
+
+    def played(self, pcm: bytes, at_us: int) -> tuple[int, int] | None:
+        """A block the speaker played from `at_us`. Returns its sample span
+        if frames it overlaps were already judged without it (a late report)."""
+        x = np.frombuffer(pcm, "<i2").astype(np.float64)
+        if not len(x):
+            return None
+        s = _sample(at_us)
+        self._blocks.append((s, x))
+        if self.judged_to is not None and s < self.judged_to:
+            return s, s + len(x)
+        return None
+
+    def own(self, x: np.ndarray, t_us: int) -> bool:
+        """Is the frame of samples `x` from `t_us` the unit's own sound?"""
+        s0 = _sample(t_us)
+        end = s0 + len(x)
+        if self._mic_end != s0:  # a hole in the sound: the window starts afresh
+            self._recent.clear()
+        self._recent.append(x)
+        self._mic_end = self.judged_to = end
+        lo = end - ECHO_N
+        while self._blocks and self._blocks[0][0] + len(self._blocks[0][1]) <= lo:
+            self._blocks.popleft()
+        if not self._blocks and self._env_db == -np.inf:
+            return False  # the unit is not playing, and its echo has died away
+        recent = np.concatenate(self._recent)[-ECHO_N:]
+        mic = np.concatenate((np.zeros(ECHO_N - len(recent)), recent))
+        ref = np.zeros(ECHO_N)
+        for s, block in self._blocks:
+            a, b = max(s, lo), min(s + len(block), end)
+            if a < b:
+                ref[a - lo : b - lo] = block[a - s : b - s]
+        echo_db = -np.inf
+        if _window_db(ref) > ECHO_MIN_DB:
+            r = np.fft.rfft(_ECHO_WIN * ref)
+            m = np.fft.rfft(_ECHO_WIN * mic)
+            self._sxy = ECHO_FORGET * self._sxy + m * np.conj(r)
+            self._sxx = ECHO_FORGET * self._sxx + (r * np.conj(r)).real
+            h = self._sxy / (self._sxx + 1e-3 * (self._sxx.max() + 1e-12))
+            echo_db = _window_db(np.fft.irfft(h * r, ECHO_N))
+        self._env_db = max(echo_db, self._env_db - ECHO_DECAY_DB)
+        if self._env_db < ECHO_MIN_DB:
+            self._env_db = -np.inf
+            return False
+        return _window_db(_ECHO_WIN * mic) < self._env_db + ECHO_MARGIN_DB
 
 
 @dataclass
@@ -82,19 +173,20 @@ class _Frames:
     db: np.ndarray = field(default_factory=lambda: np.zeros(KEEP_FRAMES, np.float32))
     voicing: np.ndarray = field(default_factory=lambda: np.zeros(KEEP_FRAMES, np.float32))
     semitone: np.ndarray = field(default_factory=lambda: np.zeros(KEEP_FRAMES, np.float32))
+    own: np.ndarray = field(default_factory=lambda: np.zeros(KEEP_FRAMES, bool))  # the unit's
     n: int = 0
 
-    def append(self, t_us: int, db: float, voicing: float, semi: float) -> None:
+    def append(self, t_us: int, db: float, voicing: float, semi: float, own: bool) -> None:
         if self.n == KEEP_FRAMES:
             self.drop(KEEP_FRAMES // 2)
         i = self.n
         self.t_us[i], self.db[i] = t_us, db
-        self.voicing[i], self.semitone[i] = voicing, semi
+        self.voicing[i], self.semitone[i], self.own[i] = voicing, semi, own
         self.n += 1
 
     def drop(self, k: int) -> None:
         k = min(k, self.n)
-        for a in (self.t_us, self.db, self.voicing, self.semitone):
+        for a in (self.t_us, self.db, self.voicing, self.semitone, self.own):
             a[: self.n - k] = a[k : self.n]
         self.n -= k
 
@@ -117,6 +209,7 @@ class Judgement:
     """What `judge` saw, per frame of the judged stretch (for tests and tuning)."""
 
     t_us: np.ndarray
+    own: np.ndarray  # the unit's own playback (never audible)
     audible: np.ndarray
     voiced: np.ndarray
     passing: np.ndarray  # judged like speech on the second around it
@@ -132,6 +225,18 @@ class SpeechMeter:
     _buf: bytearray = field(default_factory=bytearray, repr=False)
     _next_us: int | None = None
     _prev: np.ndarray = field(default_factory=lambda: np.zeros(FRAME), repr=False)
+    _echo: _Echo = field(default_factory=_Echo, repr=False)
+
+    def played(self, pcm: bytes, at_us: int) -> None:
+        """The unit's speaker played `pcm` (16 kHz mono s16) from `at_us`:
+        what the microphone hears of it is not a voice of the window."""
+        late = self._echo.played(pcm, at_us)
+        if late is not None:  # frames judged before it was reported: the unit's, to be safe
+            fr = self._frames
+            lo = late[0] * 1_000_000 // RATE - FRAME_US
+            hi = late[1] * 1_000_000 // RATE + int(ECHO_N * 1_000_000 // RATE)
+            t = fr.t_us[: fr.n]
+            fr.own[: fr.n] |= (t >= lo) & (t < hi)
 
     def feed(self, pcm: bytes, pts_us: int) -> None:
         if self._next_us is None or not self._buf:
@@ -149,7 +254,7 @@ class SpeechMeter:
         if db >= MIN_DBFS:  # a quieter frame is never audible: spare the pitch search
             voicing, semi = self._pitch(np.concatenate((self._prev, x)))
         self._prev = x
-        self._frames.append(t_us, db, voicing, semi)
+        self._frames.append(t_us, db, voicing, semi, self._echo.own(x, t_us))
 
     @staticmethod
     def _pitch(y: np.ndarray) -> tuple[float, float]:
@@ -183,7 +288,7 @@ class SpeechMeter:
         t = fr.t_us[: fr.n]
         lo = int(np.searchsorted(t, from_us - CONTEXT_US))
         hi = int(np.searchsorted(t, to_us + CONTEXT_US))
-        j = _judge(t[lo:hi], fr.db[lo:hi], fr.voicing[lo:hi], fr.semitone[lo:hi])
+        j = _judge(t[lo:hi], fr.db[lo:hi], fr.voicing[lo:hi], fr.semitone[lo:hi], fr.own[lo:hi])
         keep = (j.t_us >= from_us) & (j.t_us < to_us)
         return Judgement(*(getattr(j, f.name)[keep] for f in fields(Judgement)))
 
@@ -219,14 +324,14 @@ def _window_min(a: np.ndarray, half: int) -> np.ndarray:
 
 
 def _judge(
-    t_us: np.ndarray, db: np.ndarray, voicing: np.ndarray, semitone: np.ndarray
+    t_us: np.ndarray, db: np.ndarray, voicing: np.ndarray, semitone: np.ndarray, own: np.ndarray
 ) -> Judgement:
     n = len(t_us)
     # the noise floor: the quietest 90 ms (3 frames averaged, so one quiet frame
     # inside a word is not the floor) within 3 s either side
     smooth = np.convolve(db, np.ones(3) / 3, "same") if n >= 3 else db
     floor = np.maximum(_window_min(smooth, FLOOR_HALF), MIN_DBFS - ABOVE_FLOOR_DB)
-    audible = (db >= MIN_DBFS) & (db >= floor + ABOVE_FLOOR_DB)
+    audible = (db >= MIN_DBFS) & (db >= floor + ABOVE_FLOOR_DB) & ~own
     voiced = audible & (voicing >= VOICED)
     # a new frame after a gap in the timestamps does not continue the one before
     joined = np.concatenate(([False], np.diff(t_us) == FRAME_US))
@@ -265,4 +370,6 @@ def _judge(
         for a, b in zip(idx[first], idx[last], strict=True):
             if t_us[b] - t_us[a] + FRAME_US >= MIN_UTTERANCE_FRAMES * FRAME_US:
                 speech[a : b + 1] = True
-    return Judgement(t_us, audible, voiced, passing, speech, voiced_fraction, swing, held_fraction)
+    return Judgement(
+        t_us, own, audible, voiced, passing, speech, voiced_fraction, swing, held_fraction
+    )

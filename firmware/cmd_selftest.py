@@ -44,10 +44,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="accepted for compatibility: the devices are what unit.toml names",
     )
+    parser.add_argument(
+        "--listen-s",
+        type=float,
+        default=LISTEN_S,
+        help=f"longest wait for the camera, microphone and a serial GPS to deliver "
+        f"(default {LISTEN_S:g}; the check ends as soon as all have)",
+    )
+
+
+LISTEN_S = 2.0  # a GPS receiver sends every second; a camera and a microphone at once
 
 
 def _device_checks(
-    devices: Devices, fixes: list[Fix], listen_s: float = 2.0
+    devices: Devices, fixes: list[Fix], listen_s: float = LISTEN_S
 ) -> list[selftest.CheckResult]:
     """Start the configured camera, microphone and a serial GPS and see that
     they deliver (a device not started is never passed)."""
@@ -128,7 +138,10 @@ def _clock_state(rtc: Rtc | None, fixes: list[Fix], store: Store | None) -> str:
 
 
 def run_checks(
-    unit: Path, store: Store | None = None, config: UnitConfig | None = None
+    unit: Path,
+    store: Store | None = None,
+    config: UnitConfig | None = None,
+    listen_s: float = LISTEN_S,
 ) -> tuple[list[selftest.CheckResult], dict[str, str]]:
     """`config`: the unit's checked unit.toml (read here when not given)."""
     config = config or unitconfig.load(unit)
@@ -163,7 +176,7 @@ def run_checks(
         elif "battery" in devices.absent:
             results.append(selftest.CheckResult("battery", False, devices.absent["battery"]))
         fixes: list[Fix] = []
-        results += _device_checks(devices, fixes)
+        results += _device_checks(devices, fixes, listen_s)
         if dev_cfg.backends["gps"] == "sim":
             # simulated GPS: a recorded log stands in for the sky (docs/QA.md)
             gps_log = Path(sim.gps_log) if sim.gps_log is not None else DEFAULT_GPS_LOG
@@ -184,6 +197,9 @@ def run_checks(
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 < args.listen_s <= 600:
+        print("bodycam selftest: --listen-s must be above 0, at most 600", file=sys.stderr)
+        return 2
     try:  # a bad unit.toml is refused before the store is opened (no boot record)
         config = unitconfig.load(args.unit)
     except ConfigError as exc:
@@ -200,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
                 f"recovered: {len(store.recovery.partial_files)} partial segments, "
                 f"{store.recovery.torn_bytes} torn bytes"
             )
-        results, backends = run_checks(args.unit, store, config)
+        results, backends = run_checks(args.unit, store, config, args.listen_s)
         for r in results:
             print(r.line())
         store.append(

@@ -195,13 +195,13 @@ def build_devices(
         def pyaudio_speaker() -> Speaker:
             from hal.audio_pi import PyAudioSpeaker
 
-            return PyAudioSpeaker(cfg.opt("speaker", "device", None))
+            return PyAudioSpeaker(clock, cfg.opt("speaker", "device", None))
 
         speaker = attempt("speaker", pyaudio_speaker)
         if speaker is None:
-            speaker = SimSpeaker(clock)  # silent: the fault is recorded, prompts are logged
+            speaker = SimSpeaker(pacer)  # silent: the fault is recorded, prompts are logged
     else:
-        speaker = SimSpeaker(clock)
+        speaker = SimSpeaker(pacer)
 
     pins = PinMap(**{k: v for k, v in cfg.options["gpio"].items()})
 

@@ -178,7 +178,7 @@ class Policy:
     unexported_warn_s: int = 24 * 3600
     clock_warn_every_s: int = 20
     # capture settings the agency sets with the rest (the machine does not use them)
-    segment_s: float = 30.0
+    segment_s: float = 32.0  # a multiple of 8 s (capture.segmenter.segment_problem)
     prerecord_s: float = 30.0
     prerecord_audio: bool = False  # see capture.pipeline.CaptureConfig for why
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from capture.pipeline import CaptureConfig
 from hal.gps import Fix, SimGps
-from hal.microphone_sim import PacedMicrophone
+from hal.microphone_sim import EchoPath, PacedMicrophone, SimSpeaker
 from hal.pacing import Clock, LiveClock, ManualPacer, Pacer, ThreadPacer, VirtualClock
 from sealing.store import Store
 from sealing.unit import open_unit
@@ -30,7 +30,7 @@ from .devices import DeviceConfig, Devices, build_devices, parse_devices
 from .machine import Policy, Trigger, Unexported
 from .prompts import PromptBank
 from .runtime import CameraRestart, DeviceError, Recorder
-from .scenario import Happening, Scenario
+from .scenario import Happening, Scenario, ScenarioError
 from .unitclock import UnitClock
 from .unitconfig import UnitConfig
 
@@ -87,6 +87,7 @@ def build(
     mode: str,
     scenario: Scenario | None = None,
     config: UnitConfig | None = None,
+    media_log: Callable[[str], None] | None = None,
 ) -> Recorder:
     """Open the store (recovering first), the devices and the recorder.
     `config` is the unit's checked unit.toml (read here when not given)."""
@@ -114,6 +115,8 @@ def build(
     finally:
         if not opened:
             store.close()
+    if scenario is not None and scenario.speaker_echo_db is not None:
+        hear_own_speaker(devices, origin, scenario.speaker_echo_db)
     prompts = PromptBank(
         Path(unit) / "prompts",
         str(cfg.opt("speaker", "language", "en")),
@@ -129,9 +132,21 @@ def build(
         prompts,
         log=log,
         camera_restart=CameraRestart.from_config(cfg),
+        media_log=media_log,
     )
     rec.log(f"devices: {' '.join(f'{k}={v}' for k, v in devices.backends().items())}")
     return rec
+
+
+def hear_own_speaker(devices: Devices, origin_us: int, gain_db: float) -> None:
+    """The simulated microphone hears the simulated speaker through an echo
+    path (hal/microphone_sim.py EchoPath), as a unit's microphone hears the
+    speaker beside it."""
+    spk, mic = devices.speaker, devices.microphone
+    if isinstance(spk, SimSpeaker) and isinstance(mic, PacedMicrophone):
+        path = EchoPath(origin_us, gain_db)
+        spk.listeners.append(path.heard)
+        mic.source.echo = path
 
 
 def _power_on(rec: Recorder) -> None:
@@ -143,7 +158,7 @@ def _power_on(rec: Recorder) -> None:
 
 
 def capture_config(
-    cfg: DeviceConfig, policy: Policy, *, segment_s: float = 30.0, prerecord_s: float = 30.0
+    cfg: DeviceConfig, policy: Policy, *, segment_s: float = 32.0, prerecord_s: float = 30.0
 ) -> CaptureConfig:
     width, height = cfg.size
     return CaptureConfig(
@@ -163,6 +178,7 @@ def run_live(
     on_ready: Callable[[Recorder], None] | None = None,
     stop: threading.Event | None = None,
     config: UnitConfig | None = None,
+    media_log: Callable[[str], None] | None = None,
 ) -> Recorder:
     """The unit as it runs in the field: configured devices, the live clock,
     until a stop request (SIGTERM) or `stop`. unit.toml is checked before the
@@ -183,6 +199,7 @@ def run_live(
         log=log,
         mode="live",
         config=config,
+        media_log=media_log,
     )
     try:
         _power_on(rec)
@@ -267,6 +284,15 @@ def _edges(h: Happening, d: Devices, clock: Any, rec: Recorder) -> list[Edge]:
                 gps.emit(Fix(utc, None, None, 1, 8))
 
         return [Edge(t, fix)]
+    if h.kind == "freeze_s":
+        # the whole unit stops (as SIGSTOP): time passes, nothing runs, and the
+        # devices make up or lose the missed periods as their buffers allow
+
+        def freeze() -> None:
+            clock.mono_ns += int(float(h.value) * 1e9)
+            rec.log(f"the unit stopped for {h.value} s")
+
+        return [Edge(t, freeze)]
     if h.kind == "clock_jump_s":
 
         def jump() -> None:
@@ -294,6 +320,9 @@ def run_scenario(
     `devices` replaces the scenario's simulated camera (e.g. a replayed
     1080p H.264 clip for benchmarks)."""
     config = config or unitconfig.load(unit)  # checked before the store is opened
+    if realtime and any(h.kind == "freeze_s" for h in scenario.happenings):
+        # a process cannot stop itself and come back: SIGSTOP a live one instead
+        raise ScenarioError("freeze_s needs virtual time (drop --realtime)")
     cfg = devices or scenario_devices(scenario)
     policy = policy or config.policy
     clock: VirtualClock | ShiftedClock
@@ -357,6 +386,7 @@ def _drive_virtual(rec: Recorder, pacer: ManualPacer, edges: list[Edge], seconds
         rec.pump()
         while pending and t0 + int(pending[0].t * 1e6) <= now:
             pending.pop(0).do()
+            now = max(now, rec.now_us())  # a freeze moved the clock on
             rec.pump()
     if rec.stop_reason is not None:
         rec.log(f"stopping: {rec.stop_reason}")

@@ -36,7 +36,7 @@ from capture.watermark import Watermark
 from hal.gps import Fix
 from hal.media import DeviceFault, EncodedFrame, PcmChunk
 from hal.pacing import Clock
-from hal.ports import AudioGap, Rtc
+from hal.ports import AudioGap, Played, Rtc
 from hal.rtc import RtcInvalid
 from sealing.canonical import b64
 from sealing.keys import fingerprint
@@ -47,11 +47,16 @@ from . import machine as m
 from .devices import DeviceConfig, Devices
 from .prompts import PromptBank
 from .signals import ALERTS, lights_for
+from .stalls import STALL_US, Stall, StallWatch
 from .unitclock import AUTHENTICATED, BUILD_UTC_US, UnitClock, as_offered, outside_window
 
 TICK_US = 100_000
-SYNC_US = 1_000_000  # checkpoint + fdatasync: the ~1 s power-loss bound
-STALL_US = 1_000_000  # no frame (or audio) for this long: the device has stalled
+SECOND_US = 1_000_000  # the clock, storage and battery checks; the watchdog's pat
+# The open segment's tail is checkpointed and fdatasynced this often (and by
+# its writer on every write that finds it due): with the muxer passing every
+# packet on at once, a power cut loses at most about this much media plus
+# what capture still holds back to interleave (docs/CAPTURE.md, "Power cuts")
+FLUSH_US = 250_000
 CLOCK_TOLERANCE_US = 1_000_000
 # A sync that finds the clock right is still recorded once an hour: the chain
 # is where the last sync is kept across power-offs (holdover is judged on it).
@@ -117,6 +122,7 @@ Incoming = (
     EncodedFrame
     | PcmChunk
     | AudioGap
+    | Played
     | GestureIn
     | DeviceError
     | CameraRestarting
@@ -124,6 +130,26 @@ Incoming = (
     | DockTime
     | StopRequest
 )
+
+
+class Inbox:
+    """The loop's one queue. Any thread puts; each item is stamped with its
+    arrival on the unit's monotonic clock as it is put, so the loop can tell
+    a device that went quiet from a loop that was slow to take its items."""
+
+    def __init__(self, now_us: Callable[[], int]) -> None:
+        self._now_us = now_us
+        self._q: queue.SimpleQueue[tuple[Incoming, int]] = queue.SimpleQueue()
+
+    def put(self, item: Incoming) -> None:
+        self._q.put((item, self._now_us()))
+
+    def get(self, timeout: float) -> tuple[Incoming, int]:
+        """An item and its arrival; raises queue.Empty after `timeout` s."""
+        return self._q.get(timeout=timeout)
+
+    def get_nowait(self) -> tuple[Incoming, int]:
+        return self._q.get_nowait()
 
 
 # -- bringing a failed camera back ------------------------------------------------------
@@ -232,18 +258,27 @@ class Recorder:
     location: dict[str, int] | None = None
     prompts_played: list[str] = field(default_factory=list)
     camera_restart: CameraRestart = field(default_factory=CameraRestart)
+    # `bodycam run --media-log`: a line for every frame taken in while recording
+    # ("in v PTS") and every packet written into a file ("out v|a PTS"), so a
+    # power-cut test can measure what a cut lost (tests/test_kill_loss.py)
+    media_log: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.machine = m.Machine(self.policy)
         self.capture = Capture(self._open_sink, self.capture_config, frame_time=self._frame_time)
+        if self.media_log is not None:
+            media_log = self.media_log
+            self.capture.segmenter.on_mux = lambda kind, t_us: media_log(f"out {kind} {t_us}")
         self.watermark = Watermark(self.store.serial, self.store.officer, self._frame_time)
         self.watermarked = False
-        self.inbox: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
+        self.inbox = Inbox(self.now_us)
         self._files: list[tuple[int, str]] = []  # (start_us, file) of the recording's segments
         now = self.now_us()
         self._next_tick = now
-        self._next_sync = now + SYNC_US
-        self._last = {"camera": now, "microphone": now}
+        self._next_second = now + SECOND_US
+        self._next_flush = now + FLUSH_US
+        self.stalls = StallWatch()
+        self.stalls.started(now)
         self._stalled: set[str] = set()  # stalled after delivering: systemd should restart us
         self._reported_missing: set[str] = set()
         self.stop_reason: str | None = None
@@ -307,6 +342,10 @@ class Recorder:
             d.buttons.start(lambda g, line, at: q(GestureIn(g, line, at)))
         except Exception as exc:
             self._fault("gpio", f"buttons did not start: {type(exc).__name__}: {exc}")
+        try:
+            d.speaker.start(q)  # what it plays is the echo reference of the spoken note
+        except Exception as exc:
+            self._fault("speaker", f"did not start: {type(exc).__name__}: {exc}")
         if d.camera is not None:
             self.watermarked = d.camera.overlay(
                 self.watermark.burn, lambda reason: q(DeviceError("watermark", reason))
@@ -334,8 +373,7 @@ class Recorder:
                 d.gps.start(q, lambda reason: q(DeviceError("gps", reason)))
             except Exception as exc:
                 self._fault("gps", f"did not start: {exc}")
-        now = self.now_us()
-        self._last = {"camera": now, "microphone": now}
+        self.stalls.started(self.now_us())
         self.show()
 
     def show(self) -> None:
@@ -350,10 +388,17 @@ class Recorder:
     def finish(self) -> None:
         """Seal and stop: what SIGTERM and the end of a scenario come to."""
         reason = self.stop_reason or "end"
+        self.flush_stalls()
         self.event(m.Shutdown(reason, self.now_us()))
         self.capture.stop()  # whatever is still open (a pause leaves nothing open)
         if self._restarter is not None:  # the devices are closed next: not under its feet
             self._restarter.join(RESTARTER_JOIN_S)
+
+    def flush_stalls(self) -> None:
+        """Record every stall still open, and any device silent until now: the
+        recorder is stopping (called before the stop is recorded)."""
+        for stall in self.stalls.flush(self.now_us()):
+            self._record_stall(stall)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -363,45 +408,57 @@ class Recorder:
         while self.stop_reason is None and not (stop is not None and stop.is_set()):
             wait = max(0.0, (self._next_tick - self.now_us()) / 1e6)
             try:
-                item = self.inbox.get(timeout=wait)
+                got: tuple[Incoming, int] | None = self.inbox.get(timeout=wait)
             except queue.Empty:
-                item = None  # a quiet tick: the timers below still run
-            if item is not None:
-                self._handle(item)
+                got = None  # a quiet tick: the timers below still run
+            self.stalls.turn(self.now_us())
+            if got is not None:
+                self._handle(*got)
             self.pump()
         self.notify("STOPPING=1")
         self.log(f"stopping: {self.stop_reason or 'stopped'}")
 
     def pump(self) -> None:
         """Handle everything queued, then whatever timers are due."""
+        self.stalls.turn(self.now_us())
         while self.stop_reason is None:
             try:
-                item = self.inbox.get_nowait()
+                item, at = self.inbox.get_nowait()
             except queue.Empty:
                 break
-            self._handle(item)
+            self._handle(item, at)
         now = self.now_us()
         if now >= self._next_tick:
             self._next_tick = max(self._next_tick + TICK_US, now - TICK_US)
             self._tick(now)
-        if now >= self._next_sync:
-            self._next_sync = max(self._next_sync + SYNC_US, now)
+        if now >= self._next_flush:
+            self._next_flush = max(self._next_flush + FLUSH_US, now)
+            self.store.sync_open_segments()
+        if now >= self._next_second:
+            self._next_second = max(self._next_second + SECOND_US, now)
             self._each_second(now)
 
-    def _handle(self, item: Incoming) -> None:
+    def _handle(self, item: Incoming, at: int) -> None:
+        """One item off the queue; `at`: when it was put there."""
         if isinstance(item, EncodedFrame):
-            self._last["camera"] = self.now_us()
+            if self._stall_check("camera", at, item.pts_us, keyframe=item.keyframe):
+                return  # dated inside a stall of the camera: not recorded as if continuous
             if "camera" not in self.faulted:
                 self._video_pts = item.pts_us
                 self.capture.push_video(item)
+                if self.media_log is not None and self.capture.recording:
+                    self.media_log(f"in v {item.pts_us}")
             elif self._is_new_start_keyframe(item):
                 self._camera_back(item)
         elif isinstance(item, PcmChunk):
-            self._last["microphone"] = self.now_us()
+            if self._stall_check("microphone", at, item.pts_us, samples=item.samples):
+                return
             if "microphone" not in self.faulted:
                 self.capture.push_audio(item)
         elif isinstance(item, AudioGap):
-            self._last["microphone"] = self.now_us()
+            self._stall_check("microphone", at, None)
+            if self.stalls.lost("microphone", item.at_us, item.samples):
+                return  # lost while the microphone stalled: the stall's record counts it
             self.audio_gaps += 1  # capture fills the stretch with silence in place
             self._append(
                 "fault",
@@ -414,6 +471,8 @@ class Recorder:
                     "filled with silence in place",
                 },
             )
+        elif isinstance(item, Played):
+            self.capture.played(item.pcm, item.at_us)  # the unit's own voice is no note
         elif isinstance(item, GestureIn):
             self._gesture(item)
         elif isinstance(item, DeviceError) and item.device == "watermark":
@@ -458,14 +517,54 @@ class Recorder:
         self.devices.buttons.poll()
         self._watch(now)
         self._camera_timers(now)
+        for stall in self.stalls.due(now):
+            self._record_stall(stall)
         self.event(m.Tick(now, self._speech(now)))
+
+    # -- stalls: the loop and the devices against the monotonic clock ----------------------
+    #
+    # A gap in a device's deliveries (or the loop's turns) longer than STALL_US
+    # is a stall (firmware/stalls.py). Media it delivers afterwards dated
+    # inside the gap is refused and counted; the open file ends where the gap
+    # began and the recording goes on in a new file from the next keyframe,
+    # so no file spans the hole. One `stall` record tells the span.
+
+    def _stall_check(
+        self, device: str, at: int, pts_us: int | None, *, keyframe: bool = False, samples: int = 0
+    ) -> bool:
+        """Note an arrival of `device`; True if the item is dated inside a
+        stall of it (refuse it)."""
+        # a device faulted by its own error is being restarted: that gap is the fault's
+        judged = device not in self.faulted or device in self._stalled
+        if self.stalls.arrived(device, at, judged=judged) and device not in self.faulted:
+            cut = self.capture.cut()
+            self.log(
+                f"stall: nothing came from the {device} for over {STALL_US / 1e6:g} s"
+                + ("; the file ends before it, the recording goes on in the next" if cut else "")
+            )
+            self._want_keyframe()
+        if pts_us is None or not self.stalls.back_dated(device, pts_us, samples):
+            return False
+        if keyframe:  # the picture video was to resume with: ask for another
+            self._want_keyframe()
+        return True
+
+    def _want_keyframe(self) -> None:
+        cam = self.devices.camera
+        if cam is not None and "camera" not in self.faulted:
+            cam.request_keyframe()
+
+    def _record_stall(self, stall: Stall) -> None:
+        body = stall.body()
+        self._append("stall", body)
+        self.log(f"stall recorded: {body['reason']}")
 
     def _watch(self, now: int) -> None:
         """A push device that goes quiet raises nothing: notice the silence."""
         for name in ("camera", "microphone"):
             if getattr(self.devices, name) is None or name in self.faulted:
                 continue
-            quiet = now - self._last[name]
+            quiet = self.stalls.quiet_us(name, now)
             if quiet > STALL_US:
                 self._stalled.add(name)
                 self._fault(
@@ -474,7 +573,6 @@ class Recorder:
 
     def _each_second(self, now: int) -> None:
         self._watch_clock()
-        self.store.sync_open_segments()
         self.store.restore_reserve()  # a no-op while it exists
         free, total = self._space()
         self.event(m.Storage(free, total, now))

@@ -3,7 +3,8 @@
     seconds = 25                 # how long the unit runs
     size = "640x360"             # camera picture (1280x720 default, 1920x1080)
     clock = "synced"             # the clock at power-on: synced | unverified
-    segment_seconds = 10
+    segment_seconds = 16          # a multiple of 8 s
+    speaker_echo_db = -6         # the microphone hears the unit's speaker (default: not)
     prerecord_seconds = 5
 
     [[at]]                       # one thing that happens, at t seconds
@@ -15,6 +16,8 @@
                                  # or: storage_free_mib = 50
                                  # or: gps_time = true (a GPS fix with true UTC time)
                                  # or: clock_jump_s = -30 (the wall clock jumps)
+                                 # or: freeze_s = 5 (the unit stops, as SIGSTOP;
+                                 #     virtual time only)
 
     [[sound]]                    # what the microphone hears
     t = 12.0
@@ -39,6 +42,7 @@ from typing import Any
 
 import av
 
+from capture.segmenter import segment_problem
 from hal.media import DeviceFault
 from hal.microphone_sim import RATE, Sound, load_wav, speech_wav
 
@@ -54,6 +58,7 @@ ACTIONS = (
     "storage_free_mib",
     "gps_time",
     "clock_jump_s",
+    "freeze_s",
 )
 BUTTONS = ("record", "function", "photo")
 # what `fault` can name: the devices the runtime reports faults for, and the tamper switch
@@ -71,9 +76,19 @@ FAULTS = (
 # keys an [[at]] may have besides t and its one action
 EXTRAS: dict[str, tuple[str, ...]] = {"fault": ("reason",), "battery": ("minutes",)}
 SOUNDS = ("speech", "wav", "source")
-TOP = ("seconds", "size", "clock", "segment_seconds", "prerecord_seconds", "at", "sound")
+TOP = (
+    "seconds",
+    "size",
+    "clock",
+    "segment_seconds",
+    "prerecord_seconds",
+    "speaker_echo_db",
+    "at",
+    "sound",
+)
 MAX_SECONDS = 24 * 3600  # a shift; a longer scenario is a typo
 MAX_JUMP_S = 100 * 365 * 24 * 3600  # an RTC reset to 1970 is a jump of decades
+MAX_FREEZE_S = 3600.0
 VOICE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]{0,31}")  # an espeak-ng voice name, never an option
 
 
@@ -95,10 +110,13 @@ class Scenario:
     width: int = 1280
     height: int = 720
     clock: str = "unverified"
-    segment_seconds: float = 30.0
+    segment_seconds: float = 32.0
     prerecord_seconds: float = 30.0
     happenings: list[Happening] = field(default_factory=list)
     sounds: list[Sound] = field(default_factory=list)
+    # the microphone hears the unit's own speaker at this level (dB to what is
+    # played), as on a unit where they sit side by side; None: it does not
+    speaker_echo_db: float | None = None
 
 
 @dataclass(frozen=True)
@@ -182,15 +200,24 @@ def parse(
         *size,
         c.one_of("clock", data.get("clock", "unverified"), ("synced", "unverified")),
         # the capture pipeline's own limits (capture/pipeline.py CaptureConfig)
-        c.number("segment_seconds", data.get("segment_seconds", 30), 1, 3600),
+        _segment_seconds(c, data.get("segment_seconds", 32)),
         c.number("prerecord_seconds", data.get("prerecord_seconds", 30), 0, 120),
     )
+    if "speaker_echo_db" in data:
+        sc.speaker_echo_db = c.number("speaker_echo_db", data["speaker_echo_db"], -60, 20)
     for i, item in enumerate(c.tables("at", data.get("at", []))):
         sc.happenings.append(_happening(c, f"[[at]] #{i + 1} ", item, seconds))
     sc.happenings.sort(key=lambda h: h.t)
     for i, item in enumerate(c.tables("sound", data.get("sound", []))):
         sc.sounds.append(_sound(c, f"[[sound]] #{i + 1} ", item, seconds, workdir, base, i))
     return sc
+
+
+def _segment_seconds(c: _Check, value: Any) -> float:
+    seconds = c.number("segment_seconds", value, 1, 3600)
+    if (why := segment_problem(seconds)) is not None:
+        raise c.bad("segment_seconds", value, why)
+    return seconds
 
 
 def _time(c: _Check, where: str, item: dict[str, Any], seconds: float) -> float:
@@ -236,6 +263,8 @@ def _happening(c: _Check, where: str, item: dict[str, Any], seconds: float) -> H
             raise c.bad(key, value, "must be true (a GPS fix with UTC time)")
     elif kind == "clock_jump_s":
         value = c.number(key, value, -MAX_JUMP_S, MAX_JUMP_S)
+    elif kind == "freeze_s":
+        value = c.number(key, value, 0, MAX_FREEZE_S, above=True)
     return Happening(t, kind, value, extra)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from capture.segmenter import segment_problem
 from hal.gpio import PinMap
 from sealing.layout import SERIAL_RE
 from sealing.people import NameRefused, person_name
@@ -229,7 +230,7 @@ POLICY_RANGES: dict[str, tuple[float, float]] = {
     "storage_floor_bytes": (0, 1 << 40),
     "unexported_warn_s": (0, 365 * 24 * 3600),
     "clock_warn_every_s": (1, 3600),
-    "segment_s": (1, 3600),
+    "segment_s": (1, 3600),  # and a multiple of 8 (capture.segmenter.segment_problem)
     "prerecord_s": (0, 120),
 }
 
@@ -250,6 +251,9 @@ def parse_policy(t: dict[str, Any]) -> Policy:
         else:
             lo, hi = POLICY_RANGES[key]
             values[key] = number("policy", key, value, lo, hi)
+    # files are cut only where the sound's frames meet a keyframe: no silent rounding
+    if "segment_s" in values and (why := segment_problem(values["segment_s"])) is not None:
+        raise bad("policy", "segment_s", t["segment_s"], why)
     # the note window must be able to hold the speech it waits for
     window = values.get("note_window_s", defaults.note_window_s)
     speech = values.get("note_min_speech_s", defaults.note_min_speech_s)

@@ -5,14 +5,24 @@ Microphone: PortAudio's callback mode, so blocks arrive from PortAudio's own
 thread with status flags. Each block is placed on the unit's monotonic
 clock by counting samples from an anchor (the first block's arrival minus
 its length). An input overflow (paInputOverflow), or arrival running more
-than two blocks ahead of the count, means samples were lost: the loss is
-reported as an `AudioGap` and the count moves on by it, so later audio keeps
-its true place instead of sliding early. The device is chosen by name (ALSA
-card order changes between boots); an explicit index that does not exist
-segfaults the real library, so indices only ever come from its own list.
+than the host's buffer (`UNFLAGGED_LOSS_US`) ahead of the count, means
+samples were lost: the loss is reported as an `AudioGap` and the count moves
+on by it, so later audio keeps its true place instead of sliding early. A
+callback that is merely late (a busy machine) is not a loss: the samples
+wait in ALSA's buffer and come in the next callbacks, back to back. The
+device is chosen by name (ALSA card order changes between boots); an
+explicit index that does not exist segfaults the real library, so indices
+only ever come from its own list.
 
-Speaker: `write` blocks for the sound's length, so a worker thread plays a
-queue; `play` returns at once, and a failed device raises on the next play.
+Speaker: PortAudio's callback mode too: PortAudio asks for each block from
+its own thread, and the block's DAC time (`output_buffer_dac_time`, on
+PortAudio's stream clock, less `current_time` on the same clock, added to
+the unit's monotonic now) is when it leaves the speaker: each block of a
+prompt is reported with that instant and its samples, the reference the
+spoken-note judgement takes the unit's own voice out with. Where the host
+gives no DAC time, the stream's output latency stands in. `play` queues and
+returns at once; a stream that stopped (the device failed) raises on the
+next play.
 
 Only the test double (tests/doubles/pyaudio_double.py) has run here.
 """
@@ -20,18 +30,22 @@ Only the test double (tests/doubles/pyaudio_double.py) has run here.
 from __future__ import annotations
 
 import importlib
-import queue
 import threading
+from collections import deque
 from typing import Any
 
 from .media import DeviceFault, PcmChunk
 from .pacing import Clock
-from .ports import AudioGap, OnChunk, OnError, OnGap
+from .ports import AudioGap, OnChunk, OnError, OnGap, OnPlayed, Played
 
 RATE = 16_000
 FRAMES = 480  # 30 ms: the VAD's frame
 PA_INPUT_OVERFLOW = 0x2  # paInputOverflow in the callback's status flags
 PA_CONTINUE = 0
+# Lateness no buffer covers, flagged or not: samples were lost. Anything less
+# is a late callback whose samples are still in ALSA's buffer (it used to be
+# two blocks, which took every scheduling delay of 60 ms for a loss).
+UNFLAGGED_LOSS_US = 500_000
 
 
 def find_device(pa: Any, name: str | None, *, input: bool) -> int | None:
@@ -74,7 +88,6 @@ class PyAudioMicrophone:
         self.gaps = 0
 
     def start(self, on_chunk: OnChunk, on_gap: OnGap, on_error: OnError) -> None:
-        block_us = FRAMES * 1_000_000 // self.rate
 
         def callback(
             in_data: bytes | None, frame_count: int, time_info: Any, status: int
@@ -86,7 +99,7 @@ class PyAudioMicrophone:
                     self._anchor_us = arrived
                 at = self._anchor_us + self.samples * 1_000_000 // self.rate
                 lost = (arrived - at) * self.rate // 1_000_000
-                if (status & PA_INPUT_OVERFLOW and lost > 0) or arrived - at > 2 * block_us:
+                if (status & PA_INPUT_OVERFLOW and lost > 0) or arrived - at > UNFLAGGED_LOSS_US:
                     self.gaps += 1
                     on_gap(AudioGap(at, lost))
                     self.samples += lost
@@ -121,46 +134,81 @@ class PyAudioMicrophone:
 class PyAudioSpeaker:
     name = "pyaudio"
 
-    def __init__(self, device: str | None = None, rate: int = RATE, module: Any = None) -> None:
+    def __init__(
+        self, clock: Clock, device: str | None = None, rate: int = RATE, module: Any = None
+    ) -> None:
         mod = module or importlib.import_module("pyaudio")
         self._pa = mod.PyAudio()
         index = find_device(self._pa, device, input=False)
+        self.clock, self.rate = clock, rate
+        self._queue: deque[tuple[str, bytearray]] = deque()  # (prompt, what is left of it)
+        self._lock = threading.Lock()  # play() on the loop, blocks taken on PortAudio's thread
+        self._on_played: OnPlayed | None = None
+        self.failed: str | None = None
+        self.played: list[str] = []  # prompts played to their end
         try:
             self._stream = self._pa.open(
-                format=mod.paInt16, channels=1, rate=rate, output=True, output_device_index=index
+                format=mod.paInt16,
+                channels=1,
+                rate=rate,
+                output=True,
+                output_device_index=index,
+                frames_per_buffer=FRAMES,
+                stream_callback=self._callback,
             )
         except OSError as exc:
             self._pa.terminate()
             raise DeviceFault(f"speaker: {exc}") from None
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
-        self._playing = threading.Event()
-        self.failed: str | None = None
-        self.played: list[str] = []
-        self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
-        self._thread.start()
+        self._latency_us = int(float(self._stream.get_output_latency()) * 1e6)
 
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            self._playing.set()
-            try:
-                self._stream.write(item[1])
-                self.played.append(item[0])
-            except OSError as exc:
-                self.failed = str(exc)
-                return
-            finally:
-                self._playing.clear()
+    def start(self, on_played: OnPlayed) -> None:
+        self._on_played = on_played
+
+    def _callback(
+        self, in_data: bytes | None, frame_count: int, time_info: Any, status: int
+    ) -> tuple[bytes, int]:
+        want = 2 * frame_count
+        out = bytearray()
+        try:
+            with self._lock:
+                while self._queue and len(out) < want:
+                    name, rest = self._queue[0]
+                    take = rest[: want - len(out)]
+                    out += take
+                    del rest[: len(take)]
+                    if not rest:
+                        self._queue.popleft()
+                        self.played.append(name)
+            if out and self._on_played is not None:
+                self._on_played(Played(self._dac_us(time_info), bytes(out)))
+        except Exception as exc:
+            self.failed = f"speaker: {exc!r}"
+        return bytes(out) + bytes(want - len(out)), PA_CONTINUE
+
+    def _dac_us(self, time_info: Any) -> int:
+        """When this block's first sample leaves the speaker, on the unit's clock."""
+        now = self.clock.monotonic_ns() // 1000
+        info = time_info if isinstance(time_info, dict) else {}
+        ahead = float(info.get("output_buffer_dac_time", 0.0)) - float(
+            info.get("current_time", 0.0)
+        )
+        if info.get("output_buffer_dac_time") and info.get("current_time") and 0 <= ahead < 1:
+            return now + int(ahead * 1e6)
+        return now + self._latency_us  # the host gives no DAC time
 
     def play(self, name: str, pcm: bytes) -> None:
+        if self.failed is None and not self._stream.is_active():
+            self.failed = "the output stream stopped"
         if self.failed:
             raise DeviceFault(f"speaker: {self.failed}")
-        self._queue.put((name, pcm))
+        with self._lock:
+            self._queue.append((name, bytearray(pcm)))
 
     def busy(self) -> bool:
-        return self._playing.is_set() or not self._queue.empty()
+        with self._lock:
+            return bool(self._queue)
 
     def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
+        self._stream.stop_stream()
         self._stream.close()
         self._pa.terminate()

@@ -333,16 +333,19 @@ class PiCamera:
     def _capture(self) -> bytes:
         """`capture_file` runs as a job on picamera2's thread: wait a bounded time."""
         buf = io.BytesIO()
+        asked_us = self.timeline.clock.monotonic_ns() // 1000
         try:
             meta = self.cam.capture_file(buf, format="jpeg", wait=STILL_TIMEOUT_S)
         except TimeoutError:  # concurrent.futures.TimeoutError is TimeoutError (3.11)
             raise DeviceFault(f"camera: no still within {STILL_TIMEOUT_S:g} s") from None
         except Exception as exc:
             raise DeviceFault(f"camera: still capture failed: {exc!r}") from None
-        # picamera2 keeps the last completed request: a stalled camera hands that over
+        # picamera2 keeps the last completed request: a stalled camera hands that over.
+        # Its age is counted to when the still was asked for, not to when the JPEG
+        # was done: encoding 12 MP takes long on a busy Pi and is no staleness
         sensor_ns = meta.get("SensorTimestamp") if isinstance(meta, dict) else None
         if isinstance(sensor_ns, int):
-            age = self.timeline.clock.monotonic_ns() // 1000 - sensor_ns // 1000
+            age = asked_us - sensor_ns // 1000
             if STALE_US < age < PLAUSIBLE_US:
                 raise DeviceFault(f"camera: the newest picture is {age / 1e6:.1f} s old")
         return buf.getvalue()

@@ -21,6 +21,11 @@ from .pacing import Pacer, Task
 from .ports import OnError, OnFrame, OnPicture
 
 BITS = 32
+# Frames a camera holds for a consumer that stopped (picamera2's buffers, and
+# the sensor's): after a longer stop the older ones are gone, never made up.
+# Half a second, so a simulated camera that runs short of CPU (it encodes in
+# this process, a real one in hardware) loses nothing.
+BACKLOG_FRAMES = 15
 
 
 def draw(n: int, width: int, height: int) -> np.ndarray:
@@ -145,10 +150,21 @@ class PacedCamera:
 
     `stall(reason)` is the fault a loose ribbon cable gives a real camera:
     frames simply stop, nothing is raised (the firmware's frame watchdog must
-    notice). An encoder error is reported through `on_error`, once."""
+    notice). An encoder error is reported through `on_error`, once. After
+    its thread could not run (the process stopped), it delivers the last
+    `backlog` frames it held, dated when they were due, and none of the
+    ones before (None: all of them, back-dated: a back-filling backend)."""
 
-    def __init__(self, source: FrameSource, pacer: Pacer, fps: int = 30, name: str = "sim") -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        pacer: Pacer,
+        fps: int = 30,
+        name: str = "sim",
+        backlog: int | None = BACKLOG_FRAMES,
+    ) -> None:
         self.source, self.pacer, self.fps, self.name = source, pacer, fps, name
+        self.backlog = backlog
         self._task: Task | None = None
         self._lock = threading.Lock()
         self.stalled: str | None = None
@@ -168,7 +184,7 @@ class PacedCamera:
             self.frames_delivered += 1
             on_frame(frame)
 
-        self._task = self.pacer.every(Fraction(1_000_000, self.fps), tick, "camera")
+        self._task = self.pacer.every(Fraction(1_000_000, self.fps), tick, "camera", self.backlog)
 
     def stop(self) -> None:
         if self._task is not None:

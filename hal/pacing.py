@@ -8,6 +8,14 @@ as the work allows. Simulated devices ask a pacer to call them every period
 device's own, sleeping on the live clock, the way a real camera's encoder
 thread delivers; `ManualPacer` does it on the caller's thread when it is
 advanced, in time order across devices.
+
+A device that nobody served for a while (the process stopped, the machine
+too busy) does not make up the time: a real one holds `backlog` periods in
+its buffers and loses the rest. So a pacer that finds itself more than
+`backlog` periods behind skips ahead, and the device sees the jump in the
+due instants it is called with. `backlog=None` makes up every period, late
+and back-dated: a backend that back-fills (tests use it to check that the
+runtime refuses what such a device passes off as continuous).
 """
 
 from __future__ import annotations
@@ -65,8 +73,19 @@ class Pacer(Protocol):
     @property
     def clock(self) -> Clock: ...
 
-    def every(self, period_us: Fraction, fn: Tick, name: str) -> Task:
-        """Call `fn(due_us)` at start + k * period for k = 0, 1, ... until cancelled."""
+    def every(self, period_us: Fraction, fn: Tick, name: str, backlog: int | None = None) -> Task:
+        """Call `fn(due_us)` at start + k * period for k = 0, 1, ... until
+        cancelled; when more than `backlog` periods behind, skip to the last
+        `backlog` of them (None: never skip)."""
+
+
+def catch_up(start_us: int, period_us: Fraction, k: int, now_us: int, backlog: int | None) -> int:
+    """The k to call next: `k`, or the first of the last `backlog` periods
+    due by `now_us` when the device has fallen further behind than that."""
+    if backlog is None:
+        return k
+    latest = int((now_us - start_us) / period_us)  # the last period due by now
+    return max(k, latest - backlog)
 
 
 @dataclass
@@ -84,7 +103,7 @@ class ThreadPacer:
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock = clock or LiveClock()
 
-    def every(self, period_us: Fraction, fn: Tick, name: str) -> Task:
+    def every(self, period_us: Fraction, fn: Tick, name: str, backlog: int | None = None) -> Task:
         stop = threading.Event()
         start = self.clock.monotonic_ns() // 1000
 
@@ -95,7 +114,8 @@ class ThreadPacer:
                 wait = (due - self.clock.monotonic_ns() // 1000) / 1e6
                 if wait > 0 and stop.wait(wait):
                     return
-                fn(due)
+                k = catch_up(start, period_us, k, self.clock.monotonic_ns() // 1000, backlog)
+                fn(start + int(k * period_us))
                 k += 1
 
         thread = threading.Thread(target=run, name=name, daemon=True)
@@ -109,6 +129,7 @@ class _ManualTask:
     period_us: Fraction
     fn: Tick
     order: int
+    backlog: int | None = None
     k: int = 0
     cancelled: bool = False
 
@@ -125,14 +146,20 @@ class ManualPacer:
     clock: VirtualClock
     _tasks: list[_ManualTask] = field(default_factory=list)
 
-    def every(self, period_us: Fraction, fn: Tick, name: str) -> Task:
-        task = _ManualTask(self.clock.mono_ns // 1000, Fraction(period_us), fn, len(self._tasks))
+    def every(self, period_us: Fraction, fn: Tick, name: str, backlog: int | None = None) -> Task:
+        task = _ManualTask(
+            self.clock.mono_ns // 1000, Fraction(period_us), fn, len(self._tasks), backlog
+        )
         self._tasks.append(task)
         return task
 
     def advance_to(self, t_us: int) -> None:
         """Run every call due up to `t_us`, in time order, moving the clock to
-        each due instant first; then leave the clock at `t_us`."""
+        each due instant first; then leave the clock at `t_us`. A task more
+        than its backlog behind the clock (moved on by `freeze`) skips ahead."""
+        now = self.clock.mono_ns // 1000
+        for t in self._tasks:
+            t.k = catch_up(t.start_us, t.period_us, t.k, now, t.backlog)
         while True:
             live = [t for t in self._tasks if not t.cancelled]
             self._tasks = live
@@ -145,3 +172,9 @@ class ManualPacer:
             task.k += 1
             task.fn(at)
         self.clock.mono_ns = max(self.clock.mono_ns, t_us * 1000)
+
+    def freeze(self, seconds: float) -> None:
+        """Time passes and nothing runs (a stopped process): the clock moves
+        on; the devices' missed periods are made up, or lost, at the next
+        `advance_to` as their backlog says."""
+        self.clock.mono_ns += int(seconds * 1e9)

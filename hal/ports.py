@@ -6,7 +6,8 @@ firmware makes on a device. Written from how the real libraries behave:
 * PortAudio (pyaudio's callback mode) pushes PCM from its own thread and
   flags input overflows; samples lost there are gone;
 * gpiozero calls `when_pressed` / `when_released` from its pin thread;
-* a speaker write blocks for as long as the sound lasts;
+* a speaker write blocks for as long as the sound lasts; what it played, and
+  when it left the speaker, is reported back (the echo reference);
 * GPS sentences arrive from a serial reader; the fuel gauge, the file system
   and the RTC are read on demand.
 
@@ -53,6 +54,18 @@ class AudioGap:
 OnGap = Callable[[AudioGap], None]
 
 
+@dataclass(frozen=True)
+class Played:
+    """A block the speaker played: its first sample left the speaker at
+    `at_us` (the unit's monotonic clock), as the backend knows it."""
+
+    at_us: int
+    pcm: bytes  # 16 kHz mono 16-bit, as it was played (silence between prompts is not reported)
+
+
+OnPlayed = Callable[[Played], None]
+
+
 class Camera(Protocol):
     name: str  # the backend, e.g. "sim", "replay", "picamera2"
 
@@ -88,6 +101,11 @@ class Microphone(Protocol):
 
 class Speaker(Protocol):
     name: str
+
+    def start(self, on_played: OnPlayed) -> None:
+        """Report every block as it is played, from the device's own thread:
+        the samples and the instant they left the speaker (the microphone
+        hears them; the spoken-note judgement must not take them for a voice)."""
 
     def play(self, name: str, pcm: bytes) -> None:
         """Queue 16 kHz mono 16-bit PCM; returns at once (never blocks the caller)."""

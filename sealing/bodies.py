@@ -91,6 +91,38 @@ def recovered_problem(b: dict[str, Any]) -> str | None:
     return None
 
 
+STALL_PARTS = ("camera", "microphone", "recorder")
+STALL_COUNTS = ("from_us", "to_us", "span_us", "dropped_frames", "dropped_samples", "lost_samples")
+
+
+def stall_problem(b: dict[str, Any]) -> str | None:
+    """A stall's span agrees with itself (FORMAT.md section 4.1)."""
+    if not all(count(b.get(k)) for k in STALL_COUNTS) or not isinstance(b.get("ongoing"), bool):
+        return f"{', '.join(STALL_COUNTS)} must be non-negative integers and ongoing a boolean"
+    if b["from_us"] > b["to_us"] or b["span_us"] != b["to_us"] - b["from_us"]:
+        return "from_us, to_us and span_us disagree"
+    what, spans = b.get("what"), b.get("spans")
+    if (
+        not isinstance(what, list)
+        or not what
+        or not all(isinstance(w, str) for w in what)
+        or what != sorted(set(what))
+        or not set(what) <= set(STALL_PARTS)
+        or not isinstance(spans, dict)
+        or sorted(spans) != what
+    ):
+        return f"what must list some of {', '.join(STALL_PARTS)} once, in order, as spans does"
+    pairs = list(spans.values())
+    if not all(
+        isinstance(p, list) and len(p) == 2 and all(count(v) for v in p) and p[0] <= p[1]
+        for p in pairs
+    ):
+        return "each span must be [from_us, to_us], in order"
+    if min(p[0] for p in pairs) != b["from_us"] or max(p[1] for p in pairs) != b["to_us"]:
+        return "from_us and to_us must be where the spans begin and end"
+    return None
+
+
 def still_problem(b: dict[str, Any]) -> str | None:
     """A Pi camera's still says where its pixels came from, in one of two words."""
     if "still" not in b:

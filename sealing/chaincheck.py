@@ -232,6 +232,8 @@ class ChainCheck:
             bad = bodies.power_loss_problem(b)
         elif t == "recovered":
             bad = bodies.recovered_problem(b)
+        elif t == "stall":
+            bad = bodies.stall_problem(b)
         elif t == "still":
             bad = bodies.still_problem(b)
         elif t == "recording_key":

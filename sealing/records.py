@@ -41,6 +41,7 @@ KNOWN_TYPES = frozenset(
         "clock",
         "fault",
         "recovered",
+        "stall",
         "power_loss",
         "storage_low",
         "battery_low",

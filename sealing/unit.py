@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from . import fss, keys
 from .age import Recipient
 from .records import Stamp
-from .store import Clock, Store, system_clock
+from .store import SYNC_INTERVAL_S, Clock, Store, system_clock
 
 
 def provision_unit(
@@ -46,7 +46,7 @@ def open_unit(
     *,
     clock: Clock = system_clock,
     boot_body: dict | None = None,
-    sync_interval: float = 1.0,
+    sync_interval: float = SYNC_INTERVAL_S,
 ) -> Store:
     unit = Path(unit)
     return Store.open(

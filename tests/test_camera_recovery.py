@@ -31,7 +31,7 @@ from .test_live import _live as live_with_steps
 PI_TOML = (
     '[devices.camera]\nbackend = "picamera2"\nsize = "320x180"\n{camera}'
     '[devices.microphone]\nbackend = "pyaudio"\ndevice = "USB Audio"\n'
-    "[policy]\nsegment_s = 3.0\nprerecord_s = 1.0\n"
+    "[policy]\nsegment_s = 8.0\nprerecord_s = 1.0\n"
 )
 RATE = 16_000
 TICKS = 1 << 33  # MPEG-TS timestamps: 33 bits of 90 kHz ticks
@@ -75,6 +75,25 @@ def _press(rec: Recorder) -> None:
     p.drive_low()
     time.sleep(0.1)
     p.drive_high()
+
+
+HANG_S = 120.0  # only catches a hang: the steps below wait for what they need
+
+
+def _until(phase: str, then_s: float) -> Callable[[Recorder], None]:
+    """A driver step: wait until the camera's recovery, after at least one
+    restart, stands at `phase` (a busy machine restarts it slowly), then let
+    the recording run `then_s` more."""
+
+    def step(rec: Recorder) -> None:
+        deadline = time.monotonic() + HANG_S
+        c = rec.camera_recovery
+        while not (c.used >= 1 and c.phase == phase):
+            assert time.monotonic() < deadline, f"camera never {phase}"
+            time.sleep(0.05)
+        time.sleep(then_s)
+
+    return step
 
 
 def _pictures(data: bytes) -> list[tuple[int, int, bool]]:
@@ -131,13 +150,29 @@ def test_an_encoder_fault_mid_recording_is_recorded_and_video_resumes_at_true_ti
         at["fault"] = _now_us()
         rec.devices.camera.encoder.fail_next = OSError(5, "Input/output error")  # type: ignore[union-attr]
 
-    unit, rec, lines = _live(
-        tmp_path, monkeypatch, platform, [(0.8, press), (2.6, encoder_fault)], seconds=7.5
-    )
+    # the fault shortly before the first file's 8 s are up (it began at the
+    # keyframe about 0 s in): during the gap the sound rolls into a file
+    # without a picture track, which the camera's return then ends
+    # back (after its restart), and 3 s of picture after it
+    steps = [(0.8, press), (7.2, encoder_fault), (7.3, _until("ok", 3.0))]
+    unit, rec, lines = _live(tmp_path, monkeypatch, platform, steps, seconds=11.5)
     at["end"] = _now_us()
     report = verify_store(unit.path, identity=unit.agency.identity)
     assert report.ok, report.problems
-    assert not report.notes, report.notes  # the verifier knows the `recovered` record
+    # the verifier knows the `recovered` record. On a busy machine the sound,
+    # muxed alone through the gap, can run past the restarted camera's first
+    # keyframe before it arrives: the file with the picture then begins before
+    # the sound-only file ends. Only that overlap is allowed, and below the
+    # sound is checked to abut across the files (no stretch twice)
+    sound_only = {
+        r["body"]["file"]
+        for r in report.records
+        if r["type"] == "segment" and r["body"]["codecs"] == ["aac"]
+    }
+    segments = [r["body"]["file"] for r in report.records if r["type"] == "segment"]
+    for note in report.notes:
+        file = note.split(":")[0]
+        assert "overlapping" in note and segments[segments.index(file) - 1] in sound_only, note
     faults, back = _camera_records(report)
     assert len(faults) == 1, faults  # the fault, recorded as before
     assert "the encoder failed" in faults[0]["body"]["reason"], faults
@@ -145,9 +180,10 @@ def test_an_encoder_fault_mid_recording_is_recorded_and_video_resumes_at_true_ti
     assert len(back) == 1, [ln for ln in lines if "camera" in ln]  # and that video came back
     body = back[0]["body"]
     assert body["what"] == "camera" and body["restarts"] == 1
-    # within the first backoff (1 s) and the restart itself
+    # after the first backoff (1 s): the first restart (restarts == 1), however
+    # long a busy machine takes to bring it up
     after_fault_s = (body["gap_to_us"] - faults[0]["mono_us"]) / 1e6
-    assert 0.95 <= after_fault_s <= 2.5, after_fault_s
+    assert after_fault_s >= 0.95, after_fault_s
     cam = rec.devices.camera
     assert cam.cam.recordings_started == 2  # type: ignore[union-attr]  # started, restarted once
 
@@ -208,8 +244,10 @@ def test_a_camera_that_keeps_failing_is_given_up_once_after_its_restarts(
         tmp_path,
         monkeypatch,
         "vc4",
-        [(0.8, _press), (2.0, break_camera)],
-        seconds=8.0,
+        # given up (however long a busy machine takes), then past the first file's
+        # 8 s and 2 s more: the last file holds sound only
+        [(0.8, _press), (2.0, break_camera), (2.1, _until("gave_up", 2.0))],
+        seconds=10.5,
         camera="restart_attempts = 2\nrestart_backoff_max_s = 2\n",
     )
     report = verify_store(unit.path, identity=unit.agency.identity)
@@ -222,9 +260,9 @@ def test_a_camera_that_keeps_failing_is_given_up_once_after_its_restarts(
     gave_up = faults[1]["body"]
     assert gave_up["restarts"] == 2 and gave_up["reason"].startswith("gave up"), gave_up
     assert "ISP gone" in gave_up["reason"]
-    # 1 s, then 2 s (capped) between the restarts
+    # 1 s, then 2 s (capped) between the restarts: at least that long
     took_s = (faults[1]["mono_us"] - faults[0]["mono_us"]) / 1e6
-    assert 2.9 <= took_s <= 5.0, took_s
+    assert took_s >= 2.9, took_s
     assert rec.devices.camera.cam.recordings_started == 3  # type: ignore[union-attr]
     assert not rec.devices.camera.running  # type: ignore[union-attr]  # left stopped
     assert sum("camera: restart" in ln and "failed" in ln for ln in lines) == 2, lines

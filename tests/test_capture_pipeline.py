@@ -14,6 +14,7 @@ import pytest
 
 from capture.files import file_sinks
 from capture.pipeline import Capture, CaptureConfig
+from capture.segmenter import segment_grid_us, segment_problem
 from hal.camera_sim import SimCamera, read_number
 from hal.microphone_sim import RATE, SimMicrophone, Sound, speech_wav
 
@@ -39,7 +40,7 @@ def test_rollover_loses_and_duplicates_no_frame(tmp_path: Path) -> None:
             "--seconds",
             "17",
             "--segment-seconds",
-            "2",
+            "8",
             "--size",
             "640x360",
             "--out",
@@ -95,7 +96,7 @@ def test_rollover_loses_and_duplicates_no_frame(tmp_path: Path) -> None:
 def test_prerecord_starts_at_a_keyframe_within_the_window(tmp_path: Path) -> None:
     cam = SimCamera(320, 180, 30)
     cap = Capture(
-        file_sinks(tmp_path), CaptureConfig(segment_s=30, prerecord_s=3, width=320, height=180)
+        file_sinks(tmp_path), CaptureConfig(segment_s=32, prerecord_s=3, width=320, height=180)
     )
     for i in range(10 * 30):  # 10 s before the press
         cap.push_video(cam.next_frame(i * 1_000_000 // 30))
@@ -111,6 +112,33 @@ def test_prerecord_starts_at_a_keyframe_within_the_window(tmp_path: Path) -> Non
 def test_bad_config_fails_clearly() -> None:
     with pytest.raises(ValueError, match="prerecord"):
         CaptureConfig(prerecord_s=500)
+
+
+@pytest.mark.parametrize("seconds", [2, 7.5, 30, 60, 8.001])
+def test_a_segment_length_off_the_keyframe_grid_is_refused(seconds: float) -> None:
+    """Files end where a keyframe (one a second) meets the 64 ms AAC grid: every
+    8 s. Anything else would be rounded up silently, so it is refused."""
+    assert segment_grid_us(16_000) == 8_000_000
+    with pytest.raises(ValueError, match=r"must be a multiple of 8 s"):
+        CaptureConfig(segment_s=seconds)
+
+
+@pytest.mark.parametrize("seconds", [8, 16, 32, 3600])
+def test_segment_lengths_on_the_grid_are_kept(seconds: float) -> None:
+    assert segment_problem(seconds) is None
+    assert CaptureConfig(segment_s=seconds).segment_s == seconds
+
+
+def test_bodycam_capture_refuses_an_off_grid_segment_length(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "capture", "--sim", "--seconds", "3"]
+        + ["--segment-seconds", "2", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "--segment-seconds 2: must be a multiple of 8 s" in r.stderr
+    assert not list(tmp_path.iterdir())  # nothing recorded
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ SECOND_RECORDING = """\
 seconds = 22
 size = "320x180"
 clock = "unverified"
-segment_seconds = 10
+segment_seconds = 16
 prerecord_seconds = 2
 
 [[at]]

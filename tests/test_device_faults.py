@@ -30,7 +30,7 @@ FAULTY_TOML = (
     '[devices.microphone]\nbackend = "pyaudio"\ndevice = "USB Audio"\n'
     '[devices.gpio]\nbackend = "pi"\n'
     '[devices.rtc]\nbackend = "linux"\ndevice = "/dev/rtc-none"\n'
-    "[policy]\nrecord_on_power_on = true\nsegment_s = 2.0\nprerecord_s = 0.0\n"
+    "[policy]\nrecord_on_power_on = true\nsegment_s = 8.0\nprerecord_s = 0.0\n"
 )
 
 

@@ -33,7 +33,7 @@ DAY = {
     "seconds": 21,
     "size": "320x180",
     "clock": "synced",
-    "segment_seconds": 5,
+    "segment_seconds": 8,
     "prerecord_seconds": 1,
     "at": [
         {"t": 1, "press": "record"},
@@ -48,12 +48,15 @@ DAY = {
 OUTPUTS = ("led_power", "led_audio", "led_video", "buzzer", "vibration")
 
 
-def _history(pin: Any) -> list[tuple[float, bool]]:
-    """MockPin.states as (seconds since the first entry, state)."""
-    t, out = 0.0, []
+def _history(pin: Any, t0: float) -> list[tuple[float, bool]]:
+    """MockPin.states as (seconds since `t0` on the monotonic clock, state):
+    gpiozero keeps each change's time since the one before, and the last
+    change's monotonic instant."""
+    t = pin._last_change - sum(s.timestamp for s in pin.states)
+    out = []
     for s in pin.states:
         t += s.timestamp
-        out.append((t, bool(s.state)))
+        out.append((t - t0, bool(s.state)))
     return out
 
 
@@ -113,20 +116,26 @@ def test_live_day_on_mock_pins(live_day: tuple[Unit, Recorder, dict, float]) -> 
     it = iter(played)
     assert all(p in it for p in order), played  # in this order, others may come between
     assert rec.devices.speaker.samples_played > 16_000  # PCM reached the speaker
-    # LEDs (docs/STATES.md): red = video recording, yellow = audio recording, green steady
-    video = _on_spans(_history(pins["led_video"]))
-    audio = _on_spans(_history(pins["led_audio"]))
-    assert len(video) == 2 and len(audio) == 2  # start..pause, resume..stop
-    (a0, a1), (b0, b1) = video
-    assert 0.5 < a0 < 1.6 and 6.0 < a1 < 7.2  # record at 1 s; pause at 6 s (+ double window)
-    assert 7.5 < b0 < 8.6 and 19.0 < b1 < 20.5  # resume at 8 s; hold from 18 s for 1.5 s
-    power = _history(pins["led_power"])
+    # LEDs (docs/STATES.md): red = video recording, yellow = audio recording, green steady.
+    # Each change comes after what caused it and before the next thing the
+    # driver does (seconds from its start): however busy the machine, never
+    # a window of wall time
+    t0 = pins["t0"]
+    for led in ("led_video", "led_audio"):
+        spans = _on_spans(_history(pins[led], t0))
+        assert len(spans) == 2, (led, spans)  # start..pause, resume..stop
+        (a0, a1), (b0, b1) = spans
+        assert 1.0 <= a0 < 4.0 and 6.0 <= a1 < 8.0, (led, spans)  # record at 1 s, pause at 6
+        assert 8.0 <= b0 < 15.0 and b1 >= 19.5, (led, spans)  # resume at 8; held 18 + 1.5 s
+    power = _history(pins["led_power"], t0)
     on = _on_spans(power)  # on from power-on until the unit closes its pins: never blinking
-    assert len(on) == 1 and on[0][1] - on[0][0] > 19
-    # buzzer: a pulse at each start and stop; vibration: those plus the photo and the mark
-    buzz = _on_spans(_history(pins["buzzer"]))
-    vib = _on_spans(_history(pins["vibration"]))
-    assert len(buzz) == 4 and all(0.15 < e - s < 0.35 for s, e in buzz)
+    assert len(on) == 1 and on[0][0] < 0 and on[0][1] > 21, on
+    # buzzer: a pulse at each start and stop; vibration: those plus the photo and the mark.
+    # A pulse is 0.2 s; the bound above it only catches one left on (a busy machine
+    # switches it off late, never early)
+    buzz = _on_spans(_history(pins["buzzer"], t0))
+    vib = _on_spans(_history(pins["vibration"], t0))
+    assert len(buzz) == 4 and all(0.15 < e - s < 1.5 for s, e in buzz), buzz
     assert len(vib) == 6
 
 
@@ -139,11 +148,13 @@ def test_virtual_and_realtime_give_the_same_records(
 
     def types(u: Unit) -> list[str]:
         # where a rollover falls depends on which frame a press lands on, so a run of
-        # segments counts as one entry; every other record must match in order
+        # segments counts as one entry; a busy machine can stall the real-time run
+        # (a `stall` record, tests/test_stalls.py); every other record must match in order
         out: list[str] = []
         for r in verify_store(u.path).records:
-            if not (r["type"] == "segment" and out and out[-1] == "segment"):
-                out.append(r["type"])
+            if r["type"] == "stall" or (r["type"] == "segment" and out and out[-1] == "segment"):
+                continue
+            out.append(r["type"])
         return out
 
     assert types(other) == types(unit)
@@ -181,7 +192,7 @@ def _press(rec: Recorder) -> None:
 PI_TOML = (
     '[devices.camera]\nbackend = "picamera2"\nsize = "320x180"\n'
     '[devices.microphone]\nbackend = "pyaudio"\ndevice = "USB Audio"\n'
-    "[policy]\nsegment_s = 3.0\nprerecord_s = 1.0\n"
+    "[policy]\nsegment_s = 8.0\nprerecord_s = 1.0\n"
 )
 
 
@@ -268,7 +279,7 @@ def test_bodycam_run_live_until_sigterm(unit: Unit) -> None:
     (unit.path / "unit.toml").write_text(
         '[devices.camera]\nsize = "320x180"\n'
         "[policy]\nrecord_on_power_on = true\n"
-        "segment_s = 2.0\nprerecord_s = 1.0\n"
+        "segment_s = 8.0\nprerecord_s = 1.0\n"
     )
     child = subprocess.Popen(
         [sys.executable, "-m", "firmware.cli", "run", "--unit", str(unit.path)],

@@ -27,6 +27,12 @@ EXAMPLES = [DEMO]  # the scenario the demo runs (firmware/demo.toml)
 BAD: dict[str, tuple[str, str, str | None, str]] = {
     # unit.toml
     "policy-inf": ("run", "[policy]\nsegment_s = inf\n", None, "[policy] segment_s = inf"),
+    "policy-segment-off-grid": (
+        "run",
+        "[policy]\nsegment_s = 30\n",
+        None,
+        "[policy] segment_s = 30: must be a multiple of 8 s",
+    ),
     "clock-nan": ("run", "[clock]\nmax_holdover_h = nan\n", None, "[clock] max_holdover_h = nan"),
     "policy-string-number": (
         "run",
@@ -100,6 +106,13 @@ BAD: dict[str, tuple[str, str, str | None, str]] = {
     "t-after-end": ("sim", "", 'seconds = 5\n[[at]]\nt = 9\npress = "record"\n', "[[at]] #1 t = 9"),
     "odd-size": ("sim", "", 'seconds = 5\nsize = "641x360"\n', "size = '641x360'"),
     "zero-segment": ("sim", "", "seconds = 5\nsegment_seconds = 0\n", "segment_seconds = 0"),
+    # segments end where a keyframe meets the AAC grid (every 8 s): never rounded
+    "segment-off-grid": (
+        "sim",
+        "",
+        "seconds = 5\nsegment_seconds = 2\n",
+        "segment_seconds = 2: must be a multiple of 8 s",
+    ),
     "unknown-scenario-key": ("sim", "", 'seconds = 5\ncolour = "red"\n', "colour = 'red'"),
     "unknown-event-kind": (
         "sim",
@@ -189,7 +202,7 @@ def _bodycam(*args: str) -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=30,  # a value that slipped through would start a live unit: fail, not hang
+        timeout=300,  # a value that slipped through would start a live unit: fail, not hang
     )
 
 

@@ -52,12 +52,12 @@ def _record(tmp: Path, seconds: float, segment_s: int) -> tuple[Path, list[Path]
 
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    return _record(tmp_path_factory.mktemp("a"), 24, 60)
+    return _record(tmp_path_factory.mktemp("a"), 24, 64)
 
 
 @pytest.fixture(scope="module")
 def other(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    return _record(tmp_path_factory.mktemp("b"), 6, 60)
+    return _record(tmp_path_factory.mktemp("b"), 6, 64)
 
 
 def _verify(path: Path, *extra: str) -> tuple[int, dict[str, Any]]:

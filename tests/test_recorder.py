@@ -51,7 +51,7 @@ BASE = {
     "seconds": 16,
     "size": "320x180",
     "clock": "synced",
-    "segment_seconds": 3,
+    "segment_seconds": 8,
     "prerecord_seconds": 2,
 }
 
@@ -181,7 +181,7 @@ def _long_run(unit: Unit, tmp_path: Path) -> subprocess.Popen:
     """`bodycam run` recording a long scenario in a child process."""
     scen = tmp_path / "long.toml"
     scen.write_text(
-        'seconds = 600\nsize = "320x180"\nclock = "synced"\nsegment_seconds = 2\n'
+        'seconds = 600\nsize = "320x180"\nclock = "synced"\nsegment_seconds = 8\n'
         '[[at]]\nt = 0.5\npress = "record"\n'
     )
     return subprocess.Popen(

@@ -1,6 +1,8 @@
 """Power cuts: a child recording into a unit is SIGKILLed at random instants.
 After recovery the store verifies every time, the cut is in the chain, and
-at most about one second of media is lost (sync interval 1 s)."""
+no more than the sync interval (0.25 s) of writes is lost: the writer syncs
+on the first write due, so the bound does not depend on how busy the
+machine is. The live recorder's own figure is tests/test_kill_loss.py's."""
 
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ def test_sigkill_at_random_instants(tmp_path: Path, trials: int) -> None:
         f"loss median {sorted(losses)[len(losses) // 2]:.3f} s, max {max(losses):.3f} s"
     )
     assert len(cuts) >= trials // 2
-    assert max(losses) <= 1.1
+    assert max(losses) <= 0.3
 
 
 def test_torn_chain_line_is_dropped_and_recorded(recorded_unit: Unit) -> None:

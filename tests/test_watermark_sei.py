@@ -45,7 +45,7 @@ def _record(tmp: Path, clock: str, seconds: float) -> list[Segment]:
                 "seconds": seconds,
                 "size": "640x360",
                 "clock": clock,
-                "segment_seconds": 3,
+                "segment_seconds": 8,
                 "prerecord_seconds": 1,
                 "at": [{"t": 2, "press": "record"}, {"t": seconds - 3, "hold": "record"}],
             },

@@ -64,7 +64,7 @@ def main(argv: list[str]) -> dict:
     mic = SimMicrophone([Sound(0, "noise:-40", args.media_seconds)])
     cap = Capture(
         open_sink,
-        CaptureConfig(segment_s=30, prerecord_s=30, width=w, height=h),
+        CaptureConfig(segment_s=32, prerecord_s=30, width=w, height=h),
         frame_time=frame_time,
     )
     fps = 30

@@ -81,7 +81,7 @@ def _run(work: Path, minutes: float, rounds: int) -> dict[str, Any]:
             "seconds": seconds + 3,
             "size": "1920x1080",
             "clock": "synced",
-            "segment_seconds": 30,
+            "segment_seconds": 32,
             "prerecord_seconds": 0,
             "at": [
                 {"t": 1, "press": "record"},

@@ -123,7 +123,7 @@ def main(argv: list[str]) -> dict:
         )
         (unit / "unit.toml").write_text(
             f'[devices.camera]\nbackend = "replay"\nfile = "{clip}"\nsize = "{a.size}"\n'
-            "[policy]\nsegment_s = 10.0\nprerecord_s = 30.0\n"
+            "[policy]\nsegment_s = 16.0\nprerecord_s = 30.0\n"
         )
         out: dict = {}
         lines: list[str] = []

@@ -209,7 +209,7 @@ def media_vector(out: Path) -> None:
             "seconds": 5,
             "size": "160x96",
             "clock": "synced",
-            "segment_seconds": 60,
+            "segment_seconds": 64,
             "prerecord_seconds": 0,
             "at": [{"t": 1, "press": "record"}, {"t": 4.5, "hold": "record"}],
         }

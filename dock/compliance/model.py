@@ -478,6 +478,8 @@ def _describe(r: Record, judged: Mapping[int, _Note]) -> tuple[str, str, str] | 
         return "still", f"still photo {b.get('file', '')}", ""
     if t in ("fault", "power_loss"):
         return "fault", _fault_text(r), ""
+    if t == "stall":  # nothing taken in over a span: a gap, with its reason
+        return "fault", f"stall: {b.get('reason', '?')}", ""
     if t == "recovered":  # a device back after a fault: the gap it left is explained
         gap = b.get("gap_us") or 0
         return "fault", f"{b.get('what', '?')} back after {gap / 1e6:.1f} s", ""
@@ -702,7 +704,8 @@ def _counts(records: Sequence[Record], notes: list[_Note], late: Mapping[str, An
             f"{r.type}:{r.body.get('what') or r.body.get('cause')}"
             for r in records
             if r.type in ("fault", "power_loss")
-        ),
+        )
+        + tuple(f"stall:{'+'.join(r.body.get('what', []))}" for r in records if r.type == "stall"),
         late=tuple(sorted(late)),
     )
 

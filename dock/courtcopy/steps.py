@@ -265,6 +265,9 @@ def chapters(rec: Recording) -> list[Chapter]:
             )
         elif t in ("fault", "audio_gap"):
             out.append(Chapter(mono, f"{t.replace('_', ' ').capitalize()}: {_short(b)}"))
+        elif t == "stall":  # the picture holds still over it: nothing was recorded there
+            span = b.get("span_us", 0) / 1e6
+            out.append(Chapter(b.get("from_us", mono), f"Stall, nothing recorded for {span:.1f} s"))
         elif t == "recovered":
             out.append(
                 Chapter(mono, f"Video back after {b.get('gap_us', 0) / 1e6:.1f} s: {_short(b)}")

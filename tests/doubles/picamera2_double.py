@@ -21,8 +21,13 @@ v4l2_encoder.py, libav_h264_encoder.py, previews/null_preview.py):
 * `create_still_configuration()`: main BGR888 at `sensor_resolution`
   (4608x2592, Camera Module 3 / imx708), buffer_count 1; the double's sensor
   gives 10 fps in it (imx708's full-resolution mode tops out at 14 fps).
-* Requests carry SensorTimestamp (ns, monotonic). `Encoder.start()` resets
-  `firsttimestamp`; `timestamp` counts from the first frame of each start.
+* Requests carry SensorTimestamp (ns, monotonic): when the exposure began,
+  on the sensor's own frame grid, not when a thread got round to it (so a
+  busy machine makes frames late, not their timestamps jittery); a loop
+  further behind than the configuration's free buffers (buffer_count less
+  those in flight) loses the older frames, as libcamera does when no
+  buffer is free. `Encoder.start()` resets `firsttimestamp`;
+  `timestamp` counts from the first frame of each start.
 * V4L2 `H264Encoder` (Pi 4 and earlier): `encode` queues the buffer and
   frames come out of its own "v4l2-poll" thread as `outputframe(frame,
   keyframe, timestamp)`. `force_key_frame()` keys the next frame.
@@ -70,6 +75,7 @@ from hal.camera_sim import SimCamera, draw
 SENSOR_RESOLUTION = (4608, 2592)  # imx708 (Camera Module 3) full resolution
 STILL_FPS = 10
 MODE_SWITCH_S = 0.3  # stop, reconfigure, restart: the pipeline's startup frames too
+IN_FLIGHT = 2  # of a configuration's buffer_count, what the pipeline itself is filling
 _log = logging.getLogger(__name__)
 
 # request.py: memory order of each format as a PIL mode
@@ -521,20 +527,26 @@ class Picamera2:
                         break
                     self._wake.wait(max(0.001, self._due - now) if self.started else 0.2)
                 self._notified = False
+                exposed = self._due
                 if frame_due:
-                    self._due = max(self._due + self._period(), now)
+                    period = self._period()
+                    held = max(1, int(self.camera_config["buffer_count"]) - IN_FLIGHT)
+                    behind = int((now - self._due) / period)
+                    if behind > held:  # no free buffer for the older frames: dropped
+                        exposed += (behind - held) * period
+                    self._due = exposed + period
             try:
-                self.process_requests([self._request()] if frame_due else [])
+                self.process_requests([self._request(exposed)] if frame_due else [])
             except Exception as exc:
                 _log.error("Exception during process_requests(): %r", exc)
                 self.loop_error = exc  # the thread ends; nothing tells the application
                 return
 
-    def _request(self) -> CompletedRequest:
+    def _request(self, exposed_s: float) -> CompletedRequest:
         assert self.camera_config is not None
         w, h = self.camera_config["main"]["size"]
         img = draw(self._frames, w, h)
-        meta = {"SensorTimestamp": time.monotonic_ns()}
+        meta = {"SensorTimestamp": int(exposed_s * 1e9)}
         self.sensor_us[self._frames] = meta["SensorTimestamp"] // 1000
         self._frames += 1
         if self.camera_config["main"]["format"] == "XBGR8888":

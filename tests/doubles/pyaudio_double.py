@@ -6,8 +6,11 @@ PortAudio does where it matters:
   buffer, in real time;
 * an input overrun (`overflow(blocks)`): those blocks are never delivered,
   and the next callback carries paInputOverflow;
-* output `write` blocks for as long as the sound lasts; a device can fail
-  (`fail_output`), and write then raises OSError;
+* output in callback mode: the callback is asked for each buffer with
+  PortAudio's `time_info` (`current_time` and `output_buffer_dac_time` on
+  the stream's own clock, which is not the caller's: here 1000 s ahead);
+  the device can fail (`output_failed`): the stream then stops asking and
+  is no longer active. `write` (blocking mode) blocks for the sound's length;
 * devices are listed with names (`get_device_info_by_index`); an index that
   does not exist is where the real library segfaults, so the double refuses
   it loudly.
@@ -23,6 +26,8 @@ from typing import Any
 paInt16 = 8  # pyaudio's values
 paInputOverflow = 0x2
 paContinue = 0
+STREAM_CLOCK_AHEAD_S = 1000.0  # PortAudio's stream time is a clock of its own
+OUTPUT_LATENCY_S = 0.045  # what is in the output buffer ahead of the speaker
 
 
 class Stream:
@@ -43,6 +48,16 @@ class Stream:
         while not self._stop.is_set():
             due += period
             time.sleep(max(0.0, due - time.monotonic()))
+            if self.output:
+                if self.pa.output_failed:
+                    self.closed = True  # PortAudio stops the stream on a device error
+                    return
+                now = time.monotonic() + STREAM_CLOCK_AHEAD_S
+                info = {"current_time": now, "output_buffer_dac_time": now + OUTPUT_LATENCY_S}
+                data, _ = self.callback(None, self.frames, info, 0)
+                self.pa.sink += data
+                self.pa.dac_times.append(info["output_buffer_dac_time"] - STREAM_CLOCK_AHEAD_S)
+                continue
             if self.pa.lose_blocks > 0:
                 self.pa.lose_blocks -= 1
                 flags = paInputOverflow
@@ -60,6 +75,12 @@ class Stream:
             raise OSError(-9999, "Unanticipated host error")
         time.sleep(len(frames) / 2 / self.rate)
         self.pa.sink += frames
+
+    def is_active(self) -> bool:
+        return not self._stop.is_set() and not self.closed
+
+    def get_output_latency(self) -> float:
+        return OUTPUT_LATENCY_S
 
     def stop_stream(self) -> None:
         self._stop.set()
@@ -80,6 +101,7 @@ class PyAudio:
     ]
     source: Callable[[int, int], bytes] = staticmethod(lambda n, k: bytes(2 * k))
     sink = bytearray()
+    dac_times: list[float] = []  # monotonic s at which each output buffer left the speaker
     lose_blocks = 0
     output_failed = False
 
