@@ -143,6 +143,33 @@ def test_changed_file_is_named_by_the_selftest(qa: Path) -> None:
     assert "machine.py" in records[-1]["body"]["checks"]["firmware integrity"]
 
 
+def test_root_only_files_are_said_not_checked_and_others_still_fail(
+    qa: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder's user cannot read root's 0600 NetworkManager keyfile: a
+    flashed unit's self-test passed nothing before (PermissionError)."""
+    from boot import card, selftest
+
+    assert _provision(qa, "sd12", "BC-QA-000012").returncode == 0
+    root = qa / "sd12"
+    keyfile = root / card.USB0_KEYFILE
+    real = Path.read_bytes
+    refused = {keyfile}
+
+    def as_the_recorder(path: Path) -> bytes:
+        if path in refused:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", as_the_recorder)
+    passed = selftest.check_firmware(root)
+    assert passed.ok and card.USB0_KEYFILE in passed.line(), passed.line()
+    # a file readable by all on the card that cannot be read is still a failure
+    refused.add(root / "etc/sysusers.d/bodycam.conf")
+    failed = selftest.check_firmware(root)
+    assert not failed.ok and "PermissionError" in failed.reason, failed.line()
+
+
 def test_reflash_refused_without_force_and_makes_new_keys_with_it(qa: Path) -> None:
     assert _provision(qa, "sd3", "BC-QA-000003").returncode == 0
     pem = layout.unit_dir(qa / "sd3") / "keys" / "device_ed25519.pem"
