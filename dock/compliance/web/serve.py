@@ -145,14 +145,24 @@ class Listening:
 
     def stop(self) -> None:
         """From any thread: the loop closes every socket, and run() returns."""
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.sockets))
+        try:
+            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.sockets))
+        except OSError:  # the loop has ended already and closed its trigger
+            pass
 
 
 def listen(app: Flask, host: str, port: int) -> Listening:
     sockets: dict[int, Any] = {}
     try:
         server: Any = waitress.create_server(
-            app, map=sockets, host=host, port=port, threads=4, ident="bodycam-dock"
+            app,
+            map=sockets,
+            host=host,
+            port=port,
+            threads=4,
+            ident="bodycam-dock",
+            # select() refuses descriptors above 1023 and ends the loop: poll() has no limit
+            asyncore_use_poll=True,
         )
     except OSError as exc:
         raise PageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
