@@ -12,6 +12,7 @@ only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import ipaddress
 import logging
@@ -145,10 +146,8 @@ class Listening:
 
     def stop(self) -> None:
         """From any thread: the loop closes every socket, and run() returns."""
-        try:
+        with contextlib.suppress(OSError):  # the loop has ended and closed its trigger
             self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.sockets))
-        except OSError:  # the loop has ended already and closed its trigger
-            pass
 
 
 def listen(app: Flask, host: str, port: int) -> Listening:
