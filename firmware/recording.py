@@ -275,13 +275,22 @@ def _edges(h: Happening, d: Devices, clock: Any, rec: Recorder) -> list[Edge]:
         return [Edge(t, lambda: d.battery.set(float(h.value), minutes))]  # type: ignore[union-attr]
     if h.kind == "storage_free_mib":
         return [Edge(t, lambda: setattr(d.storage, "free_override", int(h.value) << 20))]
-    if h.kind == "gps_time":
+    if h.kind in ("gps_time", "gps_fix"):
         gps = d.gps
+        lat, lon = h.value if h.kind == "gps_fix" else (None, None)
 
         def fix() -> None:
             utc = datetime.fromtimestamp(clock.true_time_ns() / 1e9, UTC)
             if isinstance(gps, SimGps):
-                gps.emit(Fix(utc, None, None, 1, 8))
+                gps.emit(
+                    Fix(
+                        utc,
+                        None if lat is None else round(lat * 1e7),
+                        None if lon is None else round(lon * 1e7),
+                        1,
+                        8,
+                    )
+                )
 
         return [Edge(t, fix)]
     if h.kind == "freeze_s":

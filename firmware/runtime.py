@@ -45,6 +45,7 @@ from sealing.store import SegmentMeta, SegmentWriter, Store
 
 from . import machine as m
 from .devices import DeviceConfig, Devices
+from .place import Fixes
 from .prompts import PromptBank
 from .signals import ALERTS, lights_for
 from .stalls import STALL_US, Stall, StallWatch
@@ -208,11 +209,13 @@ class StoreSink:
         stamp_at: Callable[[int], Stamp],
         retention: Callable[[], str],
         on_sealed: Callable[[Any], None],
+        location: Callable[[int, int], dict[str, Any]],
     ) -> None:
         self.writer = writer
         self._stamp_at = stamp_at
         self._retention = retention
         self._on_sealed = on_sealed
+        self._location = location
 
     def write(self, data: bytes) -> None:
         self.writer.write(data)
@@ -225,6 +228,7 @@ class StoreSink:
                 container=info.container,
                 codecs=list(info.codecs),
                 duration_us=info.duration_us,
+                location=self._location(info.start_us, info.end_us),
                 retention=self._retention(),
                 extra={
                     "video_frames": info.video_frames,
@@ -255,7 +259,6 @@ class Recorder:
     sealed: list[Any] = field(default_factory=list)
     faulted: set[str] = field(default_factory=set)
     audio_gaps: int = 0
-    location: dict[str, int] | None = None
     prompts_played: list[str] = field(default_factory=list)
     camera_restart: CameraRestart = field(default_factory=CameraRestart)
     # `bodycam run --media-log`: a line for every frame taken in while recording
@@ -278,6 +281,8 @@ class Recorder:
         self._next_second = now + SECOND_US
         self._next_flush = now + FLUSH_US
         self.stalls = StallWatch()
+        self.fixes = Fixes(fitted=self.devices.gps is not None)
+        self._resume_seq: int | None = None  # the resume whose note is awaited
         self.stalls.started(now)
         self._stalled: set[str] = set()  # stalled after delivering: systemd should restart us
         self._reported_missing: set[str] = set()
@@ -306,7 +311,13 @@ class Recorder:
     def _open_sink(self, index: int, start_us: int) -> StoreSink:
         writer = self.store.open_segment("ts", stamp=self._stamp_at(start_us))
         self._files.append((start_us, str(writer.name)))
-        return StoreSink(writer, self._stamp_at, lambda: self.retention, self._sealed)
+        return StoreSink(
+            writer, self._stamp_at, lambda: self.retention, self._sealed, self._location
+        )
+
+    def _location(self, start_us: int, end_us: int) -> dict[str, Any]:
+        """A media record's place: its last fix, or why there is none."""
+        return self.fixes.location(start_us, end_us, failed="gps" in self.faulted)
 
     def _sealed(self, rec: Any) -> None:
         self.sealed.append(rec)
@@ -624,12 +635,19 @@ class Recorder:
             body = dict(a.body)
             if a.type == "resume_note":
                 body.update(self._where(int(body["window_from_us"])))
+                # the resume it judges, by the chain's own link: readers join
+                # the two by sequence, never by equal times (they differ by ms)
+                body["resume"] = self._resume_seq
             if a.type == "mark":
                 self.retention = "evidence"
             if a.type == "record_start":
                 body["prerecord_us"] = self._prerecord_us
                 body["prerecord_audio"] = self.capture_config.prerecord_audio
-            self._append(a.type, body)
+            rec = self._append(a.type, body)
+            if a.type == "resume":
+                self._resume_seq = rec.seq
+            elif a.type in ("record_start", "record_stop", "pause"):
+                self._resume_seq = None
             if a.type == "record_stop":
                 # the recording key dies with its recording: nothing on the unit
                 # can sign another picture as part of it afterwards
@@ -654,9 +672,10 @@ class Recorder:
         )
         self.capture.segmenter.signer = gopsign.GopSigner(key, self.store.serial)
 
-    def _append(self, type_: str, body: dict[str, Any]) -> None:
+    def _append(self, type_: str, body: dict[str, Any]) -> Any:
         rec = self.store.append(type_, body, self.unitclock.stamp())
         self.log(f"record {rec.seq} {type_} {_brief(body)}")
+        return rec
 
     def _where(self, at_us: int) -> dict[str, Any]:
         """Which file of the recording holds media time `at_us`, and where."""
@@ -699,7 +718,7 @@ class Recorder:
             self.log(f"still failed: {exc}")
             self._append("fault", {"what": "still", "reason": str(exc)})
             return
-        loc = self.location or {}
+        loc = self._location(start.mono_us, start.mono_us)
         try:
             jpeg = with_exif(
                 jpeg,
@@ -717,7 +736,7 @@ class Recorder:
             self._append("fault", {"what": "still_exif", "reason": str(exc)})
         w = self.store.open_segment("jpg", stamp=start)
         w.write(jpeg)
-        extra: dict[str, Any] = {"location": self.location} if self.location else {}
+        extra: dict[str, Any] = {}
         meta = getattr(cam, "last_still", None)  # the Pi camera says where the picture came from
         if meta is not None:
             extra["still"] = {"source": meta.source, "width": meta.width, "height": meta.height}
@@ -727,6 +746,7 @@ class Recorder:
                 end=self.unitclock.stamp(),
                 container="jpeg",
                 codecs=["mjpeg"],
+                location=loc,
                 retention=self.retention,
                 extra=extra,
             )
@@ -904,7 +924,11 @@ class Recorder:
     # -- time ---------------------------------------------------------------------------------
 
     def _fix(self, fix: Fix) -> None:
-        self.location = fix.location() or self.location
+        position = fix.location()
+        if position is not None:
+            mono = fix.read_mono_us if fix.read_mono_us is not None else self.now_us()
+            utc = int(fix.utc.timestamp() * 1_000_000) if fix.utc is not None else None
+            self.fixes.took(position, mono, utc)
         if fix.utc is not None:
             true_us = int(fix.utc.timestamp() * 1_000_000)
             if fix.read_mono_us is not None:  # it waited in the queue: its time as of now

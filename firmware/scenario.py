@@ -15,6 +15,7 @@
                                  # or: battery = 3 (percent; minutes = 4)
                                  # or: storage_free_mib = 50
                                  # or: gps_time = true (a GPS fix with true UTC time)
+                                 # or: gps_fix = [31.2304, 121.4737] (a position fix, with UTC)
                                  # or: clock_jump_s = -30 (the wall clock jumps)
                                  # or: freeze_s = 5 (the unit stops, as SIGSTOP;
                                  #     virtual time only)
@@ -57,6 +58,7 @@ ACTIONS = (
     "battery",
     "storage_free_mib",
     "gps_time",
+    "gps_fix",
     "clock_jump_s",
     "freeze_s",
 )
@@ -261,6 +263,13 @@ def _happening(c: _Check, where: str, item: dict[str, Any], seconds: float) -> H
     elif kind == "gps_time":
         if value is not True:
             raise c.bad(key, value, "must be true (a GPS fix with UTC time)")
+    elif kind == "gps_fix":
+        if not isinstance(value, list) or len(value) != 2:
+            raise c.bad(key, value, "must be [latitude, longitude] in degrees")
+        value = (
+            c.number(f"{key}[0]", value[0], -90, 90),
+            c.number(f"{key}[1]", value[1], -180, 180),
+        )
     elif kind == "clock_jump_s":
         value = c.number(key, value, -MAX_JUMP_S, MAX_JUMP_S)
     elif kind == "freeze_s":

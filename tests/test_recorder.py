@@ -76,6 +76,9 @@ def test_record_pause_resume_with_spoken_note(unit: Unit, tmp_path: Path) -> Non
         assert t in types
     note = next(r for r in records if r["type"] == "resume_note")["body"]
     assert note["given"] is True and note["speech_ms"] >= 3000 and note["file"]
+    # linked to its resume by the chain's sequence, not by a time
+    assert records[note["resume"]]["type"] == "resume"
+    assert note["resume"] == max(r["seq"] for r in records if r["type"] == "resume")
     assert "state_reason" in [p for _, p in rec.devices.speaker.played]
     report = verify_store(unit.path, identity=unit.agency.identity, escrow_key=unit.agency.escrow)
     assert report.ok, report.problems
