@@ -42,8 +42,10 @@ from firmware.auth import set_password
 from firmware.unitconfig import ConfigError, parse_devices
 from hal.gps import SAMPLE_LOG
 from hal.media import DeviceFault
+from link import locale as link_locale
 from link import pki
 from link.inventory import Inventory, cert_sha256
+from link.locale import DEFAULT_LANGUAGE, DEFAULT_TIMEZONE, LANGUAGES, Locale, LocaleError
 from sealing import canonical, keys
 from sealing.age import Identity, Recipient
 from sealing.files import no_group_write, write_durably
@@ -57,6 +59,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PACKAGES = ("firmware", "capture", "sealing", "hal", "boot", "link")
 FIRMWARE_VERSION = "0.1.0"
+AGENCY_TOML = "agency.toml"  # [locale]: the agency's language and time zone
+MAKE = "bodycam (open source)"
+MODELS = {"pi": "Raspberry Pi body-worn unit", "sim": "simulated unit"}
 
 
 class FlashError(Exception):
@@ -67,10 +72,21 @@ def default_agency(profile: str) -> Path:
     return Path.home() / ".bodycam-agency" / profile
 
 
-def agency_init(agency: Path, profile: str, dock: str) -> None:
+def agency_init(agency: Path, profile: str, dock: str, locale: Locale | None = None) -> None:
+    """A new agency; `locale` its language and time zone (default Simplified
+    Chinese, Asia/Shanghai), carried to every unit it flashes and to its docks."""
     if (agency / "ca.key").exists():
         raise FlashError(f"{agency} already holds an agency CA")
     agency.mkdir(parents=True, exist_ok=True)
+    write_durably(
+        agency / AGENCY_TOML,
+        (
+            "# The agency's language and time zone: every unit flashed from here and\n"
+            "# every dock it serves start from them (link/locale.py). Sealed records\n"
+            "# keep UTC; only what people read is localised.\n"
+            + tomli_w.dumps({"locale": (locale or Locale()).as_table()})
+        ).encode(),
+    )
     ca = pki.make_ca(profile)
     keys.write_secret(agency / "ca.key", pki.pem_key(ca.key))
     (agency / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
@@ -153,6 +169,10 @@ def provision(
     wheels: Path | None = None,
     arch: str | None = None,
     devices_toml: str | None = None,
+    language: str | None = None,
+    timezone: str | None = None,
+    make: str = MAKE,
+    model: str | None = None,
 ) -> dict[str, str]:
     """Provision `target` (a root file system, or a staging folder); `record`
     adds the unit to the inventory (an image is recorded once it is written).
@@ -167,6 +187,11 @@ def provision(
     devices_table = check_devices_toml(devices_toml) if devices_toml is not None else None
     if (agency / "profile").read_text().strip() != profile:
         raise FlashError(f"{agency} is not a {profile} agency")
+    locale = unit_locale(agency, language, timezone)
+    device = {
+        "make": _device_text("--make", make),
+        "model": _device_text("--model", model or MODELS[devices]),
+    }
     unit = layout.unit_dir(target)
     if (unit / "unit.toml").exists() and not force:
         raise FlashError(
@@ -202,7 +227,12 @@ def provision(
         wheelhouse.project_wheel(ROOT, prefix / "wheels", wheels / wheelhouse.BUILD_DIR)
     _install_system(target)
     key0 = provision_unit(
-        unit, serial=serial, officer=officer, recipient=recipient, docks=_docks(agency)
+        unit,
+        serial=serial,
+        officer=officer,
+        recipient=recipient,
+        docks=_docks(agency),
+        device=device,
     )
     tls = unit / "tls"
     tls.mkdir()
@@ -225,7 +255,9 @@ def provision(
             "officer": officer,
             "profile": profile,
             "firmware_version": FIRMWARE_VERSION,
+            **device,
         },
+        "locale": locale.as_table(),
         "export": {"address": "::", "port": 8443},
         "clock": {"max_holdover_h": 24},
     }
@@ -276,13 +308,15 @@ def image(
     wheels: Path | None = None,
     data_size: int = card.DEFAULT_DATA_SIZE,
     devices_toml: str | None = None,
+    **unit: Any,
 ) -> tuple[dict[str, str], card.CardReport]:
     """A Raspberry Pi OS Lite image in, one provisioned unit's image out (to be
     written to a card with bmaptool or dd). The unit is staged in a private
     temporary folder (its secrets never stay on the station) and copied into
     the image: the unit directory onto a new data partition of `data_size`
     bytes, the rest onto the root partition; config.txt and cmdline.txt are
-    edited in place on the boot partition. Nothing is mounted."""
+    edited in place on the boot partition. Nothing is mounted. `unit`:
+    provision's language, timezone, make and model."""
     if out.exists() and not force:
         raise FlashError(f"{out} exists; use --force to replace it")
     card.check_source(source)  # refuse a bad image before any key is made
@@ -304,6 +338,7 @@ def image(
             wheels=wheels,
             arch=arch or wheelhouse.UNIT_ARCH,
             devices_toml=devices_toml,
+            **unit,
         )
         report = card.write_image(
             source, out, root_tree=Path(stage), serial=serial, data_size=data_size
@@ -588,7 +623,49 @@ def keep_report(agency: Path, unit: Path, results: list[tuple[str, bool, str]]) 
     return path
 
 
+def unit_locale(agency: Path, language: str | None, timezone: str | None) -> Locale:
+    """The agency's agency.toml [locale] (defaults without one), with this
+    unit's --language and --timezone over it."""
+    try:
+        table = link_locale.load(agency / AGENCY_TOML).as_table()
+        if language is not None:
+            table["language"] = language
+        if timezone is not None:
+            table["timezone"] = timezone
+        return link_locale.parse(table, "--language/--timezone")
+    except LocaleError as exc:
+        raise FlashError(str(exc)) from None
+
+
+def _device_text(flag: str, value: str) -> str:
+    if not value or len(value) > 64 or not value.isprintable() or value != value.strip():
+        raise FlashError(f"{flag} {value!r}: 1 to 64 printable characters, no edge spaces")
+    return value
+
+
+def _locale_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--language",
+        choices=sorted(LANGUAGES),
+        help="what its people read and hear (default: the agency's, agency.toml; "
+        f"a new agency: {DEFAULT_LANGUAGE})",
+    )
+    p.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help=f"the IANA time zone shown (default: the agency's; a new one: {DEFAULT_TIMEZONE})",
+    )
+
+
 def _unit_options(p: argparse.ArgumentParser) -> None:
+    _locale_options(p)
+    p.add_argument("--make", default=MAKE, help=f"the device's make, sealed (default {MAKE!r})")
+    p.add_argument(
+        "--model",
+        help="the device's model, sealed (default: "
+        + ", ".join(f"{k}: {v!r}" for k, v in MODELS.items())
+        + ")",
+    )
     p.add_argument("--serial", required=True)
     p.add_argument("--officer", required=True)
     p.add_argument(
@@ -632,6 +709,10 @@ def _unit_args(a: argparse.Namespace, *, devices: str) -> dict[str, Any]:
         "devices": a.devices or devices,
         "wheels": a.wheelhouse,
         "devices_toml": _devices_file(a.devices_file),
+        "language": a.language,
+        "timezone": a.timezone,
+        "make": a.make,
+        "model": a.model,
     }
 
 
@@ -663,9 +744,21 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--profile", choices=pki.PROFILES, required=True)
             p.add_argument("--agency", type=Path)
             p.add_argument("--dock", default="dock1")
+            _locale_options(p)
             a = p.parse_args(argv[1:])
             agency = a.agency or default_agency(a.profile)
-            agency_init(agency, a.profile, a.dock)
+            try:
+                locale = link_locale.parse(
+                    {
+                        k: v
+                        for k, v in (("language", a.language), ("timezone", a.timezone))
+                        if v is not None
+                    },
+                    "--language/--timezone",
+                )
+            except LocaleError as exc:
+                raise FlashError(str(exc)) from None
+            agency_init(agency, a.profile, a.dock, locale)
             print(f"agency ({a.profile}) created in {agency}")
             return 0
         if argv[:1] == ["c2pa-signer"]:

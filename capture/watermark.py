@@ -2,6 +2,15 @@
 burned into every picture, with the clock's state when it is not verified
 (the way commercial cameras show "time not set").
 
+The time is the agency's local time with its UTC offset (`2026-12-02
+09:40:31 +08:00`), what is on everyone's watch; the clock note is in the
+agency's language. The font is WenQuanYi Micro Hei (Debian's
+fonts-wqy-microhei, 5 MB installed): it holds the Chinese of names and
+notes and the Latin, Greek and Cyrillic of other names. Noto Sans CJK would
+add the rarest Extension B+ name characters for 90 MB more on a small card;
+a name with such a character shows its missing-glyph box here, while the
+sealed chain keeps the name exactly.
+
 The text changes once a second, so its strip is rendered once a second (Pillow)
 and each frame only gets the cached strip copied into a corner: white text in
 a black box, the most legible against any scene. The box sits at the
@@ -19,7 +28,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 
 import numpy as np
@@ -28,14 +37,30 @@ from PIL import Image, ImageDraw, ImageFont
 from .sei import FrameTime
 
 ALIGN = 16
-CLOCK_NOTE = {"synced": "", "holdover": " HOLDOVER", "unverified": " TIME NOT VERIFIED"}
+# the clock's state as the officer reads it, in the unit's language
+CLOCK_NOTES = {
+    "zh": {"synced": "", "holdover": " 时间保持中", "unverified": " 时间未校准"},
+    "en": {"synced": "", "holdover": " HOLDOVER", "unverified": " TIME NOT VERIFIED"},
+}
+FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"  # fonts-wqy-microhei
 FORMATS = ("RGB888", "BGR888", "XBGR8888", "XRGB8888", "YUV420")
 
 
-def text_for(serial: str, officer: str, t: FrameTime) -> str:
-    when = datetime.fromtimestamp(t.utc_us // 1_000_000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    note = CLOCK_NOTE.get(t.clock_state, f" CLOCK {t.clock_state.upper()}")
-    return f"{serial}  {officer}  {when} UTC{note}"
+@dataclass(frozen=True)
+class Face:
+    """How the watermark speaks: the zone its time is shown in, its language."""
+
+    zone: tzinfo = UTC
+    language: str = "en"
+
+
+def text_for(serial: str, officer: str, t: FrameTime, face: Face = Face()) -> str:
+    local = datetime.fromtimestamp(t.utc_us // 1_000_000, UTC).astimezone(face.zone)
+    offset = local.strftime("%z")
+    when = f"{local.strftime('%Y-%m-%d %H:%M:%S')} {offset[:3]}:{offset[3:]}"
+    notes = CLOCK_NOTES.get(face.language, CLOCK_NOTES["en"])
+    note = notes.get(t.clock_state, f" CLOCK {t.clock_state.upper()}")
+    return f"{serial}  {officer}  {when}{note}"
 
 
 def _round_up(n: int) -> int:
@@ -70,9 +95,9 @@ class Strip:
 
 @lru_cache(maxsize=4)
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    # Debian's fonts-dejavu-core: the same file on every unit and on the QA
-    # machine (Pillow 9.4 on the unit has no load_default(size=...))
-    return ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", size)
+    # the same Debian file on every unit and on the QA machine (Pillow 9.4 on
+    # the unit has no load_default(size=...))
+    return ImageFont.truetype(FONT, size)
 
 
 def render(text: str, height: int, width: int | None = None) -> Strip:
@@ -102,11 +127,12 @@ class Watermark:
     serial: str
     officer: str
     frame_time: Callable[[int], FrameTime]
+    face: Face = Face()
     _strip: Strip | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def strip_for(self, mono_us: int, width: int, height: int) -> Strip:
-        text = text_for(self.serial, self.officer, self.frame_time(mono_us))
+        text = text_for(self.serial, self.officer, self.frame_time(mono_us), self.face)
         with self._lock:  # the hook runs on the camera's thread; tests read from theirs
             s = self._strip
             if s is None or s.text != text or s.height != height:

@@ -144,6 +144,12 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class Hush:
+    """Stop what the speaker is still saying: a pause or stop ends the unit's
+    announcement (the opening notice is not read on into a pause)."""
+
+
+@dataclass(frozen=True)
 class Indicate:
     """LEDs and the repeating warning pattern (national convention: power
     green, audio recording yellow, video recording red)."""
@@ -158,7 +164,7 @@ class TakeStill:
     pass
 
 
-Action = StartCapture | StopCapture | Record | Prompt | Indicate | TakeStill
+Action = StartCapture | StopCapture | Record | Prompt | Hush | Indicate | TakeStill
 
 # -- policy and state -----------------------------------------------------------
 
@@ -294,6 +300,7 @@ def _start(p: Policy, s: State, cause: str, at: int) -> tuple[State, list[Action
             Record("record_start", {"cause": cause, "clock": s.clock}),
             Prompt("tone_start"),
             Prompt("start_notice"),
+            Prompt("state_purpose"),
         ]
     s = replace(s, mode="recording", needs_note=False)
     if s.clock == "unverified":
@@ -324,7 +331,7 @@ def _stop(
             pause_reason=cause if unit_caused else "",
         )
     s = replace(s, needs_note=unit_caused)
-    return s, [*acts, Prompt("tone_stop"), _indicate(s)]
+    return s, [*acts, Hush(), Prompt("tone_stop"), _indicate(s)]
 
 
 def _note_record(note: NoteWait, at: int, speech_s: float, p: Policy) -> Record:

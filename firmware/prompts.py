@@ -17,15 +17,24 @@ import numpy as np
 from hal.microphone_sim import RATE, load_wav, speech_wav
 
 LANGS = {"zh": "cmn", "en": "en"}
+# the agency's language (link/locale.py) -> the prompts' language
+PROMPT_LANGUAGE = {"zh-CN": "zh", "en": "en"}
+# The opening and closing words are the regulations' own, verbatim: S0 art. 10
+# (the notice before recording) and art. 15 (before it stops). The purpose
+# prompt asks for what S1 art. 8 and S3 art. 9 want recorded at the start.
 PHRASES: dict[str, dict[str, str]] = {
     "start_notice": {
-        "zh": "我是执法人员，现在依法对执法过程进行全程录音录像。",
-        "en": "I am a law enforcement officer. This enforcement action is being recorded "
-        "in sound and video, as the law requires.",
+        "zh": "您好，为保护您的合法权益，监督我们的执法行为，本次执法将全程录音录像。",
+        "en": "Hello. To protect your lawful rights and interests and to supervise our "
+        "enforcement, this enforcement action will be recorded in sound and video throughout.",
+    },
+    "state_purpose": {
+        "zh": "请说明本次执法的目的、任务和执法人员情况。",
+        "en": "State the purpose and task of this enforcement action, and the officers present.",
     },
     "end_phrase": {
-        "zh": "执法记录结束。",
-        "en": "End of the enforcement recording.",
+        "zh": "本次执法结束，感谢您的配合。",
+        "en": "This enforcement action is concluded. Thank you for your cooperation.",
     },
     "state_reason": {
         "zh": "录像已恢复，请说明中断的原因。",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from capture.pipeline import CaptureConfig
+from capture.watermark import Face
 from hal.gps import Fix, SimGps
 from hal.microphone_sim import EchoPath, PacedMicrophone, SimSpeaker
 from hal.pacing import Clock, LiveClock, ManualPacer, Pacer, ThreadPacer, VirtualClock
@@ -28,7 +29,7 @@ from sealing.unit import open_unit
 from . import unitconfig
 from .devices import DeviceConfig, Devices, build_devices, parse_devices
 from .machine import Policy, Trigger, Unexported
-from .prompts import PromptBank
+from .prompts import PROMPT_LANGUAGE, PromptBank
 from .runtime import CameraRestart, DeviceError, Recorder
 from .scenario import Happening, Scenario, ScenarioError
 from .unitclock import UnitClock
@@ -97,7 +98,10 @@ def build(
         time_ns=clock.time_ns,
         max_holdover_s=config.clock.max_holdover_s,
     )
-    store = open_unit(unit, clock=unitclock.stamp, boot_body={"cause": "power on", "mode": mode})
+    boot_body: dict[str, object] = {"cause": "power on", "mode": mode}
+    if config.unit.make or config.unit.model:  # sealed at every boot too (R20)
+        boot_body["device"] = {"make": config.unit.make, "model": config.unit.model}
+    store = open_unit(unit, clock=unitclock.stamp, boot_body=boot_body)
     log(f"recovery: {store.recovery}")
     origin = clock.monotonic_ns() // 1000
     opened = False
@@ -119,7 +123,8 @@ def build(
         hear_own_speaker(devices, origin, scenario.speaker_echo_db)
     prompts = PromptBank(
         Path(unit) / "prompts",
-        str(cfg.opt("speaker", "language", "en")),
+        # [devices.speaker] language, else the agency's (unit.toml [locale])
+        str(cfg.opt("speaker", "language", PROMPT_LANGUAGE[config.locale.language])),
         render=cfg.backends["speaker"] == "sim",
     )
     rec = Recorder(
@@ -131,6 +136,7 @@ def build(
         capture,
         prompts,
         log=log,
+        face=Face(config.locale.zone, PROMPT_LANGUAGE[config.locale.language]),
         camera_restart=CameraRestart.from_config(cfg),
         media_log=media_log,
     )

@@ -32,7 +32,7 @@ from capture.pipeline import Capture, CaptureConfig
 from capture.segmenter import SegmentInfo
 from capture.sei import FrameTime
 from capture.stills import StillInfo, with_exif
-from capture.watermark import Watermark
+from capture.watermark import Face, Watermark
 from hal.gps import Fix
 from hal.media import DeviceFault, EncodedFrame, PcmChunk
 from hal.pacing import Clock
@@ -251,6 +251,8 @@ class Recorder:
     capture_config: CaptureConfig
     prompts: PromptBank
     log: Callable[[str], None] = print
+    # the watermark's zone and language: the unit's (unit.toml [locale])
+    face: Face = field(default_factory=Face)
     notify: Callable[[str], bool] = sd_notify
     machine: m.Machine = field(init=False)
     capture: Capture = field(init=False)
@@ -272,7 +274,9 @@ class Recorder:
         if self.media_log is not None:
             media_log = self.media_log
             self.capture.segmenter.on_mux = lambda kind, t_us: media_log(f"out {kind} {t_us}")
-        self.watermark = Watermark(self.store.serial, self.store.officer, self._frame_time)
+        self.watermark = Watermark(
+            self.store.serial, self.store.officer, self._frame_time, self.face
+        )
         self.watermarked = False
         self.inbox = Inbox(self.now_us)
         self._files: list[tuple[int, str]] = []  # (start_us, file) of the recording's segments
@@ -654,6 +658,9 @@ class Recorder:
                 self.capture.segmenter.signer = None
         elif isinstance(a, m.Prompt):
             self._prompt(a.name)
+        elif isinstance(a, m.Hush):
+            if "speaker" not in self.faulted:
+                self.devices.speaker.hush()
         elif isinstance(a, m.Indicate):
             self.indicators = a
             self.devices.indicators.show(lights_for(a))

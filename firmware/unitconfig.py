@@ -19,12 +19,14 @@ import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from capture.segmenter import segment_problem
 from hal.gpio import PinMap
+from link import locale as link_locale
+from link.locale import Locale, LocaleError
 from sealing.layout import SERIAL_RE
 from sealing.people import NameRefused, person_name
 
@@ -148,6 +150,8 @@ class UnitInfo:
     officer: str = ""
     profile: str = ""
     firmware_version: str = ""
+    make: str = ""  # the device's make and model as QA flashed it (R20)
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -449,9 +453,12 @@ class UnitConfig:
     sim: SimConfig
     policy: Policy
     devices: DeviceConfig
+    # the agency's language and time zone, carried here at flashing: what the
+    # officer hears and sees (prompts, the watermark's local time)
+    locale: Locale = field(default_factory=Locale)
 
 
-TABLES = ("unit", "export", "clock", "sim", "policy", "devices")
+TABLES = ("unit", "export", "clock", "sim", "policy", "devices", "locale")
 
 
 def parse(data: dict[str, Any], base: Path = Path(".")) -> UnitConfig:
@@ -472,7 +479,15 @@ def parse(data: dict[str, Any], base: Path = Path(".")) -> UnitConfig:
         sim=parse_sim(table_of(data, "sim")),
         policy=parse_policy(table_of(data, "policy")),
         devices=parse_devices(table_of(data, "devices"), base),
+        locale=parse_locale(data.get("locale")),
     )
+
+
+def parse_locale(t: Any) -> Locale:
+    try:
+        return link_locale.parse(t, "[locale]")
+    except LocaleError as exc:
+        raise ConfigError(f"unit.toml {exc}") from None
 
 
 def load(unit: Path) -> UnitConfig:

@@ -208,6 +208,10 @@ class PyAudioSpeaker:
         with self._lock:
             return bool(self._queue)
 
+    def hush(self) -> None:
+        with self._lock:  # the callback's block in flight plays out (at most ~60 ms)
+            self._queue.clear()
+
     def stop(self) -> None:
         self._stream.stop_stream()
         self._stream.close()

@@ -287,6 +287,10 @@ class SimSpeaker:
         with self._lock:
             return bool(self._queue)
 
+    def hush(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -112,6 +112,9 @@ class Speaker(Protocol):
 
     def busy(self) -> bool: ...
 
+    def hush(self) -> None:
+        """Drop what is queued and not yet played (the block playing ends)."""
+
     def stop(self) -> None: ...
 
 

@@ -268,8 +268,10 @@ class Store:
         officer: str,
         escrow_commitment: str,
         clock: Clock = system_clock,
+        device: dict[str, str] | None = None,
     ) -> None:
-        """Make an empty store with its genesis record (seq 0)."""
+        """Make an empty store with its genesis record (seq 0); `device`, the
+        unit's make and model as flashed, is sealed in it (R20)."""
         layout.check_serial(serial)
         root = Path(root)
         make_dirs(root)
@@ -295,6 +297,7 @@ class Store:
                 "fss_commitment": escrow_commitment,
                 "recipient": str(keys.recipient),
                 "docks": sorted(keys.docks),
+                **({"device": dict(device)} if device else {}),
             },
         )
         fd = os.open(root / layout.CHAIN, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

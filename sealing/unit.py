@@ -25,6 +25,7 @@ def provision_unit(
     recipient: Recipient,
     docks: list[Ed25519PublicKey],
     clock: Clock = system_clock,
+    device: dict[str, str] | None = None,
 ) -> bytes:
     """Create keys and store under `unit`; return the escrow key k[0]."""
     unit = Path(unit)
@@ -37,6 +38,7 @@ def provision_unit(
         officer=officer,
         escrow_commitment=fss.commitment(key0),
         clock=clock,
+        device=device,
     )
     return key0
 

@@ -52,7 +52,12 @@ class Unit:
         return open_unit(self.path, **kw)  # type: ignore[arg-type]
 
 
-def make_unit(path: Path, serial: str = "BC-TEST-0001", agency: Agency | None = None) -> Unit:
+def make_unit(
+    path: Path,
+    serial: str = "BC-TEST-0001",
+    agency: Agency | None = None,
+    officer: str = "OFFICER-7",
+) -> Unit:
     """A provisioned unit; several units share an agency when one is given."""
     agency = agency or Agency(
         Identity.generate(), Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
@@ -60,7 +65,7 @@ def make_unit(path: Path, serial: str = "BC-TEST-0001", agency: Agency | None = 
     agency.escrow = provision_unit(
         path,
         serial=serial,
-        officer="OFFICER-7",
+        officer=officer,
         recipient=agency.identity.recipient,
         docks=[agency.dock.public_key(), agency.other_dock.public_key()],
     )

@@ -150,8 +150,8 @@ def test_root_only_files_are_said_not_checked_and_others_still_fail(
     flashed unit's self-test passed nothing before (PermissionError)."""
     from boot import card, selftest
 
-    assert _provision(qa, "sd12", "BC-QA-000012").returncode == 0
-    root = qa / "sd12"
+    assert _provision(qa, "sd40", "BC-QA-000040").returncode == 0
+    root = qa / "sd40"
     keyfile = root / card.USB0_KEYFILE
     real = Path.read_bytes
     refused = {keyfile}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hal.audio_pi import PyAudioMicrophone, PyAudioSpeaker
+from hal.audio_pi import FRAMES, PyAudioMicrophone, PyAudioSpeaker
 from hal.battery import Max17048, SimBattery
 from hal.camera_pi import PiCamera
 from hal.media import DeviceFault, EncodedFrame, PcmChunk
@@ -137,6 +137,21 @@ def test_pyaudio_speaker_never_blocks_reports_what_it_played_and_fails() -> None
     _wait(lambda: not spk._stream.is_active())
     with pytest.raises(DeviceFault, match="speaker: the output stream stopped"):
         spk.play("tone_start", b"\0\0")
+    spk.stop()
+
+
+def test_a_hushed_speaker_drops_what_it_has_not_said() -> None:
+    pyaudio_double.PyAudio.sink = bytearray()
+    spk = PyAudioSpeaker(LiveClock(), device="USB Audio", module=pyaudio_double)
+    spk.start(lambda p: None)
+    spk.play("start_notice", b"\1\0" * 160_000)  # ten seconds
+    assert spk.busy()
+    spk.hush()
+    assert not spk.busy()
+    _wait(lambda: len(pyaudio_double.PyAudio.sink) > 0)
+    time.sleep(0.5)  # unhushed, 8000 samples of it would have played by now
+    # at most the block in flight when it was hushed (FRAMES samples)
+    assert pyaudio_double.PyAudio.sink.count(b"\1\0") <= 2 * FRAMES
     spk.stop()
 
 

@@ -37,6 +37,22 @@ def test_press_starts_hold_stops_tap_never_stops() -> None:
     assert records(acts) == ["record_stop"] and mc.state.mode == "idle"
 
 
+def test_the_regulations_words_open_and_close_and_a_pause_hushes_the_speaker() -> None:
+    mc = synced()
+    acts = mc.handle(m.Press("record", 1 * S))
+    assert prompts(acts) == ["tone_start", "start_notice", "state_purpose"]
+    acts = mc.handle(m.Press("function", 2 * S))  # paused while the notice is read
+    kinds = [type(a).__name__ for a in acts]
+    assert "Hush" in kinds and kinds.index("Hush") < kinds.index("Prompt")
+    mc.handle(m.Press("record", 3 * S))
+    acts = mc.handle(m.Hold("record", 9 * S))
+    assert any(isinstance(a, m.Hush) for a in acts)
+    assert prompts(acts)[-1] == "end_phrase"  # said after the hush, never cut by it
+    assert [type(a).__name__ for a in acts].index("Hush") < [type(a).__name__ for a in acts].index(
+        "Prompt"
+    )
+
+
 def test_resume_needs_a_spoken_note() -> None:
     mc = synced()
     mc.handle(m.Press("record", 0))

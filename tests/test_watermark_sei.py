@@ -14,10 +14,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from fontTools.ttLib import TTCollection
 
 from capture import sei
 from capture.sei import FrameTime
-from capture.watermark import box, render, text_for
+from capture.watermark import FONT, Face, box, render, text_for
+from firmware import unitconfig
+from firmware.prompts import PROMPT_LANGUAGE
 from firmware.recording import run_scenario
 from firmware.scenario import parse
 
@@ -34,10 +37,13 @@ class Segment:
     serial: str
     officer: str
     data: bytes
+    face: Face  # the unit's zone and language, from its unit.toml
 
 
-def _record(tmp: Path, clock: str, seconds: float) -> list[Segment]:
-    unit = make_unit(tmp / "unit")
+def _record(tmp: Path, clock: str, seconds: float, officer: str) -> list[Segment]:
+    unit = make_unit(tmp / "unit", officer=officer)
+    locale = unitconfig.load(unit.path).locale  # a unit flashed with the defaults
+    face = Face(locale.zone, PROMPT_LANGUAGE[locale.language])
     run_scenario(
         unit.path,
         parse(
@@ -54,19 +60,19 @@ def _record(tmp: Path, clock: str, seconds: float) -> list[Segment]:
         log=lambda line: None,
     )
     return [
-        Segment(r["body"], r["clock"], r.get("serial", "BC-TEST-0001"), r["officer"], data)
+        Segment(r["body"], r["clock"], r.get("serial", "BC-TEST-0001"), r["officer"], data, face)
         for r, data in decrypted_segments(unit.path, unit.agency.identity)
     ]
 
 
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory: pytest.TempPathFactory) -> list[Segment]:
-    return _record(tmp_path_factory.mktemp("synced"), "synced", 16)
+    return _record(tmp_path_factory.mktemp("synced"), "synced", 16, "张三")
 
 
 @pytest.fixture(scope="module")
 def unverified(tmp_path_factory: pytest.TempPathFactory) -> list[Segment]:
-    return _record(tmp_path_factory.mktemp("unverified"), "unverified", 7)
+    return _record(tmp_path_factory.mktemp("unverified"), "unverified", 7, "OFFICER-7")
 
 
 def _mp4(seg: Segment, tmp: Path) -> Path:
@@ -140,21 +146,31 @@ def test_watermark_reads_back_serial_officer_time_and_clock(
     state = "synced" if which == "synced" else "unverified"
     for pts, picture in frames[::17]:  # a spread of frames across seconds
         t_us = seg.body["start"]["wall_us"] + (pts - p0)
-        right = text_for(seg.serial, seg.officer, FrameTime(t_us, state, "x"))
+        right = text_for(seg.serial, seg.officer, FrameTime(t_us, state, "x"), seg.face)
         wrong = [
-            text_for(seg.serial, seg.officer, FrameTime(t_us + d, state, "x"))
+            text_for(seg.serial, seg.officer, FrameTime(t_us + d, state, "x"), seg.face)
             for d in (-1_000_000, 1_000_000)
         ]
-        wrong.append(text_for("BC-TEST-0002", seg.officer, FrameTime(t_us, state, "x")))
+        wrong.append(text_for("BC-TEST-0002", seg.officer, FrameTime(t_us, state, "x"), seg.face))
         other = "unverified" if state == "synced" else "synced"
-        wrong.append(text_for(seg.serial, seg.officer, FrameTime(t_us, other, "x")))
+        wrong.append(text_for(seg.serial, seg.officer, FrameTime(t_us, other, "x"), seg.face))
+        # the same instant in UTC, or another officer, is not what was burned in
+        wrong.append(text_for(seg.serial, seg.officer, FrameTime(t_us, state, "x")))
+        wrong.append(text_for(seg.serial, "李四", FrameTime(t_us, state, "x"), seg.face))
         d_right = _diff(picture, right)
         assert d_right < 12, f"watermark not legible: mean difference {d_right:.1f}"
         for w in wrong:
             # one digit differs over a long strip: a small but clear margin
             assert _diff(picture, w) > 3 * d_right + 0.2, (right, w)
+    # the agency's defaults: Beijing time with its offset, Chinese notes, the name
+    assert " +08:00" in right and seg.officer in right
     if state == "unverified":
-        assert "TIME NOT VERIFIED" in right
+        assert "时间未校准" in right
+    else:
+        assert "张三" in right
+    # no character of it falls back to the font's missing glyph
+    cmap = TTCollection(FONT).fonts[0].getBestCmap()
+    assert [ch for ch in right if ord(ch) not in cmap] == []
     strip = render(right, picture.shape[0], picture.shape[1])
     assert strip.luma.shape[1] <= picture.shape[1] - 32, "the line is cut off"
 

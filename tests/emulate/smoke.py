@@ -43,7 +43,7 @@ LEDS = {
 }
 # docs/STATES.md, the transitions' prompts, in the order the smoke causes them
 PROMPTS = [
-    "tone_start", "start_notice",  # record
+    "tone_start", "start_notice", "state_purpose",  # record
     "tone_stop",  # pause
     "tone_start", "state_reason",  # resume
     "note_ok",  # the note heard
