@@ -260,7 +260,7 @@ def test_a_copy_that_reads_back_wrong_is_not_kept(
     with monkeypatch.context() as m:
         m.setattr(os, "posix_fadvise", bad_disk)
         result = dock_sync.sync(dd, agency, None, "dock1")
-    assert len(result.refused) == 3 and all("read back" in r for r in result.refused)
+    assert len(result.refused) == 3 and all("read back" in str(r) for r in result.refused)
     assert not list(agency.rglob("*.ts.age")) and not list(agency.rglob("*.part"))
     idx = dock_index.Index.open(agency / "dock.sqlite", dock="dock1")
     try:
