@@ -54,6 +54,22 @@ def find(family: str) -> FontFile | None:
     return FontFile(family, Path(lines[1]), int(lines[2] or 0))
 
 
+def files(family: str) -> list[Path]:
+    """Every file fontconfig holds for `family` (its weights and styles),
+    for a renderer with a font list of its own (matplotlib)."""
+    try:
+        out = subprocess.run(
+            ["fc-list", "--format=%{file}\n", f":family={family}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted({Path(line) for line in out.splitlines() if line})
+
+
 def missing() -> list[str]:
     """The Debian packages to install for the families fontconfig lacks."""
     return [PACKAGES[f] for f in FAMILIES if find(f) is None]

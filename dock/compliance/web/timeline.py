@@ -6,6 +6,7 @@ time of day in the dock's zone, its font the page's (dock/fonts.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from collections.abc import Iterable, Sequence
@@ -72,6 +73,29 @@ class Row:
 
 
 _plot_lock = threading.Lock()  # rc_context is process-wide state
+_fonts_known = False
+
+
+def _know_fonts() -> None:
+    """Give matplotlib the files fontconfig has for the page's families.
+    matplotlib keeps its own font list, cached once per user: one built
+    before fonts-noto-cjk was installed lacks Noto Sans CJK SC, and every
+    timeline then measures its Chinese in DejaVu (and warns "findfont" on
+    each render). Called under _plot_lock."""
+    global _fonts_known
+    if _fonts_known:
+        return
+    from matplotlib import font_manager
+
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    for family in fonts.FAMILIES:
+        if family in known:
+            continue
+        for path in fonts.files(family):
+            # an unreadable file: its text is measured in another family
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                font_manager.fontManager.addfont(str(path))
+    _fonts_known = True
 
 
 def _hours(us: int, origin: int) -> float:
@@ -96,6 +120,8 @@ def timeline_svg(rows: Sequence[Row], title: str, texts: Texts) -> Markup | None
     pad = max((hi - lo) * 0.04, 30 / 3600)
     # Titles hold names from the chain: text, never TeX (mathtext would read
     # "$...$" as a formula, and fail with a 500 on "$^$")
+    with _plot_lock:
+        _know_fonts()
     with (
         _plot_lock,
         rc_context(
