@@ -10,10 +10,18 @@ store durably, index, and only then send a signed receipt (R15-R22).
     bodycam-dock supervisor-add --dock-dir DIR --name N
     bodycam-dock page --dock-dir DIR [--port 8080]
     bodycam-dock recordings --dock-dir DIR --serial S
-    bodycam-dock export-case --dock-dir DIR --serial S --recording SEQ \
+    bodycam-dock export-case --dock-dir DIR --serial S --recording SEQ --examiner NAME \
         --out DIR (--agency DIR | --identity F --c2pa-cert F --c2pa-key F --ca F)
 
+Every command that prints for people takes --language (zh-CN, en) and
+--timezone (an IANA zone); without them it speaks the dock's
+(`<dock>/dock.toml` [locale], Simplified Chinese and Asia/Shanghai when
+absent; `pull` and `serve` with --agency write it from the agency's
+agency.toml the first time). Messages come from the dock's gettext
+catalog (dock/texts.py); argparse's own words (usage, error) stay English.
+
 The dock's storage:
+    <dock>/dock.toml                         the dock's language and time zone
     <dock>/dock.sqlite                       the index
     <dock>/units/<serial>/chain.jsonl        the unit's chain as last pulled
     <dock>/units/<serial>/device_ed25519.pub the unit's key, pinned on first pull
@@ -32,39 +40,77 @@ import argparse
 import getpass
 import ssl
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from link.locale import LANGUAGES, Locale, LocaleError
 from sealing.age import Identity
 from sealing.files import no_group_write
 
+from .dock_locale import add_locale_arguments, adopt_agency_locale, dock_locale, with_overrides
+from .texts import CatalogMissing, Texts, load_texts, msg
 
-def _case_command(args: argparse.Namespace) -> int:
+
+def _case_command(args: argparse.Namespace, texts: Texts) -> int:
     from . import courtcopy  # c2pa, weasyprint, PyAV: loaded only for court copies
+    from .names import NameNotAccepted, checked_name
 
     try:
         if args.cmd == "recordings":
             report = courtcopy.verified_copy(args.dock_dir, args.serial)
             for rec in courtcopy.recordings(report.chain):
-                print(courtcopy.describe(rec))
+                print(courtcopy.describe(rec, texts))
             return 0
+        try:
+            examiner = checked_name(args.examiner, "--examiner")
+        except NameNotAccepted as exc:
+            raise courtcopy.CaseError(exc.args[0]) from None
         signing, identity = _case_credentials(args)
         case = courtcopy.export_case(
-            args.dock_dir, args.serial, args.recording, identity, signing, args.out, args.name
+            args.dock_dir,
+            args.serial,
+            args.recording,
+            identity,
+            signing,
+            args.out,
+            args.name,
+            examiner=examiner,
+            texts=texts,
         )
     except courtcopy.CaseError as exc:
-        print(f"dock: {exc}", file=sys.stderr)
+        print(f"dock: {texts.say(exc)}", file=sys.stderr)
         return exc.code
     except OSError as exc:
         print(f"dock: {exc}", file=sys.stderr)
         return 2
     j = case.joined
-    print(
-        f"court copy {case.mp4}: {j.duration_us / 1e6:.1f} s, {j.video_packets} pictures, "
-        f"{len(case.media['missing_groups'])} groups missing; C2PA {case.validation.state} with "
-        f"the agency CA{' (TEST certificate)' if case.test_certificate else ''}; "
-        f"report.html, report.pdf, SHA256SUMS in {case.out}"
-    )
+    args_shown = {
+        "file": str(case.mp4),
+        "seconds": j.duration_us / 1e6,
+        "pictures": j.video_packets,
+        "missing": len(case.media["missing_groups"]),
+        "state": case.validation.state,
+        "folder": str(case.out),
+    }
+    if case.test_certificate:
+        print(
+            texts.tr(
+                "court copy %(file)s: %(seconds).1f s, %(pictures)s pictures, %(missing)s "
+                "groups missing; C2PA %(state)s with the agency CA (TEST certificate); "
+                "report.html, report.pdf, SHA256SUMS in %(folder)s",
+                **args_shown,
+            )
+        )
+    else:
+        print(
+            texts.tr(
+                "court copy %(file)s: %(seconds).1f s, %(pictures)s pictures, %(missing)s "
+                "groups missing; C2PA %(state)s with the agency CA; report.html, report.pdf, "
+                "SHA256SUMS in %(folder)s",
+                **args_shown,
+            )
+        )
     return 0
 
 
@@ -77,57 +123,138 @@ def _case_credentials(args: argparse.Namespace) -> tuple[Any, Identity]:
     ca = args.ca or (a / "ca.crt" if a else None)
     ident = args.identity or (a / "evidence.key" if a else None)
     if not (cert and key and ca and ident):
-        raise CaseError("give --agency DIR, or --identity, --c2pa-cert, --c2pa-key and --ca")
+        raise CaseError(msg("give --agency DIR, or --identity, --c2pa-cert, --c2pa-key and --ca"))
     try:
         signing = Signing(cert.read_bytes(), key.read_bytes(), ca.read_bytes())
         identity = Identity.parse(ident.read_text())
     except FileNotFoundError as exc:
-        hint = " (flash.py c2pa-signer makes one)" if exc.filename == str(cert) else ""
-        raise CaseError(f"{exc.filename}: no such file{hint}") from None
+        if exc.filename == str(cert):
+            raise CaseError(
+                msg(
+                    "%(file)s: no such file (flash.py c2pa-signer makes one)",
+                    file=str(exc.filename),
+                )
+            ) from None
+        raise CaseError(msg("%(file)s: no such file", file=str(exc.filename))) from None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise CaseError(f"court-copy credentials: {exc}") from None
+        raise CaseError(msg("court-copy credentials: %(error)s", error=str(exc))) from None
     return signing, identity
 
 
-def main(argv: list[str] | None = None) -> int:
-    no_group_write()  # the dock's copies, whatever umask the shell had
-    p = argparse.ArgumentParser(prog="bodycam-dock", description=__doc__.split("\n")[0])
+# -- the language and zone of a command ------------------------------------------
+
+
+@dataclass(frozen=True)
+class EarlyLocale:
+    """What the arguments say before they are parsed (the help is already
+    in the reader's language), and what was wrong with them."""
+
+    locale: Locale
+    error: str | None = None  # LocaleError's text: names the file or the option
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a[len(name) + 1 :]
+    return None
+
+
+def early_locale(argv: list[str]) -> EarlyLocale:
+    dock_dir = _option(argv, "--dock-dir")
+    try:
+        base = dock_locale(Path(dock_dir)) if dock_dir else Locale()
+    except LocaleError as exc:
+        return EarlyLocale(Locale(), str(exc))
+    language = _option(argv, "--language")
+    try:
+        chosen = with_overrides(
+            base, language if language in LANGUAGES else None, _option(argv, "--timezone")
+        )
+    except LocaleError as exc:
+        return EarlyLocale(base, str(exc))
+    return EarlyLocale(chosen)
+
+
+def _command_locale(args: argparse.Namespace, early: EarlyLocale) -> Locale:
+    """After parsing: pull and serve with --agency first give a dock without
+    a dock.toml the agency's language and zone."""
+    agency = getattr(args, "agency", None)
+    if args.cmd in ("pull", "serve") and agency is not None:
+        adopted = adopt_agency_locale(args.dock_dir, agency)
+        if adopted is not None:
+            return with_overrides(adopted, args.language, args.timezone)
+    return early.locale
+
+
+# -- the parser ------------------------------------------------------------------
+
+
+def build_parser(t: Texts) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bodycam-dock",
+        description=t.tr(
+            "The reference dock: pull a unit's sealed segments over mutual TLS, verify, "
+            "store durably, index, and only then send a signed receipt (R15-R22)."
+        ),
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
-    pl = sub.add_parser("pull", help="pull one unit, verify, store, then receipt")
-    pl.add_argument("--unit", required=True, help="HOST:PORT or [IPv6%%if]:PORT of the unit")
-    _dock_arguments(pl)
+    pl = sub.add_parser("pull", help=t.tr("pull one unit, verify, store, then receipt"))
+    pl.add_argument(
+        "--unit",
+        required=True,
+        # argparse reads % in a help text as a format: the unit's IPv6 zone is %%if there
+        help=t.tr("HOST:PORT or [IPv6%%if]:PORT of the unit").replace("%", "%%"),
+    )
+    _dock_arguments(pl, t)
     pl.add_argument(
         "--password-file",
         type=Path,
-        help="read the officer's password from a file (default: prompt)",
+        help=t.tr("read the officer's password from a file (default: prompt)"),
     )
     pl.add_argument("--stop-before-receipt", action="store_true", help=argparse.SUPPRESS)
-    sv = sub.add_parser("serve", help="watch for units, pull several at once (docs/EXPORT.md)")
-    _dock_arguments(sv)
-    sv.add_argument(
-        "--usb", action="store_true", help="units on USB gadget links (IPv6 link-local)"
+    sv = sub.add_parser(
+        "serve", help=t.tr("watch for units, pull several at once (docs/EXPORT.md)")
     )
-    sv.add_argument("--usb-port", type=int, default=8443, help="the units' export port")
-    sv.add_argument("--unit", action="append", default=[], help="a fixed HOST:PORT (repeatable)")
-    sv.add_argument("--once", action="store_true", help="pull the units present now, then exit")
-    sv.add_argument("--workers", type=int, default=4, help="units pulled at the same time")
+    _dock_arguments(sv, t)
     sv.add_argument(
-        "--password-dir", type=Path, help="officers' passwords as DIR/<serial> (default: prompt)"
+        "--usb", action="store_true", help=t.tr("units on USB gadget links (IPv6 link-local)")
     )
-    rp = sub.add_parser("report", help="compliance report per unit (R22)")
+    sv.add_argument("--usb-port", type=int, default=8443, help=t.tr("the units' export port"))
+    sv.add_argument(
+        "--unit", action="append", default=[], help=t.tr("a fixed HOST:PORT (repeatable)")
+    )
+    sv.add_argument(
+        "--once", action="store_true", help=t.tr("pull the units present now, then exit")
+    )
+    sv.add_argument("--workers", type=int, default=4, help=t.tr("units pulled at the same time"))
+    sv.add_argument(
+        "--password-dir",
+        type=Path,
+        help=t.tr("officers' passwords as DIR/<serial> (default: prompt)"),
+    )
+    rp = sub.add_parser("report", help=t.tr("compliance report per unit (R22)"))
     rp.add_argument("--dock-dir", type=Path, required=True)
     rp.add_argument(
         "--index",
-        help="the index: a SQLite file or postgresql+psycopg://... URL "
-        "(default DOCK_DIR/dock.sqlite)",
+        help=t.tr(
+            "the index: a SQLite file or postgresql+psycopg://... URL "
+            "(default DOCK_DIR/dock.sqlite)"
+        ),
     )
+    add_locale_arguments(rp, t)
     from .sync import add_parser as add_sync_parser
 
-    add_sync_parser(sub)
-    rl = sub.add_parser("recordings", help="the recordings a unit's verified copy holds")
+    add_sync_parser(sub, t)
+    rl = sub.add_parser("recordings", help=t.tr("the recordings a unit's verified copy holds"))
     rl.add_argument("--dock-dir", type=Path, required=True)
     rl.add_argument("--serial", required=True)
-    ec = sub.add_parser("export-case", help="the court copy of one recording (docs/EXPORT.md)")
+    add_locale_arguments(rl, t)
+    ec = sub.add_parser(
+        "export-case", help=t.tr("the court copy of one recording (docs/EXPORT.md)")
+    )
     ec.add_argument("--dock-dir", type=Path, required=True)
     ec.add_argument("--serial", required=True)
     ec.add_argument(
@@ -135,101 +262,163 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         required=True,
         metavar="SEQ",
-        help="the record_start record's number (see `recordings`)",
+        help=t.tr("the record_start record's number (see `recordings`)"),
     )
-    ec.add_argument("--out", type=Path, required=True, help="the case folder to create")
     ec.add_argument(
-        "--agency", type=Path, help="agency folder: c2pa/court.crt+key, ca.crt, evidence.key"
+        "--examiner",
+        required=True,
+        metavar="NAME",
+        help=t.tr("who makes this copy: named in the report, the manifest and the video (R20)"),
     )
-    ec.add_argument("--identity", type=Path, help="the agency's evidence identity (age)")
-    ec.add_argument("--c2pa-cert", type=Path, help="court-copy signing certificate, leaf first")
+    ec.add_argument("--out", type=Path, required=True, help=t.tr("the case folder to create"))
+    ec.add_argument(
+        "--agency",
+        type=Path,
+        help=t.tr("agency folder: c2pa/court.crt+key, ca.crt, evidence.key"),
+    )
+    ec.add_argument("--identity", type=Path, help=t.tr("the agency's evidence identity (age)"))
+    ec.add_argument(
+        "--c2pa-cert", type=Path, help=t.tr("court-copy signing certificate, leaf first")
+    )
     ec.add_argument("--c2pa-key", type=Path)
-    ec.add_argument("--ca", type=Path, help="the agency CA (the C2PA trust anchor)")
-    ec.add_argument("--name", default="", help="this dock's name, for the report")
-    sa = sub.add_parser("supervisor-add", help="let a supervisor sign in to the compliance page")
+    ec.add_argument("--ca", type=Path, help=t.tr("the agency CA (the C2PA trust anchor)"))
+    ec.add_argument("--name", default="", help=t.tr("this dock's name, for the report"))
+    add_locale_arguments(ec, t)
+    sa = sub.add_parser(
+        "supervisor-add", help=t.tr("let a supervisor sign in to the compliance page")
+    )
     sa.add_argument("--dock-dir", type=Path, required=True)
     sa.add_argument("--name", required=True)
-    sa.add_argument("--password-file", type=Path, help="read the password (default: prompt)")
-    pg = sub.add_parser("page", help="serve the supervisors' compliance page, on loopback only")
+    sa.add_argument("--password-file", type=Path, help=t.tr("read the password (default: prompt)"))
+    add_locale_arguments(sa, t)
+    pg = sub.add_parser(
+        "page", help=t.tr("serve the supervisors' compliance page, on loopback only")
+    )
     pg.add_argument("--dock-dir", type=Path, required=True)
     pg.add_argument("--port", type=int, default=8080)
-    pg.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
-    args = p.parse_args(argv)
+    pg.add_argument(
+        "--host", default="127.0.0.1", help=t.tr("a loopback address (default 127.0.0.1)")
+    )
+    add_locale_arguments(pg, t)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    no_group_write()  # the dock's copies, whatever umask the shell had
+    argv = list(sys.argv[1:] if argv is None else argv)
+    early = early_locale(argv)
+    try:
+        texts = load_texts(early.locale)
+    except CatalogMissing as exc:  # the one line that cannot be translated
+        print(f"dock: {exc}", file=sys.stderr)
+        return 2
+    args = build_parser(texts).parse_args(argv)
+    try:
+        if early.error is not None:
+            raise LocaleError(early.error)
+        texts = load_texts(_command_locale(args, early))
+    except (LocaleError, CatalogMissing) as exc:
+        print(f"dock: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"dock: dock.toml: {exc}", file=sys.stderr)
+        return 2
+    return _run(args, texts)
+
+
+def _run(args: argparse.Namespace, texts: Texts) -> int:
     if args.cmd in ("supervisor-add", "page"):
         from .compliance.web import serve  # flask, waitress, matplotlib: only for the page
 
-        return serve.command(args)
+        return serve.command(args, texts)
     if args.cmd == "report":
         from .index import INDEX_ERRORS, describe_error
         from .report import report
 
         if not args.index and not args.dock_dir.is_dir():
-            print(f"dock: {args.dock_dir} is not a dock folder", file=sys.stderr)
+            said = texts.tr("%(folder)s is not a dock folder", folder=str(args.dock_dir))
+            print(f"dock: {said}", file=sys.stderr)
             return 2
         try:
-            print(report(args.dock_dir, index=args.index))
+            print(report(args.dock_dir, texts, index=args.index))
         except INDEX_ERRORS + (OSError,) as exc:
-            print(f"dock: {describe_error(exc)}", file=sys.stderr)
+            print(f"dock: {texts.say(describe_error(exc))}", file=sys.stderr)
             return 2
         return 0
     if args.cmd == "sync":
         from .sync import sync_command
 
-        return sync_command(args)
+        return sync_command(args, texts)
     if args.cmd in ("recordings", "export-case"):
-        return _case_command(args)
+        return _case_command(args, texts)
     if args.cmd == "serve":
         from . import service
 
-        return service.main(args)
-    return _pull_command(args)
+        return service.main(args, texts)
+    return _pull_command(args, texts)
 
 
-def _dock_arguments(p: argparse.ArgumentParser) -> None:
+def _dock_arguments(p: argparse.ArgumentParser, t: Texts) -> None:
     """What pull and serve share: where the dock keeps its copies, who it is."""
     p.add_argument("--dock-dir", type=Path, required=True)
-    p.add_argument("--agency", type=Path, help="agency folder: docks/NAME.crt+key, ca.crt")
+    p.add_argument(
+        "--agency",
+        type=Path,
+        help=t.tr(
+            "agency folder: docks/NAME.crt+key, ca.crt; its agency.toml gives a new dock "
+            "its language and time zone"
+        ),
+    )
     p.add_argument("--name", default="dock1")
     p.add_argument("--cert", type=Path)
     p.add_argument("--key", type=Path)
     p.add_argument("--ca", type=Path)
-    p.add_argument("--identity", type=Path, help="agency identity: also check plaintext hashes")
+    p.add_argument(
+        "--identity", type=Path, help=t.tr("agency identity: also check plaintext hashes")
+    )
     p.add_argument(
         "--index",
-        help="the index: a SQLite path or a postgresql+psycopg:// URL, whose rows then carry "
-        "--name (default: DOCK_DIR/dock.sqlite)",
+        help=t.tr(
+            "the index: a SQLite path or a postgresql+psycopg:// URL, whose rows then carry "
+            "--name (default: DOCK_DIR/dock.sqlite)"
+        ),
     )
     p.add_argument(
         "--inventory",
         "--revoked",  # its name before it also listed the active units
         dest="inventory",
         type=Path,
-        help="the QA inventory every unit is checked against (serial, TLS certificate, device "
-        "key, revocations): the agency's inventory.sqlite or `bodycam-flash inventory --csv` "
-        "(default: the agency folder's)",
+        help=t.tr(
+            "the QA inventory every unit is checked against (serial, TLS certificate, device "
+            "key, revocations): the agency's inventory.sqlite or `bodycam-flash inventory "
+            "--csv` (default: the agency folder's)"
+        ),
     )
     p.add_argument(
         "--max-chain-mb",
         type=float,
         default=256.0,
-        help="the longest chain taken from a unit, in MB (default 256)",
+        help=t.tr("the longest chain taken from a unit, in MB (default 256)"),
     )
     p.add_argument(
         "--min-rate-mb",
         type=float,
         default=1.0,
-        help="the slowest a unit may send, in MB/s: a pull's deadline is 120 s plus its "
-        "bytes at this rate (default 1)",
+        help=t.tr(
+            "the slowest a unit may send, in MB/s: a pull's deadline is 120 s plus its "
+            "bytes at this rate (default 1)"
+        ),
     )
     p.add_argument(
         "--fingerprint",
         choices=["match", "no-match"],
         default=None,
-        help="simulated fingerprint reader verdict (default: ask)",
+        help=t.tr("simulated fingerprint reader verdict (default: ask)"),
     )
+    add_locale_arguments(p, t)
 
 
-def _pull_command(args: argparse.Namespace) -> int:
+def _pull_command(args: argparse.Namespace, texts: Texts) -> int:
     from .client import Client, DockError
     from .credentials import dock_setup, index_arguments, limits
     from .discovery import parse_address
@@ -242,11 +431,10 @@ def _pull_command(args: argparse.Namespace) -> int:
         password = (
             args.password_file.read_text().rstrip("\n")
             if args.password_file
-            else getpass.getpass("officer password: ")
+            else getpass.getpass(texts.tr("officer password: "))
         )
-        fp = args.fingerprint or (
-            "match" if input("fingerprint matched? [y/N] ").lower().startswith("y") else "no-match"
-        )
+        answer = input(texts.tr("fingerprint matched? [y/N] ")) if not args.fingerprint else ""
+        fp = args.fingerprint or ("match" if answer.lower().startswith("y") else "no-match")
         client = Client(address.host, address.port, ctx)
         try:
             result = pull(
@@ -264,16 +452,21 @@ def _pull_command(args: argparse.Namespace) -> int:
         finally:
             client.close()
     except (DockError, OSError, ssl.SSLError) as exc:
-        print(f"dock: {exc}", file=sys.stderr)
+        print(f"dock: {texts.say(exc)}", file=sys.stderr)
         return 1
-    print(
-        f"pulled {len(result.pulled)} segments from {result.serial}; receipt "
-        f"{result.receipt[:16] if result.receipt else '-'}; unit released "
-        f"{len(result.released)} files ({result.bytes_freed} bytes)"
-        + (
-            f"; MISSING (named by the chain, held by no one): {', '.join(result.missing)}"
-            if result.missing
-            else ""
-        )
+    line = texts.tr(
+        "pulled %(count)s segments from %(serial)s; receipt %(receipt)s; unit released "
+        "%(released)s files (%(bytes)s bytes)",
+        count=len(result.pulled),
+        serial=result.serial,
+        receipt=result.receipt[:16] if result.receipt else "-",
+        released=len(result.released),
+        bytes=result.bytes_freed,
     )
+    if result.missing:
+        line += texts.tr(
+            "; MISSING (named by the chain, held by no one): %(files)s",
+            files=", ".join(result.missing),
+        )
+    print(line)
     return 0

@@ -22,11 +22,14 @@ from typing import Any
 from link import messages
 from link.routes import Route
 
+from .texts import msg
+
 READ_TIMEOUT_S = 30.0  # one recv: a link that says nothing this long is gone
 
 
 class DockError(Exception):
-    """A pull that must stop; the message says why. Nothing was released."""
+    """A pull that must stop; its one argument (a Msg, dock/texts.py) says
+    why. Nothing was released."""
 
 
 class DeadlinePassed(DockError):
@@ -49,7 +52,7 @@ class Client:
 
     def _connection(self) -> http.client.HTTPSConnection:
         if self._expired:
-            raise DeadlinePassed("the pull's deadline passed")
+            raise DeadlinePassed(msg("the pull's deadline passed"))
         if self._conn is None:
             self._conn = http.client.HTTPSConnection(
                 self.host, self.port, context=self.context, timeout=READ_TIMEOUT_S
@@ -96,7 +99,7 @@ class Client:
 
     def check_deadline(self) -> None:
         if self._expired:
-            raise DeadlinePassed("the pull's deadline passed")
+            raise DeadlinePassed(msg("the pull's deadline passed"))
 
     # -- requests ----------------------------------------------------------
 
@@ -107,7 +110,7 @@ class Client:
             conn.connect()
         der = conn.sock.getpeercert(binary_form=True) if conn.sock is not None else None
         if not der:
-            raise DockError("the unit presented no TLS certificate")
+            raise DockError(msg("the unit presented no TLS certificate"))
         return der
 
     def request(
@@ -150,17 +153,25 @@ def read_bounded(resp: http.client.HTTPResponse, limit: int) -> bytes:
     length = resp.getheader("Content-Length")
     if length is not None and (not length.isascii() or not length.isdigit()):
         resp.close()
-        raise DockError(f"reply with a malformed Content-Length {length[:20]!r}")
+        raise DockError(msg("reply with a malformed Content-Length %(said)r", said=length[:20]))
     if length is not None and int(length) > limit:
         resp.close()
-        raise DockError(f"reply of {int(length)} bytes, more than the {limit} allowed")
+        raise DockError(
+            msg(
+                "reply of %(count)s bytes, more than the %(limit)s allowed",
+                count=int(length),
+                limit=limit,
+            )
+        )
     try:
         data = resp.read(limit + 1)
     except http.client.IncompleteRead as exc:
-        raise DockError(f"reply cut short after {len(exc.partial)} bytes") from None
+        raise DockError(
+            msg("reply cut short after %(count)s bytes", count=len(exc.partial))
+        ) from None
     if len(data) > limit:
         resp.close()
-        raise DockError(f"reply longer than the {limit} bytes allowed")
+        raise DockError(msg("reply longer than the %(limit)s bytes allowed", limit=limit))
     return data
 
 

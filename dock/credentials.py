@@ -17,6 +17,7 @@ from sealing.age import Identity
 
 from .client import DockError
 from .pull import Limits
+from .texts import msg
 
 
 def _load_dock(args: argparse.Namespace) -> tuple[ssl.SSLContext, Ed25519PrivateKey]:
@@ -27,14 +28,14 @@ def _load_dock(args: argparse.Namespace) -> tuple[ssl.SSLContext, Ed25519Private
     else:
         cert, key, ca = args.cert, args.key, args.ca
     if not (cert and key and ca):
-        raise DockError("give --agency DIR --name NAME, or --cert, --key and --ca")
+        raise DockError(msg("give --agency DIR --name NAME, or --cert, --key and --ca"))
     try:
         private = serialization.load_pem_private_key(Path(key).read_bytes(), None)
         ctx = client_context(Path(cert), Path(key), Path(ca))
     except (OSError, ValueError, ssl.SSLError) as exc:
-        raise DockError(f"dock credentials: {exc}") from None
+        raise DockError(msg("dock credentials: %(error)s", error=str(exc))) from None
     if not isinstance(private, Ed25519PrivateKey):
-        raise DockError("the dock key must be Ed25519")
+        raise DockError(msg("the dock key must be Ed25519"))
     return ctx, private
 
 
@@ -44,8 +45,10 @@ def load_inventory(args: argparse.Namespace) -> Known:
     path = args.inventory or (args.agency / "inventory.sqlite" if args.agency else None)
     if path is None:
         raise DockError(
-            "no QA inventory to check units against: give --inventory FILE (the agency's "
-            "inventory.sqlite, or `bodycam-flash inventory --csv` of it) or --agency DIR"
+            msg(
+                "no QA inventory to check units against: give --inventory FILE (the agency's "
+                "inventory.sqlite, or `bodycam-flash inventory --csv` of it) or --agency DIR"
+            )
         )
     try:
         return read_known(path)
@@ -56,7 +59,7 @@ def load_inventory(args: argparse.Namespace) -> Known:
 def limits(args: argparse.Namespace) -> Limits:
     """--max-chain-mb and --min-rate-mb, checked."""
     if not 0 < args.max_chain_mb <= 64 * 1024 or not 0 < args.min_rate_mb <= 10_000:
-        raise DockError("--max-chain-mb must be 1..65536 and --min-rate-mb above 0")
+        raise DockError(msg("--max-chain-mb must be 1..65536 and --min-rate-mb above 0"))
     return Limits(max_chain_bytes=int(args.max_chain_mb * 1e6), min_rate=args.min_rate_mb * 1e6)
 
 
@@ -73,5 +76,5 @@ def dock_setup(
     try:
         identity = Identity.parse(args.identity.read_text()) if args.identity else None
     except (OSError, ValueError) as exc:
-        raise DockError(f"--identity: {exc}") from None
+        raise DockError(msg("--identity: %(error)s", error=str(exc))) from None
     return ctx, key, identity, load_inventory(args)

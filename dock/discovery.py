@@ -20,6 +20,7 @@ from typing import Protocol
 from link import gadget
 
 from .client import DockError
+from .texts import msg
 
 GADGET_DRIVERS = frozenset({"cdc_ether", "rndis_host", "cdc_ncm", "cdc_eem"})
 UNIT_PORT = 8443
@@ -96,5 +97,7 @@ def parse_address(text: str) -> UnitAddress:
         or not port.isdigit()
         or not 0 < int(port) < 65536
     ):
-        raise DockError(f"a unit address must be HOST:PORT or [IPv6]:PORT, not {text!r}")
+        raise DockError(
+            msg("a unit address must be HOST:PORT or [IPv6]:PORT, not %(text)r", text=text)
+        )
     return UnitAddress(host, int(port))

@@ -41,6 +41,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from .texts import Msg, msg
+
 # The name rows get when a dock's own index is opened without one (pull does).
 LOCAL_DOCK = "local"
 # units/<serial>/verification.json: the pull's safety check, written at each
@@ -108,9 +110,11 @@ class IndexTargetError(ValueError):
 INDEX_ERRORS: tuple[type[Exception], ...] = (IndexTargetError, SQLAlchemyError)
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line for a person: the driver's own message, without SQLAlchemy's
-    statement dump and documentation link."""
+def describe_error(exc: BaseException) -> Msg | str:
+    """One line for a person: ours (a Msg), or the driver's own message,
+    without SQLAlchemy's statement dump and documentation link."""
+    if len(exc.args) == 1 and isinstance(exc.args[0], Msg):
+        return exc.args[0]
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -125,12 +129,16 @@ def target_url(target: str | Path) -> URL:
     try:
         url = make_url(target)
     except ArgumentError:
-        raise IndexTargetError(f"index: not a database URL or path: {target!r}") from None
+        raise IndexTargetError(
+            msg("index: not a database URL or path: %(target)r", target=target)
+        ) from None
     backend = url.get_backend_name()
     if backend == "postgresql" and url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
     if backend not in ("sqlite", "postgresql"):
-        raise IndexTargetError(f"index: {backend} is not supported (SQLite or PostgreSQL)")
+        raise IndexTargetError(
+            msg("index: %(backend)s is not supported (SQLite or PostgreSQL)", backend=backend)
+        )
     return url
 
 

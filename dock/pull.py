@@ -47,6 +47,7 @@ from sealing.verify import verify_chain, verify_store
 
 from .client import Client, DockError, read_bounded, read_json
 from .index import LOCAL_DOCK, VERIFICATION, Index
+from .texts import Msg, msg
 
 STAGING = ".staging"  # what a unit sent, until it is verified (dock/pull.py)
 BLOCK = 1024 * 1024
@@ -112,14 +113,26 @@ def _download(
             resp = client.request(routes.SEGMENT, name, headers={"Range": f"bytes={have}-"})
             if resp.status not in (200, 206):
                 why = messages.error_text(read_json(resp, messages.MAX_SMALL_REPLY))
-                raise DockError(f"{name}: unit answered {resp.status}: {why}")
+                raise DockError(
+                    msg(
+                        "%(file)s: unit answered %(status)s: %(why)s",
+                        file=name,
+                        status=resp.status,
+                        why=why,
+                    )
+                )
             if resp.status == 200 and have:
                 have, digest = 0, hashlib.sha256()  # no range honoured: the whole file again
                 part.unlink(missing_ok=True)
             said = resp.getheader("Content-Length")
             if said is not None and said != str(want_len - have):
                 raise DockError(
-                    f"{name}: unit offers {said[:20]!r} bytes, the chain says {want_len - have}"
+                    msg(
+                        "%(file)s: unit offers %(said)r bytes, the chain says %(want)s",
+                        file=name,
+                        said=said[:20],
+                        want=want_len - have,
+                    )
                 )
             with part.open("ab") as f:
                 try:
@@ -143,7 +156,13 @@ def _download(
             digest = _rehash(part, buf)
     if have != want_len or digest.hexdigest() != want_sha:
         part.unlink(missing_ok=True)
-        raise DockError(f"{name}: received {have} bytes whose hash does not match the chain")
+        raise DockError(
+            msg(
+                "%(file)s: received %(count)s bytes whose hash does not match the chain",
+                file=name,
+                count=have,
+            )
+        )
     os.replace(part, dest)
     fsync_dir(dest.parent)
     _drop_cached(dest)
@@ -287,18 +306,24 @@ def pull(
     dock_dir.mkdir(parents=True, exist_ok=True)
     ask = login or (lambda _serial, _officer: (password, fingerprint_ok))
     client.set_deadline(limits.base_s)
-    who = f"unit at {client.host}:{client.port}"
+    who = msg("unit at %(host)s:%(port)s", host=client.host, port=client.port)
     try:
         status = _status(client)
         serial = status.serial
-        who = f"unit {serial}"
+        who = msg("unit %(serial)s", serial=serial)
         stage("status", {"serial": serial, "officer": status.officer})
         device_key = _check_identity(client, status, inventory)
         pw, fp_ok = ask(serial, status.officer)
         _login(client, pw, fp_ok)
         code, clock = client.json(routes.TIME, {"dock_time_us": int(now() * 1e6)})
         if code != 200:
-            raise DockError(f"time sync refused ({code}): {messages.error_text(clock)}")
+            raise DockError(
+                msg(
+                    "time sync refused (%(code)s): %(why)s",
+                    code=code,
+                    why=messages.error_text(clock),
+                )
+            )
         with _staging(dock_dir) as staging:
             records = _take_chain(client, staging, status, device_key, limits)
             mirror = dock_dir / "units" / serial
@@ -314,21 +339,29 @@ def pull(
             finally:
                 index.close()
     except messages.LinkError as exc:
-        raise DockError(f"{who}: {exc}; nothing kept, nothing released") from None
+        raise DockError(
+            msg("%(who)s: %(error)s; nothing kept, nothing released", who=who, error=exc)
+        ) from None
     except DockError as exc:
-        if str(exc).startswith("unit "):
+        if _names_a_unit(exc):
             raise
-        raise type(exc)(f"{who}: {exc}") from None
+        raise type(exc)(msg("%(who)s: %(error)s", who=who, error=exc)) from None
+
+
+def _names_a_unit(exc: DockError) -> bool:
+    """Whether the error already says which unit (an error of an inner pull)."""
+    said = exc.args[0] if exc.args else None
+    return isinstance(said, Msg) and said.msgid.startswith("%(who)s: ")
 
 
 def _status(client: Client) -> messages.Status:
     code, obj = client.json(routes.STATUS)
     if code != 200:
-        raise DockError(f"status: {code} {messages.error_text(obj)}")
+        raise DockError(msg("status: %(code)s %(why)s", code=code, why=messages.error_text(obj)))
     try:
         return messages.parse_status(obj)
     except messages.LinkError as exc:
-        raise messages.LinkError(f"status: {exc}") from None
+        raise messages.LinkError(msg("status: %(error)s", error=str(exc))) from None
 
 
 def _check_identity(client: Client, status: messages.Status, known: Known) -> Ed25519PublicKey:
@@ -341,35 +374,66 @@ def _check_identity(client: Client, status: messages.Status, known: Known) -> Ed
     cert = x509.load_der_x509_certificate(der)
     names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     if names != [serial]:
+        if names:
+            raise DockError(
+                msg(
+                    "says it is %(serial)s, but its TLS certificate was issued to %(names)s; "
+                    "nothing pulled",
+                    serial=serial,
+                    names=", ".join(map(str, names)),
+                )
+            )
         raise DockError(
-            f"says it is {serial}, but its TLS certificate was issued to "
-            f"{', '.join(map(str, names)) or 'no name'}; nothing pulled"
+            msg(
+                "says it is %(serial)s, but its TLS certificate names no one; nothing pulled",
+                serial=serial,
+            )
         )
     try:
         key = serialization.load_pem_public_key(status.device_key_pem.encode())
     except ValueError:
-        raise messages.LinkError("status: `device_key_pem` is not a readable public key") from None
+        raise messages.LinkError(
+            msg("status: `device_key_pem` is not a readable public key")
+        ) from None
     if not isinstance(key, Ed25519PublicKey):
-        raise messages.LinkError("status: `device_key_pem` is not an Ed25519 key")
+        raise messages.LinkError(msg("status: `device_key_pem` is not an Ed25519 key"))
     fp = fingerprint(key)
     revoked = known.revoked_key(fp)
     if revoked is not None:
         raise DockError(
-            f"device key {fp[:16]} was revoked by the agency ({revoked.revoked}); "
-            "nothing pulled, nothing released - take the unit to QA"
+            msg(
+                "device key %(key)s was revoked by the agency (%(when)s); "
+                "nothing pulled, nothing released - take the unit to QA",
+                key=fp[:16],
+                when=str(revoked.revoked),
+            )
         )
     entry = known.active(serial)
     if entry is None:
         raise DockError(
-            f"serial {serial} is not an active unit in the QA inventory {known.path}; "
-            "nothing pulled - take the unit to QA"
+            msg(
+                "serial %(serial)s is not an active unit in the QA inventory %(file)s; "
+                "nothing pulled - take the unit to QA",
+                serial=serial,
+                file=str(known.path),
+            )
         )
     if cert_sha256(der) != entry.tls_cert_sha256:
-        raise DockError(f"its TLS certificate is not the one QA issued to {serial}; nothing pulled")
+        raise DockError(
+            msg(
+                "its TLS certificate is not the one QA issued to %(serial)s; nothing pulled",
+                serial=serial,
+            )
+        )
     if fp != entry.device_key:
         raise DockError(
-            f"device key {fp[:16]} is not the key QA issued to {serial} "
-            f"({entry.device_key[:16]}); nothing pulled"
+            msg(
+                "device key %(key)s is not the key QA issued to %(serial)s (%(issued)s); "
+                "nothing pulled",
+                key=fp[:16],
+                serial=serial,
+                issued=entry.device_key[:16],
+            )
         )
     return key
 
@@ -378,10 +442,17 @@ def _login(client: Client, password: str, fingerprint_ok: bool) -> None:
     code, auth = client.json(routes.AUTH, {"password": password, "fingerprint_ok": fingerprint_ok})
     if code != 200:
         wait = messages.retry_after(auth)
-        raise DockError(
-            f"officer not authorised ({code}): {messages.error_text(auth)}"
-            + (f", retry in {wait} s" if wait is not None else "")
-        )
+        why = messages.error_text(auth)
+        if wait is not None:
+            raise DockError(
+                msg(
+                    "officer not authorised (%(code)s): %(why)s, retry in %(wait)s s",
+                    code=code,
+                    why=why,
+                    wait=wait,
+                )
+            )
+        raise DockError(msg("officer not authorised (%(code)s): %(why)s", code=code, why=why))
     client.token = messages.parse_session(auth).token
 
 
@@ -411,7 +482,13 @@ def _take_chain(
     serial."""
     resp = client.request(routes.CHAIN, query={"from": 0})
     if resp.status != 200:
-        raise DockError(f"chain: {resp.status} {messages.error_text(read_json(resp, 4096))}")
+        raise DockError(
+            msg(
+                "chain: %(status)s %(why)s",
+                status=resp.status,
+                why=messages.error_text(read_json(resp, 4096)),
+            )
+        )
     path = staging / layout.CHAIN
     got = 0
     buf = memoryview(bytearray(BLOCK))
@@ -421,8 +498,11 @@ def _take_chain(
             if got > limits.max_chain_bytes:
                 client.close()
                 raise DockError(
-                    f"chain longer than the {limits.max_chain_bytes} bytes this dock "
-                    "accepts (--max-chain-mb); nothing kept"
+                    msg(
+                        "chain longer than the %(max)s bytes this dock accepts "
+                        "(--max-chain-mb); nothing kept",
+                        max=limits.max_chain_bytes,
+                    )
                 )
             f.write(buf[:n])
             client.check_deadline()
@@ -430,13 +510,19 @@ def _take_chain(
     write_durably(staging / layout.DEVICE_PUB, public_pem(device_key))
     report = verify_chain(staging, device_key=device_key, keep=True)
     if not report.ok:
-        raise DockError(f"chain does not verify: {report.problems[0]}; nothing kept")
+        raise DockError(
+            msg("chain does not verify: %(problem)s; nothing kept", problem=str(report.problems[0]))
+        )
     records = report.chain
     other = next((r for r in records if r.serial != status.serial), None)
     if other is not None:
         raise DockError(
-            f"chain record {other.seq} is of unit {other.serial!r}, not {status.serial}; "
-            "nothing kept"
+            msg(
+                "chain record %(seq)s is of unit %(other)r, not %(serial)s; nothing kept",
+                seq=other.seq,
+                other=other.serial,
+                serial=status.serial,
+            )
         )
     _check_values(records, status.serial, limits)
     return records
@@ -449,10 +535,16 @@ def _check_values(records: list[Record], serial: str, limits: Limits) -> None:
         name = r.body.get("file")
         parsed = layout.parse_name(name) if isinstance(name, str) else None
         if parsed is None or parsed.serial != serial:
-            raise messages.LinkError(f"chain record {r.seq}: `file` is not one of {serial}'s")
+            raise messages.LinkError(
+                msg(
+                    "chain record %(seq)s: `file` is not one of %(serial)s's",
+                    seq=r.seq,
+                    serial=serial,
+                )
+            )
         _ct_len(r, limits)
         if _optional_hex(r, "ct_sha256") is None:
-            raise messages.LinkError(f"chain record {r.seq}: `ct_sha256` is missing")
+            raise messages.LinkError(msg("chain record %(seq)s: `ct_sha256` is missing", seq=r.seq))
         _optional_hex(r, "pt_sha256")
         _wall(r, "start")
         _wall(r, "end")
@@ -460,7 +552,9 @@ def _check_values(records: list[Record], serial: str, limits: Limits) -> None:
     for r in records:
         rid = r.body.get("receipt")
         if r.type == "release" and not (isinstance(rid, str) and messages.HEX64.fullmatch(rid)):
-            raise messages.LinkError(f"chain record {r.seq}: `receipt` is not a receipt id")
+            raise messages.LinkError(
+                msg("chain record %(seq)s: `receipt` is not a receipt id", seq=r.seq)
+            )
 
 
 def _keep_chain(
@@ -477,12 +571,20 @@ def _keep_chain(
     fp = fingerprint(device_key)
     known = index.unit(serial)
     if known is not None and known["device_key"] != fp:
-        raise DockError(f"presents device key {fp[:16]}, pinned {known['device_key'][:16]}")
+        raise DockError(
+            msg(
+                "presents device key %(key)s, pinned %(pinned)s",
+                key=fp[:16],
+                pinned=str(known["device_key"])[:16],
+            )
+        )
     old = mirror / layout.CHAIN
     if old.exists() and not _extends(staging / layout.CHAIN, old):
         raise DockError(
-            "the unit's chain no longer starts with the copy this dock "
-            "holds (history rewritten or cut)"
+            msg(
+                "the unit's chain no longer starts with the copy this dock holds "
+                "(history rewritten or cut)"
+            )
         )
     mirror.mkdir(parents=True, exist_ok=True)
     (mirror / layout.RECEIPTS).mkdir(exist_ok=True)
@@ -564,9 +666,9 @@ def _pull_media(
             if f in offered:  # the unit still has it: fetch it again next time
                 _set_aside(dock_dir, held[f]["path"], check.checked_us)
                 index.forget_segment(serial, f)
-        raise DockError(f"no receipt sent: {check.refusal}")
+        raise DockError(msg("no receipt sent: %(why)s", why=check.refusal))
     if stop_before_receipt:
-        raise DockError("stopped before sending the receipt (fault injection)")
+        raise DockError(msg("stopped before sending the receipt (fault injection)"))
     entries = [e for e in media_entries(records) if e["file"] in held and e["file"] in offered]
     stage("receipt", {"files": len(entries)})
     receipt = make_receipt(
@@ -587,7 +689,13 @@ def _pull_media(
     accepted = resp.status == 200
     index.add_receipt(receipt.id, serial, receipt.body, [e["file"] for e in entries], accepted)
     if not accepted:
-        raise DockError(f"unit refused the receipt ({resp.status}): {messages.error_text(answer)}")
+        raise DockError(
+            msg(
+                "unit refused the receipt (%(status)s): %(why)s",
+                status=resp.status,
+                why=messages.error_text(answer),
+            )
+        )
     applied = messages.parse_released(answer)
     check.write(mirror, receipt.id)
     return PullResult(
@@ -607,7 +715,11 @@ def _ct_len(rec: Record, limits: Limits) -> int:
     v = rec.body.get("ct_len")
     if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= limits.max_segment_bytes:
         raise messages.LinkError(
-            f"chain record {rec.seq}: `ct_len` is not a size up to {limits.max_segment_bytes}"
+            msg(
+                "chain record %(seq)s: `ct_len` is not a size up to %(max)s",
+                seq=rec.seq,
+                max=limits.max_segment_bytes,
+            )
         )
     return v
 
@@ -615,14 +727,18 @@ def _ct_len(rec: Record, limits: Limits) -> int:
 def _optional_hex(rec: Record, key: str) -> str | None:
     v = rec.body.get(key)
     if v is not None and not (isinstance(v, str) and messages.HEX64.fullmatch(v)):
-        raise messages.LinkError(f"chain record {rec.seq}: `{key}` is not 64 hex digits")
+        raise messages.LinkError(
+            msg("chain record %(seq)s: `%(key)s` is not 64 hex digits", seq=rec.seq, key=key)
+        )
     return v
 
 
 def _optional_text(rec: Record, key: str) -> str | None:
     v = rec.body.get(key)
     if v is not None and not (isinstance(v, str) and len(v) <= 64 and v.isprintable()):
-        raise messages.LinkError(f"chain record {rec.seq}: `{key}` is not a short text")
+        raise messages.LinkError(
+            msg("chain record %(seq)s: `%(key)s` is not a short text", seq=rec.seq, key=key)
+        )
     return v
 
 
@@ -630,7 +746,9 @@ def _wall(rec: Record, key: str) -> int | None:
     v = rec.body.get(key)
     w = v.get("wall_us") if isinstance(v, dict) else None
     if v is not None and not (isinstance(w, int) and not isinstance(w, bool)):
-        raise messages.LinkError(f"chain record {rec.seq}: `{key}.wall_us` is not an integer")
+        raise messages.LinkError(
+            msg("chain record %(seq)s: `%(key)s.wall_us` is not an integer", seq=rec.seq, key=key)
+        )
     return w
 
 
@@ -651,13 +769,27 @@ def _fetch_cited_receipts(
         resp = client.request(routes.RECEIPT, rid)
         data = read_bounded(resp, MAX_RECEIPT_BYTES)
         if resp.status != 200:
-            raise DockError(f"receipt {rid[:16]} cited by the chain: unit answered {resp.status}")
+            raise DockError(
+                msg(
+                    "receipt %(id)s cited by the chain: unit answered %(status)s",
+                    id=rid[:16],
+                    status=resp.status,
+                )
+            )
         try:
             got = parse_receipt(data).id
         except ReceiptRefused as exc:
-            raise DockError(f"receipt {rid[:16]} from the unit is not a receipt: {exc}") from None
+            raise DockError(
+                msg(
+                    "receipt %(id)s from the unit is not a receipt: %(error)s",
+                    id=rid[:16],
+                    error=str(exc),
+                )
+            ) from None
         if got != rid:
-            raise DockError(f"asked for receipt {rid[:16]}, the unit sent {got[:16]}")
+            raise DockError(
+                msg("asked for receipt %(id)s, the unit sent %(got)s", id=rid[:16], got=got[:16])
+            )
         write_durably(staging / f"{rid}.json", data)
         fetched.append(rid)
     return fetched
@@ -667,11 +799,13 @@ def _offered(client: Client) -> list[messages.Offer]:
     """What the unit still holds and offers: sealed, not yet released."""
     code, got = client.json(routes.OFFERED, limit=messages.MAX_LIST_REPLY)
     if code != 200:
-        raise DockError(f"offered list: {code} {messages.error_text(got)}")
+        raise DockError(
+            msg("offered list: %(code)s %(why)s", code=code, why=messages.error_text(got))
+        )
     try:
         return messages.parse_offered(got)
     except messages.LinkError as exc:
-        raise messages.LinkError(f"offered list: {exc}") from None
+        raise messages.LinkError(msg("offered list: %(error)s", error=str(exc))) from None
 
 
 @dataclass
@@ -686,10 +820,13 @@ class SafetyCheck:
     altered: list[str] = field(default_factory=list)  # held, but not what the chain says
 
     @property
-    def refusal(self) -> str | None:
+    def refusal(self) -> Msg | None:
         if not self.problems:
             return None
-        return "the dock's copy does not verify:\n  " + "\n  ".join(self.problems)
+        return msg(
+            "the dock's copy does not verify:\n  %(problems)s",
+            problems="\n  ".join(self.problems),
+        )
 
     def write(self, mirror: Path, receipt: str | None) -> None:
         """units/<serial>/verification.json: the compliance page's source for

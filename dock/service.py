@@ -33,6 +33,17 @@ from . import pull as pulling
 from .client import Client, DockError
 from .credentials import dock_setup, index_arguments, limits
 from .discovery import FixedUnits, GadgetLinks, Union, UnitAddress, UnitSource, parse_address
+from .texts import ENGLISH, Msg, Texts, msg
+
+# A pull's stages as the operator reads them
+STAGES: dict[str, Msg] = {
+    "connecting": msg("connecting"),
+    "pulling": msg("pulling"),
+    "verifying": msg("verifying"),
+    "receipt": msg("receipt"),
+    "released": msg("released"),
+    "failed": msg("failed"),
+}
 
 # -- logins -------------------------------------------------------------------
 
@@ -50,7 +61,14 @@ class PasswordDir:
         try:
             return path.read_text().rstrip("\n"), self.fingerprint_ok
         except OSError:
-            raise DockError(f"{serial}: no password in {path} for officer {officer}") from None
+            raise DockError(
+                msg(
+                    "%(serial)s: no password in %(file)s for officer %(officer)s",
+                    serial=serial,
+                    file=str(path),
+                    officer=str(officer),
+                )
+            ) from None
 
 
 @dataclass
@@ -60,13 +78,20 @@ class TerminalLogin:
 
     lock: threading.Lock
     fingerprint: str | None = None  # "match"/"no-match" from the reader; None: ask
+    texts: Texts = ENGLISH
 
     def __call__(self, serial: str, officer: str | None) -> tuple[str, bool]:
+        t = self.texts
         with self.lock:
-            sys.stderr.write(f"\nunit {serial}, officer {officer or '?'}\n")
-            password = getpass.getpass("  password: ")
+            said = t.tr(
+                "unit %(serial)s, officer %(officer)s", serial=serial, officer=officer or "?"
+            )
+            sys.stderr.write(f"\n{said}\n")
+            password = getpass.getpass("  " + t.tr("password: "))
             verdict = self.fingerprint or (
-                "match" if input("  fingerprint matched? [y/N] ").lower().startswith("y") else ""
+                "match"
+                if input("  " + t.tr("fingerprint matched? [y/N] ")).lower().startswith("y")
+                else ""
             )
         return password, verdict == "match"
 
@@ -87,25 +112,35 @@ class UnitState:
     current: int = 0  # bytes of the segment arriving
     started: float = 0.0
     finished: float | None = None
-    detail: str = ""
+    detail: tuple[object, ...] = ()  # Msgs, errors, text: said one after the other
     result: pulling.PullResult | None = None
 
     @property
     def ok(self) -> bool:
         return self.stage == "released"
 
-    def line(self, now: float) -> str:
-        head = f"{self.serial:<16} {str(self.address):<34} {self.stage:<10}"
+    def line(self, now: float, t: Texts) -> str:
+        stage = t.say(STAGES.get(self.stage, self.stage))
+        head = f"{self.serial:<16} {str(self.address):<34} {stage:<10}"
         got = self.done + self.current
         if self.stage in ("pulling", "verifying", "receipt"):
             took = max(now - self.started, 1e-3)
             rate = got / took
             left = (self.total - got) / rate if rate > 0 else float("inf")
+            files = t.tr("%(done)s/%(total)s files", done=self.files_done, total=self.files)
             return (
-                f"{head} {self.files_done}/{self.files} files  {_size(got)}/{_size(self.total)}"
-                f"  {_size(rate)}/s  {_eta(left) if self.stage == 'pulling' else ''}"
+                f"{head} {files}  {_size(got)}/{_size(self.total)}"
+                f"  {_size(rate)}/s  {_eta(left, t) if self.stage == 'pulling' else ''}"
             ).rstrip()
-        return f"{head} {self.detail}".rstrip()
+        return f"{head} {self.detail_text(t)}".rstrip()
+
+    def detail_text(self, t: Texts) -> str:
+        """The detail on one line: an error of several lines (a refused
+        receipt lists each problem) shows its first few, joined."""
+        lines = "".join(t.say(d) for d in self.detail).splitlines()
+        if len(lines) > 1:
+            return lines[0] + " " + " | ".join(x.strip() for x in lines[1:4])
+        return lines[0] if lines else ""
 
 
 def _size(n: float) -> str:
@@ -116,20 +151,25 @@ def _size(n: float) -> str:
     raise AssertionError
 
 
-def _eta(seconds: float) -> str:
+def _eta(seconds: float, t: Texts) -> str:
     if seconds == float("inf"):
-        return "time left unknown"
+        return t.tr("time left unknown")
     m, s = divmod(int(seconds + 0.5), 60)
-    return f"{m}m{s:02d}s left" if m else f"{s}s left"
+    if m:
+        return t.tr("%(minutes)sm%(seconds)02ds left", minutes=m, seconds=s)
+    return t.tr("%(seconds)ss left", seconds=s)
 
 
 class Board:
     """The lines the operator reads: redrawn in place on a terminal, else a
     line per unit whenever its stage changes and every `every` seconds."""
 
-    def __init__(self, out: TextIO, lock: threading.Lock, every: float = 2.0) -> None:
+    def __init__(
+        self, out: TextIO, lock: threading.Lock, every: float = 2.0, texts: Texts = ENGLISH
+    ) -> None:
         self.out = out
         self.lock = lock
+        self.texts = texts
         self.every = every
         self.tty = out.isatty()
         self.units: list[UnitState] = []
@@ -151,14 +191,14 @@ class Board:
                 return
             if force or now - self._last.get(id(state), 0) >= self.every:
                 self._last[id(state)] = now
-                self.out.write(state.line(now) + "\n")
+                self.out.write(state.line(now, self.texts) + "\n")
                 self.out.flush()
 
     def _redraw(self, now: float) -> None:
         if self._drawn:
             self.out.write(f"\x1b[{self._drawn}F")
         for s in self.units:
-            self.out.write("\x1b[2K" + s.line(now) + "\n")
+            self.out.write("\x1b[2K" + s.line(now, self.texts) + "\n")
         self._drawn = len(self.units)
         self.out.flush()
 
@@ -227,24 +267,11 @@ class DockService:
             )
         except (DockError, OSError, ValueError) as exc:
             state.stage = "failed"
-            state.detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if len(str(exc).splitlines()) > 1:
-                state.detail += " " + " | ".join(s.strip() for s in str(exc).splitlines()[1:4])
+            state.detail = (exc if str(exc) else type(exc).__name__,)
         else:
             r = state.result
             state.stage = "released"
-            state.detail = (
-                f"pulled {len(r.pulled)} files ({_size(state.done)}), verified, "
-                f"receipt {r.receipt[:16] if r.receipt else '-'}, released {len(r.released)} "
-                f"({_size(r.bytes_freed)})"
-                + (f"; MISSING {', '.join(r.missing)}" if r.missing else "")
-                + (
-                    "; segment numbers never sealed: "
-                    + ", ".join(f"{g.after + 1}..{g.before - 1}" for g in r.segno_gaps)
-                    if r.segno_gaps
-                    else ""
-                )
-            )
+            state.detail = _released(r, state.done)
         finally:
             client.close()
             state.finished = time.monotonic()
@@ -280,7 +307,28 @@ class DockService:
             return False
 
 
-def main(args: Any) -> int:
+def _released(r: pulling.PullResult, done: int) -> tuple[Msg, ...]:
+    """The line of a unit whose pull ended with a receipt the unit applied."""
+    parts: list[Msg] = [
+        msg(
+            "pulled %(files)s files (%(size)s), verified, receipt %(receipt)s, released "
+            "%(released)s (%(freed)s)",
+            files=len(r.pulled),
+            size=_size(done),
+            receipt=r.receipt[:16] if r.receipt else "-",
+            released=len(r.released),
+            freed=_size(r.bytes_freed),
+        )
+    ]
+    if r.missing:
+        parts.append(msg("; MISSING %(files)s", files=", ".join(r.missing)))
+    if r.segno_gaps:
+        gaps = ", ".join(f"{g.after + 1}..{g.before - 1}" for g in r.segno_gaps)
+        parts.append(msg("; segment numbers never sealed: %(gaps)s", gaps=gaps))
+    return tuple(parts)
+
+
+def main(args: Any, texts: Texts = ENGLISH) -> int:
     """`bodycam-dock serve` (arguments parsed by dock/cli.py)."""
     lock = threading.Lock()
     try:
@@ -290,20 +338,22 @@ def main(args: Any) -> int:
         if args.usb:
             sources.append(GadgetLinks(port=args.usb_port))
         if not sources:
-            raise DockError("give --usb, or one or more --unit HOST:PORT")
+            raise DockError(msg("give --usb, or one or more --unit HOST:PORT"))
         if args.workers < 1:
-            raise DockError("--workers must be at least 1")
+            raise DockError(msg("--workers must be at least 1"))
         if args.password_dir is not None and not args.password_dir.is_dir():
-            raise DockError(f"--password-dir {args.password_dir}: not a folder")
+            raise DockError(
+                msg("--password-dir %(folder)s: not a folder", folder=str(args.password_dir))
+            )
         ctx, key, identity, inventory = dock_setup(args)
         pull_limits = limits(args)
     except (DockError, OSError) as exc:
-        print(f"dock: {exc}", file=sys.stderr)
+        print(f"dock: {texts.say(exc)}", file=sys.stderr)
         return 2
     login: pulling.Login = (
         PasswordDir(args.password_dir, args.fingerprint != "no-match")
         if args.password_dir
-        else TerminalLogin(lock, args.fingerprint)
+        else TerminalLogin(lock, args.fingerprint, texts)
     )
     service = DockService(
         Union(tuple(sources)),
@@ -311,7 +361,7 @@ def main(args: Any) -> int:
         key,
         ctx,
         login,
-        Board(sys.stderr, lock),
+        Board(sys.stderr, lock, texts=texts),
         inventory,
         identity=identity,
         limits=pull_limits,
@@ -321,9 +371,10 @@ def main(args: Any) -> int:
     if args.once:
         states = service.run_once()
         for s in states:
-            print(f"{s.serial} {s.address}: {s.stage}: {s.detail}")
+            stage = texts.say(STAGES.get(s.stage, s.stage))
+            print(f"{s.serial} {s.address}: {stage}: {s.detail_text(texts)}")
         if not states:
-            print("no unit answered", file=sys.stderr)
+            print(texts.tr("no unit answered"), file=sys.stderr)
         return 0 if states and all(s.ok for s in states) else 1
     stop = threading.Event()
     import signal
@@ -331,7 +382,11 @@ def main(args: Any) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(
-        f"dock: watching for units ({', '.join(type(s).__name__ for s in sources)})",
+        "dock: "
+        + texts.tr(
+            "watching for units (%(sources)s)",
+            sources=", ".join(type(s).__name__ for s in sources),
+        ),
         file=sys.stderr,
     )
     service.serve(stop)

@@ -35,18 +35,21 @@ from sealing import layout
 from sealing.files import fsync_dir, hash_file, write_durably
 from sealing.receipts import ReceiptRefused, parse_receipt
 
+from .dock_locale import add_locale_arguments
 from .index import INDEX_ERRORS, VERIFICATION, Index, Row, describe_error
+from .texts import ENGLISH, Msg, Texts, msg
 
 BLOCK = 1024 * 1024
 DOCK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class SyncError(Exception):
-    """Bad input: there is nothing sensible to push. The message says why."""
+    """Bad input: there is nothing sensible to push. Its Msg says why."""
 
 
 class Refused(Exception):
-    """One item (a segment, a receipt, a unit) is not pushed; others go on."""
+    """One item (a segment, a receipt, a unit) is not pushed; others go on.
+    Its Msg says why."""
 
 
 @dataclass
@@ -54,7 +57,7 @@ class SyncResult:
     dock: str
     pushed: list[str] = field(default_factory=list)  # paths written, relative to the agency
     rows: int = 0  # index rows added to or changed in the agency index
-    refused: list[str] = field(default_factory=list)  # each names what, and why
+    refused: list[Msg] = field(default_factory=list)  # each names what, and why
 
     @property
     def ok(self) -> bool:
@@ -78,11 +81,15 @@ def sync(
 ) -> SyncResult:
     name = dock_name or dock_dir.resolve().name
     if not DOCK_NAME_RE.fullmatch(name):
-        raise SyncError(f"dock name {name!r}: letters, digits, '.', '_', '-' (at most 64)")
+        raise SyncError(
+            msg("dock name %(name)r: letters, digits, '.', '_', '-' (at most 64)", name=name)
+        )
     if not (dock_dir / "dock.sqlite").is_file():
-        raise SyncError(f"{dock_dir} is not a dock folder (no dock.sqlite)")
+        raise SyncError(
+            msg("%(folder)s is not a dock folder (no dock.sqlite)", folder=str(dock_dir))
+        )
     if agency_dir.resolve() == dock_dir.resolve():
-        raise SyncError("the agency store must be another folder than the dock's")
+        raise SyncError(msg("the agency store must be another folder than the dock's"))
     _make_dirs(agency_dir)
     result = SyncResult(name)
     with _agency_lock(agency_dir):
@@ -95,7 +102,9 @@ def sync(
                     try:
                         _sync_unit(job, serial)
                     except Refused as exc:
-                        result.refused.append(f"unit {serial}: {exc}; unit not synced")
+                        result.refused.append(
+                            msg("unit %(serial)s: %(why)s; unit not synced", serial=serial, why=exc)
+                        )
             finally:
                 agency.close()
         finally:
@@ -126,17 +135,25 @@ def _sync_unit(job: _Sync, serial: str) -> None:
         chain = (src / layout.CHAIN).read_bytes()
         key = (src / layout.DEVICE_PUB).read_bytes()
     except OSError as exc:
-        raise Refused(f"the dock's copy is incomplete ({exc.strerror}: {exc.filename})") from None
+        raise Refused(
+            msg(
+                "the dock's copy is incomplete (%(error)s: %(file)s)",
+                error=exc.strerror,
+                file=str(exc.filename),
+            )
+        ) from None
     held_chain = _read(dst / layout.CHAIN)
     held_key = _read(dst / layout.DEVICE_PUB)
     if held_key is not None and held_key != key:
-        raise Refused("the agency holds another device key for this serial")
+        raise Refused(msg("the agency holds another device key for this serial"))
     if held_chain is not None and not (
         chain.startswith(held_chain) or held_chain.startswith(chain)
     ):
         raise Refused(
-            "this dock's chain does not extend the agency's copy (history rewritten); "
-            "the agency's copy is kept"
+            msg(
+                "this dock's chain does not extend the agency's copy (history rewritten); "
+                "the agency's copy is kept"
+            )
         )
     _make_dirs(dst)
     if held_key is None:
@@ -159,7 +176,9 @@ def _sync_segments(job: _Sync, serial: str) -> None:
         try:
             _push_segment(job, row)
         except Refused as exc:
-            job.result.refused.append(f"segment {file} ({serial}): {exc}")
+            job.result.refused.append(
+                msg("segment %(file)s (%(serial)s): %(why)s", file=file, serial=serial, why=exc)
+            )
             continue
         _put_if_changed(job, have.get(file), row, lambda r: job.agency.add_segment(**r))
 
@@ -167,12 +186,14 @@ def _sync_segments(job: _Sync, serial: str) -> None:
 def _push_segment(job: _Sync, row: Row) -> None:
     rel = Path(row["path"])
     if rel.is_absolute() or ".." in rel.parts:
-        raise Refused(f"the index files it outside the dock folder: {rel}")
+        raise Refused(msg("the index files it outside the dock folder: %(path)s", path=str(rel)))
     dst = job.agency_dir / rel
     if dst.exists():
         if hash_file(dst)[0] == row["ct_sha256"]:
             return  # already there, verified: nothing to push
-        raise Refused(f"the agency already holds other bytes at {rel}; not overwritten")
+        raise Refused(
+            msg("the agency already holds other bytes at %(path)s; not overwritten", path=str(rel))
+        )
     _make_dirs(dst.parent)
     _copy_verified(job.dock_dir / rel, dst, row["ct_sha256"])
     job.result.pushed.append(str(rel))
@@ -196,17 +217,21 @@ def _copy_verified(src: Path, dst: Path, want: str) -> None:
             os.posix_fadvise(fo.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     except FileNotFoundError:
         part.unlink(missing_ok=True)
-        raise Refused("missing from the dock's disk; not pushed") from None
+        raise Refused(msg("missing from the dock's disk; not pushed")) from None
     if digest.hexdigest() != want:
         part.unlink()
         raise Refused(
-            f"its bytes on the dock's disk no longer match the index "
-            f"(sha256 {digest.hexdigest()[:16]}, index {want[:16]}); not pushed"
+            msg(
+                "its bytes on the dock's disk no longer match the index "
+                "(sha256 %(got)s, index %(want)s); not pushed",
+                got=digest.hexdigest()[:16],
+                want=want[:16],
+            )
         )
     back, _ = hash_file(part)
     if back != want:
         part.unlink()
-        raise Refused("the copy written to the agency read back different; not pushed")
+        raise Refused(msg("the copy written to the agency read back different; not pushed"))
     os.replace(part, dst)
     fsync_dir(dst.parent)
 
@@ -218,10 +243,24 @@ def _sync_receipts(job: _Sync, serial: str, src: Path, dst: Path) -> None:
         try:
             rid = parse_receipt(data).id
         except ReceiptRefused as exc:
-            job.result.refused.append(f"receipt {path.name} ({serial}): {exc}")
+            job.result.refused.append(
+                msg(
+                    "receipt %(file)s (%(serial)s): %(why)s",
+                    file=path.name,
+                    serial=serial,
+                    why=str(exc),
+                )
+            )
             continue
         if path.stem != rid:
-            job.result.refused.append(f"receipt {path.name} ({serial}): its id is {rid}")
+            job.result.refused.append(
+                msg(
+                    "receipt %(file)s (%(serial)s): its id is %(id)s",
+                    file=path.name,
+                    serial=serial,
+                    id=rid,
+                )
+            )
             continue
         target = dst / layout.RECEIPTS / path.name
         held = _read(target)
@@ -230,7 +269,11 @@ def _sync_receipts(job: _Sync, serial: str, src: Path, dst: Path) -> None:
             _write(job, target, data)
         elif held != data:
             job.result.refused.append(
-                f"receipt {path.name} ({serial}): the agency holds other bytes; not overwritten"
+                msg(
+                    "receipt %(file)s (%(serial)s): the agency holds other bytes; not overwritten",
+                    file=path.name,
+                    serial=serial,
+                )
             )
     have = {r["id"]: r for r in job.agency.receipts(serial)}
     for row in job.local.receipts(serial):
@@ -243,7 +286,9 @@ def _sync_verification(job: _Sync, serial: str, src: Path, dst: Path) -> None:
         return  # a dock from before verification.json
     mine = _checked(data)
     if mine is None:
-        job.result.refused.append(f"{VERIFICATION} ({serial}): unreadable; not pushed")
+        job.result.refused.append(
+            msg("%(file)s (%(serial)s): unreadable; not pushed", file=VERIFICATION, serial=serial)
+        )
         return
     held = _read(dst / VERIFICATION)
     theirs = _checked(held) if held is not None else None
@@ -298,34 +343,49 @@ def _make_dirs(path: Path) -> None:
 # -- command line ---------------------------------------------------------------
 
 
-def add_parser(sub: Any) -> None:
-    sy = sub.add_parser("sync", help="push this dock's verified copies to the agency's store")
+def add_parser(sub: Any, t: Texts = ENGLISH) -> None:
+    sy = sub.add_parser("sync", help=t.tr("push this dock's verified copies to the agency's store"))
     sy.add_argument("--dock-dir", type=Path, required=True)
     sy.add_argument("--to", type=Path, required=True, metavar="AGENCY_DIR")
     sy.add_argument(
         "--index",
-        help="the agency index: postgresql+psycopg://... or a SQLite file "
-        "(default AGENCY_DIR/dock.sqlite)",
+        help=t.tr(
+            "the agency index: postgresql+psycopg://... or a SQLite file "
+            "(default AGENCY_DIR/dock.sqlite)"
+        ),
     )
-    sy.add_argument("--name", help="this dock's name in the agency index (default: the folder's)")
+    sy.add_argument(
+        "--name", help=t.tr("this dock's name in the agency index (default: the folder's)")
+    )
+    add_locale_arguments(sy, t)
 
 
-def sync_command(args: argparse.Namespace) -> int:
+def sync_command(args: argparse.Namespace, t: Texts = ENGLISH) -> int:
     try:
         result = sync(args.dock_dir, args.to, args.index, args.name)
     except SyncError as exc:
-        print(f"dock: {exc}", file=sys.stderr)
+        print(f"dock: {t.say(exc)}", file=sys.stderr)
         return 2
     except INDEX_ERRORS as exc:
-        print(f"dock: index: {describe_error(exc)}", file=sys.stderr)
+        print(f"dock: index: {t.say(describe_error(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"dock: sync stopped, run it again to resume: {exc}", file=sys.stderr)
+        print(
+            "dock: " + t.tr("sync stopped, run it again to resume: %(error)s", error=str(exc)),
+            file=sys.stderr,
+        )
         return 1
     for line in result.refused:
-        print(f"dock: refused: {line}", file=sys.stderr)
+        print("dock: " + t.tr("refused: %(what)s", what=line), file=sys.stderr)
     print(
-        f"synced dock {result.dock} to {args.to}: {len(result.pushed)} files pushed, "
-        f"{result.rows} index rows written, {len(result.refused)} refused"
+        t.tr(
+            "synced dock %(dock)s to %(to)s: %(pushed)s files pushed, %(rows)s index rows "
+            "written, %(refused)s refused",
+            dock=result.dock,
+            to=str(args.to),
+            pushed=len(result.pushed),
+            rows=result.rows,
+            refused=len(result.refused),
+        )
     )
     return 0 if result.ok else 1

@@ -25,22 +25,30 @@ _REFUSED = {
 
 
 class NameRefused(ValueError):
-    """The name and why, in one line."""
+    """The name and why, in one line. `rule` names the rule broken (`text`,
+    `length`, `empty`, `space`, or the Unicode category of `char`), so that
+    a reader in another language can be told the same."""
+
+    def __init__(self, message: str, rule: str = "", char: str = "") -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.char = char
 
 
 def person_name(text: object, what: str = "name") -> str:
     """`text` as a checked, NFC-normalised name; NameRefused says why not."""
     if not isinstance(text, str):
-        raise NameRefused(f"{what} must be text, not {type(text).__name__}")
+        raise NameRefused(f"{what} must be text, not {type(text).__name__}", "text")
     name = unicodedata.normalize("NFC", text)
     if len(name) > MAX_NAME:
-        raise NameRefused(f"{what} is {len(name)} characters long; at most {MAX_NAME}")
+        raise NameRefused(f"{what} is {len(name)} characters long; at most {MAX_NAME}", "length")
     for ch in name:
-        why = _REFUSED.get(unicodedata.category(ch))
+        category = unicodedata.category(ch)
+        why = _REFUSED.get(category)
         if why is not None:
-            raise NameRefused(f"{what} {name!r} holds {why} (U+{ord(ch):04X})")
+            raise NameRefused(f"{what} {name!r} holds {why} (U+{ord(ch):04X})", category, ch)
     if not name.strip():
-        raise NameRefused(f"{what} is empty")
+        raise NameRefused(f"{what} is empty", "empty")
     if name != name.strip():
-        raise NameRefused(f"{what} {name!r} begins or ends with a space")
+        raise NameRefused(f"{what} {name!r} begins or ends with a space", "space")
     return name

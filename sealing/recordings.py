@@ -7,11 +7,16 @@ its `record_stop`, or to the `power_loss` or `boot` record that shows the
 power went away while it ran. Its media are its `segment` and `still`
 records, and a `power_loss` record that names the segment it sealed when the
 store was recovered.
+
+Which `resume_note` judges which `resume` is decided here too, by the
+chain's own links and never by equal timestamps (a live unit stamps the note
+window with the button press and the resume record a few ms later):
+`resume_notes`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -83,6 +88,66 @@ def state_after(records: Iterable[Record]) -> str:
         elif r.type in ENDS:
             state = IDLE
     return state
+
+
+# What closes a resume's note window: the unit writes the note before any of
+# these (docs/STATES.md, invariants), so a note after one is not that resume's.
+NOTE_WINDOW_ENDS = ("resume", "pause", "record_start", *ENDS)
+
+
+@dataclass(frozen=True)
+class ResumeNote:
+    """A `resume_note` record and the `resume` it judges; `resume` is None
+    when the chain links it to none (no resume before it in its window)."""
+
+    note: Record
+    resume: Record | None
+
+    @property
+    def given(self) -> bool:
+        return self.note.body.get("given") is True
+
+
+def resume_notes(records: Sequence[Record]) -> list[ResumeNote]:
+    """Every `resume_note` of `records` (in chain order) with its resume.
+
+    A note that names its resume (`resume`: that record's seq) belongs to
+    it, if that record is a resume not already judged; a note naming
+    anything else belongs to none. A note that names nothing belongs to the
+    last resume before it, if no pause, resume, start, stop, boot or power
+    loss lies between them and that resume has no note yet.
+    """
+    resumes = {r.seq: r for r in records if r.type == "resume"}
+    judged: set[int] = set()
+    out: list[ResumeNote] = []
+    waiting: Record | None = None
+    for r in records:
+        if r.type == "resume_note":
+            named = r.body.get("resume")
+            if named is not None:
+                target = resumes.get(named) if _is_seq(named) else None
+                if target is not None and target.seq < r.seq and target.seq not in judged:
+                    resume: Record | None = target
+                else:
+                    resume = None
+            else:
+                resume = waiting if waiting is not None and waiting.seq not in judged else None
+            if resume is not None:
+                judged.add(resume.seq)
+            out.append(ResumeNote(r, resume))
+            waiting = None
+        elif r.type in NOTE_WINDOW_ENDS:
+            waiting = r if r.type == "resume" else None
+    return out
+
+
+def note_of(records: Sequence[Record]) -> dict[int, ResumeNote]:
+    """resume seq -> its note, for the resumes that have one."""
+    return {n.resume.seq: n for n in resume_notes(records) if n.resume is not None}
+
+
+def _is_seq(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def utc_text(us: int, *, ms: bool = False) -> str:

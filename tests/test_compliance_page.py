@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from boot import layout as boot_layout
 from dock.client import Client
 from dock.compliance import model as compliance
+from dock.dock_locale import dock_locale
 from dock.index import Index
 from dock.pull import pull
 from dock.report import report
@@ -39,11 +40,13 @@ from firmware.scenario import load
 from firmware.unitclock import UnitClock
 from link import pki
 from link.inventory import read_known
+from link.locale import Locale
 from sealing.records import parse_line
 from sealing.store import Stamp
 from sealing.unit import open_unit
 
 from .conftest import BODYCAM_DOCK, DemoRun, make_unit, write_segment
+from .english import EN_ARGS, english
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -207,12 +210,12 @@ def test_a_late_export_is_found_only_where_the_dock_was_late(
     late = unit.findings_of("late_export")
     held = _held(late_dock.dir)
     late_videos = {f for f in late_dock.late_files if f in held}
-    assert late_videos and {f.text.split()[0] for f in late} == late_videos
+    assert late_videos and {str(f.text).split()[0] for f in late} == late_videos
     assert {f.recording for f in late} == {late_dock.second}
     (second,) = [v for v in unit.recordings if v.start_seq == late_dock.second]
     assert set(second.late) == late_videos
     assert all(v.late == () for v in unit.recordings if v.start_seq != late_dock.second)
-    assert all(f"{LATE_H - 1}." in f.text or f"{LATE_H}." in f.text for f in late)
+    assert all(f"{LATE_H - 1}." in str(f.text) or f"{LATE_H}." in str(f.text) for f in late)
     # the threshold is a parameter: at 31 h nothing is late
     assert _unit(late_dock.dir, (LATE_H + 1) * 3600).findings_of("late_export") == []
 
@@ -273,9 +276,9 @@ def test_an_unexplained_gap_is_found(
     assert len(found) == int(unexplained)
     assert [s.kind == "gap" for s in got.spans].count(True) == int(unexplained)
     if unexplained:
-        assert "UNEXPLAINED" in next(e.text for e in got.events if e.kind == "gap")
+        assert "UNEXPLAINED" in str(next(e.text for e in got.events if e.kind == "gap"))
     elif between:
-        assert got.gaps[0].explained_by == "pause: privacy"
+        assert str(got.gaps[0].explained_by) == "pause (privacy)"
 
 
 def test_each_recordings_verification_state(demo_dock: Path, late_dock: LateDock) -> None:
@@ -306,15 +309,15 @@ def test_each_recordings_verification_state(demo_dock: Path, late_dock: LateDock
 
 def test_the_dock_report_is_the_models(late_dock: LateDock) -> None:
     unit = _unit(late_dock.dir)
-    text = report(late_dock.dir)
+    text = report(late_dock.dir, english())
     n_late = len(unit.findings_of("late_export"))
     for line in (
         f"unit {SERIAL} (officer {OFFICER}, chain 0..{unit.head_seq})",
-        "resume notes 1 given, 2 missing",
-        f"late export  {n_late} segments exported more than 24 h after recording",
-        "unmarked     1 of 2 recordings have no evidence mark",
-        "verification 2 verified",
-        "gaps         3, 0 unexplained",
+        "spoken reasons on resuming: 1 given, 2 missing",
+        f"late export: {n_late} segments exported more than 24 h after recording",
+        "unmarked: 1 of 2 recordings have no evidence mark",
+        "verification: 2 verified",
+        "gaps: 3, 0 unexplained",
     ):
         assert line in text, text
 
@@ -346,11 +349,11 @@ def page_server(late_dock: LateDock, tmp_path_factory: pytest.TempPathFactory) -
     pw.write_text(SUPERVISOR_PASSWORD + "\n")
     added = _dock_py(
         "supervisor-add", "--dock-dir", str(late_dock.dir), "--name", SUPERVISOR,
-        "--password-file", str(pw),
+        "--password-file", str(pw), *EN_ARGS,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     proc = subprocess.Popen(
-        [*BODYCAM_DOCK, "page", "--dock-dir", str(late_dock.dir)] + ["--port", "0"],
+        [*BODYCAM_DOCK, "page", "--dock-dir", str(late_dock.dir), "--port", "0", *EN_ARGS],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -362,7 +365,8 @@ def page_server(late_dock: LateDock, tmp_path_factory: pytest.TempPathFactory) -
         assert found, f"no address printed: {line!r} {proc.stderr.read() if proc.stderr else ''}"
         unit = _unit(late_dock.dir)
         (second,) = [v for v in unit.recordings if v.start_seq == late_dock.second]
-        yield Page(found.group(0), late_dock, compliance.day_of(second.start_us))
+        day = compliance.day_of(second.start_us, dock_locale(late_dock.dir))
+        yield Page(found.group(0), late_dock, day)
     finally:
         proc.terminate()
         try:
@@ -409,7 +413,7 @@ def test_a_supervisor_signs_in_and_sees_a_units_day(browser: Any, page_server: P
     counts = dict(zip(headers, row, strict=True))
     n_late = len(_unit(page_server.dock.dir).findings_of("late_export"))
     assert counts["Late export"] == str(n_late) and n_late > 0
-    assert counts["Spoken note missing"] == "2" and counts["Unmarked recording"] == "1"
+    assert counts["Spoken reason missing"] == "2" and counts["Unmarked recording"] == "1"
     page.screenshot(path=str(shots / "03-overview.png"), full_page=True)
 
     page.click(f"#units a:text-is('{SERIAL}')")
@@ -418,15 +422,15 @@ def test_a_supervisor_signs_in_and_sees_a_units_day(browser: Any, page_server: P
     svg = page.locator("figure svg")
     assert svg.count() == 1 and svg.is_visible()
     # the picture itself marks the missing note, and its legend says what is what
-    assert svg.locator("text", has_text=re.compile(r"^note MISSING$")).count() >= 1
+    assert svg.locator("text", has_text=re.compile(r"^reason MISSING$")).count() >= 1
     assert svg.locator("text", has_text="gap, unexplained").count() == 1
-    assert re.search(r"rec \d+ \(", svg.text_content())
+    assert re.search(r"recording \d+ \(\d\d:\d\d:\d\d\)", svg.text_content())
     findings = page.locator("#findings").inner_text()
-    assert "spoken note missing" in findings and "late export" in findings
-    assert "unmarked recording" in findings
+    assert "Spoken reason missing" in findings and "Late export" in findings
+    assert "Unmarked recording" in findings
     events = page.locator("#events tr", has_text="MISSING")
-    assert events.count() >= 1 and "spoken note MISSING" in events.first.inner_text()
-    rec_row = page.locator("#recordings tr", has_text="stop (button)").last
+    assert events.count() >= 1 and "spoken reason MISSING" in events.first.inner_text()
+    rec_row = page.locator("#recordings tr", has_text="stop (the officer pressed the button)").last
     assert "verified" in rec_row.inner_text()
     page.screenshot(path=str(shots / "04-unit-day.png"), full_page=True)
 
@@ -434,11 +438,12 @@ def test_a_supervisor_signs_in_and_sees_a_units_day(browser: Any, page_server: P
         page.click("#csv")
     saved = shots / f"{SERIAL}_{day}.csv"
     got.value.save_as(saved)
-    rows = list(csv.DictReader(io.StringIO(saved.read_text())))
-    kinds = {r["kind"] for r in rows if r["row"] == "finding"}
-    assert {"note_missing", "late_export", "unmarked"} <= kinds
-    assert any(r["kind"] == "resume" and r["state"] == "MISSING" for r in rows)
-    assert all(r["unit"] == SERIAL and r["time_utc"].startswith(day) for r in rows)
+    rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))  # BOM: Excel
+    kinds = {r["Kind"] for r in rows if r["Row"] == "finding"}
+    assert {"Spoken reason missing", "Late export", "Unmarked recording"} <= kinds
+    assert any(r["Kind"] == "resume" and r["State"] == "MISSING" for r in rows)
+    assert all(r["Unit"] == SERIAL and r["Time (UTC)"].startswith(day) for r in rows)
+    assert all(r["Time (Asia/Shanghai)"].endswith(" +08:00") for r in rows)
 
     page.click("header nav a:text-is('Overview')")
     page.click(f"#officers a:text-is('{OFFICER}')")
@@ -471,8 +476,9 @@ def test_the_printable_pdf_bad_input_and_signing_out(
         ["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True
     ).stdout
     text = " ".join(text.split())  # table cells wrap: compare words, not lines
-    for needle in (f"Unit {SERIAL}, {day} (UTC)", "spoken note missing", "late export",
-                   "spoken note MISSING", "time of day (UTC)", "note MISSING"):  # fmt: skip
+    for needle in (f"Unit {SERIAL}, {day} (Asia/Shanghai)", "Spoken reason missing",
+                   "Late export", "spoken reason MISSING", "time of day (Asia/Shanghai)",
+                   "reason MISSING"):  # fmt: skip
         assert needle in text, text[:3000]
     assert "Sign out" not in text and "Printable PDF" not in text  # the page, for the file
 
@@ -536,12 +542,14 @@ def test_unauthenticated_requests_are_sent_to_sign_in(page_server: Page) -> None
 
 def test_the_page_is_never_served_beyond_loopback(late_dock: LateDock, tmp_path: Path) -> None:
     for host in ("0.0.0.0", "192.168.7.1", "example.org"):
-        r = _dock_py("page", "--dock-dir", str(late_dock.dir), "--host", host, "--port", "0")
+        r = _dock_py(
+            "page", "--dock-dir", str(late_dock.dir), "--host", host, "--port", "0", *EN_ARGS
+        )
         assert r.returncode == 2 and r.stderr.startswith("dock: "), r.stderr
         assert "loopback" in r.stderr and "Traceback" not in r.stderr
     empty = tmp_path / "dock"
     empty.mkdir()
-    r = _dock_py("page", "--dock-dir", str(empty), "--port", "0")
+    r = _dock_py("page", "--dock-dir", str(empty), "--port", "0", *EN_ARGS)
     assert r.returncode == 2 and "no supervisors" in r.stderr
 
 
@@ -550,11 +558,11 @@ def test_supervisor_add_refuses_weak_passwords_and_odd_names(tmp_path: Path) -> 
     for password, name, says in (
         ("", "ames", "empty"),
         ("short-pw", "ames", "at least 12"),
-        (SUPERVISOR_PASSWORD, "<ames>", "name"),
+        (SUPERVISOR_PASSWORD, "am\x1bes", "control character"),
     ):
         pw.write_text(password + "\n")
         r = _dock_py("supervisor-add", "--dock-dir", str(tmp_path), "--name", name,
-                     "--password-file", str(pw))  # fmt: skip
+                     "--password-file", str(pw), *EN_ARGS)  # fmt: skip
         assert r.returncode == 2 and r.stderr.startswith("dock: ") and says in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
     assert not (tmp_path / "supervisors.json").exists()
@@ -573,7 +581,7 @@ def test_an_internal_error_is_logged_and_answered_shortly(
     from dock.compliance.web.accounts import add_supervisor
     from dock.compliance.web.serve import create_app
 
-    app = create_app(late_dock.dir)
+    app = create_app(late_dock.dir, locale=Locale("en"))
     client = app.test_client()
     form = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]

@@ -25,11 +25,13 @@ from sealing.cli_verify import dock_lookup
 from sealing.verify import verify_store
 
 from .conftest import BODYCAM_DOCK, DemoRun
+from .english import EN_ARGS
 from .media_check import decode, ffmpeg_warnings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SERIAL = "BC-DEMO-0001"
+EXAMINER = "Examiner Ames"
 
 
 def _case(demo: DemoRun) -> tuple[Path, Path]:
@@ -132,8 +134,9 @@ def test_the_copy_plays_clean_and_keeps_the_recordings_timeline(demo_run: DemoRu
     total = len(court.audio) / court.rate
     assert abs(total - duration) < 0.064 * 2 + 0.07  # < one AAC frame left per pause
 
+    # the demo's dock speaks the default, Chinese (the English: test_export_case_...)
     chapters = [c["tags"]["title"] for c in _probe(mp4, "-show_chapters")["chapters"]]
-    for needle in ("Paused", "spoken reason given", "spoken reason MISSING", "Marked: evidence"):
+    for needle in ("暂停，期间未录制", "已作语音说明", "缺少语音说明", "标记：证据"):
         assert any(needle in c for c in chapters), chapters
 
 
@@ -233,7 +236,15 @@ def test_the_report_says_what_was_checked_and_that_the_certificate_is_a_test(
         check=True,
         timeout=60,
     ).stdout
-    for needle in ("TEST CERTIFICATE", SERIAL, "OFFICER-DEMO", "Trusted", "VERIFIED"):
+    # in the default language (the English: test_export_case_from_the_command_line)
+    for needle in (
+        "测试证书",
+        SERIAL,
+        "OFFICER-DEMO",
+        "Trusted",
+        "已验证",
+        "+08:00 (Asia/Shanghai)",
+    ):
         assert needle in text, text
     html = (case / "report.html").read_text()
     assert 'id="test-certificate"' in html and mp4.name in html
@@ -250,19 +261,37 @@ def _dock_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _export(demo: DemoRun, out: Path, *extra: str, dock: Path | None = None) -> tuple:
+    """export-case as an examiner runs it; in English unless `extra` names a language."""
     args = ["export-case", "--dock-dir", str(dock or demo.dir / "dock"), "--serial", SERIAL]
     args += ["--out", str(out), "--agency", str(demo.dir / "agency"), *extra]
+    if "--examiner" not in extra:
+        args += ["--examiner", EXAMINER]
+    if "--language" not in extra:
+        args += EN_ARGS
     if "--recording" not in extra:
         args += ["--recording", "4"]
     return _dock_cli(*args)
 
 
 def test_export_case_from_the_command_line(demo_run: DemoRun, tmp_path: Path) -> None:
-    listed = _dock_cli("recordings", "--dock-dir", str(demo_run.dir / "dock"), "--serial", SERIAL)
+    dock = str(demo_run.dir / "dock")
+    listed = _dock_cli("recordings", "--dock-dir", dock, "--serial", SERIAL, *EN_ARGS)
     assert listed.returncode == 0 and "record      4" in listed.stdout
+    assert "spoken reasons 1 given 1 missing" in listed.stdout
     r = _export(demo_run, tmp_path / "case")
     assert r.returncode == 0, r.stderr
     assert "C2PA Trusted" in r.stdout and "TEST certificate" in r.stdout
+    # English, one setting away: the chapters and the report
+    (mp4,) = (tmp_path / "case").glob("*.mp4")
+    chapters = [c["tags"]["title"] for c in _probe(mp4, "-show_chapters")["chapters"]]
+    for needle in ("Paused", "spoken reason given", "spoken reason MISSING", "Marked: evidence"):
+        assert any(needle in c for c in chapters), chapters
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(tmp_path / "case" / "report.pdf"), "-"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    for needle in ("TEST CERTIFICATE", SERIAL, "OFFICER-DEMO", EXAMINER, "VERIFIED", "+08:00"):
+        assert needle in text, text
     assert {p.name for p in (tmp_path / "case").iterdir()} >= {
         "SHA256SUMS",
         "manifest.json",

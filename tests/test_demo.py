@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .conftest import DemoRun
+from .conftest import BODYCAM_DOCK, DemoRun
 
 
 def test_demo_runs_the_main_job_and_reports(demo_run: DemoRun) -> None:
@@ -17,16 +17,33 @@ def test_demo_runs_the_main_job_and_reports(demo_run: DemoRun) -> None:
         "dock copy: VERIFIED",
         "signed by dock1",
         "unit clock synced from dock",
-        "pauses       2",
         "PASS firmware integrity",
-        "resume notes 1 given, 1 missing",
         "pre-record 3.0 s",
         "note_missing",
-        "gaps         2, 0 unexplained",
         "C2PA Trusted with the agency CA (TEST certificate)",
+        # the dock's report, in the dock's default language and zone
+        "暂停：2 次",
+        "恢复录制时的语音说明：已作 1 次，缺少 1 次",
+        "中断：2 次，其中原因不明 0 次",
+        "时间为 Asia/Shanghai",
     ):
         assert needle in text, text
     assert "FAIL" not in text
+    # the same report in English, one setting away
+    english = subprocess.run(
+        [*BODYCAM_DOCK, "report", "--dock-dir", str(tmp_path / "dock"), "--language", "en"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert english.returncode == 0, english.stderr
+    for needle in (
+        "pauses: 2",
+        "spoken reasons on resuming: 1 given, 1 missing",
+        "gaps: 2, 0 unexplained",
+        "times in Asia/Shanghai",
+    ):
+        assert needle in english.stdout, english.stdout
     segments = tmp_path / "sd" / "var" / "lib" / "bodycam" / "store" / "segments"
     assert not list(segments.iterdir())  # storage freed
     again = subprocess.run(

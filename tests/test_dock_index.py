@@ -23,6 +23,7 @@ from dock.report import report
 from sealing.cli_verify import dock_lookup
 from sealing.verify import verify_store
 
+from .english import EN_ARGS, english
 from .export_fixtures import Link, start_link
 from .pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures: pg_server, pg_url)
 
@@ -54,8 +55,8 @@ def agency_index(request: pytest.FixtureRequest) -> str | None:
 
 def _reports(dock_dir: Path, index: str | Path | None = None) -> tuple[str, str]:
     return (
-        report(dock_dir, index=index),
-        report(dock_dir, late_after_s=0, index=index),
+        report(dock_dir, english(), index=index),
+        report(dock_dir, english(), late_after_s=0, index=index),
     )
 
 
@@ -112,8 +113,8 @@ def test_the_report_is_the_same_on_sqlite_and_postgresql(
     on_sqlite = _reports(tmp_path / "dock-a")
     on_pg = _reports(tmp_path / "dock-b", pg_url)
     assert on_sqlite == on_pg
-    assert f"unit {SERIAL}" in on_pg[0] and "pauses       1 (privacy)" in on_pg[0]
-    assert "late export  0 segments" in on_pg[0] and "late export  3 segments" in on_pg[1]
+    assert f"unit {SERIAL}" in on_pg[0] and "pauses: 1 (privacy)" in on_pg[0]
+    assert "late export: 0 segments" in on_pg[0] and "late export: 3 segments" in on_pg[1]
     # the receipt marked every row it covers, on PostgreSQL too
     pg = dock_index.Index.open(pg_url, dock="dock-b")
     try:
@@ -121,7 +122,10 @@ def test_the_report_is_the_same_on_sqlite_and_postgresql(
         assert pg.unit(SERIAL)["head_seq"] > 0
     finally:
         pg.close()
-    assert dock_main(["report", "--dock-dir", str(tmp_path / "dock-b"), "--index", pg_url]) == 0
+    assert (
+        dock_main(["report", "--dock-dir", str(tmp_path / "dock-b"), "--index", pg_url, *EN_ARGS])
+        == 0
+    )
     assert capsys.readouterr().out.rstrip("\n") == on_sqlite[0]
 
 
@@ -226,7 +230,7 @@ def test_a_segment_corrupted_on_the_dock_is_not_pushed_and_named(
     data = bytearray(bad.read_bytes())
     data[len(data) // 2] ^= 1  # one bit, the length unchanged
     bad.write_bytes(bytes(data))
-    args = ["sync", "--dock-dir", str(dd), "--to", str(agency), "--name", "dock1"]
+    args = ["sync", "--dock-dir", str(dd), "--to", str(agency), "--name", "dock1", *EN_ARGS]
     assert dock_main(args) == 1
     out, err = capsys.readouterr()
     assert bad.name in err and "no longer match the index" in err and "Traceback" not in err
@@ -260,7 +264,7 @@ def test_a_copy_that_reads_back_wrong_is_not_kept(
     with monkeypatch.context() as m:
         m.setattr(os, "posix_fadvise", bad_disk)
         result = dock_sync.sync(dd, agency, None, "dock1")
-    assert len(result.refused) == 3 and all("read back" in r for r in result.refused)
+    assert len(result.refused) == 3 and all("read back" in str(r) for r in result.refused)
     assert not list(agency.rglob("*.ts.age")) and not list(agency.rglob("*.part"))
     idx = dock_index.Index.open(agency / "dock.sqlite", dock="dock1")
     try:
@@ -283,7 +287,7 @@ def test_a_rewritten_chain_is_refused(
     lines = chain.read_bytes().splitlines(keepends=True)
     lines[2] = lines[2].replace(b'"', b"'", 1)  # an earlier record, altered
     chain.write_bytes(b"".join(lines))
-    args = ["sync", "--dock-dir", str(dd), "--to", str(agency), "--name", "dock1"]
+    args = ["sync", "--dock-dir", str(dd), "--to", str(agency), "--name", "dock1", *EN_ARGS]
     assert dock_main(args) == 1
     err = capsys.readouterr().err
     assert f"unit {SERIAL}" in err and "history rewritten" in err and "Traceback" not in err
@@ -340,5 +344,5 @@ def test_bad_input_is_named_without_a_traceback(
         assert err.startswith("dock: ") and "Traceback" not in err, err
     (tmp_path / "dock").mkdir()
     (tmp_path / "dock" / "dock.sqlite").touch()
-    same = ["sync", "--dock-dir", str(tmp_path / "dock"), "--to", str(tmp_path / "dock")]
+    same = ["sync", "--dock-dir", str(tmp_path / "dock"), "--to", str(tmp_path / "dock"), *EN_ARGS]
     assert dock_main(same) == 2 and "another folder" in capsys.readouterr().err

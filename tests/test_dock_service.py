@@ -26,6 +26,7 @@ from sealing.age import Identity
 from sealing.verify import verify_store
 
 from .conftest import BODYCAM_DOCK, Agency
+from .english import EN_ARGS
 from .export_fixtures import PASSWORD, Link, start_link, write_inventory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +123,7 @@ def test_serve_cli_pulls_the_rack_once(rack: list[Link], tmp_path: Path) -> None
     for s in SERIALS:
         (passwords / s).write_text(PASSWORD)
     creds = base.dir / "docks" / "dock1"
-    args = [*BODYCAM_DOCK, "serve", "--once"]
+    args = [*BODYCAM_DOCK, "serve", "--once", *EN_ARGS]
     args += ["--dock-dir", str(tmp_path / "dock"), "--password-dir", str(passwords)]
     args += ["--cert", str(creds / "dock.crt"), "--key", str(creds / "dock.key")]
     args += ["--ca", str(base.dir / "ca.crt")]
@@ -195,7 +196,7 @@ def _pull_cli(link: Link, dock_dir: Path, *extra: str) -> subprocess.CompletedPr
     pw = dock_dir.parent / "pw.txt"
     pw.write_text(PASSWORD)
     creds = link.dir / "docks" / "dock1"
-    args = [*BODYCAM_DOCK, "pull"]
+    args = [*BODYCAM_DOCK, "pull", *EN_ARGS]
     args += ["--unit", "{}:{}".format(*link.running.address), "--dock-dir", str(dock_dir)]
     args += ["--cert", str(creds / "dock.crt"), "--key", str(creds / "dock.key")]
     args += ["--ca", str(link.dir / "ca.crt"), "--password-file", str(pw)]
@@ -221,7 +222,7 @@ def test_a_revoked_unit_is_refused_before_login(link: Link, tmp_path: Path) -> N
 
 
 def test_bad_service_arguments_are_refused_clearly(tmp_path: Path) -> None:
-    base = [*BODYCAM_DOCK, "serve", "--dock-dir", str(tmp_path)]
+    base = [*BODYCAM_DOCK, "serve", "--dock-dir", str(tmp_path), *EN_ARGS]
     for extra, says in (
         ([], "give --usb, or one or more --unit"),
         (["--unit", "nohost"], "HOST:PORT"),

@@ -20,6 +20,7 @@ from dock.report import report
 from link import pki, routes
 from sealing.verify import verify_store
 
+from .english import english_dock
 from .export_fixtures import Link, start_link, write_dock_creds
 
 
@@ -325,15 +326,16 @@ def test_dock_report_tells_pauses_notes_clock_and_late_exports(link: Link) -> No
     link.store.append("resume_note", {"given": False, "speech_s": 0})
     link.store.append("fault", {"what": "microphone", "reason": "no frames"})
     link.pull()
+    english_dock(link.dir / "dockstore")  # the dock's own setting: English
     text = report(link.dir / "dockstore")
     assert "unit BC-TEST-0001" in text
-    assert "pauses       1 (privacy)" in text
-    assert "resume notes 0 given, 1 missing" in text
-    assert "faults       1: fault:microphone" in text
-    assert "late export  0 segments" in text
+    assert "pauses: 1 (privacy)" in text
+    assert "spoken reasons on resuming: 0 given, 1 missing" in text
+    assert "faults: 1: microphone" in text
+    assert "late export: 0 segments" in text
     # the same pull seen a day later counts as late
     late = report(link.dir / "dockstore", late_after_s=0)
-    assert "late export  3 segments" in late
+    assert "late export: 3 segments" in late
 
 
 def test_segment_being_written_is_not_offered_while_recording(link: Link) -> None:

@@ -27,6 +27,7 @@ from sealing.keys import public_pem
 from sealing.records import Record, parse_line, seal_line
 
 from .conftest import BODYCAM_DOCK
+from .english import EN_ARGS, english
 from .export_fixtures import PASSWORD, Link, start_link, write_inventory
 from .fake_unit import FakeUnit, Script, endless
 from .peak import run_measured
@@ -66,7 +67,8 @@ def _pull(
     pw = base / "pw.txt"
     pw.write_text(PASSWORD)
     creds = link.dir / "docks" / "dock1"
-    args = [*BODYCAM_DOCK, "pull", "--unit", "{}:{}".format(*address), "--dock-dir", str(dock_dir)]
+    args = [*BODYCAM_DOCK, "pull", *EN_ARGS, "--unit", "{}:{}".format(*address)]
+    args += ["--dock-dir", str(dock_dir)]
     args += ["--cert", str(creds / "dock.crt"), "--key", str(creds / "dock.key")]
     args += ["--ca", str(link.dir / "ca.crt"), "--password-file", str(pw)]
     args += ["--fingerprint", "match", "--inventory", str(inventory or link.inventory), *extra]
@@ -296,7 +298,8 @@ def test_a_dripping_unit_ends_at_its_deadline_while_another_is_pulled(
     by = {s.serial: s for s in states}
     assert by["BC-TEST-0002"].stage == "released", by["BC-TEST-0002"].detail
     assert by["BC-TEST-0001"].stage == "failed"
-    assert "deadline passed" in by["BC-TEST-0001"].detail, by["BC-TEST-0001"].detail
+    said = by["BC-TEST-0001"].detail_text(english())
+    assert "deadline passed" in said, said
     assert not fake.saw("POST /v1/receipt")
 
 

@@ -91,10 +91,14 @@ def test_pip_install_dock_extra_into_a_fresh_venv_gives_a_working_bodycam_dock(
     dock = env_dir / "bin" / "bodycam-dock"
     r = subprocess.run([dock, "report", "--dock-dir", str(tmp_path / "d")], capture_output=True,
                        text=True, timeout=300)  # fmt: skip
+    # Chinese by default: the build compiled the catalog and the install holds it
+    assert r.returncode == 2 and r.stderr == f"dock: {tmp_path / 'd'} 不是采集工作站文件夹\n"
+    r = subprocess.run([dock, "report", "--dock-dir", str(tmp_path / "d"), "--language", "en"],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
     assert r.returncode == 2 and r.stderr == f"dock: {tmp_path / 'd'} is not a dock folder\n"
     (tmp_path / "d").mkdir()
-    r = subprocess.run([dock, "report", "--dock-dir", str(tmp_path / "d")], capture_output=True,
-                       text=True, timeout=300)  # fmt: skip
+    r = subprocess.run([dock, "report", "--dock-dir", str(tmp_path / "d"), "--language", "en"],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
     assert r.returncode == 0 and "no units pulled yet" in r.stdout, r.stdout + r.stderr
     # the templates are package data: the page and the court report render from the install
     r = subprocess.run(

@@ -39,9 +39,11 @@ from dock.compliance.web.clock import Clock
 from dock.compliance.web.names import SegmentConverter
 from dock.compliance.web.serve import create_app, listen
 from dock.index import Index
+from link.locale import Locale
 from sealing import layout
 
 from .conftest import BODYCAM_DOCK, make_unit, write_segment
+from .english import EN_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 SERIAL = "BC-NAMES-0001"
@@ -56,6 +58,11 @@ NAMES = (
 )
 FORMULA_STARTS = ("=", "+", "-", "@")
 
+
+# English in UTC, chosen as an operator chooses them (the default is Chinese,
+# Asia/Shanghai): for the tests that read the page's English words and times.
+EN_UTC = Locale("en", "UTC")
+EN_UTC_ARGS = (*EN_ARGS, "--timezone", "UTC")
 
 # -- the dock ----------------------------------------------------------------------
 
@@ -113,10 +120,13 @@ class FakeClock:
 
 
 @contextmanager
-def in_process(dock: Path, clock: FakeClock | None = None) -> Iterator[str]:
+def in_process(
+    dock: Path, clock: FakeClock | None = None, locale: Locale | None = None
+) -> Iterator[str]:
     """The page's app under waitress, as `bodycam-dock page` runs it, in a
-    thread of this process: its URL."""
-    app = create_app(dock, clock=clock.clock() if clock else None)
+    thread of this process: its URL. `locale`: the dock's language and zone
+    (default dock.toml's: none here, so Chinese and Asia/Shanghai)."""
+    app = create_app(dock, clock=clock.clock() if clock else None, locale=locale)
     page = listen(app, "127.0.0.1", 0)
     thread = threading.Thread(target=page.run, daemon=True)
     thread.start()
@@ -129,13 +139,14 @@ def in_process(dock: Path, clock: FakeClock | None = None) -> Iterator[str]:
 
 
 @contextmanager
-def cli_page(dock: Path) -> Iterator[str]:
-    """`bodycam-dock page` in its own process: its URL. Its log goes to a file
-    beside the dock (a pipe nobody reads would stall it once full)."""
+def cli_page(dock: Path, *extra: str) -> Iterator[str]:
+    """`bodycam-dock page` in its own process (`extra`: more of its
+    arguments): its URL. Its log goes to a file beside the dock (a pipe
+    nobody reads would stall it once full)."""
     log = dock.parent / "page.log"
     with log.open("a") as err:
         proc = subprocess.Popen(
-            [*BODYCAM_DOCK, "page", "--dock-dir", str(dock), "--port", "0"],
+            [*BODYCAM_DOCK, "page", "--dock-dir", str(dock), "--port", "0", *extra],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -323,7 +334,7 @@ def test_signing_in_never_leads_off_the_page(dock: Path) -> None:
 
 
 def test_a_browser_signing_in_stays_on_the_page(browser: Any, dock: Path) -> None:
-    with cli_page(dock) as base:
+    with cli_page(dock, *EN_UTC_ARGS) as base:
         host = urlsplit(base).netloc
         ctx = browser.new_context()
         page = ctx.new_page()
@@ -352,7 +363,7 @@ def _browser_sign_in(page: Any, password: str = PASSWORD) -> None:
 
 
 def test_a_cookie_replayed_after_signing_out_is_refused(browser: Any, dock: Path) -> None:
-    with cli_page(dock) as base:
+    with cli_page(dock, *EN_UTC_ARGS) as base:
         ctx = browser.new_context()
         page = ctx.new_page()
         page.goto(base)
@@ -400,7 +411,7 @@ def test_a_new_password_ends_every_session(dock: Path, tmp_path: Path) -> None:
 
 def test_a_session_ends_after_eight_hours_and_not_by_a_forged_form(dock: Path) -> None:
     clock = FakeClock()
-    with in_process(dock, clock) as base:
+    with in_process(dock, clock, EN_UTC) as base:
         c = Client(base)
         assert c.sign_in(SUPERVISOR, PASSWORD).status == 302
         for token in ("not-the-token", "%C3%A9"):  # é: once a 500, from compare_digest
@@ -419,18 +430,20 @@ def test_a_session_ends_after_eight_hours_and_not_by_a_forged_form(dock: Path) -
 
 
 def _locked_until(answer: Answer) -> str:
-    found = re.search(r"is locked until\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)", answer.text)
+    found = re.search(
+        r"is locked until\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d \(UTC\))", answer.text
+    )
     assert found, answer.text[:2000]
     return found.group(1)
 
 
 def _utc(wall: float) -> str:
-    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%d %H:%M:%S +00:00 (UTC)")
 
 
 def test_twenty_wrong_passwords_then_the_right_one(dock: Path) -> None:
     clock = FakeClock()
-    with in_process(dock, clock) as base:
+    with in_process(dock, clock, EN_UTC) as base:
         c = Client(base)
         # back to back: three are checked, then the name is locked and the
         # rest are refused unchecked, the right password as well
@@ -451,7 +464,7 @@ def test_twenty_wrong_passwords_then_the_right_one(dock: Path) -> None:
         clock.advance(899)
         assert c.sign_in(SUPERVISOR, PASSWORD).status == 429  # still locked
     # a restart keeps the lock: the real command, on the real clock
-    with cli_page(dock) as base:
+    with cli_page(dock, *EN_UTC_ARGS) as base:
         refused = Client(base).sign_in(SUPERVISOR, PASSWORD)
         assert refused.status == 429 and "sergeant.ames" in refused.text
     # and it ends when its time has passed, after the restart too
@@ -476,7 +489,7 @@ def test_twenty_wrong_passwords_then_the_right_one(dock: Path) -> None:
 
 def test_an_address_that_guesses_many_names_is_locked(dock: Path) -> None:
     clock = FakeClock()
-    with in_process(dock, clock) as base:
+    with in_process(dock, clock, EN_UTC) as base:
         c = Client(base)
         assert c.sign_in(SUPERVISOR, "wrong-password-x").status == 401
         for i in range(9):  # ten names, each wrong once: the address is locked
@@ -496,7 +509,7 @@ def test_an_address_that_guesses_many_names_is_locked(dock: Path) -> None:
 
 def test_nobody_signs_in_when_the_attempt_cannot_be_recorded(dock: Path) -> None:
     (dock / "signins.jsonl").mkdir()  # something the page cannot append to
-    with in_process(dock) as base:
+    with in_process(dock, locale=EN_UTC) as base:
         c = Client(base)
         refused = c.sign_in(SUPERVISOR, PASSWORD)
         assert refused.status == 503 and "cannot record sign-in attempts" in refused.text
@@ -507,7 +520,7 @@ def test_nobody_signs_in_when_the_attempt_cannot_be_recorded(dock: Path) -> None
 def test_an_unreadable_lock_file_stops_the_page(dock: Path) -> None:
     (dock / "signin-locks.json").write_text("{not json")
     r = subprocess.run(
-        [*BODYCAM_DOCK, "page", "--dock-dir", str(dock), "--port", "0"],
+        [*BODYCAM_DOCK, "page", "--dock-dir", str(dock), "--port", "0", *EN_UTC_ARGS],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
     assert r.returncode == 2 and r.stderr.startswith("dock: "), r.stderr
@@ -548,7 +561,7 @@ def _pdf_words(path: Path) -> str:
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(path.read_text())))
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
 
 
 def _as_spreadsheet_safe(name: str) -> str:
@@ -559,7 +572,7 @@ def _as_spreadsheet_safe(name: str) -> str:
 def test_names_are_shown_as_recorded_everywhere(
     browser: Any, names_dock: Path, tmp_path: Path
 ) -> None:
-    with cli_page(names_dock) as base:
+    with cli_page(names_dock, *EN_UTC_ARGS) as base:
         ctx = browser.new_context(accept_downloads=True)
         page = ctx.new_page()
         page.goto(base)
@@ -582,7 +595,7 @@ def test_names_are_shown_as_recorded_everywhere(
                 page.click("#csv")
             saved = tmp_path / f"officer{i}.csv"
             got.value.save_as(saved)
-            officers = {r["officer"] for r in _csv_rows(saved)}
+            officers = {r["Officer"] for r in _csv_rows(saved)}
             assert officers == {_as_spreadsheet_safe(name)}, officers
             with page.expect_download() as got:
                 page.click("#pdf")

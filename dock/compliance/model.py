@@ -8,9 +8,14 @@ Output: frozen dataclasses, nothing else; `bodycam-dock report` prints them
 as text and the page (dock/compliance/web/) draws them.
 
 Times are the unit's wall clock as stamped in each record (microseconds since
-the epoch); every record also says how far that clock was trusted, and the
-clock changes are events of their own. **Days are UTC dates**: a day runs
-from 00:00 to 24:00 UTC, whatever the dock's local time zone.
+the epoch, UTC); every record also says how far that clock was trusted, and
+the clock changes are events of their own. **Days are dates in the dock's
+time zone** (`<dock>/dock.toml` [locale], Asia/Shanghai by default): a day
+runs from local midnight to local midnight.
+
+What people read (event and finding texts, labels) is made of `Msg`s
+(dock/texts.py), translated where it is shown: the model itself speaks no
+language. Which note judges which resume is `sealing.recordings`' rule.
 
 A recording is what `sealing.recordings` says it is: a `record_start`
 record and everything up to its `record_stop` (or the power loss or reboot
@@ -23,16 +28,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from link.locale import Locale
 from sealing import layout
-from sealing.recordings import ENDS, recordings, utc_text
+from sealing.recordings import ENDS, ResumeNote, recordings, resume_notes
 from sealing.records import Record, RecordError, parse_line
 
+from .. import chain_codes as codes
 from ..index import VERIFICATION, Index
+from ..texts import Msg, msg, zone_day, zone_day_bounds
 
+DEFAULT_LOCALE = Locale()  # Simplified Chinese, Asia/Shanghai: what a dock without dock.toml uses
 LATE_AFTER_S = 24 * 3600  # R15: media is exported within a day of being recorded
 GAP_S = 1.0  # a shorter break between two segments is the rollover itself
 
@@ -42,18 +51,47 @@ FAILED = "failed"
 NOT_CHECKED = "not checked"
 
 # What a finding is called where people read it.
-FINDINGS = {
-    "note_missing": "spoken note missing",
-    "late_export": "late export",
-    "unmarked": "unmarked recording",
-    "unexplained_gap": "unexplained gap",
-    "not_verified": "not verified",
+FINDINGS: dict[str, Msg] = {
+    "note_missing": msg("Spoken reason missing"),
+    "late_export": msg("Late export"),
+    "unmarked": msg("Unmarked recording"),
+    "unexplained_gap": msg("Unexplained gap"),
+    "not_verified": msg("Not verified"),
+}
+VERIFICATION_STATES: dict[str, Msg] = {
+    VERIFIED: msg("verified"),
+    INCOMPLETE: msg("incomplete"),
+    FAILED: msg("failed"),
+    NOT_CHECKED: msg("not checked"),
+}
+EVENT_KINDS: dict[str, Msg] = {
+    "start": msg("start"),
+    "stop": msg("stop"),
+    "pause": msg("pause"),
+    "resume": msg("resume"),
+    "note": msg("spoken reason"),
+    "gap": msg("gap"),
+    "clock": msg("clock"),
+    "fault": msg("fault"),
+    "mark": msg("mark"),
+    "still": msg("still photo"),
+    "warning": msg("warning"),
+    "boot": msg("power on"),
+}
+NOTE_STATES: dict[str, Msg] = {
+    "given": msg("given"),
+    "MISSING": msg("MISSING"),
+    "pending": msg("not judged yet"),
+}
+GAP_STATES: dict[str, Msg] = {
+    "explained": msg("explained"),
+    "unexplained": msg("UNEXPLAINED"),
 }
 STOP_CAUSES_FLAGGED = ("battery", "storage")  # stops the unit made, not the officer
 
 
 class DockUnreadable(Exception):
-    """The dock's copy of a unit cannot be read; the message says why."""
+    """The dock's copy of a unit cannot be read; its Msg says why."""
 
 
 # -- input: the verification the pull wrote -----------------------------------
@@ -164,8 +202,26 @@ class Event:
     serial: str
     officer: str
     recording: int | None
-    text: str
+    text: Msg
     state: str = ""
+
+    @property
+    def kind_label(self) -> Msg | str:
+        return EVENT_KINDS.get(self.kind, self.kind)
+
+    @property
+    def state_label(self) -> Msg | str:
+        """The state as people read it: a note's verdict, a stop's cause, a
+        gap's explanation, a clock's trust."""
+        if self.kind in ("resume", "note"):
+            return NOTE_STATES.get(self.state, self.state)
+        if self.kind == "gap":
+            return GAP_STATES.get(self.state, self.state)
+        if self.kind == "clock":
+            return codes.clock_state(self.state)
+        if self.kind in ("start", "stop") and self.state:
+            return codes.cause(self.state)
+        return self.state
 
     @property
     def flagged(self) -> bool:
@@ -186,10 +242,10 @@ class Finding:
     serial: str
     officer: str
     recording: int | None
-    text: str
+    text: Msg
 
     @property
-    def label(self) -> str:
+    def label(self) -> Msg:
         return FINDINGS[self.kind]
 
 
@@ -202,7 +258,7 @@ class Gap:
     seq: int  # the segment after the gap
     at_us: int
     until_us: int
-    explained_by: str | None  # "pause: privacy", "record_stop: battery"; None: nothing
+    explained_by: Msg | None  # "pause (privacy)", "stop (battery exhausted)"; None: nothing
 
 
 @dataclass(frozen=True)
@@ -210,7 +266,7 @@ class RecordingView:
     serial: str
     start_seq: int
     last_seq: int
-    ended_by: str
+    ended_by: Msg
     officer: str
     start_us: int
     end_us: int
@@ -256,15 +312,16 @@ class UnitCompliance:
     gaps: tuple[Gap, ...]
     counts: Counts
     verification: Verification | None
-    verification_note: str = ""  # why there is none, when there is none
+    verification_note: Msg | None = None  # why there is none, when there is none
     late_after_s: int = LATE_AFTER_S
+    locale: Locale = DEFAULT_LOCALE  # whose days: the dock's zone
 
     def days(self) -> list[date]:
-        """Every UTC day something of this unit happened on."""
+        """Every local day (the dock's zone) something of this unit happened on."""
         stamps = [e.at_us for e in self.events] + [f.at_us for f in self.findings]
         for s in self.spans:
             stamps += [s.start_us, s.end_us]
-        return sorted({day_of(us) for us in stamps})
+        return sorted({day_of(us, self.locale) for us in stamps})
 
     def findings_of(self, kind: str) -> list[Finding]:
         return [f for f in self.findings if f.kind == kind]
@@ -272,7 +329,7 @@ class UnitCompliance:
 
 @dataclass(frozen=True)
 class Day:
-    """One UTC day of a unit or of an officer."""
+    """One local day (the dock's zone) of a unit or of an officer."""
 
     day: date
     spans: tuple[Span, ...]
@@ -293,18 +350,20 @@ def analyse(
     held: Mapping[str, Mapping[str, Any]],
     verification: Verification | None = None,
     late_after_s: int = LATE_AFTER_S,
-    verification_note: str = "",
+    verification_note: Msg | None = None,
+    locale: Locale = DEFAULT_LOCALE,
 ) -> UnitCompliance:
     """The whole unit: `records` its chain in order (at least genesis), `held`
-    the index rows of the segments the dock holds (file -> row)."""
+    the index rows of the segments the dock holds (file -> row), `locale`
+    the dock's (its zone makes the days)."""
     if not records:
-        raise DockUnreadable(f"{serial}: the dock holds an empty chain")
+        raise DockUnreadable(msg("%(serial)s: the dock holds an empty chain", serial=serial))
     by_seq = {r.seq: r for r in records}
     recs = [list(rec.records) for rec in recordings(records)]
     owner = {r.seq: group[0].seq for group in recs for r in group}  # seq -> its recording
     gaps = _gaps(records)
     late = _late(held, late_after_s)
-    notes = _notes(records)
+    notes = resume_notes(records)
     events = _events(serial, records, owner, gaps, notes)
     spans = [s for group in recs for s in _spans(serial, group)]
     spans += [
@@ -327,34 +386,8 @@ def analyse(
         verification=verification,
         verification_note=verification_note,
         late_after_s=late_after_s,
+        locale=locale,
     )
-
-
-@dataclass(frozen=True)
-class _Note:
-    """A resume_note record and the resume it judges (None: no resume before it)."""
-
-    record: Record
-    resume: Record | None
-
-    @property
-    def given(self) -> bool:
-        return bool(self.record.body.get("given"))
-
-
-def _notes(records: Sequence[Record]) -> list[_Note]:
-    """Every resume is followed by one resume_note before the next pause or
-    stop (docs/STATES.md, invariants): pair them in chain order."""
-    out, waiting = [], None
-    for r in records:
-        if r.type == "resume":
-            waiting = r
-        elif r.type == "resume_note":
-            out.append(_Note(r, waiting))
-            waiting = None
-        elif r.type in ("boot",):
-            waiting = None  # a reboot ends the note window unjudged
-    return out
 
 
 def _gaps(records: Sequence[Record]) -> list[Gap]:
@@ -377,7 +410,7 @@ def _gaps(records: Sequence[Record]) -> list[Gap]:
             continue
         why = next(
             (
-                f"{r.type}: {r.body.get('reason') or r.body.get('cause')}"
+                _explains(r)
                 for r in records
                 if a.seq < r.seq < b.seq and r.type in ("pause", "record_stop")
             ),
@@ -396,6 +429,13 @@ def _gaps(records: Sequence[Record]) -> list[Gap]:
     return out
 
 
+def _explains(r: Record) -> Msg:
+    """What a pause or stop between two segments says about the break."""
+    if r.type == "pause":
+        return msg("pause (%(reason)s)", reason=codes.cause(r.body.get("reason")))
+    return msg("stop (%(cause)s)", cause=codes.cause(r.body.get("cause")))
+
+
 def _late(held: Mapping[str, Mapping[str, Any]], late_after_s: int) -> dict[str, Mapping[str, Any]]:
     """Held segments stored more than late_after_s after they ended (R15)."""
     return {
@@ -406,7 +446,7 @@ def _late(held: Mapping[str, Mapping[str, Any]], late_after_s: int) -> dict[str,
     }
 
 
-def _note_state(note: _Note | None) -> str:
+def _note_state(note: ResumeNote | None) -> str:
     if note is None:
         return "pending"
     return "given" if note.given else "MISSING"
@@ -417,19 +457,20 @@ def _events(
     records: Sequence[Record],
     owner: dict[int, int],
     gaps: list[Gap],
-    notes: list[_Note],
+    notes: list[ResumeNote],
 ) -> list[Event]:
     judged = {n.resume.seq: n for n in notes if n.resume is not None}
+    orphans = {n.note.seq for n in notes if n.resume is None}
     by_seq = {r.seq: r for r in records}
     out = []
 
-    def add(r: Record, kind: str, text: str, state: str = "", at: int | None = None) -> None:
+    def add(r: Record, kind: str, text: Msg, state: str = "", at: int | None = None) -> None:
         at = r.stamp.wall_us if at is None else at
         out.append(Event(kind, at, r.seq, serial, r.officer, owner.get(r.seq), text, state))
 
     before: str | None = None
     for r in records:
-        said = _describe(r, judged)
+        said = _describe(r, judged, orphans)
         if said is not None:
             add(r, *said)
         if r.type == "clock":
@@ -437,86 +478,149 @@ def _events(
         elif before is not None and r.stamp.clock_state != before:
             # the clock's trust changed without a clock record: a boot, or holdover ending
             now = r.stamp.clock_state
-            add(r, "clock", f"clock {before} -> {now} (source {r.stamp.clock_source})", now)
+            text = msg(
+                "clock %(before)s -> %(now)s (source: %(source)s)",
+                before=codes.clock_state(before),
+                now=codes.clock_state(now),
+                source=codes.clock_source(r.stamp.clock_source),
+            )
+            add(r, "clock", text, now)
         before = r.stamp.clock_state
     for g in gaps:
-        text = (
-            f"{g.seconds:.1f} s gap before segment {g.before_segno} "
-            f"({g.explained_by or 'UNEXPLAINED'})"
-        )
+        if g.explained_by is not None:
+            text = msg(
+                "%(seconds).1f s gap before segment %(segno)s (%(why)s)",
+                seconds=g.seconds,
+                segno=g.before_segno,
+                why=g.explained_by,
+            )
+        else:
+            text = msg(
+                "%(seconds).1f s gap before segment %(segno)s (UNEXPLAINED)",
+                seconds=g.seconds,
+                segno=g.before_segno,
+            )
         add(by_seq[g.seq], "gap", text, "explained" if g.explained_by else "unexplained", g.at_us)
     return out
 
 
-NOTE_SAID = {
-    "given": "spoken note given",
-    "MISSING": "spoken note MISSING",
-    "pending": "spoken note not judged yet",
+NOTE_SAID: dict[str, Msg] = {
+    "given": msg("spoken reason given"),
+    "MISSING": msg("spoken reason MISSING"),
+    "pending": msg("spoken reason not judged yet"),
 }
 
 
-def _describe(r: Record, judged: Mapping[int, _Note]) -> tuple[str, str, str] | None:
+def _describe(
+    r: Record, judged: Mapping[int, ResumeNote], orphans: set[int]
+) -> tuple[str, Msg, str] | None:
     """(kind, text, state) of a record that is an event; None for the rest
     (clock records are described by `_clock_text`)."""
     b, t = r.body, r.type
     if t == "record_start":
-        return "start", f"recording started ({b.get('cause', '?')})", str(b.get("cause", ""))
+        text = msg("recording started (%(cause)s)", cause=codes.cause(b.get("cause")))
+        return "start", text, str(b.get("cause", ""))
     if t == "record_stop":
         cause = str(b.get("cause", "?"))
-        return "stop", f"recording stopped ({cause})", cause
+        return "stop", msg("recording stopped (%(cause)s)", cause=codes.cause(cause)), cause
     if t == "pause":
-        return "pause", f"paused (reason: {b.get('reason', '?')})", ""
+        return "pause", msg("paused (reason: %(reason)s)", reason=codes.cause(b.get("reason"))), ""
     if t == "resume":
         state = _note_state(judged.get(r.seq))
-        return "resume", f"resumed ({b.get('cause', '?')}); {NOTE_SAID[state]}", state
-    if t == "resume_note" and all(n.record is not r for n in judged.values()):
-        state = "given" if b.get("given") else "MISSING"
-        return "note", f"spoken note {state} (no resume before it)", state
+        text = msg(
+            "resumed (%(cause)s); %(note)s",
+            cause=codes.cause(b.get("cause")),
+            note=NOTE_SAID[state],
+        )
+        return "resume", text, state
+    if t == "resume_note" and r.seq in orphans:
+        if b.get("given") is True:
+            return "note", msg("spoken reason given, but no resume it belongs to"), "given"
+        return "note", msg("spoken reason MISSING, and no resume it belongs to"), "MISSING"
     if t == "mark":
-        return "mark", f"marked: {b.get('flag') or b.get('retention') or '?'}", ""
+        return (
+            "mark",
+            msg("marked: %(flag)s", flag=codes.flag(b.get("flag") or b.get("retention"))),
+            "",
+        )
     if t == "still":
-        return "still", f"still photo {b.get('file', '')}", ""
+        return "still", msg("still photo %(file)s", file=str(b.get("file", ""))), ""
     if t in ("fault", "power_loss"):
         return "fault", _fault_text(r), ""
-    if t == "stall":  # nothing taken in over a span: a gap, with its reason
-        return "fault", f"stall: {b.get('reason', '?')}", ""
+    if t == "stall":  # nothing taken in over a span: a gap, with its length
+        span = b.get("span_us")
+        seconds = span / 1e6 if isinstance(span, int) and not isinstance(span, bool) else 0.0
+        return "fault", msg("stall: nothing taken in for %(seconds).1f s", seconds=seconds), ""
     if t == "recovered":  # a device back after a fault: the gap it left is explained
         gap = b.get("gap_us") or 0
-        return "fault", f"{b.get('what', '?')} back after {gap / 1e6:.1f} s", ""
-    if t in ("battery_low", "storage_low"):
-        return "warning", t.replace("_", " "), ""
+        text = msg(
+            "%(device)s back after %(seconds).1f s",
+            device=codes.device(b.get("what")),
+            seconds=gap / 1e6 if isinstance(gap, int | float) else 0.0,
+        )
+        return "fault", text, ""
+    if t == "battery_low":
+        return "warning", msg("battery low"), ""
+    if t == "storage_low":
+        return "warning", msg("storage low"), ""
     if t == "boot":
-        return "boot", f"unit powered on ({b.get('cause', '?')})", ""
+        return "boot", msg("unit powered on (%(cause)s)", cause=codes.cause(b.get("cause"))), ""
     return None
 
 
-def _fault_text(r: Record) -> str:
+def _fault_text(r: Record) -> Msg:
     b = r.body
     if r.type == "power_loss":
-        sealed = f" (segment {b['file']} sealed at recovery)" if b.get("file") else ""
-        return f"power loss{sealed}"
-    what = b.get("what") or b.get("cause") or "?"
+        if b.get("file"):
+            return msg("power loss (segment %(file)s sealed at recovery)", file=str(b["file"]))
+        return msg("power loss")
+    what = codes.device(b.get("what") or b.get("cause"))
     reason = b.get("reason")
-    return f"fault: {what}{f' ({reason})' if reason else ''}"
+    if reason:
+        return msg("fault: %(device)s (%(reason)s)", device=what, reason=str(reason))
+    return msg("fault: %(device)s", device=what)
 
 
-def _clock_text(r: Record) -> str:
+def _clock_text(r: Record) -> Msg:
     b = r.body
-    state = b.get("state") or r.stamp.clock_state
+    state = codes.clock_state(b.get("state") or r.stamp.clock_state)
     if b.get("event") == "rtc":
-        took = "taken" if b.get("adopted") else "refused"
-        return f"clock: RTC read at power-on, {took} ({b.get('reason', '?')}), clock {state}"
+        reason = str(b.get("reason", "?"))
+        if b.get("adopted"):
+            return msg(
+                "clock: real-time clock read at power-on and taken (%(reason)s); clock %(state)s",
+                reason=reason,
+                state=state,
+            )
+        return msg(
+            "clock: real-time clock read at power-on and refused (%(reason)s); clock %(state)s",
+            reason=reason,
+            state=state,
+        )
     if b.get("event") == "foreign_step":
-        step = b.get("system_step_us", 0) / 1e6
-        return f"clock: the system clock was stepped {step:+.3f} s by something else; ignored"
+        step = _number(b.get("system_step_us")) / 1e6
+        return msg(
+            "clock: the system clock was stepped %(step)+.3f s by something else; ignored",
+            step=step,
+        )
     if b.get("event") == "expired":
-        return "clock: holdover expired, clock unverified"
+        return msg("clock: holdover expired, clock unverified")
     if "step_us" in b or "after_us" in b:
-        step = b.get("step_us")
-        if step is None:
-            step = b.get("after_us", 0) - b.get("before_us", 0)
-        return f"clock stepped {step / 1e6:+.3f} s from {b.get('source', '?')}, clock {state}"
-    return f"clock: {state}"
+        stepped = b.get("step_us")
+        if stepped is None:
+            stepped = _number(b.get("after_us")) - _number(b.get("before_us"))
+        return msg(
+            "clock stepped %(step)+.3f s from %(source)s; clock %(state)s",
+            step=_number(stepped) / 1e6,
+            source=codes.clock_source(b.get("source")),
+            state=state,
+        )
+    return msg("clock: %(state)s", state=state)
+
+
+def _number(v: object) -> float:
+    """A chain number, or 0 for anything else (a hostile record is shown, not trusted)."""
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
 
 
 def _spans(serial: str, group: list[Record]) -> list[Span]:
@@ -565,7 +669,7 @@ def _last_moment(group: Sequence[Record]) -> int:
 def _view(
     serial: str,
     group: list[Record],
-    notes: list[_Note],
+    notes: list[ResumeNote],
     late: Mapping[str, Any],
     verification: Verification | None,
 ) -> RecordingView:
@@ -575,14 +679,16 @@ def _view(
         for r in group
         if r.type in ("segment", "still", "power_loss") and isinstance(r.body.get("file"), str)
     )
-    mine = [n for n in notes if n.record.seq in seqs]
+    mine = [n for n in notes if n.note.seq in seqs]
     last = group[-1]
     if last.type == "record_stop":
-        ended = f"stop ({last.body.get('cause', '?')})"
-    elif last.type in ENDS:
-        ended = {"boot": "reboot", "power_loss": "power loss"}[last.type]
+        ended = msg("stop (%(cause)s)", cause=codes.cause(last.body.get("cause")))
+    elif last.type == "boot":
+        ended = msg("reboot")
+    elif last.type == "power_loss":
+        ended = msg("power loss")
     else:
-        ended = "still recording when pulled"
+        ended = msg("still recording when pulled")
     return RecordingView(
         serial=serial,
         start_seq=group[0].seq,
@@ -594,7 +700,7 @@ def _view(
         segments=files,
         marks=tuple(
             str(r.body.get("flag") or r.body.get("retention")) for r in group if r.type == "mark"
-        ),
+        ),  # codes: shown through chain_codes.flag
         notes_given=sum(n.given for n in mine),
         notes_missing=sum(not n.given for n in mine),
         late=tuple(f for f in files if f in late),
@@ -607,7 +713,7 @@ def _findings(
     records: Sequence[Record],
     owner: dict[int, int],
     gaps: list[Gap],
-    notes: list[_Note],
+    notes: list[ResumeNote],
     late: Mapping[str, Mapping[str, Any]],
     views: list[RecordingView],
     late_after_s: int,
@@ -616,17 +722,21 @@ def _findings(
     out = []
     for n in notes:
         if not n.given:
-            at = n.resume or n.record  # where it happened: the resume that asked
+            at = n.resume or n.note  # where it happened: the resume that asked
             out.append(
                 Finding(
                     "note_missing",
                     at.stamp.wall_us,
-                    n.record.seq,
+                    n.note.seq,
                     serial,
-                    n.record.officer,
-                    owner.get(n.record.seq),
-                    f"resume at record {at.seq}: no spoken reason was heard "
-                    f"(resume_note record {n.record.seq})",
+                    n.note.officer,
+                    owner.get(n.note.seq),
+                    msg(
+                        "resume at record %(resume)s: no spoken reason was heard "
+                        "(resume_note record %(note)s)",
+                        resume=at.seq,
+                        note=n.note.seq,
+                    ),
                 )
             )
     for g in gaps:
@@ -639,10 +749,15 @@ def _findings(
                     serial,
                     by_seq[g.seq].officer,
                     owner.get(g.seq),
-                    f"{g.seconds:.1f} s with no segment before segment {g.before_segno}, "
-                    "and no pause or stop recorded",
+                    msg(
+                        "%(seconds).1f s with no segment before segment %(segno)s, "
+                        "and no pause or stop recorded",
+                        seconds=g.seconds,
+                        segno=g.before_segno,
+                    ),
                 )
             )
+    limit_h = f"{late_after_s / 3600:g}"
     for f, row in sorted(late.items(), key=lambda kv: kv[1]["seq"]):
         hours = (row["stored_us"] - row["end_wall_us"]) / 3.6e9
         out.append(
@@ -653,8 +768,13 @@ def _findings(
                 serial,
                 str(row["officer"] or ""),
                 owner.get(row["seq"]),
-                f"{f} reached the dock {hours:.1f} h after it was recorded "
-                f"(limit {late_after_s / 3600:g} h)",
+                msg(
+                    "%(file)s reached the dock %(hours).1f h after it was recorded "
+                    "(limit %(limit)s h)",
+                    file=f,
+                    hours=hours,
+                    limit=limit_h,
+                ),
             )
         )
     for v in views:
@@ -667,7 +787,7 @@ def _findings(
                     serial,
                     v.officer,
                     v.start_seq,
-                    f"recording {v.start_seq} has no evidence mark",
+                    msg("recording %(seq)s has no evidence mark", seq=v.start_seq),
                 )
             )
         if v.verification in (FAILED, INCOMPLETE):
@@ -679,13 +799,17 @@ def _findings(
                     serial,
                     v.officer,
                     v.start_seq,
-                    f"recording {v.start_seq}: verification {v.verification}",
+                    msg(
+                        "recording %(seq)s: verification %(state)s",
+                        seq=v.start_seq,
+                        state=VERIFICATION_STATES[v.verification],
+                    ),
                 )
             )
     return out
 
 
-def _counts(records: Sequence[Record], notes: list[_Note], late: Mapping[str, Any]) -> Counts:
+def _counts(records: Sequence[Record], notes: list[ResumeNote], late: Mapping[str, Any]) -> Counts:
     media = [r for r in records if r.type in ("segment", "still")]
     segs = [r for r in media if r.type == "segment"]
     pauses = [r for r in records if r.type == "pause"]
@@ -697,7 +821,7 @@ def _counts(records: Sequence[Record], notes: list[_Note], late: Mapping[str, An
         pauses=len(pauses),
         pause_reasons=tuple(sorted({str(p.body.get("reason")) for p in pauses})),
         notes_given=sum(n.given for n in notes),
-        notes_missing=tuple(n.record.seq for n in notes if not n.given),
+        notes_missing=tuple(n.note.seq for n in notes if not n.given),
         unverified_records=sum(r.stamp.clock_state == "unverified" for r in records),
         clock_records=sum(r.type == "clock" for r in records),
         faults=tuple(
@@ -713,17 +837,14 @@ def _counts(records: Sequence[Record], notes: list[_Note], late: Mapping[str, An
 # -- days and officers ----------------------------------------------------------
 
 
-def day_of(us: int) -> date:
-    """The UTC date of a wall-clock stamp."""
-    return datetime.fromtimestamp(us / 1e6, UTC).date()
+def day_of(us: int, locale: Locale) -> date:
+    """The local date (the dock's zone) of a wall-clock stamp."""
+    return zone_day(us, locale)
 
 
-def day_bounds(d: date) -> tuple[int, int]:
-    """[00:00, 24:00) UTC of a day, in microseconds since the epoch."""
-    start = datetime(d.year, d.month, d.day, tzinfo=UTC)
-    return int(start.timestamp()) * 1_000_000, int(
-        (start + timedelta(days=1)).timestamp()
-    ) * 1_000_000
+def day_bounds(d: date, locale: Locale) -> tuple[int, int]:
+    """[00:00, 24:00) local time of a day, in microseconds since the epoch."""
+    return zone_day_bounds(d, locale)
 
 
 def _clip(spans: Iterable[Span], lo: int, hi: int) -> list[Span]:
@@ -746,12 +867,13 @@ def _clip(spans: Iterable[Span], lo: int, hi: int) -> list[Span]:
 
 def _day(
     d: date,
+    locale: Locale,
     spans: Iterable[Span],
     events: Iterable[Event],
     findings: Iterable[Finding],
     views: Iterable[RecordingView],
 ) -> Day:
-    lo, hi = day_bounds(d)
+    lo, hi = day_bounds(d, locale)
     return Day(
         day=d,
         spans=tuple(_clip(spans, lo, hi)),
@@ -762,7 +884,7 @@ def _day(
 
 
 def unit_day(unit: UnitCompliance, d: date) -> Day:
-    return _day(d, unit.spans, unit.events, unit.findings, unit.recordings)
+    return _day(d, unit.locale, unit.spans, unit.events, unit.findings, unit.recordings)
 
 
 def officers(units: Iterable[UnitCompliance]) -> list[str]:
@@ -770,8 +892,9 @@ def officers(units: Iterable[UnitCompliance]) -> list[str]:
     return sorted({v.officer for u in units for v in u.recordings})
 
 
-def officer_days(units: Sequence[UnitCompliance], officer: str) -> list[Day]:
-    """The officer's days on every unit: what their records and recordings show."""
+def officer_days(units: Sequence[UnitCompliance], officer: str, locale: Locale) -> list[Day]:
+    """The officer's days on every unit (local days in `locale`'s zone):
+    what their records and recordings show."""
     spans = [s for u in units for s in u.spans if s.officer == officer]
     events = sorted(
         (e for u in units for e in u.events if e.officer == officer), key=lambda e: e.at_us
@@ -780,31 +903,35 @@ def officer_days(units: Sequence[UnitCompliance], officer: str) -> list[Day]:
         (f for u in units for f in u.findings if f.officer == officer), key=lambda f: f.at_us
     )
     views = [v for u in units for v in u.recordings if v.officer == officer]
-    days = {day_of(v.start_us) for v in views} | {day_of(v.end_us) for v in views}
-    days |= {day_of(f.at_us) for f in findings}
-    return [_day(d, spans, events, findings, views) for d in sorted(days)]
+    days = {day_of(v.start_us, locale) for v in views} | {day_of(v.end_us, locale) for v in views}
+    days |= {day_of(f.at_us, locale) for f in findings}
+    return [_day(d, locale, spans, events, findings, views) for d in sorted(days)]
 
 
 # -- reading the dock (read only) ---------------------------------------------
 
 
-def read_verification(unit_dir: Path) -> tuple[Verification | None, str]:
+def read_verification(unit_dir: Path) -> tuple[Verification | None, Msg | None]:
     """The pull's verification of this unit, or None and why not."""
     path = unit_dir / VERIFICATION
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
-        return None, "no verification recorded by the dock yet"
+        return None, msg("no verification recorded by the dock yet")
     except (OSError, ValueError) as exc:
-        return None, f"{VERIFICATION} unreadable: {exc}"
+        return None, msg("%(file)s unreadable: %(error)s", file=VERIFICATION, error=str(exc))
     try:
-        return Verification.from_json(data), ""
+        return Verification.from_json(data), None
     except ValueError as exc:
-        return None, f"{VERIFICATION} unreadable: {exc}"
+        return None, msg("%(file)s unreadable: %(error)s", file=VERIFICATION, error=str(exc))
 
 
 def read_unit(
-    dock_dir: Path, serial: str, index: Index, late_after_s: int = LATE_AFTER_S
+    dock_dir: Path,
+    serial: str,
+    index: Index,
+    late_after_s: int = LATE_AFTER_S,
+    locale: Locale = DEFAULT_LOCALE,
 ) -> UnitCompliance:
     try:
         layout.check_serial(serial)  # it names a folder: nothing else may
@@ -815,14 +942,24 @@ def read_unit(
         chain = (unit_dir / layout.CHAIN).read_bytes()
         records = [parse_line(line)[0] for line in chain.splitlines()]
     except FileNotFoundError:
-        raise DockUnreadable(f"{serial}: no copy of its chain on this dock") from None
+        raise DockUnreadable(
+            msg("%(serial)s: no copy of its chain on this dock", serial=serial)
+        ) from None
     except OSError as exc:
-        raise DockUnreadable(f"{serial}: {exc.strerror or exc}") from None
+        raise DockUnreadable(
+            msg("%(serial)s: %(error)s", serial=serial, error=exc.strerror or str(exc))
+        ) from None
     except RecordError as exc:
-        raise DockUnreadable(f"{serial}: the dock's chain does not parse: {exc}") from None
+        raise DockUnreadable(
+            msg(
+                "%(serial)s: the dock's copy of its chain does not parse: %(error)s",
+                serial=serial,
+                error=str(exc),
+            )
+        ) from None
     verification, note = read_verification(unit_dir)
     held = index.held(serial)
-    return analyse(serial, records, held, verification, late_after_s, note)
+    return analyse(serial, records, held, verification, late_after_s, note, locale)
 
 
 @dataclass(frozen=True)
@@ -831,24 +968,17 @@ class DockView:
     (an agency index names units whose chain another dock holds)."""
 
     units: tuple[UnitCompliance, ...]
-    unreadable: tuple[tuple[str, str], ...] = ()  # (serial, why)
+    unreadable: tuple[tuple[str, Msg | str], ...] = ()  # (serial, why)
 
 
-def read_dock(dock_dir: Path, index: Index, late_after_s: int = LATE_AFTER_S) -> DockView:
+def read_dock(
+    dock_dir: Path, index: Index, late_after_s: int = LATE_AFTER_S, locale: Locale = DEFAULT_LOCALE
+) -> DockView:
     """Every unit the index names, in serial order, from the chains this dock holds."""
     units, unreadable = [], []
     for serial in index.serials():
         try:
-            units.append(read_unit(dock_dir, serial, index, late_after_s))
+            units.append(read_unit(dock_dir, serial, index, late_after_s, locale))
         except DockUnreadable as exc:
-            unreadable.append((serial, str(exc)))
+            unreadable.append((serial, exc.args[0]))
     return DockView(tuple(units), tuple(unreadable))
-
-
-def short_time(us: int) -> str:
-    """HH:MM:SS UTC, for tables and labels."""
-    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%H:%M:%S")
-
-
-def iso(us: int) -> str:
-    return utc_text(us)

@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from ..texts import msg
+
 MIME = "video/mp4"
 # the codes every bmff validation reports and that say nothing is wrong
 INFORMATIONAL = ("assertion.bmffHash.additionalExclusionsPresent", "signingCredential.ocsp.skipped")
@@ -56,14 +58,16 @@ def _algorithm(key_pem: bytes) -> bytes:
     try:
         key = serialization.load_pem_private_key(key_pem, None)
     except (ValueError, TypeError) as exc:
-        raise C2paFailure(f"the C2PA signing key is not a PEM private key: {exc}") from None
+        raise C2paFailure(
+            msg("the C2PA signing key is not a PEM private key: %(error)s", error=str(exc))
+        ) from None
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return b"ed25519"
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in ("secp256r1", "secp384r1"):
         return b"es256" if key.curve.name == "secp256r1" else b"es384"
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
         return b"ps256"
-    raise C2paFailure("the C2PA signing key must be Ed25519, EC P-256/P-384 or RSA >= 2048")
+    raise C2paFailure(msg("the C2PA signing key must be Ed25519, EC P-256/P-384 or RSA >= 2048"))
 
 
 def sign(
@@ -82,7 +86,9 @@ def sign(
     try:
         x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:
-        raise C2paFailure(f"the C2PA signing certificate is not PEM: {exc}") from None
+        raise C2paFailure(
+            msg("the C2PA signing certificate is not PEM: %(error)s", error=str(exc))
+        ) from None
     definition = {
         "claim_generator_info": [generator],
         "title": title,
@@ -101,7 +107,7 @@ def sign(
             with src.open("rb") as f, dst.open("w+b") as o:
                 return bytes(b.sign(signer, MIME, f, o))
     except c2pa.C2paError as exc:
-        raise C2paFailure(f"C2PA signing failed: {exc}") from None
+        raise C2paFailure(msg("C2PA signing failed: %(error)s", error=str(exc))) from None
 
 
 def validate(path: Path, anchor_pem: bytes) -> Validation:

@@ -7,6 +7,10 @@ the unit's monotonic clock, so a pause stays a real gap: the picture before
 it is shown for the length of the pause, and the MP4 lasts as long as the
 recording did.
 
+The MP4's own metadata (title, creation_time, location, make, model,
+comment; R20) is written as QuickTime metadata keys (`use_metadata_tags`),
+the only way ffmpeg's muxer keeps `make` and `model`; `ffprobe` lists them.
+
 Sound: MP4 players that play audio samples back to back instead of at their
 timestamps would run the sound ahead of the picture after every pause. So
 the audio gap of a pause is filled with encoded silence, placed to end
@@ -18,7 +22,7 @@ and the C2PA manifest say where sound was added that was never recorded.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +41,7 @@ class JoinError(Exception):
 class Chapter:
     at_us: int  # on the unit's monotonic clock, like the chain's mono_us
     title: str
+    record: int | None = None  # the chain record it marks
 
 
 @dataclass(frozen=True)
@@ -55,15 +60,23 @@ class Joined:
     video_packets: int
     audio_packets: int
     filled: tuple[Filled, ...]
+    codecs: tuple[str, ...] = ()  # as the streams name them: h264, aac
 
 
 Part = Path | Callable[[], bytes]  # a segment file, or its bytes made on demand
 
 
-def join(parts: Sequence[Part], out: Path, chapters: list[Chapter]) -> Joined:
+def join(
+    parts: Sequence[Part],
+    out: Path,
+    chapters: list[Chapter],
+    metadata: Mapping[str, str] | None = None,
+) -> Joined:
     """Copy every packet of `parts` (in order) into the MP4 `out`. A part
     given as a function is called when its turn comes, so a dock decrypts
-    one segment at a time into memory and never writes plaintext to disk."""
+    one segment at a time into memory and never writes plaintext to disk.
+    `metadata`: the container's own tags (title, creation_time, location,
+    make, model, comment)."""
     if not parts:
         raise JoinError("no segments to join")
     first = _load(parts[0], 0)
@@ -74,10 +87,14 @@ def join(parts: Sequence[Part], out: Path, chapters: list[Chapter]) -> Joined:
     with _open(first, 0) as c:
         vt, at = c.streams.video[0], c.streams.audio[0] if c.streams.audio else None
         # faststart: a player or a court's viewer can start before the whole file is read
-        dst = av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"})
+        dst = av.open(
+            str(out), "w", format="mp4", options={"movflags": "+faststart+use_metadata_tags"}
+        )
         try:
+            dst.metadata.update(metadata or {})  # before the header is written
             ov = dst.add_stream_from_template(vt)
             oa = dst.add_stream_from_template(at) if at is not None else None
+            codecs = tuple(str(x.codec_context.name) for x in (vt, at) if x is not None)
             rate = at.codec_context.sample_rate if at is not None else 0
             layout = at.codec_context.layout.name if at is not None else ""
             muxer = _Muxer(dst, ov, oa, _Silence(rate, layout) if at else None, origin)
@@ -95,6 +112,7 @@ def join(parts: Sequence[Part], out: Path, chapters: list[Chapter]) -> Joined:
         muxer.counts["video"],
         muxer.counts["audio"],
         tuple(muxer.filled),
+        codecs,
     )
 
 

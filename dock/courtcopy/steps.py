@@ -1,7 +1,7 @@
 """The examiner's court copy of one recording, made at the dock (issue 13).
 
     bodycam-dock recordings --dock-dir DIR --serial S
-    bodycam-dock export-case --dock-dir DIR --serial S --recording SEQ \
+    bodycam-dock export-case --dock-dir DIR --serial S --recording SEQ --examiner NAME \
         --identity F (--agency DIR | --c2pa-cert F --c2pa-key F --ca F) --out DIR
 
 A recording is everything from a `record_start` record to its `record_stop`
@@ -17,6 +17,14 @@ and PDF) and a manifest of hashes an examiner recomputes with standard
 tools (`sha256sum`, `ffmpeg -f streamhash`, `ffprobe`, a C2PA validator,
 `bodycam verify-media`). Layout and how a court gets the trust anchor:
 docs/EXPORT.md, "Court copies".
+
+What S2 art. 12 asks (R20: officer, who made the copy, start and end,
+place, make and model, format, length) is in the report, the manifest, the
+C2PA assertion and the MP4's own metadata (r20.py). Chapters and report
+lines about a resume name its note by the chain's own link
+(`sealing.recordings.note_of`), never by matching timestamps. What people
+read is in the dock's language and zone (or --language/--timezone); machine
+fields stay UTC.
 
 Nothing is written unless everything holds: the case folder is built as
 `<out>.partial` and renamed at the end.
@@ -47,21 +55,27 @@ from sealing import layout
 from sealing.age import AgeError, Identity, decrypt
 from sealing.cli_verify import dock_lookup
 from sealing.files import fsync_dir
-from sealing.recordings import Recording, recordings, utc_text
+from sealing.people import NameRefused, person_name
+from sealing.recordings import Recording, ResumeNote, note_of, recordings, resume_notes, utc_text
 from sealing.records import Record
 from sealing.verify import Report, Unusable, root_recording_key, verify_store
 
+from .. import chain_codes as codes
+from ..dock_locale import dock_locale
+from ..texts import Msg, Texts, load_texts, msg
 from .c2pa import C2paFailure, Validation, sign, validate
 from .media import Chapter, Joined, JoinError, join
+from .r20 import R20, mp4_tags, r20_of
 
 VIDEO = ".ts.age"
 STILL = ".jpg.age"
 
 
 class CaseError(Exception):
-    """No court copy: `code` 2 for unusable input, 1 for evidence that fails."""
+    """No court copy: `code` 2 for unusable input, 1 for evidence that fails.
+    Its message is a Msg (or text from elsewhere, shown as it is)."""
 
-    def __init__(self, message: str, code: int = 2) -> None:
+    def __init__(self, message: Msg | str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
 
@@ -88,15 +102,22 @@ class Case:
 def verified_copy(dock: Path, serial: str) -> Report:
     unit = dock / "units" / serial
     if not (unit / layout.CHAIN).is_file():
-        raise CaseError(f"the dock {dock} holds no copy of unit {serial!r}")
+        raise CaseError(
+            msg("the dock %(dock)s holds no copy of unit %(serial)r", dock=str(dock), serial=serial)
+        )
     try:
         report = verify_store(unit, find_segment=dock_lookup(dock), keep=True)
     except Unusable as exc:
         raise CaseError(str(exc)) from None
     if not report.ok:
+        again = f"bodycam verify {unit} --segments-from {dock}"
         raise CaseError(
-            f"the dock's copy of {serial} does not verify: {report.problems[0].message}"
-            f" (bodycam verify {unit} --segments-from {dock})",
+            msg(
+                "the dock's copy of %(serial)s does not verify: %(problem)s (%(command)s)",
+                serial=serial,
+                problem=report.problems[0].message,
+                command=again,
+            ),
             1,
         )
     return report
@@ -110,29 +131,54 @@ def export_case(
     signing: Signing,
     out: Path,
     dock_name: str = "",
+    *,
+    examiner: str = "",
+    texts: Texts | None = None,
 ) -> Case:
+    """`examiner`: who makes the copy (R20; `bodycam-dock export-case`
+    requires one); `texts`: the reader's language and zone (default the
+    dock's, dock.toml)."""
+    if examiner:
+        try:
+            examiner = person_name(examiner, "examiner")
+        except NameRefused as exc:
+            raise CaseError(str(exc)) from None
+    try:
+        t = texts or load_texts(dock_locale(dock))
+    except ValueError as exc:  # a broken dock.toml (LocaleError)
+        raise CaseError(str(exc)) from None
     if out.exists():
-        raise CaseError(f"{out} exists: a case folder is never overwritten")
+        raise CaseError(
+            msg("%(folder)s exists: a case folder is never overwritten", folder=str(out))
+        )
     if not out.parent.is_dir():
-        raise CaseError(f"{out.parent} is not a folder")
+        raise CaseError(msg("%(folder)s is not a folder", folder=str(out.parent)))
     try:
         anchor = x509.load_pem_x509_certificate(signing.anchor_pem)
     except ValueError as exc:
-        raise CaseError(f"the agency CA is not a PEM certificate: {exc}") from None
+        raise CaseError(
+            msg("the agency CA is not a PEM certificate: %(error)s", error=str(exc))
+        ) from None
     report = verified_copy(dock, serial)
     rec = next((r for r in recordings(report.chain) if r.start.seq == start_seq), None)
     if rec is None:
+        listing = f"bodycam-dock recordings --dock-dir {dock} --serial {serial}"
         raise CaseError(
-            f"no recording of {serial} starts at record {start_seq} "
-            f"(bodycam-dock recordings --dock-dir {dock} --serial {serial} lists them)"
+            msg(
+                "no recording of %(serial)s starts at record %(seq)s (%(command)s lists them)",
+                serial=serial,
+                seq=start_seq,
+                command=listing,
+            )
         )
     if not rec.media(VIDEO):
-        raise CaseError(f"recording {start_seq} has no video segment on this dock")
+        raise CaseError(msg("recording %(seq)s has no video segment on this dock", seq=start_seq))
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     try:
-        case = _build(dock, serial, rec, report, identity, signing, anchor, partial, dock_name)
+        who = Who(dock_name, examiner, t)
+        case = _build(dock, serial, rec, report, identity, signing, anchor, partial, who)
         _seal_folder(partial)
         os.rename(partial, out)
         fsync_dir(out.parent)
@@ -144,6 +190,15 @@ def export_case(
     return case
 
 
+@dataclass(frozen=True)
+class Who:
+    """Who makes the copy, where, and for whom it is written."""
+
+    dock_name: str
+    examiner: str
+    texts: Texts
+
+
 def _build(
     dock: Path,
     serial: str,
@@ -153,7 +208,7 @@ def _build(
     signing: Signing,
     anchor: x509.Certificate,
     out: Path,
-    dock_name: str,
+    who: Who,
 ) -> Case:
     locate = dock_lookup(dock)
     chain_dir = _copy_chain(dock / "units" / serial, out / "chain")
@@ -165,19 +220,30 @@ def _build(
         # each segment decrypted (and its hash checked) in memory when the join
         # reaches it: an hour is 7 GB of plaintext that never touches the disk
         parts = [partial(_plaintext, locate, r, identity) for r in rec.media(VIDEO)]
+        t = who.texts
+        tags = mp4_tags(rec, report.chain, who.examiner, t)
         try:
-            joined = join(parts, unsigned, chapters(rec))
+            joined = join(parts, unsigned, chapters(rec, t), tags)
         except JoinError as exc:
-            raise CaseError(f"the segments could not be joined: {exc}", 1) from None
+            raise CaseError(
+                msg("the segments could not be joined: %(error)s", error=str(exc)), 1
+            ) from None
         clock.lap("decrypt and join")
         media = _in_stream(unsigned, chain_dir)
         if not media["ok"]:
-            raise CaseError(f"the joined video's in-stream signatures fail: {_first_bad(media)}", 1)
+            raise CaseError(
+                msg(
+                    "the joined video's in-stream signatures fail: %(problem)s",
+                    problem=_first_bad(media),
+                ),
+                1,
+            )
         clock.lap("in-stream signatures")
         name = f"{serial}_{_stamp(rec.start.stamp.wall_us)}_rec{rec.start.seq}.mp4"
         mp4 = out / name
         test_cert = ca_profile(anchor) == "qa"
-        facts = _facts(rec, report, joined, media, dock_name, test_cert)
+        r20 = r20_of(rec, report.chain, joined, who.examiner)
+        facts = _facts(rec, report, joined, media, who, test_cert, r20)
         try:
             sign(
                 unsigned,
@@ -191,7 +257,7 @@ def _build(
                 generator={"name": "bodycam dock", "version": _version()},
             )
         except C2paFailure as exc:
-            raise CaseError(str(exc)) from None
+            raise CaseError(exc.args[0]) from None
         clock.lap("c2pa sign")
         # the packets before and after signing, hashed by ffmpeg beside the
         # validation (not during signing: on two cores that slows both)
@@ -200,20 +266,24 @@ def _build(
         clock.lap("c2pa validate")
         unchanged = after.result() == before.result()
     if not unchanged:
-        raise CaseError("signing changed the media packets (streamhash differs)", 1)
+        raise CaseError(msg("signing changed the media packets (streamhash differs)"), 1)
     facts["verification"]["streamhash_sha256"] = after.result()
     clock.lap("streamhash")
     if not validation.trusted:
         raise CaseError(
-            f"the signed copy does not validate as Trusted with the agency CA: "
-            f"{validation.state} {', '.join(validation.failures)}",
+            msg(
+                "the signed copy does not validate as Trusted with the agency CA: "
+                "%(state)s %(failures)s",
+                state=validation.state,
+                failures=", ".join(validation.failures),
+            ),
             1,
         )
     (out / "agency-ca.pem").write_bytes(signing.anchor_pem)
     case = Case(out, mp4, validation, joined, media, after.result(), test_cert, clock.seconds)
     facts["c2pa"] = {"state": validation.state, "failures": list(validation.failures)}
     facts["stills"] = [p.name for p in stills]
-    _write_reports(out, rec, facts, case)
+    _write_reports(out, facts, case, r20, t)
     clock.lap("report")
     return case
 
@@ -231,48 +301,78 @@ class _Stages:
         self._t = now
 
 
-def chapters(rec: Recording) -> list[Chapter]:
-    """The chain's events in the recording, where they happened."""
+def chapters(rec: Recording, texts: Texts) -> list[Chapter]:
+    """The chain's events in the recording, where they happened; a resume's
+    spoken reason is the note the chain links to it (sealing.recordings)."""
     out: list[Chapter] = []
     first = rec.media(VIDEO)[0].body["start"]["mono_us"]
-    notes = {r.body.get("window_from_us"): r.body for r in rec.records if r.type == "resume_note"}
+    notes = note_of(rec.records)
+
+    def add(at: int, what: Msg, r: Record) -> None:
+        out.append(Chapter(at, texts.say(what), r.seq))
+
     for r in rec.records:
         t, b, mono = r.type, r.body, r.stamp.mono_us
         if t == "record_start":
             pre = b.get("prerecord_us", 0)
             if pre and first < mono:
-                out.append(Chapter(first, f"Pre-record ({pre / 1e6:.1f} s before the press)"))
-            out.append(Chapter(mono, f"Recording started ({b.get('cause', '?')})"))
+                add(
+                    first,
+                    msg("Pre-record (%(seconds).1f s before the press)", seconds=pre / 1e6),
+                    r,
+                )
+            add(mono, msg("Recording started (%(cause)s)", cause=codes.cause(b.get("cause"))), r)
         elif t == "pause":
-            out.append(Chapter(mono, f"Paused, nothing recorded (reason: {b.get('reason', '?')})"))
+            reason = codes.cause(b.get("reason"))
+            add(mono, msg("Paused, nothing recorded (reason: %(reason)s)", reason=reason), r)
         elif t == "resume":
-            note = notes.get(mono)
-            said = (
-                "no spoken reason yet"
-                if note is None
-                else f"spoken reason given ({note.get('speech_s', 0)} s)"
-                if note.get("given")
-                else "spoken reason MISSING"
+            said = note_said(notes.get(r.seq))
+            add(
+                mono,
+                msg("Resumed (%(cause)s); %(note)s", cause=codes.cause(b.get("cause")), note=said),
+                r,
             )
-            out.append(Chapter(mono, f"Resumed ({b.get('cause', '?')}); {said}"))
         elif t == "mark":
-            out.append(Chapter(mono, f"Marked: {b.get('flag', '?')}"))
+            add(mono, msg("Marked: %(flag)s", flag=codes.flag(b.get("flag"))), r)
         elif t == "still":
-            out.append(Chapter(mono, f"Still photo {b.get('file', '')}"))
-        elif t == "clock" and b.get("step_us"):
-            out.append(
-                Chapter(mono, f"Clock stepped {b['step_us'] / 1e6:+.3f} s ({b.get('source')})")
-            )
-        elif t in ("fault", "audio_gap"):
-            out.append(Chapter(mono, f"{t.replace('_', ' ').capitalize()}: {_short(b)}"))
+            add(mono, msg("Still photo %(file)s", file=str(b.get("file", ""))), r)
+        elif t == "clock" and isinstance(b.get("step_us"), int):
+            step = b["step_us"] / 1e6
+            source = codes.clock_source(b.get("source"))
+            add(mono, msg("Clock stepped %(step)+.3f s (%(source)s)", step=step, source=source), r)
+        elif t == "fault":
+            add(mono, msg("Fault: %(what)s", what=_short(b)), r)
+        elif t == "audio_gap":
+            add(mono, msg("Gap in the sound: %(what)s", what=_short(b)), r)
         elif t == "stall":  # the picture holds still over it: nothing was recorded there
-            span = b.get("span_us", 0) / 1e6
-            out.append(Chapter(b.get("from_us", mono), f"Stall, nothing recorded for {span:.1f} s"))
+            start = b.get("from_us")
+            span = b.get("span_us")
+            add(
+                start if isinstance(start, int) else mono,
+                msg(
+                    "Stall, nothing recorded for %(seconds).1f s",
+                    seconds=span / 1e6 if isinstance(span, int) else 0.0,
+                ),
+                r,
+            )
         elif t == "recovered":
-            out.append(
-                Chapter(mono, f"Video back after {b.get('gap_us', 0) / 1e6:.1f} s: {_short(b)}")
+            gap = b.get("gap_us", 0)
+            seconds = gap / 1e6 if isinstance(gap, int | float) else 0.0
+            add(
+                mono,
+                msg("Video back after %(seconds).1f s: %(what)s", seconds=seconds, what=_short(b)),
+                r,
             )
     return out
+
+
+def note_said(note: ResumeNote | None) -> Msg:
+    """What a resume's chapter and report line say about its spoken reason."""
+    if note is None:
+        return msg("no spoken reason recorded for it")
+    if note.given:
+        return msg("spoken reason given (%(seconds)s s)", seconds=note.note.body.get("speech_s", 0))
+    return msg("spoken reason MISSING")
 
 
 def _short(body: dict[str, Any]) -> str:
@@ -291,19 +391,35 @@ def _plaintext(locate: Any, r: Record, identity: Identity) -> bytes:
     b = r.body
     src = locate(b["file"])
     if src is None:
-        raise CaseError(f"{b['file']} is not on this dock (released before it was pulled?)", 1)
+        raise CaseError(
+            msg(
+                "%(file)s is not on this dock (released before it was pulled?)",
+                file=str(b["file"]),
+            ),
+            1,
+        )
     sink = io.BytesIO()
     try:
         with src.open("rb") as f:
             got = decrypt(f, identity, sink)
     except AgeError as exc:
-        raise CaseError(f"{b['file']}: {exc} (is --identity the agency's evidence key?)") from None
+        raise CaseError(
+            msg(
+                "%(file)s: %(error)s (is --identity the agency's evidence key?)",
+                file=str(b["file"]),
+                error=str(exc),
+            )
+        ) from None
     want = (b.get("pt_len"), b.get("pt_sha256"))
     if (got.plaintext_len, got.plaintext_sha256) != want or not (
         got.complete or r.type == "power_loss"
     ):
         raise CaseError(
-            f"{b['file']}: the decrypted bytes do not match the chain's plaintext hash", 1
+            msg(
+                "%(file)s: the decrypted bytes do not match the chain's plaintext hash",
+                file=str(b["file"]),
+            ),
+            1,
         )
     return sink.getvalue()
 
@@ -315,6 +431,7 @@ def _in_stream(mp4: Path, chain: Path) -> dict[str, Any]:
     with mp4.open("rb") as f:
         check = mediacheck.check_stream(f)
     out = mediacheck.describe(check, mp4.name, partial(utc_text, ms=True))
+    out["verified_from_us"], out["verified_to_us"] = check.verified_from, check.verified_to
     out["chain"] = (
         root_recording_key(chain, check.key) if check.key else {"rooted": False, "why": "unsigned"}
     )
@@ -347,7 +464,12 @@ class StreamHash:
             stdout, stderr = self._proc.communicate(timeout=1800)
             if self._proc.returncode != 0:
                 raise CaseError(
-                    f"ffmpeg could not read {self.path.name}: {stderr.strip()[:200]}", 1
+                    msg(
+                        "ffmpeg could not read %(file)s: %(error)s",
+                        file=self.path.name,
+                        error=stderr.strip()[:200],
+                    ),
+                    1,
                 )
             out = {}
             for line in stdout.splitlines():
@@ -420,10 +542,14 @@ def _facts(
     report: Report,
     joined: Joined,
     media: dict[str, Any],
-    dock_name: str,
+    who: Who,
     test_cert: bool,
+    r20: R20,
 ) -> dict[str, Any]:
+    """manifest.json: machine fields (UTC, codes, record numbers), with the
+    words people read in the report's language beside them."""
     start, end = rec.start, rec.end
+    t = who.texts
     genesis = report.chain[0].body
     segments = []
     for r in rec.media(VIDEO) + rec.media(STILL):
@@ -457,26 +583,41 @@ def _facts(
             "device_key": genesis.get("device_key"),
             "start_record": start.seq,
             "end_record": end.seq if end else None,
-            "ended_by": end.type if end else "chain ends (still recording when pulled)",
+            "ended_by": end.type if end else None,  # None: still recording when pulled
             "started": utc_text(start.stamp.wall_us, ms=True),
             "clock_at_start": {
                 "state": start.stamp.clock_state,
                 "source": start.stamp.clock_source,
             },
             "duration_s": round(joined.duration_us / 1e6, 3),
+            **r20.facts(t),
             "pauses": pauses,
             "silence_added_s": [
                 [round(f.from_us / 1e6, 3), round(f.to_us / 1e6, 3)] for f in joined.filled
             ],
             "chapters": [
-                {"at_s": round(max(0, c.at_us - origin) / 1e6, 3), "title": c.title}
-                for c in chapters(rec)
+                {
+                    "at_s": round(max(0, c.at_us - origin) / 1e6, 3),
+                    "title": c.title,
+                    "record": c.record,
+                }
+                for c in chapters(rec, t)
             ],
+            "resume_notes": [
+                {
+                    "resume": n.resume.seq if n.resume is not None else None,
+                    "note": n.note.seq,
+                    "given": n.given,
+                }
+                for n in resume_notes(rec.records)
+            ],
+            "language": t.language,
         },
         "segments": segments,
         "verification": {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "dock": dock_name,
+            "at_local": t.time(int(time.time() * 1e6)),
+            "dock": who.dock_name,
             "tool": f"bodycam {_version()}",
             "chain": {
                 "verified": report.ok,
@@ -494,17 +635,20 @@ def _facts(
                 "recording_key_record": media["chain"]["seq"],
                 "pictures_from": media["verified_from"],
                 "pictures_to": media["verified_to"],
+                "pictures_from_local": _local(t, media["verified_from_us"]),
+                "pictures_to_local": _local(t, media["verified_to_us"]),
             },
             "test_certificate": test_cert,
         },
     }
 
 
-def _write_reports(out: Path, rec: Recording, facts: dict[str, Any], case: Case) -> None:
+def _write_reports(out: Path, facts: dict[str, Any], case: Case, r20: R20, texts: Texts) -> None:
     from .report import write_report  # weasyprint loads slowly: only when used
 
-    (out / "manifest.json").write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
-    write_report(out, facts, case.mp4.name, case.test_certificate)
+    text = json.dumps(facts, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    (out / "manifest.json").write_text(text, encoding="utf-8")
+    write_report(out, facts, case.mp4.name, case.test_certificate, r20, texts)
 
 
 def _seal_folder(out: Path) -> None:
@@ -523,6 +667,10 @@ def _seal_folder(out: Path) -> None:
         fsync_dir(d)
 
 
+def _local(t: Texts, us: int | None) -> str | None:
+    return t.time(us) if us is not None else None
+
+
 def _stamp(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y%m%dT%H%M%SZ")
 
@@ -534,10 +682,10 @@ def _version() -> str:
         return "source"
 
 
-def describe(rec: Recording) -> str:
-    """One line for `bodycam-dock recordings`."""
+def describe(rec: Recording, texts: Texts) -> str:
+    """One line for `bodycam-dock recordings`: when in local time with its zone."""
     videos = rec.media(VIDEO)
-    notes = [r.body.get("given") for r in rec.records if r.type == "resume_note"]
+    notes = resume_notes(rec.records)
     pauses = sum(1 for r in rec.records if r.type == "pause")
     end = rec.end
     span = ""
@@ -545,8 +693,16 @@ def describe(rec: Recording) -> str:
         s = videos[0].body["start"]["mono_us"]
         e = videos[-1].body.get("end", {}).get("mono_us", s)
         span = f"{(e - s) / 1e6:7.1f} s"
-    return (
-        f"record {rec.start.seq:>6}  {utc_text(rec.start.stamp.wall_us)}  {span}  "
-        f"{len(videos)} segments, {pauses} pauses, notes {notes.count(True)} given "
-        f"{notes.count(False)} missing, ended by {end.type if end else '-'}"
+    ended = texts.say(codes.ended_by(end.type)) if end else "-"
+    return texts.tr(
+        "record %(seq)6d  %(start)s  %(span)s  %(segments)s segments, %(pauses)s pauses, "
+        "spoken reasons %(given)s given %(missing)s missing, ended by %(ended)s",
+        seq=rec.start.seq,
+        start=texts.time(rec.start.stamp.wall_us),
+        span=span,
+        segments=len(videos),
+        pauses=pauses,
+        given=sum(n.given for n in notes),
+        missing=sum(not n.given for n in notes),
+        ended=ended,
     )

@@ -12,7 +12,8 @@ down and lock per name and per address (signin_guard.py); every attempt,
 sign-out and ended session is a line in `<dock>/signins.jsonl`
 (signin_log.py), written before the answer. When the dock cannot record an
 attempt, nobody signs in. After signing in the supervisor goes back to the
-page they asked for, if it is one of this app's (safe_next.py).
+page they asked for, if it is one of this app's (safe_next.py). A
+signed-in supervisor may switch the page's language for their session.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ from flask import (
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers.response import Response as BaseResponse
 
+from link.locale import LANGUAGES
 from sealing.recordings import utc_text as iso_text
 
-from .accounts import NAME_RE, load_supervisors
-from .clock import Clock, utc_text
+from ...texts import Msg, msg
+from .accounts import load_supervisors, name_or_none
+from .clock import Clock
+from .context import page_texts
 from .errors import PageError
 from .safe_next import local_next
 from .sessions import Session, SessionStore, password_tag
@@ -55,7 +59,11 @@ KEY = "bodycam_auth"
 SESSION_COOKIE = "bodycam_supervisor"
 SIGNIN_COOKIE = "bodycam_signin"  # ties the sign-in form's token to this browser
 PUBLIC = frozenset({"auth.login_form", "auth.login"})
-FORM_EXPIRED = "The form has expired or did not come from this page: reload the page and try again."
+FORM_EXPIRED = msg(
+    "The form has expired or did not come from this page: reload the page and try again."
+)
+# the languages a supervisor can switch to, each named in itself
+LANGUAGE_NAMES = (("zh-CN", "中文"), ("en", "English"))
 
 log = logging.getLogger("bodycam.compliance")
 
@@ -82,7 +90,7 @@ class LockNotice:
 
     scope: str  # "name" or "address"
     who: str
-    until: str  # 2026-12-02 01:40:31 UTC
+    until: str  # 2026-12-02 09:40:31 +08:00 (Asia/Shanghai)
     wait: str  # 14 min 58 s
 
 
@@ -156,7 +164,11 @@ def _session_of_request() -> Session | None:
 @bp.app_context_processor
 def signed_in_context() -> dict[str, Any]:
     session = signed_in()
-    return {"user": session.user if session else None, "csrf": session.csrf if session else ""}
+    return {
+        "user": session.user if session else None,
+        "csrf": session.csrf if session else "",
+        "languages": LANGUAGE_NAMES,
+    }
 
 
 # -- signing in and out ------------------------------------------------------------
@@ -174,40 +186,44 @@ def login() -> BaseResponse:
     sent = request.form.get("csrf", "")
     if not nonce or not _same(sent, _form_token(nonce)):
         abort(400, description=FORM_EXPIRED)
-    name, password = request.form.get("name", ""), request.form.get("password", "")
+    typed, password = request.form.get("name", ""), request.form.get("password", "")
     nxt = local_next(request.form.get("next"), current_app.url_map)
-    keys = [Key("name", name)] if NAME_RE.fullmatch(name) else []
+    name = name_or_none(typed)  # as stored: NFC, whatever keyboard typed it
+    keys = [Key("name", name)] if name is not None else []
     keys.append(Key("address", _address()))  # after the name: a tie is told as the name's
     try:
         with st.checking:
-            return _sign_in(st, keys, name, password, nxt)
+            return _sign_in(st, keys, name, typed, password, nxt)
     except OSError as exc:
         log.exception("sign-in record")
         abort(
             503,
-            description=f"The dock cannot record sign-in attempts ({exc.strerror or exc}), "
-            "so nobody can sign in until it can: the dock folder must be writable.",
+            description=msg(
+                "The dock cannot record sign-in attempts (%(error)s), so nobody can "
+                "sign in until it can: the dock folder must be writable.",
+                error=exc.strerror or str(exc),
+            ),
         )
 
 
 def _sign_in(
-    st: AuthState, keys: list[Key], name: str, password: str, nxt: str | None
+    st: AuthState, keys: list[Key], name: str | None, typed: str, password: str, nxt: str | None
 ) -> BaseResponse:
     lock = st.guard.lock_on(keys)
     if lock is not None:
         if _power_of_ten(lock.refused):  # a flood of refusals is a few lines, counted
-            _record("locked", name, lock=lock)
+            _record("locked", typed, lock=lock)
         return _login_page(429, nxt, lock=lock)
     try:
-        stored = load_supervisors(st.dock_dir).get(name)
+        stored = load_supervisors(st.dock_dir).get(name) if name is not None else None
     except PageError as exc:
         log.error("%s", exc)
         _unreadable(exc)
     matches = check_password_hash(stored or st.dummy_hash, password)
-    if stored is None or not matches:
+    if name is None or stored is None or not matches:
         lock = st.guard.failed(keys)
-        _record("wrong_password", name, lock=lock)
-        return _login_page(401, nxt, error="Wrong name or password.", lock=lock)
+        _record("wrong_password", typed, lock=lock)
+        return _login_page(401, nxt, error=msg("Wrong name or password."), lock=lock)
     st.guard.succeeded(keys)
     _record("signed_in", name)
     token, _ = st.sessions.start(name, password_tag(stored))
@@ -234,11 +250,32 @@ def logout() -> BaseResponse:
     return resp
 
 
+@bp.post("/language")
+def set_language() -> BaseResponse:
+    """The page in another language for this session, then back to the page."""
+    session = signed_in()
+    sent = request.form.get("csrf", "")
+    if session is None or not _same(sent, session.csrf):
+        abort(400, description=FORM_EXPIRED)
+    language = request.form.get("language", "")
+    if language not in LANGUAGES:
+        abort(400, description=msg("No such language: %(language)r.", language=language[:20]))
+    _state().sessions.set_language(request.cookies.get(SESSION_COOKIE, ""), language)
+    return redirect(
+        local_next(request.form.get("next"), current_app.url_map) or url_for("pages.overview")
+    )
+
+
 # -- helpers -------------------------------------------------------------------------
 
 
 def _unreadable(exc: PageError) -> NoReturn:
-    abort(503, description=f"The dock's list of supervisors cannot be read: {exc}")
+    abort(
+        503,
+        description=msg(
+            "The dock's list of supervisors cannot be read: %(error)s", error=exc.args[0]
+        ),
+    )
 
 
 def _same(sent: str, want: str) -> bool:
@@ -282,14 +319,19 @@ def _record(result: str, name: str, lock: Lock | None = None, why: str | None = 
 
 
 def _notice(lock: Lock) -> LockNotice:
+    texts = page_texts()
     left = math.ceil(lock.seconds_left(_state().clock))
     minutes, seconds = divmod(left, 60)
-    wait = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
-    return LockNotice(lock.key.scope, lock.key.who, utc_text(lock.until_wall), wait)
+    if minutes:
+        wait = texts.tr("%(minutes)s min %(seconds)s s", minutes=minutes, seconds=seconds)
+    else:
+        wait = texts.tr("%(seconds)s s", seconds=seconds)
+    until = texts.time(int(lock.until_wall * 1e6))
+    return LockNotice(lock.key.scope, lock.key.who, until, wait)
 
 
 def _login_page(
-    status: int, nxt: str | None, error: str | None = None, lock: Lock | None = None
+    status: int, nxt: str | None, error: Msg | None = None, lock: Lock | None = None
 ) -> BaseResponse:
     nonce = request.cookies.get(SIGNIN_COOKIE, "")
     fresh = not 0 < len(nonce) <= 100

@@ -6,7 +6,9 @@ A CSV cell is chain text, and a spreadsheet runs a cell that starts with
 `=`, `+`, `-` or `@` (or a tab or line break before one) as a formula: such a
 cell gets a leading apostrophe (OWASP's advice), which makes a spreadsheet
 read it as text (some show the apostrophe, and a program reading the CSV sees
-it); every other cell is the chain's text unchanged."""
+it); every other cell is the chain's text unchanged. Headers and words are
+the reader's language; each time is given twice, local (the zone named in
+the header) and UTC (ISO 8601), so a program reading the CSV needs no zone."""
 
 from __future__ import annotations
 
@@ -17,14 +19,16 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from sealing.recordings import utc_text
+
+from ...texts import Texts
 from .. import model
-from .context import officer_days, unit_of
+from .context import officer_days, page_texts, unit_of
 from .names import attachment
 from .pages import officer_html, parse_day, unit_day_html
 
 bp = Blueprint("exports", __name__)
 
-CSV_COLUMNS = ["row", "unit", "officer", "time_utc", "record", "recording", "kind", "state", "what"]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
@@ -34,36 +38,53 @@ def _cell(v: Any) -> Any:
     return v
 
 
-def to_csv(events: Iterable[model.Event], findings: Iterable[model.Finding]) -> str:
+def columns(t: Texts) -> list[str]:
+    return [
+        t.tr("Row"),
+        t.tr("Unit"),
+        t.tr("Officer"),
+        t.tr("Time (%(zone)s)", zone=t.zone_name),
+        t.tr("Time (UTC)"),
+        t.tr("Record"),
+        t.tr("Recording"),
+        t.tr("Kind"),
+        t.tr("State"),
+        t.tr("What"),
+    ]
+
+
+def to_csv(events: Iterable[model.Event], findings: Iterable[model.Finding], t: Texts) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\r\n")
-    w.writerow(CSV_COLUMNS)
+    w.writerow(columns(t))
     for e in events:
         rec = e.recording if e.recording is not None else ""
         row = [
-            "event",
+            t.tr("event"),
             e.serial,
             e.officer,
-            model.iso(e.at_us),
+            t.time_no_zone(e.at_us),
+            utc_text(e.at_us),
             e.seq,
             rec,
-            e.kind,
-            e.state,
-            e.text,
+            t.say(e.kind_label),
+            t.say(e.state_label),
+            t.say(e.text),
         ]
         w.writerow([_cell(v) for v in row])
     for f in findings:
         rec = f.recording if f.recording is not None else ""
         row = [
-            "finding",
+            t.tr("finding"),
             f.serial,
             f.officer,
-            model.iso(f.at_us),
+            t.time_no_zone(f.at_us),
+            utc_text(f.at_us),
             f.seq,
             rec,
-            f.kind,
-            f.label,
-            f.text,
+            t.say(f.label),
+            "",
+            t.say(f.text),
         ]
         w.writerow([_cell(v) for v in row])
     return out.getvalue()
@@ -89,8 +110,8 @@ def unit_day_pdf(serial: str, day: str) -> Response:
 def unit_day_csv(serial: str, day: str) -> Response:
     d = parse_day(day)
     shown = model.unit_day(unit_of(serial), d)
-    text = to_csv(shown.events, shown.findings)
-    return _download(text.encode(), "text/csv", f"{serial}_{d}", ".csv")
+    text = to_csv(shown.events, shown.findings, page_texts())
+    return _download(_bom(text), "text/csv; charset=utf-8", f"{serial}_{d}", ".csv")
 
 
 @bp.get("/officer/<segment:name>/report.pdf")
@@ -102,5 +123,12 @@ def officer_pdf(name: str) -> Response:
 @bp.get("/officer/<segment:name>/events.csv")
 def officer_csv(name: str) -> Response:
     days = officer_days(name)
-    text = to_csv([e for d in days for e in d.events], [f for d in days for f in d.findings])
-    return _download(text.encode(), "text/csv", name, ".csv")
+    events, findings = [e for d in days for e in d.events], [f for d in days for f in d.findings]
+    text = to_csv(events, findings, page_texts())
+    return _download(_bom(text), "text/csv; charset=utf-8", name, ".csv")
+
+
+def _bom(text: str) -> bytes:
+    """UTF-8 with a byte-order mark: the spreadsheets on Chinese Windows
+    desks read a CSV without one as GBK, and names turn to mojibake."""
+    return text.encode("utf-8-sig")

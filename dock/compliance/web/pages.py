@@ -11,8 +11,9 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template
 
+from ...texts import msg
 from .. import model
-from .context import dock_view, officer_days, unit_of
+from .context import dock_view, officer_days, page_context, page_texts, unit_of
 from .timeline import officer_rows, timeline_svg, unit_day_rows
 
 bp = Blueprint("pages", __name__)
@@ -22,11 +23,18 @@ DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 def parse_day(text: str) -> date:
     if not DAY_RE.fullmatch(text):
-        abort(400, description=f"{text!r} is not a day: give it as YYYY-MM-DD (UTC).")
+        abort(
+            400,
+            description=msg(
+                "%(text)r is not a day: give it as YYYY-MM-DD (%(zone)s).",
+                text=text[:40],
+                zone=page_context().locale.timezone,
+            ),
+        )
     try:
         return date.fromisoformat(text)
     except ValueError:
-        abort(400, description=f"{text!r} is not a day of the calendar.")
+        abort(400, description=msg("%(text)r is not a day of the calendar.", text=text))
 
 
 def unit_day_html(serial: str, day: str, printable: bool = False) -> tuple[model.Day, str]:
@@ -34,14 +42,20 @@ def unit_day_html(serial: str, day: str, printable: bool = False) -> tuple[model
     d = parse_day(day)
     unit = unit_of(serial)
     shown = model.unit_day(unit, d)
-    svg = timeline_svg(unit_day_rows(shown), f"{serial}, {d.isoformat()} (UTC)")
+    t = page_texts()
+    title = t.tr(
+        "%(serial)s, %(day)s (%(zone)s)", serial=serial, day=d.isoformat(), zone=t.zone_name
+    )
+    svg = timeline_svg(unit_day_rows(shown, t), title, t)
     html = render_template("day.html.j2", unit=unit, day=shown, svg=svg, printable=printable)
     return shown, html
 
 
 def officer_html(name: str, printable: bool = False) -> str:
     days = officer_days(name)
-    svg = timeline_svg(officer_rows(days), f"{name}: one bar per day (UTC)")
+    t = page_texts()
+    title = t.tr("%(name)s: one bar per day (%(zone)s)", name=name, zone=t.zone_name)
+    svg = timeline_svg(officer_rows(days, t), title, t)
     return render_template("officer.html.j2", officer=name, days=days, svg=svg, printable=printable)
 
 
@@ -51,7 +65,7 @@ def overview() -> str:
     units = list(v.units)
     people: list[dict[str, Any]] = []
     for name in model.officers(units):
-        days = model.officer_days(units, name)
+        days = model.officer_days(units, name, page_context().locale)
         people.append(
             {
                 "name": name,

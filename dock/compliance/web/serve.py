@@ -6,7 +6,8 @@
 `create_app` builds the Flask app for one dock from the blueprints (auth,
 pages, exports) and answers every error with a page of its own (no
 traceback reaches a browser); `serve` runs it under waitress, on loopback
-only.
+only. Every text goes through the dock's catalog (Jinja2's i18n extension,
+in the reader's language: dock/compliance/web/context.py `page_texts`).
 """
 
 from __future__ import annotations
@@ -29,11 +30,16 @@ from waitress import wasyncore
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers.response import Response as BaseResponse
 
+from link.locale import LANGUAGES, Locale
+
+from ... import chain_codes, fonts
 from ...index import INDEX_ERRORS, Index, describe_error
+from ...texts import CatalogMissing, Msg, Texts, load_texts, msg
 from .. import model
 from . import auth, context, exports, pages
 from .accounts import MIN_PASSWORD, SUPERVISORS, add_supervisor, check_name, load_supervisors
 from .clock import Clock
+from .context import page_texts
 from .errors import PageError
 from .names import SegmentConverter
 
@@ -42,39 +48,102 @@ LOOPBACK_NAMES = {"localhost": "127.0.0.1"}
 
 log = logging.getLogger("bodycam.compliance")
 
+# The title of each error page (werkzeug's names are English only)
+HTTP_TITLES: dict[int, Msg] = {
+    400: msg("Bad request"),
+    401: msg("Not signed in"),
+    403: msg("Forbidden"),
+    404: msg("Not found"),
+    405: msg("Not allowed here"),
+    413: msg("Request too large"),
+    429: msg("Too many attempts"),
+    500: msg("Internal error"),
+    503: msg("Unavailable"),
+}
+# What an error page says when werkzeug answered it (an unknown address, a
+# foreign Host, a method no page takes), not the page itself
+HTTP_SAID: dict[int, Msg] = {
+    400: msg("The request was not one this page answers."),
+    404: msg("There is no such page on this dock."),
+    405: msg("This page does not take that kind of request."),
+    413: msg("The request is larger than any form of this page."),
+}
+
 
 def create_app(
-    dock_dir: Path, late_after_s: int = model.LATE_AFTER_S, clock: Clock | None = None
+    dock_dir: Path,
+    late_after_s: int = model.LATE_AFTER_S,
+    clock: Clock | None = None,
+    locale: Locale | None = None,
 ) -> Flask:
     """The page for one dock. Its index must exist: the page never makes one.
-    `clock`: what sessions and sign-in locks run on (the system's by default)."""
+    `clock`: what sessions and sign-in locks run on (the system's by default);
+    `locale`: the dock's language and zone (default: dock.toml's)."""
+    from ...dock_locale import dock_locale
+
     path = dock_dir / "dock.sqlite"
     if not path.is_file():
-        raise PageError(f"{dock_dir} has no index ({path.name}): nothing has been pulled there")
+        raise PageError(
+            msg(
+                "%(folder)s has no index (%(file)s): nothing has been pulled there",
+                folder=str(dock_dir),
+                file=path.name,
+            )
+        )
+    try:
+        chosen = locale or dock_locale(dock_dir)
+        texts = {lang: load_texts(Locale(lang, chosen.timezone)) for lang in LANGUAGES}
+    except (ValueError, CatalogMissing) as exc:  # LocaleError is a ValueError
+        raise PageError(str(exc)) from None
     try:
         index = Index.open(path, dock=None)  # dock=None: every dock's rows, and read-only
     except INDEX_ERRORS as exc:
-        raise PageError(f"index {path}: {describe_error(exc)}") from None
+        raise PageError(
+            msg("index %(file)s: %(error)s", file=str(path), error=describe_error(exc))
+        ) from None
     app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=None)
     # chain text (reasons, names) is data, never markup: escape every template,
     # whatever its file name ends with (Flask's default escapes only *.html)
-    app.jinja_options = {"autoescape": True, "undefined": jinja2.StrictUndefined}
+    app.jinja_options = {
+        "autoescape": True,
+        "undefined": jinja2.StrictUndefined,
+        "extensions": ["jinja2.ext.i18n"],
+    }
+    env: Any = app.jinja_env  # the i18n extension adds install_gettext_callables
+    env.install_gettext_callables(
+        gettext=lambda s: page_texts().catalog.gettext(s),
+        ngettext=lambda s, p, n: page_texts().catalog.ngettext(s, p, n),
+        newstyle=True,  # %(name)s filled in by Jinja, escaped: chain text stays text
+    )
     app.config.update(
         # a name that resolves here by DNS rebinding is refused: only loopback names
         TRUSTED_HOSTS=["127.0.0.1", "localhost", "::1", "[::1]"],
         MAX_CONTENT_LENGTH=16 * 1024,  # a login form, nothing bigger
     )
-    app.jinja_env.filters["hms"] = model.short_time
-    app.jinja_env.filters["iso"] = model.iso
+    app.jinja_env.filters.update(
+        say=lambda v: page_texts().say(v),
+        time=lambda us: page_texts().time(us),
+        clock=lambda us: page_texts().clock(us),
+        flag=lambda code: page_texts().say(chain_codes.flag(code)),
+        verification=lambda state: page_texts().say(model.VERIFICATION_STATES.get(state, state)),
+    )
     app.url_map.converters["segment"] = SegmentConverter  # before any rule uses it
-    context.install(app, context.PageContext(dock_dir, index, late_after_s))
+    context.install(app, context.PageContext(dock_dir, index, late_after_s, chosen, texts))
     auth.install(app, dock_dir, clock or Clock())
     for bp in (auth.bp, pages.bp, exports.bp):
         app.register_blueprint(bp)
 
     @app.context_processor
     def common() -> dict[str, Any]:
-        return {"printable": False, "findings_kinds": model.FINDINGS, "dock_dir": dock_dir.name}
+        t = page_texts()
+        return {
+            "printable": False,
+            "findings_kinds": model.FINDINGS,
+            "dock_dir": dock_dir.name,
+            "lang": t.language,
+            "zone": t.zone_name,
+            "font_css": fonts.css_stack(),
+        }
 
     @app.after_request
     def headers(resp: BaseResponse) -> BaseResponse:
@@ -91,21 +160,27 @@ def create_app(
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[str, int]:
         code = exc.code or 500
-        return _error_page(code, exc.name, exc.description or ""), code
+        said: object = exc.description
+        if not isinstance(said, Msg):  # werkzeug's own words: ours instead
+            said = HTTP_SAID.get(code, said or "")
+        return _error_page(code, HTTP_TITLES.get(code, exc.name), said), code
 
     @app.errorhandler(500)
     def crash(_exc: Exception) -> tuple[str, int]:
         # Flask has logged the exception with its traceback; the browser gets none
         return _error_page(
-            500, "Internal error", "Something went wrong on the dock; it was logged."
+            500, HTTP_TITLES[500], msg("Something went wrong on the dock; it was logged.")
         ), 500
 
     return app
 
 
-def _error_page(code: int, title: str, message: str) -> str:
+def _error_page(code: int, title: object, message: object) -> str:
     try:
-        return render_template("error.html.j2", code=code, title=title, message=message)
+        t = page_texts()
+        return render_template(
+            "error.html.j2", code=code, title=t.say(title), message=t.say(message)
+        )
     except Exception:  # the error page itself failed: plain words, still no traceback
         log.exception("error page")
         return f"{code} {title}"
@@ -120,8 +195,11 @@ def loopback(host: str) -> str:
         ok = False
     if not ok:
         raise PageError(
-            f"--host {host}: the compliance page is served on this machine only; "
-            "give a loopback address (127.0.0.1, ::1 or localhost)"
+            msg(
+                "--host %(host)s: the compliance page is served on this machine only; "
+                "give a loopback address (127.0.0.1, ::1 or localhost)",
+                host=host,
+            )
         )
     return addr
 
@@ -164,7 +242,14 @@ def listen(app: Flask, host: str, port: int) -> Listening:
             asyncore_use_poll=True,
         )
     except OSError as exc:
-        raise PageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise PageError(
+            msg(
+                "cannot listen on %(host)s:%(port)s: %(error)s",
+                host=host,
+                port=port,
+                error=exc.strerror or str(exc),
+            )
+        ) from None
     shown = f"[{host}]" if ":" in host else host
     return Listening(f"http://{shown}:{server.effective_port}/", server, sockets)
 
@@ -175,17 +260,28 @@ def serve(app: Flask, host: str, port: int, ready: Callable[[str], None]) -> Non
     page.run()
 
 
-def _page(args: argparse.Namespace) -> int:
+def _page(args: argparse.Namespace, texts: Texts) -> int:
     host = loopback(args.host)  # before anything is read
     if not 0 <= args.port <= 65535:
-        raise PageError(f"--port {args.port}: want 0 to 65535")
+        raise PageError(msg("--port %(port)s: want 0 to 65535", port=args.port))
     if not args.dock_dir.is_dir():
-        raise PageError(f"{args.dock_dir} is not a folder")
+        raise PageError(msg("%(folder)s is not a folder", folder=str(args.dock_dir)))
     if not load_supervisors(args.dock_dir):
+        add = f"bodycam-dock supervisor-add --dock-dir {args.dock_dir} --name NAME"
         raise PageError(
-            f"no supervisors in {args.dock_dir / SUPERVISORS}: add one with "
-            f"bodycam-dock supervisor-add --dock-dir {args.dock_dir} --name NAME"
+            msg(
+                "no supervisors in %(file)s: add one with %(command)s",
+                file=str(args.dock_dir / SUPERVISORS),
+                command=add,
+            )
         )
+    for package in fonts.missing():  # the page still serves; names may show as boxes
+        warning = texts.tr(
+            "warning: the font package %(package)s is not installed: "
+            "Chinese text and names may show as empty boxes (apt-get install %(package)s)",
+            package=package,
+        )
+        print(f"dock: {warning}", file=sys.stderr)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -194,42 +290,49 @@ def _page(args: argparse.Namespace) -> int:
     # WeasyPrint says a line for each SVG property it ignores, some hundred a
     # PDF: they would bury the page's own lines
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    app = create_app(args.dock_dir)
+    app = create_app(args.dock_dir, locale=texts.locale)
     serve(
         app,
         host,
         args.port,
-        lambda url: print(f"compliance page on {url} (read-only; Ctrl-C stops)", flush=True),
+        lambda url: print(
+            texts.tr("compliance page on %(url)s (read-only; Ctrl-C stops)", url=url), flush=True
+        ),
     )
     return 0
 
 
-def _supervisor_add(args: argparse.Namespace) -> int:
-    check_name(args.name)  # before asking for a password
+def _supervisor_add(args: argparse.Namespace, texts: Texts) -> int:
+    name = check_name(args.name)  # before asking for a password
     if args.password_file:
         password = args.password_file.read_text().rstrip("\n")
     else:
-        password = getpass.getpass(f"password for {args.name}: ")
-        if len(password) >= MIN_PASSWORD and getpass.getpass("again: ") != password:
-            raise PageError("the two passwords differ")
+        password = getpass.getpass(texts.tr("password for %(name)s: ", name=name))
+        if len(password) >= MIN_PASSWORD and getpass.getpass(texts.tr("again: ")) != password:
+            raise PageError(msg("the two passwords differ"))
     if not password:
-        raise PageError("the password is empty")
-    new = add_supervisor(args.dock_dir, args.name, password)
-    print(
-        f"supervisor {args.name} {'added' if new else 'given a new password'} "
-        f"in {args.dock_dir / SUPERVISORS}"
-    )
+        raise PageError(msg("the password is empty"))
+    new = add_supervisor(args.dock_dir, name, password)
+    where = str(args.dock_dir / SUPERVISORS)
+    if new:
+        print(texts.tr("supervisor %(name)s added in %(file)s", name=name, file=where))
+    else:
+        print(
+            texts.tr("supervisor %(name)s given a new password in %(file)s", name=name, file=where)
+        )
     return 0
 
 
-def command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace, texts: Texts) -> int:
     """`bodycam-dock supervisor-add` and `bodycam-dock page`: exit 2 with one line on error."""
     try:
-        return _supervisor_add(args) if args.cmd == "supervisor-add" else _page(args)
+        if args.cmd == "supervisor-add":
+            return _supervisor_add(args, texts)
+        return _page(args, texts)
     except PageError as exc:
-        print(f"dock: {exc}", file=sys.stderr)
+        print(f"dock: {texts.say(exc)}", file=sys.stderr)
     except (OSError, UnicodeDecodeError) as exc:
         print(f"dock: {exc}", file=sys.stderr)
     except (EOFError, KeyboardInterrupt):
-        print("dock: no password given", file=sys.stderr)
+        print(f"dock: {texts.tr('no password given')}", file=sys.stderr)
     return 2

@@ -4,7 +4,8 @@ The cookie carries only a random token. Signing out forgets it, so a cookie
 copied before then opens nothing after; a session also ends after
 SESSION_HOURS, when the supervisor is removed, and when their password is
 set again (the session keeps a digest of the password hash it was opened
-with). A restart of the page ends every session.
+with). A restart of the page ends every session. A session also holds the
+language its supervisor chose for the page (None: the dock's).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .clock import Clock
 
@@ -25,6 +26,7 @@ class Session:
     csrf: str  # the token every form of this session posts
     password_tag: str  # password_tag() of the hash the user signed in against
     started: float  # monotonic
+    language: str | None = None  # chosen on the page; None: the dock's
 
 
 def password_tag(password_hash: str) -> str:
@@ -61,6 +63,12 @@ class SessionStore:
                 del self._sessions[_key(token)]
                 return None
             return session
+
+    def set_language(self, token: str, language: str) -> None:
+        with self._lock:
+            session = self._sessions.get(_key(token))
+            if session is not None:
+                self._sessions[_key(token)] = replace(session, language=language)
 
     def end(self, token: str) -> None:
         with self._lock:
