@@ -40,9 +40,12 @@ PROJECT = "bodycam"
 # What builds the project's own wheel (pyproject.toml's build-system), kept in
 # OUT/_build (not copied to the card) so that flashing builds it offline.
 BUILD_DIR = "_build"
+# Babel: setup.py compiles the dock's catalogs (.po -> .mo) into the wheel.
 BUILD_REQUIREMENTS = (
     "setuptools==80.9.0"
     " --hash=sha256:062d34222ad13e0cc312a4c02d73f059e86a4acbfbdea8f8f76b28c99f306922\n"
+    "Babel==2.19.0"
+    " --hash=sha256:6d49734aed1d595b2c065d012174df8c83964692f26fc461702281634dd7555b\n"
 )
 
 PYTHON_VERSION = (3, 11)
