@@ -10,7 +10,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hal.media import DeviceFault
 from sealing.keys import KeyFileError
@@ -21,8 +21,10 @@ from .cmd_export import address_port
 from .cmd_export import start as start_export
 from .recording import run_live, run_scenario
 from .runtime import Recorder
-from .scenario import Scenario, ScenarioError, load
 from .unitconfig import ConfigError, UnitConfig
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 FROM_UNIT_TOML: tuple[()] = ()  # `--export` without ADDRESS:PORT
 
@@ -73,10 +75,18 @@ def run(args: argparse.Namespace) -> int:
         # a bad value is one line and exit 2, and the chain is left as it was.
         try:
             config = unitconfig.load(args.unit)
-            scenario = load(args.scenario, Path(tmp)) if args.sim else None
-        except (ConfigError, ScenarioError) as exc:
+        except ConfigError as exc:
             print(f"bodycam run: {exc}", file=sys.stderr)
             return 2
+        scenario = None
+        if args.sim:  # the simulators load only for a scenario
+            from .scenario import ScenarioError, load
+
+            try:
+                scenario = load(args.scenario, Path(tmp))
+            except ScenarioError as exc:
+                print(f"bodycam run: {exc}", file=sys.stderr)
+                return 2
         host, port = config.export.address, config.export.port
         if args.export and args.export != FROM_UNIT_TOML:  # ADDRESS:PORT or :PORT given
             host, port = args.export[0] or host, args.export[1]

@@ -30,15 +30,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hal.battery import Max17048, SimBattery
-from hal.camera_replay import ReplayCamera
-from hal.camera_sim import PacedCamera, SimCamera
 from hal.gpio import GpioButtons, GpioIndicators, PinMap
 from hal.gps import SerialGps, SimGps
 from hal.media import DeviceFault
-from hal.microphone_sim import PacedMicrophone, SimMicrophone, SimSpeaker, Sound
 from hal.pacing import Clock, Pacer
 from hal.ports import Battery, Buttons, Camera, Gps, Indicators, Microphone, Rtc, Speaker, Storage
 from hal.rtc import LinuxRtc, SimRtc
@@ -46,6 +43,9 @@ from hal.storage import FsStorage, SimStorage
 
 from . import unitconfig
 from .unitconfig import BACKENDS, ConfigError, DeviceConfig, parse_devices
+
+if TYPE_CHECKING:
+    from hal.microphone_sim import Sound
 
 __all__ = [
     "BACKENDS",
@@ -145,11 +145,18 @@ def build_devices(
 
     camera: Camera | None = None
     b = cfg.backends["camera"]
+    # the simulators are imported only where one is configured: a unit's
+    # real devices never load them
     if b == "sim":
+        from hal.camera_sim import PacedCamera, SimCamera
+
         camera = attempt(
             "camera", lambda: PacedCamera(SimCamera(width, height, fps, gop=fps), pacer, fps)
         )
     elif b == "replay":
+        from hal.camera_replay import ReplayCamera
+        from hal.camera_sim import PacedCamera
+
         camera = attempt(
             "camera",
             lambda: PacedCamera(
@@ -176,6 +183,8 @@ def build_devices(
     microphone: Microphone | None = None
     b = cfg.backends["microphone"]
     if b == "sim":
+        from hal.microphone_sim import PacedMicrophone, SimMicrophone
+
         microphone = attempt(
             "microphone",
             lambda: PacedMicrophone(SimMicrophone(sounds or []), pacer, sound_origin_us),
@@ -189,7 +198,7 @@ def build_devices(
 
         microphone = attempt("microphone", pyaudio_microphone)
 
-    speaker: Speaker
+    speaker: Speaker | None = None
     if cfg.backends["speaker"] == "pyaudio":
 
         def pyaudio_speaker() -> Speaker:
@@ -198,9 +207,9 @@ def build_devices(
             return PyAudioSpeaker(clock, cfg.opt("speaker", "device", None))
 
         speaker = attempt("speaker", pyaudio_speaker)
-        if speaker is None:
-            speaker = SimSpeaker(pacer)  # silent: the fault is recorded, prompts are logged
-    else:
+    if speaker is None:  # configured so, or failed (the fault is recorded): prompts are logged
+        from hal.microphone_sim import SimSpeaker
+
         speaker = SimSpeaker(pacer)
 
     pins = PinMap(**{k: v for k, v in cfg.options["gpio"].items()})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hal.microphone_sim import RATE, load_wav, speech_wav
+from hal.wav import RATE, load_wav, speech_wav
 
 LANGS = {"zh": "cmn", "en": "en"}
 # the agency's language (link/locale.py) -> the prompts' language

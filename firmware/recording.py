@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capture.pipeline import CaptureConfig
 from capture.watermark import Face
 from hal.gps import Fix, SimGps
-from hal.microphone_sim import EchoPath, PacedMicrophone, SimSpeaker
 from hal.pacing import Clock, LiveClock, ManualPacer, Pacer, ThreadPacer, VirtualClock
 from sealing.store import Store
 from sealing.unit import open_unit
@@ -31,9 +30,11 @@ from .devices import DeviceConfig, Devices, build_devices, parse_devices
 from .machine import Policy, Trigger, Unexported
 from .prompts import PROMPT_LANGUAGE, PromptBank
 from .runtime import CameraRestart, DeviceError, Recorder
-from .scenario import Happening, Scenario, ScenarioError
 from .unitclock import UnitClock
 from .unitconfig import UnitConfig
+
+if TYPE_CHECKING:  # the simulation's: imported only where a scenario is played
+    from .scenario import Happening, Scenario
 
 PRESS_S = 0.1
 HOLD_S = 2.0  # held past the 1.5 s hold time
@@ -148,6 +149,8 @@ def hear_own_speaker(devices: Devices, origin_us: int, gain_db: float) -> None:
     """The simulated microphone hears the simulated speaker through an echo
     path (hal/microphone_sim.py EchoPath), as a unit's microphone hears the
     speaker beside it."""
+    from hal.microphone_sim import EchoPath, PacedMicrophone, SimSpeaker
+
     spk, mic = devices.speaker, devices.microphone
     if isinstance(spk, SimSpeaker) and isinstance(mic, PacedMicrophone):
         path = EchoPath(origin_us, gain_db)
@@ -268,6 +271,8 @@ def _edges(h: Happening, d: Devices, clock: Any, rec: Recorder) -> list[Edge]:
             cam = d.camera
             return [Edge(t, lambda: cam.stall(reason))] if cam is not None else []  # type: ignore[attr-defined]
         if h.value == "microphone":
+            from hal.microphone_sim import PacedMicrophone
+
             mic = d.microphone
             if isinstance(mic, PacedMicrophone):
                 return [Edge(t, lambda: mic.source.fail(reason))]
@@ -337,6 +342,8 @@ def run_scenario(
     config = config or unitconfig.load(unit)  # checked before the store is opened
     if realtime and any(h.kind == "freeze_s" for h in scenario.happenings):
         # a process cannot stop itself and come back: SIGSTOP a live one instead
+        from .scenario import ScenarioError
+
         raise ScenarioError("freeze_s needs virtual time (drop --realtime)")
     cfg = devices or scenario_devices(scenario)
     policy = policy or config.policy

@@ -45,7 +45,8 @@ import av
 
 from capture.segmenter import segment_problem
 from hal.media import DeviceFault
-from hal.microphone_sim import RATE, Sound, load_wav, speech_wav
+from hal.microphone_sim import Sound
+from hal.wav import RATE, load_wav, speech_wav
 
 from .unitconfig import SIZE_RULE, frame_size, is_number, show
 

@@ -10,8 +10,6 @@ from synthetic stand-ins, because the voice-activity check must hear speech.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -19,44 +17,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from .media import DeviceFault, PcmChunk
 from .pacing import Clock, Pacer, Task
 from .ports import AudioGap, OnChunk, OnError, OnGap, OnPlayed, Played
-
-RATE = 16_000
-
-
-def load_wav(path: Path, rate: int = RATE) -> np.ndarray:
-    """Any audio file -> int16 mono at `rate` (PyAV's resampler)."""
-    out = []
-    with av.open(str(path)) as f:
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-        for frame in f.decode(audio=0):
-            for r in resampler.resample(frame):
-                out.append(r.to_ndarray().reshape(-1))
-        for r in resampler.resample(None):
-            out.append(r.to_ndarray().reshape(-1))
-    return np.concatenate(out).astype(np.int16) if out else np.zeros(0, np.int16)
-
-
-def speech_wav(text: str, path: Path, voice: str = "en") -> Path:
-    """Speak `text` into a WAV with espeak-ng (Debian package espeak-ng)."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise DeviceFault("espeak-ng is not installed (scripts/setup installs it)")
-    subprocess.run(
-        # "--": a text that starts with "-" is words to say, not an option
-        [exe, "-v", voice, "-s", "150", "-w", str(path), "--", text],
-        check=True,
-        capture_output=True,
-    )
-    # espeak-ng exits 0 even when it could not write the file
-    if not path.is_file() or path.stat().st_size == 0:
-        raise DeviceFault(f"espeak-ng wrote no speech to {path}")
-    return path
+from .wav import RATE, load_wav
 
 
 @dataclass(frozen=True)

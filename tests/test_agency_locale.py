@@ -13,7 +13,7 @@ import pytest
 
 from boot import layout
 from firmware import unitconfig
-from hal.microphone_sim import load_wav, speech_wav
+from hal.wav import load_wav, speech_wav
 from sealing.verify import verify_store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,8 @@ from capture.files import file_sinks
 from capture.pipeline import Capture, CaptureConfig
 from capture.segmenter import segment_grid_us, segment_problem
 from hal.camera_sim import SimCamera, read_number
-from hal.microphone_sim import RATE, SimMicrophone, Sound, speech_wav
+from hal.microphone_sim import SimMicrophone, Sound
+from hal.wav import RATE, speech_wav
 
 
 def _numbers(path: Path) -> tuple[list[int], list[bool]]:

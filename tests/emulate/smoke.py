@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from firmware.prompts import PHRASES, TONES, tone
-from hal.microphone_sim import load_wav
+from hal.wav import load_wav
 
 from . import dock
 from .devices import Hardware
