@@ -13,6 +13,7 @@ import subprocess
 import sys
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -305,3 +306,37 @@ def test_a_supervisor_named_in_chinese_signs_in_to_a_chinese_page(
         visible = re.sub(r"<style>.*?</style>|<[^>]+>", " ", text, flags=re.S)
         for english in ("Sign out", "Overview", "Officer", "Recordings"):
             assert english not in visible, visible
+
+
+@pytest.mark.slow
+def test_a_real_browser_shows_the_page_in_chinese_in_its_cjk_font_and_english_on_request(
+    browser: Any, chinese_dock: Path
+) -> None:
+    add_supervisor(chinese_dock, "李科长", "correct horse battery staple")
+    for locale, words, absent in (
+        (None, ("执法记录仪", "Asia/Shanghai", "李科长", "张三"), ("Sign out",)),
+        (Locale("en", "Asia/Shanghai"), ("Sign out", "Asia/Shanghai", "李科长", "张三"), ()),
+    ):
+        with in_process(chinese_dock, locale=locale) as base:
+            ctx = browser.new_context()
+            page = ctx.new_page()
+            page.goto(base)
+            page.fill("#name", "李科长")
+            page.fill("#password", "correct horse battery staple")
+            page.click("form.login button[type=submit]")
+            page.wait_for_selector("#units")
+            shown = page.inner_text("body")
+            for word in words:
+                assert word in shown, (locale, word, shown[:2000])
+            for word in absent:
+                assert word not in shown, (locale, word)
+            assert "+08:00" in shown or "Asia/Shanghai" in shown
+            # the browser has the page's CJK font for the names: no fallback box
+            has_font = page.evaluate(
+                "async () => { await document.fonts.ready;"
+                " return document.fonts.check('16px \"Noto Sans CJK SC\"', '张三李科长'); }"
+            )
+            assert has_font is True
+            family = page.evaluate("getComputedStyle(document.body).fontFamily")
+            assert "Noto Sans CJK SC" in family, family
+            ctx.close()
