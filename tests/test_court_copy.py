@@ -8,9 +8,11 @@ from __future__ import annotations
 import bisect
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +135,20 @@ def test_the_copy_plays_clean_and_keeps_the_recordings_timeline(demo_run: DemoRu
         assert np.max(np.abs(got - want)) < 1e-4, (k, lag)
     total = len(court.audio) / court.rate
     assert abs(total - duration) < 0.064 * 2 + 0.07  # < one AAC frame left per pause
+
+    # the MP4's own metadata says where, on what and when (R20): the demo's GPS
+    # fix, the make and model sealed at flashing, the chain's start in UTC
+    tags = _probe(mp4, "-show_format")["format"]["tags"]
+    # ISO 6709 (ffmpeg's mov muxer keeps four decimals: about 10 m)
+    where = re.fullmatch(r"([+-]\d+\.\d+)([+-]\d+\.\d+)/", tags["location"])
+    assert where is not None, tags
+    assert abs(float(where[1]) - 31.2304) < 1e-4 and abs(float(where[2]) - 121.4737) < 1e-4
+    assert (tags["make"], tags["model"]) == ("bodycam (open source)", "simulated unit"), tags
+    start_us = segments[0][0]["body"]["start"]["wall_us"]
+    created = datetime.strptime(tags["creation_time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert abs(created.replace(tzinfo=UTC).timestamp() * 1e6 - start_us) < 30e6, tags
+    for r, _ in segments:  # every segment after the fix carries its place
+        assert r["body"]["location"]["lat_e7"] == 312304000, r["body"]["location"]
 
     # the demo's dock speaks the default, Chinese (the English: test_export_case_...)
     chapters = [c["tags"]["title"] for c in _probe(mp4, "-show_chapters")["chapters"]]
