@@ -21,6 +21,7 @@ from sealing import layout
 from sealing.verify import verify_store
 
 from .conftest import Unit, make_unit, write_segment
+from .sealing_crash_writer import BLOCK
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +58,9 @@ def _trial(unit: Unit, rng: random.Random) -> float:
     mine = [(int(w[2]), float(w[3])) for w in writes if int(w[1]) == last_segno]
     last_t = mine[-1][1]
     durable_t = max((t for n, t in mine if n <= recovered), default=mine[0][1] - 0.008)
-    assert recovered <= mine[-1][0]
+    # the child writes a block, then prints its line: a kill between the two
+    # (a loaded machine) leaves one block more in the store than was printed
+    assert recovered <= mine[-1][0] + BLOCK
     return last_t - durable_t
 
 
