@@ -38,15 +38,10 @@ def find(family: str) -> FontFile | None:
     """Where fontconfig finds `family` (the file WeasyPrint and Chromium
     use); None when it is not installed (fontconfig then substitutes
     another family, which is what `family=` in its answer shows)."""
-    try:
-        out = subprocess.run(
-            ["fc-match", "--format=%{family}\n%{file}\n%{index}", f"{family}:style=Regular"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    out = _fontconfig(
+        "fc-match", "--format=%{family}\n%{file}\n%{index}", f"{family}:style=Regular"
+    )
+    if out is None:
         return None
     lines = out.split("\n")
     if len(lines) != 3 or family not in lines[0].split(","):
@@ -57,17 +52,20 @@ def find(family: str) -> FontFile | None:
 def files(family: str) -> list[Path]:
     """Every file fontconfig holds for `family` (its weights and styles),
     for a renderer with a font list of its own (matplotlib)."""
-    try:
-        out = subprocess.run(
-            ["fc-list", "--format=%{file}\n", f":family={family}"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    out = _fontconfig("fc-list", "--format=%{file}\n", f":family={family}")
+    if out is None:
         return []
     return sorted({Path(line) for line in out.splitlines() if line})
+
+
+def _fontconfig(*cmd: str) -> str | None:
+    """A fontconfig tool's output; None when it is absent or fails."""
+    try:
+        return subprocess.run(
+            list(cmd), capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def missing() -> list[str]:

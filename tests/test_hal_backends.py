@@ -148,8 +148,9 @@ def test_a_hushed_speaker_drops_what_it_has_not_said() -> None:
     assert spk.busy()
     spk.hush()
     assert not spk.busy()
-    _wait(lambda: len(pyaudio_double.PyAudio.sink) > 0)
-    time.sleep(0.5)  # unhushed, 8000 samples of it would have played by now
+    # half a second of output played (silence included): unhushed, 8000
+    # samples of it would be the sound; the stream's own pace, not a sleep
+    _wait(lambda: len(pyaudio_double.PyAudio.sink) >= 2 * 8000)
     # at most the block in flight when it was hushed (FRAMES samples)
     assert pyaudio_double.PyAudio.sink.count(b"\1\0") <= 2 * FRAMES
     spk.stop()

@@ -2,7 +2,7 @@
 
     python tools/catalogs.py extract   # dock/locale/bodycam_dock.pot from the code and templates
     python tools/catalogs.py update    # merge it into every dock/locale/*/LC_MESSAGES/*.po
-    python tools/catalogs.py check     # every msgid translated, placeholders matching
+    python tools/catalogs.py check     # every msgid of the code (a fresh extract) translated
 
 New and changed msgids arrive in the .po files untranslated (or fuzzy); the
 check fails until a translator has done them. The build compiles .po to .mo
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from babel.messages.pofile import read_po
@@ -27,10 +28,10 @@ def _pybabel(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "babel.messages.frontend", *args], check=True, cwd=ROOT)
 
 
-def extract() -> None:
+def extract(out: Path = POT) -> None:
     _pybabel(
         "extract", "-F", "babel.cfg", "--no-location", "--sort-output", "--omit-header",
-        *KEYWORDS, "-o", str(POT.relative_to(ROOT)), ".",
+        *KEYWORDS, "-o", str(out), ".",
     )  # fmt: skip
 
 
@@ -72,7 +73,14 @@ def main(argv: list[str]) -> int:
     elif what == "update":
         update()
     elif what == "check":
-        found = [p for po in sorted(LOCALE.glob("*/LC_MESSAGES/*.po")) for p in problems(po)]
+        # against a fresh extract, not the committed .pot: a text added to the
+        # code without `extract` is found untranslated too
+        with tempfile.TemporaryDirectory(prefix="catalogs-") as tmp:
+            fresh = Path(tmp) / "fresh.pot"
+            extract(fresh)
+            found = [
+                p for po in sorted(LOCALE.glob("*/LC_MESSAGES/*.po")) for p in problems(po, fresh)
+            ]
         print("\n".join(found) or "catalogs complete")
         return 1 if found else 0
     else:
