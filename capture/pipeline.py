@@ -59,6 +59,10 @@ class Capture:
         self.meter = SpeechMeter()
         self._ring: deque[EncodedFrame] = deque()
         self._aring: deque[PcmChunk] = deque()
+        # The pre-record, handed to the segmenter a few items a turn
+        # (`drain`) so a press is not held up while 30 s are sealed; live
+        # media queue behind it, in the order they came.
+        self._backlog: deque[EncodedFrame | PcmChunk] = deque()
         self.recording = False
         self._audio_end_us: int | None = None  # end of the last PCM heard
 
@@ -70,11 +74,37 @@ class Capture:
 
     def set_media(self, video: bool | None = None, audio: bool | None = None) -> None:
         """Which devices deliver: a file is built from what there is."""
+        self.settle()
         self.segmenter.set_media(video, audio)
+
+    @property
+    def backlog(self) -> int:
+        """Items of the pre-record (and live media behind it) not yet in a file."""
+        return len(self._backlog)
+
+    def drain(self, items: int) -> int:
+        """Hand up to `items` of the backlog to the segmenter; returns how many remain."""
+        for _ in range(min(items, len(self._backlog))):
+            self._feed(self._backlog.popleft())
+        return len(self._backlog)
+
+    def settle(self) -> None:
+        """Everything of the backlog into its files (before a stop, a cut, a
+        change of media)."""
+        self.drain(len(self._backlog))
+
+    def _feed(self, item: EncodedFrame | PcmChunk) -> None:
+        if isinstance(item, EncodedFrame):
+            self.segmenter.video(item)
+        else:
+            self.segmenter.audio(item)
 
     def push_video(self, frame: EncodedFrame) -> None:
         if self.recording:
-            self.segmenter.video(frame)
+            if self._backlog:
+                self._backlog.append(frame)
+            else:
+                self.segmenter.video(frame)
             return
         self._ring.append(frame)
         keep_from = frame.pts_us - int((self.config.prerecord_s + 2) * 1e6)
@@ -85,7 +115,10 @@ class Capture:
         self.meter.feed(chunk.data, chunk.pts_us)
         self._audio_end_us = chunk.pts_us + chunk.samples * 1_000_000 // chunk.rate
         if self.recording:
-            self.segmenter.audio(chunk)
+            if self._backlog:
+                self._backlog.append(chunk)
+            else:
+                self.segmenter.audio(chunk)
         elif self.config.prerecord_audio:
             self._aring.append(chunk)
             keep_from = chunk.pts_us - int((self.config.prerecord_s + 2) * 1e6)
@@ -115,15 +148,14 @@ class Capture:
         if not self.config.prerecord_audio and self._audio_end_us is not None:
             self.segmenter.silence_until(self._audio_end_us)  # live sound goes on from here
         # in time order, as live media arrives, so every packet lands in its own file
-        for _, item in heapq.merge(
-            ((f.pts_us, f) for f in frames[first + 1 :]),
-            ((c.pts_us, c) for c in chunks if c.pts_us >= t0 - 30_000),
-            key=lambda x: x[0],
-        ):
-            if isinstance(item, EncodedFrame):
-                self.segmenter.video(item)
-            elif isinstance(item, PcmChunk):
-                self.segmenter.audio(item)
+        self._backlog.extend(
+            item
+            for _, item in heapq.merge(
+                ((f.pts_us, f) for f in frames[first + 1 :]),
+                ((c.pts_us, c) for c in chunks if c.pts_us >= t0 - 30_000),
+                key=lambda x: x[0],
+            )
+        )
         return max(0, now_us - t0)
 
     def cut(self) -> bool:
@@ -136,6 +168,7 @@ class Capture:
             self._ring.clear()
             self._aring.clear()
             return False
+        self.settle()
         if not self.segmenter.recording:
             return False  # waiting for its first keyframe: nothing to end
         self.segmenter.close()
@@ -144,6 +177,7 @@ class Capture:
     def stop(self) -> Any:
         if not self.recording:
             return None
+        self.settle()
         self.recording = False
         return self.segmenter.close()
 

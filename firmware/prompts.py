@@ -102,6 +102,12 @@ class PromptBank:
     _cache: dict[str, bytes] = field(default_factory=dict)
     missing: set[str] = field(default_factory=set)
 
+    def preload(self) -> None:
+        """Every prompt into memory now, so none is read from the card (or, on
+        a simulated unit, rendered) on the loop at the moment it is due."""
+        for name in (*TONES, *PHRASES):
+            self.pcm(name)
+
     def pcm(self, name: str) -> bytes:
         """The prompt's PCM; a missing phrase gives a stand-in tone and is
         remembered in `missing` (the caller records the fault once)."""

@@ -58,6 +58,13 @@ SECOND_US = 1_000_000  # the clock, storage and battery checks; the watchdog's p
 # packet on at once, a power cut loses at most about this much media plus
 # what capture still holds back to interleave (docs/CAPTURE.md, "Power cuts")
 FLUSH_US = 250_000
+# One turn of the loop takes queued items, then hands the segmenter the
+# pre-record backlog (DRAIN_ITEMS at a time), for at most TURN_US in all, then
+# runs the timers: a loop that falls behind (a slow CPU, a 30 s pre-record
+# being sealed) still ticks, pats the watchdog and takes the next press
+# within a turn, and the press lights the LED before the pre-record is sealed.
+TURN_US = 50_000
+DRAIN_ITEMS = 8
 CLOCK_TOLERANCE_US = 1_000_000
 # A sync that finds the clock right is still recorded once an hour: the chain
 # is where the last sync is kept across power-offs (holdover is judged on it).
@@ -389,6 +396,7 @@ class Recorder:
             except Exception as exc:
                 self._fault("gps", f"did not start: {exc}")
         self.stalls.started(self.now_us())
+        self.prompts.preload()  # not from a card on the first press
         self.show()
 
     def show(self) -> None:
@@ -434,14 +442,18 @@ class Recorder:
         self.log(f"stopping: {self.stop_reason or 'stopped'}")
 
     def pump(self) -> None:
-        """Handle everything queued, then whatever timers are due."""
+        """Handle what is queued (for at most a turn), a share of the
+        pre-record backlog, then whatever timers are due."""
+        turn_end = self.now_us() + TURN_US
         self.stalls.turn(self.now_us())
-        while self.stop_reason is None:
+        while self.stop_reason is None and self.now_us() < turn_end:
             try:
                 item, at = self.inbox.get_nowait()
             except queue.Empty:
                 break
             self._handle(item, at)
+        while self.capture.backlog and self.now_us() < turn_end:
+            self.capture.drain(DRAIN_ITEMS)
         now = self.now_us()
         if now >= self._next_tick:
             self._next_tick = max(self._next_tick + TICK_US, now - TICK_US)

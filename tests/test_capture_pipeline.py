@@ -110,6 +110,41 @@ def test_prerecord_starts_at_a_keyframe_within_the_window(tmp_path: Path) -> Non
     assert nums == list(range(nums[0], 330)) and nums[0] == 300 - pre * 30 // 1_000_000
 
 
+def _prerecorded(out: Path, drain: int | None) -> tuple[Path, int, list[int]]:
+    """30 s of picture before a press, 2 s after; the pre-record handed to the
+    segmenter `drain` items per turn (None: all of it at the next stop)."""
+    cam = SimCamera(160, 90, 30)
+    cap = Capture(
+        file_sinks(out), CaptureConfig(segment_s=3600, prerecord_s=30, width=160, height=90)
+    )
+    for i in range(35 * 30):
+        cap.push_video(cam.next_frame(i * 1_000_000 // 30))
+    cap.start(35_000_000)
+    left = [cap.backlog]
+    for i in range(35 * 30, 37 * 30):
+        cap.push_video(cam.next_frame(i * 1_000_000 // 30))
+        if drain is not None:
+            left.append(cap.drain(drain))
+    path, _ = cap.stop()
+    assert cap.backlog == 0
+    return path, cap.segmenter.frames_total, left
+
+
+def test_the_prerecord_is_sealed_a_share_a_turn_and_the_file_is_the_same(
+    tmp_path: Path,
+) -> None:
+    """A press must not wait while 30 s of picture are sealed: start() hands
+    over one keyframe, the rest goes a few frames a turn while live frames
+    queue behind it, and the file is byte for byte what it would have been."""
+    piece, n1, left = _prerecorded(tmp_path / "a", drain=30)
+    whole, n2, _ = _prerecorded(tmp_path / "b", drain=None)
+    assert left[0] >= 29 * 30  # at the press, nearly all of the pre-record still to go
+    assert left[-1] == 0 and all(b < a for a, b in zip(left, left[1:], strict=False) if a)
+    assert piece.read_bytes() == whole.read_bytes() and n1 == n2
+    nums, keys = _numbers(piece)
+    assert keys[0] and nums == list(range(nums[0], 37 * 30)) and nums[0] <= 5 * 30
+
+
 def test_bad_config_fails_clearly() -> None:
     with pytest.raises(ValueError, match="prerecord"):
         CaptureConfig(prerecord_s=500)

@@ -437,3 +437,39 @@ def test_a_failed_still_is_recorded_and_the_video_goes_on(
     (files,) = continuous_runs(unit.path, unit.agency.identity)
     pts = [t for _, data in files for t, _ in decode(data).frames]
     assert (pts[-1] - pts[0]) / 1e6 > 3.0
+
+
+def test_the_first_press_lights_the_led_before_the_prerecord_is_sealed(tmp_path: Path) -> None:
+    """The press that starts a recording with 30 s of pre-record shows the
+    recording (LEDs, tone, notice) at once: the pre-record is handed to the
+    segmenter in shares of a turn afterwards, and the file still holds every
+    frame of it, in order, up to the pause."""
+    unit = make_unit(tmp_path / "unit")
+    day = {
+        "seconds": 36,
+        "size": "320x180",
+        "clock": "synced",
+        "segment_seconds": 64,
+        "prerecord_seconds": 30,
+        "at": [{"t": 32, "press": "record"}, {"t": 34, "press": "function"}],
+    }
+    lit: list[int] = []
+
+    def on_ready(rec: Recorder) -> None:
+        show = rec.devices.indicators.show
+
+        def watched(lights: Any) -> None:
+            if rec.indicators.video and not lit:
+                lit.append(rec.capture.backlog)  # what was still to seal as the LED came on
+            show(lights)
+
+        rec.devices.indicators.show = watched  # type: ignore[method-assign]
+
+    rec = run_scenario(unit.path, parse(day, tmp_path), on_ready=on_ready, log=lambda _: None)
+    assert lit and lit[0] >= 29 * 30, lit  # nearly all of the 30 s were still to go
+    assert rec.capture.backlog == 0
+    runs = continuous_runs(unit.path, unit.agency.identity)
+    assert len(runs) == 1
+    frames = [n for _, data in runs[0] for _, n in decode(data).frames]
+    assert frames == list(range(frames[0], frames[0] + len(frames)))  # none lost, none twice
+    assert len(frames) >= 31 * 30  # the pre-record (from a keyframe) and the 2 s after

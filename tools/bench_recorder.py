@@ -7,7 +7,8 @@ pause/resume cycles (>= 50 record presses). Reports CPU as a share of one
 core, peak RSS split into the pre-record ring and the rest, frames lost
 (camera deliveries during the recording vs frames sealed), and the latency
 from a button edge to the recording state and to the first frame muxed into
-a sealed segment (p50/p99).
+a sealed segment (p50/p99), and to the video LED lit (the first press,
+the only one with the 30 s pre-record, given on its own).
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def drive(rec: Recorder, seconds: float, warmup: float, out: dict) -> None:
     """Press buttons through the mock pins and time what follows."""
     d = rec.devices
     pin = {n: d.pin_factory.pin(getattr(d.pins, n)) for n in ("record", "function")}
+    led = d.pin_factory.pin(d.pins.led_video)
     to_state: list[float] = []
+    to_led: list[float] = []
     to_bytes: list[float] = []
     ring_peak = 0
     start = time.monotonic()
@@ -86,6 +89,9 @@ def drive(rec: Recorder, seconds: float, warmup: float, out: dict) -> None:
         while rec.machine.state.mode != "recording" and time.perf_counter() - t0 < 2:
             time.sleep(0.0005)
         to_state.append((time.perf_counter() - t0) * 1000)
+        while not led.state and time.perf_counter() - t0 < 3:
+            time.sleep(0.0005)
+        to_led.append((time.perf_counter() - t0) * 1000)
         while rec.capture.segmenter.frames_total == frames and time.perf_counter() - t0 < 3:
             time.sleep(0.0005)
         to_bytes.append((time.perf_counter() - t0) * 1000)
@@ -97,14 +103,16 @@ def drive(rec: Recorder, seconds: float, warmup: float, out: dict) -> None:
         pin["function"].drive_high()
         while rec.machine.state.mode == "recording" and time.monotonic() < end:
             time.sleep(0.005)
-    out.update(to_state=to_state, to_bytes=to_bytes, ring_peak=ring_peak)
+    out.update(to_state=to_state, to_led=to_led, to_bytes=to_bytes, ring_peak=ring_peak)
     rec.request_stop("bench done")
 
 
 def main(argv: list[str]) -> dict:
     ap = argparse.ArgumentParser(prog="bench.py recorder")
     ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--warmup", type=float, default=8, help="idle seconds filling the ring")
+    ap.add_argument(
+        "--warmup", type=float, default=32, help="idle seconds filling the 30 s pre-record ring"
+    )
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--bitrate", type=int, default=16_000_000)
     a = ap.parse_args(argv)
@@ -157,6 +165,11 @@ def main(argv: list[str]) -> dict:
         "edge_to_recording_ms": {
             "p50": _pct(out.get("to_state", []), 0.5),
             "p99": _pct(out.get("to_state", []), 0.99),
+        },
+        "edge_to_video_led_ms": {
+            "p50": _pct(out.get("to_led", []), 0.5),
+            "p99": _pct(out.get("to_led", []), 0.99),
+            "first_press_with_prerecord": round(out["to_led"][0], 1) if out.get("to_led") else None,
         },
         "edge_to_first_frame_muxed_ms": {
             "p50": _pct(out.get("to_bytes", []), 0.5),
