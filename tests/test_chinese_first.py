@@ -6,6 +6,8 @@ named in Chinese signs in."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import shutil
@@ -309,6 +311,17 @@ def test_a_supervisor_named_in_chinese_signs_in_to_a_chinese_page(
         visible = re.sub(r"<style>.*?</style>|<[^>]+>", " ", text, flags=re.S)
         for english in ("Sign out", "Overview", "Officer", "Recordings"):
             assert english not in visible, visible
+        # the CSV: Chinese headings and labels, with the codes beside them unchanged
+        unit = c.get(f"/unit/{SERIAL}").text
+        day = re.search(rf"/unit/{SERIAL}/(\d{{4}}-\d\d-\d\d)", unit)
+        assert day is not None, unit[:2000]
+        got = c.get(f"/unit/{SERIAL}/{day.group(1)}/events.csv")
+        assert got.status == 200
+        rows = list(csv.DictReader(io.StringIO(got.text.lstrip("\ufeff"))))
+        assert rows and {"代码", "类别"} <= set(rows[0]), list(rows[0])
+        assert {r["代码"] for r in rows} >= {"start", "stop"}
+        assert all(r["代码"].isascii() for r in rows)
+        assert any(r["类别"] != r["代码"] and not r["类别"].isascii() for r in rows)
 
 
 @pytest.mark.slow

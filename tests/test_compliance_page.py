@@ -442,6 +442,13 @@ def test_a_supervisor_signs_in_and_sees_a_units_day(browser: Any, page_server: P
     kinds = {r["Kind"] for r in rows if r["Row"] == "finding"}
     assert {"Spoken reason missing", "Late export", "Unmarked recording"} <= kinds
     assert any(r["Kind"] == "resume" and r["State"] == "MISSING" for r in rows)
+    # codes stay the same in every language: finding keys, event kinds, states
+    assert {r["Code"] for r in rows if r["Row"] == "finding"} >= {
+        "note_missing",
+        "late_export",
+        "unmarked",
+    }
+    assert any(r["Code"] == "resume" and r["State code"] == "MISSING" for r in rows)
     assert all(r["Unit"] == SERIAL and r["Time (UTC)"].startswith(day) for r in rows)
     assert all(r["Time (Asia/Shanghai)"].endswith(" +08:00") for r in rows)
 

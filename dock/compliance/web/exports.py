@@ -50,6 +50,9 @@ def columns(t: Texts) -> list[str]:
         t.tr("Kind"),
         t.tr("State"),
         t.tr("What"),
+        # the same in every language, for a spreadsheet's filters and scripts
+        t.tr("Code"),
+        t.tr("State code"),
     ]
 
 
@@ -70,6 +73,8 @@ def to_csv(events: Iterable[model.Event], findings: Iterable[model.Finding], t: 
             t.say(e.kind_label),
             t.say(e.state_label),
             t.say(e.text),
+            e.kind,
+            e.state,
         ]
         w.writerow([_cell(v) for v in row])
     for f in findings:
@@ -85,6 +90,8 @@ def to_csv(events: Iterable[model.Event], findings: Iterable[model.Finding], t: 
             t.say(f.label),
             "",
             t.say(f.text),
+            f.kind,
+            "",
         ]
         w.writerow([_cell(v) for v in row])
     return out.getvalue()
