@@ -356,3 +356,65 @@ def test_a_real_browser_shows_the_page_in_chinese_in_its_cjk_font_and_english_on
             family = page.evaluate("getComputedStyle(document.body).fontFamily")
             assert "Noto Sans CJK SC" in family, family
             ctx.close()
+
+
+@pytest.mark.slow
+def test_a_live_run_s_chapters_and_findings_say_given_where_its_chain_does(
+    tmp_path: Path,
+) -> None:
+    """Real time, two resumes: one with a spoken reason, one without. The
+    note is written seconds after its resume and its window opens at the
+    press, a few ms before the resume's own stamp: the court copy's chapters
+    and the page's events still say given (or MISSING) exactly where the
+    chain's `resume_note` for that resume (by its `resume` link) does."""
+    from dock.courtcopy.steps import VIDEO, chapters
+    from dock.texts import load_texts
+    from firmware.machine import Policy
+    from firmware.recording import run_scenario
+    from firmware.scenario import parse
+    from sealing.recordings import recordings
+    from sealing.store import read_chain
+
+    unit = make_unit(tmp_path / "unit", serial=SERIAL, officer="张三")
+    day = {
+        "seconds": 17,
+        "size": "320x180",
+        "clock": "synced",
+        "segment_seconds": 8,
+        "prerecord_seconds": 1,
+        "at": [
+            {"t": 0.5, "press": "record"},
+            {"t": 2, "press": "function"},  # pause
+            {"t": 3, "press": "record"},  # resume, then a spoken reason
+            {"t": 8.5, "press": "function"},
+            {"t": 9.5, "press": "record"},  # resume, nothing said
+            {"t": 15.5, "hold": "record"},
+        ],
+        "sound": [{"t": 3.3, "speech": "I resumed because the owner came back.", "seconds": 4}],
+    }
+    policy = Policy(note_min_speech_s=1.0, note_window_s=5.0, note_reprompts=0)
+    run_scenario(unit.path, parse(day, tmp_path), realtime=True, policy=policy, log=lambda _: None)
+    (chain,) = unit.path.rglob(layout.CHAIN)
+    records = [ln.record for ln in read_chain(chain).lines]
+    by_seq = {r.seq: r for r in records}
+    notes = [r for r in records if r.type == "resume_note"]
+    said = {n.body["resume"]: n.body["given"] for n in notes}
+    assert sorted(said.values()) == [False, True], [n.body for n in notes]
+    for n in notes:  # live: the window opened at the press, not at the resume's stamp
+        assert n.body["window_from_us"] != by_seq[n.body["resume"]].stamp.mono_us
+    (rec,) = recordings(records)
+    assert rec.media(VIDEO)
+    for language, given, missing in (
+        ("zh-CN", "已作语音说明", "缺少语音说明"),
+        ("en", "spoken reason given", "spoken reason MISSING"),
+    ):
+        shown = chapters(rec, load_texts(Locale(language, "Asia/Shanghai")))
+        resumes = [c for c in shown if c.record is not None and by_seq[c.record].type == "resume"]
+        assert sorted(c.record for c in resumes) == sorted(said)
+        for c in resumes:
+            expected, other = (given, missing) if said[c.record] else (missing, given)
+            assert expected in c.title and other not in c.title, (language, c.title)
+    analysed = compliance.analyse(SERIAL, records, {})
+    states = {e.seq: e.state for e in analysed.events if e.kind == "resume"}
+    assert states == {s: "given" if g else "MISSING" for s, g in said.items()}
+    assert len(analysed.findings_of("note_missing")) == 1
