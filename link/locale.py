@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 # language tag -> the gettext catalog's locale name
 LANGUAGES = {"zh-CN": "zh_CN", "en": "en"}
@@ -84,6 +84,11 @@ def check_zone(name: object, where: str = "timezone") -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
+        if not available_timezones():  # not the name's fault: the machine has no zones
+            raise LocaleError(
+                f"{where} timezone {name!r}: this system has no time zone database "
+                "(install Debian's tzdata)"
+            ) from None
         raise LocaleError(f"{where} timezone {name!r} is not an IANA zone name") from None
     return name
 

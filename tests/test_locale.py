@@ -39,3 +39,24 @@ def test_english_and_another_zone_are_one_setting_away(tmp_path: Path) -> None:
 def test_bad_settings_are_refused_by_name(table: object, says: str) -> None:
     with pytest.raises(LocaleError, match=says.replace("(", r"\(")):
         parse(table)
+
+
+def test_a_machine_without_a_zone_database_is_told_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the emulated unit: a card without Debian's tzdata refused its
+    own unit.toml as if 'Asia/Shanghai' were no zone. The refusal names the
+    missing database instead (boot/unit-debian-packages.txt lists tzdata)."""
+    import zoneinfo
+
+    from link import locale
+
+    def no_zone(name: str) -> zoneinfo.ZoneInfo:
+        raise zoneinfo.ZoneInfoNotFoundError(name)
+
+    monkeypatch.setattr(locale, "ZoneInfo", no_zone)
+    monkeypatch.setattr(locale, "available_timezones", set)
+    with pytest.raises(LocaleError, match="no time zone database .*tzdata"):
+        parse({"language": "zh-CN", "timezone": "Asia/Shanghai"})
+    packages = (
+        Path(__file__).resolve().parent.parent / "boot/unit-debian-packages.txt"
+    ).read_text()
+    assert "\ntzdata\n" in packages

@@ -304,8 +304,9 @@ def _test_layer(root: Path, kernel: Kernel, module: Path) -> None:
 
 # -- step 2: the stock card ----------------------------------------------------------
 
-# What our own wheel is built from (it is in the pre-baked venv)
-PROJECT_PARTS = ("firmware", "capture", "sealing", "hal", "boot", "pyproject.toml")
+# What our own wheel is built from (it is in the pre-baked venv): every package
+# the unit imports (pyproject's list without the dock, which no unit runs)
+PROJECT_PARTS = ("firmware", "capture", "sealing", "hal", "boot", "link", "pyproject.toml")
 CONFIG_TXT = """# For more options and information see
 # http://rptl.io/configtxt
 dtparam=audio=on
