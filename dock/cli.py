@@ -7,7 +7,9 @@ store durably, index, and only then send a signed receipt (R15-R22).
     bodycam-dock serve --dock-dir DIR (--usb | --unit HOST:PORT ...) [--once] ...
     bodycam-dock report --dock-dir DIR [--index URL]
     bodycam-dock sync --dock-dir DIR --to AGENCY_DIR [--index URL] [--name DOCK]
-    bodycam-dock supervisor-add --dock-dir DIR --name N
+    bodycam-dock user-add --dock-dir DIR --name N --role ROLE [--department D]
+    bodycam-dock supervisor-add --dock-dir DIR --name N      (user-add --role legal)
+    bodycam-dock audit-verify --dock-dir DIR
     bodycam-dock page --dock-dir DIR [--port 8080]
     bodycam-dock recordings --dock-dir DIR --serial S
     bodycam-dock export-case --dock-dir DIR --serial S --recording SEQ --examiner NAME \
@@ -27,8 +29,9 @@ The dock's storage:
     <dock>/units/<serial>/device_ed25519.pub the unit's key, pinned on first pull
     <dock>/units/<serial>/receipts/<id>.json receipts this dock signed
     <dock>/units/<serial>/verification.json  the last safety check before a receipt
-    <dock>/supervisors.json                  who may sign in to the compliance page
-    <dock>/signins.jsonl                     every sign-in, failure and sign-out (0600)
+    <dock>/audit.jsonl                       the audit log: sign-ins, views, downloads,
+                                             refusals, account changes (0600, dock/audit.py)
+    <dock>/audit.key, audit.pub              the key that signs it
     <dock>/signin-locks.json                 sign-in locks that outlive a restart (0600)
     <dock>/YYYY/MM/DD/<serial>/<segment>     segments, filed by start date (R21)
     <dock>/.staging/                         what a unit sent, until it is verified
@@ -37,6 +40,7 @@ The dock's storage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import ssl
 import sys
@@ -48,6 +52,8 @@ from link.locale import LANGUAGES, Locale, LocaleError
 from sealing.age import Identity
 from sealing.files import no_group_write
 
+from .access import ROLES
+from .audit import AUDIT_LOG, AuditError, AuditLog
 from .dock_locale import add_locale_arguments, adopt_agency_locale, dock_locale, with_overrides
 from .texts import CatalogMissing, Texts, load_texts, msg
 
@@ -67,6 +73,13 @@ def _case_command(args: argparse.Namespace, texts: Texts) -> int:
         except NameNotAccepted as exc:
             raise courtcopy.CaseError(exc.args[0]) from None
         signing, identity = _case_credentials(args)
+        # the register has the copy before it exists: no copy is made unrecorded
+        target = f"{args.serial} recording {args.recording}"
+        log = AuditLog(args.dock_dir)
+        try:
+            log.append(examiner, "", "court_copy", target, "started", {"out": str(args.out)})
+        except AuditError as exc:
+            raise courtcopy.CaseError(str(exc)) from None
         case = courtcopy.export_case(
             args.dock_dir,
             args.serial,
@@ -79,9 +92,17 @@ def _case_command(args: argparse.Namespace, texts: Texts) -> int:
             texts=texts,
         )
     except courtcopy.CaseError as exc:
+        _case_failed(args, str(exc))
         print(f"dock: {texts.say(exc)}", file=sys.stderr)
         return exc.code
     except OSError as exc:
+        _case_failed(args, str(exc))
+        print(f"dock: {exc}", file=sys.stderr)
+        return 2
+    try:
+        log.append(examiner, "", "court_copy", target, "ok",
+                   {"out": str(case.out), "c2pa": case.validation.state})  # fmt: skip
+    except (AuditError, OSError) as exc:
         print(f"dock: {exc}", file=sys.stderr)
         return 2
     j = case.joined
@@ -112,6 +133,18 @@ def _case_command(args: argparse.Namespace, texts: Texts) -> int:
             )
         )
     return 0
+
+
+def _case_failed(args: argparse.Namespace, why: str) -> None:
+    """A court copy that was started and did not finish, in the audit log
+    (when it got as far as the log: a refused --examiner did not)."""
+    if args.cmd != "export-case" or not (args.dock_dir / AUDIT_LOG).exists():
+        return
+    with contextlib.suppress(AuditError, OSError):
+        AuditLog(args.dock_dir).append(
+            args.examiner[:64], "", "court_copy", f"{args.serial} recording {args.recording}",
+            "failed", {"why": why[:300]},
+        )  # fmt: skip
 
 
 def _case_credentials(args: argparse.Namespace) -> tuple[Any, Identity]:
@@ -291,6 +324,20 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
     sa.add_argument("--name", required=True)
     sa.add_argument("--password-file", type=Path, help=t.tr("read the password (default: prompt)"))
     add_locale_arguments(sa, t)
+    ua = sub.add_parser(
+        "user-add", help=t.tr("add a person who signs in to the page, with their role")
+    )
+    ua.add_argument("--dock-dir", type=Path, required=True)
+    ua.add_argument("--name", required=True)
+    ua.add_argument("--role", required=True, choices=ROLES)
+    ua.add_argument("--department", default="", help=t.tr("the person's department"))
+    ua.add_argument("--password-file", type=Path, help=t.tr("read the password (default: prompt)"))
+    add_locale_arguments(ua, t)
+    av = sub.add_parser(
+        "audit-verify", help=t.tr("check the audit log: exit 0 intact, 1 at its first break")
+    )
+    av.add_argument("--dock-dir", type=Path, required=True)
+    add_locale_arguments(av, t)
     pg = sub.add_parser(
         "page", help=t.tr("serve the supervisors' compliance page, on loopback only")
     )
@@ -326,8 +373,31 @@ def main(argv: list[str] | None = None) -> int:
     return _run(args, texts)
 
 
+def _audit_verify(args: argparse.Namespace, texts: Texts) -> int:
+    from .audit import AuditError, key_fingerprint, read
+
+    if not args.dock_dir.is_dir():
+        said = texts.tr("%(folder)s is not a dock folder", folder=str(args.dock_dir))
+        print(f"dock: {said}", file=sys.stderr)
+        return 2
+    entries, broken = read(args.dock_dir)
+    if broken is not None:
+        print(texts.tr("audit log broken at line %(line)s (after %(count)s intact): %(why)s",
+                       line=broken.line, count=len(entries), why=broken.why))  # fmt: skip
+        return 1
+    try:
+        key = key_fingerprint(args.dock_dir)
+    except AuditError:
+        key = "-"
+    print(texts.tr("audit log intact: %(count)s entries, key %(fingerprint)s",
+                   count=len(entries), fingerprint=key))  # fmt: skip
+    return 0
+
+
 def _run(args: argparse.Namespace, texts: Texts) -> int:
-    if args.cmd in ("supervisor-add", "page"):
+    if args.cmd == "audit-verify":
+        return _audit_verify(args, texts)
+    if args.cmd in ("supervisor-add", "user-add", "page"):
         from .compliance.web import serve  # flask, waitress, matplotlib: only for the page
 
         return serve.command(args, texts)

@@ -100,6 +100,17 @@ receipts = Table(
     Column("segments", BigInteger),
     Column("accepted", Boolean),
 )
+# Who may sign in to the page, and as what (dock/access.py). Not per dock:
+# an agency's index on PostgreSQL holds one list of its people.
+people = Table(
+    "people",
+    metadata,
+    Column("name", Text, primary_key=True),  # NFC, checked (sealing.people)
+    Column("role", Text, nullable=False),
+    Column("department", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),  # werkzeug's: scrypt, salted
+    Column("changed_us", BigInteger, nullable=False),
+)
 
 
 class IndexTargetError(ValueError):
@@ -254,7 +265,26 @@ class Index:
         with self.engine.connect() as conn:
             return sorted(conn.execute(stmt).scalars())
 
+    def person(self, name: str) -> Row | None:
+        rows = self._fetch(select(people).where(people.c.name == name))
+        return rows[0] if rows else None
+
+    def people(self) -> list[Row]:
+        return sorted(self._fetch(select(people)), key=lambda r: r["name"])
+
     # -- writes ---------------------------------------------------------------
+
+    def put_person(self, row: dict[str, Any]) -> bool:
+        """An account added, or a known one's role, department or password
+        replaced; True when it is new. (Any index may write it: people are
+        the agency's, not one dock's.)"""
+        mod = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = mod.insert(people).values(row)
+        changed = {k: stmt.excluded[k] for k in row if k != "name"}
+        with self._tx() as conn:
+            new = conn.execute(select(people.c.name).where(people.c.name == row["name"])).first()
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=changed))
+        return new is None
 
     def _writer(self) -> str:
         if self.dock is None:

@@ -557,7 +557,7 @@ def test_the_page_is_never_served_beyond_loopback(late_dock: LateDock, tmp_path:
     empty = tmp_path / "dock"
     empty.mkdir()
     r = _dock_py("page", "--dock-dir", str(empty), "--port", "0", *EN_ARGS)
-    assert r.returncode == 2 and "no supervisors" in r.stderr
+    assert r.returncode == 2 and "no supervisors or other people" in r.stderr
 
 
 def test_supervisor_add_refuses_weak_passwords_and_odd_names(tmp_path: Path) -> None:
@@ -572,14 +572,14 @@ def test_supervisor_add_refuses_weak_passwords_and_odd_names(tmp_path: Path) -> 
                      "--password-file", str(pw), *EN_ARGS)  # fmt: skip
         assert r.returncode == 2 and r.stderr.startswith("dock: ") and says in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
-    assert not (tmp_path / "supervisors.json").exists()
+    assert not (tmp_path / "dock.sqlite").exists()  # nothing made for a refused account
     pw.write_text(SUPERVISOR_PASSWORD + "\n")
     r = _dock_py("supervisor-add", "--dock-dir", str(tmp_path), "--name", "ames",
                  "--password-file", str(pw))  # fmt: skip
     assert r.returncode == 0, r.stderr
-    made = tmp_path / "supervisors.json"
+    made = tmp_path / "dock.sqlite"  # the accounts are in the index, with the password's hash
     assert made.stat().st_mode & 0o077 == 0  # for the dock's user only
-    assert SUPERVISOR_PASSWORD not in made.read_text()
+    assert SUPERVISOR_PASSWORD.encode() not in made.read_bytes()
 
 
 def test_an_internal_error_is_logged_and_answered_shortly(

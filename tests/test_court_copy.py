@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dock import audit
 from dock.courtcopy import c2pa as courtcopy_c2pa
 from dock.courtcopy import media as courtcopy_media
 from dock.courtcopy import steps as courtcopy_steps
@@ -297,6 +298,11 @@ def test_export_case_from_the_command_line(demo_run: DemoRun, tmp_path: Path) ->
     r = _export(demo_run, tmp_path / "case")
     assert r.returncode == 0, r.stderr
     assert "C2PA Trusted" in r.stdout and "TEST certificate" in r.stdout
+    # the copy is in the dock's audit log: begun before it existed, then made
+    entries, broken = audit.read(demo_run.dir / "dock")
+    assert broken is None, broken
+    copies = [(e.who, e.result) for e in entries if e.act == "court_copy"]
+    assert copies[-2:] == [(EXAMINER, "started"), (EXAMINER, "ok")], copies
     # English, one setting away: the chapters and the report
     (mp4,) = (tmp_path / "case").glob("*.mp4")
     chapters = [c["tags"]["title"] for c in _probe(mp4, "-show_chapters")["chapters"]]

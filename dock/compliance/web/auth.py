@@ -3,14 +3,15 @@
 Every request passes `require_sign_in` first: it finds the request's session
 (sessions.py: held by the page, the cookie is only a token) and sends anyone
 without one to the sign-in form, except for the endpoints in PUBLIC. It is
-the one place a permission check per endpoint belongs (roles: the
-supervisor's entry in `g.session`, the endpoint in `request.endpoint`).
+where the signed-in person's account (`g.person`: name, role, department,
+read again at each request) is found; what they may see is decided where
+the page reads evidence (context.py, by dock/access.py).
 
 Signing in: the form carries a token tied to a cookie of its own (a CSRF
 check before anyone is signed in; SameSite=Strict besides); failures slow
 down and lock per name and per address (signin_guard.py); every attempt,
-sign-out and ended session is a line in `<dock>/signins.jsonl`
-(signin_log.py), written before the answer. When the dock cannot record an
+sign-out and ended session is a line of the dock's audit log
+(`<dock>/audit.jsonl`, dock/audit.py), written before the answer. When the dock cannot record an
 attempt, nobody signs in. After signing in the supervisor goes back to the
 page they asked for, if it is one of this app's (safe_next.py). A
 signed-in supervisor may switch the page's language for their session.
@@ -45,15 +46,16 @@ from werkzeug.wrappers.response import Response as BaseResponse
 from link.locale import LANGUAGES
 from sealing.recordings import utc_text as iso_text
 
+from ...access import Act, Person, may
+from ...audit import AuditError, AuditLog
 from ...texts import Msg, msg
-from .accounts import load_supervisors, name_or_none
+from .accounts import name_or_none, person_of
 from .clock import Clock
-from .context import page_texts
+from .context import page_context, page_texts
 from .errors import PageError
 from .safe_next import local_next
 from .sessions import Session, SessionStore, password_tag
 from .signin_guard import Key, Lock, SigninGuard
-from .signin_log import SIGNIN_LOG, SigninLog
 
 KEY = "bodycam_auth"
 SESSION_COOKIE = "bodycam_supervisor"
@@ -62,6 +64,14 @@ PUBLIC = frozenset({"auth.login_form", "auth.login"})
 FORM_EXPIRED = msg(
     "The form has expired or did not come from this page: reload the page and try again."
 )
+ROLE_NAMES: dict[str, Msg] = {
+    "officer": msg("officer"),
+    "head": msg("department head"),
+    "leader": msg("leadership"),
+    "legal": msg("legal and supervision"),
+    "auditor": msg("auditor"),
+    "admin": msg("administrator"),
+}
 # the languages a supervisor can switch to, each named in itself
 LANGUAGE_NAMES = (("zh-CN", "中文"), ("en", "English"))
 
@@ -76,7 +86,7 @@ class AuthState:
     clock: Clock
     sessions: SessionStore
     guard: SigninGuard
-    log: SigninLog
+    log: AuditLog
     secret: bytes  # signs the sign-in form's token; drawn at each start
     dummy_hash: str  # checked for an unknown name, so that it takes as long
     # one password check at a time, so that concurrent guesses cannot slip
@@ -101,7 +111,7 @@ def install(app: Flask, dock_dir: Path, clock: Clock) -> None:
         clock=clock,
         sessions=SessionStore(clock),
         guard=SigninGuard.load(dock_dir, clock),
-        log=SigninLog(dock_dir / SIGNIN_LOG),
+        log=AuditLog(dock_dir),
         secret=secrets.token_bytes(32),
         dummy_hash=generate_password_hash(secrets.token_hex(16)),
         checking=threading.Lock(),
@@ -117,14 +127,27 @@ def signed_in() -> Session | None:
     return cast(Session | None, g.get("session"))
 
 
+def person() -> Person | None:
+    """Who is signed in, as their account says now."""
+    return cast(Person | None, g.get("person"))
+
+
+def _account(name: str) -> tuple[Person, str] | None:
+    try:
+        return person_of(page_context().index, name)
+    except PageError as exc:
+        log.error("%s", exc)
+        _unreadable(exc)
+
+
 # -- every request -------------------------------------------------------------
 
 
 @bp.before_app_request
 def require_sign_in() -> BaseResponse | None:
-    session = _session_of_request()
-    if session is not None:
-        g.session = session
+    found = _session_of_request()
+    if found is not None:
+        g.session, g.person = found
         return None
     if request.routing_exception is not None or request.endpoint in PUBLIC:
         return None  # an unknown path, an untrusted Host: answered as that error
@@ -137,7 +160,7 @@ def require_sign_in() -> BaseResponse | None:
     return resp
 
 
-def _session_of_request() -> Session | None:
+def _session_of_request() -> tuple[Session, Person] | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
@@ -145,29 +168,28 @@ def _session_of_request() -> Session | None:
     session = st.sessions.find(token)
     if session is None:
         return None
-    try:
-        stored = load_supervisors(st.dock_dir).get(session.user)
-    except PageError as exc:
-        log.error("%s", exc)
-        _unreadable(exc)
-    if stored is None or not _same(password_tag(stored), session.password_tag):
+    account = _account(session.user)
+    stored = account[1] if account is not None else None
+    if account is None or stored is None or not _same(password_tag(stored), session.password_tag):
         st.sessions.end(token)
         why = "removed" if stored is None else "password_changed"
         try:
             _record("session_ended", session.user, why=why)
-        except OSError:
-            log.exception("sign-in log")  # the session ends all the same
+        except (OSError, AuditError):
+            log.exception("audit log")  # the session ends all the same
         return None
-    return session
+    return session, account[0]
 
 
 @bp.app_context_processor
 def signed_in_context() -> dict[str, Any]:
-    session = signed_in()
+    session, who = signed_in(), person()
     return {
         "user": session.user if session else None,
         "csrf": session.csrf if session else "",
         "languages": LANGUAGE_NAMES,
+        "role_label": page_texts().say(ROLE_NAMES[who.role]) if who else "",
+        "sees_registers": who is not None and may(who, Act.SEE_REGISTERS),
     }
 
 
@@ -194,14 +216,14 @@ def login() -> BaseResponse:
     try:
         with st.checking:
             return _sign_in(st, keys, name, typed, password, nxt)
-    except OSError as exc:
+    except (OSError, AuditError) as exc:
         log.exception("sign-in record")
         abort(
             503,
             description=msg(
                 "The dock cannot record sign-in attempts (%(error)s), so nobody can "
                 "sign in until it can: the dock folder must be writable.",
-                error=exc.strerror or str(exc),
+                error=getattr(exc, "strerror", None) or str(exc),
             ),
         )
 
@@ -214,20 +236,17 @@ def _sign_in(
         if _power_of_ten(lock.refused):  # a flood of refusals is a few lines, counted
             _record("locked", typed, lock=lock)
         return _login_page(429, nxt, lock=lock)
-    try:
-        stored = load_supervisors(st.dock_dir).get(name) if name is not None else None
-    except PageError as exc:
-        log.error("%s", exc)
-        _unreadable(exc)
+    account = _account(name) if name is not None else None
+    stored = account[1] if account is not None else None
     matches = check_password_hash(stored or st.dummy_hash, password)
-    if name is None or stored is None or not matches:
+    if name is None or account is None or stored is None or not matches:
         lock = st.guard.failed(keys)
         _record("wrong_password", typed, lock=lock)
         return _login_page(401, nxt, error=msg("Wrong name or password."), lock=lock)
     st.guard.succeeded(keys)
-    _record("signed_in", name)
+    _record("signed_in", name, role=account[0].role)
     token, _ = st.sessions.start(name, password_tag(stored))
-    log.info("supervisor %r signed in", name)
+    log.info("%s %r signed in", account[0].role, name)
     resp = redirect(nxt or url_for("pages.overview"))
     resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict")
     return resp
@@ -243,8 +262,8 @@ def logout() -> BaseResponse:
     _state().sessions.end(token)
     try:
         _record("signed_out", session.user)
-    except OSError:
-        log.exception("sign-in log")  # signed out all the same
+    except (OSError, AuditError):
+        log.exception("audit log")  # signed out all the same
     resp = redirect(url_for("auth.login_form"))
     resp.delete_cookie(SESSION_COOKIE)
     return resp
@@ -300,22 +319,19 @@ def _iso(wall: float) -> str:
     return iso_text(int(wall * 1e6), ms=True)
 
 
-def _record(result: str, name: str, lock: Lock | None = None, why: str | None = None) -> None:
-    """One line of the sign-in log; OSError when it cannot be written."""
+def _record(
+    result: str, name: str, lock: Lock | None = None, why: str | None = None, role: str = ""
+) -> None:
+    """One sign-in line of the audit log; OSError or AuditError when it cannot be written."""
     st = _state()
-    entry: dict[str, Any] = {
-        "at": _iso(st.clock.wall()),
-        "result": result,
-        "name": name[:64],
-        "address": _address(),
-    }
+    detail: dict[str, str | int] = {"at": _iso(st.clock.wall()), "address": _address()}
     if lock is not None:
-        entry |= {"locked": lock.key.scope, "locked_until": _iso(lock.until_wall)}
+        detail |= {"locked": lock.key.scope, "locked_until": _iso(lock.until_wall)}
         if lock.refused:
-            entry["refused"] = lock.refused
+            detail["refused"] = lock.refused
     if why is not None:
-        entry["why"] = why
-    st.log.write(entry)
+        detail["why"] = why
+    st.log.append(name[:64], role, "sign_in", "", result, detail)
 
 
 def _notice(lock: Lock) -> LockNotice:

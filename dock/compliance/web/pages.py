@@ -1,7 +1,8 @@
 """The pages a supervisor reads: the overview (units, officers, findings), a
 unit's days, a unit's day (timeline, findings, recordings, events) and an
-officer's days. The day and officer pages are also rendered for print (the
-PDFs in exports.py use the same templates)."""
+officer's days; the audit log for who may see the registers. The day and
+officer pages are also rendered for print (the PDFs in exports.py use the
+same templates). What each person sees is decided in context.py."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import re
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, g, render_template, request
 
+from ...access import Act, Person, may
+from ...audit import AuditError, key_fingerprint
+from ...audit import read as read_audit
 from ...texts import msg
 from .. import model
-from .context import dock_view, officer_days, page_context, page_texts, unit_of
+from .context import audit, dock_view, officer_days, page_context, page_texts, refuse, unit_of
 from .timeline import officer_rows, timeline_svg, unit_day_rows
 
 bp = Blueprint("pages", __name__)
@@ -77,6 +81,22 @@ def overview() -> str:
     return render_template(
         "overview.html.j2", units=units, unreadable=v.unreadable, officers=people
     )
+
+
+@bp.get("/audit")
+def audit_log() -> str:
+    """The audit log and its verification: for who may see the registers."""
+    who = g.get("person")
+    if not isinstance(who, Person) or not may(who, Act.SEE_REGISTERS):
+        refuse("the audit log")
+    dock_dir = page_context().dock_dir
+    entries, broken = read_audit(dock_dir)
+    try:
+        key = key_fingerprint(dock_dir)
+    except AuditError:
+        key = "-"
+    audit("view", request.path)
+    return render_template("audit.html.j2", entries=entries, broken=broken, key=key)
 
 
 @bp.get("/unit/<segment:serial>")

@@ -33,11 +33,13 @@ from werkzeug.wrappers.response import Response as BaseResponse
 from link.locale import LANGUAGES, Locale
 
 from ... import chain_codes, fonts
+from ...access import ROLES
+from ...audit import AuditError, key_fingerprint
 from ...index import INDEX_ERRORS, Index, describe_error
 from ...texts import CatalogMissing, Msg, Texts, load_texts, msg
 from .. import model
 from . import auth, context, exports, pages
-from .accounts import MIN_PASSWORD, SUPERVISORS, add_supervisor, check_name, load_supervisors
+from .accounts import INDEX, MIN_PASSWORD, add_person, check_name, has_people
 from .clock import Clock
 from .context import page_texts
 from .errors import PageError
@@ -266,12 +268,13 @@ def _page(args: argparse.Namespace, texts: Texts) -> int:
         raise PageError(msg("--port %(port)s: want 0 to 65535", port=args.port))
     if not args.dock_dir.is_dir():
         raise PageError(msg("%(folder)s is not a folder", folder=str(args.dock_dir)))
-    if not load_supervisors(args.dock_dir):
-        add = f"bodycam-dock supervisor-add --dock-dir {args.dock_dir} --name NAME"
+    if not has_people(args.dock_dir):
+        add = (f"bodycam-dock user-add --dock-dir {args.dock_dir} --name NAME "
+               f"--role {'|'.join(ROLES)} --department DEPT")  # fmt: skip
         raise PageError(
             msg(
-                "no supervisors in %(file)s: add one with %(command)s",
-                file=str(args.dock_dir / SUPERVISORS),
+                "no supervisors or other people in %(file)s: add one with %(command)s",
+                file=str(args.dock_dir / INDEX),
                 command=add,
             )
         )
@@ -302,8 +305,11 @@ def _page(args: argparse.Namespace, texts: Texts) -> int:
     return 0
 
 
-def _supervisor_add(args: argparse.Namespace, texts: Texts) -> int:
+def _user_add(args: argparse.Namespace, texts: Texts) -> int:
+    """`user-add` (and `supervisor-add`: the role `legal`, no department)."""
     name = check_name(args.name)  # before asking for a password
+    role = getattr(args, "role", "legal")
+    department = getattr(args, "department", "") or ""
     if args.password_file:
         password = args.password_file.read_text().rstrip("\n")
     else:
@@ -312,22 +318,26 @@ def _supervisor_add(args: argparse.Namespace, texts: Texts) -> int:
             raise PageError(msg("the two passwords differ"))
     if not password:
         raise PageError(msg("the password is empty"))
-    new = add_supervisor(args.dock_dir, name, password)
-    where = str(args.dock_dir / SUPERVISORS)
+    new = add_person(args.dock_dir, name, role, department, password)
+    where = str(args.dock_dir / INDEX)
     if new:
-        print(texts.tr("supervisor %(name)s added in %(file)s", name=name, file=where))
+        print(texts.tr("%(name)s added as %(role)s in %(file)s", name=name, role=role, file=where))
     else:
-        print(
-            texts.tr("supervisor %(name)s given a new password in %(file)s", name=name, file=where)
-        )
+        print(texts.tr("%(name)s is now %(role)s, with the password given, in %(file)s",
+                       name=name, role=role, file=where))  # fmt: skip
+    try:
+        print(texts.tr("audit key %(fingerprint)s (write it down: audit-verify shows it)",
+                       fingerprint=key_fingerprint(args.dock_dir)))  # fmt: skip
+    except AuditError as exc:
+        raise PageError(str(exc)) from None
     return 0
 
 
 def command(args: argparse.Namespace, texts: Texts) -> int:
     """`bodycam-dock supervisor-add` and `bodycam-dock page`: exit 2 with one line on error."""
     try:
-        if args.cmd == "supervisor-add":
-            return _supervisor_add(args, texts)
+        if args.cmd in ("supervisor-add", "user-add"):
+            return _user_add(args, texts)
         return _page(args, texts)
     except PageError as exc:
         print(f"dock: {texts.say(exc)}", file=sys.stderr)
