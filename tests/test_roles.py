@@ -245,3 +245,46 @@ def test_user_add_refuses_what_it_cannot_take(dock: Path, tmp_path: Path) -> Non
 def test_the_table(role: str, owner: str, department: str | None, allowed: bool) -> None:
     me = access.Person("张三" if role == "officer" else "someone", role, "稽查一科")
     assert access.may(me, access.Act.SEE_RECORDINGS, owner, department) is allowed
+
+
+def test_the_page_shows_the_units_own_checks_logins_exports_and_releases(tmp_path: Path) -> None:
+    """What a supervisor must see of the unit itself (issue 25): a failed
+    pre-use check, logins at the dock with their failures, exports and the
+    storage freed, on the unit's day, flagged where something went wrong."""
+    serial = "BC-ROLE-0009"
+    unit = make_unit(tmp_path / "unit", serial=serial, officer="张三")
+    with unit.open(boot_body={"cause": "test"}) as store:
+        store.append("selftest", {"devices": {}, "checks": {"camera": "no frame in 2 s",
+                                                            "storage": "PASS"}})  # fmt: skip
+        store.append("record_start", {"cause": "button"})
+        write_segment(store, os.urandom(4000))
+        store.append("record_stop", {"cause": "button"})
+        for result, failures in (("bad_password", 1), ("bad_password", 2), ("ok", 0)):
+            store.append("auth", {"dock": "dock1", "result": result, "failures": failures,
+                                  "fingerprint_ok": True})  # fmt: skip
+        store.append("export", {"file": "000001.ts.age", "dock": "dock1", "from": 0,
+                                "bytes": 10, "size": 10})  # fmt: skip
+        store.append("release", {"receipt": "r-1", "files": ["000001.ts.age"]})
+    dock = tmp_path / "dock"
+    (dock / "units" / serial).mkdir(parents=True)
+    shutil.copyfile(unit.path / "store" / layout.CHAIN, dock / "units" / serial / layout.CHAIN)
+    index = Index.open(dock / "dock.sqlite")
+    try:
+        index.pin_unit(serial, "test-key", "张三")
+    finally:
+        index.close()
+    add_person(dock, "孙法制", "legal", "法制科", PASSWORD)
+    for locale, needles in (
+        (Locale("en", "Asia/Shanghai"), ("pre-use check FAILED: camera", "wrong password",
+                                          "(2 failures in a row)", "sent to dock dock1",
+                                          "storage released: 1 files")),
+        (Locale("zh-CN", "Asia/Shanghai"), ("使用前自检未通过：camera", "密码错误")),
+    ):  # fmt: skip
+        with in_process(dock, locale=locale) as base:
+            c = Client(base)
+            assert c.sign_in("孙法制", PASSWORD).status == 302
+            unit_page = c.get(f"/unit/{serial}").text
+            day = unit_page.split(f"/unit/{serial}/")[1][:10]
+            text = c.get(f"/unit/{serial}/{day}").text
+            for needle in needles:
+                assert needle in text, (locale, needle)

@@ -77,6 +77,18 @@ EVENT_KINDS: dict[str, Msg] = {
     "still": msg("still photo"),
     "warning": msg("warning"),
     "boot": msg("power on"),
+    "check": msg("pre-use check"),
+    "login": msg("dock login"),
+    "export": msg("export"),
+    "release": msg("storage released"),
+}
+# a dock's login at the unit (firmware/auth.py's results) as people read it
+LOGIN_RESULTS: dict[str, Msg] = {
+    "ok": msg("officer's password and fingerprint accepted"),
+    "bad_password": msg("wrong password"),
+    "no_fingerprint": msg("fingerprint not confirmed"),
+    "locked": msg("locked out after too many failures"),
+    "error": msg("the unit could not check the login"),
 }
 NOTE_STATES: dict[str, Msg] = {
     "given": msg("given"),
@@ -192,7 +204,9 @@ class Span:
 @dataclass(frozen=True)
 class Event:
     """One instant. kind: start, stop, pause, resume, note, gap, clock, fault,
-    mark, still, warning, boot. state: for a resume or note `given`, `MISSING`
+    mark, still, warning, boot; the unit's own: check (pre-use check), login
+    (a dock's login at the unit), export, release. state: for a check PASS or
+    FAIL; for a login the unit's result; for a resume or note `given`, `MISSING`
     or `pending`; for a stop its cause; for a gap `explained`/`unexplained`;
     for a clock change the clock's state after it."""
 
@@ -221,6 +235,8 @@ class Event:
             return codes.clock_state(self.state)
         if self.kind in ("start", "stop") and self.state:
             return codes.cause(self.state)
+        if self.kind == "login":
+            return LOGIN_RESULTS.get(self.state, self.state)
         return self.state
 
     @property
@@ -231,6 +247,8 @@ class Event:
             or (self.kind == "gap" and self.state == "unexplained")
             or (self.kind == "stop" and self.state in STOP_CAUSES_FLAGGED)
             or self.kind == "fault"
+            or (self.kind == "check" and self.state == "FAIL")
+            or (self.kind == "login" and self.state not in ("", "ok"))
         )
 
 
@@ -565,6 +583,44 @@ def _describe(
         return "warning", msg("storage low"), ""
     if t == "boot":
         return "boot", msg("unit powered on (%(cause)s)", cause=codes.cause(b.get("cause"))), ""
+    return _unit_duty(r)
+
+
+def _unit_duty(r: Record) -> tuple[str, Msg, str] | None:
+    """What the unit did besides recording that a supervisor must see: its
+    pre-use checks, logins at the dock, exports and the storage it freed."""
+    b, t = r.body, r.type
+    if t == "selftest":
+        got = b.get("checks")
+        checks: dict[str, Any] = got if isinstance(got, dict) else {}
+        failed = sorted(
+            str(name)[:40] for name, said in checks.items()
+            if isinstance(said, str) and said != "PASS" and not said.startswith("N/A")
+        )  # fmt: skip
+        if failed:
+            text = msg("pre-use check FAILED: %(checks)s", checks=", ".join(failed))
+            return "check", text, "FAIL"
+        return "check", msg("pre-use check passed (%(count)s checks)", count=len(checks)), "PASS"
+    if t == "auth":
+        result = str(b.get("result", "?"))[:40]
+        said, dock = LOGIN_RESULTS.get(result, result), str(b.get("dock", "?"))[:80]
+        failures = b.get("failures")
+        if isinstance(failures, int) and not isinstance(failures, bool) and failures:
+            text = msg("dock %(dock)s logged in: %(result)s (%(failures)s failures in a row)",
+                       dock=dock, result=said, failures=failures)  # fmt: skip
+        else:
+            text = msg("dock %(dock)s logged in: %(result)s", dock=dock, result=said)
+        return "login", text, result
+    if t == "export":
+        file, dock = str(b.get("file", "?"))[:120], str(b.get("dock", "?"))[:80]
+        text = msg("%(file)s sent to dock %(dock)s", file=file, dock=dock)
+        return "export", text, ""
+    if t == "release":
+        files = b.get("files")
+        n = len(files) if isinstance(files, list) else 0
+        text = msg("storage released: %(count)s files, after the dock's receipt %(receipt)s",
+                   count=n, receipt=str(b.get("receipt", "?"))[:80])  # fmt: skip
+        return "release", text, ""
     return None
 
 
