@@ -148,14 +148,9 @@ class Capture:
         if not self.config.prerecord_audio and self._audio_end_us is not None:
             self.segmenter.silence_until(self._audio_end_us)  # live sound goes on from here
         # in time order, as live media arrives, so every packet lands in its own file
-        self._backlog.extend(
-            item
-            for _, item in heapq.merge(
-                ((f.pts_us, f) for f in frames[first + 1 :]),
-                ((c.pts_us, c) for c in chunks if c.pts_us >= t0 - 30_000),
-                key=lambda x: x[0],
-            )
-        )
+        later: list[EncodedFrame | PcmChunk] = [*frames[first + 1 :]]
+        sound: list[EncodedFrame | PcmChunk] = [c for c in chunks if c.pts_us >= t0 - 30_000]
+        self._backlog.extend(heapq.merge(later, sound, key=_pts))
         return max(0, now_us - t0)
 
     def cut(self) -> bool:
@@ -187,3 +182,7 @@ class Capture:
 
     def speech_seconds(self, from_us: int, to_us: int) -> float:
         return self.meter.seconds(from_us, to_us)
+
+
+def _pts(item: EncodedFrame | PcmChunk) -> int:
+    return item.pts_us

@@ -47,7 +47,7 @@ from sealing.verify import verify_chain, verify_store
 
 from .client import Client, DockError, read_bounded, read_json
 from .index import LOCAL_DOCK, VERIFICATION, Index
-from .texts import Msg, msg
+from .texts import Msg, msg, msg_n
 
 STAGING = ".staging"  # what a unit sent, until it is verified (dock/pull.py)
 BLOCK = 1024 * 1024
@@ -78,8 +78,10 @@ class PullResult:
     segno_gaps: list[SegnoGap] = field(default_factory=list)
 
 
-# What a pull asks for an officer's login: (serial, officer) -> (password, fingerprint matched).
-Login = Callable[[str, "str | None"], tuple[str, bool]]
+# What a pull asks for an officer's login: (serial, officer, why asked again) ->
+# (password, fingerprint matched), or None to give up. `why` is None the first
+# time, then what the unit said of the last try ("wrong password: 4 tries left").
+Login = Callable[[str, "str | None", "Msg | None"], "tuple[str, bool] | None"]
 
 
 def _download(
@@ -304,7 +306,7 @@ def pull(
     whose rows carry `dock_name`). Everything a unit sends is checked: a
     malformed value is a DockError naming the unit and the field."""
     dock_dir.mkdir(parents=True, exist_ok=True)
-    ask = login or (lambda _serial, _officer: (password, fingerprint_ok))
+    ask = login or _once(password, fingerprint_ok)
     client.set_deadline(limits.base_s)
     who = msg("unit at %(host)s:%(port)s", host=client.host, port=client.port)
     try:
@@ -313,8 +315,7 @@ def pull(
         who = msg("unit %(serial)s", serial=serial)
         stage("status", {"serial": serial, "officer": status.officer})
         device_key = _check_identity(client, status, inventory)
-        pw, fp_ok = ask(serial, status.officer)
-        _login(client, pw, fp_ok)
+        _login(client, ask, serial, status.officer)
         code, clock = client.json(routes.TIME, {"dock_time_us": int(now() * 1e6)})
         if code != 200:
             raise DockError(
@@ -438,22 +439,51 @@ def _check_identity(client: Client, status: messages.Status, known: Known) -> Ed
     return key
 
 
-def _login(client: Client, password: str, fingerprint_ok: bool) -> None:
-    code, auth = client.json(routes.AUTH, {"password": password, "fingerprint_ok": fingerprint_ok})
-    if code != 200:
-        wait = messages.retry_after(auth)
-        why = messages.error_text(auth)
-        if wait is not None:
-            raise DockError(
-                msg(
-                    "officer not authorised (%(code)s): %(why)s, retry in %(wait)s s",
-                    code=code,
-                    why=why,
-                    wait=wait,
-                )
+def _once(password: str, fingerprint_ok: bool) -> Login:
+    """A login given up front (a command's --password-file): tried once."""
+
+    def ask(_serial: str, _officer: str | None, again: Msg | None) -> tuple[str, bool] | None:
+        return (password, fingerprint_ok) if again is None else None
+
+    return ask
+
+
+def _login(client: Client, ask: Login, serial: str, officer: str | None) -> None:
+    """The officer's login, asked again after a wrong try while the unit
+    still allows one (S0 art. 19): no re-docking for a typing mistake."""
+    again: Msg | None = None
+    while True:
+        answer = ask(serial, officer, again)
+        if answer is None:
+            if again is None:
+                raise DockError(msg("no officer login given"))
+            break  # not asked again: the unit's last answer says why
+        code, auth = client.json(routes.AUTH, {"password": answer[0], "fingerprint_ok": answer[1]})
+        if code == 200:
+            client.token = messages.parse_session(auth).token
+            return
+        left = messages.attempts_left(auth)
+        result = messages.login_result(auth)
+        if code != 401 or not left or result not in ("bad_password", "no_fingerprint"):
+            break
+        if result == "bad_password":
+            again = msg_n("wrong password: %(n)s try left", "wrong password: %(n)s tries left",
+                          left)  # fmt: skip
+        else:
+            again = msg_n("fingerprint not confirmed: %(n)s try left",
+                          "fingerprint not confirmed: %(n)s tries left", left)  # fmt: skip
+    wait = messages.retry_after(auth)
+    why = messages.error_text(auth)
+    if wait is not None:
+        raise DockError(
+            msg(
+                "officer not authorised (%(code)s): %(why)s, retry in %(wait)s s",
+                code=code,
+                why=why,
+                wait=wait,
             )
-        raise DockError(msg("officer not authorised (%(code)s): %(why)s", code=code, why=why))
-    client.token = messages.parse_session(auth).token
+        )
+    raise DockError(msg("officer not authorised (%(code)s): %(why)s", code=code, why=why))
 
 
 @contextmanager

@@ -56,7 +56,11 @@ class PasswordDir:
     folder: Path
     fingerprint_ok: bool
 
-    def __call__(self, serial: str, officer: str | None) -> tuple[str, bool]:
+    def __call__(
+        self, serial: str, officer: str | None, again: Msg | None
+    ) -> tuple[str, bool] | None:
+        if again is not None:
+            return None  # the file's password was refused: asking again gives the same
         path = self.folder / serial
         try:
             return path.read_text().rstrip("\n"), self.fingerprint_ok
@@ -80,12 +84,15 @@ class TerminalLogin:
     fingerprint: str | None = None  # "match"/"no-match" from the reader; None: ask
     texts: Texts = ENGLISH
 
-    def __call__(self, serial: str, officer: str | None) -> tuple[str, bool]:
+    def __call__(self, serial: str, officer: str | None, again: Msg | None) -> tuple[str, bool]:
         t = self.texts
         with self.lock:
-            said = t.tr(
-                "unit %(serial)s, officer %(officer)s", serial=serial, officer=officer or "?"
-            )
+            if again is None:
+                said = t.tr(
+                    "unit %(serial)s, officer %(officer)s", serial=serial, officer=officer or "?"
+                )
+            else:  # the unit refused the last try and allows another: no re-docking
+                said = t.tr("unit %(serial)s: %(why)s", serial=serial, why=again)
             sys.stderr.write(f"\n{said}\n")
             password = getpass.getpass("  " + t.tr("password: "))
             verdict = self.fingerprint or (
@@ -268,6 +275,12 @@ class DockService:
         except (DockError, OSError, ValueError) as exc:
             state.stage = "failed"
             state.detail = (exc if str(exc) else type(exc).__name__,)
+        except Exception as exc:  # a bug of ours: one line, and nothing was released
+            state.stage = "failed"
+            state.detail = (
+                msg("internal error (%(error)s): the pull stopped before any receipt",
+                    error=f"{type(exc).__name__}: {exc}"[:200]),
+            )  # fmt: skip
         else:
             r = state.result
             state.stage = "released"

@@ -94,6 +94,7 @@ class Texts:
         if isinstance(what, Msg):
             args = dict(what.args)
             if what.plural is not None:
+                args.pop("n", None)  # msg_n keeps the count among the arguments too
                 return self.tr_n(what.msgid, what.plural, what.n, **args)
             return self.tr(what.msgid, **args)
         if isinstance(what, BaseException) and len(what.args) == 1:

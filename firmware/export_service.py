@@ -40,7 +40,7 @@ from sealing.receipts import (
 )
 from sealing.store import Store, StoreError
 
-from .auth import AuthError, Authoriser
+from .auth import MAX_FAILURES, AuthError, Authoriser
 
 MAX_BODY = MAX_RECEIPT_BYTES
 SESSION_S = 15 * 60
@@ -128,7 +128,13 @@ class ExportService:
                     "error": "export locked after repeated failures",
                     "retry_after_s": round(v.retry_after_s),
                 }
-            return 401, {"error": f"not authorised: {v.result}", "failures": v.failures}
+            return 401, {
+                "error": f"not authorised: {v.result}",
+                "result": v.result,
+                "failures": v.failures,
+                # the dock may ask the officer again, this many times, without re-docking
+                "attempts_left": max(0, MAX_FAILURES - v.failures),
+            }
 
     def session(self, token: str | None, dock: str) -> bool:
         s = self.sessions.get(token or "")

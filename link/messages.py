@@ -142,6 +142,20 @@ def retry_after(obj: Any) -> int | None:
         return None
 
 
+def attempts_left(obj: Any) -> int | None:
+    """How many more tries a refused login allows before the unit locks, if said."""
+    try:
+        return integer(obj, "attempts_left", 0, 1000)
+    except LinkError:
+        return None
+
+
+def login_result(obj: Any) -> str | None:
+    """A refused login's reason code (firmware/auth.py), if well-formed."""
+    v = obj.get("result") if isinstance(obj, Mapping) else None
+    return v if v in ("bad_password", "no_fingerprint", "locked") else None
+
+
 def failures(obj: Any) -> int | None:
     try:
         return integer(obj, "failures", 0, 10**6)

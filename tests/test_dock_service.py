@@ -338,3 +338,27 @@ def test_a_unit_on_a_gadget_link_is_pulled_over_its_link_local_address(
         assert link.files() == set()
     finally:
         link.close()
+
+
+def test_wrong_passwords_are_asked_again_without_redocking(link: Link, tmp_path: Path) -> None:
+    """At `serve`'s terminal: three wrong passwords, each answered with how
+    many tries the unit still allows, then the right one: the unit is pulled
+    and released in the same docking (S0 art. 19), and its chain has every
+    attempt, which the page shows a supervisor."""
+    creds = link.dir / "docks" / "dock1"
+    args = [*BODYCAM_DOCK, "serve", "--once", "--fingerprint", "match"]
+    args += ["--dock-dir", str(tmp_path / "dock"), "--inventory", str(link.inventory)]
+    args += ["--cert", str(creds / "dock.crt"), "--key", str(creds / "dock.key")]
+    args += ["--ca", str(link.dir / "ca.crt"), "--unit", "{}:{}".format(*link.running.address)]
+    typed = "".join(f"wrong-{i}\n" for i in range(3)) + PASSWORD + "\n"
+    for language, says in (("zh-CN", "密码错误，还可尝试 4 次"), ("en", "wrong password: 2 tries left")):
+        r = subprocess.run(
+            [*args, "--language", language], input=typed, capture_output=True, text=True,
+            timeout=180, start_new_session=True,  # no terminal: getpass reads the pipe
+        )  # fmt: skip
+        assert says in r.stderr, r.stderr
+        if language == "zh-CN":
+            assert r.returncode == 0 and "已释放" in r.stdout, r.stdout + r.stderr
+            assert link.files() == set()  # pulled and released in one docking
+    attempts = [x.body["result"] for x in link.store.records() if x.type == "auth"]
+    assert attempts[:4] == ["bad_password", "bad_password", "bad_password", "ok"], attempts
