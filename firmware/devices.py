@@ -27,6 +27,7 @@ or systemd restarts the recorder into the same failure.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,9 +93,13 @@ class Devices:
         return out
 
     def close(self) -> None:
+        """Every device stopped, each whatever the one before did: this runs on
+        the way out, and a device that will not stop is gone anyway (its
+        error would otherwise leave the others open and end in a traceback)."""
         for dev in (self.camera, self.microphone, self.speaker, self.gps):
             if dev is not None:
-                dev.stop()
+                with contextlib.suppress(Exception):
+                    dev.stop()
         self.buttons.close()
         self.indicators.close()
 

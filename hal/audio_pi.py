@@ -124,11 +124,15 @@ class PyAudioMicrophone:
             raise DeviceFault(f"microphone: {exc}") from None
 
     def stop(self) -> None:
+        """Idempotent: PortAudio counts initialisations for the whole process,
+        so a second terminate() would end the speaker's stream too."""
         if self._stream is not None:
             self._stream.stop_stream()
             self._stream.close()
             self._stream = None
-        self._pa.terminate()
+        if self._pa is not None:
+            self._pa.terminate()
+            self._pa = None
 
 
 class PyAudioSpeaker:
@@ -139,7 +143,11 @@ class PyAudioSpeaker:
     ) -> None:
         mod = module or importlib.import_module("pyaudio")
         self._pa = mod.PyAudio()
-        index = find_device(self._pa, device, input=False)
+        try:
+            index = find_device(self._pa, device, input=False)
+        except DeviceFault:
+            self._pa.terminate()  # its PortAudio initialisation is the process's
+            raise
         self.clock, self.rate = clock, rate
         self._queue: deque[tuple[str, bytearray]] = deque()  # (prompt, what is left of it)
         self._lock = threading.Lock()  # play() on the loop, blocks taken on PortAudio's thread
@@ -197,7 +205,7 @@ class PyAudioSpeaker:
         return now + self._latency_us  # the host gives no DAC time
 
     def play(self, name: str, pcm: bytes) -> None:
-        if self.failed is None and not self._stream.is_active():
+        if self.failed is None and (self._stream is None or not self._stream.is_active()):
             self.failed = "the output stream stopped"
         if self.failed:
             raise DeviceFault(f"speaker: {self.failed}")
@@ -213,6 +221,11 @@ class PyAudioSpeaker:
             self._queue.clear()
 
     def stop(self) -> None:
-        self._stream.stop_stream()
-        self._stream.close()
-        self._pa.terminate()
+        """Idempotent, as the microphone's."""
+        if self._stream is not None:
+            self._stream.stop_stream()
+            self._stream.close()
+            self._stream = None
+        if self._pa is not None:
+            self._pa.terminate()
+            self._pa = None

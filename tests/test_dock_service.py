@@ -351,7 +351,10 @@ def test_wrong_passwords_are_asked_again_without_redocking(link: Link, tmp_path:
     args += ["--cert", str(creds / "dock.crt"), "--key", str(creds / "dock.key")]
     args += ["--ca", str(link.dir / "ca.crt"), "--unit", "{}:{}".format(*link.running.address)]
     typed = "".join(f"wrong-{i}\n" for i in range(3)) + PASSWORD + "\n"
-    for language, says in (("zh-CN", "密码错误，还可尝试 4 次"), ("en", "wrong password: 2 tries left")):
+    for language, says in (
+        ("zh-CN", "密码错误，还可尝试 4 次"),
+        ("en", "wrong password: 2 tries left"),
+    ):
         r = subprocess.run(
             [*args, "--language", language], input=typed, capture_output=True, text=True,
             timeout=180, start_new_session=True,  # no terminal: getpass reads the pipe

@@ -465,3 +465,29 @@ def test_picamera2_pi5_a_failed_forced_keyframe_is_not_asked_again_after_a_resta
     _wait(lambda: len(got) >= n + 10)
     assert len(errors) == 1
     cam.stop()
+
+
+def test_stopping_the_microphone_twice_leaves_the_speaker_playing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found on the emulated unit: the self-test stops the microphone after
+    listening, and closing the devices stopped it again. PortAudio counts its
+    initialisations for the whole process, so that second terminate() ended
+    the speaker's stream ('PortAudio not initialized') and the self-test
+    crashed. A stop is now done once, however often it is asked for."""
+    monkeypatch.setattr(pyaudio_double, "_INITS", [0])  # this test's PortAudio alone
+    mic = PyAudioMicrophone(LiveClock(), device="USB Audio", module=pyaudio_double)
+    speaker = PyAudioSpeaker(LiveClock(), device="USB Audio", module=pyaudio_double)
+    mic.start(lambda c: None, lambda g: None, pytest.fail)
+    mic.stop()
+    mic.stop()  # the devices closed after the self-test's own stop
+    speaker.start(lambda played: None)
+    speaker.play("tone", bytes(3200))  # still playing: PortAudio still up for it
+    speaker.stop()
+    speaker.stop()
+    # each was terminated once: the count is back to none, as PortAudio's would be
+    pa = pyaudio_double.PyAudio()
+    stream = pa.open(rate=16000, channels=1, format=pyaudio_double.paInt16)
+    pa.terminate()
+    with pytest.raises(OSError, match="not initialized"):
+        stream.stop_stream()

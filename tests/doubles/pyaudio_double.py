@@ -13,7 +13,12 @@ PortAudio does where it matters:
   is no longer active. `write` (blocking mode) blocks for the sound's length;
 * devices are listed with names (`get_device_info_by_index`); an index that
   does not exist is where the real library segfaults, so the double refuses
-  it loudly.
+  it loudly;
+* PortAudio's initialisation is counted for the whole process: each
+  `PyAudio()` adds one, each `terminate()` takes one away, and once none is
+  left every stream call fails with `[Errno -10000] PortAudio not
+  initialized` (a second `terminate()` of one instance ends every other
+  instance's streams: what the emulated unit's self-test hit).
 Input PCM comes from `source(n)` (silence unless set)."""
 
 from __future__ import annotations
@@ -83,11 +88,22 @@ class Stream:
         return OUTPUT_LATENCY_S
 
     def stop_stream(self) -> None:
+        _initialised()
         self._stop.set()
 
     def close(self) -> None:
+        _initialised()
         self._stop.set()
         self.closed = True
+
+
+# PortAudio's Pa_Initialize/Pa_Terminate count, for the whole process
+_INITS = [0]
+
+
+def _initialised() -> None:
+    if _INITS[0] <= 0:
+        raise OSError(-10000, "PortAudio not initialized")
 
 
 class PyAudio:
@@ -104,6 +120,9 @@ class PyAudio:
     dac_times: list[float] = []  # monotonic s at which each output buffer left the speaker
     lose_blocks = 0
     output_failed = False
+
+    def __init__(self) -> None:
+        _INITS[0] += 1
 
     def get_device_count(self) -> int:
         return len(self.devices)
@@ -131,10 +150,11 @@ class PyAudio:
                 raise AssertionError("the real pyaudio segfaults here; the caller must check")
         if format != paInt16:
             raise ValueError("format")
+        _initialised()
         return Stream(self, rate, frames_per_buffer, stream_callback, output)
 
     def overflow(self, blocks: int) -> None:
         self.lose_blocks = blocks
 
     def terminate(self) -> None:
-        pass
+        _INITS[0] -= 1
