@@ -44,7 +44,7 @@ from hal.gps import SAMPLE_LOG
 from hal.media import DeviceFault
 from link import locale as link_locale
 from link import pki
-from link.inventory import Inventory, cert_sha256
+from link.inventory import REPROVISIONED, Inventory, cert_sha256
 from link.locale import DEFAULT_LANGUAGE, DEFAULT_TIMEZONE, LANGUAGES, Locale, LocaleError
 from sealing import canonical, keys
 from sealing.age import Identity, Recipient
@@ -289,7 +289,7 @@ def provision(
 def add_to_inventory(agency: Path, row: dict[str, str]) -> None:
     inventory = Inventory(agency)
     try:
-        inventory.add(row, revoke_reason=f"re-provisioned with --force on {row['date']}")
+        inventory.add(row, revoke_reason=REPROVISIONED)  # on row["date"], the revocation's date
     finally:
         inventory.close()
 

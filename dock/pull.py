@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.x509.oid import NameOID
 
 from link import messages, routes
-from link.inventory import Known, cert_sha256
+from link.inventory import REPROVISIONED, Known, cert_sha256
 from sealing import layout
 from sealing.age import Identity
 from sealing.files import fsync_dir, write_durably
@@ -77,6 +77,12 @@ class PullResult:
     missing: list[str] = field(default_factory=list)
     segno_gaps: list[SegnoGap] = field(default_factory=list)
 
+
+# QA's revocation codes (link/inventory.py) as people read them; other
+# reasons are QA's own words, shown as written
+REVOKED_BECAUSE: dict[str, Msg] = {
+    REPROVISIONED: msg("re-provisioned with --force"),
+}
 
 # What a pull asks for an officer's login: (serial, officer, why asked again) ->
 # (password, fingerprint matched), or None to give up. `why` is None the first
@@ -403,10 +409,11 @@ def _check_identity(client: Client, status: messages.Status, known: Known) -> Ed
     if revoked is not None:
         raise DockError(
             msg(
-                "device key %(key)s was revoked by the agency (%(when)s); "
+                "device key %(key)s was revoked by the agency (%(why)s, %(when)s); "
                 "nothing pulled, nothing released - take the unit to QA",
                 key=fp[:16],
-                when=str(revoked.revoked),
+                why=REVOKED_BECAUSE.get(revoked.revoked_reason, revoked.revoked_reason or "-"),
+                when=revoked.revoked_at or "-",
             )
         )
     entry = known.active(serial)

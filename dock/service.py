@@ -277,10 +277,10 @@ class DockService:
             state.detail = (exc if str(exc) else type(exc).__name__,)
         except Exception as exc:  # a bug of ours: one line, and nothing was released
             state.stage = "failed"
+            error = (type(exc).__name__ + ": " + str(exc))[:200]
             state.detail = (
-                msg("internal error (%(error)s): the pull stopped before any receipt",
-                    error=f"{type(exc).__name__}: {exc}"[:200]),
-            )  # fmt: skip
+                msg("internal error (%(error)s): the pull stopped before any receipt", error=error),
+            )
         else:
             r = state.result
             state.stage = "released"

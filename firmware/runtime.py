@@ -343,6 +343,10 @@ class Recorder:
         """Start the devices and tell the machine how the unit came up."""
         d = self.devices
         q = self.inbox.put
+        # every prompt in memory before any device delivers: none is read from
+        # the card (or rendered) on the loop when it is due, and the loop is
+        # not held up once frames come
+        self.prompts.preload()
         for device, reason in d.absent.items():
             self._fault(device, reason)
         if d.camera is None and "camera" not in d.absent:
@@ -396,7 +400,6 @@ class Recorder:
             except Exception as exc:
                 self._fault("gps", f"did not start: {exc}")
         self.stalls.started(self.now_us())
-        self.prompts.preload()  # not from a card on the first press
         self.show()
 
     def show(self) -> None:

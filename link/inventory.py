@@ -118,7 +118,12 @@ class Entry:
     device_key: str  # fingerprint (sealing.keys.fingerprint)
     tls_cert_sha256: str  # SHA-256 of the unit's TLS certificate (DER)
     status: str  # "active" or "revoked"
-    revoked: str = ""  # when and why, for a revoked entry
+    revoked_reason: str = ""  # a code (REPROVISIONED) or QA's own words
+    revoked_at: str = ""
+
+
+# why QA's own tools revoke a unit: a code, worded by whoever reads it
+REPROVISIONED = "reprovisioned"
 
 
 def cert_sha256(der: bytes) -> str:
@@ -168,9 +173,8 @@ def read_known(path: Path) -> Known:
                 device_key=str(r["device_key"]),
                 tls_cert_sha256=str(r["tls_cert_sha256"]),
                 status=str(r.get("status") or "active"),
-                revoked=f"{r.get('revoked_reason') or 'revoked'}, {r.get('revoked_at')}"
-                if r.get("status") == "revoked"
-                else "",
+                revoked_reason=str(r.get("revoked_reason") or "")[:200],
+                revoked_at=str(r.get("revoked_at") or "")[:40],
             )
             for r in rows
         )

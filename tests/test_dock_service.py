@@ -187,7 +187,7 @@ def _inventory_csv(path: Path, link: Link, status: str) -> Path:
         w.writeheader()
         w.writerow(
             {**row, "status": status, "revoked_at": "2026-11-20",
-             "revoked_reason": "re-provisioned with --force on 2026-11-20"}
+             "revoked_reason": "reprovisioned"}
         )  # fmt: skip
     return path
 

@@ -234,9 +234,7 @@ def _log(dock: Path) -> list[dict[str, Any]]:
     assert path.stat().st_mode & 0o777 == 0o600
     entries, broken = audit.read(dock)
     assert broken is None, broken
-    return [
-        {"result": e.result, "name": e.who, **e.detail} for e in entries if e.act == "sign_in"
-    ]
+    return [{"result": e.result, "name": e.who, **e.detail} for e in entries if e.act == "sign_in"]
 
 
 # -- importing the page -------------------------------------------------------------
