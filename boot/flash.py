@@ -423,7 +423,10 @@ def _install_prompts(unit: Path, agency: Path) -> None:
     """The spoken phrases, rendered here with espeak-ng (a unit never runs it)
     into unit/prompts: without them a unit's real speaker plays a stand-in
     tone for every phrase. Rendered once per agency folder and phrase text."""
-    text = json.dumps([prompts.PHRASES, prompts.LANGS], sort_keys=True, ensure_ascii=False)
+    # the format is part of the key: a folder rendered before the prompts
+    # shipped as 16 kHz PCM is rendered again
+    text = json.dumps([prompts.PHRASES, prompts.LANGS, "pcm16@16000"], sort_keys=True,
+                      ensure_ascii=False)  # fmt: skip
     rendered = agency / "prompts" / hashlib.sha256(text.encode()).hexdigest()[:16]
     if not rendered.is_dir():
         partial = rendered.with_name(rendered.name + ".partial")

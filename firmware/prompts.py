@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hal.wav import RATE, load_wav, speech_wav
+from hal.wav import RATE, load_wav, read_pcm16, speech_wav, write_pcm16
 
 LANGS = {"zh": "cmn", "en": "en"}
 # the agency's language (link/locale.py) -> the prompts' language
@@ -77,9 +77,17 @@ def pcm(name: str, lang: str, cache: Path) -> bytes:
         raise ValueError(f"language must be one of {sorted(LANGS)}, not {lang!r}")
     cache.mkdir(parents=True, exist_ok=True)
     wav = cache / f"{name}.{lang}.wav"
-    if not wav.exists():
-        speech_wav(PHRASES[name][lang], wav, voice=LANGS[lang])
-    return load_wav(wav).astype("<i2").tobytes()
+    ready = read_pcm16(wav) if wav.exists() else None
+    if ready is not None:
+        return ready
+    # espeak-ng speaks at 22.05 kHz: resampled once here, so the file that
+    # ships is the unit's own format and it reads it without a decoder
+    spoken = wav.with_name(wav.name + ".espeak")
+    speech_wav(PHRASES[name][lang], spoken, voice=LANGS[lang])
+    data = load_wav(spoken).astype("<i2").tobytes()
+    write_pcm16(wav, data)
+    spoken.unlink()
+    return data
 
 
 def build_all(cache: Path) -> list[Path]:
@@ -122,7 +130,8 @@ class PromptBank:
         else:
             wav = self.directory / f"{name}.{self.language}.wav"
             if wav.exists():
-                data = load_wav(wav).astype("<i2").tobytes()
+                # shipped at 16 kHz (pcm()); a card flashed before that: decoded
+                data = read_pcm16(wav) or load_wav(wav).astype("<i2").tobytes()
             else:
                 self.missing.add(name)
                 data = tone([(600, 0.3), (0, 0.1), (600, 0.3)])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import wave
 from pathlib import Path
 
 import av
@@ -28,6 +29,27 @@ def load_wav(path: Path, rate: int = RATE) -> np.ndarray:
         for r in resampler.resample(None):
             out.append(r.to_ndarray().reshape(-1))
     return np.concatenate(out).astype(np.int16) if out else np.zeros(0, np.int16)
+
+
+def read_pcm16(path: Path, rate: int = RATE) -> bytes | None:
+    """The PCM of a WAV that is already mono 16-bit at `rate`, read with the
+    standard library (no decoder: a unit reads its prompts this way at each
+    start, in milliseconds); None when the file is any other format."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            if (w.getnchannels(), w.getsampwidth(), w.getframerate()) != (1, 2, rate):
+                return None
+            return w.readframes(w.getnframes())
+    except (wave.Error, EOFError):
+        return None
+
+
+def write_pcm16(path: Path, pcm: bytes, rate: int = RATE) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
 
 
 def speech_wav(text: str, path: Path, voice: str = "en") -> Path:

@@ -13,7 +13,7 @@ import pytest
 
 from boot import layout
 from firmware import unitconfig
-from hal.wav import load_wav, speech_wav
+from hal.wav import load_wav, read_pcm16, speech_wav
 from sealing.verify import verify_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +88,12 @@ def test_an_agency_made_with_defaults_makes_chinese_units_that_say_the_regulatio
         shipped = load_wav(unit / "prompts" / f"{name}.zh.wav")
         assert np.array_equal(shipped, load_wav(fresh)), name
     assert (unit / "prompts" / "state_purpose.zh.wav").is_file()
+    # shipped as the unit's own format (16 kHz mono PCM): read at each start
+    # without a decoder, the same samples as decoding them
+    for wav in sorted((unit / "prompts").glob("*.wav")):
+        raw = read_pcm16(wav)
+        assert raw is not None, wav.name
+        assert np.array_equal(np.frombuffer(raw, "<i2"), load_wav(wav)), wav.name
     # make and model are sealed in the chain at flashing
     genesis = verify_store(unit / "store").records[0]
     assert genesis["body"]["device"] == {
