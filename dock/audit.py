@@ -82,20 +82,11 @@ def _key(dock_dir: Path) -> Ed25519PrivateKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
+        _write(path, pem, 0o600, os.O_EXCL)  # two first appends: one key, the other fails
         pub = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        fd = os.open(dock_dir / AUDIT_PUB, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # whatever the umask: no one else writes it
-            f.write(pub)
-            f.flush()
-            os.fsync(f.fileno())
+        _write(dock_dir / AUDIT_PUB, pub, 0o644, os.O_TRUNC)
         fsync_dir(dock_dir)
         return key
     except (OSError, ValueError) as exc:
@@ -103,6 +94,16 @@ def _key(dock_dir: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise AuditError(f"{path}: the audit key must be Ed25519")
     return key
+
+
+def _write(path: Path, data: bytes, mode: int, flag: int) -> None:
+    """On disk with `mode`, whatever the umask (no one else writes either)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flag, mode)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def public_key(dock_dir: Path) -> Ed25519PublicKey:

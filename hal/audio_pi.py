@@ -65,6 +65,18 @@ def find_device(pa: Any, name: str | None, *, input: bool) -> int | None:
     )
 
 
+def _stop(stream: Any, pa: Any) -> tuple[None, None]:
+    """A device's stream stopped and its PortAudio terminated, once: PortAudio
+    counts initialisations for the whole process, so a second terminate()
+    would end the other device's stream too. Returns what the device keeps."""
+    if stream is not None:
+        stream.stop_stream()
+        stream.close()
+    if pa is not None:
+        pa.terminate()
+    return None, None
+
+
 class PyAudioMicrophone:
     name = "pyaudio"
 
@@ -124,15 +136,7 @@ class PyAudioMicrophone:
             raise DeviceFault(f"microphone: {exc}") from None
 
     def stop(self) -> None:
-        """Idempotent: PortAudio counts initialisations for the whole process,
-        so a second terminate() would end the speaker's stream too."""
-        if self._stream is not None:
-            self._stream.stop_stream()
-            self._stream.close()
-            self._stream = None
-        if self._pa is not None:
-            self._pa.terminate()
-            self._pa = None
+        self._stream, self._pa = _stop(self._stream, self._pa)
 
 
 class PyAudioSpeaker:
@@ -221,11 +225,4 @@ class PyAudioSpeaker:
             self._queue.clear()
 
     def stop(self) -> None:
-        """Idempotent, as the microphone's."""
-        if self._stream is not None:
-            self._stream.stop_stream()
-            self._stream.close()
-            self._stream = None
-        if self._pa is not None:
-            self._pa.terminate()
-            self._pa = None
+        self._stream, self._pa = _stop(self._stream, self._pa)

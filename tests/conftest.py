@@ -72,6 +72,24 @@ def make_unit(
     return Unit(path, agency)
 
 
+def chain_to_dock(unit: Unit, dock: Path, serial: str, officer: str) -> Path:
+    """A dock folder holding `unit`'s chain as a pull leaves it (the copy and
+    the index row the page reads), without a pull: for page tests."""
+    import shutil
+
+    from dock.index import Index
+    from sealing import layout
+
+    (dock / "units" / serial).mkdir(parents=True)
+    shutil.copyfile(unit.path / "store" / layout.CHAIN, dock / "units" / serial / layout.CHAIN)
+    index = Index.open(dock / "dock.sqlite")
+    try:
+        index.pin_unit(serial, "test-key", officer)
+    finally:
+        index.close()
+    return dock
+
+
 def write_segment(store: Store, data: bytes, ext: str = "ts", step: int = 4096) -> None:
     start = store.clock()
     w = store.open_segment(ext)

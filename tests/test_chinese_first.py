@@ -23,13 +23,12 @@ from dock import fonts
 from dock.compliance import model as compliance
 from dock.compliance.web.accounts import add_supervisor
 from dock.compliance.web.errors import PageError
-from dock.index import Index
 from link.locale import Locale
 from sealing import layout
 from sealing.recordings import note_of, resume_notes
 from sealing.records import Record, Stamp
 
-from .conftest import BODYCAM_DOCK, DemoRun, make_unit, write_segment
+from .conftest import BODYCAM_DOCK, DemoRun, chain_to_dock, make_unit, write_segment
 from .english import EN_ARGS
 from .export_fixtures import start_link
 from .test_page_security import Client, in_process
@@ -277,15 +276,7 @@ def chinese_dock(tmp_path: Path) -> Path:
         store.append("record_start", {"cause": "button"})
         write_segment(store, os.urandom(4000))
         store.append("record_stop", {"cause": "button"})
-    dock = tmp_path / "dock"
-    (dock / "units" / SERIAL).mkdir(parents=True)
-    shutil.copyfile(unit.path / "store" / layout.CHAIN, dock / "units" / SERIAL / layout.CHAIN)
-    index = Index.open(dock / "dock.sqlite")
-    try:
-        index.pin_unit(SERIAL, "test-key", "张三")
-    finally:
-        index.close()
-    return dock
+    return chain_to_dock(unit, tmp_path / "dock", SERIAL, "张三")
 
 
 def test_a_supervisor_named_in_chinese_signs_in_to_a_chinese_page(

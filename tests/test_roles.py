@@ -17,11 +17,9 @@ import pytest
 from dock import access, audit
 from dock.compliance.web.accounts import add_person
 from dock.compliance.web.errors import PageError
-from dock.index import Index
 from link.locale import Locale
-from sealing import layout
 
-from .conftest import BODYCAM_DOCK, make_unit, write_segment
+from .conftest import BODYCAM_DOCK, chain_to_dock, make_unit, write_segment
 from .english import EN_ARGS
 from .test_page_security import Client, in_process
 
@@ -63,13 +61,7 @@ def roles_dock(tmp_path_factory: pytest.TempPathFactory) -> Path:
             store.append("record_start", {"cause": "button"})
             write_segment(store, os.urandom(4000))
             store.append("record_stop", {"cause": "button"})
-        (dock / "units" / serial).mkdir(parents=True)
-        shutil.copyfile(unit.path / "store" / layout.CHAIN, dock / "units" / serial / layout.CHAIN)
-        index = Index.open(dock / "dock.sqlite")
-        try:
-            index.pin_unit(serial, "test-key", officer)
-        finally:
-            index.close()
+        chain_to_dock(unit, dock, serial, officer)
     for name, role, department in PEOPLE:
         assert add_person(dock, name, role, department, PASSWORD) is True
     return dock
@@ -265,14 +257,7 @@ def test_the_page_shows_the_units_own_checks_logins_exports_and_releases(tmp_pat
         store.append("export", {"file": "000001.ts.age", "dock": "dock1", "from": 0,
                                 "bytes": 10, "size": 10})  # fmt: skip
         store.append("release", {"receipt": "r-1", "files": ["000001.ts.age"]})
-    dock = tmp_path / "dock"
-    (dock / "units" / serial).mkdir(parents=True)
-    shutil.copyfile(unit.path / "store" / layout.CHAIN, dock / "units" / serial / layout.CHAIN)
-    index = Index.open(dock / "dock.sqlite")
-    try:
-        index.pin_unit(serial, "test-key", "张三")
-    finally:
-        index.close()
+    dock = chain_to_dock(unit, tmp_path / "dock", serial, "张三")
     add_person(dock, "孙法制", "legal", "法制科", PASSWORD)
     for locale, needles in (
         (Locale("en", "Asia/Shanghai"), ("pre-use check FAILED: camera", "wrong password",
