@@ -176,6 +176,12 @@ class Capture:
         self.recording = False
         return self.segmenter.close()
 
+    def listen(self, on: bool) -> None:
+        """A spoken note is (or is no longer) awaited: the voice detector judges
+        as the sound comes only then (capture/vad.py keeps what a window needs)."""
+        if on != self.meter.listening:
+            self.meter.listen(on)
+
     def played(self, pcm: bytes, at_us: int) -> None:
         """The unit's speaker played `pcm` from `at_us`: not a voice of the note."""
         self.meter.played(pcm, at_us)

@@ -77,6 +77,9 @@ MIN_UTTERANCE_FRAMES = 20  # 0.6 s
 # what the frames at a window's ends are judged with (2.7 s)
 CONTEXT_US = (FLOOR_HALF + LONG_HALF_WINDOW + HELD_FRAMES + 2) * FRAME_US
 KEEP_FRAMES = 10_000  # 300 s of frame features (about 150 kB)
+# samples kept for the pitch search while nobody listens: a window's context
+# (CONTEXT_US) and the time until its first judgement, with room (about 540 kB)
+RAW_KEEP = 2 * ((CONTEXT_US + 1_000_000) // FRAME_US)
 
 # The unit's own playback (the echo reference)
 ECHO_N = 2048  # 128 ms: the echo path is learnt and predicted on this window
@@ -226,6 +229,18 @@ class SpeechMeter:
     _next_us: int | None = None
     _prev: np.ndarray = field(default_factory=lambda: np.zeros(FRAME), repr=False)
     _echo: _Echo = field(default_factory=_Echo, repr=False)
+    # Nobody listening (no note window open): the pitch search, most of the
+    # meter's cost, waits; the last RAW_KEEP frames' samples are kept so that
+    # a window opened now still has its context judged in full (`listen`).
+    listening: bool = True
+    _raw: deque[tuple[int, np.ndarray]] = field(default_factory=deque, repr=False)
+
+    def listen(self, on: bool) -> None:
+        """Start (or stop) judging as the sound comes; starting catches up
+        on the frames kept from before."""
+        self.listening = on
+        if on:
+            self._pitch_pending()
 
     def played(self, pcm: bytes, at_us: int) -> None:
         """The unit's speaker played `pcm` (16 kHz mono s16) from `at_us`:
@@ -252,9 +267,29 @@ class SpeechMeter:
         db = 10 * float(np.log10(np.mean(x * x) / 32768.0**2 + 1e-12))
         voicing, semi = 0.0, 0.0
         if db >= MIN_DBFS:  # a quieter frame is never audible: spare the pitch search
-            voicing, semi = self._pitch(np.concatenate((self._prev, x)))
+            if self.listening:
+                voicing, semi = self._pitch(np.concatenate((self._prev, x)))
+            else:
+                voicing = semi = np.nan  # searched when someone listens (_pitch_pending)
+                self._raw.append((t_us, np.concatenate((self._prev, x))))
+                while len(self._raw) > RAW_KEEP:
+                    self._raw.popleft()
         self._prev = x
         self._frames.append(t_us, db, voicing, semi, self._echo.own(x, t_us))
+
+    def _pitch_pending(self) -> None:
+        """The pitch of every kept frame not searched yet; frames whose
+        samples are no longer kept count as unvoiced."""
+        fr = self._frames
+        t = fr.t_us[: fr.n]
+        for t_us, y in self._raw:
+            i = int(np.searchsorted(t, t_us))
+            if i < fr.n and t[i] == t_us and np.isnan(fr.voicing[i]):
+                fr.voicing[i], fr.semitone[i] = self._pitch(y)
+        self._raw.clear()
+        stale = np.isnan(fr.voicing[: fr.n])
+        fr.voicing[: fr.n][stale] = 0.0
+        fr.semitone[: fr.n][stale] = 0.0
 
     @staticmethod
     def _pitch(y: np.ndarray) -> tuple[float, float]:
@@ -284,6 +319,8 @@ class SpeechMeter:
 
     def judge(self, from_us: int, to_us: int) -> Judgement:
         """Judge the frames starting in [from_us, to_us) with their context."""
+        if self._raw:
+            self._pitch_pending()
         fr = self._frames
         t = fr.t_us[: fr.n]
         lo = int(np.searchsorted(t, from_us - CONTEXT_US))

@@ -278,6 +278,7 @@ class Recorder:
     def __post_init__(self) -> None:
         self.machine = m.Machine(self.policy)
         self.capture = Capture(self._open_sink, self.capture_config, frame_time=self._frame_time)
+        self.capture.listen(False)  # until a note is awaited (event())
         if self.media_log is not None:
             media_log = self.media_log
             self.capture.segmenter.on_mux = lambda kind, t_us: media_log(f"out {kind} {t_us}")
@@ -633,6 +634,7 @@ class Recorder:
             self.log(f"event {type(event).__name__} {_fields(event)}")
         for action in self.machine.handle(event):
             self._do(action)
+        self.capture.listen(self.machine.state.note is not None)
 
     def _do(self, a: m.Action) -> None:
         now = self.now_us()

@@ -576,3 +576,41 @@ def test_sung_lyrics_are_a_voice_and_count(sung: np.ndarray, band_db: float | No
         x = peak_to(x + band / rms(band) * rms(x) * 10 ** (band_db / 20), -3)
     meter, _ = feed(np.concatenate([np.zeros(RATE), x]), watch=[0, 1_000_000])
     assert windows(meter, len(x) / RATE + 1) >= NOTE_S  # a note, as documented
+
+
+def test_nobody_listening_spares_the_pitch_search_and_judges_the_same(
+    note: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside a note window the recorder does not listen (issue 28: the
+    voice detector was 18 % of recording's cost): the pitch search waits.
+    A window opened later is judged exactly as if it had listened all along,
+    its context included; a whole shift of talk unheard costs no search."""
+    calls = [0]
+    search = SpeechMeter._pitch
+
+    def counted(y: np.ndarray) -> tuple[float, float]:
+        calls[0] += 1
+        return search(y)
+
+    monkeypatch.setattr(SpeechMeter, "_pitch", staticmethod(counted))
+    gap = np.zeros(RATE // 2)
+    talk = np.concatenate([note, gap, note, gap, note, gap, note, np.zeros(RATE), note])
+    always, _ = feed(talk)
+    searched_always = calls[0]
+    calls[0] = 0
+    lazy = SpeechMeter(listening=False)
+    step = RATE * 30 // 1000
+    opened = 3 * (len(note) + len(gap))  # the window opens as the fourth reason begins
+    for i in range(0, len(talk), step):
+        if i == opened - opened % step:
+            lazy.listen(True)
+        lazy.feed(to_pcm(talk[i : i + step]), i * 1_000_000 // RATE)
+    at = opened * 1_000_000 // RATE
+    end = len(talk) * 1_000_000 // RATE
+    assert lazy.seconds(at, end) == always.seconds(at, end) > 3.0
+    assert 0 < calls[0] < searched_always  # only what the window and its context need
+    calls[0] = 0
+    unheard = SpeechMeter(listening=False)
+    for i in range(0, len(talk), step):
+        unheard.feed(to_pcm(talk[i : i + step]), i * 1_000_000 // RATE)
+    assert calls[0] == 0
