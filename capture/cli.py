@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from hal.camera_sim import SimCamera
 from hal.media import DeviceFault
@@ -54,6 +55,8 @@ def run_sim(
         file_sinks(out),
         CaptureConfig(segment_s=segment_s, prerecord_s=0, width=width, height=height, fps=fps),
     )
+    closed: list[Any] = []
+    cap.segmenter.on_closed = closed.append
     cap.start(0)
     for i in range(int(seconds * fps)):
         cap.push_video(cam.next_frame(i * 1_000_000 // fps))
@@ -62,7 +65,7 @@ def run_sim(
         s0, s1 = i * RATE // fps, (i + 1) * RATE // fps
         cap.push_audio(mic.read(s0, s1 - s0))
     cap.stop()
-    return cap.segmenter.closed
+    return closed
 
 
 def run(args: argparse.Namespace) -> int:

@@ -233,7 +233,9 @@ class Segmenter:
         self.aac_us = AAC_FRAME * 1_000_000 // audio_rate
         self.index = 0
         self.frames_total = 0
-        self.closed: list[Any] = []
+        # told what each file's sink returned as the file closed (no list is
+        # kept here: a recorder's would grow for the whole shift)
+        self.on_closed: Callable[[Any], None] | None = None
         # told (kind "v"/"a", media us) of every packet as it goes into a file:
         # what a power-cut test measures the loss against
         self.on_mux: Callable[[str, int], None] | None = None
@@ -544,7 +546,8 @@ class Segmenter:
         self._container = None
         self._info = None
         result = self._writer.sink.close(info)
-        self.closed.append(result)
+        if self.on_closed is not None:
+            self.on_closed(result)
         return result
 
     @property

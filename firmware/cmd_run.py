@@ -156,5 +156,5 @@ def _run(
     ) as exc:
         print(f"bodycam run: {exc}", file=sys.stderr)
         return 2
-    print(f"done: {len(rec.sealed)} segments sealed, prompts: " + ", ".join(rec.prompts_played))
+    print(f"done: {rec.totals.segments} segments sealed, prompts: " + ", ".join(rec.prompts_played))
     return 0

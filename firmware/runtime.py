@@ -20,6 +20,7 @@ import os
 import queue
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -84,6 +85,23 @@ def sd_notify(message: str) -> bool:
         s.connect(addr)
         s.sendall(message.encode())
     return True
+
+
+SEALED_KEPT = 64
+
+
+@dataclass
+class SealedTotals:
+    """What the recorder has sealed since it started."""
+
+    segments: int = 0
+    video_frames: int = 0
+    duration_us: int = 0
+
+    def add(self, body: dict[str, Any]) -> None:
+        self.segments += 1
+        self.video_frames += int(body.get("video_frames") or 0)
+        self.duration_us += int(body.get("duration_us") or 0)
 
 
 # -- what device threads put on the queue -------------------------------------------
@@ -265,10 +283,13 @@ class Recorder:
     capture: Capture = field(init=False)
     indicators: m.Indicate | None = None
     retention: str = "supervision"
-    sealed: list[Any] = field(default_factory=list)
+    # the last segments sealed (for logs and tests), and totals for the shift:
+    # a list of every segment would grow for as long as the unit runs
+    sealed: deque[Any] = field(default_factory=lambda: deque(maxlen=SEALED_KEPT))
+    totals: SealedTotals = field(default_factory=lambda: SealedTotals())
     faulted: set[str] = field(default_factory=set)
     audio_gaps: int = 0
-    prompts_played: list[str] = field(default_factory=list)
+    prompts_played: deque[str] = field(default_factory=lambda: deque(maxlen=SEALED_KEPT * 4))
     camera_restart: CameraRestart = field(default_factory=CameraRestart)
     # `bodycam run --media-log`: a line for every frame taken in while recording
     # ("in v PTS") and every packet written into a file ("out v|a PTS"), so a
@@ -333,6 +354,7 @@ class Recorder:
 
     def _sealed(self, rec: Any) -> None:
         self.sealed.append(rec)
+        self.totals.add(rec.body)
         self.log(
             f"sealed {rec.body['file']} ({rec.body['video_frames']} frames, "
             f"{rec.body['ct_len']} bytes)"

@@ -64,7 +64,7 @@ def test_run_records_without_the_devices_that_failed(faulty: None, tmp_path: Pat
 
     def on_ready(rec: Recorder) -> None:
         def stop_after_a_segment() -> None:
-            _until(lambda: len(rec.sealed) >= 2, "two sealed segments")
+            _until(lambda: rec.totals.segments >= 2, "two sealed segments")
             rec.request_stop("test done")
 
         threading.Thread(target=stop_after_a_segment, daemon=True).start()

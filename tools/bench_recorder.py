@@ -147,8 +147,8 @@ def main(argv: list[str]) -> dict:
         wall = time.monotonic() - t0
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    sealed = sum(r.body["video_frames"] for r in rec.sealed)
-    spans = sum(r.body["duration_us"] for r in rec.sealed)
+    sealed = rec.totals.video_frames
+    spans = rec.totals.duration_us
     expected = round(spans * 30 / 1_000_000)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ring = out.get("ring_peak", 0) / 2**20
@@ -160,7 +160,7 @@ def main(argv: list[str]) -> dict:
         "frames_sealed": sealed,
         "frames_in_sealed_spans": expected,
         "frames_lost": max(0, expected - sealed),
-        "segments": len(rec.sealed),
+        "segments": rec.totals.segments,
         "presses": len(out.get("to_state", [])),
         "edge_to_recording_ms": {
             "p50": _pct(out.get("to_state", []), 0.5),
