@@ -26,16 +26,17 @@ ROLES = ("officer", "head", "leader", "legal", "auditor", "admin")
 class Act(Enum):
     SEE_RECORDINGS = "see_recordings"  # a unit's or an officer's days, their files and reports
     SEE_REGISTERS = "see_registers"  # the audit log and its verification
+    SEE_LEDGER = "see_ledger"  # the usage ledger: who had which unit when
     MANAGE_ACCOUNTS = "manage_accounts"
 
 
 # role -> act -> scope: "own", "department", "all"; an act not named is refused
 TABLE: dict[str, dict[Act, str]] = {
-    "officer": {Act.SEE_RECORDINGS: "own"},
-    "head": {Act.SEE_RECORDINGS: "department"},
-    "leader": {Act.SEE_RECORDINGS: "all", Act.SEE_REGISTERS: "all"},
-    "legal": {Act.SEE_RECORDINGS: "all"},
-    "auditor": {Act.SEE_REGISTERS: "all"},
+    "officer": {Act.SEE_RECORDINGS: "own", Act.SEE_LEDGER: "own"},
+    "head": {Act.SEE_RECORDINGS: "department", Act.SEE_LEDGER: "department"},
+    "leader": {Act.SEE_RECORDINGS: "all", Act.SEE_REGISTERS: "all", Act.SEE_LEDGER: "all"},
+    "legal": {Act.SEE_RECORDINGS: "all", Act.SEE_LEDGER: "all"},
+    "auditor": {Act.SEE_REGISTERS: "all", Act.SEE_LEDGER: "all"},
     "admin": {Act.MANAGE_ACCOUNTS: "all"},
 }
 

@@ -10,6 +10,8 @@ store durably, index, and only then send a signed receipt (R15-R22).
     bodycam-dock user-add --dock-dir DIR --name N --role ROLE [--department D]
     bodycam-dock supervisor-add --dock-dir DIR --name N      (user-add --role legal)
     bodycam-dock audit-verify --dock-dir DIR
+    bodycam-dock checkout --unit HOST:PORT --dock-dir DIR --officer N --approver N (credentials)
+    bodycam-dock checkin --unit HOST:PORT --dock-dir DIR (credentials)
     bodycam-dock page --dock-dir DIR [--port 8080]
     bodycam-dock recordings --dock-dir DIR --serial S
     bodycam-dock export-case --dock-dir DIR --serial S --recording SEQ --examiner NAME \
@@ -333,6 +335,16 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
     ua.add_argument("--department", default="", help=t.tr("the person's department"))
     ua.add_argument("--password-file", type=Path, help=t.tr("read the password (default: prompt)"))
     add_locale_arguments(ua, t)
+    co = sub.add_parser(
+        "checkout", help=t.tr("hand a docked unit to an officer, with the approver (the ledger)")
+    )
+    co.add_argument("--unit", required=True)
+    _dock_arguments(co, t)
+    co.add_argument("--officer", required=True)
+    co.add_argument("--approver", required=True)
+    ci = sub.add_parser("checkin", help=t.tr("record a docked unit's return (the ledger)"))
+    ci.add_argument("--unit", required=True)
+    _dock_arguments(ci, t)
     av = sub.add_parser(
         "audit-verify", help=t.tr("check the audit log: exit 0 intact, 1 at its first break")
     )
@@ -373,6 +385,56 @@ def main(argv: list[str] | None = None) -> int:
     return _run(args, texts)
 
 
+def _ledger_command(args: argparse.Namespace, texts: Texts) -> int:
+    from link.messages import LinkError
+
+    from .checkout import check_in, check_out
+    from .client import Client, DockError
+    from .credentials import dock_setup
+    from .discovery import parse_address
+    from .index import INDEX_ERRORS, Index, describe_error
+
+    by = f"system:{getpass.getuser()}"
+    try:
+        address = parse_address(args.unit)
+        ctx, key, _identity, inventory = dock_setup(args)
+        args.dock_dir.mkdir(parents=True, exist_ok=True)
+        # as pull names its rows: the dock's own SQLite as LOCAL_DOCK, another index by --name
+        index = (
+            Index.open(args.index, dock=args.name)
+            if args.index
+            else Index.open(args.dock_dir / "dock.sqlite")
+        )
+    except (DockError, OSError, ssl.SSLError) as exc:
+        print(f"dock: {texts.say(exc)}", file=sys.stderr)
+        return 1
+    except INDEX_ERRORS as exc:
+        print(f"dock: {texts.say(describe_error(exc))}", file=sys.stderr)
+        return 1
+    client = Client(address.host, address.port, ctx)
+    try:
+        if args.cmd == "checkout":
+            done = check_out(client, args.dock_dir, key, index, inventory, args.officer,
+                             args.approver, by)  # fmt: skip
+            print(texts.tr("%(serial)s checked out to %(officer)s, approved by %(approver)s "
+                           "(the unit's record %(seq)s)", serial=done.serial,
+                           officer=done.officer, approver=done.approver, seq=done.seq))  # fmt: skip
+        else:
+            row = check_in(client, args.dock_dir, index, inventory, by)
+            print(texts.tr("%(serial)s checked in from %(officer)s",
+                           serial=str(row["serial"]), officer=str(row["officer"])))  # fmt: skip
+    except (DockError, OSError, ssl.SSLError, LinkError, AuditError) as exc:
+        print(f"dock: {texts.say(exc)}", file=sys.stderr)
+        return 1
+    except INDEX_ERRORS as exc:
+        print(f"dock: {texts.say(describe_error(exc))}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+        index.close()
+    return 0
+
+
 def _audit_verify(args: argparse.Namespace, texts: Texts) -> int:
     from .audit import AuditError, key_fingerprint, read
 
@@ -397,6 +459,8 @@ def _audit_verify(args: argparse.Namespace, texts: Texts) -> int:
 def _run(args: argparse.Namespace, texts: Texts) -> int:
     if args.cmd == "audit-verify":
         return _audit_verify(args, texts)
+    if args.cmd in ("checkout", "checkin"):
+        return _ledger_command(args, texts)
     if args.cmd in ("supervisor-add", "user-add", "page"):
         from .compliance.web import serve  # flask, waitress, matplotlib: only for the page
 

@@ -100,6 +100,20 @@ receipts = Table(
     Column("segments", BigInteger),
     Column("accepted", Boolean),
 )
+# The usage ledger (S0 annex 1): who took which unit when, who approved it,
+# when it came back. One row per check-out; `in_us` empty while it is out.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("dock", Text, primary_key=True),
+    Column("serial", Text, primary_key=True),
+    Column("out_us", BigInteger, primary_key=True),
+    Column("officer", Text, nullable=False),
+    Column("department", Text, nullable=False),
+    Column("approver", Text, nullable=False),
+    Column("out_seq", BigInteger),  # the unit's `officer` record that sealed it
+    Column("in_us", BigInteger),
+)
 # Who may sign in to the page, and as what (dock/access.py). Not per dock:
 # an agency's index on PostgreSQL holds one list of its people.
 people = Table(
@@ -272,7 +286,43 @@ class Index:
     def people(self) -> list[Row]:
         return sorted(self._fetch(select(people)), key=lambda r: r["name"])
 
+    def ledger(self, serial: str | None = None) -> list[Row]:
+        """Check-outs, oldest first (every dock's when the index is unnamed)."""
+        stmt = select(ledger).where(self._mine(ledger))
+        if serial is not None:
+            stmt = stmt.where(ledger.c.serial == serial)
+        return sorted(self._fetch(stmt), key=lambda r: (r["out_us"], r["serial"]))
+
     # -- writes ---------------------------------------------------------------
+
+    def check_out(self, row: dict[str, Any]) -> None:
+        """A check-out; a unit still out is checked in at the same moment
+        (handed straight on: the ledger has no period without a holder)."""
+        with self._tx() as conn:
+            conn.execute(
+                update(ledger)
+                .where(ledger.c.dock == self._writer(), ledger.c.serial == row["serial"],
+                       ledger.c.in_us.is_(None))
+                .values(in_us=row["out_us"])
+            )  # fmt: skip
+            conn.execute(self._insert(ledger, row))
+
+    def check_in(self, serial: str, now_us: int) -> Row | None:
+        """The open check-out of `serial` closed at `now_us`; None if it was not out."""
+        with self._tx() as conn:
+            open_row = conn.execute(
+                select(ledger).where(ledger.c.dock == self._writer(),
+                                     ledger.c.serial == serial, ledger.c.in_us.is_(None))
+            ).mappings().first()  # fmt: skip
+            if open_row is None:
+                return None
+            conn.execute(
+                update(ledger)
+                .where(ledger.c.dock == self._writer(), ledger.c.serial == serial,
+                       ledger.c.out_us == open_row["out_us"])
+                .values(in_us=now_us)
+            )  # fmt: skip
+        return {**dict(open_row), "in_us": now_us}
 
     def put_person(self, row: dict[str, Any]) -> bool:
         """An account added, or a known one's role, department or password

@@ -316,11 +316,11 @@ def pull(
     client.set_deadline(limits.base_s)
     who = msg("unit at %(host)s:%(port)s", host=client.host, port=client.port)
     try:
-        status = _status(client)
+        status = unit_status(client)
         serial = status.serial
         who = msg("unit %(serial)s", serial=serial)
         stage("status", {"serial": serial, "officer": status.officer})
-        device_key = _check_identity(client, status, inventory)
+        device_key = check_identity(client, status, inventory)
         _login(client, ask, serial, status.officer)
         code, clock = client.json(routes.TIME, {"dock_time_us": int(now() * 1e6)})
         if code != 200:
@@ -361,7 +361,7 @@ def _names_a_unit(exc: DockError) -> bool:
     return isinstance(said, Msg) and said.msgid.startswith("%(who)s: ")
 
 
-def _status(client: Client) -> messages.Status:
+def unit_status(client: Client) -> messages.Status:
     code, obj = client.json(routes.STATUS)
     if code != 200:
         raise DockError(msg("status: %(code)s %(why)s", code=code, why=messages.error_text(obj)))
@@ -371,7 +371,7 @@ def _status(client: Client) -> messages.Status:
         raise messages.LinkError(msg("status: %(error)s", error=str(exc))) from None
 
 
-def _check_identity(client: Client, status: messages.Status, known: Known) -> Ed25519PublicKey:
+def check_identity(client: Client, status: messages.Status, known: Known) -> Ed25519PublicKey:
     """The unit is who QA made it: the serial it states is its TLS
     certificate's subject, that certificate and its device key are the QA
     inventory's active ones for the serial. Checked before any officer is

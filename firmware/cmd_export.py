@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from link import pki
+from link.messages import Assignment
 from sealing.keys import KeyFileError
 from sealing.store import StoreError
 from sealing.unit import open_unit
@@ -74,10 +75,11 @@ def start(
     address: str,
     port: int,
     on_dock_time: Callable[[int, str], dict[str, Any]] | None = None,
+    on_assign: Callable[[Assignment, str], tuple[int, dict[str, Any]]] | None = None,
 ):
     """Start the service for an open store; the caller closes what it returns.
-    With a recorder running, `on_dock_time` is its own (the loop thread owns
-    the clock); alone, the dock's time is taken here."""
+    With a recorder running, `on_dock_time` and `on_assign` are its own (the
+    loop thread owns the clock and the watermark); alone, both are done here."""
     tls = unit / "tls"
     ctx = pki.server_context(tls / "unit.crt", tls / "unit.key", tls / "ca.crt")
 
@@ -104,6 +106,7 @@ def start(
     hooks = ExportHooks(
         clock_status=lambda: {"state": clock.state, "source": clock.source},
         on_dock_time=on_dock_time,
+        on_assign=on_assign,
     )
     return serve(ExportService(store, unit, hooks), ctx, address, port)
 

@@ -112,7 +112,13 @@ def _run(
         signal.signal(signal.SIGINT, stop)
         if args.export is not None:
             running = start_export(
-                args.unit, rec.store, rec.unitclock, host, port, on_dock_time=rec.dock_time
+                args.unit,
+                rec.store,
+                rec.unitclock,
+                host,
+                port,
+                on_dock_time=rec.dock_time,
+                on_assign=rec.assign,
             )
             services.append(running)
             print(f"export service on {running.address[0]}:{running.address[1]}", flush=True)

@@ -27,9 +27,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from link import messages, routes
 from sealing import layout
+from sealing.canonical import unb64
 from sealing.keys import fingerprint, public_pem
 from sealing.receipts import (
     MAX_RECEIPT_BYTES,
@@ -56,6 +58,10 @@ class ExportHooks:
     clock_status: Callable[[], dict[str, str]]
     on_dock_time: Callable[[int, str], dict[str, Any]]
     now: Callable[[], float] = time.time
+    # a verified check-out: (assignment, the dock's name) -> the answer. The
+    # recorder's own when it runs (it refuses while recording); without one,
+    # the service seals it itself
+    on_assign: Callable[[messages.Assignment, str], tuple[int, dict[str, Any]]] | None = None
 
 
 @dataclass
@@ -135,6 +141,34 @@ class ExportService:
                 # the dock may ask the officer again, this many times, without re-docking
                 "attempts_left": max(0, MAX_FAILURES - v.failures),
             }
+
+    def assign(self, req: Any, dock: str) -> tuple[int, dict[str, Any]]:
+        """A check-out: the assignment must name this unit and carry a valid
+        signature by an enrolled dock's key; a refusal is recorded."""
+        try:
+            a = messages.parse_assignment(req)
+        except messages.LinkError as exc:
+            return 400, {"error": f"want an assignment: {exc}"}
+        why = None
+        key = self.store.keys.docks.get(a.dock_key)
+        if a.serial != self.store.serial:
+            why = f"the assignment is for {a.serial}, this unit is {self.store.serial}"
+        elif key is None:
+            why = "the assignment is signed by a key no enrolled dock has"
+        else:
+            try:
+                key.verify(unb64(a.signature), a.signed_bytes())
+            except (InvalidSignature, ValueError):
+                why = "the assignment's signature does not match it"
+        if why is not None:
+            with self._lock:
+                self.store.append("fault", {"what": "assignment", "dock": dock, "reason": why})
+            return 403, {"error": why}
+        if self.hooks.on_assign is not None:
+            return self.hooks.on_assign(a, dock)
+        with self._lock:
+            rec = self.store.set_officer(a.officer, assignment_body(a, dock))
+        return 200, {"seq": rec.seq, "officer": a.officer}
 
     def session(self, token: str | None, dock: str) -> bool:
         s = self.sessions.get(token or "")
@@ -341,6 +375,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             answer = svc.hooks.on_dock_time(t, dock)
             self._send(400 if "error" in answer else 200, answer)
+        elif route is routes.ASSIGN:
+            req = self._json()
+            if req is None:
+                return
+            self._send(*svc.assign(req, dock))
         elif route is routes.OFFERED:
             self._send(200, {"segments": svc.unexported()})
         elif route is routes.CHAIN:
@@ -487,3 +526,16 @@ class RunningService:
 
 def serve(service: ExportService, context: ssl.SSLContext, host: str, port: int) -> RunningService:
     return RunningService(service, context, host, port)
+
+
+def assignment_body(a: messages.Assignment, dock: str) -> dict[str, Any]:
+    """What the `officer` record keeps of a check-out: who approved it, which
+    dock, and the dock's signature, so the chain itself proves it."""
+    return {
+        "cause": "checkout",
+        "approver": a.approver,
+        "dock": dock,
+        "dock_key": a.dock_key,
+        "at_us": a.at_us,
+        "signature": a.signature,
+    }

@@ -39,6 +39,7 @@ from hal.media import DeviceFault, EncodedFrame, PcmChunk
 from hal.pacing import Clock
 from hal.ports import AudioGap, Played, Rtc
 from hal.rtc import RtcInvalid
+from link.messages import Assignment
 from sealing.canonical import b64
 from sealing.keys import fingerprint
 from sealing.records import Stamp
@@ -46,6 +47,7 @@ from sealing.store import SegmentMeta, SegmentWriter, Store
 
 from . import machine as m
 from .devices import DeviceConfig, Devices
+from .export_service import assignment_body
 from .place import Fixes
 from .prompts import PromptBank
 from .signals import ALERTS, lights_for
@@ -140,6 +142,15 @@ class DockTime:
 
 
 @dataclass(frozen=True)
+class Checkout:
+    """A verified assignment from the export service's thread; answered on `reply`."""
+
+    assignment: Assignment
+    dock: str
+    reply: Future[tuple[int, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
 class StopRequest:
     reason: str
 
@@ -154,6 +165,7 @@ Incoming = (
     | CameraRestarting
     | Fix
     | DockTime
+    | Checkout
     | StopRequest
 )
 
@@ -541,6 +553,8 @@ class Recorder:
             self._fix(item)
         elif isinstance(item, DockTime):
             item.reply.set_result(self.set_clock(item.t_us, "dock", dock=item.dock))
+        elif isinstance(item, Checkout):
+            item.reply.set_result(self._checkout(item.assignment, item.dock))
         elif isinstance(item, StopRequest):
             self.stop_reason = item.reason
 
@@ -1013,6 +1027,26 @@ class Recorder:
             return reply.result(timeout=DOCK_TIME_WAIT_S)
         except TimeoutError:
             return {"error": "the recorder did not take the time (busy); try again"}
+
+    def assign(self, a: Assignment, dock: str) -> tuple[int, dict[str, Any]]:
+        """From the export service's thread: a verified check-out, done on the
+        loop thread (the chain's officer and the watermark change together)."""
+        reply: Future[tuple[int, dict[str, Any]]] = Future()
+        self.inbox.put(Checkout(a, dock, reply))
+        try:
+            return reply.result(timeout=DOCK_TIME_WAIT_S)
+        except TimeoutError:
+            return 503, {"error": "the recorder did not take the assignment (busy); try again"}
+
+    def _checkout(self, a: Assignment, dock: str) -> tuple[int, dict[str, Any]]:
+        if self.machine.state.mode != "idle":
+            why = "the unit is recording or paused: stop the recording before handing it over"
+            self._append("fault", {"what": "assignment", "dock": dock, "reason": why})
+            return 409, {"error": why}
+        rec = self.store.set_officer(a.officer, assignment_body(a, dock))
+        self.watermark.officer = a.officer  # the next frame burns the new name
+        self.log(f"record {rec.seq} officer: checked out to {a.officer} (approved by {a.approver})")
+        return 200, {"seq": rec.seq, "officer": a.officer}
 
     def set_clock(self, true_us: int, source: str, **extra: Any) -> dict[str, Any]:
         """An authenticated time (dock, GPS): step to it, record it, write the RTC.

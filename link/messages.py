@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sealing.canonical import MAX_INT
+from sealing.canonical import MAX_INT, encode
 from sealing.layout import check_serial, parse_name
+from sealing.people import MAX_NAME, person_name
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 TOKEN = re.compile(r"[0-9a-f]{16,128}")
@@ -217,6 +218,50 @@ def parse_login(obj: Any) -> Login:
     if not isinstance(pw, str) or not 0 < len(pw) <= MAX_PASSWORD:
         raise LinkError(f"`password` is not a string of 1..{MAX_PASSWORD} characters")
     return Login(pw, flag(obj, "fingerprint_ok"))
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A unit handed to an officer at the dock (the usage ledger's check-out):
+    what the dock signed with its receipt key, and the signature."""
+
+    serial: str
+    officer: str
+    approver: str
+    dock_key: str  # the fingerprint of the dock key that signed it
+    at_us: int  # the dock's time of the check-out
+    signature: str  # base64 Ed25519 over `signed_bytes()`
+
+    def signed_fields(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial,
+            "officer": self.officer,
+            "approver": self.approver,
+            "dock_key": self.dock_key,
+            "at_us": self.at_us,
+        }
+
+    def signed_bytes(self) -> bytes:
+        return encode({"assignment": self.signed_fields()})
+
+
+def parse_assignment(obj: Any) -> Assignment:
+    """A dock's assignment as the unit reads it: names checked as a person's
+    name is everywhere (sealing.people), the rest by form."""
+    serial = text(obj, "serial", limit=64)
+    try:
+        check_serial(serial)
+        officer = person_name(text(obj, "officer", limit=MAX_NAME), "officer")
+        approver = person_name(text(obj, "approver", limit=MAX_NAME), "approver")
+    except ValueError as exc:
+        raise LinkError(str(exc)) from None
+    if officer != obj["officer"] or approver != obj["approver"]:
+        raise LinkError("`officer` and `approver` must be sent NFC-normalised")
+    dock_key = text(obj, "dock_key", limit=64)
+    if not HEX64.fullmatch(dock_key):
+        raise LinkError("`dock_key` is not a key fingerprint")
+    signature = text(obj, "signature", limit=128)
+    return Assignment(serial, officer, approver, dock_key, integer(obj, "at_us", 1), signature)
 
 
 def parse_dock_time(obj: Any) -> int:

@@ -33,7 +33,10 @@ CHAIN = Route("GET", f"{PREFIX}/chain")
 SEGMENT = Route("GET", f"{PREFIX}/segments", item=True)
 RECEIPT = Route("GET", f"{PREFIX}/receipts", item=True)  # a receipt the unit holds
 RELEASE = Route("POST", f"{PREFIX}/receipt")  # a receipt the dock sends
-ROUTES = (STATUS, AUTH, TIME, OFFERED, CHAIN, SEGMENT, RECEIPT, RELEASE)
+# check-out: the dock's signed assignment of the unit to an officer. The dock's
+# certificate and its signature authorise it, not the outgoing officer's login
+ASSIGN = Route("POST", f"{PREFIX}/assign", login=False)
+ROUTES = (STATUS, AUTH, TIME, OFFERED, CHAIN, SEGMENT, RECEIPT, RELEASE, ASSIGN)
 
 
 @dataclass(frozen=True)

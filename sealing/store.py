@@ -529,10 +529,12 @@ class Store:
                 self._failed = f"the MAC key was not saved after record {record.seq}: {exc}"
             return record
 
-    def set_officer(self, officer: str) -> Record:
+    def set_officer(self, officer: str, extra: dict[str, Any] | None = None) -> Record:
+        """The unit is now `officer`'s: every record from this one names them.
+        `extra`: what else the record keeps (a check-out's approver, signature)."""
         with self._mutex:
             old, self.officer = self.officer, officer
-            return self.append("officer", {"from": old, "to": officer})
+            return self.append("officer", {**(extra or {}), "from": old, "to": officer})
 
     def open_segment(self, ext: str = "ts", stamp: Stamp | None = None) -> SegmentWriter:
         """Start a segment (`ts`) or still (`jpg`) file, named by its start time."""

@@ -81,6 +81,7 @@ EVENT_KINDS: dict[str, Msg] = {
     "login": msg("dock login"),
     "export": msg("export"),
     "release": msg("storage released"),
+    "checkout": msg("check-out"),
 }
 # a dock's login at the unit (firmware/auth.py's results) as people read it
 LOGIN_RESULTS: dict[str, Msg] = {
@@ -615,6 +616,10 @@ def _unit_duty(r: Record) -> tuple[str, Msg, str] | None:
         file, dock = str(b.get("file", "?"))[:120], str(b.get("dock", "?"))[:80]
         text = msg("%(file)s sent to dock %(dock)s", file=file, dock=dock)
         return "export", text, ""
+    if t == "officer":  # a check-out sealed by the unit (or the holder set by QA)
+        to, approver = str(b.get("to", "?"))[:80], str(b.get("approver") or "-")[:80]
+        return "checkout", msg("handed to %(officer)s (approved by %(approver)s)",
+                               officer=to, approver=approver), ""  # fmt: skip
     if t == "release":
         files = b.get("files")
         n = len(files) if isinstance(files, list) else 0

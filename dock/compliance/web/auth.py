@@ -46,7 +46,7 @@ from werkzeug.wrappers.response import Response as BaseResponse
 from link.locale import LANGUAGES
 from sealing.recordings import utc_text as iso_text
 
-from ...access import Act, Person, may
+from ...access import Act, Person, may, scope_of
 from ...audit import AuditError, AuditLog
 from ...texts import Msg, msg
 from .accounts import name_or_none, person_of
@@ -190,6 +190,7 @@ def signed_in_context() -> dict[str, Any]:
         "languages": LANGUAGE_NAMES,
         "role_label": page_texts().say(ROLE_NAMES[who.role]) if who else "",
         "sees_registers": who is not None and may(who, Act.SEE_REGISTERS),
+        "sees_ledger": who is not None and scope_of(who.role, Act.SEE_LEDGER) is not None,
     }
 
 

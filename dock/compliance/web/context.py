@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
 from flask import Flask, abort, current_app, g, request
 
 from link.locale import Locale
 
-from ...access import Act, Person, may
+from ...access import Act, Person, may, scope_of
 from ...audit import AuditError, AuditLog
 from ...index import INDEX_ERRORS, Index, describe_error
 from ...texts import Texts, msg
@@ -98,6 +98,21 @@ def _act() -> str:
 def refuse(target: str) -> NoReturn:
     audit(_act(), request.path, "refused", why=f"role: {target}")
     abort(403, description=msg("Your role does not allow you to see %(what)s.", what=target))
+
+
+def ledger_rows() -> list[dict[str, Any]]:
+    """The usage ledger's rows the signed-in person may see; 403 (recorded)
+    for a role that sees none of it; the view or download recorded."""
+    who = _person()
+    if scope_of(who.role, Act.SEE_LEDGER) is None:
+        refuse("the usage ledger")
+    try:
+        rows = page_context().index.ledger()
+    except INDEX_ERRORS as exc:
+        abort(503, description=msg("The dock's index cannot be read: %(error)s",
+                                   error=describe_error(exc)))  # fmt: skip
+    audit(_act(), request.path)
+    return [r for r in rows if may(who, Act.SEE_LEDGER, r["officer"], r["department"])]
 
 
 def dock_view() -> model.DockView:

@@ -23,7 +23,7 @@ from sealing.recordings import utc_text
 
 from ...texts import Texts
 from .. import model
-from .context import officer_days, page_texts, unit_of
+from .context import ledger_rows, officer_days, page_texts, unit_of
 from .names import attachment
 from .pages import officer_html, parse_day, unit_day_html
 
@@ -32,7 +32,8 @@ bp = Blueprint("exports", __name__)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
-def _cell(v: Any) -> Any:
+def cell(v: Any) -> Any:
+    """A CSV cell a spreadsheet will not run as a formula."""
     if isinstance(v, str) and v.startswith(FORMULA_STARTS):
         return "'" + v
     return v
@@ -76,7 +77,7 @@ def to_csv(events: Iterable[model.Event], findings: Iterable[model.Finding], t: 
             e.kind,
             e.state,
         ]
-        w.writerow([_cell(v) for v in row])
+        w.writerow([cell(v) for v in row])
     for f in findings:
         rec = f.recording if f.recording is not None else ""
         row = [
@@ -93,7 +94,7 @@ def to_csv(events: Iterable[model.Event], findings: Iterable[model.Finding], t: 
             f.kind,
             "",
         ]
-        w.writerow([_cell(v) for v in row])
+        w.writerow([cell(v) for v in row])
     return out.getvalue()
 
 
@@ -111,6 +112,22 @@ def _download(data: bytes, mimetype: str, stem: str, ext: str) -> Response:
 def unit_day_pdf(serial: str, day: str) -> Response:
     shown, html = unit_day_html(serial, day, printable=True)
     return _download(_pdf(html), "application/pdf", f"{serial}_{shown.day}", ".pdf")
+
+
+@bp.get("/ledger.csv")
+def ledger_csv() -> Response:
+    """The usage ledger as S0 annex 1 has it: department, unit, officer, times."""
+    t = page_texts()
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow([t.tr("Department"), t.tr("Unit"), t.tr("Officer"),
+                t.tr("Taken (%(zone)s)", zone=t.zone_name), t.tr("Approved by"),
+                t.tr("Returned (%(zone)s)", zone=t.zone_name)])  # fmt: skip
+    for r in ledger_rows():
+        back = t.time_no_zone(r["in_us"]) if r["in_us"] else ""
+        w.writerow([cell(str(v)) for v in (r["department"], r["serial"], r["officer"],
+                    t.time_no_zone(r["out_us"]), r["approver"], back)])  # fmt: skip
+    return _download(_bom(out.getvalue()), "text/csv; charset=utf-8", "ledger", ".csv")
 
 
 @bp.get("/unit/<segment:serial>/<day>/events.csv")

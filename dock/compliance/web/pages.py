@@ -17,7 +17,16 @@ from ...audit import AuditError, key_fingerprint
 from ...audit import read as read_audit
 from ...texts import msg
 from .. import model
-from .context import audit, dock_view, officer_days, page_context, page_texts, refuse, unit_of
+from .context import (
+    audit,
+    dock_view,
+    ledger_rows,
+    officer_days,
+    page_context,
+    page_texts,
+    refuse,
+    unit_of,
+)
 from .timeline import officer_rows, timeline_svg, unit_day_rows
 
 bp = Blueprint("pages", __name__)
@@ -97,6 +106,11 @@ def audit_log() -> str:
         key = "-"
     audit("view", request.path)
     return render_template("audit.html.j2", entries=entries, broken=broken, key=key)
+
+
+@bp.get("/ledger")
+def ledger() -> str:
+    return render_template("ledger.html.j2", rows=ledger_rows())
 
 
 @bp.get("/unit/<segment:serial>")
