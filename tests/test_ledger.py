@@ -128,6 +128,13 @@ def test_checkout_seals_a_signed_assignment_and_the_ledger_has_both_periods(
         got = head.get("/ledger.csv")
         rows_csv = list(csv.reader(io.StringIO(got.text.lstrip("\ufeff"))))
         assert len(rows_csv) == 3 and rows_csv[1][2] == "张三" and rows_csv[2][2] == "李四"
+        pdf = head.request("GET", "/ledger.pdf")
+        assert pdf.status == 200 and pdf.body.startswith(b"%PDF")
+        pdftotext = ["pdftotext", "-layout", "-", "-"]
+        printed = subprocess.run(pdftotext, input=pdf.body, capture_output=True, check=True,
+                                 timeout=60).stdout.decode()  # fmt: skip
+        for needle in ("使用台账", "张三", "李四", "赵科长", link.store.serial):
+            assert needle in printed, needle
         other = Client(base)
         assert other.sign_in("钱科长", PASSWORD).status == 302
         assert "李四" not in other.get("/ledger").text  # another section's head: not theirs

@@ -17,7 +17,7 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, render_template
 
 from sealing.recordings import utc_text
 
@@ -112,6 +112,13 @@ def _download(data: bytes, mimetype: str, stem: str, ext: str) -> Response:
 def unit_day_pdf(serial: str, day: str) -> Response:
     shown, html = unit_day_html(serial, day, printable=True)
     return _download(_pdf(html), "application/pdf", f"{serial}_{shown.day}", ".pdf")
+
+
+@bp.get("/ledger.pdf")
+def ledger_pdf() -> Response:
+    """The usage ledger printed: the page's table, in the page's fonts."""
+    html = render_template("ledger.html.j2", rows=ledger_rows(), printable=True)
+    return _download(_pdf(html), "application/pdf", "ledger", ".pdf")
 
 
 @bp.get("/ledger.csv")

@@ -110,7 +110,7 @@ def audit_log() -> str:
 
 @bp.get("/ledger")
 def ledger() -> str:
-    return render_template("ledger.html.j2", rows=ledger_rows())
+    return render_template("ledger.html.j2", rows=ledger_rows(), printable=False)
 
 
 @bp.get("/unit/<segment:serial>")
