@@ -109,7 +109,9 @@ class ExportService:
                 out.append({**e, "wall_us": records[e["seq"]].stamp.wall_us})
         return out
 
-    def login(self, dock: str, password: str, fingerprint_ok: bool) -> tuple[int, dict]:
+    def login(
+        self, dock: str, password: str, fingerprint_ok: bool, reader: str = ""
+    ) -> tuple[int, dict]:
         with self._lock:
             try:
                 v = self.auth.attempt(password, fingerprint_ok)  # on the monotonic clock
@@ -123,6 +125,9 @@ class ExportService:
                     "result": v.result,
                     "failures": v.failures,
                     "fingerprint_ok": fingerprint_ok,
+                    # whose fingerprint verdict: a reader's identity, or "none"
+                    # (the dock operator's word), or "" (the dock did not say)
+                    "reader": reader,
                 },
             )
             if v.ok:
@@ -362,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
             except messages.LinkError as exc:
                 self._send(400, {"error": f"want {{password, fingerprint_ok}}: {exc}"})
                 return
-            code, obj = svc.login(dock, login.password, login.fingerprint_ok)
+            code, obj = svc.login(dock, login.password, login.fingerprint_ok, login.reader)
             self._send(code, obj)
         elif route is routes.TIME:
             req = self._json()

@@ -207,17 +207,27 @@ def parse_released(obj: Any) -> Released:
 # -- a dock's requests, as a unit reads them ----------------------------------
 
 
+# what a dock says of the fingerprint when it has no reader: the verdict is
+# the operator's word (`--fingerprint`, or the y/N question), and the unit's
+# `auth` record, and the page, say so
+NO_READER = "none"
+
+
 @dataclass(frozen=True)
 class Login:
     password: str
     fingerprint_ok: bool
+    reader: str = ""  # the fingerprint reader's identity; NO_READER; "" not said
 
 
 def parse_login(obj: Any) -> Login:
     pw = _field(obj, "password")
     if not isinstance(pw, str) or not 0 < len(pw) <= MAX_PASSWORD:
         raise LinkError(f"`password` is not a string of 1..{MAX_PASSWORD} characters")
-    return Login(pw, flag(obj, "fingerprint_ok"))
+    reader = text(obj, "reader", limit=80) if isinstance(obj, Mapping) and "reader" in obj else ""
+    if reader and not reader.isprintable():
+        raise LinkError("`reader` holds a character that is not printable")
+    return Login(pw, flag(obj, "fingerprint_ok"), reader)
 
 
 @dataclass(frozen=True)

@@ -365,3 +365,5 @@ def test_wrong_passwords_are_asked_again_without_redocking(link: Link, tmp_path:
             assert link.files() == set()  # pulled and released in one docking
     attempts = [x.body["result"] for x in link.store.records() if x.type == "auth"]
     assert attempts[:4] == ["bad_password", "bad_password", "bad_password", "ok"], attempts
+    # no reader is wired to the dock: the unit records whose word the fingerprint was
+    assert {x.body["reader"] for x in link.store.records() if x.type == "auth"} == {"none"}

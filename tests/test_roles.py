@@ -262,7 +262,8 @@ def test_the_page_shows_the_units_own_checks_logins_exports_and_releases(tmp_pat
     for locale, needles in (
         (Locale("en", "Asia/Shanghai"), ("pre-use check FAILED: camera", "wrong password",
                                           "(2 failures in a row)", "sent to dock dock1",
-                                          "storage released: 1 files")),
+                                          "storage released: 1 files",
+                                          "no fingerprint reader")),
         (Locale("zh-CN", "Asia/Shanghai"), ("使用前自检未通过：camera", "密码错误")),
     ):  # fmt: skip
         with in_process(dock, locale=locale) as base:

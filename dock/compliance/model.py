@@ -86,6 +86,10 @@ EVENT_KINDS: dict[str, Msg] = {
 # a dock's login at the unit (firmware/auth.py's results) as people read it
 LOGIN_RESULTS: dict[str, Msg] = {
     "ok": msg("officer's password and fingerprint accepted"),
+    "ok_no_reader": msg(
+        "officer's password accepted; no fingerprint reader: the fingerprint is the "
+        "dock operator's word"
+    ),
     "bad_password": msg("wrong password"),
     "no_fingerprint": msg("fingerprint not confirmed"),
     "locked": msg("locked out after too many failures"),
@@ -604,6 +608,8 @@ def _unit_duty(r: Record) -> tuple[str, Msg, str] | None:
         return "check", msg("pre-use check passed (%(count)s checks)", count=len(checks)), "PASS"
     if t == "auth":
         result = str(b.get("result", "?"))[:40]
+        if result == "ok" and b.get("reader") in (None, "", "none"):
+            result = "ok_no_reader"  # let in on the operator's word: flagged
         said, dock = LOGIN_RESULTS.get(result, result), str(b.get("dock", "?"))[:80]
         failures = b.get("failures")
         if isinstance(failures, int) and not isinstance(failures, bool) and failures:
