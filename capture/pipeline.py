@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,11 +146,17 @@ class Capture:
             return 0  # no picture yet: recording starts at the next keyframe
         t0 = frames[first].pts_us
         self.segmenter.video(frames[first])
-        if not self.config.prerecord_audio and self._audio_end_us is not None:
-            self.segmenter.silence_until(self._audio_end_us)  # live sound goes on from here
-        # in time order, as live media arrives, so every packet lands in its own file
+        # in time order, as live media arrives, so every packet lands in its own
+        # file and sound and picture interleave (a track of 30 s of silence
+        # muxed ahead of the pictures leaves ffprobe no picture to find the
+        # video's size in); without the pre-record's sound, silence up to the
+        # live sound, which goes on from there
         later: list[EncodedFrame | PcmChunk] = [*frames[first + 1 :]]
-        sound: list[EncodedFrame | PcmChunk] = [c for c in chunks if c.pts_us >= t0 - 30_000]
+        sound: list[EncodedFrame | PcmChunk]
+        if self.config.prerecord_audio:
+            sound = [c for c in chunks if c.pts_us >= t0 - 30_000]
+        else:
+            sound = [*_silence(t0, self._audio_end_us or t0, self.config.audio_rate)]
         self._backlog.extend(heapq.merge(later, sound, key=_pts))
         return max(0, now_us - t0)
 
@@ -192,3 +199,14 @@ class Capture:
 
 def _pts(item: EncodedFrame | PcmChunk) -> int:
     return item.pts_us
+
+
+SILENCE_BLOCK = 8_000  # samples: half a second of silence a chunk, at 16 kHz
+
+
+def _silence(from_us: int, to_us: int, rate: int) -> Iterator[PcmChunk]:
+    """Silent PCM for [from_us, to_us), in blocks stamped with their start."""
+    n = (to_us - from_us) * rate // 1_000_000
+    for i in range(0, n, SILENCE_BLOCK):
+        k = min(SILENCE_BLOCK, n - i)
+        yield PcmChunk(bytes(2 * k), from_us + i * 1_000_000 // rate, rate)

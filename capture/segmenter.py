@@ -297,15 +297,6 @@ class Segmenter:
         self._feed(chunk)
         self._drain()
 
-    def silence_until(self, t_us: int) -> None:
-        """The recording has no sound before `t_us` (a pre-record kept without
-        its audio): fill the track with silence up to there, in place."""
-        if self._aenc is None or self._t0 is None:
-            return
-        n = round((t_us - self._t0) * self.rate / 1_000_000) - self._fed - len(self._pcm)
-        if n > 0:
-            self._feed(PcmChunk(bytes(2 * n), t_us - n * 1_000_000 // self.rate, self.rate))
-
     def rollover_at_next_keyframe(self) -> None:
         """Start a new file at the next keyframe, wherever the audio grid is
         (the camera back after a restart, into a file begun without a picture

@@ -19,6 +19,8 @@ from hal.camera_sim import SimCamera, read_number
 from hal.microphone_sim import SimMicrophone, Sound
 from hal.wav import RATE, speech_wav
 
+from .media_check import decode, ffmpeg_warnings, onsets, probe
+
 
 def _numbers(path: Path) -> tuple[list[int], list[bool]]:
     nums, keys = [], []
@@ -110,20 +112,29 @@ def test_prerecord_starts_at_a_keyframe_within_the_window(tmp_path: Path) -> Non
     assert nums == list(range(nums[0], 330)) and nums[0] == 300 - pre * 30 // 1_000_000
 
 
+# tone bursts in the live sound after the press, while the pre-record is
+# still being handed over: each must be heard with the frame taken with it
+BURSTS_S = (35.2, 35.9, 36.5)
+
+
 def _prerecorded(out: Path, drain: int | None) -> tuple[Path, int, list[int]]:
-    """30 s of picture before a press, 2 s after; the pre-record handed to the
-    segmenter `drain` items per turn (None: all of it at the next stop)."""
+    """30 s of picture before a press, 2 s after with live sound; the
+    pre-record handed to the segmenter `drain` items per turn (None: all of
+    it at the next stop), as the recorder's loop does."""
     cam = SimCamera(160, 90, 30)
+    mic = SimMicrophone([Sound(t, "tone:1000:-12", seconds=0.15) for t in BURSTS_S])
     cap = Capture(
         file_sinks(out), CaptureConfig(segment_s=3600, prerecord_s=30, width=160, height=90)
     )
-    for i in range(35 * 30):
+    left: list[int] = []
+    for i in range(37 * 30):
+        if i == 35 * 30:
+            cap.start(35_000_000)
+            left.append(cap.backlog)
         cap.push_video(cam.next_frame(i * 1_000_000 // 30))
-    cap.start(35_000_000)
-    left = [cap.backlog]
-    for i in range(35 * 30, 37 * 30):
-        cap.push_video(cam.next_frame(i * 1_000_000 // 30))
-        if drain is not None:
+        s0, s1 = i * RATE // 30, (i + 1) * RATE // 30  # sample-exact: RATE / 30 is not whole
+        cap.push_audio(mic.read(s0, s1 - s0))
+        if drain is not None and i >= 35 * 30:
             left.append(cap.drain(drain))
     path, _ = cap.stop()
     assert cap.backlog == 0
@@ -134,15 +145,30 @@ def test_the_prerecord_is_sealed_a_share_a_turn_and_the_file_is_the_same(
     tmp_path: Path,
 ) -> None:
     """A press must not wait while 30 s of picture are sealed: start() hands
-    over one keyframe, the rest goes a few frames a turn while live frames
-    queue behind it, and the file is byte for byte what it would have been."""
+    over one keyframe, the rest goes a few items a turn while live frames and
+    sound queue behind it. Judged by decoding: every picture once, in order;
+    each tone burst of the live sound heard with its own frame; the file
+    plays clean; and it is byte for byte what one hand-over makes."""
     piece, n1, left = _prerecorded(tmp_path / "a", drain=30)
     whole, n2, _ = _prerecorded(tmp_path / "b", drain=None)
     assert left[0] >= 29 * 30  # at the press, nearly all of the pre-record still to go
     assert left[-1] == 0 and all(b < a for a, b in zip(left, left[1:], strict=False) if a)
-    assert piece.read_bytes() == whole.read_bytes() and n1 == n2
     nums, keys = _numbers(piece)
     assert keys[0] and nums == list(range(nums[0], 37 * 30)) and nums[0] <= 5 * 30
+    streams = {s["codec_type"]: s for s in probe(piece)["streams"]}
+    assert streams["video"]["codec_name"] == "h264"
+    assert (streams["audio"]["codec_name"], streams["audio"]["channels"]) == ("aac", 1)
+    assert ffmpeg_warnings(["-i", str(piece)]) == ""
+    d = decode(piece.read_bytes())
+    at = {n: t for t, n in d.frames}
+    heard = []
+    for onset in onsets(d):
+        n = min(at, key=lambda k: abs(at[k] - onset))  # the frame shown as the burst starts
+        heard.append((n, (onset - at[n]) / 1000))
+    expected = {round(t * 30) for t in BURSTS_S}
+    assert expected == {n for n, _ in heard}, heard
+    assert all(abs(ms) <= 20 for _, ms in heard), heard  # A/V offset in ms
+    assert piece.read_bytes() == whole.read_bytes() and n1 == n2
 
 
 def test_bad_config_fails_clearly() -> None:
