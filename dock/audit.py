@@ -16,6 +16,7 @@ auditor writes down to know the key was not replaced with the whole log.
 from __future__ import annotations
 
 import fcntl
+import getpass
 import hashlib
 import os
 import time
@@ -65,6 +66,15 @@ FIELDS = ("seq", "at_us", "who", "role", "act", "target", "result", "detail")
 class Break:
     line: int  # 1-based
     why: Msg | str
+
+
+def operator() -> str:
+    """Who ran a command at the dock's shell: its system account (a command
+    has no page sign-in)."""
+    try:
+        return f"system:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"system:uid {os.getuid()}"
 
 
 def _cut(text: str) -> str:

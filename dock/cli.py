@@ -55,7 +55,7 @@ from sealing.age import Identity
 from sealing.files import no_group_write
 
 from .access import ROLES
-from .audit import AUDIT_LOG, AuditError, AuditLog
+from .audit import AUDIT_LOG, AuditError, AuditLog, operator
 from .dock_locale import add_locale_arguments, adopt_agency_locale, dock_locale, with_overrides
 from .texts import CatalogMissing, Texts, load_texts, msg
 
@@ -394,7 +394,7 @@ def _ledger_command(args: argparse.Namespace, texts: Texts) -> int:
     from .discovery import parse_address
     from .index import INDEX_ERRORS, Index, describe_error
 
-    by = f"system:{getpass.getuser()}"
+    by = operator()
     try:
         address = parse_address(args.unit)
         ctx, key, _identity, inventory = dock_setup(args)

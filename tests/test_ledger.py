@@ -189,8 +189,7 @@ def test_the_recorder_names_the_new_officer_on_its_records_and_watermark(tmp_pat
 
     def log(line: str) -> None:  # on the loop thread: once recording, try again
         if line.startswith("capture started") and len(answers) == 1:
-            answers.append((0, {}))
-            answers[-1] = held["rec"]._checkout(assignment("王五"), "dock1")
+            answers.append(held["rec"]._checkout(assignment("王五"), "dock1"))
 
     presses = [{"t": 1, "press": "record"}, {"t": 4, "hold": "record"}]
     day = {"seconds": 6, "size": "320x180", "clock": "synced", "segment_seconds": 8,

@@ -7,7 +7,6 @@ department likewise. Every change is a line of the audit log."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import time
@@ -18,7 +17,7 @@ from werkzeug.security import generate_password_hash
 from sealing.people import NameRefused, person_name
 
 from ...access import ROLES, Person
-from ...audit import AuditLog
+from ...audit import AuditLog, operator
 from ...index import INDEX_ERRORS, Index, describe_error
 from ...names import NameNotAccepted, checked_name
 from ...texts import msg
@@ -76,17 +75,6 @@ def person_of(index: Index, name: str) -> tuple[Person, str] | None:
     return Person(row["name"], row["role"], row["department"]), row["password_hash"]
 
 
-def departments(index: Index) -> dict[str, str]:
-    """name -> department of every account (an officer's department decides
-    which head may see their recordings)."""
-    try:
-        return {r["name"]: r["department"] for r in index.people()}
-    except INDEX_ERRORS as exc:
-        raise PageError(
-            msg("the accounts cannot be read: %(error)s", error=describe_error(exc))
-        ) from None
-
-
 def has_people(dock_dir: Path) -> bool:
     if not (dock_dir / INDEX).is_file():
         return (dock_dir / SUPERVISORS).is_file()
@@ -122,7 +110,7 @@ def add_person(
         import_supervisors(dock_dir, index)
         new = index.person(name) is None
         AuditLog(dock_dir).append(
-            by or _operator(), "", "account_added" if new else "account_changed", name,
+            by or operator(), "", "account_added" if new else "account_changed", name,
             detail={"role": role, "department": department},
         )  # fmt: skip
         index.put_person(
@@ -164,16 +152,8 @@ def import_supervisors(dock_dir: Path, index: Index) -> None:
     for name, hashed in data.items():
         if name_or_none(name) != name or index.person(name) is not None:
             continue
-        AuditLog(dock_dir).append(_operator(), "", "account_imported", name,
+        AuditLog(dock_dir).append(operator(), "", "account_imported", name,
                                   detail={"role": "legal", "from": SUPERVISORS})  # fmt: skip
         row = {"name": name, "role": "legal", "department": "", "password_hash": hashed}
         index.put_person({**row, "changed_us": time.time_ns() // 1000})
     os.replace(path, path.with_name(SUPERVISORS + ".imported"))
-
-
-def _operator() -> str:
-    """Who ran a command at the dock: the system account (no sign-in there)."""
-    try:
-        return f"system:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return f"system:uid {os.getuid()}"
