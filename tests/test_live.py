@@ -60,6 +60,10 @@ def _history(pin: Any, t0: float) -> list[tuple[float, bool]]:
     return out
 
 
+def faults_records(report: Any) -> list[dict[str, Any]]:
+    return [r for r in report.records if r["type"] == "fault"]
+
+
 def _on_spans(hist: list[tuple[float, bool]]) -> list[tuple[float, float]]:
     spans, start = [], None
     for t, on in hist:
@@ -240,9 +244,14 @@ def test_pi_backends_in_the_live_runtime(tmp_path: Path, monkeypatch: pytest.Mon
     gaps = [f for f in faults if f["what"] == "audio_gap"]
     assert len(gaps) == 1 and 2000 <= gaps[0]["samples"] <= 3500, gaps
     assert "READY=1" in notes and "WATCHDOG=1" in notes
-    # one pat a second while frames and audio come; none after the stall at 5 s (9 s run)
-    assert notes[-1] == "STOPPING=1" and 3 <= notes.count("WATCHDOG=1") <= 6, notes
+    # one pat a second while frames and audio come; none after the camera's
+    # stall was noticed. Bounded by the unit's own clock (from its boot record
+    # to the "no frame" fault), not by a guess at how fast a busy machine ran
     boot = next(r for r in report.records if r["type"] == "boot")
+    silent = next(f for f in faults_records(report) if "no frame" in f["body"].get("reason", ""))
+    ran_s = (silent["mono_us"] - boot["mono_us"]) / 1e6
+    pats = notes.count("WATCHDOG=1")
+    assert notes[-1] == "STOPPING=1" and 3 <= pats <= int(ran_s) + 1, (pats, ran_s, notes)
     assert boot["body"]["mode"] == "live"
     pts, audio_end = [], 0
     for rec_files in continuous_runs(unit.path, unit.agency.identity):
