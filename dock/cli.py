@@ -15,7 +15,7 @@ store durably, index, and only then send a signed receipt (R15-R22).
     bodycam-dock page --dock-dir DIR [--port 8080]
     bodycam-dock recordings --dock-dir DIR --serial S
     bodycam-dock export-case --dock-dir DIR --serial S --recording SEQ --examiner NAME \
-        --out DIR (--agency DIR | --identity F --c2pa-cert F --c2pa-key F --ca F)
+        --request ID --out DIR (--agency DIR | --identity F --c2pa-cert F --c2pa-key F --ca F)
 
 Every command that prints for people takes --language (zh-CN, en) and
 --timezone (an IANA zone); without them it speaks the dock's
@@ -46,9 +46,11 @@ import contextlib
 import getpass
 import ssl
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from link.locale import LANGUAGES, Locale, LocaleError
 from sealing.age import Identity
@@ -57,7 +59,7 @@ from sealing.files import no_group_write
 from .access import ROLES
 from .audit import AUDIT_LOG, AuditError, AuditLog, operator
 from .dock_locale import add_locale_arguments, adopt_agency_locale, dock_locale, with_overrides
-from .texts import CatalogMissing, Texts, load_texts, msg
+from .texts import CatalogMissing, Msg, Texts, load_texts, msg
 
 
 def _case_command(args: argparse.Namespace, texts: Texts) -> int:
@@ -75,13 +77,9 @@ def _case_command(args: argparse.Namespace, texts: Texts) -> int:
         except NameNotAccepted as exc:
             raise courtcopy.CaseError(exc.args[0]) from None
         signing, identity = _case_credentials(args)
-        # the register has the copy before it exists: no copy is made unrecorded
         target = f"{args.serial} recording {args.recording}"
         log = AuditLog(args.dock_dir)
-        try:
-            log.append(examiner, "", "court_copy", target, "started", {"out": str(args.out)})
-        except AuditError as exc:
-            raise courtcopy.CaseError(str(exc)) from None
+        permit = _court_copy_permit(args, examiner, target, log)
         case = courtcopy.export_case(
             args.dock_dir,
             args.serial,
@@ -92,7 +90,11 @@ def _case_command(args: argparse.Namespace, texts: Texts) -> int:
             args.name,
             examiner=examiner,
             texts=texts,
+            permit=permit,
         )
+    except _Refused as exc:  # its line is in the audit log already
+        print(f"dock: {texts.say(exc)}", file=sys.stderr)
+        return exc.code
     except courtcopy.CaseError as exc:
         _case_failed(args, str(exc))
         print(f"dock: {texts.say(exc)}", file=sys.stderr)
@@ -103,7 +105,8 @@ def _case_command(args: argparse.Namespace, texts: Texts) -> int:
         return 2
     try:
         log.append(examiner, "", "court_copy", target, "ok",
-                   {"out": str(case.out), "c2pa": case.validation.state})  # fmt: skip
+                   {"out": str(case.out), "c2pa": case.validation.state,
+                    "request": args.request})  # fmt: skip
     except (AuditError, OSError) as exc:
         print(f"dock: {exc}", file=sys.stderr)
         return 2
@@ -135,6 +138,59 @@ def _case_command(args: argparse.Namespace, texts: Texts) -> int:
             )
         )
     return 0
+
+
+class _Refused(Exception):
+    """export-case refused for want of an approved request (already logged)."""
+
+    def __init__(self, message: Msg, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _court_copy_permit(
+    args: argparse.Namespace, examiner: str, target: str, log: AuditLog
+) -> Callable[[str, int, int], None]:
+    """What export-case asks before it decrypts: an approved request for a
+    court copy of this recording, filed by the examiner (S0 art. 22, S2
+    art. 14; dock/requests.py). A refusal and a start are each a line of
+    the audit log: the register has the copy before it exists."""
+    from . import courtcopy
+    from .index import INDEX_ERRORS, Index, describe_error
+    from .requests import Request, why_not
+
+    def refuse(why: Msg, request: str) -> NoReturn:
+        with contextlib.suppress(AuditError, OSError):
+            log.append(examiner, "", "court_copy", target, "refused",
+                       {"why": str(why)[:300], "request": request})  # fmt: skip
+        raise _Refused(msg("no court copy: %(why)s", why=why), 1)
+
+    def permit(officer: str, start_us: int, end_us: int) -> None:
+        if not args.request:
+            refuse(msg("an approved request is needed (--request ID; file it in the page)"), "")
+        try:
+            index = Index.open(args.dock_dir / "dock.sqlite", dock=None)
+            try:
+                rows = index.access_requests()
+            finally:
+                index.close()
+        except INDEX_ERRORS as exc:
+            raise courtcopy.CaseError(describe_error(exc)) from None
+        row = next((r for r in rows if r["id"] == args.request), None)
+        if row is None:
+            refuse(msg("no request %(id)s at this dock", id=args.request[:20]), args.request[:20])
+        req = Request.from_row(row)
+        now = int(time.time() * 1e6)
+        why = why_not(req, examiner, "court_copy", args.serial, officer, start_us, end_us, now)
+        if why is not None:
+            refuse(why, req.id)
+        try:
+            said = {"out": str(args.out), "request": req.id, "approver": req.approver}
+            log.append(examiner, "", "court_copy", target, "started", said)
+        except AuditError as exc:
+            raise courtcopy.CaseError(str(exc)) from None
+
+    return permit
 
 
 def _case_failed(args: argparse.Namespace, why: str) -> None:
@@ -307,6 +363,15 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
     )
     ec.add_argument("--out", type=Path, required=True, help=t.tr("the case folder to create"))
     ec.add_argument(
+        "--request",
+        default="",
+        metavar="ID",
+        help=t.tr(
+            "the approved access request for this court copy, filed by the examiner "
+            "(the page's Requests)"
+        ),
+    )
+    ec.add_argument(
         "--agency",
         type=Path,
         help=t.tr("agency folder: c2pa/court.crt+key, ca.crt, evidence.key"),
@@ -358,6 +423,12 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
     pg.add_argument(
         "--host", default="127.0.0.1", help=t.tr("a loopback address (default 127.0.0.1)")
     )
+    pg.add_argument(
+        "--identity",
+        type=Path,
+        help=t.tr("the agency's evidence key, for playback in the page (default: none)"),
+    )
+    pg.add_argument("--agency", type=Path, help=t.tr("the agency folder (its evidence key)"))
     add_locale_arguments(pg, t)
     return p
 

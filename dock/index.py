@@ -125,6 +125,29 @@ people = Table(
     Column("password_hash", Text, nullable=False),  # werkzeug's: scrypt, salted
     Column("changed_us", BigInteger, nullable=False),
 )
+# Access requests and their decisions (dock/requests.py; S0 art. 21-22 and
+# annex 2): the agency's, like people. A decision is written once.
+access_requests = Table(
+    "access_requests",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("filed_us", BigInteger, nullable=False),
+    Column("filed_by", Text, nullable=False),
+    Column("requester", Text, nullable=False),
+    Column("organisation", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("act", Text, nullable=False),
+    Column("serial", Text, nullable=False),
+    Column("officer", Text, nullable=False),
+    Column("from_us", BigInteger, nullable=False),
+    Column("to_us", BigInteger, nullable=False),
+    Column("matter", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("approver", Text, nullable=False),
+    Column("decided_us", BigInteger),
+    Column("note", Text, nullable=False),
+)
 
 
 class IndexTargetError(ValueError):
@@ -293,6 +316,11 @@ class Index:
             stmt = stmt.where(ledger.c.serial == serial)
         return sorted(self._fetch(stmt), key=lambda r: (r["out_us"], r["serial"]))
 
+    def access_requests(self) -> list[Row]:
+        """Every access request, oldest first."""
+        rows = self._fetch(select(access_requests))
+        return sorted(rows, key=lambda r: (r["filed_us"], r["id"]))
+
     # -- writes ---------------------------------------------------------------
 
     def check_out(self, row: dict[str, Any]) -> None:
@@ -335,6 +363,24 @@ class Index:
             new = conn.execute(select(people.c.name).where(people.c.name == row["name"])).first()
             conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=changed))
         return new is None
+
+    def add_access_request(self, row: dict[str, Any]) -> None:
+        """A request filed (any index may write it: requests are the agency's)."""
+        with self._tx() as conn:
+            conn.execute(access_requests.insert().values(row))
+
+    def decide_access_request(
+        self, rid: str, state: str, approver: str, decided_us: int, note: str
+    ) -> bool:
+        """A pending request approved or refused; False when it was not pending
+        (decided already, or none): a decision is never changed."""
+        with self._tx() as conn:
+            done = conn.execute(
+                update(access_requests)
+                .where(access_requests.c.id == rid, access_requests.c.state == "pending")
+                .values(state=state, approver=approver, decided_us=decided_us, note=note)
+            )
+        return bool(done.rowcount == 1)
 
     def _writer(self) -> str:
         if self.dock is None:

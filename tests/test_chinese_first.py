@@ -28,6 +28,7 @@ from sealing import layout
 from sealing.recordings import note_of, resume_notes
 from sealing.records import Record, Stamp
 
+from .access_fixtures import approved_request
 from .conftest import BODYCAM_DOCK, DemoRun, chain_to_dock, make_unit, write_segment
 from .english import EN_ARGS
 from .export_fixtures import start_link
@@ -192,6 +193,8 @@ def test_the_court_report_is_chinese_with_local_time_and_the_copiers_name(
         "export-case", "--dock-dir", str(demo_run.dir / "dock"), "--serial", "BC-DEMO-0001",
         "--recording", "4", "--examiner", "张三", "--out", str(out),
         "--agency", str(demo_run.dir / "agency"),
+        "--request",
+        approved_request(demo_run.dir / "dock", "张三", "钱局长", serial="BC-DEMO-0001"),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert re.search(r"[\u4e00-\u9fff]", r.stdout), r.stdout  # the command speaks Chinese too

@@ -22,11 +22,13 @@ from dock import audit
 from dock.courtcopy import c2pa as courtcopy_c2pa
 from dock.courtcopy import media as courtcopy_media
 from dock.courtcopy import steps as courtcopy_steps
+from dock.index import Index
 from link import pki
 from sealing.age import Identity, decrypt
 from sealing.cli_verify import dock_lookup
 from sealing.verify import verify_store
 
+from .access_fixtures import approved_request
 from .conftest import BODYCAM_DOCK, DemoRun
 from .english import EN_ARGS
 from .media_check import decode, ffmpeg_warnings
@@ -283,6 +285,9 @@ def _export(demo: DemoRun, out: Path, *extra: str, dock: Path | None = None) -> 
     args += ["--out", str(out), "--agency", str(demo.dir / "agency"), *extra]
     if "--examiner" not in extra:
         args += ["--examiner", EXAMINER]
+    if "--request" not in extra:  # approved by the leadership (S0 art. 22), filed by the examiner
+        args += ["--request", approved_request(dock or demo.dir / "dock", EXAMINER, "钱局长",
+                                               serial=SERIAL)]  # fmt: skip
     if "--language" not in extra:
         args += EN_ARGS
     if "--recording" not in extra:
@@ -327,7 +332,19 @@ def test_export_case_from_the_command_line(demo_run: DemoRun, tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     "case",
-    ["no such recording", "out exists", "wrong identity", "no signer", "bad key", "corrupt"],
+    [
+        "no such recording",
+        "out exists",
+        "wrong identity",
+        "no signer",
+        "bad key",
+        "corrupt",
+        "no request",
+        "request refused",
+        "request of another",
+        "request for a view",
+        "other unit's request",
+    ],  # fmt: skip
 )
 def test_export_case_refuses_bad_input_and_writes_nothing(
     demo_run: DemoRun, tmp_path: Path, case: str
@@ -350,6 +367,30 @@ def test_export_case_refuses_bad_input_and_writes_nothing(
     elif case == "bad key":
         (tmp_path / "k.pem").write_text("not a key\n")
         extra, want_text = ["--c2pa-key", str(tmp_path / "k.pem")], "not a PEM private key"
+    elif "request" in case:
+        dock = tmp_path / "dock"
+        shutil.copytree(demo_run.dir / "dock", dock)
+        want_code = 1
+        if case == "no request":
+            extra, want_text = ["--request", ""], "an approved request is needed"
+        elif case == "request refused":
+            rid = approved_request(dock, EXAMINER, "钱局长", serial=SERIAL)
+            index = Index.open(dock / "dock.sqlite", dock=None)
+            with index.engine.begin() as conn:  # as if refused: decided, not approved
+                conn.exec_driver_sql(
+                    "UPDATE access_requests SET state='refused' WHERE id=?", (rid,)
+                )
+            index.close()
+            extra, want_text = ["--request", rid], "is refused"
+        elif case == "request of another":
+            rid = approved_request(dock, "孙法制", "钱局长", serial=SERIAL)
+            extra, want_text = ["--request", rid], "only they may use it"
+        elif case == "request for a view":
+            rid = approved_request(dock, EXAMINER, "钱局长", act="view", serial=SERIAL)
+            extra, want_text = ["--request", rid], "is for view"
+        else:
+            rid = approved_request(dock, EXAMINER, "钱局长", serial="BC-OTHER-0001")
+            extra, want_text = ["--request", rid], "names other recordings"
     else:  # a segment damaged on the dock's disk: the copy does not verify
         dock = tmp_path / "dock"
         shutil.copytree(demo_run.dir / "dock", dock)
@@ -365,3 +406,9 @@ def test_export_case_refuses_bad_input_and_writes_nothing(
     assert out.exists() == (case == "out exists")
     if case == "out exists":
         assert not list(out.iterdir())
+    if "request" in case:  # refused, and the refusal is in the audit log
+        entries, broken = audit.read(dock)
+        assert broken is None, broken
+        last = entries[-1]
+        assert (last.who, last.act, last.result) == (EXAMINER, "court_copy", "refused"), last
+        assert not any(e.result == "started" and e.detail.get("out") == str(out) for e in entries)

@@ -41,6 +41,7 @@ from dock.compliance.web.serve import create_app, listen
 from dock.index import Index
 from link.locale import Locale
 from sealing import layout
+from sealing.age import Identity
 
 from .conftest import BODYCAM_DOCK, make_unit, write_segment
 from .english import EN_ARGS
@@ -121,12 +122,18 @@ class FakeClock:
 
 @contextmanager
 def in_process(
-    dock: Path, clock: FakeClock | None = None, locale: Locale | None = None
+    dock: Path,
+    clock: FakeClock | None = None,
+    locale: Locale | None = None,
+    identity: Identity | None = None,
 ) -> Iterator[str]:
     """The page's app under waitress, as `bodycam-dock page` runs it, in a
     thread of this process: its URL. `locale`: the dock's language and zone
-    (default dock.toml's: none here, so Chinese and Asia/Shanghai)."""
-    app = create_app(dock, clock=clock.clock() if clock else None, locale=locale)
+    (default dock.toml's: none here, so Chinese and Asia/Shanghai);
+    `identity`: the evidence key playback decrypts with."""
+    app = create_app(
+        dock, clock=clock.clock() if clock else None, locale=locale, identity=identity
+    )
     page = listen(app, "127.0.0.1", 0)
     thread = threading.Thread(target=page.run, daemon=True)
     thread.start()
@@ -189,10 +196,12 @@ class Client:
     base: str
     cookies: dict[str, str] = field(default_factory=dict)
 
-    def request(self, method: str, path: str, form: str | None = None) -> Answer:
+    def request(
+        self, method: str, path: str, form: str | None = None, more: dict[str, str] | None = None
+    ) -> Answer:
         parts = urlsplit(self.base)
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
-        headers = {}
+        headers = dict(more or {})
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         if form is not None:

@@ -2,6 +2,22 @@
 
 Importing this package loads PyAV and c2pa: only court copies need them."""
 
-from .steps import CaseError, Signing, describe, export_case, recordings, verified_copy
+from .steps import (
+    CaseError,
+    Signing,
+    describe,
+    export_case,
+    playback_copy,
+    recordings,
+    verified_copy,
+)
 
-__all__ = ["CaseError", "Signing", "describe", "export_case", "recordings", "verified_copy"]
+__all__ = [
+    "CaseError",
+    "Signing",
+    "describe",
+    "export_case",
+    "playback_copy",
+    "recordings",
+    "verified_copy",
+]

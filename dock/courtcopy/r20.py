@@ -159,7 +159,7 @@ def r20_of(rec: Recording, chain: Sequence[Record], joined: Joined, examiner: st
         officer=start.officer,
         examiner=examiner,
         start_us=start.stamp.wall_us,
-        end_us=_end_us(rec),
+        end_us=end_of(rec),
         places=places(rec.records),
         device=device_of(chain, start.seq),
         codecs=joined.codecs,
@@ -167,7 +167,7 @@ def r20_of(rec: Recording, chain: Sequence[Record], joined: Joined, examiner: st
     )
 
 
-def _end_us(rec: Recording) -> int:
+def end_of(rec: Recording) -> int:
     """The stop's time; for a recording cut by a reboot or power loss (or
     still running), the last moment it recorded."""
     end = rec.end

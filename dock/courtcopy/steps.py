@@ -40,6 +40,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -65,7 +66,7 @@ from ..dock_locale import dock_locale
 from ..texts import Msg, Texts, load_texts, msg
 from .c2pa import C2paFailure, Validation, sign, validate
 from .media import Chapter, Joined, JoinError, join
-from .r20 import R20, mp4_tags, r20_of
+from .r20 import R20, end_of, mp4_tags, r20_of
 
 VIDEO = ".ts.age"
 STILL = ".jpg.age"
@@ -134,10 +135,14 @@ def export_case(
     *,
     examiner: str = "",
     texts: Texts | None = None,
+    permit: Callable[[str, int, int], None] | None = None,
 ) -> Case:
     """`examiner`: who makes the copy (R20; `bodycam-dock export-case`
     requires one); `texts`: the reader's language and zone (default the
-    dock's, dock.toml)."""
+    dock's, dock.toml); `permit`: called with the recording's officer, start
+    and end once it is found, before anything is decrypted; it raises
+    CaseError when the copy may not be made (export-case: an approved
+    request, dock/requests.py)."""
     if examiner:
         try:
             examiner = person_name(examiner, "examiner")
@@ -173,6 +178,8 @@ def export_case(
         )
     if not rec.media(VIDEO):
         raise CaseError(msg("recording %(seq)s has no video segment on this dock", seq=start_seq))
+    if permit is not None:
+        permit(rec.start.officer or "", rec.start.stamp.wall_us, end_of(rec))
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
@@ -188,6 +195,33 @@ def export_case(
         raise
     case.out, case.mp4 = out, out / case.mp4.name
     return case
+
+
+def playback_copy(
+    dock: Path, serial: str, start_seq: int, identity: Identity, out: Path, viewer: str, t: Texts
+) -> Path:
+    """One recording as an MP4 a browser plays, for the page's playback: from
+    the dock's verified copy, each segment's plaintext checked against its
+    chain hash, joined losslessly with the court copy's chapters; the file's
+    comment names who it was made for. Written as `out`.partial, renamed."""
+    report = verified_copy(dock, serial)
+    rec = next((r for r in recordings(report.chain) if r.start.seq == start_seq), None)
+    if rec is None or not rec.media(VIDEO):
+        raise CaseError(msg("recording %(seq)s has no video segment on this dock", seq=start_seq))
+    locate = dock_lookup(dock)
+    parts = [partial(_plaintext, locate, r, identity) for r in rec.media(VIDEO)]
+    partial_out = out.with_name(out.name + ".partial")
+    try:
+        join(parts, partial_out, chapters(rec, t), mp4_tags(rec, report.chain, viewer, t))
+        os.chmod(partial_out, 0o600)
+        os.rename(partial_out, out)
+    except JoinError as exc:
+        raise CaseError(
+            msg("the segments could not be joined: %(error)s", error=str(exc)), 1
+        ) from None
+    finally:
+        partial_out.unlink(missing_ok=True)
+    return out
 
 
 @dataclass(frozen=True)

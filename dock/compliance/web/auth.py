@@ -255,11 +255,8 @@ def _sign_in(
 
 @bp.post("/logout")
 def logout() -> BaseResponse:
-    session = signed_in()
+    session = require_form()
     token = request.cookies.get(SESSION_COOKIE, "")
-    sent = request.form.get("csrf", "")
-    if session is None or not _same(sent, session.csrf):
-        abort(400, description=FORM_EXPIRED)
     _state().sessions.end(token)
     try:
         _record("signed_out", session.user)
@@ -273,10 +270,7 @@ def logout() -> BaseResponse:
 @bp.post("/language")
 def set_language() -> BaseResponse:
     """The page in another language for this session, then back to the page."""
-    session = signed_in()
-    sent = request.form.get("csrf", "")
-    if session is None or not _same(sent, session.csrf):
-        abort(400, description=FORM_EXPIRED)
+    require_form()
     language = request.form.get("language", "")
     if language not in LANGUAGES:
         abort(400, description=msg("No such language: %(language)r.", language=language[:20]))
@@ -287,6 +281,15 @@ def set_language() -> BaseResponse:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def require_form() -> Session:
+    """The session of a signed-in form post whose CSRF field is that
+    session's; 400 (the form has expired) otherwise."""
+    session = signed_in()
+    if session is None or not _same(request.form.get("csrf", ""), session.csrf):
+        abort(400, description=FORM_EXPIRED)
+    return session
 
 
 def _unreadable(exc: PageError) -> NoReturn:

@@ -98,27 +98,27 @@ def to_csv(events: Iterable[model.Event], findings: Iterable[model.Finding], t: 
     return out.getvalue()
 
 
-def _pdf(html: str) -> bytes:
+def pdf(html: str) -> bytes:
     import weasyprint  # loads slowly: only when a PDF is asked for
 
     return bytes(weasyprint.HTML(string=html).write_pdf())
 
 
-def _download(data: bytes, mimetype: str, stem: str, ext: str) -> Response:
+def download(data: bytes, mimetype: str, stem: str, ext: str) -> Response:
     return Response(data, mimetype=mimetype, headers={"Content-Disposition": attachment(stem, ext)})
 
 
 @bp.get("/unit/<segment:serial>/<day>/report.pdf")
 def unit_day_pdf(serial: str, day: str) -> Response:
     shown, html = unit_day_html(serial, day, printable=True)
-    return _download(_pdf(html), "application/pdf", f"{serial}_{shown.day}", ".pdf")
+    return download(pdf(html), "application/pdf", f"{serial}_{shown.day}", ".pdf")
 
 
 @bp.get("/ledger.pdf")
 def ledger_pdf() -> Response:
     """The usage ledger printed: the page's table, in the page's fonts."""
     html = render_template("ledger.html.j2", rows=ledger_rows(), printable=True)
-    return _download(_pdf(html), "application/pdf", "ledger", ".pdf")
+    return download(pdf(html), "application/pdf", "ledger", ".pdf")
 
 
 @bp.get("/ledger.csv")
@@ -134,21 +134,21 @@ def ledger_csv() -> Response:
         back = t.time_no_zone(r["in_us"]) if r["in_us"] else ""
         w.writerow([cell(str(v)) for v in (r["department"], r["serial"], r["officer"],
                     t.time_no_zone(r["out_us"]), r["approver"], back)])  # fmt: skip
-    return _download(_bom(out.getvalue()), "text/csv; charset=utf-8", "ledger", ".csv")
+    return download(bom(out.getvalue()), "text/csv; charset=utf-8", "ledger", ".csv")
 
 
 @bp.get("/unit/<segment:serial>/<day>/events.csv")
 def unit_day_csv(serial: str, day: str) -> Response:
     d = parse_day(day)
-    shown = model.unit_day(unit_of(serial), d)
+    shown = model.unit_day(unit_of(serial, d), d)
     text = to_csv(shown.events, shown.findings, page_texts())
-    return _download(_bom(text), "text/csv; charset=utf-8", f"{serial}_{d}", ".csv")
+    return download(bom(text), "text/csv; charset=utf-8", f"{serial}_{d}", ".csv")
 
 
 @bp.get("/officer/<segment:name>/report.pdf")
 def officer_pdf(name: str) -> Response:
     html = officer_html(name, printable=True)
-    return _download(_pdf(html), "application/pdf", name, ".pdf")
+    return download(pdf(html), "application/pdf", name, ".pdf")
 
 
 @bp.get("/officer/<segment:name>/events.csv")
@@ -156,10 +156,10 @@ def officer_csv(name: str) -> Response:
     days = officer_days(name)
     events, findings = [e for d in days for e in d.events], [f for d in days for f in d.findings]
     text = to_csv(events, findings, page_texts())
-    return _download(_bom(text), "text/csv; charset=utf-8", name, ".csv")
+    return download(bom(text), "text/csv; charset=utf-8", name, ".csv")
 
 
-def _bom(text: str) -> bytes:
+def bom(text: str) -> bytes:
     """UTF-8 with a byte-order mark: the spreadsheets on Chinese Windows
     desks read a CSV without one as GBK, and names turn to mojibake."""
     return text.encode("utf-8-sig")

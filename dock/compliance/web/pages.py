@@ -25,7 +25,9 @@ from .context import (
     page_context,
     page_texts,
     refuse,
+    unit_grant,
     unit_of,
+    within,
 )
 from .timeline import officer_rows, timeline_svg, unit_day_rows
 
@@ -53,7 +55,7 @@ def parse_day(text: str) -> date:
 def unit_day_html(serial: str, day: str, printable: bool = False) -> tuple[model.Day, str]:
     """A unit's day as a page (or its printable form) and what it shows."""
     d = parse_day(day)
-    unit = unit_of(serial)
+    unit = unit_of(serial, d)
     shown = model.unit_day(unit, d)
     t = page_texts()
     title = t.tr(
@@ -115,9 +117,15 @@ def ledger() -> str:
 
 @bp.get("/unit/<segment:serial>")
 def unit_page(serial: str) -> str:
-    unit = unit_of(serial)
-    days = [model.unit_day(unit, d) for d in unit.days()]
-    return render_template("unit.html.j2", unit=unit, days=days)
+    unit, found = unit_grant(serial)
+    days = [model.unit_day(unit, d) for d in within(unit.days(), found)]
+    # a recording across midnight is on two days: once here
+    recordings = (
+        list({r.start_seq: r for d in days for r in d.recordings}.values())
+        if found
+        else unit.recordings
+    )
+    return render_template("unit.html.j2", unit=unit, days=days, recordings=recordings)
 
 
 @bp.get("/unit/<segment:serial>/<day>")

@@ -31,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers.response import Response as BaseResponse
 
 from link.locale import LANGUAGES, Locale
+from sealing.age import Identity
 
 from ... import chain_codes, fonts
 from ...access import ROLES
@@ -38,7 +39,7 @@ from ...audit import AuditError, key_fingerprint
 from ...index import INDEX_ERRORS, Index, describe_error
 from ...texts import CatalogMissing, Msg, Texts, load_texts, msg
 from .. import model
-from . import auth, context, exports, pages
+from . import access_requests, auth, context, exports, pages, playback
 from .accounts import INDEX, MIN_PASSWORD, add_person, check_name, has_people
 from .clock import Clock
 from .context import page_texts
@@ -77,10 +78,12 @@ def create_app(
     late_after_s: int = model.LATE_AFTER_S,
     clock: Clock | None = None,
     locale: Locale | None = None,
+    identity: Identity | None = None,
 ) -> Flask:
     """The page for one dock. Its index must exist: the page never makes one.
     `clock`: what sessions and sign-in locks run on (the system's by default);
-    `locale`: the dock's language and zone (default: dock.toml's)."""
+    `locale`: the dock's language and zone (default: dock.toml's);
+    `identity`: the evidence key playback decrypts with (none: no playback)."""
     from ...dock_locale import dock_locale
 
     path = dock_dir / "dock.sqlite"
@@ -130,9 +133,12 @@ def create_app(
         verification=lambda state: page_texts().say(model.VERIFICATION_STATES.get(state, state)),
     )
     app.url_map.converters["segment"] = SegmentConverter  # before any rule uses it
-    context.install(app, context.PageContext(dock_dir, index, late_after_s, chosen, texts))
-    auth.install(app, dock_dir, clock or Clock())
-    for bp in (auth.bp, pages.bp, exports.bp):
+    clock = clock or Clock()
+    context.install(
+        app, context.PageContext(dock_dir, index, late_after_s, chosen, texts, clock, identity)
+    )
+    auth.install(app, dock_dir, clock)
+    for bp in (auth.bp, pages.bp, exports.bp, access_requests.bp, playback.bp):
         app.register_blueprint(bp)
 
     @app.context_processor
@@ -152,7 +158,7 @@ def create_app(
         # no script anywhere; the SVG and the CSS are inline
         resp.headers["Content-Security-Policy"] = (
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            "media-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         )
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["Referrer-Policy"] = "no-referrer"
@@ -293,7 +299,7 @@ def _page(args: argparse.Namespace, texts: Texts) -> int:
     # WeasyPrint says a line for each SVG property it ignores, some hundred a
     # PDF: they would bury the page's own lines
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    app = create_app(args.dock_dir, locale=texts.locale)
+    app = create_app(args.dock_dir, locale=texts.locale, identity=_identity(args))
     serve(
         app,
         host,
@@ -303,6 +309,17 @@ def _page(args: argparse.Namespace, texts: Texts) -> int:
         ),
     )
     return 0
+
+
+def _identity(args: argparse.Namespace) -> Identity | None:
+    """--identity, or the agency folder's evidence key; None: no playback."""
+    path = args.identity or (args.agency / "evidence.key" if args.agency else None)
+    if path is None:
+        return None
+    try:
+        return Identity.parse(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PageError(msg("--identity: %(error)s", error=str(exc))) from None
 
 
 def _user_add(args: argparse.Namespace, texts: Texts) -> int:
