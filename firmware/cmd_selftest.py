@@ -217,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{store.recovery.torn_bytes} torn bytes"
             )
         results, backends = run_checks(args.unit, store, config, args.listen_s)
+        # who holds the unit: the officer flashed, or the last check-out at a dock
+        print(f"holder   {store.officer}")
         for r in results:
             print(r.line())
         store.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,23 @@ def test_the_recorder_names_the_new_officer_on_its_records_and_watermark(tmp_pat
     new = _diff(picture, text_for("BC-TEST-0001", "李四", at, rec.face))
     old = _diff(picture, text_for("BC-TEST-0001", "张三", at, rec.face))
     assert new < 12 and old > 2 * new, (new, old)
+
+
+def test_the_selftest_names_who_holds_the_unit_after_a_check_out(tmp_path: Path) -> None:
+    """The pre-use check (S0 art. 8) shows the holder: the flashed officer
+    until a dock's check-out names another."""
+    unit = make_unit(tmp_path / "unit", officer="张三")
+
+    def holder() -> str:
+        r = subprocess.run(
+            [sys.executable, "-m", "firmware.cli", "selftest", "--unit", str(unit.path)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert "Traceback" not in r.stderr, r.stderr
+        (line,) = [x for x in r.stdout.splitlines() if x.startswith("holder")]
+        return line.split(None, 1)[1]
+
+    assert holder() == "张三"
+    with unit.open(boot_body={"cause": "test"}) as store:
+        store.set_officer("李四", {"approver": "赵科长"})
+    assert holder() == "李四"
