@@ -5,7 +5,10 @@ browser, with URLs typed by hand; each refusal is a line of the audit log;
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -274,3 +277,42 @@ def test_the_page_shows_the_units_own_checks_logins_exports_and_releases(tmp_pat
             text = c.get(f"/unit/{serial}/{day}").text
             for needle in needles:
                 assert needle in text, (locale, needle)
+
+
+def test_a_unit_handed_between_officers_shows_each_only_what_they_may_see(
+    tmp_path: Path,
+) -> None:
+    """BC-ROLE-0009 went from 张三 (稽查一科) to 王五 (统计二科) by check-out:
+    the head of 稽查一科 sees 张三's recording and not 王五's, 王五 his own
+    and not 张三's, the leadership both, on the unit page, the overview and
+    the day's CSV."""
+    serial = "BC-ROLE-0009"
+    unit = make_unit(tmp_path / serial, serial=serial, officer="张三")
+    with unit.open(boot_body={"cause": "test"}) as store:
+        for officer in ("张三", "王五"):
+            if officer != store.officer:
+                store.set_officer(officer, {"approver": "钱局长"})
+            store.append("record_start", {"cause": "button"})
+            write_segment(store, os.urandom(2000))
+            store.append("record_stop", {"cause": "button"})
+    dock = chain_to_dock(unit, tmp_path / "dock", serial, "王五")
+    for name, role, department in PEOPLE:
+        add_person(dock, name, role, department, PASSWORD)
+    sees = {"赵科长": {"张三"}, "王五": {"王五"}, "钱局长": {"张三", "王五"}, "张三": {"张三"}}
+    with in_process(dock, locale=Locale("en", "Asia/Shanghai")) as base:
+        for name, officers in sees.items():
+            c = Client(base)
+            assert c.sign_in(name, PASSWORD).status == 302
+            page = c.get(f"/unit/{serial}")
+            assert page.status == 200, name
+            rows = re.findall(r'<table class="recordings">(.*?)</table>', page.text, re.S)
+            shown = {o for o in ("张三", "王五") if rows and f"<td>{o}</td>" in rows[0]}
+            assert shown == officers, (name, shown)
+            overview = c.get("/").text
+            for o in {"张三", "王五"} - officers:
+                assert f"/officer/{quote(o)}" not in overview, (name, o)
+            day = re.search(rf"/unit/{serial}/(\d{{4}}-\d{{2}}-\d{{2}})", page.text)
+            assert day, page.text
+            table = c.get(f"/unit/{serial}/{day.group(1)}/events.csv").body.decode("utf-8-sig")
+            officers_in_csv = {r[2] for r in csv.reader(io.StringIO(table))} - {"Officer"}
+            assert officers_in_csv <= officers and officers_in_csv, (name, officers_in_csv)

@@ -26,8 +26,8 @@ only I/O here; they read what the dock holds and never write.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -952,6 +952,23 @@ def _day(
 
 def unit_day(unit: UnitCompliance, d: date) -> Day:
     return _day(d, unit.locale, unit.spans, unit.events, unit.findings, unit.recordings)
+
+
+def seen_by(unit: UnitCompliance, visible: Callable[[str], bool]) -> UnitCompliance:
+    """The unit as someone sees it who may see only some of its officers'
+    recordings (a unit handed from one officer to another): their
+    recordings, spans, events, findings, and the gaps inside their
+    recordings; what belongs to no officer they may see is left out."""
+    kept = tuple(v for v in unit.recordings if visible(v.officer))
+    ranges = [(v.start_seq, v.last_seq) for v in kept]
+    return replace(
+        unit,
+        recordings=kept,
+        spans=tuple(x for x in unit.spans if visible(x.officer)),
+        events=tuple(x for x in unit.events if visible(x.officer)),
+        findings=tuple(x for x in unit.findings if visible(x.officer)),
+        gaps=tuple(g for g in unit.gaps if any(a <= g.seq <= b for a, b in ranges)),
+    )
 
 
 def officers(units: Iterable[UnitCompliance]) -> list[str]:

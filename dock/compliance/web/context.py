@@ -134,11 +134,21 @@ def read_units() -> model.DockView:
         index_failed(exc)
 
 
+def _cut(unit: model.UnitCompliance, who: Person, people: dict[str, str]) -> model.UnitCompliance:
+    """A unit handed between officers, as this person may see it: only the
+    recordings (and events, findings) of the officers they may see."""
+    if all(may_see_officer(who, o, people) for o in owners_of(unit)):
+        return unit
+    return model.seen_by(unit, lambda o: may_see_officer(who, o, people))
+
+
 def dock_view() -> model.DockView:
     """Every unit the index names that the signed-in person may see."""
     who, departments = current_person(), people_departments()
     view = read_units()
-    units = tuple(u for u in view.units if may_see_unit(who, u, departments))
+    units = tuple(
+        _cut(u, who, departments) for u in view.units if may_see_unit(who, u, departments)
+    )
     # a unit whose chain cannot be read has no officer to judge by: leader and legal only
     unreadable = view.unreadable if may(who, Act.SEE_RECORDINGS, None, None) else ()
     return model.DockView(units, unreadable)
@@ -203,13 +213,19 @@ def unit_grant(serial: str, day: date | None = None) -> tuple[model.UnitComplian
     v = read_units()
     unit = next((u for u in v.units if u.serial == serial), None)
     who = current_person()
-    if unit is not None and not may_see_unit(who, unit, people_departments()):
+    people = people_departments()
+    if unit is not None and not may_see_unit(who, unit, people):
         start, end = model.day_bounds(day, ctx.locale) if day else (0, 2**62)
         found = grants(who, "view", serial, owners_of(unit), start, end)
         if not found:
             refuse(f"unit {serial}")
         audit(_act(), request.path, request=found[0].id, approver=found[0].approver)
+        named = {r.officer for r in found}
+        if "" not in named:  # requests that name officers show those officers' recordings
+            unit = model.seen_by(unit, named.__contains__)
         return unit, found
+    if unit is not None:
+        unit = _cut(unit, who, people)
     if unit is None and not may(who, Act.SEE_RECORDINGS, None, None):
         refuse(f"unit {serial}")  # what does not exist is not told to who may not look
     if unit is None:
