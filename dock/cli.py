@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,7 +185,8 @@ def _court_copy_permit(
         if why is not None:
             refuse(why, req.id)
         try:
-            said = {"out": str(args.out), "request": req.id, "approver": req.approver}
+            said: dict[str, str | int] = {"out": str(args.out), "request": req.id,
+                                          "approver": req.approver}  # fmt: skip
             log.append(examiner, "", "court_copy", target, "started", said)
         except AuditError as exc:
             raise courtcopy.CaseError(str(exc)) from None
@@ -410,6 +411,13 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
     ci = sub.add_parser("checkin", help=t.tr("record a docked unit's return (the ledger)"))
     ci.add_argument("--unit", required=True)
     _dock_arguments(ci, t)
+    en = sub.add_parser(
+        "enroll", help=t.tr("enroll an officer's fingerprint at this dock's reader (S0 art. 19)")
+    )
+    en.add_argument("--dock-dir", type=Path, required=True)
+    en.add_argument("--name", required=True, help=t.tr("the officer (an account at this dock)"))
+    _reader_argument(en, t)
+    add_locale_arguments(en, t)
     av = sub.add_parser(
         "audit-verify", help=t.tr("check the audit log: exit 0 intact, 1 at its first break")
     )
@@ -527,9 +535,63 @@ def _audit_verify(args: argparse.Namespace, texts: Texts) -> int:
     return 0
 
 
+def _enroll(args: argparse.Namespace, texts: Texts) -> int:
+    """`bodycam-dock enroll`: the officer's finger scanned as often as the
+    reader asks, the template kept in the index; an audit line."""
+    from .fingerprint import FingerprintError, LibfprintReader
+    from .index import INDEX_ERRORS, Index, describe_error
+    from .officer_prints import enroll
+
+    if not (args.dock_dir / "dock.sqlite").is_file():
+        print(f"dock: {texts.tr('%(folder)s is not a dock folder', folder=str(args.dock_dir))}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+
+    def progress(done: int, needed: int, retry: str | None) -> None:
+        if retry:
+            print("  " + texts.tr("scan not usable (%(why)s): again", why=retry), flush=True)
+        else:
+            print("  " + texts.tr("scan %(done)s of %(needed)s", done=done, needed=needed),
+                  flush=True)  # fmt: skip
+
+    try:
+        index = Index.open(args.dock_dir / "dock.sqlite", dock=None)
+        try:
+            person = index.person(args.name)
+            if person is None:
+                said = texts.tr("no account %(name)s at this dock (user-add first)",
+                                name=args.name)  # fmt: skip
+                print(f"dock: {said}", file=sys.stderr)
+                return 2
+            finger = texts.tr("put the finger on the reader")
+            with LibfprintReader(args.reader, prompt=lambda: print(finger, flush=True)) as reader:
+                print(texts.tr("enrolling %(name)s with %(reader)s", name=args.name,
+                               reader=reader.identity), flush=True)  # fmt: skip
+                enroll(index, args.name, reader, int(time.time() * 1e6), progress)
+                said = reader.identity
+        finally:
+            index.close()
+        AuditLog(args.dock_dir).append(operator(), "", "enroll", args.name, "ok",
+                                       {"reader": said})  # fmt: skip
+    except FingerprintError as exc:
+        print(f"dock: {texts.say(exc.args[0])}", file=sys.stderr)
+        return 1
+    except INDEX_ERRORS as exc:
+        print(f"dock: {texts.say(describe_error(exc))}", file=sys.stderr)
+        return 2
+    except (AuditError, OSError) as exc:
+        print(f"dock: {exc}", file=sys.stderr)
+        return 2
+    print(texts.tr("%(name)s's fingerprint enrolled with %(reader)s", name=args.name,
+                   reader=said))  # fmt: skip
+    return 0
+
+
 def _run(args: argparse.Namespace, texts: Texts) -> int:
     if args.cmd == "audit-verify":
         return _audit_verify(args, texts)
+    if args.cmd == "enroll":
+        return _enroll(args, texts)
     if args.cmd in ("checkout", "checkin"):
         return _ledger_command(args, texts)
     if args.cmd in ("supervisor-add", "user-add", "page"):
@@ -618,36 +680,53 @@ def _dock_arguments(p: argparse.ArgumentParser, t: Texts) -> None:
         "--fingerprint",
         choices=["match", "no-match"],
         default=None,
-        help=t.tr("simulated fingerprint reader verdict (default: ask)"),
+        help=t.tr(
+            "no reader: the operator's verdict, recorded by the unit as such and flagged "
+            "on the page (default: the fingerprint reader)"
+        ),
     )
+    _reader_argument(p, t)
     add_locale_arguments(p, t)
+
+
+def _reader_argument(p: argparse.ArgumentParser, t: Texts) -> None:
+    p.add_argument(
+        "--reader",
+        default=None,
+        metavar="DRIVER",
+        help=t.tr("the libfprint reader's driver, or DRIVER/DEVICE-ID (default: the first)"),
+    )
 
 
 def _pull_command(args: argparse.Namespace, texts: Texts) -> int:
     from .client import Client, DockError
     from .credentials import dock_setup, index_arguments, limits
     from .discovery import parse_address
-    from .pull import pull
+    from .pull import Login, pull
+    from .service import PreparedLogin, TerminalLogin, fingerprint_of
 
     try:
         address = parse_address(args.unit)
         ctx, key, identity, inventory = dock_setup(args)
         pull_limits = limits(args)
-        password = (
-            args.password_file.read_text().rstrip("\n")
-            if args.password_file
-            else getpass.getpass(texts.tr("officer password: "))
-        )
-        answer = input(texts.tr("fingerprint matched? [y/N] ")) if not args.fingerprint else ""
-        fp = args.fingerprint or ("match" if answer.lower().startswith("y") else "no-match")
+
+        def tell(what: object) -> None:
+            print(texts.say(what), file=sys.stderr, flush=True)
+
+        fingerprint = fingerprint_of(args, tell)
+        login: Login
+        if args.password_file:
+            given = args.password_file.read_text().rstrip("\n")
+            login = PreparedLogin(lambda _serial, _officer: given, fingerprint, tell)
+        else:  # typed at the terminal, and again after a wrong try
+            login = TerminalLogin(threading.Lock(), fingerprint, texts)
         client = Client(address.host, address.port, ctx)
         try:
             result = pull(
                 client,
                 args.dock_dir,
                 key,
-                password=password,
-                fingerprint_ok=fp == "match",
+                login=login,
                 identity=identity,
                 inventory=inventory,
                 limits=pull_limits,

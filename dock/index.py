@@ -125,6 +125,16 @@ people = Table(
     Column("password_hash", Text, nullable=False),  # werkzeug's: scrypt, salted
     Column("changed_us", BigInteger, nullable=False),
 )
+# Officers' enrolled fingerprints (dock/officer_prints.py; S0 art. 19): the
+# reader's template, which reader made it, when. The agency's, like people.
+prints = Table(
+    "prints",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("template", Text, nullable=False),  # base64 of the reader's template
+    Column("reader", Text, nullable=False),
+    Column("enrolled_us", BigInteger, nullable=False),
+)
 # Access requests and their decisions (dock/requests.py; S0 art. 21-22 and
 # annex 2): the agency's, like people. A decision is written once.
 access_requests = Table(
@@ -316,6 +326,10 @@ class Index:
             stmt = stmt.where(ledger.c.serial == serial)
         return sorted(self._fetch(stmt), key=lambda r: (r["out_us"], r["serial"]))
 
+    def print_of(self, name: str) -> Row | None:
+        rows = self._fetch(select(prints).where(prints.c.name == name))
+        return rows[0] if rows else None
+
     def access_requests(self) -> list[Row]:
         """Every access request, oldest first."""
         rows = self._fetch(select(access_requests))
@@ -363,6 +377,14 @@ class Index:
             new = conn.execute(select(people.c.name).where(people.c.name == row["name"])).first()
             conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=changed))
         return new is None
+
+    def put_print(self, row: dict[str, Any]) -> None:
+        """An officer's print enrolled, or enrolled again (the old one replaced)."""
+        mod = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = mod.insert(prints).values(row)
+        changed = {k: stmt.excluded[k] for k in row if k != "name"}
+        with self._tx() as conn:
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=changed))
 
     def add_access_request(self, row: dict[str, Any]) -> None:
         """A request filed (any index may write it: requests are the agency's)."""

@@ -84,10 +84,31 @@ REVOKED_BECAUSE: dict[str, Msg] = {
     REPROVISIONED: msg("re-provisioned with --force"),
 }
 
+
+@dataclass(frozen=True)
+class LoginAnswer:
+    """The officer's answer at the dock (S0 art. 19): the password typed, and
+    the fingerprint's verdict with whose it is: a reader's identity
+    (dock/fingerprint.py), or NO_READER when it is the operator's word (the
+    explicit mode the unit records and the page flags)."""
+
+    password: str
+    fingerprint_ok: bool
+    reader: str = messages.NO_READER
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Why the officer is asked again: the unit's result for the last try
+    ("bad_password", "no_fingerprint") and what to tell them."""
+
+    result: str
+    said: Msg
+
+
 # What a pull asks for an officer's login: (serial, officer, why asked again) ->
-# (password, fingerprint matched), or None to give up. `why` is None the first
-# time, then what the unit said of the last try ("wrong password: 4 tries left").
-Login = Callable[[str, "str | None", "Msg | None"], "tuple[str, bool] | None"]
+# the answer, or None to give up. `why` is None the first time.
+Login = Callable[[str, "str | None", "Retry | None"], "LoginAnswer | None"]
 
 
 def _download(
@@ -449,8 +470,8 @@ def check_identity(client: Client, status: messages.Status, known: Known) -> Ed2
 def _once(password: str, fingerprint_ok: bool) -> Login:
     """A login given up front (a command's --password-file): tried once."""
 
-    def ask(_serial: str, _officer: str | None, again: Msg | None) -> tuple[str, bool] | None:
-        return (password, fingerprint_ok) if again is None else None
+    def ask(_serial: str, _officer: str | None, again: Retry | None) -> LoginAnswer | None:
+        return LoginAnswer(password, fingerprint_ok) if again is None else None
 
     return ask
 
@@ -458,19 +479,19 @@ def _once(password: str, fingerprint_ok: bool) -> Login:
 def _login(client: Client, ask: Login, serial: str, officer: str | None) -> None:
     """The officer's login, asked again after a wrong try while the unit
     still allows one (S0 art. 19): no re-docking for a typing mistake."""
-    again: Msg | None = None
+    again: Retry | None = None
     while True:
         answer = ask(serial, officer, again)
         if answer is None:
             if again is None:
                 raise DockError(msg("no officer login given"))
             break  # not asked again: the unit's last answer says why
-        # no fingerprint reader is wired to this dock yet (libfprint, issue 25):
-        # the verdict is the operator's, and the unit records that it is
+        # the unit records whose verdict it was: a reader's, or the operator's word
         code, auth = client.json(
             routes.AUTH,
-            {"password": answer[0], "fingerprint_ok": answer[1], "reader": messages.NO_READER},
-        )
+            {"password": answer.password, "fingerprint_ok": answer.fingerprint_ok,
+             "reader": answer.reader},
+        )  # fmt: skip
         if code == 200:
             client.token = messages.parse_session(auth).token
             return
@@ -479,11 +500,12 @@ def _login(client: Client, ask: Login, serial: str, officer: str | None) -> None
         if code != 401 or not left or result not in ("bad_password", "no_fingerprint"):
             break
         if result == "bad_password":
-            again = msg_n("wrong password: %(n)s try left", "wrong password: %(n)s tries left",
-                          left)  # fmt: skip
+            said = msg_n("wrong password: %(n)s try left", "wrong password: %(n)s tries left",
+                         left)  # fmt: skip
         else:
-            again = msg_n("fingerprint not confirmed: %(n)s try left",
-                          "fingerprint not confirmed: %(n)s tries left", left)  # fmt: skip
+            said = msg_n("fingerprint not confirmed: %(n)s try left",
+                         "fingerprint not confirmed: %(n)s tries left", left)  # fmt: skip
+        again = Retry(result, said)
     wait = messages.retry_after(auth)
     why = messages.error_text(auth)
     if wait is not None:

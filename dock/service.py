@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from link import messages
 from link.inventory import Known
 from sealing.age import Identity
 
@@ -33,6 +34,9 @@ from . import pull as pulling
 from .client import Client, DockError
 from .credentials import dock_setup, index_arguments, limits
 from .discovery import FixedUnits, GadgetLinks, Union, UnitAddress, UnitSource, parse_address
+from .fingerprint import FingerprintError
+from .index import INDEX_ERRORS, Index
+from .officer_prints import Fingerprint, OperatorsWord, ReaderCheck
 from .texts import ENGLISH, Msg, Texts, msg
 
 # A pull's stages as the operator reads them
@@ -49,21 +53,41 @@ STAGES: dict[str, Msg] = {
 
 
 @dataclass(frozen=True)
-class PasswordDir:
-    """The officers' answers prepared at the dock: `<dir>/<serial>` holds the
-    password; the fingerprint reader's verdict is given for all (simulated)."""
+class PreparedLogin:
+    """Passwords prepared for the dock (a file per unit, or one given to
+    `pull`); the fingerprint asked as the dock was told (a reader, or the
+    operator's word given on the command line). A refused password is not
+    tried again (it would be the same); a print not matched is scanned again
+    while the unit allows, unless the verdict is the operator's word."""
 
-    folder: Path
-    fingerprint_ok: bool
+    password_of: Callable[[str, str | None], str]  # (serial, officer) -> password; DockError
+    fingerprint: Fingerprint
+    tell: Callable[[object], None] = lambda _said: None  # a line for the operator
 
     def __call__(
-        self, serial: str, officer: str | None, again: Msg | None
-    ) -> tuple[str, bool] | None:
+        self, serial: str, officer: str | None, again: pulling.Retry | None
+    ) -> pulling.LoginAnswer | None:
         if again is not None:
-            return None  # the file's password was refused: asking again gives the same
-        path = self.folder / serial
+            self.tell(msg("unit %(serial)s: %(why)s", serial=serial, why=again.said))
+        if again is not None and again.result == "bad_password":
+            return None
+        password = self.password_of(serial, officer)
         try:
-            return path.read_text().rstrip("\n"), self.fingerprint_ok
+            matched, reader = self.fingerprint(officer or "")
+        except FingerprintError as exc:
+            raise DockError(exc.args[0]) from None
+        if again is not None and reader == messages.NO_READER:
+            return None  # the operator's word would be the same again
+        return pulling.LoginAnswer(password, matched, reader)
+
+
+def password_dir(folder: Path) -> Callable[[str, str | None], str]:
+    """`--password-dir`: `<dir>/<serial>` holds the unit's officer's password."""
+
+    def password_of(serial: str, officer: str | None) -> str:
+        path = folder / serial
+        try:
+            return path.read_text().rstrip("\n")
         except OSError:
             raise DockError(
                 msg(
@@ -74,17 +98,22 @@ class PasswordDir:
                 )
             ) from None
 
+    return password_of
+
 
 @dataclass
 class TerminalLogin:
-    """The officer types at the dock's terminal: one prompt at a time, while
-    the progress lines wait (they share the lock)."""
+    """The officer types at the dock's terminal, then puts a finger on the
+    reader: one officer at a time, while the progress lines wait (they share
+    the lock)."""
 
     lock: threading.Lock
-    fingerprint: str | None = None  # "match"/"no-match" from the reader; None: ask
+    fingerprint: Fingerprint
     texts: Texts = ENGLISH
 
-    def __call__(self, serial: str, officer: str | None, again: Msg | None) -> tuple[str, bool]:
+    def __call__(
+        self, serial: str, officer: str | None, again: pulling.Retry | None
+    ) -> pulling.LoginAnswer | None:
         t = self.texts
         with self.lock:
             if again is None:
@@ -92,15 +121,43 @@ class TerminalLogin:
                     "unit %(serial)s, officer %(officer)s", serial=serial, officer=officer or "?"
                 )
             else:  # the unit refused the last try and allows another: no re-docking
-                said = t.tr("unit %(serial)s: %(why)s", serial=serial, why=again)
+                said = t.tr("unit %(serial)s: %(why)s", serial=serial, why=again.said)
             sys.stderr.write(f"\n{said}\n")
             password = getpass.getpass("  " + t.tr("password: "))
-            verdict = self.fingerprint or (
-                "match"
-                if input("  " + t.tr("fingerprint matched? [y/N] ")).lower().startswith("y")
-                else ""
+            try:
+                matched, reader = self.fingerprint(officer or "")
+            except FingerprintError as exc:
+                sys.stderr.write(f"  {t.say(exc.args[0])}\n")
+                return None
+        return pulling.LoginAnswer(password, matched, reader)
+
+
+READER_FAILS: tuple[type[Exception], ...] = (DockError, OSError, *INDEX_ERRORS)
+
+
+def fingerprint_of(args: Any, said: Callable[[object], None]) -> Fingerprint:
+    """`--fingerprint match|no-match`: the operator's word (no reader, recorded
+    so); otherwise the reader (`--reader`, default the first libfprint one)
+    against the officer's print enrolled in the dock's index. `said`: how a
+    line reaches the operator (the prompt for a finger, a failed scan)."""
+    if args.fingerprint:
+        return OperatorsWord(args.fingerprint == "match")
+    from .fingerprint import LibfprintReader
+
+    try:
+        reader = LibfprintReader(
+            args.reader, prompt=lambda: said(msg("fingerprint: put the finger on the reader"))
+        )
+    except FingerprintError as exc:
+        raise DockError(
+            msg(
+                "%(why)s: connect a reader, or give --fingerprint match|no-match for the "
+                "recorded no-reader mode",
+                why=exc.args[0],
             )
-        return password, verdict == "match"
+        ) from None
+    index = Index.open(args.index or args.dock_dir / "dock.sqlite", dock=None)
+    return ReaderCheck(index, reader, lambda e: said(e.args[0]))
 
 
 # -- one unit's progress ------------------------------------------------------
@@ -341,6 +398,11 @@ def _released(r: pulling.PullResult, done: int) -> tuple[Msg, ...]:
     return tuple(parts)
 
 
+def _say(lock: threading.Lock, texts: Texts, what: object) -> None:
+    with lock:
+        sys.stderr.write(f"  {texts.say(what)}\n")
+
+
 def main(args: Any, texts: Texts = ENGLISH) -> int:
     """`bodycam-dock serve` (arguments parsed by dock/cli.py)."""
     lock = threading.Lock()
@@ -363,10 +425,17 @@ def main(args: Any, texts: Texts = ENGLISH) -> int:
     except (DockError, OSError) as exc:
         print(f"dock: {texts.say(exc)}", file=sys.stderr)
         return 2
+    try:
+        fingerprint = fingerprint_of(args, lambda what: _say(lock, texts, what))
+    except READER_FAILS as exc:
+        print(f"dock: {texts.say(exc.args[0] if exc.args else exc)}", file=sys.stderr)
+        return 2
     login: pulling.Login = (
-        PasswordDir(args.password_dir, args.fingerprint != "no-match")
+        PreparedLogin(
+            password_dir(args.password_dir), fingerprint, lambda what: _say(lock, texts, what)
+        )
         if args.password_dir
-        else TerminalLogin(lock, args.fingerprint, texts)
+        else TerminalLogin(lock, fingerprint, texts)
     )
     service = DockService(
         Union(tuple(sources)),

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dock import discovery
 from dock import service as dock_service
 from dock.client import DockError
+from dock.officer_prints import OperatorsWord
 from link import gadget, pki
 from link.inventory import read_known
 from sealing import layout
@@ -79,7 +80,7 @@ def _service(
         dock_dir,
         base.unit.agency.dock,
         ctx,
-        dock_service.PasswordDir(passwords, True),
+        dock_service.PreparedLogin(dock_service.password_dir(passwords), OperatorsWord(True)),
         dock_service.Board(out.open("w"), threading.Lock(), every=0.0),
         read_known(write_inventory(dock_dir.parent / "inventory", links)),
         **kw,  # type: ignore[arg-type]
@@ -125,6 +126,7 @@ def test_serve_cli_pulls_the_rack_once(rack: list[Link], tmp_path: Path) -> None
     creds = base.dir / "docks" / "dock1"
     args = [*BODYCAM_DOCK, "serve", "--once", *EN_ARGS]
     args += ["--dock-dir", str(tmp_path / "dock"), "--password-dir", str(passwords)]
+    args += ["--fingerprint", "match"]
     args += ["--cert", str(creds / "dock.crt"), "--key", str(creds / "dock.key")]
     args += ["--ca", str(base.dir / "ca.crt")]
     args += ["--inventory", str(tmp_path / "agency" / "inventory.sqlite")]

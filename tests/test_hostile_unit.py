@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dock import service as dock_service
 from dock.discovery import FixedUnits, UnitAddress
 from dock.index import Index
+from dock.officer_prints import OperatorsWord
 from dock.pull import Limits
 from link import pki
 from link.inventory import read_known
@@ -284,7 +285,7 @@ def test_a_dripping_unit_ends_at_its_deadline_while_another_is_pulled(
         tmp_path / "dockside" / "dock",
         link.unit.agency.dock,
         pki.client_context(creds / "dock.crt", creds / "dock.key", link.dir / "ca.crt"),
-        dock_service.PasswordDir(passwords, True),
+        dock_service.PreparedLogin(dock_service.password_dir(passwords), OperatorsWord(True)),
         dock_service.Board(board, threading.Lock(), every=0.0),
         read_known(write_inventory(tmp_path / "agency", [link, honest])),
         workers=2,
