@@ -320,7 +320,7 @@ class LibfprintReader:
                         "%(who)s: %(what)s: no finger scanned within %(s)s s",
                         who=who,
                         what=what,
-                        s=f"{timeout:g}",
+                        s=format(timeout, "g"),
                     )
                 )
             raise FingerprintError(
@@ -328,7 +328,7 @@ class LibfprintReader:
                     "%(who)s: %(what)s took longer than %(s)s s",
                     who=who,
                     what=what,
-                    s=f"{timeout:g}",
+                    s=format(timeout, "g"),
                 )
             )
         try:

@@ -308,6 +308,10 @@ def test_export_case_from_the_command_line(demo_run: DemoRun, tmp_path: Path) ->
     assert broken is None, broken
     copies = [(e.who, e.result) for e in entries if e.act == "court_copy"]
     assert copies[-2:] == [(EXAMINER, "started"), (EXAMINER, "ok")], copies
+    # both name the approved request, and the start its approver (the register reads them)
+    started, made = [e for e in entries if e.act == "court_copy"][-2:]
+    assert started.detail["approver"] == "钱局长" and started.detail["request"]
+    assert made.detail["request"] == started.detail["request"]
     # English, one setting away: the chapters and the report
     (mp4,) = (tmp_path / "case").glob("*.mp4")
     chapters = [c["tags"]["title"] for c in _probe(mp4, "-show_chapters")["chapters"]]

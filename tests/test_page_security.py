@@ -131,9 +131,7 @@ def in_process(
     thread of this process: its URL. `locale`: the dock's language and zone
     (default dock.toml's: none here, so Chinese and Asia/Shanghai);
     `identity`: the evidence key playback decrypts with."""
-    app = create_app(
-        dock, clock=clock.clock() if clock else None, locale=locale, identity=identity
-    )
+    app = create_app(dock, clock=clock.clock() if clock else None, locale=locale, identity=identity)
     page = listen(app, "127.0.0.1", 0)
     thread = threading.Thread(target=page.run, daemon=True)
     thread.start()

@@ -280,3 +280,32 @@ def test_a_recording_plays_in_a_real_browser_on_an_approved_request(
     assert any(e.who == "王五" and e.detail.get("request") == req["id"] for e in plays)
     refused = [e for e in _audit(dock) if e.act == "play" and e.result == "refused"]
     assert any(e.who == "王五" for e in refused)
+
+
+def test_a_download_needs_its_own_approved_request_even_of_ones_own(
+    demo_run: DemoRun, tmp_path: Path
+) -> None:
+    """A recording leaving the dock as a file is a copy (S0 art. 22, 30):
+    the officer's own included, only on an approved download request."""
+    dock, identity, (start_us, end_us) = _demo_dock(demo_run, tmp_path)
+    first = time.strftime("%Y-%m-%d", time.gmtime(start_us / 1e6 + 8 * 3600))
+    last = time.strftime("%Y-%m-%d", time.gmtime(end_us / 1e6 + 8 * 3600))
+    with in_process(dock, locale=EN, identity=identity) as base:
+        officer = _signed_in(base, "OFFICER-DEMO")
+        path = re.search(r'href="(/unit/BC-DEMO-0001/recording/\d+)"',
+                         officer.get("/unit/BC-DEMO-0001").text).group(1)  # fmt: skip
+        assert officer.get(path + "/download.mp4").status == 403
+        answer = _file(
+            officer, act="download", serial="BC-DEMO-0001", **{"from": first, "to": last}
+        )
+        assert answer.status == 302
+        (req,) = _requests(dock)
+        assert officer.get(path + "/download.mp4").status == 403  # pending
+        assert _decide(_signed_in(base, "赵科长"), req["id"], "approved").status == 302
+        got = officer.get(path + "/download.mp4")
+        assert got.status == 200 and got.body[4:8] == b"ftyp"
+        assert "attachment" in got.headers["content-disposition"]
+    downloads = [(e.who, e.result, e.detail.get("request")) for e in _audit(dock)
+                 if e.act == "download"]  # fmt: skip
+    assert downloads == [("OFFICER-DEMO", "refused", None), ("OFFICER-DEMO", "refused", None),
+                         ("OFFICER-DEMO", "ok", req["id"])], downloads  # fmt: skip

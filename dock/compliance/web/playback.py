@@ -29,6 +29,7 @@ from .context import (
     read_units,
     refuse,
 )
+from .names import attachment
 
 bp = Blueprint("playback", __name__)
 
@@ -37,9 +38,11 @@ KEEP_S = 3600
 _making = threading.Lock()  # one join at a time: each is a whole recording's CPU
 
 
-def _recording(serial: str, seq: int, record: bool = True) -> tuple[model.RecordingView, str]:
-    """The recording and the request that lets the signed-in person play it
-    ("" when their role does); 403 (recorded) or 404."""
+def _recording(
+    serial: str, seq: int, record: bool = True, act: str = "play"
+) -> tuple[model.RecordingView, str]:
+    """The recording and the request that lets the signed-in person `act`
+    on it ("" when their role does); 403 (recorded) or 404."""
     unit = next((u for u in read_units().units if u.serial == serial), None)
     rec = next((v for v in unit.recordings if v.start_seq == seq), None) if unit else None
     what = f"recording {seq} of unit {serial}"
@@ -48,7 +51,7 @@ def _recording(serial: str, seq: int, record: bool = True) -> tuple[model.Record
             refuse(what)  # what does not exist is not told to who may not look
         abort(404, description=msg("No recording %(seq)s of unit %(serial)s on this dock.",
                                    seq=seq, serial=serial))  # fmt: skip
-    return rec, authorise("play", serial, rec.officer, rec.start_us, rec.end_us, what, record)
+    return rec, authorise(act, serial, rec.officer, rec.start_us, rec.end_us, what, record)
 
 
 @bp.get("/unit/<segment:serial>/recording/<int:seq>")
@@ -61,7 +64,24 @@ def play_page(serial: str, seq: int) -> str:
 def media(serial: str, seq: int) -> Response:
     # a browser fetches a video in ranges: the first fetch is the playback's line
     first = request.headers.get("Range", "bytes=0-").startswith("bytes=0-")
-    _rec, _rid = _recording(serial, seq, record=first)
+    _recording(serial, seq, record=first)
+    resp = send_file(_joined(serial, seq), mimetype="video/mp4", conditional=True, max_age=0)
+    resp.headers["Content-Disposition"] = "inline"  # played here, never offered as a file
+    return resp
+
+
+@bp.get("/unit/<segment:serial>/recording/<int:seq>/download.mp4")
+def download(serial: str, seq: int) -> Response:
+    """The recording as a file: a copy leaving the dock, so only on an
+    approved request for a download (S0 art. 22, 30), never by role alone."""
+    _recording(serial, seq, act="download")
+    resp = send_file(_joined(serial, seq), mimetype="video/mp4", max_age=0)
+    resp.headers["Content-Disposition"] = attachment(f"{serial}_rec{seq}", ".mp4")
+    return resp
+
+
+def _joined(serial: str, seq: int) -> Path:
+    """The recording's MP4 for the signed-in viewer, made now or an hour ago."""
     ctx = page_context()
     if ctx.identity is None:
         abort(503, description=msg(
@@ -83,9 +103,7 @@ def media(serial: str, seq: int) -> Response:
             except courtcopy.CaseError as exc:
                 abort(503, description=msg("This recording cannot be played: %(why)s",
                                            why=page_texts().say(exc.args[0])))  # fmt: skip
-    resp = send_file(out, mimetype="video/mp4", conditional=True, max_age=0)
-    resp.headers["Content-Disposition"] = "inline"  # played here, never offered as a file
-    return resp
+    return out
 
 
 def _sweep(folder: Path) -> None:
