@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dock.client import Client
 from dock.discovery import FixedUnits, UnitAddress
-from dock.service import Board, DockService, PasswordDir
+from dock.officer_prints import OperatorsWord
+from dock.service import Board, DockService, PreparedLogin, password_dir
 from firmware.auth import set_password
 from firmware.export_service import ExportHooks, ExportService, RunningService, serve
 from link import messages, pki, routes
@@ -220,7 +221,7 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             tmp / f"dock{r}",
             dock_key,
             client_ctx,
-            PasswordDir(passwords, True),
+            PreparedLogin(password_dir(passwords), OperatorsWord(True)),
             Board(io.StringIO(), threading.Lock()),
             Known(tmp / "inventory", tuple(entries)),
             workers=args.units,
