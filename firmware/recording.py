@@ -304,6 +304,22 @@ def _edges(h: Happening, d: Devices, clock: Any, rec: Recorder) -> list[Edge]:
                 )
 
         return [Edge(t, fix)]
+    if h.kind == "quiet":
+        # a device goes silent without an error (a slow start, a driver that
+        # stalls), then delivers again by itself
+        from hal.camera_sim import PacedCamera
+        from hal.microphone_sim import PacedMicrophone
+
+        back = t + float(h.extra["seconds"])
+        camera, microphone = d.camera, d.microphone
+        if h.value == "camera" and isinstance(camera, PacedCamera):
+            return [Edge(t, lambda: camera.stall("quiet")), Edge(back, camera.resume)]
+        if h.value == "microphone" and isinstance(microphone, PacedMicrophone):
+            return [
+                Edge(t, lambda: microphone.hush(True)),
+                Edge(back, lambda: microphone.hush(False)),
+            ]
+        return []
     if h.kind == "freeze_s":
         # the whole unit stops (as SIGSTOP): time passes, nothing runs, and the
         # devices make up or lose the missed periods as their buffers allow

@@ -336,6 +336,7 @@ class Recorder:
         self.camera_recovery = CameraRecovery(self.camera_restart)
         self._restarter: threading.Thread | None = None  # the camera's stop/start, off the loop
         self._video_pts: int | None = None  # the last picture taken in
+        self._audio_pts: int | None = None  # the last sound taken in
 
     def now_us(self) -> int:
         return self.clock.monotonic_ns() // 1000
@@ -515,10 +516,20 @@ class Recorder:
                     self.media_log(f"in v {item.pts_us}")
             elif self._is_new_start_keyframe(item):
                 self._camera_back(item)
+            elif "camera" in self._stalled:  # silent, not restarted: back by itself
+                if item.keyframe:
+                    self._camera_back(item, by_itself=True)
+                else:
+                    cam = self.devices.camera
+                    if cam is not None:
+                        cam.request_keyframe()  # the picture resumes at the next keyframe
         elif isinstance(item, PcmChunk):
             if self._stall_check("microphone", at, item.pts_us, samples=item.samples):
                 return
+            if "microphone" in self._stalled:  # silent, not restarted: back by itself
+                self._microphone_back(item)
             if "microphone" not in self.faulted:
+                self._audio_pts = item.pts_us
                 self.capture.push_audio(item)
         elif isinstance(item, AudioGap):
             self._stall_check("microphone", at, None)
@@ -634,6 +645,8 @@ class Recorder:
             quiet = self.stalls.quiet_us(name, now)
             if quiet > STALL_US:
                 self._stalled.add(name)
+                if name == "camera":
+                    self.camera_recovery.gap_from_us = self._video_pts
                 self._fault(
                     name, f"no {'frame' if name == 'camera' else 'audio'} for {quiet / 1e6:.1f} s"
                 )
@@ -833,7 +846,8 @@ class Recorder:
     # is the real one and it starts again at a keyframe, at the picture's own
     # time; sound goes on throughout. A camera that goes silent (the frame
     # watchdog's "no frame") is not restarted here: picamera2's stop blocks
-    # on it, and the systemd watchdog restarts the recorder instead.
+    # on it. If it delivers again by itself it is taken back (recovered,
+    # restarts 0); if not, the systemd watchdog restarts the recorder.
 
     def _camera_error(self, item: DeviceError) -> None:
         c = self.camera_recovery
@@ -944,12 +958,15 @@ class Recorder:
         )
         self._camera_worker(c.gen, start=False)  # a broken encoder is left stopped
 
-    def _camera_back(self, frame: EncodedFrame) -> None:
-        """Frames flow again: record it, and let the picture back in from this keyframe."""
+    def _camera_back(self, frame: EncodedFrame, by_itself: bool = False) -> None:
+        """Frames flow again: record it, and let the picture back in from this
+        keyframe. `by_itself`: a camera faulted for its silence (never
+        restarted) delivers again, so the watchdog is fed again too."""
         c = self.camera_recovery
         c.phase = "ok"
         c.failed = 0
         self.faulted.discard("camera")
+        self._stalled.discard("camera")
         self.capture.set_media(video=True)
         seg = self.capture.segmenter
         current = seg.current
@@ -958,11 +975,16 @@ class Recorder:
             # the video starts the next file, at this keyframe
             seg.rollover_at_next_keyframe()
         gap = None if c.gap_from_us is None else frame.pts_us - c.gap_from_us
+        said = (
+            "video resumed by itself after a silence"
+            if by_itself
+            else f"video resumed after restart {c.used} of {c.policy.attempts}"
+        )
         self._append(
             "recovered",
             {
                 "what": "camera",
-                "reason": f"video resumed after restart {c.used} of {c.policy.attempts}",
+                "reason": said,
                 "restarts": c.used,
                 "gap_from_us": c.gap_from_us,
                 "gap_to_us": frame.pts_us,
@@ -972,6 +994,31 @@ class Recorder:
         self.event(m.Restored("camera", self.now_us()))
         self._video_pts = frame.pts_us
         self.capture.push_video(frame)
+
+    def _microphone_back(self, chunk: PcmChunk) -> None:
+        """A microphone faulted for its silence delivers again (a slow start,
+        a stalled driver that woke): recorded, and its sound taken again from
+        this chunk; the stall record tells the span it was silent."""
+        self._stalled.discard("microphone")
+        self.faulted.discard("microphone")
+        seg = self.capture.segmenter
+        current = seg.current
+        self.capture.set_media(audio=True)
+        if current is not None and "aac" not in current.codecs:
+            seg.rollover_at_next_keyframe()  # the open file has no sound track: the next has
+        last = self._audio_pts
+        self._append(
+            "recovered",
+            {
+                "what": "microphone",
+                "reason": "audio resumed by itself after a silence",
+                "restarts": 0,
+                "gap_from_us": last,
+                "gap_to_us": chunk.pts_us,
+                "gap_us": None if last is None else chunk.pts_us - last,
+            },
+        )
+        self.event(m.Restored("microphone", self.now_us()))
 
     def _new_camera_budget(self, now: int) -> None:
         """A new recording: its own restarts; a camera given up on is tried again."""

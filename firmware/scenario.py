@@ -19,6 +19,8 @@
                                  # or: clock_jump_s = -30 (the wall clock jumps)
                                  # or: freeze_s = 5 (the unit stops, as SIGSTOP;
                                  #     virtual time only)
+                                 # or: quiet = "camera" | "microphone" (seconds = 3:
+                                 #     it delivers nothing, then resumes by itself)
 
     [[sound]]                    # what the microphone hears
     t = 12.0
@@ -62,6 +64,7 @@ ACTIONS = (
     "gps_fix",
     "clock_jump_s",
     "freeze_s",
+    "quiet",
 )
 BUTTONS = ("record", "function", "photo")
 # what `fault` can name: the devices the runtime reports faults for, and the tamper switch
@@ -77,7 +80,12 @@ FAULTS = (
     "watermark",
 )
 # keys an [[at]] may have besides t and its one action
-EXTRAS: dict[str, tuple[str, ...]] = {"fault": ("reason",), "battery": ("minutes",)}
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "fault": ("reason",),
+    "battery": ("minutes",),
+    "quiet": ("seconds",),
+}
+QUIET = ("camera", "microphone")  # what `quiet` can name: the devices that deliver media
 SOUNDS = ("speech", "wav", "source")
 TOP = (
     "seconds",
@@ -275,6 +283,10 @@ def _happening(c: _Check, where: str, item: dict[str, Any], seconds: float) -> H
         value = c.number(key, value, -MAX_JUMP_S, MAX_JUMP_S)
     elif kind == "freeze_s":
         value = c.number(key, value, 0, MAX_FREEZE_S, above=True)
+    elif kind == "quiet":
+        c.one_of(key, value, QUIET)
+        extra["seconds"] = c.number(f"{where}seconds", item.get("seconds", 3), 0, seconds,
+                                    above=True)  # fmt: skip
     return Happening(t, kind, value, extra)
 
 

@@ -208,3 +208,7 @@ class PacedCamera:
 
     def stall(self, reason: str) -> None:
         self.stalled = reason
+
+    def resume(self) -> None:
+        """A stalled camera delivers again (what a real one may do by itself)."""
+        self.stalled = None

@@ -156,6 +156,7 @@ class PacedMicrophone:
         self.rate = RATE
         self._task: Task | None = None
         self._lose = 0
+        self._hushed = False
 
     def start(self, on_chunk: OnChunk, on_gap: OnGap, on_error: OnError) -> None:
         now = self.pacer.clock.monotonic_ns() // 1000
@@ -179,8 +180,8 @@ class PacedMicrophone:
             state["next"] = b + 1
             s0 = first + b * CHUNK
             pts = self.origin_us + s0 * 1_000_000 // RATE
-            if self._lose >= 1 << 62:
-                return
+            if self._lose >= 1 << 62 or self._hushed:
+                return  # dead, or silent without an error (nothing, not even a gap)
             if self._lose > 0:
                 self._lose -= 1
                 on_gap(AudioGap(pts, CHUNK))
@@ -202,6 +203,11 @@ class PacedMicrophone:
 
     def overflow(self, blocks: int) -> None:
         self._lose += blocks
+
+    def hush(self, silent: bool) -> None:
+        """Deliver nothing (no error, no gap) until hushed False: a slow start,
+        a driver that stalls and wakes."""
+        self._hushed = silent
 
 
 class SimSpeaker:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -315,3 +316,52 @@ def test_systemd_notify_ready_and_watchdog(unit: Unit, tmp_path: Path) -> None:
         pass
     server.close()
     assert got[0] == "READY=1" and got.count("WATCHDOG=1") >= 2
+
+
+@pytest.mark.parametrize("device", ["microphone", "camera"])
+def test_a_device_silent_for_a_while_is_taken_back_when_it_delivers_again(
+    unit: Unit, tmp_path: Path, device: str
+) -> None:
+    """A device that goes quiet without an error (a slow start under load,
+    a driver that stalls and wakes) is faulted after a second of silence,
+    and taken back when it delivers again by itself: a `recovered` record,
+    its media in the files after it, and the watchdog fed again; before,
+    it stayed faulted until systemd's watchdog restarted the recorder."""
+    pats: list[int] = []
+
+    def ready(rec: Any) -> None:
+        rec.notify = lambda message: pats.append(rec.now_us()) or True
+
+    rec, log, records = _run(
+        unit,
+        tmp_path,
+        {
+            **BASE,
+            "seconds": 14,
+            "segment_seconds": 8,
+            "at": [
+                {"t": 1, "press": "record"},
+                {"t": 3, "quiet": device, "seconds": 2.5},
+                {"t": 12, "hold": "record"},
+            ],
+        },  # fmt: skip
+        on_ready=ready,
+    )
+    kinds = [(r["type"], r["body"].get("what")) for r in records]
+    assert ("fault", device) in kinds and ("recovered", device) in kinds, kinds
+    fault = next(r for r in records if r["type"] == "fault" and r["body"].get("what") == device)
+    back = next(r for r in records if r["type"] == "recovered")
+    assert "by itself" in back["body"]["reason"]
+    assert any(r["type"] == "stall" for r in records)
+    assert fault["seq"] < back["seq"]
+    # the watchdog: not fed while the device was silent, fed again after it came back
+    silent = [p for p in pats if fault["mono_us"] < p < back["mono_us"]]
+    after = [p for p in pats if p > back["mono_us"]]
+    assert not silent and len(after) >= 3, (silent, after)
+    # the device's media is in the files after it came back
+    want = "aac" if device == "microphone" else "h264"
+    files = [r for r in records if r["type"] == "segment" and r["seq"] > back["seq"]]
+    assert files and all(want in r["body"].get("codecs", [want]) for r in files), files
+    rec_stop = next(r for r in records if r["type"] == "record_stop")
+    assert rec_stop["body"]["cause"] == "button"
+    assert verify_store(unit.path, identity=unit.agency.identity).ok
