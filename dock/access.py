@@ -10,6 +10,11 @@ Roles:
 - auditor: the registers (the audit log), no recording;
 - admin: accounts, no recording and no register.
 
+Keeping a recording longer (a raised retention class, a hold) is for heads
+(their department's), leadership and legal; keeping it shorter (a lowered
+class, a released hold) only for the role dock.toml's [retention] approver
+names (dock/retention.py; the leadership by default).
+
 A recording belongs to the officer the unit's chain names; an officer's
 department is the one their account has (an officer with no account is in
 no department, so only they, leader and legal may see their recordings).
@@ -28,14 +33,25 @@ class Act(Enum):
     SEE_REGISTERS = "see_registers"  # the audit log and its verification
     SEE_LEDGER = "see_ledger"  # the usage ledger: who had which unit when
     MANAGE_ACCOUNTS = "manage_accounts"
+    # raise a recording's retention class, place a hold (dock/retention.py)
+    KEEP_LONGER = "keep_longer"
 
 
 # role -> act -> scope: "own", "department", "all"; an act not named is refused
 TABLE: dict[str, dict[Act, str]] = {
     "officer": {Act.SEE_RECORDINGS: "own", Act.SEE_LEDGER: "own"},
-    "head": {Act.SEE_RECORDINGS: "department", Act.SEE_LEDGER: "department"},
-    "leader": {Act.SEE_RECORDINGS: "all", Act.SEE_REGISTERS: "all", Act.SEE_LEDGER: "all"},
-    "legal": {Act.SEE_RECORDINGS: "all", Act.SEE_LEDGER: "all"},
+    "head": {
+        Act.SEE_RECORDINGS: "department",
+        Act.SEE_LEDGER: "department",
+        Act.KEEP_LONGER: "department",
+    },
+    "leader": {
+        Act.SEE_RECORDINGS: "all",
+        Act.SEE_REGISTERS: "all",
+        Act.SEE_LEDGER: "all",
+        Act.KEEP_LONGER: "all",
+    },
+    "legal": {Act.SEE_RECORDINGS: "all", Act.SEE_LEDGER: "all", Act.KEEP_LONGER: "all"},
     "auditor": {Act.SEE_REGISTERS: "all", Act.SEE_LEDGER: "all"},
     "admin": {Act.MANAGE_ACCOUNTS: "all"},
 }

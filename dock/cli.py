@@ -411,6 +411,14 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
     ci = sub.add_parser("checkin", help=t.tr("record a docked unit's return (the ledger)"))
     ci.add_argument("--unit", required=True)
     _dock_arguments(ci, t)
+    rt = sub.add_parser(
+        "retention", help=t.tr("the recordings due for disposal on a day (S0 art. 24-25)")
+    )
+    rt.add_argument("--dock-dir", type=Path, required=True)
+    rt.add_argument(
+        "--as-of", default="", metavar="YYYY-MM-DD", help=t.tr("the day (default: today)")
+    )
+    add_locale_arguments(rt, t)
     en = sub.add_parser(
         "enroll", help=t.tr("enroll an officer's fingerprint at this dock's reader (S0 art. 19)")
     )
@@ -587,6 +595,54 @@ def _enroll(args: argparse.Namespace, texts: Texts) -> int:
     return 0
 
 
+def _retention(args: argparse.Namespace, texts: Texts) -> int:
+    """`bodycam-dock retention`: the recordings due for disposal on a day
+    (expired under their class, and not held), one line each."""
+    from datetime import date
+
+    from .compliance import model
+    from .index import INDEX_ERRORS, Index, describe_error
+    from .retention import CLASS_NAMES, PolicyError
+
+    if not (args.dock_dir / "dock.sqlite").is_file():
+        print(f"dock: {texts.tr('%(folder)s is not a dock folder', folder=str(args.dock_dir))}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        as_of = date.fromisoformat(args.as_of) if args.as_of else model.day_of(
+            int(time.time() * 1e6), texts.locale)  # fmt: skip
+    except ValueError:
+        said = texts.tr("--as-of %(text)r is not a day: give YYYY-MM-DD", text=args.as_of[:40])
+        print(f"dock: {said}", file=sys.stderr)
+        return 2
+    try:
+        index = Index.open(args.dock_dir / "dock.sqlite", dock=None)
+        try:
+            view = model.read_dock(args.dock_dir, index, locale=texts.locale)
+        finally:
+            index.close()
+    except INDEX_ERRORS as exc:
+        print(f"dock: {texts.say(describe_error(exc))}", file=sys.stderr)
+        return 2
+    except PolicyError as exc:
+        print(f"dock: {exc}", file=sys.stderr)
+        return 2
+    due = [
+        (u.serial, v)
+        for u in view.units
+        for v in u.recordings
+        if not v.holds and v.expires is not None and as_of > v.expires
+    ]
+    for serial, v in due:
+        print(texts.tr("%(serial)s recording %(seq)s: %(cls)s, kept until %(expires)s",
+                       serial=serial, seq=v.start_seq, cls=CLASS_NAMES[v.retention],
+                       expires=v.expires.isoformat() if v.expires else "-"))  # fmt: skip
+    print(texts.tr("%(count)s recordings due for disposal on %(day)s (%(zone)s)",
+                   count=len(due), day=as_of.isoformat(), zone=texts.locale.timezone),
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def _run(args: argparse.Namespace, texts: Texts) -> int:
     if args.cmd == "audit-verify":
         return _audit_verify(args, texts)
@@ -598,9 +654,12 @@ def _run(args: argparse.Namespace, texts: Texts) -> int:
         from .compliance.web import serve  # flask, waitress, matplotlib: only for the page
 
         return serve.command(args, texts)
+    if args.cmd == "retention":
+        return _retention(args, texts)
     if args.cmd == "report":
         from .index import INDEX_ERRORS, describe_error
         from .report import report
+        from .retention import PolicyError
 
         if not args.index and not args.dock_dir.is_dir():
             said = texts.tr("%(folder)s is not a dock folder", folder=str(args.dock_dir))
@@ -608,7 +667,7 @@ def _run(args: argparse.Namespace, texts: Texts) -> int:
             return 2
         try:
             print(report(args.dock_dir, texts, index=args.index))
-        except INDEX_ERRORS + (OSError,) as exc:
+        except INDEX_ERRORS + (OSError, PolicyError) as exc:
             print(f"dock: {texts.say(describe_error(exc))}", file=sys.stderr)
             return 2
         return 0

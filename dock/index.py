@@ -135,6 +135,21 @@ prints = Table(
     Column("reader", Text, nullable=False),
     Column("enrolled_us", BigInteger, nullable=False),
 )
+# A recording's retention class raised or lowered, a hold placed or released
+# (dock/retention.py): who, why, approved by whom. The agency's; a
+# recording is its unit's serial and its record_start's seq.
+retention_changes = Table(
+    "retention_changes",
+    metadata,
+    Column("serial", Text, primary_key=True),
+    Column("recording", BigInteger, primary_key=True),
+    Column("at_us", BigInteger, primary_key=True),
+    Column("change", Text, primary_key=True),  # class | hold | release
+    Column("value", Text, nullable=False),  # a class, or a hold's kind
+    Column("by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("approved_by", Text, nullable=False),  # a lowered class's approver; "" otherwise
+)
 # Access requests and their decisions (dock/requests.py; S0 art. 21-22 and
 # annex 2): the agency's, like people. A decision is written once.
 access_requests = Table(
@@ -330,6 +345,11 @@ class Index:
         rows = self._fetch(select(prints).where(prints.c.name == name))
         return rows[0] if rows else None
 
+    def retention_changes(self) -> list[Row]:
+        """Every class change, hold and release, oldest first."""
+        rows = self._fetch(select(retention_changes))
+        return sorted(rows, key=lambda r: (r["at_us"], r["serial"], r["recording"]))
+
     def access_requests(self) -> list[Row]:
         """Every access request, oldest first."""
         rows = self._fetch(select(access_requests))
@@ -385,6 +405,10 @@ class Index:
         changed = {k: stmt.excluded[k] for k in row if k != "name"}
         with self._tx() as conn:
             conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=changed))
+
+    def add_retention_change(self, row: dict[str, Any]) -> None:
+        with self._tx() as conn:
+            conn.execute(retention_changes.insert().values(row))
 
     def add_access_request(self, row: dict[str, Any]) -> None:
         """A request filed (any index may write it: requests are the agency's)."""

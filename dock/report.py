@@ -111,9 +111,10 @@ def _unit_report(u: Any, t: Texts) -> list[str]:
         ),
         "  "
         + t.tr(
-            "unmarked: %(count)s of %(total)s recordings have no evidence mark",
-            count=len(u.findings_of("unmarked")),
+            "retention: %(evidence)s of %(total)s recordings marked as evidence, %(held)s held",
+            evidence=sum(v.retention != "supervision" for v in u.recordings),
             total=len(u.recordings),
+            held=sum(bool(v.holds) for v in u.recordings),
         ),
         "  "
         + t.tr("verification: %(states)s", states=verified or t.tr("no recordings"))

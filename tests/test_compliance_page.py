@@ -220,12 +220,17 @@ def test_a_late_export_is_found_only_where_the_dock_was_late(
     assert _unit(late_dock.dir, (LATE_H + 1) * 3600).findings_of("late_export") == []
 
 
-def test_an_unmarked_recording_is_found_and_a_marked_one_is_not(late_dock: LateDock) -> None:
+def test_an_unmarked_recording_is_supervision_not_a_finding(late_dock: LateDock) -> None:
+    """S0 art. 24-25: most supervision records are rightly unmarked; the mark
+    decides the class (and so how long it is kept), not a finding."""
     unit = _unit(late_dock.dir)
     assert len(unit.recordings) == 2
     marked, unmarked = unit.recordings
     assert marked.marks == ("evidence",) and unmarked.marks == ()
-    assert [f.recording for f in unit.findings_of("unmarked")] == [late_dock.second]
+    assert (marked.retention, unmarked.retention) == ("evidence", "supervision")
+    assert marked.expires is not None and unmarked.expires is not None
+    assert (marked.expires - unmarked.expires).days > 540  # 24 months against 6
+    assert not [f for f in unit.findings if f.kind == "unmarked"]
     # the second recording also lost its note: found there, at its resume
     assert {f.recording for f in unit.findings_of("note_missing")} == {
         marked.start_seq,
@@ -315,7 +320,7 @@ def test_the_dock_report_is_the_models(late_dock: LateDock) -> None:
         f"unit {SERIAL} (officer {OFFICER}, chain 0..{unit.head_seq})",
         "spoken reasons on resuming: 1 given, 2 missing",
         f"late export: {n_late} segments exported more than 24 h after recording",
-        "unmarked: 1 of 2 recordings have no evidence mark",
+        "retention: 1 of 2 recordings marked as evidence, 0 held",
         "verification: 2 verified",
         "gaps: 3, 0 unexplained",
     ):
@@ -413,7 +418,7 @@ def test_a_supervisor_signs_in_and_sees_a_units_day(browser: Any, page_server: P
     counts = dict(zip(headers, row, strict=True))
     n_late = len(_unit(page_server.dock.dir).findings_of("late_export"))
     assert counts["Late export"] == str(n_late) and n_late > 0
-    assert counts["Spoken reason missing"] == "2" and counts["Unmarked recording"] == "1"
+    assert counts["Spoken reason missing"] == "2" and "Unmarked recording" not in counts
     page.screenshot(path=str(shots / "03-overview.png"), full_page=True)
 
     page.click(f"#units a:text-is('{SERIAL}')")
@@ -427,7 +432,7 @@ def test_a_supervisor_signs_in_and_sees_a_units_day(browser: Any, page_server: P
     assert re.search(r"recording \d+ \(\d\d:\d\d:\d\d\)", svg.text_content())
     findings = page.locator("#findings").inner_text()
     assert "Spoken reason missing" in findings and "Late export" in findings
-    assert "Unmarked recording" in findings
+    assert "Unmarked recording" not in findings
     events = page.locator("#events tr", has_text="MISSING")
     assert events.count() >= 1 and "spoken reason MISSING" in events.first.inner_text()
     rec_row = page.locator("#recordings tr", has_text="stop (the officer pressed the button)").last
@@ -440,14 +445,10 @@ def test_a_supervisor_signs_in_and_sees_a_units_day(browser: Any, page_server: P
     got.value.save_as(saved)
     rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))  # BOM: Excel
     kinds = {r["Kind"] for r in rows if r["Row"] == "finding"}
-    assert {"Spoken reason missing", "Late export", "Unmarked recording"} <= kinds
+    assert {"Spoken reason missing", "Late export"} <= kinds and "Unmarked recording" not in kinds
     assert any(r["Kind"] == "resume" and r["State"] == "MISSING" for r in rows)
     # codes stay the same in every language: finding keys, event kinds, states
-    assert {r["Code"] for r in rows if r["Row"] == "finding"} >= {
-        "note_missing",
-        "late_export",
-        "unmarked",
-    }
+    assert {r["Code"] for r in rows if r["Row"] == "finding"} >= {"note_missing", "late_export"}
     assert any(r["Code"] == "resume" and r["State code"] == "MISSING" for r in rows)
     assert all(r["Unit"] == SERIAL and r["Time (UTC)"].startswith(day) for r in rows)
     assert all(r["Time (Asia/Shanghai)"].endswith(" +08:00") for r in rows)

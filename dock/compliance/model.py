@@ -38,7 +38,8 @@ from sealing.recordings import ENDS, ResumeNote, recordings, resume_notes
 from sealing.records import Record, RecordError, parse_line
 
 from .. import chain_codes as codes
-from ..index import VERIFICATION, Index
+from .. import retention
+from ..index import VERIFICATION, Index, Row
 from ..texts import Msg, msg, zone_day, zone_day_bounds
 
 DEFAULT_LOCALE = Locale()  # Simplified Chinese, Asia/Shanghai: what a dock without dock.toml uses
@@ -54,7 +55,6 @@ NOT_CHECKED = "not checked"
 FINDINGS: dict[str, Msg] = {
     "note_missing": msg("Spoken reason missing"),
     "late_export": msg("Late export"),
-    "unmarked": msg("Unmarked recording"),
     "unexplained_gap": msg("Unexplained gap"),
     "not_verified": msg("Not verified"),
 }
@@ -299,6 +299,10 @@ class RecordingView:
     notes_missing: int
     late: tuple[str, ...]
     verification: str
+    # retention (dock/retention.py): filled in by read_dock from the index and policy
+    retention: str = "supervision"
+    expires: date | None = None
+    holds: tuple[str, ...] = ()
 
     @property
     def seconds(self) -> float:
@@ -845,18 +849,6 @@ def _findings(
             )
         )
     for v in views:
-        if not v.marks:
-            out.append(
-                Finding(
-                    "unmarked",
-                    v.start_us,
-                    v.start_seq,
-                    serial,
-                    v.officer,
-                    v.start_seq,
-                    msg("recording %(seq)s has no evidence mark", seq=v.start_seq),
-                )
-            )
         if v.verification in (FAILED, INCOMPLETE):
             out.append(
                 Finding(
@@ -1058,11 +1050,28 @@ class DockView:
 def read_dock(
     dock_dir: Path, index: Index, late_after_s: int = LATE_AFTER_S, locale: Locale = DEFAULT_LOCALE
 ) -> DockView:
-    """Every unit the index names, in serial order, from the chains this dock holds."""
+    """Every unit the index names, in serial order, from the chains this dock
+    holds, each recording with its retention (PolicyError: dock.toml's
+    [retention] cannot be used)."""
+    policy = retention.load_policy(dock_dir)
+    changes: dict[tuple[str, int], list[Row]] = {}
+    for row in index.retention_changes():
+        changes.setdefault((row["serial"], row["recording"]), []).append(row)
     units, unreadable = [], []
     for serial in index.serials():
         try:
-            units.append(read_unit(dock_dir, serial, index, late_after_s, locale))
+            unit = read_unit(dock_dir, serial, index, late_after_s, locale)
         except DockUnreadable as exc:
             unreadable.append((serial, exc.args[0]))
+            continue
+        views = tuple(_with_retention(v, changes.get((serial, v.start_seq), []), policy, locale)
+                      for v in unit.recordings)  # fmt: skip
+        units.append(replace(unit, recordings=views))
     return DockView(tuple(units), tuple(unreadable))
+
+
+def _with_retention(
+    v: RecordingView, changes: list[Row], policy: retention.Policy, locale: Locale
+) -> RecordingView:
+    s = retention.standing(v.marks, day_of(v.start_us, locale), changes, policy)
+    return replace(v, retention=s.cls, expires=s.expires, holds=s.holds)

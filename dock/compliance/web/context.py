@@ -23,6 +23,7 @@ from ...access import Act, Person, may, scope_of
 from ...audit import AuditError, AuditLog
 from ...index import INDEX_ERRORS, Index, describe_error
 from ...requests import Request, covers, direct
+from ...retention import PolicyError
 from ...texts import Texts, msg
 from .. import model
 from .clock import Clock
@@ -132,6 +133,9 @@ def read_units() -> model.DockView:
         return model.read_dock(ctx.dock_dir, ctx.index, ctx.late_after_s, ctx.locale)
     except INDEX_ERRORS as exc:
         index_failed(exc)
+    except PolicyError as exc:
+        abort(503, description=msg("The retention policy cannot be used: %(error)s",
+                                   error=str(exc)))  # fmt: skip
 
 
 def _cut(unit: model.UnitCompliance, who: Person, people: dict[str, str]) -> model.UnitCompliance:

@@ -19,6 +19,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, render_template, request, send_file
 
 from ...access import Act, may
+from ...retention import CLASSES, HOLDS
 from ...texts import msg
 from .. import model
 from .context import (
@@ -57,7 +58,7 @@ def _recording(
 @bp.get("/unit/<segment:serial>/recording/<int:seq>")
 def play_page(serial: str, seq: int) -> str:
     rec, rid = _recording(serial, seq)
-    return render_template("play.html.j2", rec=rec, request_id=rid)
+    return render_template("play.html.j2", rec=rec, request_id=rid, classes=CLASSES, holds=HOLDS)
 
 
 @bp.get("/unit/<segment:serial>/recording/<int:seq>/video.mp4")

@@ -33,13 +33,13 @@ from werkzeug.wrappers.response import Response as BaseResponse
 from link.locale import LANGUAGES, Locale
 from sealing.age import Identity
 
-from ... import chain_codes, fonts
+from ... import chain_codes, fonts, retention
 from ...access import ROLES
 from ...audit import AuditError, key_fingerprint
 from ...index import INDEX_ERRORS, Index, describe_error
 from ...texts import CatalogMissing, Msg, Texts, load_texts, msg
 from .. import model
-from . import access_requests, auth, context, exports, pages, playback
+from . import access_requests, auth, context, exports, lifecycle, pages, playback
 from .accounts import INDEX, MIN_PASSWORD, add_person, check_name, has_people
 from .clock import Clock
 from .context import page_texts
@@ -131,6 +131,8 @@ def create_app(
         clock=lambda us: page_texts().clock(us),
         flag=lambda code: page_texts().say(chain_codes.flag(code)),
         verification=lambda state: page_texts().say(model.VERIFICATION_STATES.get(state, state)),
+        retention_class=lambda c: page_texts().say(retention.CLASS_NAMES.get(c, c)),
+        hold=lambda h: page_texts().say(retention.HOLD_NAMES.get(h, h)),
     )
     app.url_map.converters["segment"] = SegmentConverter  # before any rule uses it
     clock = clock or Clock()
@@ -138,7 +140,7 @@ def create_app(
         app, context.PageContext(dock_dir, index, late_after_s, chosen, texts, clock, identity)
     )
     auth.install(app, dock_dir, clock)
-    for bp in (auth.bp, pages.bp, exports.bp, access_requests.bp, playback.bp):
+    for bp in (auth.bp, pages.bp, exports.bp, access_requests.bp, playback.bp, lifecycle.bp):
         app.register_blueprint(bp)
 
     @app.context_processor
