@@ -419,6 +419,21 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
         "--as-of", default="", metavar="YYYY-MM-DD", help=t.tr("the day (default: today)")
     )
     add_locale_arguments(rt, t)
+    dp = sub.add_parser(
+        "dispose",
+        help=t.tr("remove a recording due for disposal, on an approved request (S0 art. 25)"),
+    )
+    dp.add_argument("--dock-dir", type=Path, required=True)
+    dp.add_argument("--serial", required=True)
+    dp.add_argument("--recording", type=int, required=True, metavar="SEQ")
+    dp.add_argument("--request", required=True, metavar="ID",
+                    help=t.tr("the approved dispose request (the page's Requests)"))  # fmt: skip
+    dp.add_argument("--by", required=True, metavar="NAME",
+                    help=t.tr("who disposes: the request's filer"))  # fmt: skip
+    dp.add_argument("--agency", type=Path, help=t.tr("agency folder: docks/NAME.key"))
+    dp.add_argument("--name", default="dock1")
+    dp.add_argument("--key", type=Path, help=t.tr("this dock's key (the receipts' key)"))
+    add_locale_arguments(dp, t)
     en = sub.add_parser(
         "enroll", help=t.tr("enroll an officer's fingerprint at this dock's reader (S0 art. 19)")
     )
@@ -631,7 +646,7 @@ def _retention(args: argparse.Namespace, texts: Texts) -> int:
         (u.serial, v)
         for u in view.units
         for v in u.recordings
-        if not v.holds and v.expires is not None and as_of > v.expires
+        if v.disposed is None and not v.holds and v.expires is not None and as_of > v.expires
     ]
     for serial, v in due:
         print(texts.tr("%(serial)s recording %(seq)s: %(cls)s, kept until %(expires)s",
@@ -640,6 +655,59 @@ def _retention(args: argparse.Namespace, texts: Texts) -> int:
     print(texts.tr("%(count)s recordings due for disposal on %(day)s (%(zone)s)",
                    count=len(due), day=as_of.isoformat(), zone=texts.locale.timezone),
           file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _dispose(args: argparse.Namespace, texts: Texts) -> int:
+    """`bodycam-dock dispose`: one line; the refusal and the disposal are
+    each a line of the audit log."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from .disposal import DisposeRefused, dispose
+    from .index import INDEX_ERRORS, describe_error
+    from .retention import PolicyError
+
+    target = f"{args.serial} recording {args.recording}"
+    if not (args.dock_dir / "dock.sqlite").is_file():
+        print(f"dock: {texts.tr('%(folder)s is not a dock folder', folder=str(args.dock_dir))}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    path = args.key or (args.agency / "docks" / f"{args.name}.key" if args.agency else None)
+    try:
+        if path is None:
+            raise ValueError(texts.tr("give --agency DIR --name NAME, or --key F"))
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(texts.tr("the dock key must be Ed25519"))
+    except (OSError, ValueError) as exc:
+        print(f"dock: {exc}", file=sys.stderr)
+        return 2
+    log = AuditLog(args.dock_dir)
+    who = args.by[:64]
+
+    def started() -> None:
+        log.append(who, "", "dispose", target, "started", {"request": args.request[:20]})
+
+    try:
+        done = dispose(args.dock_dir, args.serial, args.recording, args.request, args.by, key,
+                       int(time.time() * 1e6), texts.locale, started)  # fmt: skip
+    except DisposeRefused as exc:
+        with contextlib.suppress(AuditError, OSError):
+            log.append(who, "", "dispose", target, "refused", {"why": str(exc.args[0])[:300]})
+        print(f"dock: {texts.say(exc.args[0])}", file=sys.stderr)
+        return 1
+    except INDEX_ERRORS as exc:
+        print(f"dock: {texts.say(describe_error(exc))}", file=sys.stderr)
+        return 2
+    except (PolicyError, AuditError, OSError) as exc:
+        print(f"dock: {exc}", file=sys.stderr)
+        return 2
+    log.append(who, "", "dispose", target, "ok",
+               {"statement": done.statement.id, "files": len(done.removed),
+                "request": args.request[:20]})  # fmt: skip
+    print(texts.tr("%(target)s disposed of: %(count)s files removed; statement %(id)s",
+                   target=target, count=len(done.removed), id=done.statement.id[:16]))  # fmt: skip
     return 0
 
 
@@ -656,6 +724,8 @@ def _run(args: argparse.Namespace, texts: Texts) -> int:
         return serve.command(args, texts)
     if args.cmd == "retention":
         return _retention(args, texts)
+    if args.cmd == "dispose":
+        return _dispose(args, texts)
     if args.cmd == "report":
         from .index import INDEX_ERRORS, describe_error
         from .report import report

@@ -150,6 +150,22 @@ retention_changes = Table(
     Column("reason", Text, nullable=False),
     Column("approved_by", Text, nullable=False),  # a lowered class's approver; "" otherwise
 )
+# Recordings whose files the dock removed at the end of their retention
+# (dock/disposal.py): the signed statement beside the chain says which files.
+disposals = Table(
+    "disposals",
+    metadata,
+    Column("serial", Text, primary_key=True),
+    Column("recording", BigInteger, primary_key=True),
+    Column("id", Text, nullable=False),
+    Column("disposed_us", BigInteger, nullable=False),
+    Column("by", Text, nullable=False),
+    Column("approver", Text, nullable=False),
+    Column("request", Text, nullable=False),
+    Column("class", Text, nullable=False),
+    Column("kept_until", Text, nullable=False),
+    Column("files", BigInteger, nullable=False),
+)
 # Access requests and their decisions (dock/requests.py; S0 art. 21-22 and
 # annex 2): the agency's, like people. A decision is written once.
 access_requests = Table(
@@ -350,6 +366,9 @@ class Index:
         rows = self._fetch(select(retention_changes))
         return sorted(rows, key=lambda r: (r["at_us"], r["serial"], r["recording"]))
 
+    def disposals(self) -> list[Row]:
+        return sorted(self._fetch(select(disposals)), key=lambda r: (r["serial"], r["recording"]))
+
     def access_requests(self) -> list[Row]:
         """Every access request, oldest first."""
         rows = self._fetch(select(access_requests))
@@ -409,6 +428,10 @@ class Index:
     def add_retention_change(self, row: dict[str, Any]) -> None:
         with self._tx() as conn:
             conn.execute(retention_changes.insert().values(row))
+
+    def add_disposal(self, row: dict[str, Any]) -> None:
+        with self._tx() as conn:
+            conn.execute(disposals.insert().values(row))
 
     def add_access_request(self, row: dict[str, Any]) -> None:
         """A request filed (any index may write it: requests are the agency's)."""

@@ -29,7 +29,7 @@ from typing import Any
 from .access import Act, Person, may
 from .texts import Msg, msg
 
-ACTS = ("view", "play", "download", "court_copy", "disc")
+ACTS = ("view", "play", "download", "court_copy", "disc", "dispose")
 # what an approved act allows besides itself: a copy is looked at first
 IMPLIES: dict[str, frozenset[str]] = {
     "view": frozenset({"view"}),
@@ -37,6 +37,7 @@ IMPLIES: dict[str, frozenset[str]] = {
     "download": frozenset({"view", "play", "download"}),
     "court_copy": frozenset({"view", "play", "court_copy"}),
     "disc": frozenset({"view", "play", "disc"}),
+    "dispose": frozenset({"dispose"}),
 }
 DIRECT = frozenset({"view", "play"})  # within the role's own scope, no request
 BODIES = ("internal", "external")
@@ -52,6 +53,7 @@ ACT_NAMES: dict[str, Msg] = {
     "download": msg("download"),
     "court_copy": msg("court copy"),
     "disc": msg("burn to disc"),
+    "dispose": msg("dispose of (end of retention)"),
 }
 BODY_NAMES: dict[str, Msg] = {
     "internal": msg("internal (staff, department, superior statistical organ)"),
@@ -137,19 +139,24 @@ def checked(req: Request) -> Request:
     )
 
 
-def approver_roles(req: Request) -> tuple[str, ...]:
+def approver_roles(req: Request, dispose_approver: str = "leader") -> tuple[str, ...]:
+    """`dispose_approver`: the role dock.toml's [retention] names for disposals."""
+    if req.act == "dispose":
+        return (dispose_approver,)
     return ("leader",) if req.body == "external" else ("head", "leader")
 
 
-def may_decide(who: Person, req: Request, owner_departments: set[str | None]) -> bool:
+def may_decide(
+    who: Person, req: Request, owner_departments: set[str | None], dispose_approver: str = "leader"
+) -> bool:
     """May `who` approve or refuse `req`? `owner_departments`: the
     departments of the officers whose recordings it names (None: an officer
     with no account)."""
     if req.state != "pending" or who.name in (req.filed_by, req.requester):
         return False
-    if who.role not in approver_roles(req):
+    if who.role not in approver_roles(req, dispose_approver):
         return False
-    if who.role == "leader":
+    if who.role == "leader" or req.act == "dispose":
         return True
     # a head, for the recordings of their own department only
     return bool(owner_departments) and owner_departments == {who.department}

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from . import canonical, layout
 from .age import Decrypted, Identity
 from .chaincheck import ChainCheck, ChainIndex, MediaFact
+from .disposals import DISPOSALS, MAX_DISPOSAL_BYTES, DisposalRefused, parse_disposal
 from .keys import KeyFileError, parse_public, public_pem
 from .receipts import MAX_RECEIPT_BYTES, Receipt, ReceiptRefused, parse_receipt
 from .report import Problem, RecordSink, Report, human
@@ -112,11 +113,13 @@ def verify_store(
     try:
         book = ReceiptBook(root, extra_receipts or [], report)
         try:
-            index = _chain_pass(root, ChainCheck(device_key, escrow_key, report, book.get))
+            check = ChainCheck(device_key, escrow_key, report, book.get)
+            index = _chain_pass(root, check)
             if index.last_seq < 0:
                 return report
+            disposed = _disposals(root, index, check.docks, report)
             for fact in index.media:
-                report.segments.append(_check_file(fact, index, source, identity, report))
+                report.segments.append(_check_file(fact, index, source, identity, report, disposed))
             source.survey(report.serial, index.named, report)
             for receipt in book.all():
                 _check_receipt(receipt, index, report)
@@ -236,6 +239,54 @@ class ReceiptBook:
             self.fd = None
 
 
+def _disposals(root: Path, index: ChainIndex, docks: set[str], report: Report) -> dict[str, str]:
+    """File -> the id of the statement by which an enrolled dock disposed of
+    it (`disposals/` of a dock's copy; sealing/disposals.py). A statement
+    that is malformed, signed by a dock genesis does not enroll, or names a
+    file otherwise than the chain does, is a problem, and explains nothing."""
+    try:
+        fd = open_dir(root / DISPOSALS)
+    except FileNotFoundError:
+        return {}
+    except NotRegular as exc:
+        report.fail(f"{DISPOSALS}/", f"{exc}; no statement in it is read")
+        return {}
+    out: dict[str, str] = {}
+    try:
+        for name in sorted(e.name for e in entries(fd)):
+            where = f"{DISPOSALS}/{name}"
+            try:
+                d = parse_disposal(read_regular(name, MAX_DISPOSAL_BYTES, "a statement",
+                                                dir_fd=fd))  # fmt: skip
+            except (DisposalRefused, NotRegular, TooLarge, OSError) as exc:
+                report.fail(where, str(exc))
+                continue
+            b = d.body
+            if name != f"{d.id}.json":
+                report.fail(where, "file name is not the statement's id")
+            elif b["serial"] != report.serial:
+                report.fail(where, f"is for device {b['serial']!r}")
+            elif d.dock not in docks:
+                report.fail(where, f"signed by dock {d.dock[:16]}, which genesis does not enroll")
+            elif any(
+                (f := index.by_seq.get(e["seq"])) is None
+                or f.file != e["file"] or f.ct_sha256 != e["ct_sha256"]
+                for e in b["files"]
+            ):  # fmt: skip
+                report.fail(where, "names a file otherwise than the chain does")
+            else:
+                report.note(
+                    f"recording {b['recording']}: {len(b['files'])} files disposed of by dock "
+                    f"{d.dock[:16]} after {b['kept_until']} ({b['class']}), by {b['by']}, "
+                    f"approved by {b['approver']}"
+                )
+                for e in b["files"]:
+                    out[e["file"]] = d.id
+    finally:
+        os.close(fd)
+    return out
+
+
 def _check_receipt(receipt: Receipt, index: ChainIndex, report: Report) -> None:
     b = receipt.body
     where = f"receipt {receipt.id[:16]}"
@@ -276,6 +327,7 @@ def _check_file(
     source: SegmentSource,
     identity: Identity | None,
     report: Report,
+    disposed: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "file": fact.file,
@@ -297,7 +349,10 @@ def _check_file(
         entry["status"] = "altered"
         return entry
     if f is None:
-        if fact.file in index.released:
+        if disposed and fact.file in disposed:
+            entry["status"] = "disposed"  # a dock's signed statement says so
+            entry["disposal"] = disposed[fact.file]
+        elif fact.file in index.released:
             entry["status"] = "released"
             entry["receipt"] = index.released[fact.file]
         else:

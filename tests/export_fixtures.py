@@ -161,9 +161,14 @@ def start_link(
     serial: str = "BC-TEST-0001",
     agency: tuple[Agency, pki.Issued] | None = None,
     listen: str = "127.0.0.1",
+    clock: Any = None,
+    recordings: int = 0,
 ) -> Link:
     """A unit serving on loopback; units given the same `agency` (its
-    identity and docks, and its CA) can be pulled by the same dock."""
+    identity and docks, and its CA) can be pulled by the same dock.
+    `clock`: the store's (sealing.store.Clock; the system's by default);
+    `recordings`: that many recordings (record_start, `segments` files,
+    record_stop) instead of bare segments."""
     unit = make_unit(base / "unit", serial, agency[0] if agency else None)
     set_password(unit.path, PASSWORD)
     ca = agency[1] if agency else pki.make_ca("qa")
@@ -179,9 +184,14 @@ def start_link(
     )
     (tls / "unit.crt").write_bytes(pki.pem_cert(cert))
     (tls / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
-    store = unit.open(boot_body={"cause": "export test"})
-    for _ in range(segments):
-        write_segment(store, os.urandom(size), step=32_768)
+    store = unit.open(boot_body={"cause": "export test"}, **({"clock": clock} if clock else {}))
+    for _ in range(recordings or 1):
+        if recordings:
+            store.append("record_start", {"cause": "button"})
+        for _ in range(segments):
+            write_segment(store, os.urandom(size), step=32_768)
+        if recordings:
+            store.append("record_stop", {"cause": "button"})
     steps: list[int] = []
 
     def on_dock_time(t_us: int, dock_fp: str) -> dict[str, Any]:

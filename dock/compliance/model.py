@@ -303,6 +303,7 @@ class RecordingView:
     retention: str = "supervision"
     expires: date | None = None
     holds: tuple[str, ...] = ()
+    disposed: Row | None = None  # the index's disposals row, once its files were removed
 
     @property
     def seconds(self) -> float:
@@ -1057,6 +1058,7 @@ def read_dock(
     changes: dict[tuple[str, int], list[Row]] = {}
     for row in index.retention_changes():
         changes.setdefault((row["serial"], row["recording"]), []).append(row)
+    gone = {(r["serial"], r["recording"]): r for r in index.disposals()}
     units, unreadable = [], []
     for serial in index.serials():
         try:
@@ -1064,8 +1066,11 @@ def read_dock(
         except DockUnreadable as exc:
             unreadable.append((serial, exc.args[0]))
             continue
-        views = tuple(_with_retention(v, changes.get((serial, v.start_seq), []), policy, locale)
-                      for v in unit.recordings)  # fmt: skip
+        views = tuple(
+            replace(_with_retention(v, changes.get((serial, v.start_seq), []), policy, locale),
+                    disposed=gone.get((serial, v.start_seq)))
+            for v in unit.recordings
+        )  # fmt: skip
         units.append(replace(unit, recordings=views))
     return DockView(tuple(units), tuple(unreadable))
 

@@ -32,6 +32,7 @@ from ...requests import (
     checked,
     may_decide,
 )
+from ...retention import PolicyError, load_policy
 from ...texts import msg
 from .. import model
 from .auth import require_form
@@ -61,6 +62,15 @@ def owner_departments(req: Request) -> set[str | None]:
     units = [u for u in read_units().units if u.serial == req.serial]
     owners = {o for u in units for o in ({u.officer} | {v.officer for v in u.recordings})}
     return {people.get(o) for o in owners}
+
+
+def _approver() -> str:
+    """The role that approves disposals (dock.toml [retention] approver)."""
+    try:
+        return load_policy(page_context().dock_dir).approver
+    except PolicyError as exc:
+        abort(503, description=msg("The retention policy cannot be used: %(error)s",
+                                   error=str(exc)))  # fmt: skip
 
 
 def _form_request(filer: Any) -> Request:
@@ -95,7 +105,7 @@ def requests_page() -> str:
         req = Request.from_row(row)
         if who.name in (req.filed_by, req.requester):
             mine.append(req)
-        elif req.state == "pending" and may_decide(who, req, owner_departments(req)):
+        elif req.state == "pending" and may_decide(who, req, owner_departments(req), _approver()):
             to_decide.append(req)
     return render_template(
         "requests.html.j2",
@@ -137,7 +147,7 @@ def decide(rid: str) -> BaseResponse:
     decision = request.form.get("decision", "")
     if decision not in ("approved", "refused"):
         abort(400, description=msg("A decision is approved or refused."))
-    if not may_decide(who, req, owner_departments(req)):
+    if not may_decide(who, req, owner_departments(req), _approver()):
         refuse(f"the decision on request {rid}")
     note = " ".join(request.form.get("note", "").split())[:200]
     try:
