@@ -67,6 +67,8 @@ FLUSH_US = 250_000
 # being sealed) still ticks, pats the watchdog and takes the next press
 # within a turn, and the press lights the LED before the pre-record is sealed.
 TURN_US = 50_000
+GAP_MERGE_US = 1_000_000  # microphone overflows closer than this are one audio_gap record
+GAP_RECORD_US = 10_000_000  # a longer run of them is recorded every 10 s as it goes
 DRAIN_ITEMS = 8
 CLOCK_TOLERANCE_US = 1_000_000
 # A sync that finds the clock right is still recorded once an hour: the chain
@@ -301,6 +303,7 @@ class Recorder:
     totals: SealedTotals = field(default_factory=lambda: SealedTotals())
     faulted: set[str] = field(default_factory=set)
     audio_gaps: int = 0
+    _gap_burst: dict[str, int] | None = None  # overflows not yet recorded (_gap)
     prompts_played: deque[str] = field(default_factory=lambda: deque(maxlen=SEALED_KEPT * 4))
     camera_restart: CameraRestart = field(default_factory=CameraRestart)
     # `bodycam run --media-log`: a line for every frame taken in while recording
@@ -461,6 +464,51 @@ class Recorder:
         recorder is stopping (called before the stop is recorded)."""
         for stall in self.stalls.flush(self.now_us()):
             self._record_stall(stall)
+        self._record_gaps()
+
+    # -- audio overflows: one record per burst -----------------------------------------------
+    #
+    # A starved machine overflows the microphone's buffer many times a second.
+    # A record per overflow (signed, synced) costs the loop more time and so
+    # causes more: found on the emulated unit, where 8 a second flooded the
+    # chain and a button press waited minutes. Overflows less than a second
+    # apart are one `audio_gap` record, written a second after the last (or
+    # every 10 s while they go on), with their count and the samples lost.
+
+    def _gap(self, item: AudioGap, at: int) -> None:
+        b = self._gap_burst
+        if b is not None and (
+            item.at_us - b["until_us"] > GAP_MERGE_US or item.at_us - b["at_us"] >= GAP_RECORD_US
+        ):
+            self._record_gaps()
+            b = None
+        if b is None:
+            self._gap_burst = {"at_us": item.at_us, "until_us": item.at_us, "samples": 0,
+                               "overflows": 0, "seen_us": at}  # fmt: skip
+            b = self._gap_burst
+        b["until_us"] = max(b["until_us"], item.at_us)
+        b["samples"] += item.samples
+        b["overflows"] += 1
+        b["seen_us"] = at
+
+    def _record_gaps(self, now: int | None = None) -> None:
+        """The burst so far as one record; with `now`, only once it is over."""
+        b = self._gap_burst
+        if b is None or (now is not None and now - b["seen_us"] <= GAP_MERGE_US):
+            return
+        self._gap_burst = None
+        self._append(
+            "fault",
+            {
+                "what": "audio_gap",
+                "at_us": b["at_us"],
+                "until_us": b["until_us"],
+                "samples": b["samples"],
+                "overflows": b["overflows"],
+                "gaps": self.audio_gaps,
+                "reason": "microphone input overflow: samples lost, filled with silence in place",
+            },
+        )
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -536,17 +584,7 @@ class Recorder:
             if self.stalls.lost("microphone", item.at_us, item.samples):
                 return  # lost while the microphone stalled: the stall's record counts it
             self.audio_gaps += 1  # capture fills the stretch with silence in place
-            self._append(
-                "fault",
-                {
-                    "what": "audio_gap",
-                    "at_us": item.at_us,
-                    "samples": item.samples,
-                    "gaps": self.audio_gaps,
-                    "reason": "microphone input overflow: samples lost, "
-                    "filled with silence in place",
-                },
-            )
+            self._gap(item, at)
         elif isinstance(item, Played):
             self.capture.played(item.pcm, item.at_us)  # the unit's own voice is no note
         elif isinstance(item, GestureIn):
@@ -652,6 +690,7 @@ class Recorder:
                 )
 
     def _each_second(self, now: int) -> None:
+        self._record_gaps(now)
         self._watch_clock()
         self.store.restore_reserve()  # a no-op while it exists
         free, total = self._space()

@@ -365,3 +365,25 @@ def test_a_device_silent_for_a_while_is_taken_back_when_it_delivers_again(
     rec_stop = next(r for r in records if r["type"] == "record_stop")
     assert rec_stop["body"]["cause"] == "button"
     assert verify_store(unit.path, identity=unit.agency.identity).ok
+
+
+def test_a_burst_of_microphone_overflows_is_one_record_not_hundreds(
+    unit: Unit, tmp_path: Path
+) -> None:
+    """A starved machine overflows the microphone many times a second; a
+    signed, synced record for each starved the loop further (the emulated
+    unit wrote 8 a second and a button press waited minutes). Overflows
+    under a second apart are one record with their count and samples."""
+
+    def ready(rec: Any) -> None:
+        rec.devices.microphone.overflow(150)  # 150 blocks of 30 ms lost in a row: 4.5 s
+
+    rec, log, records = _run(
+        unit, tmp_path, {**BASE, "seconds": 14, "at": [{"t": 1, "press": "record"}]},
+        on_ready=ready,
+    )  # fmt: skip
+    gaps = [r["body"] for r in records if r["type"] == "fault" and r["body"]["what"] == "audio_gap"]
+    assert len(gaps) == 1, gaps
+    assert gaps[0]["overflows"] == 150 and gaps[0]["samples"] == 150 * 480, gaps
+    assert gaps[0]["until_us"] - gaps[0]["at_us"] >= 4_000_000
+    assert verify_store(unit.path, identity=unit.agency.identity).ok
