@@ -565,9 +565,7 @@ def _enroll(args: argparse.Namespace, texts: Texts) -> int:
     from .index import INDEX_ERRORS, Index, describe_error
     from .officer_prints import enroll
 
-    if not (args.dock_dir / "dock.sqlite").is_file():
-        print(f"dock: {texts.tr('%(folder)s is not a dock folder', folder=str(args.dock_dir))}",
-              file=sys.stderr)  # fmt: skip
+    if not _has_index(args, texts):
         return 2
 
     def progress(done: int, needed: int, retry: str | None) -> None:
@@ -610,6 +608,15 @@ def _enroll(args: argparse.Namespace, texts: Texts) -> int:
     return 0
 
 
+def _has_index(args: argparse.Namespace, texts: Texts) -> bool:
+    """--dock-dir holds a dock's index; else one line says it is not a dock."""
+    if (args.dock_dir / "dock.sqlite").is_file():
+        return True
+    said = texts.tr("%(folder)s is not a dock folder", folder=str(args.dock_dir))
+    print(f"dock: {said}", file=sys.stderr)
+    return False
+
+
 def _retention(args: argparse.Namespace, texts: Texts) -> int:
     """`bodycam-dock retention`: the recordings due for disposal on a day
     (expired under their class, and not held), one line each."""
@@ -619,9 +626,7 @@ def _retention(args: argparse.Namespace, texts: Texts) -> int:
     from .index import INDEX_ERRORS, Index, describe_error
     from .retention import CLASS_NAMES, PolicyError
 
-    if not (args.dock_dir / "dock.sqlite").is_file():
-        print(f"dock: {texts.tr('%(folder)s is not a dock folder', folder=str(args.dock_dir))}",
-              file=sys.stderr)  # fmt: skip
+    if not _has_index(args, texts):
         return 2
     try:
         as_of = date.fromisoformat(args.as_of) if args.as_of else model.day_of(
@@ -669,9 +674,7 @@ def _dispose(args: argparse.Namespace, texts: Texts) -> int:
     from .retention import PolicyError
 
     target = f"{args.serial} recording {args.recording}"
-    if not (args.dock_dir / "dock.sqlite").is_file():
-        print(f"dock: {texts.tr('%(folder)s is not a dock folder', folder=str(args.dock_dir))}",
-              file=sys.stderr)  # fmt: skip
+    if not _has_index(args, texts):
         return 2
     path = args.key or (args.agency / "docks" / f"{args.name}.key" if args.agency else None)
     try:
