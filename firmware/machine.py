@@ -73,6 +73,9 @@ class Fault:
     device: str  # camera | microphone | tamper | ...
     reason: str
     at_us: int
+    # gone silent without an error (the runtime's device watch): it may come
+    # back by itself (Restored), so it never ends a recording on its own
+    silent: bool = False
 
 
 @dataclass(frozen=True)
@@ -503,7 +506,8 @@ def _fault(p: Policy, s: State, e: Fault) -> tuple[State, list[Action]]:
         s = replace(s, video_ok=False)
     elif e.device == "microphone":
         s = replace(s, audio_ok=False)
-    if s.mode == "recording" and (e.device == "tamper" or not (s.video_ok or s.audio_ok)):
+    gone = not (s.video_ok or s.audio_ok) and not e.silent
+    if s.mode == "recording" and (e.device == "tamper" or gone):
         s, more = _stop(
             s, f"fault:{e.device}", e.at_us, pause=False, unit_caused=True, speech_s=0.0, p=p
         )

@@ -686,7 +686,9 @@ class Recorder:
                 if name == "camera":
                     self.camera_recovery.gap_from_us = self._video_pts
                 self._fault(
-                    name, f"no {'frame' if name == 'camera' else 'audio'} for {quiet / 1e6:.1f} s"
+                    name,
+                    f"no {'frame' if name == 'camera' else 'audio'} for {quiet / 1e6:.1f} s",
+                    silent=True,
                 )
 
     def _each_second(self, now: int) -> None:
@@ -865,7 +867,7 @@ class Recorder:
         )
         self.log(f"still {rec.body['file']}")
 
-    def _fault(self, device: str, reason: str) -> None:
+    def _fault(self, device: str, reason: str, silent: bool = False) -> None:
         if device in self.faulted:
             return
         self.faulted.add(device)
@@ -873,7 +875,7 @@ class Recorder:
             self.capture.set_media(video=False)
         elif device == "microphone":
             self.capture.set_media(audio=False)
-        self.event(m.Fault(device, reason, self.now_us()))
+        self.event(m.Fault(device, reason, self.now_us(), silent))
 
     # -- the camera: faults it reports, restarts ---------------------------------------------
     #

@@ -142,6 +142,26 @@ def test_camera_fault_keeps_recording_audio_both_faults_stop() -> None:
     assert "record_stop" in records(acts) and mc.state.mode == "idle"
 
 
+def test_devices_gone_silent_never_stop_the_recording_by_themselves() -> None:
+    """Silence may end (a starved machine, a driver that wakes): a recording
+    with a note awaited goes on through it, and the note is still judged
+    on what is heard (found on the emulated unit: both devices quiet for a
+    second after a resume stopped the recording and judged the note
+    missing after 2 s)."""
+    mc = synced()
+    mc.handle(m.Press("record", 0))
+    mc.handle(m.Press("function", 1 * S))  # pause
+    mc.handle(m.Press("record", 2 * S))  # resume: a note is awaited
+    for device, at in (("camera", 3), ("microphone", 3)):
+        acts = mc.handle(m.Fault(device, "no frame for 1.1 s", at * S, silent=True))
+        assert "record_stop" not in records(acts) and mc.state.mode == "recording"
+    assert mc.state.note is not None  # still listening for the spoken reason
+    mc.handle(m.Restored("microphone", 4 * S))
+    acts = mc.handle(m.Tick(5 * S, speech_s=3.0))
+    note = next(a for a in acts if isinstance(a, m.Record) and a.type == "resume_note")
+    assert note.body["given"] is True
+
+
 def test_trigger_only_when_configured_and_names_its_cause() -> None:
     assert synced().handle(m.Trigger("holster", 0)) == []
     mc = m.Machine(m.Policy(trigger_starts=True))
