@@ -199,7 +199,11 @@ def build_devices(
         def pyaudio_microphone() -> Microphone:
             from hal.audio_pi import PyAudioMicrophone
 
-            return PyAudioMicrophone(clock, cfg.opt("microphone", "device", None))
+            return PyAudioMicrophone(
+                clock,
+                cfg.opt("microphone", "device", None),
+                block=_frames(cfg.opt("microphone", "block_ms", 30)),
+            )
 
         microphone = attempt("microphone", pyaudio_microphone)
 
@@ -209,7 +213,11 @@ def build_devices(
         def pyaudio_speaker() -> Speaker:
             from hal.audio_pi import PyAudioSpeaker
 
-            return PyAudioSpeaker(clock, cfg.opt("speaker", "device", None))
+            return PyAudioSpeaker(
+                clock,
+                cfg.opt("speaker", "device", None),
+                block=_frames(cfg.opt("speaker", "block_ms", 30)),
+            )
 
         speaker = attempt("speaker", pyaudio_speaker)
     if speaker is None:  # configured so, or failed (the fault is recorded): prompts are logged
@@ -289,3 +297,10 @@ def build_devices(
         pin_factory=factory,
         pins=pins,
     )
+
+
+def _frames(block_ms: int) -> int:
+    """unit.toml's block_ms as PortAudio frames at the unit's 16 kHz."""
+    from hal.audio_pi import RATE
+
+    return RATE * block_ms // 1000

@@ -305,8 +305,9 @@ KEYS: dict[str, dict[str, str]] = {
         "restart_attempts": "int 0..20",
         "restart_backoff_max_s": "int 1..60",
     },
-    "microphone": {"device": "name"},
-    "speaker": {"device": "name", "language": "language"},
+    # frames per PortAudio callback, in ms (30 by default; larger: fewer callbacks)
+    "microphone": {"device": "name", "block_ms": "int 10..500"},
+    "speaker": {"device": "name", "language": "language", "block_ms": "int 10..500"},
     "gpio": {pin: "pin" for pin in PINS},
     "gps": {"port": "path", "baud": "baud"},
     "battery": {"bus": "int 0..31"},

@@ -78,10 +78,19 @@ def _stop(stream: Any, pa: Any) -> tuple[None, None]:
 
 
 class PyAudioMicrophone:
+    """`block`: frames per PortAudio callback (30 ms by default). A larger
+    block means fewer callbacks, so fewer overflows on a machine short of
+    CPU (the emulated unit); the voice detector takes 30 ms frames from any."""
+
     name = "pyaudio"
 
     def __init__(
-        self, clock: Clock, device: str | None = None, rate: int = RATE, module: Any = None
+        self,
+        clock: Clock,
+        device: str | None = None,
+        rate: int = RATE,
+        module: Any = None,
+        block: int = FRAMES,
     ) -> None:
         self._mod = module or importlib.import_module("pyaudio")
         self._pa = self._mod.PyAudio()
@@ -93,7 +102,7 @@ class PyAudioMicrophone:
         except DeviceFault as exc:
             self._pa.terminate()
             raise DeviceFault(f"microphone: {exc}") from None
-        self.clock, self.rate = clock, rate
+        self.clock, self.rate, self.block = clock, rate, block
         self._stream: Any = None
         self._anchor_us: int | None = None
         self.samples = 0
@@ -128,7 +137,7 @@ class PyAudioMicrophone:
                 channels=1,
                 rate=self.rate,
                 input=True,
-                frames_per_buffer=FRAMES,
+                frames_per_buffer=self.block,
                 input_device_index=self._index,
                 stream_callback=callback,
             )
@@ -140,10 +149,17 @@ class PyAudioMicrophone:
 
 
 class PyAudioSpeaker:
+    """`block`: frames per PortAudio callback (30 ms by default; see the microphone)."""
+
     name = "pyaudio"
 
     def __init__(
-        self, clock: Clock, device: str | None = None, rate: int = RATE, module: Any = None
+        self,
+        clock: Clock,
+        device: str | None = None,
+        rate: int = RATE,
+        module: Any = None,
+        block: int = FRAMES,
     ) -> None:
         mod = module or importlib.import_module("pyaudio")
         self._pa = mod.PyAudio()
@@ -165,7 +181,7 @@ class PyAudioSpeaker:
                 rate=rate,
                 output=True,
                 output_device_index=index,
-                frames_per_buffer=FRAMES,
+                frames_per_buffer=block,
                 stream_callback=self._callback,
             )
         except OSError as exc:

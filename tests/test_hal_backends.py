@@ -108,6 +108,19 @@ def test_pyaudio_microphone_reports_overruns_as_gaps_in_place() -> None:
     assert set(steady) == {30_000}
 
 
+def test_a_larger_pyaudio_block_keeps_the_timeline() -> None:
+    """unit.toml block_ms = 120 (the emulated unit): PortAudio hands 1,920
+    frames at a time, each block placed 120 ms after the one before."""
+    mic = PyAudioMicrophone(LiveClock(), device="USB Audio", module=pyaudio_double,
+                            block=1920)  # fmt: skip
+    chunks: list[PcmChunk] = []
+    mic.start(chunks.append, lambda g: pytest.fail(f"a gap: {g}"), pytest.fail)
+    _wait(lambda: len(chunks) >= 4)
+    mic.stop()
+    assert {len(c.data) for c in chunks} == {3840}
+    assert {b.pts_us - a.pts_us for a, b in zip(chunks, chunks[1:], strict=False)} == {120_000}
+
+
 def test_pyaudio_speaker_never_blocks_reports_what_it_played_and_fails() -> None:
     pyaudio_double.PyAudio.sink = bytearray()
     pyaudio_double.PyAudio.dac_times = []

@@ -30,9 +30,14 @@ from .run import EmuError, Log, run, wait_for
 from .unit import EmulatedUnit
 
 SPOKEN = "Sir, please step out of the vehicle and show me your driving licence."
+# Under TCG the starved guest loses about half the microphone's samples to
+# overflows (audio_gap records; none on this host in real time, nor on a Pi):
+# the note runs long enough that its speech is heard through that.
 NOTE = (
     "I paused because the witness asked to speak in private. "
-    "She has now agreed to continue on camera."
+    "She has now agreed to continue on camera. "
+    "We are resuming the inspection of the ledger at the front desk, "
+    "and the manager is present and has been told that recording continues."
 )
 # docs/STATES.md, "Lights, sounds, vibration": power steady while the unit
 # runs (no warning: the GPS has set the clock), audio and video while recorded
@@ -73,12 +78,22 @@ class SmokeResult:
 LED_TIMEOUT_S = 300.0  # the loop shows the lights after the state's prompts are loaded
 
 
-def steady_leds(hw: Hardware, state: str, samples: int = 3) -> list[dict[str, int]]:
+def steady_leds(
+    hw: Hardware,
+    state: str,
+    samples: int = 3,
+    unit: EmulatedUnit | None = None,
+    log: Log | None = None,
+) -> list[dict[str, int]]:
     """Once the LEDs show `state` (the loop sets them after the transition's
     other actions, which under TCG take seconds), read them several times over
     about two seconds (a blinking power LED is seen off at least once); each
-    reading must be the state's."""
+    reading must be the state's. One exception, for the starved TCG guest
+    only: a device LED off while the chain has that device's `fault` for a
+    silence ("no frame/audio for ...") since the state began, which is what
+    docs/STATES.md asks the LED to show then (a Pi is not silent for a second)."""
     last: list[dict[str, int]] = []
+    since = unit.last_seq() if unit is not None else 0
 
     def shown() -> bool:
         last[:] = [hw.leds()]
@@ -95,6 +110,16 @@ def steady_leds(hw: Hardware, state: str, samples: int = 3) -> list[dict[str, in
             time.sleep(0.7)  # between readings: the blink's half-period is 0.5 s
         seen.append(hw.leds())
     bad = [s for s in seen if s != LEDS[state]]
+    if bad and unit is not None:
+        silent = {
+            {"camera": "video", "microphone": "audio"}.get(str(r["body"].get("what")), "")
+            for r in unit.records()
+            if r["seq"] > since and r["type"] == "fault"
+            and str(r["body"].get("reason", "")).startswith("no ")
+        }  # fmt: skip
+        bad = [s for s in bad if any(s[k] != LEDS[state][k] and k not in silent for k in s)]
+        if not bad and log is not None:
+            log(f"{state}: {sorted(silent)} LED off while that device was silent (TCG)")
     if bad:
         raise EmuError(f"LEDs while {state}: {bad[0]}, docs/STATES.md says {LEDS[state]}")
     return seen
@@ -223,7 +248,7 @@ def _smoke(unit: EmulatedUnit, log: Log, result: SmokeResult) -> None:
     seq = unit.last_seq()
     hw.press("record")
     unit.wait_record("record_start", after=seq)
-    result.leds["recording"] = steady_leds(hw, "recording")
+    result.leds["recording"] = steady_leds(hw, "recording", unit=unit, log=log)
     log(f"recording; said {hw.say(SPOKEN):.1f} s into the microphone card")
 
     seq = unit.last_seq()
@@ -239,7 +264,7 @@ def _smoke(unit: EmulatedUnit, log: Log, result: SmokeResult) -> None:
     note = unit.wait_record("resume_note", after=seq)
     if not note["body"].get("given"):
         raise EmuError(f"the spoken note was not heard: {note['body']}")
-    result.leds["recording after resume"] = steady_leds(hw, "recording")
+    result.leds["recording after resume"] = steady_leds(hw, "recording", unit=unit, log=log)
     log(f"note heard: {note['body']}")
 
     seq = unit.last_seq()
