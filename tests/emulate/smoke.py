@@ -248,8 +248,10 @@ def _smoke(unit: EmulatedUnit, log: Log, result: SmokeResult) -> None:
     seq = unit.last_seq()
     hw.press("record")
     unit.wait_record("record_start", after=seq)
+    began = time.monotonic()
     result.leds["recording"] = steady_leds(hw, "recording", unit=unit, log=log)
     log(f"recording; said {hw.say(SPOKEN):.1f} s into the microphone card")
+    let_play(unit, ["tone_start", "start_notice", "state_purpose"], began)
 
     seq = unit.last_seq()
     hw.press("function")
@@ -262,10 +264,12 @@ def _smoke(unit: EmulatedUnit, log: Log, result: SmokeResult) -> None:
     unit.wait_record("resume", after=seq)
     log(f"resumed; said a {hw.say(NOTE):.1f} s note")
     note = unit.wait_record("resume_note", after=seq)
+    heard = time.monotonic()
     if not note["body"].get("given"):
         raise EmuError(f"the spoken note was not heard: {note['body']}")
     result.leds["recording after resume"] = steady_leds(hw, "recording", unit=unit, log=log)
     log(f"note heard: {note['body']}")
+    let_play(unit, ["note_ok"], heard)
 
     seq = unit.last_seq()
     hw.hold("record")
@@ -298,12 +302,29 @@ def _smoke(unit: EmulatedUnit, log: Log, result: SmokeResult) -> None:
     result.timings["dock"] = time.monotonic() - t
 
 
-def _heard(hw: Hardware, unit: EmulatedUnit) -> list[tuple[str, float]]:
+def _rendered(unit: EmulatedUnit) -> Path:
     assert unit.flashed is not None
     rendered = sorted((unit.flashed.agency / "prompts").glob("*/"))
     if len(rendered) != 1 or not all((rendered[0] / f"{n}.en.wav").exists() for n in PHRASES):
         raise EmuError(f"flashing left no rendered prompts in {unit.flashed.agency}/prompts")
-    return find_prompts(hw.speaker_capture(), rendered[0], PROMPTS)
+    return rendered[0]
+
+
+def _heard(hw: Hardware, unit: EmulatedUnit) -> list[tuple[str, float]]:
+    return find_prompts(hw.speaker_capture(), _rendered(unit), PROMPTS)
+
+
+PLAY_MARGIN_S = 4.0  # from a record in the chain to its prompt leaving the speaker, under TCG
+
+
+def let_play(unit: EmulatedUnit, names: list[str], since: float) -> None:
+    """Until the prompts a transition began at `since` (time.monotonic) have
+    had time to play: the next press would hush them (docs/STATES.md), as an
+    officer who presses on interrupts the unit, and the speaker check looks
+    for each prompt whole."""
+    rendered = _rendered(unit)
+    total = sum(len(expected_prompt(n, rendered)) for n in names) / 16000
+    time.sleep(max(0.0, since + total + PLAY_MARGIN_S - time.monotonic()))
 
 
 def _heard_all(hw: Hardware, unit: EmulatedUnit) -> bool:
