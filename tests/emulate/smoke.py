@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from firmware.prompts import PHRASES, TONES, tone
+from firmware.prompts import PHRASES, PROMPT_LANGUAGE, TONES, tone
 from hal.wav import load_wav
+from link.locale import load as load_locale
 
 from . import dock
 from .devices import Hardware
@@ -125,15 +126,18 @@ def steady_leds(
     return seen
 
 
-def expected_prompt(name: str, rendered: Path) -> np.ndarray:
+def expected_prompt(name: str, rendered: Path, language: str = "zh") -> np.ndarray:
     """The PCM the unit plays for `name`: the tone it generates, or the phrase
-    flashing rendered (the agency's copy of what went onto the card)."""
+    flashing rendered (the agency's copy of what went onto the card) in the
+    language the unit speaks (its agency's: Chinese unless agency.toml says)."""
     if name in TONES:
         return np.frombuffer(tone(TONES[name]), "<i2").astype(np.float64)
-    return load_wav(rendered / f"{name}.en.wav").astype(np.float64)
+    return load_wav(rendered / f"{name}.{language}.wav").astype(np.float64)
 
 
-def find_prompts(capture: bytes, rendered: Path, names: list[str]) -> list[tuple[str, float]]:
+def find_prompts(
+    capture: bytes, rendered: Path, names: list[str], language: str = "zh"
+) -> list[tuple[str, float]]:
     """Each prompt's first place in the capture after the one before it
     (seconds), by normalised cross-correlation; an error names the first one
     not found."""
@@ -141,7 +145,7 @@ def find_prompts(capture: bytes, rendered: Path, names: list[str]) -> list[tuple
     sq = np.concatenate([[0.0], np.cumsum(cap * cap)])
     found, start = [], 0
     for name in names:
-        p = expected_prompt(name, rendered)
+        p = expected_prompt(name, rendered, language)
         n = len(p)
         if len(cap) - start < n:
             raise EmuError(f"prompt {name}: the speaker capture ends before it")
@@ -310,8 +314,14 @@ def _rendered(unit: EmulatedUnit) -> Path:
     return rendered[0]
 
 
+def _language(unit: EmulatedUnit) -> str:
+    """The prompts' language on the card: its agency's locale (flash.py)."""
+    assert unit.flashed is not None
+    return PROMPT_LANGUAGE[load_locale(unit.flashed.agency / "agency.toml").language]
+
+
 def _heard(hw: Hardware, unit: EmulatedUnit) -> list[tuple[str, float]]:
-    return find_prompts(hw.speaker_capture(), _rendered(unit), PROMPTS)
+    return find_prompts(hw.speaker_capture(), _rendered(unit), PROMPTS, _language(unit))
 
 
 PLAY_MARGIN_S = 4.0  # from a record in the chain to its prompt leaving the speaker, under TCG
@@ -323,7 +333,7 @@ def let_play(unit: EmulatedUnit, names: list[str], since: float) -> None:
     officer who presses on interrupts the unit, and the speaker check looks
     for each prompt whole."""
     rendered = _rendered(unit)
-    total = sum(len(expected_prompt(n, rendered)) for n in names) / 16000
+    total = sum(len(expected_prompt(n, rendered, _language(unit))) for n in names) / 16000
     time.sleep(max(0.0, since + total + PLAY_MARGIN_S - time.monotonic()))
 
 

@@ -9,6 +9,7 @@ refusal is a line of the audit log, as is every view and download."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -40,6 +41,7 @@ class PageContext:
     texts: dict[str, Texts] = field(default_factory=dict)  # language -> texts, the dock's zone
     clock: Clock = field(default_factory=Clock)  # what approvals expire by
     identity: Identity | None = None  # the evidence key: playback decrypts with it
+    joining: threading.Lock = field(default_factory=threading.Lock)  # one playback join at a time
 
 
 def install(app: Flask, ctx: PageContext) -> None:

@@ -12,7 +12,6 @@ comment names the viewer, so a file that leaks says whose playback it was."""
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from pathlib import Path
 
@@ -36,7 +35,6 @@ bp = Blueprint("playback", __name__)
 
 FOLDER = ".playback"
 KEEP_S = 3600
-_making = threading.Lock()  # one join at a time: each is a whole recording's CPU
 
 
 def _recording(
@@ -94,7 +92,7 @@ def _joined(serial: str, seq: int) -> Path:
     viewer = current_person().name
     tag = hashlib.sha256(viewer.encode()).hexdigest()[:12]
     out = folder / f"{serial}_{seq}_{tag}.mp4"
-    with _making:
+    with ctx.joining:
         folder.mkdir(mode=0o700, exist_ok=True)
         _sweep(folder)
         if not out.exists():
