@@ -1009,7 +1009,11 @@ def read_unit(
     index: Index,
     late_after_s: int = LATE_AFTER_S,
     locale: Locale = DEFAULT_LOCALE,
+    lifecycle: Lifecycle | None = None,
 ) -> UnitCompliance:
+    """One unit as the dock holds it, its recordings with their retention
+    (`lifecycle`: read here when not given; PolicyError when dock.toml's
+    [retention] cannot be used)."""
     try:
         layout.check_serial(serial)  # it names a folder: nothing else may
     except ValueError as exc:
@@ -1036,7 +1040,40 @@ def read_unit(
         ) from None
     verification, note = read_verification(unit_dir)
     held = index.held(serial)
-    return analyse(serial, records, held, verification, late_after_s, note, locale)
+    unit = analyse(serial, records, held, verification, late_after_s, note, locale)
+    return _kept(unit, lifecycle or Lifecycle.read(dock_dir, index), locale)
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """What decides how long recordings are kept, read once for a whole dock:
+    the policy (dock.toml), the class changes and holds, the disposals."""
+
+    policy: retention.Policy
+    changes: dict[tuple[str, int], list[Row]]
+    disposed: dict[tuple[str, int], Row]
+
+    @classmethod
+    def read(cls, dock_dir: Path, index: Index) -> Lifecycle:
+        """PolicyError: dock.toml's [retention] cannot be used."""
+        changes: dict[tuple[str, int], list[Row]] = {}
+        for row in index.retention_changes():
+            changes.setdefault((row["serial"], row["recording"]), []).append(row)
+        disposed = {(r["serial"], r["recording"]): r for r in index.disposals()}
+        return cls(retention.load_policy(dock_dir), changes, disposed)
+
+
+def _kept(unit: UnitCompliance, life: Lifecycle, locale: Locale) -> UnitCompliance:
+    """Each recording with its class, expiry, holds and disposal."""
+    views = []
+    for v in unit.recordings:
+        key = (unit.serial, v.start_seq)
+        s = retention.standing(
+            v.marks, day_of(v.start_us, locale), life.changes.get(key, []), life.policy
+        )
+        views.append(replace(v, retention=s.cls, expires=s.expires, holds=s.holds,
+                             disposed=life.disposed.get(key)))  # fmt: skip
+    return replace(unit, recordings=tuple(views))
 
 
 @dataclass(frozen=True)
@@ -1054,29 +1091,11 @@ def read_dock(
     """Every unit the index names, in serial order, from the chains this dock
     holds, each recording with its retention (PolicyError: dock.toml's
     [retention] cannot be used)."""
-    policy = retention.load_policy(dock_dir)
-    changes: dict[tuple[str, int], list[Row]] = {}
-    for row in index.retention_changes():
-        changes.setdefault((row["serial"], row["recording"]), []).append(row)
-    gone = {(r["serial"], r["recording"]): r for r in index.disposals()}
+    life = Lifecycle.read(dock_dir, index)
     units, unreadable = [], []
     for serial in index.serials():
         try:
-            unit = read_unit(dock_dir, serial, index, late_after_s, locale)
+            units.append(read_unit(dock_dir, serial, index, late_after_s, locale, life))
         except DockUnreadable as exc:
             unreadable.append((serial, exc.args[0]))
-            continue
-        views = tuple(
-            replace(_with_retention(v, changes.get((serial, v.start_seq), []), policy, locale),
-                    disposed=gone.get((serial, v.start_seq)))
-            for v in unit.recordings
-        )  # fmt: skip
-        units.append(replace(unit, recordings=views))
     return DockView(tuple(units), tuple(unreadable))
-
-
-def _with_retention(
-    v: RecordingView, changes: list[Row], policy: retention.Policy, locale: Locale
-) -> RecordingView:
-    s = retention.standing(v.marks, day_of(v.start_us, locale), changes, policy)
-    return replace(v, retention=s.cls, expires=s.expires, holds=s.holds)
