@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from . import canonical
+from .bodies import count
 from .keys import fingerprint, raw_public
 from .records import HEX64
 
@@ -92,7 +93,7 @@ def _check_body(body: Any) -> None:
     if not isinstance(body, dict) or body.get("v") != 1 or set(body) != FIELDS:
         raise ValueError(f"a version 1 statement has exactly the fields {sorted(FIELDS)}")
     for k in ("recording", "disposed_us"):
-        if not _count(body[k]):
+        if not count(body[k]):
             raise ValueError(f"{k} must be a non-negative integer")
     for k in ("serial", "class", "by", "approver", "request"):
         if not isinstance(body[k], str) or not body[k].isprintable() or len(body[k]) > 200:
@@ -106,13 +107,9 @@ def _check_body(body: Any) -> None:
         if (
             not isinstance(e, dict)
             or set(e) != {"seq", "file", "ct_sha256"}
-            or not _count(e["seq"])
+            or not count(e["seq"])
             or not isinstance(e["file"], str)
             or not isinstance(e["ct_sha256"], str)
             or not HEX64.fullmatch(e["ct_sha256"])
         ):
             raise ValueError("each file is {seq, file, ct_sha256}")
-
-
-def _count(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0

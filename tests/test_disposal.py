@@ -96,8 +96,8 @@ def test_due_recordings_are_disposed_of_only_on_approval_and_verify_explains(
                                 "reason": "当事人有异议", "approved_by": ""})  # fmt: skip
     index.close()
     due = _due(dock)
-    assert [f"recording {s}:" in line for line, s in zip(due, (old, recent), strict=True)]
     assert len(due) == 2 and "evidence" in due[0] and "supervision" in due[1], due
+    assert all(f"recording {s}:" in line for line, s in zip(due, (old, recent), strict=True)), due
     before = _files(dock)
     assert len(before) == 6
     # without an approved request: refused, logged, nothing removed

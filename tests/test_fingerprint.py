@@ -9,24 +9,23 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+# No skip: scripts/setup installs libfprint and PyGObject (the dock extra), and
+# a missing one must fail CI, not pass it quietly
+import gi
 import numpy as np
 import pytest
 
-try:
-    import gi
+gi.require_version("FPrint", "2.0")
+from gi.repository import FPrint, GLib  # noqa: E402
 
-    gi.require_version("FPrint", "2.0")
-    from gi.repository import FPrint, GLib
-except (ImportError, ValueError) as exc:
-    pytest.skip(
-        f"libfprint through GObject introspection is missing ({exc}): "
-        "apt-get install gir1.2-fprint-2.0 libfprint-2-2, and PyGObject in the venv",
-        allow_module_level=True,
-    )
+from dock.fingerprint import (  # noqa: E402
+    MAX_TEMPLATE_BYTES,
+    FingerprintError,
+    LibfprintReader,
+    check_template,
+)
 
-from dock.fingerprint import MAX_TEMPLATE_BYTES, FingerprintError, LibfprintReader, check_template
-
-from .fingerprints import Finger, VirtualSensor, impression, make_finger, refused
+from .fingerprints import Finger, VirtualSensor, impression, make_finger, refused  # noqa: E402
 
 # Every wait here is bounded by the reader's own timeouts; this bounds a hang.
 pytestmark = pytest.mark.timeout(120)
@@ -250,7 +249,8 @@ def test_a_damaged_or_foreign_template_is_refused_before_any_scan(
     with pytest.raises(FingerprintError, match="fingerprint template: ") as caught:
         r.verify(damage(enrolled[0]))
     assert said in str(caught.value) and "\n" not in str(caught.value)
-    assert sensor.sent == sent and time.monotonic() - started < 1.0  # refused before any scan
+    # refused before any scan (the time bound only catches a hang: a busy CI is slow)
+    assert sensor.sent == sent and time.monotonic() - started < 30.0
 
 
 def test_a_scan_that_never_comes_times_out_and_the_reader_still_works(
@@ -267,7 +267,7 @@ def test_a_scan_that_never_comes_times_out_and_the_reader_still_works(
             FingerprintError, match=r"verification: no finger scanned within 0.5 s$"
         ):
             r.verify(enrolled[0])
-        assert 0.5 <= time.monotonic() - started < 2.0
+        assert 0.5 <= time.monotonic() - started < 30.0  # never early; late only if hung
 
         # Enrolment: each scan has its own timeout. The first two come 0.3 s
         # after their prompts (0.6 s in all, past one 0.5 s for the whole
@@ -279,7 +279,7 @@ def test_a_scan_that_never_comes_times_out_and_the_reader_still_works(
         started = time.monotonic()
         with pytest.raises(FingerprintError, match=r"enrolment: no finger scanned within 0.5 s$"):
             r.enroll(lambda *step: steps.append(step))
-        assert [s[0] for s in steps] == [1, 2] and 1.1 <= time.monotonic() - started < 3.0
+        assert [s[0] for s in steps] == [1, 2] and 1.1 <= time.monotonic() - started < 30.0
     finally:
         r.scan_timeout = SCAN_TIMEOUT
         sensor.delay = 0.0

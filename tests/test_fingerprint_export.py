@@ -26,15 +26,6 @@ from .conftest import BODYCAM_DOCK
 from .english import EN_ARGS
 from .export_fixtures import PASSWORD, Link, start_link
 
-try:
-    import gi
-
-    gi.require_version("FPrint", "2.0")
-    from gi.repository import FPrint  # noqa: F401
-except (ImportError, ValueError) as exc:
-    pytest.skip(f"libfprint through GObject introspection is missing ({exc})",
-                allow_module_level=True)  # fmt: skip
-
 OFFICER_FINGER, OTHER_FINGER = 1, 2  # seeds far apart under NBIS (tests/test_fingerprint.py)
 PROMPTS = ("put the finger on the reader",)
 READER = "libfprint virtual_image/0"

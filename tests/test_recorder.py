@@ -23,6 +23,7 @@ from sealing.age import decrypt
 from sealing.verify import verify_store
 
 from .conftest import Unit
+from .media_check import decode, decrypted_segments, ffmpeg_warnings
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = "I am resuming because the driver came back to the car and is talking to me again."
@@ -358,10 +359,19 @@ def test_a_device_silent_for_a_while_is_taken_back_when_it_delivers_again(
     silent = [p for p in pats if fault["mono_us"] < p < back["mono_us"]]
     after = [p for p in pats if p > back["mono_us"]]
     assert not silent and len(after) >= 3, (silent, after)
-    # the device's media is in the files after it came back
+    # the device's media is in the files after it came back: judged by decoding them
     want = "aac" if device == "microphone" else "h264"
     files = [r for r in records if r["type"] == "segment" and r["seq"] > back["seq"]]
     assert files and all(want in r["body"].get("codecs", [want]) for r in files), files
+    after = [(r, data) for r, data in decrypted_segments(unit.path, unit.agency.identity)
+             if r["seq"] > back["seq"]]  # fmt: skip
+    assert after
+    for r, data in after:
+        assert ffmpeg_warnings(["-f", "mpegts", "-i", "-"], data) == "", r["body"]["file"]
+        d = decode(data)
+        span_s = (d.frames[-1][0] - d.frames[0][0]) / 1e6 if d.frames else 0.0
+        assert len(d.frames) > 10 and span_s > 0.5, r["body"]["file"]  # pictures throughout
+        assert len(d.audio) / d.rate >= 0.8 * span_s, r["body"]["file"]  # and sound beside them
     rec_stop = next(r for r in records if r["type"] == "record_stop")
     assert rec_stop["body"]["cause"] == "button"
     assert verify_store(unit.path, identity=unit.agency.identity).ok

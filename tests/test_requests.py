@@ -13,10 +13,11 @@ import re
 import shutil
 import subprocess
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -45,8 +46,8 @@ def _signed_in(base: str, name: str) -> Client:
 
 
 def _today() -> date:
-    # the page's days are Asia/Shanghai's; the units recorded just now
-    return (time.gmtime().tm_hour >= 16 and date.today() + timedelta(days=1)) or date.today()
+    """The page's day (Asia/Shanghai's) of the units that recorded just now."""
+    return datetime.now(ZoneInfo("Asia/Shanghai")).date()
 
 
 def _file(c: Client, **fields: str) -> Any:

@@ -41,6 +41,7 @@ from .context import (
     current_person,
     index_failed,
     now_us,
+    owners_of,
     page_context,
     page_texts,
     people_departments,
@@ -60,8 +61,7 @@ def owner_departments(req: Request) -> set[str | None]:
     if req.officer:
         return {people.get(req.officer)}
     units = [u for u in read_units().units if u.serial == req.serial]
-    owners = {o for u in units for o in ({u.officer} | {v.officer for v in u.recordings})}
-    return {people.get(o) for o in owners}
+    return {people.get(o) for u in units for o in owners_of(u)}
 
 
 def _approver() -> str:
