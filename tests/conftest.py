@@ -6,8 +6,10 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,6 +32,14 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+# The zone the tests' agency runs in: days, expiries and listings are its.
+AGENCY_ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def agency_today() -> date:
+    """Today in the agency's zone; from 16:00 UTC it is already tomorrow."""
+    return datetime.now(AGENCY_ZONE).date()
 
 
 @dataclass

@@ -13,11 +13,10 @@ import re
 import shutil
 import subprocess
 import time
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -27,7 +26,7 @@ from dock.index import Index
 from link.locale import Locale
 from sealing.age import Identity
 
-from .conftest import DemoRun
+from .conftest import DemoRun, agency_today
 from .test_page_security import Client, in_process
 from .test_roles import PASSWORD, roles_dock  # noqa: F401  (the fixture)
 
@@ -45,13 +44,8 @@ def _signed_in(base: str, name: str) -> Client:
     return c
 
 
-def _today() -> date:
-    """The page's day (Asia/Shanghai's) of the units that recorded just now."""
-    return datetime.now(ZoneInfo("Asia/Shanghai")).date()
-
-
 def _file(c: Client, **fields: str) -> Any:
-    day = _today()
+    day = agency_today()
     form = {
         "csrf": c.csrf("/requests"),
         "act": "view",
@@ -175,7 +169,7 @@ def test_the_register_lists_requests_approvers_and_uses_as_page_pdf_and_csv(dock
         (req,) = _requests(dock)
         assert _decide(_signed_in(base, "钱局长"), req["id"], "approved").status == 302
         assert wang.get("/unit/BC-ROLE-0002").status == 200
-        day = _today().isoformat()
+        day = agency_today().isoformat()
         assert wang.get(f"/unit/BC-ROLE-0002/{day}").status == 200
         # the register is the auditors' and the leadership's
         for name in ("王五", "赵科长", "吴管理"):

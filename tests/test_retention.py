@@ -19,7 +19,7 @@ from dock.compliance.web.accounts import add_person
 from dock.retention import Policy, PolicyError, add_months, parse_policy, standing
 from link.locale import Locale
 
-from .conftest import BODYCAM_DOCK, chain_to_dock, make_unit, write_segment
+from .conftest import BODYCAM_DOCK, agency_today, chain_to_dock, make_unit, write_segment
 from .english import EN_ARGS
 from .test_page_security import Client, in_process
 
@@ -125,7 +125,7 @@ def _change(base: str, who: str, seq: int, change: str, value: str, reason: str 
 
 
 def test_what_is_due_follows_class_holds_and_who_changed_them(dock: Path) -> None:
-    today = date.today()
+    today = agency_today()
     seven_months, three_years = add_months(today, 7), add_months(today, 36)
     assert _due(dock, today) == []
     (unmarked,) = _due(dock, seven_months)  # supervision: 6 months
@@ -174,7 +174,7 @@ def test_retention_refuses_bad_input_in_one_line(dock: Path, tmp_path: Path) -> 
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 2 and "supervision_months = -1" in r.stderr, r.stderr
     (dock / "dock.toml").write_text("[retention]\nsupervision_months = 3\n")
-    due = _due(dock, date.today() + timedelta(days=130))
+    due = _due(dock, agency_today() + timedelta(days=130))
     assert len(due) == 1  # the agency's own period: 3 months
     r = subprocess.run([*BODYCAM_DOCK, "retention", "--dock-dir", str(tmp_path / "none"),
                         *EN_ARGS], capture_output=True, text=True, timeout=60)  # fmt: skip
