@@ -10,6 +10,10 @@ Roles:
 - auditor: the registers (the audit log), no recording;
 - admin: accounts, no recording and no register.
 
+Filing recordings in a case and spot checks (drawing a sample, judging
+it) are for heads (their department's), leadership and legal (S0 art. 28:
+the supervision and internal audit staff).
+
 Keeping a recording longer (a raised retention class, a hold) is for heads
 (their department's), leadership and legal; keeping it shorter (a lowered
 class, a released hold) only for the role dock.toml's [retention] approver
@@ -35,6 +39,10 @@ class Act(Enum):
     MANAGE_ACCOUNTS = "manage_accounts"
     # raise a recording's retention class, place a hold (dock/retention.py)
     KEEP_LONGER = "keep_longer"
+    # open a case and file recordings in it (dock/cases.py; the case hold comes with it)
+    FILE_CASES = "file_cases"
+    # draw a spot check and judge its recordings (dock/spot_checks.py; S0 art. 28-29)
+    SPOT_CHECK = "spot_check"
 
 
 # role -> act -> scope: "own", "department", "all"; an act not named is refused
@@ -44,14 +52,24 @@ TABLE: dict[str, dict[Act, str]] = {
         Act.SEE_RECORDINGS: "department",
         Act.SEE_LEDGER: "department",
         Act.KEEP_LONGER: "department",
+        Act.FILE_CASES: "department",
+        Act.SPOT_CHECK: "department",
     },
     "leader": {
         Act.SEE_RECORDINGS: "all",
         Act.SEE_REGISTERS: "all",
         Act.SEE_LEDGER: "all",
         Act.KEEP_LONGER: "all",
+        Act.FILE_CASES: "all",
+        Act.SPOT_CHECK: "all",
     },
-    "legal": {Act.SEE_RECORDINGS: "all", Act.SEE_LEDGER: "all", Act.KEEP_LONGER: "all"},
+    "legal": {
+        Act.SEE_RECORDINGS: "all",
+        Act.SEE_LEDGER: "all",
+        Act.KEEP_LONGER: "all",
+        Act.FILE_CASES: "all",
+        Act.SPOT_CHECK: "all",
+    },
     "auditor": {Act.SEE_REGISTERS: "all", Act.SEE_LEDGER: "all"},
     "admin": {Act.MANAGE_ACCOUNTS: "all"},
 }

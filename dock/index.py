@@ -189,6 +189,58 @@ access_requests = Table(
     Column("decided_us", BigInteger),
     Column("note", Text, nullable=False),
 )
+# Cases (dock/cases.py; S2 art. 10, 12): the agency's. A recording filed in
+# a case is a row of case_recordings; the case hold comes with it
+# (retention_changes), and is released only as any hold is.
+cases = Table(
+    "cases",
+    metadata,
+    Column("number", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("opened_by", Text, nullable=False),
+    Column("opened_us", BigInteger, nullable=False),
+)
+case_recordings = Table(
+    "case_recordings",
+    metadata,
+    Column("number", Text, primary_key=True),
+    Column("serial", Text, primary_key=True),
+    Column("recording", BigInteger, primary_key=True),
+    Column("by", Text, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+)
+# Spot checks (dock/spot_checks.py; S0 art. 28-29): a draw with its seed
+# and the population it was drawn from (JSON lists of [serial, recording]),
+# and one judgement per sampled recording, written once.
+spot_checks = Table(
+    "spot_checks",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("drawn_by", Text, nullable=False),
+    Column("drawn_us", BigInteger, nullable=False),
+    Column("first_day", Text, nullable=False),
+    Column("last_day", Text, nullable=False),
+    Column("serial", Text, nullable=False),  # "" for every unit
+    Column("officer", Text, nullable=False),  # "" for every officer
+    Column("size", BigInteger, nullable=False),
+    Column("seed", Text, nullable=False),
+    Column("population", Text, nullable=False),
+    Column("sample", Text, nullable=False),
+)
+spot_judgements = Table(
+    "spot_judgements",
+    metadata,
+    Column("check_id", Text, primary_key=True),
+    Column("serial", Text, primary_key=True),
+    Column("recording", BigInteger, primary_key=True),
+    Column("by", Text, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("recorded", Text, nullable=False),  # yes | no | na, one per S0 art. 29 item
+    Column("conduct", Text, nullable=False),
+    Column("handling", Text, nullable=False),
+    Column("care", Text, nullable=False),
+    Column("remark", Text, nullable=False),
+)
 
 
 class IndexTargetError(ValueError):
@@ -374,6 +426,20 @@ class Index:
         rows = self._fetch(select(access_requests))
         return sorted(rows, key=lambda r: (r["filed_us"], r["id"]))
 
+    def cases(self) -> list[Row]:
+        return sorted(self._fetch(select(cases)), key=lambda r: (r["opened_us"], r["number"]))
+
+    def case_recordings(self) -> list[Row]:
+        rows = self._fetch(select(case_recordings))
+        return sorted(rows, key=lambda r: (r["number"], r["serial"], r["recording"]))
+
+    def spot_checks(self) -> list[Row]:
+        return sorted(self._fetch(select(spot_checks)), key=lambda r: (r["drawn_us"], r["id"]))
+
+    def spot_judgements(self) -> list[Row]:
+        rows = self._fetch(select(spot_judgements))
+        return sorted(rows, key=lambda r: (r["check_id"], r["at_us"]))
+
     # -- writes ---------------------------------------------------------------
 
     def check_out(self, row: dict[str, Any]) -> None:
@@ -432,6 +498,40 @@ class Index:
     def add_disposal(self, row: dict[str, Any]) -> None:
         with self._tx() as conn:
             conn.execute(disposals.insert().values(row))
+
+    def add_case(self, row: dict[str, Any]) -> bool:
+        """A case opened; False when its number is taken (a case is never renamed)."""
+        return self._insert_once(cases, row)
+
+    def file_in_case(self, row: dict[str, Any], hold: dict[str, Any]) -> bool:
+        """A recording filed in a case, with the case hold (a retention_changes
+        row) in the same transaction; False when it was filed there already."""
+        with self._tx() as conn:
+            if not self._insert_once(case_recordings, row, conn):
+                return False
+            conn.execute(retention_changes.insert().values(hold))
+        return True
+
+    def add_spot_check(self, row: dict[str, Any]) -> None:
+        with self._tx() as conn:
+            conn.execute(spot_checks.insert().values(row))
+
+    def add_judgement(self, row: dict[str, Any]) -> bool:
+        """A sampled recording judged; False when it was judged already (a
+        ledger line is written once)."""
+        return self._insert_once(spot_judgements, row)
+
+    def _insert_once(
+        self, table: Table, row: dict[str, Any], conn: Connection | None = None
+    ) -> bool:
+        """INSERT, or nothing when the primary key is there; True when inserted."""
+        mod = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        keys = [c.name for c in table.primary_key.columns]
+        stmt = mod.insert(table).values(row).on_conflict_do_nothing(index_elements=keys)
+        if conn is not None:
+            return bool(conn.execute(stmt).rowcount == 1)
+        with self._tx() as c:
+            return bool(c.execute(stmt).rowcount == 1)
 
     def add_access_request(self, row: dict[str, Any]) -> None:
         """A request filed (any index may write it: requests are the agency's)."""

@@ -39,6 +39,7 @@ from sealing.records import Record, RecordError, parse_line
 
 from .. import chain_codes as codes
 from .. import retention
+from ..cases import Case, cases_by_recording
 from ..index import VERIFICATION, Index, Row
 from ..texts import Msg, msg, zone_day, zone_day_bounds
 
@@ -304,6 +305,7 @@ class RecordingView:
     expires: date | None = None
     holds: tuple[str, ...] = ()
     disposed: Row | None = None  # the index's disposals row, once its files were removed
+    cases: tuple[Case, ...] = ()  # the cases it is filed in (dock/cases.py)
 
     @property
     def seconds(self) -> float:
@@ -1052,6 +1054,7 @@ class Lifecycle:
     policy: retention.Policy
     changes: dict[tuple[str, int], list[Row]]
     disposed: dict[tuple[str, int], Row]
+    cases: dict[tuple[str, int], list[Case]]
 
     @classmethod
     def read(cls, dock_dir: Path, index: Index) -> Lifecycle:
@@ -1060,7 +1063,8 @@ class Lifecycle:
         for row in index.retention_changes():
             changes.setdefault((row["serial"], row["recording"]), []).append(row)
         disposed = {(r["serial"], r["recording"]): r for r in index.disposals()}
-        return cls(retention.load_policy(dock_dir), changes, disposed)
+        filed = cases_by_recording(index.case_recordings(), index.cases())
+        return cls(retention.load_policy(dock_dir), changes, disposed, filed)
 
 
 def _kept(unit: UnitCompliance, life: Lifecycle, locale: Locale) -> UnitCompliance:
@@ -1072,7 +1076,8 @@ def _kept(unit: UnitCompliance, life: Lifecycle, locale: Locale) -> UnitComplian
             v.marks, day_of(v.start_us, locale), life.changes.get(key, []), life.policy
         )
         views.append(replace(v, retention=s.cls, expires=s.expires, holds=s.holds,
-                             disposed=life.disposed.get(key)))  # fmt: skip
+                             disposed=life.disposed.get(key),
+                             cases=tuple(life.cases.get(key, ()))))  # fmt: skip
     return replace(unit, recordings=tuple(views))
 
 

@@ -191,6 +191,8 @@ def signed_in_context() -> dict[str, Any]:
         "role_label": page_texts().say(ROLE_NAMES[who.role]) if who else "",
         "sees_registers": who is not None and may(who, Act.SEE_REGISTERS),
         "sees_ledger": who is not None and scope_of(who.role, Act.SEE_LEDGER) is not None,
+        "sees_files": who is not None and scope_of(who.role, Act.SEE_RECORDINGS) is not None,
+        "spot_checks": who is not None and scope_of(who.role, Act.SPOT_CHECK) is not None,
     }
 
 

@@ -39,7 +39,17 @@ from ...audit import AuditError, key_fingerprint
 from ...index import INDEX_ERRORS, Index, describe_error
 from ...texts import CatalogMissing, Msg, Texts, load_texts, msg
 from .. import model
-from . import access_requests, auth, context, exports, lifecycle, pages, playback
+from . import (
+    access_requests,
+    auth,
+    cases,
+    context,
+    exports,
+    lifecycle,
+    pages,
+    playback,
+    spot_checks,
+)
 from .accounts import INDEX, MIN_PASSWORD, add_person, check_name, has_people
 from .clock import Clock
 from .context import page_texts
@@ -140,7 +150,9 @@ def create_app(
         app, context.PageContext(dock_dir, index, late_after_s, chosen, texts, clock, identity)
     )
     auth.install(app, dock_dir, clock)
-    for bp in (auth.bp, pages.bp, exports.bp, access_requests.bp, playback.bp, lifecycle.bp):
+    blueprints = (auth.bp, pages.bp, exports.bp, access_requests.bp, playback.bp, lifecycle.bp,
+                  cases.bp, spot_checks.bp)  # fmt: skip
+    for bp in blueprints:
         app.register_blueprint(bp)
 
     @app.context_processor
