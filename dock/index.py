@@ -433,6 +433,16 @@ class Index:
         rows = self._fetch(select(case_recordings))
         return sorted(rows, key=lambda r: (r["number"], r["serial"], r["recording"]))
 
+    def cases_of(self, serial: str, recording: int) -> list[tuple[str, str]]:
+        """(number, name) of every case the recording is filed in, by number."""
+        stmt = (
+            select(cases.c.number, cases.c.name)
+            .join(case_recordings, case_recordings.c.number == cases.c.number)
+            .where(case_recordings.c.serial == serial, case_recordings.c.recording == recording)
+            .order_by(cases.c.number)
+        )
+        return [(r["number"], r["name"]) for r in self._fetch(stmt)]
+
     def spot_checks(self) -> list[Row]:
         return sorted(self._fetch(select(spot_checks)), key=lambda r: (r["drawn_us"], r["id"]))
 

@@ -5,6 +5,7 @@ bad input refused in one line."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -15,10 +16,12 @@ import pytest
 
 from dock import audit
 from dock.cases import CaseRefused, case_name, case_number
+from dock.compliance.web.accounts import add_person
 from link.locale import Locale
 
-from .conftest import BODYCAM_DOCK, agency_today
+from .conftest import BODYCAM_DOCK, DemoRun, agency_today
 from .english import EN_ARGS
+from .test_court_copy import _export
 from .test_page_security import Client, in_process
 from .test_roles import PASSWORD, roles_dock  # noqa: F401  (the fixture)
 
@@ -120,3 +123,24 @@ def test_a_case_with_two_units_recordings_is_filed_held_and_browsable(dock: Path
     assert ("赵科长", "case_open", "ok") in acts
     assert ("赵科长", "case_file", "refused") in acts
     assert sum(1 for a in acts if a == ("赵科长", "case_file", "ok")) == 2
+
+
+def test_the_court_copy_names_the_case_its_recording_is_filed_in(
+    demo_run: DemoRun, tmp_path: Path
+) -> None:
+    assert demo_run.returncode == 0, demo_run.stderr
+    dock = Path(shutil.copytree(demo_run.dir / "dock", tmp_path / "dock"))
+    add_person(dock, "钱局长", "leader", "", PASSWORD)
+    with in_process(dock, locale=EN) as base:
+        leader = _signed_in(base, "钱局长")
+        assert _open(leader) == 302
+        assert _file(leader, "BC-DEMO-0001", 4) == 302
+    r = _export(demo_run, tmp_path / "copy", dock=dock)
+    assert r.returncode == 0, r.stderr
+    facts = json.loads((tmp_path / "copy" / "manifest.json").read_text())
+    assert facts["recording"]["cases"] == [{"number": NUMBER, "name": NAME}]
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(tmp_path / "copy" / "report.pdf"), "-"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert NUMBER in text and NAME in text, text

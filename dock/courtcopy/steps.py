@@ -40,7 +40,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -136,13 +136,15 @@ def export_case(
     examiner: str = "",
     texts: Texts | None = None,
     permit: Callable[[str, int, int], None] | None = None,
+    cases: Sequence[tuple[str, str]] = (),
 ) -> Case:
     """`examiner`: who makes the copy (R20; `bodycam-dock export-case`
     requires one); `texts`: the reader's language and zone (default the
     dock's, dock.toml); `permit`: called with the recording's officer, start
     and end once it is found, before anything is decrypted; it raises
     CaseError when the copy may not be made (export-case: an approved
-    request, dock/requests.py)."""
+    request, dock/requests.py); `cases`: (number, name) of the cases the
+    recording is filed in (S2 art. 12: evidence names its case)."""
     if examiner:
         try:
             examiner = person_name(examiner, "examiner")
@@ -184,7 +186,7 @@ def export_case(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     try:
-        who = Who(dock_name, examiner, t)
+        who = Who(dock_name, examiner, t, tuple(cases))
         case = _build(dock, serial, rec, report, identity, signing, anchor, partial, who)
         _seal_folder(partial)
         os.rename(partial, out)
@@ -231,6 +233,7 @@ class Who:
     dock_name: str
     examiner: str
     texts: Texts
+    cases: tuple[tuple[str, str], ...] = ()  # (number, name) of the cases it is filed in
 
 
 def _build(
@@ -646,6 +649,7 @@ def _facts(
                 for n in resume_notes(rec.records)
             ],
             "language": t.language,
+            "cases": [{"number": n, "name": name} for n, name in who.cases],
         },
         "segments": segments,
         "verification": {
