@@ -55,17 +55,20 @@ def test_listing_the_subcommands_imports_none_of_them() -> None:
 
 def test_the_units_own_run_path_loads_no_simulator() -> None:
     """`bodycam run` and `selftest` on a unit's real devices: the simulated
-    camera, microphone and scenario player are not even imported."""
+    camera, microphone and scenario player are not even imported, nor the
+    dock's stack (issue 28: the unit imports nothing it does not use)."""
     r = _python(
         "import firmware.cmd_run, firmware.cmd_selftest, firmware.recording, firmware.devices\n"
         "import firmware.runtime, firmware.prompts, firmware.unitconfig, boot.selftest\n"
         "from firmware.cli import build_parser\n"
         "build_parser(['run']).parse_args(['run', '--unit', '/nonexistent'])\n"
         "sims = ('hal.camera_sim', 'hal.microphone_sim', 'firmware.scenario')\n"
-        "print(sorted(m for m in sys.modules if m in sims))"
+        "print(sorted(m for m in sys.modules if m in sims))\n"
+        "dock = ('dock', 'flask', 'sqlalchemy', 'matplotlib', 'weasyprint', 'waitress', 'c2pa')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in dock))"
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]", r.stdout
+    assert r.stdout.split("\n")[:2] == ["[]", "[]"], r.stdout
 
 
 def test_the_page_and_the_report_import_without_the_court_copy_stack() -> None:

@@ -14,7 +14,9 @@ the only one with the 30 s pre-record, given on its own).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,6 +109,114 @@ def drive(rec: Recorder, seconds: float, warmup: float, out: dict) -> None:
     rec.request_stop("bench done")
 
 
+def _unit(tmpd: Path, clip: Path, size: str, name: str) -> tuple[Path, Identity]:
+    identity = Identity.generate()
+    unit = tmpd / name
+    provision_unit(
+        unit,
+        serial="BENCH-REC",
+        officer="B",
+        recipient=identity.recipient,
+        docks=[Ed25519PrivateKey.generate().public_key()],
+    )
+    (unit / "unit.toml").write_text(
+        f'[devices.camera]\nbackend = "replay"\nfile = "{clip}"\nsize = "{size}"\n'
+        "[policy]\nsegment_s = 16.0\nprerecord_s = 30.0\n"
+    )
+    return unit, identity
+
+
+def _cpu() -> float:
+    """CPU seconds of this process, every thread (RUSAGE_SELF)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def ours(unit: Path, idle_s: float, record_s: float) -> dict:
+    """The live recorder: `idle_s` with the pre-record ring filling, then one
+    press and `record_s` of continuous recording. CPU per second of each
+    window, from the process's own counters at the window's edges."""
+    out: dict = {}
+
+    def run(rec: Recorder) -> None:
+        pin = rec.devices.pin_factory.pin(rec.devices.pins.record)
+        time.sleep(2)  # past start-up: the windows measure the steady state
+        c0, t0 = _cpu(), time.monotonic()
+        time.sleep(idle_s)
+        c1, t1 = _cpu(), time.monotonic()
+        pin.drive_low()
+        time.sleep(0.1)
+        pin.drive_high()
+        while rec.machine.state.mode != "recording" and time.monotonic() < t1 + 5:
+            time.sleep(0.01)
+        time.sleep(2)  # the pre-record flush is the press's, not the steady state's
+        c2, t2 = _cpu(), time.monotonic()
+        time.sleep(record_s)
+        c3, t3 = _cpu(), time.monotonic()
+        out.update(idle=(c1 - c0) / (t1 - t0), recording=(c3 - c2) / (t3 - t2))
+        rec.request_stop("bench done")
+
+    run_live(unit, log=lambda _line: None, on_ready=lambda r: threading.Thread(
+        target=run, args=(r,), daemon=True).start())  # fmt: skip
+    return out
+
+
+def peer(clip: Path, tmpd: Path, recipient: str, seconds: float) -> float:
+    """The peer pipeline on the same clip, in real time (-re): ffmpeg's
+    segment muxer (16 s MPEG-TS) with AAC encoded from 16 kHz PCM, then
+    Debian's `age` encrypting each file. CPU per media second (children)."""
+    work = tmpd / f"peer-{time.monotonic_ns()}"
+    work.mkdir()
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-framerate", "30",
+         "-stream_loop", "-1", "-i", str(clip), "-f", "lavfi", "-i",
+         "sine=frequency=440:sample_rate=16000", "-t", str(seconds), "-map", "0:v",
+         "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-ac", "1", "-f", "segment",
+         "-segment_time", "16", "-segment_format", "mpegts", str(work / "seg%03d.ts")],
+        check=True, timeout=seconds * 3 + 60,
+    )  # fmt: skip
+    for ts in sorted(work.glob("*.ts")):
+        subprocess.run(["age", "-r", recipient, "-o", f"{ts}.age", str(ts)], check=True,
+                       timeout=120)  # fmt: skip
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / seconds
+
+
+def versus_peer(a: argparse.Namespace) -> dict:
+    """`--peer`: ours and the peer alternately, `--runs` times, in one run."""
+    w, h = (int(v) for v in a.size.split("x"))
+    ours_rec, ours_idle, peers = [], [], []
+    with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
+        tmpd = Path(tmp)
+        clip = tmpd / "clip.h264"
+        make_h264_elsewhere(clip, 10, w, h, a.bitrate)
+        for i in range(a.runs):
+            unit, identity = _unit(tmpd, clip, a.size, f"unit{i}")
+            got = ours(unit, a.warmup, a.seconds)
+            ours_rec.append(got["recording"])
+            ours_idle.append(got["idle"])
+            peers.append(peer(clip, tmpd, str(identity.recipient), a.seconds))
+    med = statistics.median
+    return {
+        "what": f"CPU per media second, {a.size}@30 {a.bitrate // 10**6} Mbit/s + 16 kHz audio, "
+        f"{a.seconds:.0f} s recorded, medians of {a.runs}",
+        "ours_recording_cpu_percent": round(100 * med(ours_rec), 2),
+        "ours_idle_prerecord_cpu_percent": round(100 * med(ours_idle), 2),
+        "peer_cpu_percent": round(100 * med(peers), 2),
+        "ratio_to_peer": round(med(ours_rec) / med(peers), 2),
+        "target_ratio_to_peer": 1.0,
+        "idle_to_recording": round(med(ours_idle) / med(ours_rec), 2),
+        "target_idle_to_recording": 0.5,
+        "runs": {
+            "ours": [round(100 * x, 2) for x in ours_rec],
+            "idle": [round(100 * x, 2) for x in ours_idle],
+            "peer": [round(100 * x, 2) for x in peers],
+        },  # fmt: skip
+        "loadavg": os.getloadavg(),
+    }
+
+
 def main(argv: list[str]) -> dict:
     ap = argparse.ArgumentParser(prog="bench.py recorder")
     ap.add_argument("--seconds", type=float, default=60)
@@ -115,7 +225,15 @@ def main(argv: list[str]) -> dict:
     )
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--bitrate", type=int, default=16_000_000)
+    ap.add_argument(
+        "--peer",
+        action="store_true",
+        help="CPU per media second against ffmpeg's segment muxer + age",
+    )
+    ap.add_argument("--runs", type=int, default=3, help="--peer: runs of each side")
     a = ap.parse_args(argv)
+    if a.peer:
+        return versus_peer(a)
     w, h = (int(v) for v in a.size.split("x"))
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
         tmpd = Path(tmp)
