@@ -156,8 +156,8 @@ def _court_copy_permit(
     art. 14; dock/requests.py). A refusal and a start are each a line of
     the audit log: the register has the copy before it exists."""
     from . import courtcopy
-    from .index import INDEX_ERRORS, Index, describe_error
-    from .requests import Request, why_not
+    from .index import INDEX_ERRORS, describe_error
+    from .permits import PermitRefused, approved_request
 
     def refuse(why: Msg, request: str) -> NoReturn:
         with contextlib.suppress(AuditError, OSError):
@@ -166,24 +166,13 @@ def _court_copy_permit(
         raise _Refused(msg("no court copy: %(why)s", why=why), 1)
 
     def permit(officer: str, start_us: int, end_us: int) -> None:
-        if not args.request:
-            refuse(msg("an approved request is needed (--request ID; file it in the page)"), "")
         try:
-            index = Index.open(args.dock_dir / "dock.sqlite", dock=None)
-            try:
-                rows = index.access_requests()
-            finally:
-                index.close()
+            req = approved_request(args.dock_dir, args.request, examiner, "court_copy",
+                                   args.serial, officer, start_us, end_us)  # fmt: skip
+        except PermitRefused as exc:
+            refuse(exc.why, exc.request)
         except INDEX_ERRORS as exc:
             raise courtcopy.CaseError(describe_error(exc)) from None
-        row = next((r for r in rows if r["id"] == args.request), None)
-        if row is None:
-            refuse(msg("no request %(id)s at this dock", id=args.request[:20]), args.request[:20])
-        req = Request.from_row(row)
-        now = int(time.time() * 1e6)
-        why = why_not(req, examiner, "court_copy", args.serial, officer, start_us, end_us, now)
-        if why is not None:
-            refuse(why, req.id)
         try:
             said: dict[str, str | int] = {"out": str(args.out), "request": req.id,
                                           "approver": req.approver}  # fmt: skip
