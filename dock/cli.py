@@ -16,6 +16,9 @@ store durably, index, and only then send a signed receipt (R15-R22).
     bodycam-dock recordings --dock-dir DIR --serial S
     bodycam-dock export-case --dock-dir DIR --serial S --recording SEQ --examiner NAME \
         --request ID --out DIR (--agency DIR | --identity F --c2pa-cert F --c2pa-key F --ca F)
+    bodycam-dock disc --dock-dir DIR --serial S --recording SEQ --examiner NAME --request ID \
+        --out DIR (--agency DIR | ...) [--name UNIT] [--case-number N --case-name NAME] \
+        [--media dvd|bd25] [--burn DEVICE]                      (dock/disc.py)
 
 Every command that prints for people takes --language (zh-CN, en) and
 --timezone (an IANA zone); without them it speaks the dock's
@@ -76,7 +79,7 @@ def _case_command(args: argparse.Namespace, texts: Texts) -> int:
             examiner = checked_name(args.examiner, "--examiner")
         except NameNotAccepted as exc:
             raise courtcopy.CaseError(exc.args[0]) from None
-        signing, identity = _case_credentials(args)
+        signing, identity = case_credentials(args)
         target = f"{args.serial} recording {args.recording}"
         log = AuditLog(args.dock_dir)
         permit = _court_copy_permit(args, examiner, target, log)
@@ -195,7 +198,7 @@ def _case_failed(args: argparse.Namespace, why: str) -> None:
         )  # fmt: skip
 
 
-def _case_credentials(args: argparse.Namespace) -> tuple[Any, Identity]:
+def case_credentials(args: argparse.Namespace) -> tuple[Any, Identity]:
     from .courtcopy import CaseError, Signing
 
     a = args.agency
@@ -374,6 +377,9 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
     ec.add_argument("--ca", type=Path, help=t.tr("the agency CA (the C2PA trust anchor)"))
     ec.add_argument("--name", default="", help=t.tr("this dock's name, for the report"))
     add_locale_arguments(ec, t)
+    from .disc import add_parser as add_disc_parser  # imports nothing heavy until it runs
+
+    add_disc_parser(sub, t)
     sa = sub.add_parser(
         "supervisor-add", help=t.tr("let a supervisor sign in to the compliance page")
     )
@@ -739,6 +745,10 @@ def _run(args: argparse.Namespace, texts: Texts) -> int:
         return sync_command(args, texts)
     if args.cmd in ("recordings", "export-case"):
         return _case_command(args, texts)
+    if args.cmd == "disc":
+        from .disc import disc_command
+
+        return disc_command(args, texts)
     if args.cmd == "serve":
         from . import service
 
