@@ -209,16 +209,13 @@ def fits(size: int, media: str, estimate: bool = False) -> None:
 
 
 def ready_out(out: Path) -> None:
-    """`out` is a folder this process may write (made if its parent is one)
-    and holds no disc yet: a disc is never overwritten."""
-    if not out.exists():
-        if not out.parent.is_dir():
-            raise DiscError(msg("%(folder)s is not a folder", folder=str(out.parent)))
-        out.mkdir()
-    if not out.is_dir():
-        raise DiscError(msg("%(folder)s is not a folder", folder=str(out)))
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise DiscError(msg("%(folder)s is not writable", folder=str(out)))
+    """`out` is a folder this process may write, or may be made in one, and
+    holds no disc yet: a disc is never overwritten."""
+    where = out if out.exists() else out.parent
+    if not where.is_dir():
+        raise DiscError(msg("%(folder)s is not a folder", folder=str(where)))
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise DiscError(msg("%(folder)s is not writable", folder=str(where)))
     there = sorted(p.name for p in out.glob("copy-*.iso")) + [
         p.name for p in (out / "label.pdf",) if p.exists()
     ]
@@ -280,6 +277,7 @@ def make_disc(
         started()
     clock = _Stages()
     work = out / WORK
+    out.mkdir(exist_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(mode=0o700)
     moved: list[Path] = []
