@@ -432,7 +432,7 @@ def _run(cmd: list[str], what: Msg, env: dict[str, str]) -> str:
     if r.returncode != 0:
         lines = [x.strip() for x in (r.stderr + r.stdout).splitlines() if x.strip()]
         bad = next((x for x in lines if "FAILURE" in x or "SORRY" in x), lines[-1] if lines else "")
-        raise DiscError(msg("xorriso (%(what)s) failed: %(error)s", what=what, error=bad[:300]), 1)
+        raise DiscError(msg("xorriso (%(what)s) failed: %(error)s", what=what, error=bad[:300]))
     return r.stdout + r.stderr
 
 
