@@ -16,6 +16,9 @@ store durably, index, and only then send a signed receipt (R15-R22).
     bodycam-dock recordings --dock-dir DIR --serial S
     bodycam-dock export-case --dock-dir DIR --serial S --recording SEQ --examiner NAME \
         --request ID --out DIR (--agency DIR | --identity F --c2pa-cert F --c2pa-key F --ca F)
+    bodycam-dock disc --dock-dir DIR --serial S --recording SEQ --examiner NAME --request ID \
+        --out DIR (--agency DIR | ...) [--name UNIT] [--case-number N --case-name NAME] \
+        [--media dvd|bd25] [--burn DEVICE]                      (dock/disc.py)
 
 Every command that prints for people takes --language (zh-CN, en) and
 --timezone (an IANA zone); without them it speaks the dock's
@@ -76,7 +79,7 @@ def _case_command(args: argparse.Namespace, texts: Texts) -> int:
             examiner = checked_name(args.examiner, "--examiner")
         except NameNotAccepted as exc:
             raise courtcopy.CaseError(exc.args[0]) from None
-        signing, identity = _case_credentials(args)
+        signing, identity = case_credentials(args)
         target = f"{args.serial} recording {args.recording}"
         log = AuditLog(args.dock_dir)
         permit = _court_copy_permit(args, examiner, target, log)
@@ -172,8 +175,8 @@ def _court_copy_permit(
     art. 14; dock/requests.py). A refusal and a start are each a line of
     the audit log: the register has the copy before it exists."""
     from . import courtcopy
-    from .index import INDEX_ERRORS, Index, describe_error
-    from .requests import Request, why_not
+    from .index import INDEX_ERRORS, describe_error
+    from .permits import PermitRefused, approved_request
 
     def refuse(why: Msg, request: str) -> NoReturn:
         with contextlib.suppress(AuditError, OSError):
@@ -182,24 +185,13 @@ def _court_copy_permit(
         raise _Refused(msg("no court copy: %(why)s", why=why), 1)
 
     def permit(officer: str, start_us: int, end_us: int) -> None:
-        if not args.request:
-            refuse(msg("an approved request is needed (--request ID; file it in the page)"), "")
         try:
-            index = Index.open(args.dock_dir / "dock.sqlite", dock=None)
-            try:
-                rows = index.access_requests()
-            finally:
-                index.close()
+            req = approved_request(args.dock_dir, args.request, examiner, "court_copy",
+                                   args.serial, officer, start_us, end_us)  # fmt: skip
+        except PermitRefused as exc:
+            refuse(exc.why, exc.request)
         except INDEX_ERRORS as exc:
             raise courtcopy.CaseError(describe_error(exc)) from None
-        row = next((r for r in rows if r["id"] == args.request), None)
-        if row is None:
-            refuse(msg("no request %(id)s at this dock", id=args.request[:20]), args.request[:20])
-        req = Request.from_row(row)
-        now = int(time.time() * 1e6)
-        why = why_not(req, examiner, "court_copy", args.serial, officer, start_us, end_us, now)
-        if why is not None:
-            refuse(why, req.id)
         try:
             said: dict[str, str | int] = {"out": str(args.out), "request": req.id,
                                           "approver": req.approver}  # fmt: skip
@@ -222,7 +214,7 @@ def _case_failed(args: argparse.Namespace, why: str) -> None:
         )  # fmt: skip
 
 
-def _case_credentials(args: argparse.Namespace) -> tuple[Any, Identity]:
+def case_credentials(args: argparse.Namespace) -> tuple[Any, Identity]:
     from .courtcopy import CaseError, Signing
 
     a = args.agency
@@ -401,6 +393,9 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
     ec.add_argument("--ca", type=Path, help=t.tr("the agency CA (the C2PA trust anchor)"))
     ec.add_argument("--name", default="", help=t.tr("this dock's name, for the report"))
     add_locale_arguments(ec, t)
+    from .disc import add_parser as add_disc_parser  # imports nothing heavy until it runs
+
+    add_disc_parser(sub, t)
     sa = sub.add_parser(
         "supervisor-add", help=t.tr("let a supervisor sign in to the compliance page")
     )
@@ -766,6 +761,10 @@ def _run(args: argparse.Namespace, texts: Texts) -> int:
         return sync_command(args, texts)
     if args.cmd in ("recordings", "export-case"):
         return _case_command(args, texts)
+    if args.cmd == "disc":
+        from .disc import disc_command
+
+        return disc_command(args, texts)
     if args.cmd == "serve":
         from . import service
 

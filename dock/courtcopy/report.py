@@ -19,7 +19,9 @@ from .r20 import R20
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-def render(facts: dict[str, Any], mp4: str, test_certificate: bool, r20: R20, texts: Texts) -> str:
+def environment(texts: Texts) -> jinja2.Environment:
+    """The templates here, in the reader's language, with the filters the
+    court report and the disc label use."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,  # chain text (reasons, notes, names) is data, never markup
@@ -36,6 +38,11 @@ def render(facts: dict[str, Any], mp4: str, test_certificate: bool, r20: R20, te
         clock_state=lambda c: texts.say(codes.clock_state(c)),
         clock_source=lambda c: texts.say(codes.clock_source(c)),
     )
+    return env
+
+
+def render(facts: dict[str, Any], mp4: str, test_certificate: bool, r20: R20, texts: Texts) -> str:
+    env = environment(texts)
     return env.get_template("court_report.html.j2").render(
         f=facts,
         mp4=mp4,
