@@ -94,7 +94,6 @@ def _case_command(args: argparse.Namespace, texts: Texts) -> int:
             examiner=examiner,
             texts=texts,
             permit=permit,
-            cases=_filed_in(args.dock_dir, args.serial, args.recording),
         )
     except _Refused as exc:  # its line is in the audit log already
         print(f"dock: {texts.say(exc)}", file=sys.stderr)
@@ -150,21 +149,6 @@ class _Refused(Exception):
     def __init__(self, message: Msg, code: int) -> None:
         super().__init__(message)
         self.code = code
-
-
-def _filed_in(dock_dir: Path, serial: str, recording: int) -> list[tuple[str, str]]:
-    """The cases (number, name) a recording is filed in: the copy names them."""
-    from . import courtcopy
-    from .index import INDEX_ERRORS, Index, describe_error
-
-    try:
-        index = Index.open(dock_dir / "dock.sqlite", dock=None)
-        try:
-            return index.cases_of(serial, recording)
-        finally:
-            index.close()
-    except INDEX_ERRORS as exc:
-        raise courtcopy.CaseError(describe_error(exc)) from None
 
 
 def _court_copy_permit(

@@ -7,7 +7,7 @@ or activity's name and number.
         (--agency A | --identity F --c2pa-cert F --c2pa-key F --ca F) \
         [--name UNIT] [--case-number N] [--case-name NAME] [--media dvd|bd25] \
         [--burn DEVICE]
-    bodycam-dock disc ... --case NUMBER ...   (cases: not in this build, recordings_of_case)
+    bodycam-dock disc ... --case NUMBER ...   (every recording filed in the case)
 
 writes `DIR/copy-1.iso`, `DIR/copy-2.iso` (byte for byte the same) and
 `DIR/label.pdf` (the two labels). Each image is ISO 9660 level 3 with Rock
@@ -59,6 +59,7 @@ from sealing.files import fsync_dir
 from sealing.recordings import Recording
 
 from .audit import AuditError, AuditLog
+from .cases import Case
 from .dock_locale import add_locale_arguments
 from .texts import Msg, Texts, load_texts, msg
 
@@ -95,11 +96,17 @@ class DiscError(Exception):
         self.code = code
 
 
-def recordings_of_case(dock_dir: Path, index: Index, number: str) -> list[tuple[str, int]]:
-    """The (serial, recording) pairs filed under case `number`: for `disc
-    --case`. Cases are being built apart from this; until they are wired in,
-    this refuses."""
-    raise DiscError(msg("cases are not in this build yet"))
+def case_of(index: Index, number: str) -> tuple[Case, list[tuple[str, int]]]:
+    """The case `number` and the (serial, recording) pairs filed in it: for
+    `disc --case` (dock/cases.py)."""
+    case = next((Case.from_row(r) for r in index.cases() if r["number"] == number), None)
+    if case is None:
+        raise DiscError(msg("no case %(number)s at this dock", number=number[:64]))
+    filed = [(r["serial"], r["recording"]) for r in index.case_recordings()
+             if r["number"] == number]  # fmt: skip
+    if not filed:
+        raise DiscError(msg("case %(number)s has no recording filed in it", number=number))
+    return case, filed
 
 
 @dataclass(frozen=True)
@@ -822,11 +829,12 @@ def disc_command(args: argparse.Namespace, texts: Texts) -> int:
             who = checked_name(args.examiner, "--examiner")
             unit = making_unit(args.dock_dir, args.name)
             case_name = checked_name(args.case_name, "--case-name") if args.case_name else ""
-            number = args.case_number or args.case or ""
-            number = checked_name(number, "--case-number") if number else ""
+            number = checked_name(args.case_number, "--case-number") if args.case_number else ""
         except NameNotAccepted as exc:
             raise DiscError(exc.args[0]) from None
-        items = _items(args)
+        items, case = _items(args)
+        if case is not None:  # the case's own number and name, as filed
+            number, case_name = case.number, case.name
         target = "; ".join(f"{s} recording {n}" for s, n in items)
         signing, identity = case_credentials(args)
         label = Label(unit, who, int(time.time() * 1e6), case_name, number)
@@ -872,21 +880,22 @@ def disc_command(args: argparse.Namespace, texts: Texts) -> int:
     return 0
 
 
-def _items(args: argparse.Namespace) -> list[tuple[str, int]]:
-    """--serial and --recording, or --case (through recordings_of_case)."""
+def _items(args: argparse.Namespace) -> tuple[list[tuple[str, int]], Case | None]:
+    """--serial and --recording, or --case: the recordings, and the case."""
     if args.case:
-        if args.serial or args.recording:
+        if args.serial or args.recording or args.case_number or args.case_name:
             raise DiscError(msg("give --case NUMBER, or --serial S --recording SEQ, not both"))
         from .index import Index
 
         index = Index.open(args.dock_dir / "dock.sqlite", dock=None)
         try:
-            return recordings_of_case(args.dock_dir, index, args.case)
+            case, filed = case_of(index, args.case)
         finally:
             index.close()
+        return filed, case
     if not args.serial or not args.recording:
         raise DiscError(msg("give --serial S --recording SEQ (or --case NUMBER)"))
-    return [(args.serial, n) for n in args.recording]
+    return [(args.serial, n) for n in args.recording], None
 
 
 def making_unit(dock_dir: Path, given: str) -> str:

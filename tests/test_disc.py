@@ -8,6 +8,7 @@ real writer."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dock import audit
+from dock.cases import hold_row
 from dock.disc import MEDIA, DiscError, fits
 from dock.index import Index
 
@@ -213,7 +215,7 @@ def test_other_refusals_are_one_line(dock: Dock, tmp_path: Path, case: str) -> N
     extra: tuple[str, ...] = ()
     env = None
     if case == "by case":
-        extra, want = ("--case", "12"), "dock: cases are not in this build yet"
+        extra, want = ("--case", "12"), "dock: no case 12 at this dock"
     elif case == "no xorriso":  # the console script's own python, and nothing on the PATH
         env, want = (
             {**os.environ, "PATH": str(tmp_path)},
@@ -227,6 +229,34 @@ def test_other_refusals_are_one_line(dock: Dock, tmp_path: Path, case: str) -> N
     assert r.returncode == 2, r.stdout + r.stderr
     assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith(want), r.stderr
     assert not (tmp_path / "disc").exists()
+
+
+def test_a_cases_recordings_go_on_a_disc_that_names_the_case(dock: Dock, tmp_path: Path) -> None:
+    """`--case`: every recording filed in it, the label and each court copy
+    naming the case as it was filed (S2 art. 12)."""
+    number, name = "（2026）统稽字第13号", "某商店统计违法案"
+    index = Index.open(dock.dir / "dock.sqlite", dock=None)
+    try:
+        assert index.add_case({"number": number, "name": name, "opened_by": "钱局长",
+                               "opened_us": 1})  # fmt: skip
+        link = {"number": number, "serial": SERIAL, "recording": int(RECORDING), "by": "钱局长",
+                "at_us": 2}  # fmt: skip
+        assert index.file_in_case(link, hold_row(number, SERIAL, int(RECORDING), "钱局长", 2))
+    finally:
+        index.close()
+    out = tmp_path / "disc"
+    r = _run(_disc(dock, out, "--case", number))
+    assert r.returncode == 0, r.stdout + r.stderr
+    disc = _extract(out / "copy-1.iso", tmp_path / "x")
+    (manifest,) = disc.glob("*/manifest.json")
+    assert json.loads(manifest.read_text())["recording"]["cases"] == [
+        {"number": number, "name": name}
+    ]
+    pdf = ["pdftotext", "-layout", str(out / "label.pdf"), "-"]
+    label = subprocess.run(pdf, capture_output=True, text=True, check=True, timeout=60).stdout
+    assert number in label and name in label, label
+    r = _run(_disc(dock, tmp_path / "again", "--case", number, "--case-name", "x"))
+    assert r.returncode == 2 and "not both" in r.stderr, r.stderr
 
 
 def test_sizes_beyond_the_media_are_refused() -> None:

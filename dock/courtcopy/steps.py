@@ -136,7 +136,7 @@ def export_case(
     examiner: str = "",
     texts: Texts | None = None,
     permit: Callable[[str, int, int], None] | None = None,
-    cases: Sequence[tuple[str, str]] = (),
+    cases: Sequence[tuple[str, str]] | None = None,
 ) -> Case:
     """`examiner`: who makes the copy (R20; `bodycam-dock export-case`
     requires one); `texts`: the reader's language and zone (default the
@@ -144,7 +144,8 @@ def export_case(
     and end once it is found, before anything is decrypted; it raises
     CaseError when the copy may not be made (export-case: an approved
     request, dock/requests.py); `cases`: (number, name) of the cases the
-    recording is filed in (S2 art. 12: evidence names its case)."""
+    recording is filed in (S2 art. 12: evidence names its case), read from
+    the dock's index when not given."""
     if examiner:
         try:
             examiner = person_name(examiner, "examiner")
@@ -182,6 +183,8 @@ def export_case(
         raise CaseError(msg("recording %(seq)s has no video segment on this dock", seq=start_seq))
     if permit is not None:
         permit(rec.start.officer or "", rec.start.stamp.wall_us, end_of(rec))
+    if cases is None:
+        cases = filed_in(dock, serial, start_seq)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
@@ -197,6 +200,20 @@ def export_case(
         raise
     case.out, case.mp4 = out, out / case.mp4.name
     return case
+
+
+def filed_in(dock: Path, serial: str, recording: int) -> list[tuple[str, str]]:
+    """The cases (number, name) a recording is filed in (dock/cases.py)."""
+    from ..index import INDEX_ERRORS, Index, describe_error
+
+    try:
+        index = Index.open(dock / "dock.sqlite", dock=None)
+        try:
+            return index.cases_of(serial, recording)
+        finally:
+            index.close()
+    except INDEX_ERRORS as exc:
+        raise CaseError(describe_error(exc)) from None
 
 
 def playback_copy(
