@@ -36,6 +36,7 @@ from sealing.age import Identity
 from ... import chain_codes, fonts, retention
 from ...access import ROLES
 from ...audit import AuditError, key_fingerprint
+from ...evidence_key import KeyRefused, load_identity
 from ...index import INDEX_ERRORS, Index, describe_error
 from ...texts import CatalogMissing, Msg, Texts, load_texts, msg
 from .. import model
@@ -301,7 +302,7 @@ def _page(args: argparse.Namespace, texts: Texts) -> int:
     # WeasyPrint says a line for each SVG property it ignores, some hundred a
     # PDF: they would bury the page's own lines
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    app = create_app(args.dock_dir, locale=texts.locale, identity=_identity(args))
+    app = create_app(args.dock_dir, locale=texts.locale, identity=_identity(args, texts))
     serve(
         app,
         host,
@@ -313,15 +314,13 @@ def _page(args: argparse.Namespace, texts: Texts) -> int:
     return 0
 
 
-def _identity(args: argparse.Namespace) -> Identity | None:
-    """--identity, or the agency folder's evidence key; None: no playback."""
+def _identity(args: argparse.Namespace, texts: Texts) -> Identity | None:
+    """--identity, or the agency folder's evidence key, unlocked when it is
+    passphrase-protected (dock/evidence_key.py); None: no playback."""
     path = args.identity or (args.agency / "evidence.key" if args.agency else None)
     if path is None:
         return None
-    try:
-        return Identity.parse(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PageError(msg("--identity: %(error)s", error=str(exc))) from None
+    return load_identity(path, args.passphrase_file, texts)
 
 
 def _user_add(args: argparse.Namespace, texts: Texts) -> int:
@@ -360,6 +359,9 @@ def command(args: argparse.Namespace, texts: Texts) -> int:
         return _page(args, texts)
     except PageError as exc:
         print(f"dock: {texts.say(exc)}", file=sys.stderr)
+    except KeyRefused as exc:  # a wrong passphrase: exit 1
+        print(f"dock: {texts.say(exc)}", file=sys.stderr)
+        return exc.code
     except (OSError, UnicodeDecodeError) as exc:
         print(f"dock: {exc}", file=sys.stderr)
     except (EOFError, KeyboardInterrupt):
