@@ -247,10 +247,15 @@ def listen(app: Flask, host: str, port: int) -> Listening:
             map=sockets,
             host=host,
             port=port,
-            threads=4,
+            threads=6,  # two of them may be streaming (context.MAX_STREAMS)
             ident="bodycam-dock",
             # select() refuses descriptors above 1023 and ends the loop: poll() has no limit
             asyncore_use_poll=True,
+            # a streamed playback waits for its viewer once 2 MiB wait to be sent, and
+            # what waits stays in memory: waitress spills to a temporary file past
+            # outbuf_overflow, and plaintext is never written to disk
+            outbuf_high_watermark=2 * 1024 * 1024,
+            outbuf_overflow=16 * 1024 * 1024,
         )
     except OSError as exc:
         raise PageError(
