@@ -24,7 +24,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sealing.age import AgeError, Identity, decrypt_passphrase, encrypt_passphrase, is_age
+from sealing.age import (
+    AgeError,
+    Identity,
+    WrongPassphrase,
+    decrypt_passphrase,
+    encrypt_passphrase,
+    is_age,
+)
 
 from .texts import Msg, Texts, msg
 
@@ -96,6 +103,8 @@ def load_identity(
                 raise KeyRefused(msg("no passphrase given")) from None
         try:
             data = decrypt_passphrase(data, passphrase)
+        except WrongPassphrase:
+            raise KeyRefused(msg("--identity %(file)s: wrong passphrase", file=str(path))) from None
         except AgeError as exc:
             raise KeyRefused(
                 msg("--identity %(file)s: %(error)s", file=str(path), error=str(exc))

@@ -46,6 +46,10 @@ class AgeError(ValueError):
     """Malformed key or file, or a failed authentication (with where it failed)."""
 
 
+class WrongPassphrase(AgeError):
+    """A scrypt stanza that does not open with the passphrase given."""
+
+
 def _b64(data: bytes) -> bytes:
     return base64.b64encode(data).rstrip(b"=")
 
@@ -429,7 +433,7 @@ def decrypt_passphrase(data: bytes, passphrase: bytes, max_log2n: int = MAX_LOG2
             b"\x00" * 12, body, None
         )
     except InvalidTag:
-        raise AgeError("wrong passphrase") from None
+        raise WrongPassphrase("wrong passphrase") from None
     mac_line = lines[3]
     if not mac_line.startswith(b"--- "):
         raise AgeError("malformed header MAC line")

@@ -144,6 +144,7 @@ class Stream:
         self.failed: str | None = None
         self._done = done
         self._closed = False
+        self._stop = threading.Event()  # set by close(): the feeder stops waiting
         self._lock = threading.Lock()
         self._err = bytearray()
         self._threads = [
@@ -171,7 +172,7 @@ class Stream:
     def _feed(self, parts: list[Callable[[], bytes]], paced: bool) -> None:
         stdin = self.proc.stdin
         assert stdin is not None
-        pace = _Pacer().wait if paced else None
+        pace = _Pacer(self._stop).wait if paced else None
         try:
             remux(parts, stdin, "nut", pace)
         except (CaseError, JoinError, av.FFmpegError, OSError, ValueError) as exc:
@@ -204,6 +205,7 @@ class Stream:
             if self._closed:
                 return
             self._closed = True
+        self._stop.set()
         try:
             if self.proc.poll() is None:
                 self.proc.kill()
@@ -218,15 +220,17 @@ class Stream:
 
 
 class _Pacer:
-    """Holds the feeder back to RATE times real time after a burst."""
+    """Holds the feeder back to RATE times real time after a burst (a long
+    pause in the recording is waited through, or until the stream stops)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: threading.Event) -> None:
         self.t0 = time.monotonic()
+        self.stop = stop
 
     def wait(self, ticks: int) -> None:
         ahead = (ticks / TS_HZ - BURST_S) / RATE - (time.monotonic() - self.t0)
-        if ahead > 0:
-            time.sleep(ahead)
+        if ahead > 0 and self.stop.wait(ahead):
+            raise ValueError("the stream was closed")
 
 
 def open_stream(
