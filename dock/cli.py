@@ -62,6 +62,8 @@ from sealing.files import no_group_write
 from .access import ROLES
 from .audit import AUDIT_LOG, AuditError, AuditLog, operator
 from .dock_locale import add_locale_arguments, adopt_agency_locale, dock_locale, with_overrides
+from .evidence_key import KeyRefused, load_identity, passphrase_argument
+from .evidence_key import add_parser as add_key_parser
 from .texts import CatalogMissing, Msg, Texts, load_texts, msg
 
 
@@ -79,7 +81,7 @@ def _case_command(args: argparse.Namespace, texts: Texts) -> int:
             examiner = checked_name(args.examiner, "--examiner")
         except NameNotAccepted as exc:
             raise courtcopy.CaseError(exc.args[0]) from None
-        signing, identity = case_credentials(args)
+        signing, identity = case_credentials(args, texts)
         target = f"{args.serial} recording {args.recording}"
         log = AuditLog(args.dock_dir)
         permit = _court_copy_permit(args, examiner, target, log)
@@ -198,7 +200,23 @@ def _case_failed(args: argparse.Namespace, why: str) -> None:
         )  # fmt: skip
 
 
-def case_credentials(args: argparse.Namespace) -> tuple[Any, Identity]:
+def case_credential_arguments(p: argparse.ArgumentParser, t: Texts) -> None:
+    """What a court copy is made with (export-case, disc): case_credentials reads them."""
+    p.add_argument(
+        "--agency",
+        type=Path,
+        help=t.tr("agency folder: c2pa/court.crt+key, ca.crt, evidence.key"),
+    )
+    p.add_argument("--identity", type=Path, help=t.tr("the agency's evidence identity (age)"))
+    passphrase_argument(p, t)
+    p.add_argument(
+        "--c2pa-cert", type=Path, help=t.tr("court-copy signing certificate, leaf first")
+    )
+    p.add_argument("--c2pa-key", type=Path)
+    p.add_argument("--ca", type=Path, help=t.tr("the agency CA (the C2PA trust anchor)"))
+
+
+def case_credentials(args: argparse.Namespace, texts: Texts) -> tuple[Any, Identity]:
     from .courtcopy import CaseError, Signing
 
     a = args.agency
@@ -210,7 +228,9 @@ def case_credentials(args: argparse.Namespace) -> tuple[Any, Identity]:
         raise CaseError(msg("give --agency DIR, or --identity, --c2pa-cert, --c2pa-key and --ca"))
     try:
         signing = Signing(cert.read_bytes(), key.read_bytes(), ca.read_bytes())
-        identity = Identity.parse(ident.read_text())
+        identity = load_identity(ident, args.passphrase_file, texts)
+    except KeyRefused as exc:
+        raise CaseError(exc.args[0], exc.code) from None
     except FileNotFoundError as exc:
         if exc.filename == str(cert):
             raise CaseError(
@@ -364,17 +384,7 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
             "(the page's Requests)"
         ),
     )
-    ec.add_argument(
-        "--agency",
-        type=Path,
-        help=t.tr("agency folder: c2pa/court.crt+key, ca.crt, evidence.key"),
-    )
-    ec.add_argument("--identity", type=Path, help=t.tr("the agency's evidence identity (age)"))
-    ec.add_argument(
-        "--c2pa-cert", type=Path, help=t.tr("court-copy signing certificate, leaf first")
-    )
-    ec.add_argument("--c2pa-key", type=Path)
-    ec.add_argument("--ca", type=Path, help=t.tr("the agency CA (the C2PA trust anchor)"))
+    case_credential_arguments(ec, t)
     ec.add_argument("--name", default="", help=t.tr("this dock's name, for the report"))
     add_locale_arguments(ec, t)
     from .disc import add_parser as add_disc_parser  # imports nothing heavy until it runs
@@ -455,7 +465,9 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
         help=t.tr("the agency's evidence key, for playback in the page (default: none)"),
     )
     pg.add_argument("--agency", type=Path, help=t.tr("the agency folder (its evidence key)"))
+    passphrase_argument(pg, t)
     add_locale_arguments(pg, t)
+    add_key_parser(sub, t)
     return p
 
 
@@ -494,7 +506,7 @@ def _ledger_command(args: argparse.Namespace, texts: Texts) -> int:
     by = operator()
     try:
         address = parse_address(args.unit)
-        ctx, key, _identity, inventory = dock_setup(args)
+        ctx, key, _identity, inventory = dock_setup(args, texts)
         args.dock_dir.mkdir(parents=True, exist_ok=True)
         # as pull names its rows: the dock's own SQLite as LOCAL_DOCK, another index by --name
         index = (
@@ -712,6 +724,10 @@ def _dispose(args: argparse.Namespace, texts: Texts) -> int:
 def _run(args: argparse.Namespace, texts: Texts) -> int:
     if args.cmd == "audit-verify":
         return _audit_verify(args, texts)
+    if args.cmd == "key":
+        from .evidence_key import command as key_command
+
+        return key_command(args, texts)
     if args.cmd == "enroll":
         return _enroll(args, texts)
     if args.cmd in ("checkout", "checkin"):
@@ -774,6 +790,7 @@ def _dock_arguments(p: argparse.ArgumentParser, t: Texts) -> None:
     p.add_argument(
         "--identity", type=Path, help=t.tr("agency identity: also check plaintext hashes")
     )
+    passphrase_argument(p, t)
     p.add_argument(
         "--index",
         help=t.tr(
@@ -838,7 +855,7 @@ def _pull_command(args: argparse.Namespace, texts: Texts) -> int:
 
     try:
         address = parse_address(args.unit)
-        ctx, key, identity, inventory = dock_setup(args)
+        ctx, key, identity, inventory = dock_setup(args, texts)
         pull_limits = limits(args)
 
         def tell(what: object) -> None:

@@ -16,8 +16,9 @@ from link.pki import client_context
 from sealing.age import Identity
 
 from .client import DockError
+from .evidence_key import KeyRefused, load_identity
 from .pull import Limits
-from .texts import msg
+from .texts import Texts, msg
 
 
 def _load_dock(args: argparse.Namespace) -> tuple[ssl.SSLContext, Ed25519PrivateKey]:
@@ -70,11 +71,13 @@ def index_arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def dock_setup(
-    args: argparse.Namespace,
+    args: argparse.Namespace, texts: Texts
 ) -> tuple[ssl.SSLContext, Ed25519PrivateKey, Identity | None, Known]:
     ctx, key = _load_dock(args)
-    try:
-        identity = Identity.parse(args.identity.read_text()) if args.identity else None
-    except (OSError, ValueError) as exc:
-        raise DockError(msg("--identity: %(error)s", error=str(exc))) from None
+    identity = None
+    if getattr(args, "identity", None):
+        try:
+            identity = load_identity(args.identity, args.passphrase_file, texts)
+        except KeyRefused as exc:
+            raise DockError(exc.args[0]) from None
     return ctx, key, identity, load_inventory(args)

@@ -757,17 +757,9 @@ def add_parser(sub: Any, t: Texts) -> None:
         metavar="DEVICE",
         help=t.tr("burn both copies in this writer (e.g. /dev/sr0) and read them back"),
     )
-    dc.add_argument(
-        "--agency",
-        type=Path,
-        help=t.tr("agency folder: c2pa/court.crt+key, ca.crt, evidence.key"),
-    )
-    dc.add_argument("--identity", type=Path, help=t.tr("the agency's evidence identity (age)"))
-    dc.add_argument(
-        "--c2pa-cert", type=Path, help=t.tr("court-copy signing certificate, leaf first")
-    )
-    dc.add_argument("--c2pa-key", type=Path)
-    dc.add_argument("--ca", type=Path, help=t.tr("the agency CA (the C2PA trust anchor)"))
+    from .cli import case_credential_arguments
+
+    case_credential_arguments(dc, t)
     add_locale_arguments(dc, t)
 
 
@@ -836,7 +828,7 @@ def disc_command(args: argparse.Namespace, texts: Texts) -> int:
         if case is not None:  # the case's own number and name, as filed
             number, case_name = case.number, case.name
         target = "; ".join(f"{s} recording {n}" for s, n in items)
-        signing, identity = case_credentials(args)
+        signing, identity = case_credentials(args, texts)
         label = Label(unit, who, int(time.time() * 1e6), case_name, number)
         burn = Burn(args.burn, ask) if args.burn else None
         disc = make_disc(args.dock_dir, items, identity, signing, args.out, label, texts=texts,

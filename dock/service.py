@@ -420,7 +420,7 @@ def main(args: Any, texts: Texts = ENGLISH) -> int:
             raise DockError(
                 msg("--password-dir %(folder)s: not a folder", folder=str(args.password_dir))
             )
-        ctx, key, identity, inventory = dock_setup(args)
+        ctx, key, identity, inventory = dock_setup(args, texts)
         pull_limits = limits(args)
     except (DockError, OSError) as exc:
         print(f"dock: {texts.say(exc)}", file=sys.stderr)

@@ -1,5 +1,8 @@
 """age v1 (C2SP age spec) for one X25519 recipient: a streaming writer that
-never holds a whole segment and never writes plaintext, and a reader.
+never holds a whole segment and never writes plaintext, and a reader. And
+the scrypt (passphrase) recipient, for small files held in memory: the
+agency's evidence key kept passphrase-protected, as `age -p` writes it
+(`encrypt_passphrase`, `decrypt_passphrase`).
 
 Written over `cryptography` rather than pyrage because pyrage's writer buffers
 whole payloads in memory and gives no control over when bytes reach the disk;
@@ -13,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from . import bech32
 
@@ -30,10 +35,19 @@ INTRO = b"age-encryption.org/v1\n"
 CHUNK = 64 * 1024
 TAG = 16
 X25519_LABEL = b"age-encryption.org/v1/X25519"
+SCRYPT_LABEL = b"age-encryption.org/v1/scrypt"
+SCRYPT_LOG2N = 18  # what `age -p` writes: about a second, 256 MiB
+MAX_LOG2N = 22  # the most a file may ask for (age's own bound): 4 GiB, some seconds
+ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
+ARMOR_END = b"-----END AGE ENCRYPTED FILE-----"
 
 
 class AgeError(ValueError):
     """Malformed key or file, or a failed authentication (with where it failed)."""
+
+
+class WrongPassphrase(AgeError):
+    """A scrypt stanza that does not open with the passphrase given."""
 
 
 def _b64(data: bytes) -> bytes:
@@ -270,6 +284,11 @@ def decrypt(f: BinaryIO, identity: Identity, sink: BinaryIO | None = None) -> De
     want = hmac.new(_hkdf(file_key, b"", b"header"), mac_input, hashlib.sha256).digest()
     if not hmac.compare_digest(want, _unb64(mac_b64)):
         raise AgeError("header MAC does not match (header altered)")
+    return _payload(f, file_key, offset, sink)
+
+
+def _payload(f: BinaryIO, file_key: bytes, offset: int, sink: BinaryIO | None) -> Decrypted:
+    """The payload after a header (`offset` bytes) whose file key is known."""
     nonce = f.read(16)
     if len(nonce) != 16:
         return Decrypted(0, hashlib.sha256().hexdigest(), False, f"cut in nonce at {offset}")
@@ -326,3 +345,104 @@ def _open_chunk(aead: ChaCha20Poly1305, counter: int, chunk: bytes) -> tuple[byt
         return aead.decrypt(_nonce(counter, True), chunk, None), True
     except InvalidTag:
         return None
+
+
+# -- the scrypt recipient: a passphrase ------------------------------------------
+
+
+def _scrypt_key(passphrase: bytes, salt: bytes, log2n: int) -> bytes:
+    kdf = Scrypt(salt=SCRYPT_LABEL + salt, length=32, n=1 << log2n, r=8, p=1)
+    return kdf.derive(passphrase)
+
+
+def encrypt_passphrase(plaintext: bytes, passphrase: bytes, log2n: int = SCRYPT_LOG2N) -> bytes:
+    """`plaintext` as an age file with one scrypt stanza (`age -p`), in
+    memory: for a key file, never for media."""
+    if not passphrase:
+        raise AgeError("the passphrase is empty")
+    if not 1 <= log2n <= MAX_LOG2N:
+        raise AgeError(f"scrypt work factor {log2n} out of 1..{MAX_LOG2N}")
+    file_key, salt = os.urandom(16), os.urandom(16)
+    body = ChaCha20Poly1305(_scrypt_key(passphrase, salt, log2n)).encrypt(
+        b"\x00" * 12, file_key, None
+    )
+    head = INTRO + b"-> scrypt " + _b64(salt) + b" %d\n" % log2n + _b64(body) + b"\n---"
+    mac = hmac.new(_hkdf(file_key, b"", b"header"), head, hashlib.sha256).digest()
+    nonce = os.urandom(16)
+    aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+    out = [head, b" ", _b64(mac), b"\n", nonce]
+    chunks = [plaintext[i : i + CHUNK] for i in range(0, len(plaintext), CHUNK)] or [b""]
+    for counter, chunk in enumerate(chunks):
+        out.append(aead.encrypt(_nonce(counter, counter == len(chunks) - 1), chunk, None))
+    return b"".join(out)
+
+
+def is_age(data: bytes) -> bool:
+    """Whether `data` is an age file (binary or armored), by its first line."""
+    return data.startswith(INTRO) or data.lstrip().startswith(ARMOR_BEGIN)
+
+
+def _dearmor(data: bytes) -> bytes:
+    text = data.strip()
+    if not text.startswith(ARMOR_BEGIN):
+        return data
+    lines = text.replace(b"\r\n", b"\n").split(b"\n")
+    if lines[-1] != ARMOR_END:
+        raise AgeError("armored age file without its END line")
+    try:
+        return base64.b64decode(b"".join(lines[1:-1]), validate=True)
+    except ValueError:
+        raise AgeError("bad base64 in armored age file") from None
+
+
+def decrypt_passphrase(data: bytes, passphrase: bytes, max_log2n: int = MAX_LOG2N) -> bytes:
+    """The plaintext of an age file with one scrypt stanza (`age -p`), in
+    memory. AgeError for anything else, a work factor above `max_log2n`, a
+    wrong passphrase or a file that fails authentication."""
+    data = _dearmor(data)
+    lines: list[bytes] = []
+    pos = 0
+    while True:
+        end = data.find(b"\n", pos)
+        if end < 0 or end - pos > 4096 or len(lines) > 8:
+            raise AgeError("not an age file with a readable header")
+        line = data[pos:end]
+        pos = end + 1
+        lines.append(line)
+        if line.startswith(b"---"):
+            break
+    if lines[0] + b"\n" != INTRO:
+        raise AgeError("not an age v1 file (bad intro line)")
+    stanza = lines[1].split(b" ")
+    if stanza[:2] != [b"->", b"scrypt"]:
+        raise AgeError("not a passphrase-protected age file (no scrypt stanza)")
+    if len(lines) != 4 or len(stanza) != 4:
+        raise AgeError("a scrypt stanza must be the file's only one")
+    salt = _unb64(stanza[2])
+    digits = stanza[3]
+    if not digits.isdigit() or digits.startswith(b"0") or len(digits) > 2 or len(salt) != 16:
+        raise AgeError("malformed scrypt stanza")
+    log2n = int(digits)
+    if log2n > max_log2n:
+        raise AgeError(f"scrypt work factor 2^{log2n} is above the bound 2^{max_log2n}")
+    body = _unb64(lines[2])
+    if len(body) != 32:
+        raise AgeError("malformed scrypt stanza body")
+    try:
+        file_key = ChaCha20Poly1305(_scrypt_key(passphrase, salt, log2n)).decrypt(
+            b"\x00" * 12, body, None
+        )
+    except InvalidTag:
+        raise WrongPassphrase("wrong passphrase") from None
+    mac_line = lines[3]
+    if not mac_line.startswith(b"--- "):
+        raise AgeError("malformed header MAC line")
+    head = b"\n".join(lines[:3]) + b"\n---"
+    want = hmac.new(_hkdf(file_key, b"", b"header"), head, hashlib.sha256).digest()
+    if not hmac.compare_digest(want, _unb64(mac_line[4:])):
+        raise AgeError("header MAC does not match (header altered)")
+    sink = io.BytesIO()
+    got = _payload(io.BytesIO(data[pos:]), file_key, pos, sink)
+    if not got.complete:
+        raise AgeError(f"the file is damaged: {got.error}")
+    return sink.getvalue()

@@ -79,7 +79,14 @@ def test_a_case_with_two_units_recordings_is_filed_held_and_browsable(dock: Path
         assert _file(officer, "BC-ROLE-0001", seq1) == 403
         assert _file(head, "BC-ROLE-0003", _seq(_signed_in(base, "钱局长"), "BC-ROLE-0003")) == 403
         assert _file(head, "BC-ROLE-0001", seq1) == 302
-        assert _file(head, "BC-ROLE-0002", seq2) == 302
+        # from the recording's own page: the cases it may be filed in, chosen there
+        play = head.get(f"/unit/BC-ROLE-0002/recording/{seq2}").text
+        assert "Not filed in a case." in play and f'<option value="{NUMBER}">' in play
+        form = {"csrf": head.csrf("/cases"), "serial": "BC-ROLE-0002", "recording": str(seq2),
+                "number": NUMBER}  # fmt: skip
+        assert head.request("POST", "/cases/file", urlencode(form)).status == 302
+        play = head.get(f"/unit/BC-ROLE-0002/recording/{seq2}").text
+        assert NAME in play and f'<option value="{NUMBER}">' not in play
         assert _file(head, "BC-ROLE-0002", seq2) == 409  # once
         assert _file(head, "BC-ROLE-0002", "x") == 400
         # what does not exist is told only to who sees everything

@@ -232,21 +232,16 @@ def test_a_recording_plays_in_a_real_browser_on_an_approved_request(
         play = re.search(r'href="(/unit/BC-DEMO-0001/recording/(\d+))"', unit)
         assert play, unit
         path = play.group(1)
-        # the officer plays their own directly; the file streams in ranges
+        # the officer plays their own directly; a live stream, not sought in
+        # ranges: a Range is answered 200 from the start (tests/test_playback.py)
         assert officer.get(path).status == 200
-        part = officer.request("GET", path + "/video.mp4", more={"Range": "bytes=0-99"})
-        assert part.status == 206 and len(part.body) == 100, part.status
-        whole = officer.get(path + "/video.mp4")
-        assert whole.status == 200 and whole.headers["content-type"] == "video/mp4"
-        mp4 = tmp_path / "played.mp4"
-        mp4.write_bytes(whole.body)
-        probe = subprocess.run(
-            ["ffprobe", "-v", "error", "-show_entries",
-             "stream=codec_name,width:format_tags=comment", "-of", "default=nw=1", str(mp4)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert "codec_name=h264" in probe.stdout and "width=" in probe.stdout, probe
-        assert "OFFICER-DEMO" in probe.stdout  # whose playback the file is
+        from .test_playback import _first_frame, _live
+
+        with _live(officer, path + "/video.mp4") as part:
+            assert part.status == 200 and part.getheader("Content-Type") == "video/mp4"
+            frame, comment = _first_frame(part.read(400_000))
+        assert frame.shape[1] > 0
+        assert comment.startswith("OFFICER-DEMO ")  # whose playback it is
         # 王五 (another department) is refused, files a request, the head approves
         wang = _signed_in(base, "王五")
         assert wang.get(path).status == 403
@@ -267,6 +262,9 @@ def test_a_recording_plays_in_a_real_browser_on_an_approved_request(
         page.wait_for_selector("main")
         answer = page.goto(base.rstrip("/") + path)
         assert answer is not None and answer.status == 200
+        # nothing streams before play is pressed (preload="none"): each stream is an encoder
+        page.evaluate("() => { const v = document.querySelector('#player'); v.muted = true;"
+                      " return v.play(); }")  # fmt: skip
         page.wait_for_function(
             "() => { const v = document.querySelector('#player');"
             " return v && v.readyState >= 2 && v.videoWidth > 0; }",
@@ -306,6 +304,17 @@ def test_a_download_needs_its_own_approved_request_even_of_ones_own(
         got = officer.get(path + "/download.mp4")
         assert got.status == 200 and got.body[4:8] == b"ftyp"
         assert "attachment" in got.headers["content-disposition"]
+        # streamed, watermarked with who downloaded it, the whole recording
+        mp4 = tmp_path / "downloaded.mp4"
+        mp4.write_bytes(got.body)
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration:format_tags=comment",
+             "-of", "default=nw=1", str(mp4)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert "TAG:comment=OFFICER-DEMO " in probe.stdout, probe
+        seconds = float(re.search(r"duration=([\d.]+)", probe.stdout).group(1))
+        assert abs(seconds - (end_us - start_us) / 1e6) < 5, (seconds, start_us, end_us)
     downloads = [(e.who, e.result, e.detail.get("request")) for e in _audit(dock)
                  if e.act == "download"]  # fmt: skip
     assert downloads == [("OFFICER-DEMO", "refused", None), ("OFFICER-DEMO", "refused", None),

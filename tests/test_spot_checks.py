@@ -10,6 +10,7 @@ import io
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -94,8 +95,34 @@ def _judge(c: Client, cid: str, serial: str, seq: int, **verdicts: str) -> int:
     return c.request("POST", f"/check/{cid}/judge", urlencode(form)).status
 
 
+def _play_in_browser(browser: Any, base: str, path: str) -> None:
+    """The checker plays the recording in the page, in a real browser, until
+    pictures show (the watermark itself: tests/test_playback.py)."""
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        page.goto(base)
+        page.fill("#name", "孙法制")
+        page.fill("#password", PASSWORD)
+        page.click("form.login button[type=submit]")
+        page.wait_for_selector("main")
+        assert page.goto(base.rstrip("/") + path).status == 200
+        said = page.evaluate(
+            "() => { const v = document.querySelector('#player'); v.muted = true;"
+            " return v.play().then(() => 'playing', e => String(e)); }"
+        )
+        assert said == "playing", said
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#player');"
+            " return v.videoWidth > 0 && v.currentTime > 1; }",
+            timeout=60_000,
+        )
+    finally:
+        ctx.close()
+
+
 def test_a_spot_check_is_drawn_played_judged_and_ledgered(
-    checked_dock: tuple[Path, Identity, str, str],
+    browser: Any, checked_dock: tuple[Path, Identity, str, str]
 ) -> None:
     dock, identity, first, last = checked_dock
     with in_process(dock, locale=EN, identity=identity) as base:
@@ -108,9 +135,7 @@ def test_a_spot_check_is_drawn_played_judged_and_ledgered(
         serial, seq = sample[0]
         # judging what was not played is refused; playing it, then judging, is not
         assert _judge(legal, cid, serial, seq) == 409
-        assert legal.get(f"/unit/{serial}/recording/{seq}").status == 200
-        video = legal.get(f"/unit/{serial}/recording/{seq}/video.mp4")
-        assert video.status == 200 and len(video.body) > 10_000
+        _play_in_browser(browser, base, f"/unit/{serial}/recording/{seq}")
         assert _judge(legal, cid, serial, seq, conduct="no") == 400  # a "no" needs a remark
         assert _judge(legal, cid, serial, seq, conduct="no", remark="未告知当事人") == 302
         assert _judge(legal, cid, serial, seq) == 409  # written once

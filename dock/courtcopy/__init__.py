@@ -7,7 +7,6 @@ from .steps import (
     Signing,
     describe,
     export_case,
-    playback_copy,
     recordings,
     verified_copy,
 )
@@ -17,7 +16,6 @@ __all__ = [
     "Signing",
     "describe",
     "export_case",
-    "playback_copy",
     "recordings",
     "verified_copy",
 ]

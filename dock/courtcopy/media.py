@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import IO
 
 import av
 import numpy as np
@@ -116,6 +117,56 @@ def join(
     )
 
 
+def remux(
+    parts: Sequence[Part],
+    sink: IO[bytes],
+    fmt: str = "nut",
+    pace: Callable[[int], None] | None = None,
+) -> None:
+    """Every packet of `parts` (in order) on one time line, as join() lays
+    them (pauses kept as gaps, their sound filled with silence), into the
+    stream `sink` as `fmt`: a pipe to an encoder (dock/courtcopy/stream.py),
+    nothing on disk. `pace(ticks)` is called before each packet is written."""
+    if not parts:
+        raise JoinError("no segments to join")
+    first = _load(parts[0], 0)
+    with _open(first, 0) as c:
+        if not c.streams.video:
+            raise JoinError("the first segment has no picture")
+        origin = _first_pts(c)
+    with _open(first, 0) as c:
+        vt, at = c.streams.video[0], c.streams.audio[0] if c.streams.audio else None
+        dst = av.open(_WriteOnly(sink), "w", format=fmt)
+        try:
+            ov = dst.add_stream_from_template(vt)
+            oa = dst.add_stream_from_template(at) if at is not None else None
+            rate = at.codec_context.sample_rate if at is not None else 0
+            layout = at.codec_context.layout.name if at is not None else ""
+            silence = _Silence(rate, layout) if at else None
+            muxer = _Muxer(dst, ov, oa, silence, origin, pace)
+            del first
+            muxer.copy(c)
+            for i, part in enumerate(parts[1:], 1):
+                with _open(_load(part, i), i) as more:
+                    muxer.copy(more)
+        finally:
+            dst.close()
+
+
+class _WriteOnly:
+    """A pipe as PyAV sees it: written in order, never sought."""
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self._sink = sink
+
+    def write(self, data: bytes) -> int:
+        self._sink.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+
 def _load(part: Part, i: int) -> bytes:
     return part.read_bytes() if isinstance(part, Path) else part()
 
@@ -137,9 +188,11 @@ class _Muxer:
         audio: av.AudioStream | None,
         silence: _Silence | None,
         origin: int,
+        pace: Callable[[int], None] | None = None,
     ) -> None:
         self.dst, self.video, self.audio, self.silence = dst, video, audio, silence
         self.origin = origin
+        self.pace = pace  # called with each packet's time (90 kHz, from 0) before it goes out
         self.counts = {"video": 0, "audio": 0}
         self.filled: list[Filled] = []
         self.audio_end: int | None = None  # 90 kHz, where the last audio packet ends
@@ -177,6 +230,8 @@ class _Muxer:
             if pkt.pts < 0:
                 raise JoinError("a packet lies before the recording's first picture")
             self.end = max(self.end, pkt.pts + (pkt.duration or 0))
+            if self.pace is not None:
+                self.pace(pkt.dts)
             self.dst.mux(pkt)
             self.counts[kind] += 1
 

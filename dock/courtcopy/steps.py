@@ -216,33 +216,6 @@ def filed_in(dock: Path, serial: str, recording: int) -> list[tuple[str, str]]:
         raise CaseError(describe_error(exc)) from None
 
 
-def playback_copy(
-    dock: Path, serial: str, start_seq: int, identity: Identity, out: Path, viewer: str, t: Texts
-) -> Path:
-    """One recording as an MP4 a browser plays, for the page's playback: from
-    the dock's verified copy, each segment's plaintext checked against its
-    chain hash, joined losslessly with the court copy's chapters; the file's
-    comment names who it was made for. Written as `out`.partial, renamed."""
-    report = verified_copy(dock, serial)
-    rec = next((r for r in recordings(report.chain) if r.start.seq == start_seq), None)
-    if rec is None or not rec.media(VIDEO):
-        raise CaseError(msg("recording %(seq)s has no video segment on this dock", seq=start_seq))
-    locate = dock_lookup(dock)
-    parts = [partial(_plaintext, locate, r, identity) for r in rec.media(VIDEO)]
-    partial_out = out.with_name(out.name + ".partial")
-    try:
-        join(parts, partial_out, chapters(rec, t), mp4_tags(rec, report.chain, viewer, t))
-        os.chmod(partial_out, 0o600)
-        os.rename(partial_out, out)
-    except JoinError as exc:
-        raise CaseError(
-            msg("the segments could not be joined: %(error)s", error=str(exc)), 1
-        ) from None
-    finally:
-        partial_out.unlink(missing_ok=True)
-    return out
-
-
 @dataclass(frozen=True)
 class Who:
     """Who makes the copy, where, and for whom it is written."""

@@ -150,6 +150,21 @@ def case_page(number: str) -> str:
     )
 
 
+@bp.post("/cases/file")
+def file_chosen() -> BaseResponse:
+    """The recording page's form: the case is chosen in the form."""
+    return file_recording(request.form.get("number", ""))
+
+
+def cases_to_file_in(rec: model.RecordingView) -> list[Case]:
+    """The cases the signed-in person may file `rec` in (none when they may not)."""
+    dept = people_departments().get(rec.officer)
+    if not may(current_person(), Act.FILE_CASES, rec.officer, dept):
+        return []
+    filed = {c.number for c in rec.cases}
+    return [c for c in _case_rows()[0] if c.number not in filed]
+
+
 @bp.post("/case/<segment:number>/file")
 def file_recording(number: str) -> BaseResponse:
     """A recording filed in the case; the case hold comes with it."""

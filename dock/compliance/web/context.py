@@ -30,6 +30,7 @@ from .. import model
 from .clock import Clock
 
 KEY = "bodycam_page"
+MAX_STREAMS = 2  # encoders one page runs at once: two cores play two in real time
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,10 @@ class PageContext:
     texts: dict[str, Texts] = field(default_factory=dict)  # language -> texts, the dock's zone
     clock: Clock = field(default_factory=Clock)  # what approvals expire by
     identity: Identity | None = None  # the evidence key: playback decrypts with it
-    joining: threading.Lock = field(default_factory=threading.Lock)  # one playback join at a time
+    # playbacks and downloads streaming at once (each an encoder): at most MAX_STREAMS
+    streams: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(MAX_STREAMS)
+    )
 
 
 def install(app: Flask, ctx: PageContext) -> None:
@@ -187,9 +191,8 @@ def grants(who: Person, act: str, serial: str, owners: set[str], start_us: int,
 def authorise(act: str, serial: str, officer: str, start_us: int, end_us: int,
               what: str, record: bool = True) -> str:  # fmt: skip
     """Directly (the role's own scope) or on an approved request, else 403
-    (recorded). The act is recorded here (unless `record` is False: the
-    same act's later range of bytes), with the request it rests on; the
-    request's id is returned ("" when direct)."""
+    (recorded). The act is recorded here (unless `record` is False), with
+    the request it rests on; the request's id is returned ("" when direct)."""
     who = current_person()
     if direct(who, act, officer, people_departments().get(officer)):
         if record:

@@ -36,6 +36,7 @@ from sealing.age import Identity
 from ... import chain_codes, fonts, retention
 from ...access import ROLES
 from ...audit import AuditError, key_fingerprint
+from ...evidence_key import KeyRefused, load_identity
 from ...index import INDEX_ERRORS, Index, describe_error
 from ...texts import CatalogMissing, Msg, Texts, load_texts, msg
 from .. import model
@@ -258,10 +259,15 @@ def listen(app: Flask, host: str, port: int) -> Listening:
             map=sockets,
             host=host,
             port=port,
-            threads=4,
+            threads=6,  # two of them may be streaming (context.MAX_STREAMS)
             ident="bodycam-dock",
             # select() refuses descriptors above 1023 and ends the loop: poll() has no limit
             asyncore_use_poll=True,
+            # a streamed playback waits for its viewer once 2 MiB wait to be sent, and
+            # what waits stays in memory: waitress spills to a temporary file past
+            # outbuf_overflow, and plaintext is never written to disk
+            outbuf_high_watermark=2 * 1024 * 1024,
+            outbuf_overflow=16 * 1024 * 1024,
         )
     except OSError as exc:
         raise PageError(
@@ -313,7 +319,7 @@ def _page(args: argparse.Namespace, texts: Texts) -> int:
     # WeasyPrint says a line for each SVG property it ignores, some hundred a
     # PDF: they would bury the page's own lines
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    app = create_app(args.dock_dir, locale=texts.locale, identity=_identity(args))
+    app = create_app(args.dock_dir, locale=texts.locale, identity=_identity(args, texts))
     serve(
         app,
         host,
@@ -325,15 +331,13 @@ def _page(args: argparse.Namespace, texts: Texts) -> int:
     return 0
 
 
-def _identity(args: argparse.Namespace) -> Identity | None:
-    """--identity, or the agency folder's evidence key; None: no playback."""
+def _identity(args: argparse.Namespace, texts: Texts) -> Identity | None:
+    """--identity, or the agency folder's evidence key, unlocked when it is
+    passphrase-protected (dock/evidence_key.py); None: no playback."""
     path = args.identity or (args.agency / "evidence.key" if args.agency else None)
     if path is None:
         return None
-    try:
-        return Identity.parse(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PageError(msg("--identity: %(error)s", error=str(exc))) from None
+    return load_identity(path, args.passphrase_file, texts)
 
 
 def _user_add(args: argparse.Namespace, texts: Texts) -> int:
@@ -372,6 +376,9 @@ def command(args: argparse.Namespace, texts: Texts) -> int:
         return _page(args, texts)
     except PageError as exc:
         print(f"dock: {texts.say(exc)}", file=sys.stderr)
+    except KeyRefused as exc:  # a wrong passphrase: exit 1
+        print(f"dock: {texts.say(exc)}", file=sys.stderr)
+        return exc.code
     except (OSError, UnicodeDecodeError) as exc:
         print(f"dock: {exc}", file=sys.stderr)
     except (EOFError, KeyboardInterrupt):
