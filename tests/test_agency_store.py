@@ -290,6 +290,7 @@ def test_a_volume_server_killed_mid_sync_loses_nothing(
         except OSError:
             done = False
         assert not seaweed.volumes[1].running
+        print(f"\nvolume server killed mid-sync: the sync {'finished' if done else 'stopped'}")
         if not done:  # a rerun completes it, one server still down
             rest = dock_sync.sync(dd, s, pg_url, "dock1")
             assert rest.ok, rest.refused
