@@ -276,7 +276,7 @@ def start_cluster(
                 f"-port.grpc={vports[2 * i + 1]}",
                 f"-dir={folder(f'volume{i}')}",
                 f"-master={master_addr}",
-                "-max=16",
+                "-max=200",  # slots: each bucket (a collection) grows its own volumes
                 "-preStopSeconds=0",
                 "-minFreeSpace=1MiB",
                 "-rack=rack1",

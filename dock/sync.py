@@ -49,7 +49,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,8 +75,13 @@ from .texts import ENGLISH, Msg, Texts, msg
 BLOCK = 1024 * 1024
 DOCK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # A recording already past its expiry when it reaches the store is still
-# locked this long (S3 refuses a retain-until date in the past).
+# locked this long (S3 refuses a retain-until date in the past); a stored
+# object is never extended for it.
 MIN_LOCK = timedelta(days=1)
+# The unit's own objects (chain, receipts, ...) follow its longest-kept
+# recording, which grows with every day's recordings: each extension goes
+# this much further, so they are walked at most about once a month.
+UNIT_SLACK = timedelta(days=31)
 
 
 class SyncError(Exception):
@@ -130,7 +135,7 @@ class _Sync:
     dock_dir: Path
     target: _Target
     result: SyncResult
-    test_retention_s: float | None = None
+    test_until: datetime | None = None  # test_retention_s from the start of the sync
 
 
 def sync(
@@ -157,7 +162,7 @@ def sync(
     if isinstance(agency, AgencyBucket):
         if index_target is None:
             raise SyncError(msg("an s3:// store needs --index (the agency index: PostgreSQL)"))
-        target = _Bucket(agency)
+        target = _Bucket(agency, timedelta(0) if test_retention_s is not None else UNIT_SLACK)
     else:
         if agency.resolve() == dock_dir.resolve():
             raise SyncError(msg("the agency store must be another folder than the dock's"))
@@ -170,7 +175,13 @@ def sync(
         try:
             agency_index = Index.open(index_target, dock=name)
             try:
-                job = _Sync(local, agency_index, dock_dir, target, result, test_retention_s)
+                test_until = (
+                    None
+                    if test_retention_s is None
+                    else datetime.now(UTC).replace(microsecond=0)
+                    + timedelta(seconds=test_retention_s)
+                )
+                job = _Sync(local, agency_index, dock_dir, target, result, test_until)
                 for serial in local.serials():
                     try:
                         _sync_unit(job, serial)
@@ -414,10 +425,10 @@ def _unit_locks(job: _Sync, serial: str) -> _Locks:
     longest = max(life.policy.supervision_months, life.policy.evidence_months)
 
     def until(day: date) -> datetime:
-        if job.test_retention_s is not None:
-            return now + timedelta(seconds=job.test_retention_s)
+        if job.test_until is not None:
+            return job.test_until
         end = model.day_bounds(day, locale)[1]  # the expiry day kept whole
-        return max(datetime.fromtimestamp(end / 1e6, UTC), now + MIN_LOCK)
+        return datetime.fromtimestamp(end // 1_000_000, UTC)
 
     files: dict[str, Lock] = {}
     for v in unit.recordings:
@@ -538,8 +549,14 @@ class _Bucket:
 
     locks = True
 
-    def __init__(self, store: AgencyBucket) -> None:
+    def __init__(self, store: AgencyBucket, slack: timedelta) -> None:
         self.store = store
+        self.slack = slack  # UNIT_SLACK; none in tests (their locks last seconds)
+        self.floor = MIN_LOCK if slack else timedelta(0)
+
+    def _floored(self, lock: Lock) -> Lock:
+        """A new object's lock: never a date already past (S3 refuses one)."""
+        return replace(lock, until=max(lock.until, datetime.now(UTC) + self.floor))
 
     def prepare(self) -> None:
         self.store.ensure_bucket()
@@ -556,7 +573,9 @@ class _Bucket:
     def write(self, rel: str, data: bytes, lock: Lock | None) -> None:
         assert lock is not None
         try:
-            self.store.put_verified(rel, data, hashlib.sha256(data).hexdigest(), lock)
+            self.store.put_verified(
+                rel, data, hashlib.sha256(data).hexdigest(), self._floored(lock)
+            )
         except ReadBackMismatch:
             raise Refused(msg("the copy written to the agency read back different; not pushed")) \
                 from None  # fmt: skip
@@ -591,7 +610,7 @@ class _Bucket:
             except FileNotFoundError:
                 raise Refused(msg("missing from the dock's disk; not pushed")) from None
             _check_bytes(got, want)
-            self.store.put_verified(rel, src, want, lock)
+            self.store.put_verified(rel, src, want, self._floored(lock))
         except ReadBackMismatch:
             raise Refused(msg("the copy written to the agency read back different; not pushed")) \
                 from None  # fmt: skip
@@ -609,13 +628,14 @@ class _Bucket:
             if head is None or _covers(head, lock):
                 return 0
             changed = 0
+            wide = replace(lock, until=lock.until + self.slack)
             for key in self.store.keys(f"units/{serial}/"):
                 if key == marker or key.startswith(f"units/{serial}/{layout.SEGMENTS}/"):
                     continue
                 h = self.store.head(key)
                 if h is not None and not _covers(h, lock):
-                    changed += self.store.extend(h, lock, release=lock.lifted)
-            return changed + self.store.extend(head, lock, release=lock.lifted)
+                    changed += self.store.extend(h, wide, release=lock.lifted)
+            return changed + self.store.extend(head, wide, release=lock.lifted)
         except StoreRefused as exc:
             raise Refused(exc.args[0]) from None
 

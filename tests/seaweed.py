@@ -83,7 +83,8 @@ def seaweed_fixture() -> Iterator[Cluster]:
     finally:
         cluster.close()
         leftover = [s.name for s in cluster.servers if s.running]
-        shutil.rmtree(base, ignore_errors=True)
+        if not os.environ.get("BODYCAM_KEEP_SEAWEED"):  # its logs, to read after a failure
+            shutil.rmtree(base, ignore_errors=True)
         assert not leftover, f"servers still running after close: {leftover}"
 
 
