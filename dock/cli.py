@@ -7,6 +7,8 @@ store durably, index, and only then send a signed receipt (R15-R22).
     bodycam-dock serve --dock-dir DIR (--usb | --unit HOST:PORT ...) [--once] ...
     bodycam-dock report --dock-dir DIR [--index URL]
     bodycam-dock sync --dock-dir DIR --to AGENCY_DIR [--index URL] [--name DOCK]
+    bodycam-dock sync --dock-dir DIR --to s3://BUCKET --endpoint URL [--credentials FILE]
+        [--ca FILE] --index URL [--name DOCK]
     bodycam-dock user-add --dock-dir DIR --name N --role ROLE [--department D]
     bodycam-dock supervisor-add --dock-dir DIR --name N      (user-add --role legal)
     bodycam-dock audit-verify --dock-dir DIR
