@@ -349,27 +349,14 @@ def make_disc(
 def _find(dock: Path, items: Sequence[tuple[str, int]]) -> list[tuple[str, Recording]]:
     """Each recording in its unit's verified copy (verified once per unit)."""
     from . import courtcopy
-    from .courtcopy.steps import VIDEO
+    from .courtcopy.steps import recording_of
 
     chains: dict[str, list[Recording]] = {}
     out = []
     for serial, seq in items:
         if serial not in chains:
             chains[serial] = courtcopy.recordings(courtcopy.verified_copy(dock, serial).chain)
-        rec = next((r for r in chains[serial] if r.start.seq == seq), None)
-        if rec is None:
-            listing = f"bodycam-dock recordings --dock-dir {dock} --serial {serial}"
-            raise DiscError(
-                msg(
-                    "no recording of %(serial)s starts at record %(seq)s (%(command)s lists them)",
-                    serial=serial,
-                    seq=seq,
-                    command=listing,
-                )
-            )
-        if not rec.media(VIDEO):
-            raise DiscError(msg("recording %(seq)s has no video segment on this dock", seq=seq))
-        out.append((serial, rec))
+        out.append((serial, recording_of(chains[serial], dock, serial, seq)))
     return out
 
 

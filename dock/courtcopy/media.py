@@ -78,13 +78,7 @@ def join(
     one segment at a time into memory and never writes plaintext to disk.
     `metadata`: the container's own tags (title, creation_time, location,
     make, model, comment)."""
-    if not parts:
-        raise JoinError("no segments to join")
-    first = _load(parts[0], 0)
-    with _open(first, 0) as c:
-        if not c.streams.video:
-            raise JoinError("the first segment has no picture")
-        origin = _first_pts(c)
+    first, origin = _first(parts)
     with _open(first, 0) as c:
         vt, at = c.streams.video[0], c.streams.audio[0] if c.streams.audio else None
         # faststart: a player or a court's viewer can start before the whole file is read
@@ -117,6 +111,17 @@ def join(
     )
 
 
+def _first(parts: Sequence[Part]) -> tuple[bytes, int]:
+    """The first part, loaded, and its first picture's time: where the time line starts."""
+    if not parts:
+        raise JoinError("no segments to join")
+    first = _load(parts[0], 0)
+    with _open(first, 0) as c:
+        if not c.streams.video:
+            raise JoinError("the first segment has no picture")
+        return first, _first_pts(c)
+
+
 def remux(
     parts: Sequence[Part],
     sink: IO[bytes],
@@ -127,13 +132,7 @@ def remux(
     them (pauses kept as gaps, their sound filled with silence), into the
     stream `sink` as `fmt`: a pipe to an encoder (dock/courtcopy/stream.py),
     nothing on disk. `pace(ticks)` is called before each packet is written."""
-    if not parts:
-        raise JoinError("no segments to join")
-    first = _load(parts[0], 0)
-    with _open(first, 0) as c:
-        if not c.streams.video:
-            raise JoinError("the first segment has no picture")
-        origin = _first_pts(c)
+    first, origin = _first(parts)
     with _open(first, 0) as c:
         vt, at = c.streams.video[0], c.streams.audio[0] if c.streams.audio else None
         dst = av.open(_WriteOnly(sink), "w", format=fmt)

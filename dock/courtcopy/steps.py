@@ -168,19 +168,7 @@ def export_case(
             msg("the agency CA is not a PEM certificate: %(error)s", error=str(exc))
         ) from None
     report = verified_copy(dock, serial)
-    rec = next((r for r in recordings(report.chain) if r.start.seq == start_seq), None)
-    if rec is None:
-        listing = f"bodycam-dock recordings --dock-dir {dock} --serial {serial}"
-        raise CaseError(
-            msg(
-                "no recording of %(serial)s starts at record %(seq)s (%(command)s lists them)",
-                serial=serial,
-                seq=start_seq,
-                command=listing,
-            )
-        )
-    if not rec.media(VIDEO):
-        raise CaseError(msg("recording %(seq)s has no video segment on this dock", seq=start_seq))
+    rec = recording_of(recordings(report.chain), dock, serial, start_seq)
     if permit is not None:
         permit(rec.start.officer or "", rec.start.stamp.wall_us, end_of(rec))
     if cases is None:
@@ -200,6 +188,25 @@ def export_case(
         raise
     case.out, case.mp4 = out, out / case.mp4.name
     return case
+
+
+def recording_of(recs: Sequence[Recording], dock: Path, serial: str, start_seq: int) -> Recording:
+    """The recording of `recs` (one unit's) that starts at `start_seq` and
+    has pictures; CaseError naming how to list them otherwise."""
+    rec = next((r for r in recs if r.start.seq == start_seq), None)
+    if rec is None:
+        listing = f"bodycam-dock recordings --dock-dir {dock} --serial {serial}"
+        raise CaseError(
+            msg(
+                "no recording of %(serial)s starts at record %(seq)s (%(command)s lists them)",
+                serial=serial,
+                seq=start_seq,
+                command=listing,
+            )
+        )
+    if not rec.media(VIDEO):
+        raise CaseError(msg("recording %(seq)s has no video segment on this dock", seq=start_seq))
+    return rec
 
 
 def filed_in(dock: Path, serial: str, recording: int) -> list[tuple[str, str]]:
