@@ -42,6 +42,7 @@ from .seaweed import bucket_fixture, credentials_file, seaweed_fixture, store  #
 from .test_agency_store import SERIAL_A, SERIAL_B, _agency_rows, _by_recording, _docked
 
 pytestmark = pytest.mark.slow
+SERIAL_C = "BC-TEST-0003"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -62,7 +63,8 @@ class City:
     cert: Path
     key: Path
     shares: dict[str, Share]
-    chains: dict[str, str]  # every segment file -> its chain's ct_sha256
+    chains: dict[str, str]  # every segment file of ws-a and ws-b -> its chain's ct_sha256
+    many: dict[str, str]  # ws-c's (many small segments: the cut test's)
     other_ca: pki.Issued
 
 
@@ -118,9 +120,15 @@ def city_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
         # ours, but not the certificate enrolled for the name it is enrolled under
         rc, rk = _write_pair(base / "rogue", "ws-r", link_a.ca, "dock")
         shares["ws-r"] = _share("ws-r", db, ca, rc, rk)
+        # many small segments, so that the cuts fall all along a pull
+        dc, _ = _docked(base / "c", SERIAL_C, recordings=4, segments=10, size=10_000,
+                        agency=(link_a.unit.agency, link_a.ca))  # fmt: skip
+        creds = base / "c" / "unit" / "docks" / "dock1"
+        shares["ws-c"] = _share("ws-c", dc, ca, creds / "dock.crt", creds / "dock.key")
+        many = {f: h for files in _by_recording(dc, SERIAL_C).values() for f, h in files.items()}
         chains = {f: h for d, n in ((da, SERIAL_A), (db, SERIAL_B))
                   for files in _by_recording(d, n).values() for f, h in files.items()}  # fmt: skip
-        yield City(base, ca, city_cert, city_key, shares, chains, other)
+        yield City(base, ca, city_cert, city_key, shares, chains, many, other)
     finally:
         for s in shares.values():
             s.proc.terminate()
@@ -173,6 +181,14 @@ def _agree(s: AgencyBucket, pg_url: str, chains: dict[str, str], docks: set[str]
         assert head is not None and head.mode == "COMPLIANCE"
         assert head.sha256 == chains[key.rsplit("/", 1)[1]]
         assert s.read_back(key, head.version_id) == head.sha256
+
+
+def _staged_since(staging: Path, t: float) -> bool:
+    """A workstation's staging folder made since `t` (its pull has begun)."""
+    try:
+        return any(p.name != ".lock" and p.stat().st_mtime >= t for p in staging.iterdir())
+    except OSError:
+        return False
 
 
 def _no_row_without_its_object(s: AgencyBucket, pg_url: str) -> None:
@@ -254,13 +270,16 @@ def _tls(city: City, cert: Path | None, key: Path | None) -> ssl.SSLContext:
 def _get(city: City, share: Share, target: str, cert: Path | None, key: Path | None) -> bytes:
     """One raw HTTP/1.1 GET over TLS; the whole answer (b"" if closed unanswered)."""
     host, port = share.address.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as raw:
-        with _tls(city, cert, key).wrap_socket(raw) as tls:
-            tls.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            out = b""
-            while chunk := tls.recv(65536):
-                out += chunk
-            return out
+    request = f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        _tls(city, cert, key).wrap_socket(raw) as tls,
+    ):
+        tls.sendall(request)
+        out = b""
+        while chunk := tls.recv(65536):
+            out += chunk
+        return out
 
 
 def test_share_answers_only_the_city_server(city: City) -> None:
@@ -290,7 +309,7 @@ def test_share_answers_only_the_city_server(city: City) -> None:
         ("/v1/files?path=dock.sqlite", b"404"),
         ("/v1/files?path=../a/dock/dock.sqlite", b"404"),
         (f"/v1/files?path=units/{SERIAL_A}/../../dock.sqlite", b"404"),
-        (f"/v1/files?path=/etc/passwd", b"404"),
+        ("/v1/files?path=/etc/passwd", b"404"),
         (f"/v1/files?path=units/{SERIAL_A}/segments/nope.age", b"404"),
         ("/v1/files", b"404"),
         ("/v1/nothing", b"404"),
@@ -315,10 +334,12 @@ def test_share_answers_only_the_city_server(city: City) -> None:
         conn.close()
     # garbage is answered, and the service goes on
     host, port = a.address.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as raw:
-        with _tls(city, city.cert, city.key).wrap_socket(raw) as tls:
-            tls.sendall(b"\x00\xffNONSENSE\r\n\r\n")
-            assert tls.recv(100).startswith(b"HTTP/1.1 400")
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        _tls(city, city.cert, city.key).wrap_socket(raw) as tls,
+    ):
+        tls.sendall(b"\x00\xffNONSENSE\r\n\r\n")
+        assert tls.recv(100).startswith(b"HTTP/1.1 400")
     assert _get(city, a, "/v1/listing", city.cert, city.key).startswith(b"HTTP/1.1 200")
 
 
@@ -335,23 +356,36 @@ class _closed:
 def test_the_scheduled_pull_cut_ten_times_then_completed(
     city: City, seaweed: Cluster, bucket: str, pg_url: str
 ) -> None:
-    a, b = city.shares["ws-a"], city.shares["ws-b"]
-    docks = _docks_toml(city, city.base / "docks-cut.toml", [("ws-a", a, None), ("ws-b", b, None)])
+    a, b, c = city.shares["ws-a"], city.shares["ws-b"], city.shares["ws-c"]
+    docks = _docks_toml(city, city.base / "docks-cut.toml",
+                        [("ws-a", a, None), ("ws-b", b, None), ("ws-c", c, None)])  # fmt: skip
     argv = _argv(city, seaweed, bucket, pg_url, docks, "--every", "0.5")
     s = store(seaweed, bucket)
     rng = random.Random(int(os.environ.get("BODYCAM_CUT_SEED", "27")))
     cuts = []
+    staging = city.base / f"staging-{bucket}"
     for _ in range(10):
-        at = rng.uniform(0.4, 2.5)
+        # a random instant once the round has begun (a workstation staged):
+        # the interpreter's start is not where a cut hurts
+        at = rng.uniform(0.2, 1.6)
+        started = time.time() - 0.05
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _staged_since(staging, started):
+                break
+            time.sleep(0.01)
         time.sleep(at)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         rows = len(_agency_rows(pg_url))
-        cuts.append(f"{at:.2f}s:{rows}")
+        cuts.append(f"+{at:.2f}s:{rows}")
         _no_row_without_its_object(s, pg_url)
-    print(f"\ncity-pull SIGKILLed at (instant: index rows): {' '.join(cuts)}", file=sys.stderr)
+    print(
+        f"\ncity-pull SIGKILLed (after the round began: index rows): {' '.join(cuts)}",
+        file=sys.stderr,
+    )
     r = subprocess.run(_argv(city, seaweed, bucket, pg_url, docks), capture_output=True,
                        text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
-    _agree(s, pg_url, city.chains, {"ws-a", "ws-b"})
+    _agree(s, pg_url, {**city.chains, **city.many}, {"ws-a", "ws-b", "ws-c"})
