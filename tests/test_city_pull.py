@@ -389,3 +389,17 @@ def test_the_scheduled_pull_cut_ten_times_then_completed(
                        text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     _agree(s, pg_url, {**city.chains, **city.many}, {"ws-a", "ws-b", "ws-c"})
+
+
+def test_bench_agency_short_runs_and_reports() -> None:
+    """`tools/bench.py agency --short`: it runs and reports (its timings on a
+    few MB mean nothing; `python tools/bench.py agency` measures)."""
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench.py"), "agency", "--short"],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["part"] == "agency" and out["short"] is True and out["segments"] >= 1
+    for side in ("direct", "sync", "city_pull"):
+        assert out["MB_s"][side] > 0
+    assert out["ratio_sync"] > 0 and out["ratio_city_pull"] > 0
+    assert len(out["loadavg_start"]) == 3
