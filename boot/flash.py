@@ -8,6 +8,7 @@ in tests) into a provisioned, checked one, and keep an inventory.
                           --password-file F [--profile P] [--agency DIR] [--force]
     bodycam-flash check TARGET
     bodycam-flash inventory [--profile P] [--agency DIR] [--csv FILE]
+    bodycam-flash city-cert [--profile P] [--agency DIR] [--name city]
 
 docs/QA.md is the procedure. Keys are generated on the target (0600) and
 never printed; an already provisioned target, or a serial already active in
@@ -114,6 +115,22 @@ def add_dock(agency: Path, name: str) -> None:
     (d / f"{name}.crt").write_bytes(
         pki.pem_cert(pki.issue(ca, cn=name, role="dock", public_key=key.public_key()))
     )
+
+
+def add_city(agency: Path, name: str) -> Path:
+    """agency/city/NAME.crt + .key: the city server's client certificate, the
+    only one a workstation's `bodycam-dock share` answers (docs/AGENCY.md)."""
+    ca = _load_ca(agency)
+    d = agency / "city"
+    d.mkdir(exist_ok=True)
+    if (d / f"{name}.key").exists():
+        raise FlashError(f"city certificate {name} exists in {d}")
+    key = Ed25519PrivateKey.generate()
+    keys.write_secret(d / f"{name}.key", pki.pem_key(key))
+    (d / f"{name}.crt").write_bytes(
+        pki.pem_cert(pki.issue(ca, cn=name, role="city", public_key=key.public_key()))
+    )
+    return d / f"{name}.crt"
 
 
 def add_c2pa_signer(agency: Path, name: str) -> Path:
@@ -775,6 +792,18 @@ def main(argv: list[str] | None = None) -> int:
             a = p.parse_args(argv[1:])
             crt = add_c2pa_signer(a.agency or default_agency(a.profile), a.name)
             print(f"C2PA signer certificate {crt} (key beside it, mode 0600)")
+            return 0
+        if argv[:1] == ["city-cert"]:
+            p = argparse.ArgumentParser(
+                prog="flash.py city-cert",
+                description="issue the city server's certificate (bodycam-dock city-pull)",
+            )
+            p.add_argument("--profile", choices=pki.PROFILES, default="qa")
+            p.add_argument("--agency", type=Path)
+            p.add_argument("--name", default="city")
+            a = p.parse_args(argv[1:])
+            crt = add_city(a.agency or default_agency(a.profile), a.name)
+            print(f"city server certificate {crt} (key beside it, mode 0600)")
             return 0
         if argv[:1] == ["inventory"]:
             p = argparse.ArgumentParser(prog="flash.py inventory")

@@ -354,6 +354,11 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
     from .sync import add_parser as add_sync_parser
 
     add_sync_parser(sub, t)
+    from .city import add_parser as add_city_parser
+    from .share import add_parser as add_share_parser
+
+    add_share_parser(sub, t)
+    add_city_parser(sub, t)
     rl = sub.add_parser("recordings", help=t.tr("the recordings a unit's verified copy holds"))
     rl.add_argument("--dock-dir", type=Path, required=True)
     rl.add_argument("--serial", required=True)
@@ -761,6 +766,14 @@ def _run(args: argparse.Namespace, texts: Texts) -> int:
         from .sync import sync_command
 
         return sync_command(args, texts)
+    if args.cmd == "share":
+        from .share import share_command
+
+        return share_command(args, texts)
+    if args.cmd == "city-pull":
+        from .city import city_pull_command
+
+        return city_pull_command(args, texts)
     if args.cmd in ("recordings", "export-case"):
         return _case_command(args, texts)
     if args.cmd == "disc":

@@ -93,6 +93,28 @@ class Refused(Exception):
     Its Msg says why."""
 
 
+class Missing(Refused):
+    """A segment the dock's index names is not on the dock's disk."""
+
+
+def _missing() -> Missing:
+    return Missing(msg("missing from the dock's disk; not pushed"))
+
+
+# A segment's bytes, where the source keeps them: yields a readable local
+# file for as long as the `with` lasts (raises Missing when there is none).
+SegmentOpener = Callable[[Path], contextlib.AbstractContextManager[Path]]
+
+
+def local_segment(dock_dir: Path) -> SegmentOpener:
+    """A dock folder's own segment files, read in place."""
+
+    def opener(rel: Path) -> contextlib.AbstractContextManager[Path]:
+        return contextlib.nullcontext(dock_dir / rel)
+
+    return opener
+
+
 @dataclass
 class SyncResult:
     dock: str
@@ -122,8 +144,9 @@ class _Target(Protocol):
     def segment_path(self, serial: str, row: Row) -> str: ...
 
     def push_segment(
-        self, src: Path, rel: str, want: str, lock: Lock | None, indexed: bool
-    ) -> bool: ...
+        self, src: contextlib.AbstractContextManager[Path], rel: str, want: str,
+        lock: Lock | None, indexed: bool,
+    ) -> bool: ...  # fmt: skip
 
     def finish_unit(self, serial: str, lock: Lock | None) -> int: ...
 
@@ -136,6 +159,10 @@ class _Sync:
     target: _Target
     result: SyncResult
     test_until: datetime | None = None  # test_retention_s from the start of the sync
+    segments: SegmentOpener | None = None  # where segment bytes come from (the dock folder)
+
+    def segment(self, rel: Path) -> contextlib.AbstractContextManager[Path]:
+        return (self.segments or local_segment(self.dock_dir))(rel)
 
 
 def sync(
@@ -145,8 +172,12 @@ def sync(
     dock_name: str | None = None,
     *,
     test_retention_s: float | None = None,
+    segments: SegmentOpener | None = None,
 ) -> SyncResult:
     """`agency`: a folder, or a bucket (then `index_target` is required).
+    `dock_dir` is a dock folder, or a copy of one without its segments (the
+    city server's pull, dock/city.py) with `segments` fetching each one
+    only when the store does not hold it yet.
     `test_retention_s` (tests only; no command-line option): every lock ends
     that many seconds from now instead of at the retention class's expiry."""
     name = dock_name or dock_dir.resolve().name
@@ -181,7 +212,8 @@ def sync(
                     else datetime.now(UTC).replace(microsecond=0)
                     + timedelta(seconds=test_retention_s)
                 )
-                job = _Sync(local, agency_index, dock_dir, target, result, test_until)
+                job = _Sync(local, agency_index, dock_dir, target, result, test_until,
+                            segments)  # fmt: skip
                 for serial in local.serials():
                     try:
                         _sync_unit(job, serial)
@@ -262,11 +294,11 @@ def _sync_segments(job: _Sync, serial: str, locks: _Locks | None) -> None:
         lock = locks.of(file, row) if locks else None
         try:
             if job.target.push_segment(
-                job.dock_dir / rel, path, row["ct_sha256"], lock, file in have
+                job.segment(rel), path, row["ct_sha256"], lock, file in have
             ):
                 job.result.pushed.append(path)
         except Refused as exc:
-            if file in gone and not (job.dock_dir / rel).exists():
+            if file in gone and isinstance(exc, Missing):
                 continue  # disposed of at the dock (its statement goes below); not an error
             job.result.refused.append(
                 msg("segment %(file)s (%(serial)s): %(why)s", file=file, serial=serial, why=exc)
@@ -495,8 +527,9 @@ class _Folder:
         return str(row["path"])  # the dock's own layout
 
     def push_segment(
-        self, src: Path, rel: str, want: str, lock: Lock | None, indexed: bool
-    ) -> bool:
+        self, src: contextlib.AbstractContextManager[Path], rel: str, want: str,
+        lock: Lock | None, indexed: bool,
+    ) -> bool:  # fmt: skip
         dst = self.root / rel
         if dst.exists():
             if hash_file(dst)[0] == want:
@@ -505,7 +538,8 @@ class _Folder:
                 msg("the agency already holds other bytes at %(path)s; not overwritten", path=rel)
             )
         _make_dirs(dst.parent)
-        _copy_verified(src, dst, want)
+        with src as path:
+            _copy_verified(path, dst, want)
         return True
 
     def finish_unit(self, serial: str, lock: Lock | None) -> int:
@@ -530,7 +564,7 @@ def _copy_verified(src: Path, dst: Path, want: str) -> None:
             os.posix_fadvise(fo.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     except FileNotFoundError:
         part.unlink(missing_ok=True)
-        raise Refused(msg("missing from the dock's disk; not pushed")) from None
+        raise _missing() from None
     try:
         _check_bytes(digest.hexdigest(), want)
     except Refused:
@@ -588,8 +622,9 @@ class _Bucket:
         return f"units/{serial}/{layout.SEGMENTS}/{row['file']}"
 
     def push_segment(
-        self, src: Path, rel: str, want: str, lock: Lock | None, indexed: bool
-    ) -> bool:
+        self, src: contextlib.AbstractContextManager[Path], rel: str, want: str,
+        lock: Lock | None, indexed: bool,
+    ) -> bool:  # fmt: skip
         assert lock is not None
         try:
             head = self.store.head(rel)
@@ -605,12 +640,13 @@ class _Bucket:
                         msg("the copy written to the agency read back different; not pushed")
                     )
                 return False
-            try:
-                got, _ = hash_file(src)
-            except FileNotFoundError:
-                raise Refused(msg("missing from the dock's disk; not pushed")) from None
-            _check_bytes(got, want)
-            self.store.put_verified(rel, src, want, self._floored(lock))
+            with src as path:  # fetched only now, when the store lacks it
+                try:
+                    got, _ = hash_file(path)
+                except FileNotFoundError:
+                    raise _missing() from None
+                _check_bytes(got, want)
+                self.store.put_verified(rel, path, want, self._floored(lock))
         except ReadBackMismatch:
             raise Refused(msg("the copy written to the agency read back different; not pushed")) \
                 from None  # fmt: skip

@@ -10,6 +10,7 @@ and receipts with theirs, so the one key serves both without confusion.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import ssl
 from dataclasses import dataclass
@@ -21,6 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PROFILES = ("qa", "production")
+# what a certificate issued by `issue` is for (its subject's organisation
+# says "bodycam ROLE"): a unit serves the dock link; a dock is the link's
+# client and serves its copies to the city server (`bodycam-dock share`);
+# the city server is only ever a client, of the docks' `share`
+ROLES = ("unit", "dock", "city")
 
 
 class PkiError(ValueError):
@@ -127,11 +133,16 @@ def issue(
     hosts: list[str] | None = None,
     years: int = 5,
 ) -> x509.Certificate:
-    """A unit certificate (TLS server) or a dock certificate (TLS client)."""
-    if role not in ("unit", "dock"):
-        raise PkiError("role must be unit or dock")
+    """A unit certificate (TLS server), a dock certificate (TLS client of
+    the units, TLS server of `share`) or the city server's (TLS client)."""
+    if role not in ROLES:
+        raise PkiError("role must be unit, dock or city")
     now = dt.datetime.now(dt.UTC)
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if role == "unit" else ExtendedKeyUsageOID.CLIENT_AUTH
+    usage = {
+        "unit": [ExtendedKeyUsageOID.SERVER_AUTH],
+        "dock": [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH],
+        "city": [ExtendedKeyUsageOID.CLIENT_AUTH],
+    }[role]
     b = (
         x509.CertificateBuilder()
         .subject_name(_name(cn, f"bodycam {role}"))
@@ -141,7 +152,7 @@ def issue(
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=365 * years))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
     )
     if hosts:
         alt: list[x509.GeneralName] = []
@@ -152,6 +163,19 @@ def issue(
                 alt.append(x509.DNSName(h))
         b = b.add_extension(x509.SubjectAlternativeName(alt), critical=False)
     return b.sign(ca.key, None)
+
+
+def role_of(cert: x509.Certificate) -> str | None:
+    """The role `issue` gave a certificate ("unit", "dock", "city"), if any."""
+    words = _org(cert).split()
+    if len(words) == 2 and words[0] == "bodycam" and words[1] in ROLES:
+        return words[1]
+    return None
+
+
+def cert_sha256(der: bytes) -> str:
+    """A certificate's SHA-256 fingerprint (of its DER), lower-case hex."""
+    return hashlib.sha256(der).hexdigest()
 
 
 def pem_cert(cert: x509.Certificate) -> bytes:

@@ -1,4 +1,4 @@
-"""Project benchmark: `python tools/bench.py {sealing|capture|recorder|export|courtcopy}`.
+"""Project benchmark: `python tools/bench.py {sealing|capture|recorder|export|courtcopy|agency}`.
 
 Each part lives in its own module beside this file (bench_<part>.py, found
 because Python puts a script's folder first on its path) with a
@@ -12,7 +12,7 @@ import importlib
 import json
 import sys
 
-PARTS = ("sealing", "capture", "recorder", "export", "courtcopy")
+PARTS = ("sealing", "capture", "recorder", "export", "courtcopy", "agency")
 
 
 def main(argv: list[str]) -> int:
