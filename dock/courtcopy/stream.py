@@ -45,6 +45,7 @@ from PIL import Image, ImageDraw, ImageFont
 from sealing.age import Identity
 from sealing.cli_verify import dock_lookup
 from sealing.recordings import recordings
+from sealing.verify import Report
 
 from .. import fonts
 from ..texts import Texts, msg
@@ -244,13 +245,15 @@ def open_stream(
     done: Callable[[], None],
     paced: bool = True,
     now_us: int | None = None,
+    verify: Callable[[Path, str], Report] = verified_copy,
 ) -> Stream:
     """Start the stream of one recording for `viewer`: the copy verified, the
     first segment decrypted and checked, ffmpeg started. CaseError when the
     recording cannot be played. `done` is called once the stream has ended
-    (or failed to start): the caller's slot given back."""
+    (or failed to start): the caller's slot given back. `verify`: how the
+    copy is verified (the page keeps the reports: dock/verified_copies.py)."""
     try:
-        report = verified_copy(dock, serial)
+        report = verify(dock, serial)
         rec = next((r for r in recordings(report.chain) if r.start.seq == start_seq), None)
         if rec is None or not rec.media(VIDEO):
             raise CaseError(

@@ -26,6 +26,7 @@ from ...index import INDEX_ERRORS, Index, describe_error
 from ...requests import Request, covers, direct
 from ...retention import PolicyError
 from ...texts import Texts, msg
+from ...verified_copies import VerifiedCopies
 from .. import model
 from .clock import Clock
 
@@ -46,6 +47,7 @@ class PageContext:
     streams: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(MAX_STREAMS)
     )
+    verified: VerifiedCopies = field(default_factory=VerifiedCopies)  # copies playback verified
 
 
 def install(app: Flask, ctx: PageContext) -> None:

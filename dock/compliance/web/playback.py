@@ -104,7 +104,7 @@ def _streamed(serial: str, seq: int, act: str) -> Response:
             s = stream.open_stream(
                 ctx.dock_dir, serial, seq, ctx.identity, current_person().name,
                 ctx.texts[ctx.locale.language], done=release, paced=act == "play",
-                now_us=now_us(),
+                now_us=now_us(), verify=ctx.verified.get,
             )  # fmt: skip
         except courtcopy.CaseError as exc:
             abort(503, description=msg("This recording cannot be played: %(why)s",
