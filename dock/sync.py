@@ -97,6 +97,11 @@ class Missing(Refused):
     """A segment the dock's index names is not on the dock's disk."""
 
 
+class Disposed(Refused):
+    """A segment disposed of at the agency (a signed statement in the store
+    names it and no version of its object is left): never pushed again."""
+
+
 def _missing() -> Missing:
     return Missing(msg("missing from the dock's disk; not pushed"))
 
@@ -297,6 +302,8 @@ def _sync_segments(job: _Sync, serial: str, locks: _Locks | None) -> None:
                 job.segment(rel), path, row["ct_sha256"], lock, file in have
             ):
                 job.result.pushed.append(path)
+        except Disposed:
+            continue  # disposed of at the agency (dock/agency_disposal.py): not pushed again
         except Refused as exc:
             if file in gone and isinstance(exc, Missing):
                 continue  # disposed of at the dock (its statement goes below); not an error
@@ -587,6 +594,19 @@ class _Bucket:
         self.store = store
         self.slack = slack  # UNIT_SLACK; none in tests (their locks last seconds)
         self.floor = MIN_LOCK if slack else timedelta(0)
+        self._gone: dict[str, set[str]] = {}  # serial -> files the store's statements name
+
+    def _disposed(self, serial: str) -> set[str]:
+        """The files the unit's disposal statements in the store name."""
+        if serial not in self._gone:
+            files: set[str] = set()
+            for key in self.store.keys(f"units/{serial}/{DISPOSALS}/"):
+                with contextlib.suppress(DisposalRefused):
+                    body = parse_disposal(self.store.get_bytes(key, 1 << 20) or b"").body
+                    if body["serial"] == serial:
+                        files.update(str(f["file"]) for f in body["files"])
+            self._gone[serial] = files
+        return self._gone[serial]
 
     def _floored(self, lock: Lock) -> Lock:
         """A new object's lock: never a date already past (S3 refuses one)."""
@@ -640,6 +660,9 @@ class _Bucket:
                         msg("the copy written to the agency read back different; not pushed")
                     )
                 return False
+            serial, file = rel.split("/")[1], rel.rsplit("/", 1)[-1]
+            if file in self._disposed(serial):
+                raise Disposed(msg("disposed of at the agency; not pushed again"))
             with src as path:  # fetched only now, when the store lacks it
                 try:
                     got, _ = hash_file(path)
