@@ -148,6 +148,8 @@ class _Target(Protocol):
 
     def segment_path(self, serial: str, row: Row) -> str: ...
 
+    def absent(self, serial: str, paths: list[str]) -> set[str]: ...
+
     def push_segment(
         self, src: contextlib.AbstractContextManager[Path], rel: str, want: str,
         lock: Lock | None, indexed: bool,
@@ -286,7 +288,13 @@ def _sync_unit(job: _Sync, serial: str) -> None:
 def _sync_segments(job: _Sync, serial: str, locks: _Locks | None) -> None:
     have = job.agency.held(serial)
     gone = _disposed_files(job.dock_dir / "units" / serial / DISPOSALS)
-    for file, row in sorted(job.local.held(serial).items()):
+    held = sorted(job.local.held(serial).items())
+    expect = getattr(job.segments, "expect", None)
+    if expect is not None:  # a source that fetches ahead (dock/city.py): what it will be asked
+        paths = {f: job.target.segment_path(serial, r) for f, r in held}
+        absent = job.target.absent(serial, list(paths.values()))
+        expect([(Path(r["path"]), r.get("ct_len")) for f, r in held if paths[f] in absent])
+    for file, row in held:
         rel = Path(row["path"])
         if rel.is_absolute() or ".." in rel.parts:
             job.result.refused.append(
@@ -533,6 +541,9 @@ class _Folder:
     def segment_path(self, serial: str, row: Row) -> str:
         return str(row["path"])  # the dock's own layout
 
+    def absent(self, serial: str, paths: list[str]) -> set[str]:
+        return {p for p in paths if not (self.root / p).exists()}
+
     def push_segment(
         self, src: contextlib.AbstractContextManager[Path], rel: str, want: str,
         lock: Lock | None, indexed: bool,
@@ -640,6 +651,17 @@ class _Bucket:
         # the unit's own layout (sealing/layout.py): the prefix units/<serial>/
         # downloaded is a store `bodycam verify` reads as it is
         return f"units/{serial}/{layout.SEGMENTS}/{row['file']}"
+
+    def absent(self, serial: str, paths: list[str]) -> set[str]:
+        """Of `paths`, those the store holds no current object at, nor has
+        disposed of: one listing (a guess for fetching ahead; each push
+        still asks the store itself)."""
+        try:
+            stored = set(self.store.keys(f"units/{serial}/{layout.SEGMENTS}/"))
+            gone = {f"units/{serial}/{layout.SEGMENTS}/{f}" for f in self._disposed(serial)}
+        except StoreRefused as exc:
+            raise Refused(exc.args[0]) from None
+        return set(paths) - stored - gone
 
     def push_segment(
         self, src: contextlib.AbstractContextManager[Path], rel: str, want: str,
