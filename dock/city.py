@@ -20,7 +20,8 @@ snapshot and each unit's small files (chain, key, receipts, disposal
 statements, verification) into a staging folder that is a dock folder
 without its segments; then dock/sync.py's `sync` on it, exactly as a
 workstation's own push, with each segment fetched only when the store does
-not hold it, one at a time into the staging folder and removed once stored.
+not hold it, into the staging folder, and removed once stored; the next
+few are fetched ahead on a second connection while one is stored (`_Fetch`).
 So every check is sync's: the chain extends the agency's copy, the device
 key is the same, each segment hashes to the chain's ct_sha256 before it is
 stored with that SHA-256 as its checksum, it is read back before its index
