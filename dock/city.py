@@ -20,7 +20,8 @@ snapshot and each unit's small files (chain, key, receipts, disposal
 statements, verification) into a staging folder that is a dock folder
 without its segments; then dock/sync.py's `sync` on it, exactly as a
 workstation's own push, with each segment fetched only when the store does
-not hold it, one at a time into the staging folder and removed once stored.
+not hold it, into the staging folder, and removed once stored; the next
+few are fetched ahead on a second connection while one is stored (`_Fetch`).
 So every check is sync's: the chain extends the agency's copy, the device
 key is the same, each segment hashes to the chain's ct_sha256 before it is
 stored with that SHA-256 as its checksum, it is read back before its index
@@ -286,6 +287,176 @@ def _stage(remote: _Remote, listing: dict[str, Any], stage: Path) -> None:
             remote.download(FILE, stage / rel, MAX_SMALL, rel)
 
 
+class _Fetch:
+    """The segments sync asks for, downloaded into `folder`. Sync first says
+    which it will ask for, in its order (`expect`: those the store lacks);
+    a thread on a second connection (its certificate checked again) then
+    downloads them ahead of sync, at most AHEAD files and AHEAD_BYTES
+    (a larger single file still goes, alone), so the download of the next
+    segments overlaps the PUT and read-back of this one. Asked for a file,
+    sync gets it once downloaded (waiting for it if need be); anything not
+    expected, or whose fetching ahead failed, is downloaded then, on the
+    first connection, as before. Files sync passed over (the store had
+    them after all) are dropped when a later one is asked for. Each file
+    is removed once sync is done with it; the staging folder holds at most
+    AHEAD + 1 of them."""
+
+    AHEAD = 3
+    AHEAD_BYTES = 256 * 1024 * 1024
+
+    def __init__(self, remote: _Remote, connect: Any, folder: Path) -> None:
+        self.remote = remote  # the first connection: what is not fetched ahead
+        self.connect = connect  # a new _Remote, for the thread
+        self.folder = folder
+        self.cond = threading.Condition()
+        self.pos: dict[str, int] = {}  # every expected rel not yet used: its place in sync's order
+        self.sizes: dict[str, int] = {}
+        self.queue: list[str] = []  # expected, not yet started, in order
+        self.ready: dict[str, Path | None | BaseException] = {}  # downloaded, not yet used
+        self.busy: str | None = None  # being downloaded now
+        self.abandoned: set[str] = set()  # busy, but sync went past it
+        self.staged = 0  # bytes downloaded or downloading, not yet used
+        self.stopped = False
+        self.failed = False
+        self.thread: threading.Thread | None = None
+        self.ahead: _Remote | None = None
+        self.n = 0  # file names: the same segment twice never collides
+
+    def expect(self, items: list[tuple[Path, int | None]]) -> None:
+        with self.cond:
+            for rel, size in items:
+                key = rel.as_posix()
+                if key not in self.pos:
+                    self.pos[key] = self.n = self.n + 1
+                    self.sizes[key] = size if isinstance(size, int) and size > 0 else 0
+                    self.queue.append(key)
+            if self.thread is None and self.queue and not self.failed:
+                self.thread = threading.Thread(target=self._run, name="city-fetch", daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+
+    def _room(self) -> bool:
+        held = len(self.ready) + (self.busy is not None)
+        if held == 0:
+            return True
+        return held < self.AHEAD and self.staged + self.sizes[self.queue[0]] <= self.AHEAD_BYTES
+
+    def _forget(self, rel: str) -> None:
+        """Under the lock: `rel` is used, or will not be asked for."""
+        self.pos.pop(rel, None)
+        self.sizes.pop(rel, None)
+
+    def _run(self) -> None:
+        try:
+            self.ahead = self.connect()
+            self.ahead.check_identity()
+        except BaseException:
+            with self.cond:  # sync's own download (the first connection) says what is wrong
+                self.failed = True
+                self.cond.notify_all()
+            return
+        while True:
+            with self.cond:
+                while not self.stopped and (not self.queue or not self._room()):
+                    self.cond.wait()
+                if self.stopped:
+                    return
+                rel = self.busy = self.queue.pop(0)
+                size = self.sizes[rel]
+                self.staged += size
+                self.n += 1
+                dst = self.folder / f"{self.n}-{Path(rel).name}"
+            got: Path | None | BaseException
+            try:
+                got = dst if self.ahead.download(FILE, dst, MAX_SEGMENT, rel) else None
+            except BaseException as exc:  # kept for sync, which downloads it again itself
+                got = exc
+            with self.cond:
+                self.busy = None
+                self.cond.notify_all()
+                if self.stopped or rel in self.abandoned:
+                    self.abandoned.discard(rel)
+                    self.staged -= size
+                    self._forget(rel)
+                    if isinstance(got, Path):
+                        got.unlink(missing_ok=True)
+                else:
+                    self.ready[rel] = got
+                if isinstance(got, BaseException):
+                    self.failed = True  # its connection is closed: no more fetching ahead
+                if self.stopped or self.failed:
+                    return
+
+    def _take(self, rel: str) -> Path | None | BaseException | bool:
+        """The file fetched ahead for `rel`: its path, None (the workstation
+        has none), an exception (fetching ahead failed), or False when `rel`
+        is not (or no longer) fetched ahead. Waits while it is on its way."""
+        with self.cond:
+            mine = self.pos.get(rel)
+            if mine is None:
+                return False
+            for earlier in [r for r, n in self.pos.items() if n < mine]:  # sync went past them
+                if earlier == self.busy:
+                    self.abandoned.add(earlier)
+                    continue
+                if earlier in self.queue:
+                    self.queue.remove(earlier)
+                elif earlier in self.ready:
+                    got = self.ready.pop(earlier)
+                    self.staged -= self.sizes[earlier]
+                    if isinstance(got, Path):
+                        got.unlink(missing_ok=True)
+                self._forget(earlier)
+            self.cond.notify_all()
+            while rel not in self.ready and not self.failed and not self.stopped:
+                self.cond.wait()
+            if rel not in self.ready:  # fetching ahead stopped: sync downloads it itself
+                if rel in self.queue:
+                    self.queue.remove(rel)
+                if rel == self.busy:
+                    self.abandoned.add(rel)
+                else:
+                    self._forget(rel)
+                return False
+            got = self.ready.pop(rel)
+            self.staged -= self.sizes[rel]
+            self._forget(rel)
+            self.cond.notify_all()
+            return got
+
+    @contextlib.contextmanager
+    def __call__(self, rel: Path) -> Iterator[Path]:
+        got = self._take(rel.as_posix())
+        if isinstance(got, BaseException) or got is False or got is True:
+            with self.cond:  # not fetched ahead: downloaded now, as before
+                self.n += 1
+                dst = self.folder / f"{self.n}-{rel.name}"
+            try:
+                got = dst if self.remote.download(FILE, dst, MAX_SEGMENT, rel.as_posix()) else None
+            except BaseException:
+                dst.unlink(missing_ok=True)
+                raise
+        if got is None:
+            raise Missing(msg("missing from the dock's disk; not pushed"))
+        try:
+            yield got
+        finally:
+            got.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+            for got in self.ready.values():
+                if isinstance(got, Path):
+                    got.unlink(missing_ok=True)
+            self.ready.clear()
+        if self.ahead is not None:
+            self.ahead.close()  # a download under way ends now
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+
+
 def pull_workstation(
     ws: Workstation,
     context: ssl.SSLContext,
@@ -306,19 +477,13 @@ def pull_workstation(
         listing = remote.listing()
         _stage(remote, listing, stage)
 
-        @contextlib.contextmanager
-        def fetch(rel: Path) -> Iterator[Path]:
-            dst = segments / rel.name
-            try:
-                if not remote.download(FILE, dst, MAX_SEGMENT, rel.as_posix()):
-                    raise Missing(msg("missing from the dock's disk; not pushed"))
-                yield dst
-            finally:
-                dst.unlink(missing_ok=True)
-
-        return sync(
-            stage, agency, index, ws.name, segments=fetch, test_retention_s=test_retention_s
-        )
+        fetch = _Fetch(remote, lambda: _Remote(ws, context), segments)
+        try:
+            return sync(
+                stage, agency, index, ws.name, segments=fetch, test_retention_s=test_retention_s
+            )
+        finally:
+            fetch.close()
     finally:
         remote.close()
         shutil.rmtree(stage, ignore_errors=True)

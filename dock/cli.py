@@ -445,6 +445,24 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
     dp.add_argument("--agency", type=Path, help=t.tr("agency folder: docks/NAME.key"))
     dp.add_argument("--name", default="dock1")
     dp.add_argument("--key", type=Path, help=t.tr("this dock's key (the receipts' key)"))
+    dp.add_argument("--to", metavar="s3://BUCKET",
+                    help=t.tr("dispose of the agency store's copy instead of this dock's "
+                              "(docs/AGENCY.md)"))  # fmt: skip
+    dp.add_argument("--endpoint", metavar="URL",
+                    help=t.tr("the S3 store's URL, http:// or https:// (s3://)"))  # fmt: skip
+    dp.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="FILE",
+        help=t.tr(
+            "TOML with access_key and secret_key, readable by its owner only "
+            "(s3://; default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        ),
+    )
+    dp.add_argument("--ca", type=Path, metavar="FILE",
+                    help=t.tr("CA bundle for an https:// endpoint (s3://)"))  # fmt: skip
+    dp.add_argument("--index", metavar="URL",
+                    help=t.tr("the agency index: postgresql+psycopg://..."))  # fmt: skip
     add_locale_arguments(dp, t)
     en = sub.add_parser(
         "enroll", help=t.tr("enroll an officer's fingerprint at this dock's reader (S0 art. 19)")
@@ -702,6 +720,12 @@ def _dispose(args: argparse.Namespace, texts: Texts) -> int:
         return 2
     log = AuditLog(args.dock_dir)
     who = args.by[:64]
+    if args.to is not None:
+        return _dispose_at_agency(args, texts, key, log)
+    if args.endpoint or args.credentials or args.ca or args.index:
+        said = texts.tr("--endpoint, --credentials, --ca and --index are for --to s3://BUCKET")
+        print(f"dock: {said}", file=sys.stderr)
+        return 2
 
     def started() -> None:
         log.append(who, "", "dispose", target, "started", {"request": args.request[:20]})
@@ -725,6 +749,75 @@ def _dispose(args: argparse.Namespace, texts: Texts) -> int:
                 "request": args.request[:20]})  # fmt: skip
     print(texts.tr("%(target)s disposed of: %(count)s files removed; statement %(id)s",
                    target=target, count=len(done.removed), id=done.statement.id[:16]))  # fmt: skip
+    return 0
+
+
+def _dispose_at_agency(args: argparse.Namespace, texts: Texts, key: Any, log: AuditLog) -> int:
+    """`bodycam-dock dispose --to s3://BUCKET`: the agency's copy, by the
+    dock's rules (dock/agency_disposal.py). The audit log is the dock
+    folder's, where the request was filed and approved: started, refused
+    (by the rules, or by the store itself), ok."""
+    from .agency_disposal import RefusedByStore, dispose_at_agency
+    from .disposal import DisposeRefused
+    from .index import INDEX_ERRORS, describe_error
+    from .object_store import (
+        AgencyBucket,
+        StoreConfig,
+        StoreConfigError,
+        StoreRefused,
+        is_bucket_target,
+    )
+    from .retention import PolicyError
+
+    target = f"{args.serial} recording {args.recording} at {args.to}"
+    who = args.by[:64]
+    try:
+        if not is_bucket_target(args.to):
+            raise StoreConfigError(msg("--to: want s3://BUCKET (the agency store)"))
+        if not args.index:
+            raise StoreConfigError(
+                msg("an s3:// store needs --index (the agency index: PostgreSQL)")
+            )
+        config = StoreConfig.load(args.to, args.endpoint, args.credentials, args.ca)
+        store = AgencyBucket.connect(config)
+    except StoreConfigError as exc:
+        print(f"dock: {texts.say(exc.args[0])}", file=sys.stderr)
+        return 2
+
+    def started() -> None:
+        log.append(who, "", "agency-dispose", target, "started",
+                   {"request": args.request[:20]})  # fmt: skip
+
+    try:
+        done = dispose_at_agency(args.dock_dir, store, args.index, args.serial, args.recording,
+                                 args.request, args.by, key, int(time.time() * 1e6),
+                                 texts.locale, started)  # fmt: skip
+    except DisposeRefused as exc:
+        detail: dict[str, str | int] = {"why": str(exc.args[0])[:300]}
+        if isinstance(exc, RefusedByStore):
+            detail.update(store=exc.code, removed=exc.removed)
+        with contextlib.suppress(AuditError, OSError):
+            log.append(who, "", "agency-dispose", target, "refused", detail)
+        print(f"dock: {texts.say(exc.args[0])}", file=sys.stderr)
+        return 1
+    except StoreRefused as exc:  # a listing or the statement's PUT: nothing recorded
+        with contextlib.suppress(AuditError, OSError):
+            log.append(who, "", "agency-dispose", target, "refused",
+                       {"why": str(exc.args[0])[:300], "store": exc.code})  # fmt: skip
+        print(f"dock: {texts.say(exc.args[0])}", file=sys.stderr)
+        return 1
+    except INDEX_ERRORS as exc:
+        print(f"dock: {texts.say(describe_error(exc))}", file=sys.stderr)
+        return 2
+    except (PolicyError, AuditError, OSError) as exc:
+        print(f"dock: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, OSError) else 2
+    log.append(who, "", "agency-dispose", target, "ok",
+               {"statement": done.statement.id, "versions": done.versions, "files": done.files,
+                "request": args.request[:20], "bucket": store.bucket})  # fmt: skip
+    print(texts.tr("%(target)s disposed of: %(versions)s object versions deleted for %(count)s "
+                   "files; statement %(key)s", target=target, versions=done.versions,
+                   count=done.files, key=done.key))  # fmt: skip
     return 0
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -46,6 +47,97 @@ class Disposed:
     removed: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Due:
+    """A recording checked against the rules: due for disposal on an
+    approved `dispose` request of the person disposing, from a dock copy
+    that verifies, with a dock key the unit's genesis enrolls."""
+
+    serial: str
+    recording: int
+    cls: str
+    kept_until: date
+    by: str
+    approver: str
+    request: str
+    files: tuple[dict[str, Any], ...]  # {seq, file, ct_sha256}: its media files in the chain
+    disposed: dict[str, Any] | None  # the dock's own disposal of its copy, if any
+
+    def statement(self, key: Ed25519PrivateKey, now_us: int) -> Disposal:
+        return make_disposal(
+            key, serial=self.serial, recording=self.recording, files=list(self.files),
+            **{"class": self.cls}, kept_until=self.kept_until.isoformat(), disposed_us=now_us,
+            by=self.by, approver=self.approver, request=self.request,
+        )  # fmt: skip
+
+    def row(self, statement: Disposal, files: int) -> dict[str, Any]:
+        """Its row of the index's disposals."""
+        return {
+            "serial": self.serial, "recording": self.recording, "id": statement.id,
+            "disposed_us": statement.body["disposed_us"], "by": self.by,
+            "approver": self.approver, "request": self.request, "class": self.cls,
+            "kept_until": self.kept_until.isoformat(), "files": files,
+        }  # fmt: skip
+
+
+def check_due(
+    dock_dir: Path,
+    index: Index,
+    serial: str,
+    recording: int,
+    request_id: str,
+    by: str,
+    key: Ed25519PrivateKey,
+    now_us: int,
+    locale: Locale,
+) -> Due:
+    """The lifecycle's rules (issue 26), from the dock folder where the
+    recording's class, holds, the request and its approval are kept; the
+    same for the dock's copy and the agency's (dock/agency_disposal.py).
+    DisposeRefused says why not; nothing is read from any store but the
+    dock's."""
+    from . import courtcopy  # verifies the copy (PyAV loads with it)
+    from .compliance import model
+
+    view = model.read_dock(dock_dir, index, locale=locale)
+    unit = next((u for u in view.units if u.serial == serial), None)
+    v = next((r for r in unit.recordings if r.start_seq == recording), None) if unit else None
+    if v is None:
+        raise DisposeRefused(msg("no recording %(seq)s of %(serial)s on this dock",
+                                 seq=recording, serial=serial))  # fmt: skip
+    as_of = model.day_of(now_us, locale)
+    if v.holds:
+        raise DisposeRefused(msg("recording %(seq)s is held (%(hold)s): not due",
+                                 seq=recording, hold=HOLD_NAMES[v.holds[0]]))  # fmt: skip
+    if v.expires is None or as_of <= v.expires:
+        raise DisposeRefused(_kept(recording, v.retention, v.expires))
+    row = next((r for r in index.access_requests() if r["id"] == request_id), None)
+    if row is None:
+        raise DisposeRefused(msg("no request %(id)s at this dock", id=request_id[:20]))
+    req = Request.from_row(row)
+    why = why_not(req, by, "dispose", serial, v.officer, v.start_us, v.end_us, now_us)
+    if why is not None:
+        raise DisposeRefused(why)
+    approver = index.person(req.approver)
+    wanted = load_policy(dock_dir).approver
+    if approver is None or approver["role"] != wanted:
+        raise DisposeRefused(msg("request %(id)s was approved by %(name)s, who is not of "
+                                 "the role that approves disposals (%(role)s)", id=req.id,
+                                 name=req.approver, role=wanted))  # fmt: skip
+    try:
+        report = courtcopy.verified_copy(dock_dir, serial)
+    except courtcopy.CaseError as exc:
+        raise DisposeRefused(exc.args[0]) from None
+    genesis = report.chain[0].body if report.chain else {}
+    if fingerprint(key.public_key()) not in (genesis.get("docks") or []):
+        raise DisposeRefused(msg("this dock's key is not one the unit's genesis enrolls"))
+    rec = next(r for r in recordings(report.chain) if r.start.seq == recording)
+    files = tuple({"seq": r.seq, "file": r.body["file"], "ct_sha256": r.body["ct_sha256"]}
+                  for r in rec.media())  # fmt: skip
+    return Due(serial, recording, v.retention, v.expires, by, req.approver, req.id, files,
+               v.disposed)  # fmt: skip
+
+
 def dispose(
     dock_dir: Path,
     serial: str,
@@ -59,66 +151,21 @@ def dispose(
 ) -> Disposed:
     """`started`: called (no arguments) once everything is checked, before
     anything is written or removed: the audit log's line."""
-    from . import courtcopy  # verifies the copy (PyAV loads with it)
-    from .compliance import model
-
     index = Index.open(dock_dir / "dock.sqlite", dock=None)
     try:
-        view = model.read_dock(dock_dir, index, locale=locale)
-        unit = next((u for u in view.units if u.serial == serial), None)
-        v = next((r for r in unit.recordings if r.start_seq == recording), None) if unit else None
-        if v is None:
-            raise DisposeRefused(msg("no recording %(seq)s of %(serial)s on this dock",
-                                     seq=recording, serial=serial))  # fmt: skip
-        if v.disposed is not None:
+        due = check_due(dock_dir, index, serial, recording, request_id, by, key, now_us, locale)
+        if due.disposed is not None:
             raise DisposeRefused(msg("recording %(seq)s was disposed of already (%(id)s)",
-                                     seq=recording, id=str(v.disposed["id"])[:16]))  # fmt: skip
-        as_of = model.day_of(now_us, locale)
-        if v.holds:
-            raise DisposeRefused(msg("recording %(seq)s is held (%(hold)s): not due",
-                                     seq=recording, hold=HOLD_NAMES[v.holds[0]]))  # fmt: skip
-        if v.expires is None or as_of <= v.expires:
-            raise DisposeRefused(_kept(recording, v.retention, v.expires))
-        row = next((r for r in index.access_requests() if r["id"] == request_id), None)
-        if row is None:
-            raise DisposeRefused(msg("no request %(id)s at this dock", id=request_id[:20]))
-        req = Request.from_row(row)
-        why = why_not(req, by, "dispose", serial, v.officer, v.start_us, v.end_us, now_us)
-        if why is not None:
-            raise DisposeRefused(why)
-        approver = index.person(req.approver)
-        wanted = load_policy(dock_dir).approver
-        if approver is None or approver["role"] != wanted:
-            raise DisposeRefused(msg("request %(id)s was approved by %(name)s, who is not of "
-                                     "the role that approves disposals (%(role)s)", id=req.id,
-                                     name=req.approver, role=wanted))  # fmt: skip
-        try:
-            report = courtcopy.verified_copy(dock_dir, serial)
-        except courtcopy.CaseError as exc:
-            raise DisposeRefused(exc.args[0]) from None
-        genesis = report.chain[0].body if report.chain else {}
-        if fingerprint(key.public_key()) not in (genesis.get("docks") or []):
-            raise DisposeRefused(msg("this dock's key is not one the unit's genesis enrolls"))
-        rec = next(r for r in recordings(report.chain) if r.start.seq == recording)
-        files = [{"seq": r.seq, "file": r.body["file"], "ct_sha256": r.body["ct_sha256"]}
-                 for r in rec.media()]  # fmt: skip
-        statement = make_disposal(
-            key, serial=serial, recording=recording, files=files, **{"class": v.retention},
-            kept_until=v.expires.isoformat(), disposed_us=now_us, by=by, approver=req.approver,
-            request=req.id,
-        )  # fmt: skip
+                                     seq=recording, id=str(due.disposed["id"])[:16]))  # fmt: skip
+        statement = due.statement(key, now_us)
         if started is not None:
             started()
         folder = dock_dir / "units" / serial / DISPOSALS
         folder.mkdir(mode=0o700, exist_ok=True)
         write_durably(folder / f"{statement.id}.json", statement.to_bytes())
         fsync_dir(folder)
-        removed = _remove(dock_dir, [str(f["file"]) for f in files])
-        index.add_disposal({
-            "serial": serial, "recording": recording, "id": statement.id,
-            "disposed_us": now_us, "by": by, "approver": req.approver, "request": req.id,
-            "class": v.retention, "kept_until": v.expires.isoformat(), "files": len(removed),
-        })  # fmt: skip
+        removed = _remove(dock_dir, [str(f["file"]) for f in due.files])
+        index.add_disposal(due.row(statement, len(removed)))
         return Disposed(statement, tuple(removed))
     finally:
         index.close()

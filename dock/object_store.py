@@ -438,3 +438,24 @@ class AgencyBucket:
                 return out
             kw["KeyMarker"] = r.get("NextKeyMarker")
             kw["VersionIdMarker"] = r.get("NextVersionIdMarker")
+
+    def versions_of(self, key: str) -> list[tuple[str, bool]]:
+        """Every version of exactly `key`, delete markers included:
+        (version id, is a delete marker)."""
+        out: list[tuple[str, bool]] = []
+        kw: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key}
+        while True:
+            r = self._call(f"ListObjectVersions {key}", self.client.list_object_versions, **kw)
+            for kind, marker in (("Versions", False), ("DeleteMarkers", True)):
+                out.extend((str(v["VersionId"]), marker) for v in r.get(kind) or []
+                           if v.get("Key") == key and v.get("VersionId"))  # fmt: skip
+            if not r.get("IsTruncated"):
+                return out
+            kw["KeyMarker"] = r.get("NextKeyMarker")
+            kw["VersionIdMarker"] = r.get("NextVersionIdMarker")
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        """DELETE of one version by its id (never a delete marker on top): the
+        store decides; a locked or held version is refused (StoreRefused)."""
+        self._call(f"DeleteObject {key} ({version_id})", self.client.delete_object,
+                   Bucket=self.bucket, Key=key, VersionId=version_id)  # fmt: skip

@@ -97,6 +97,11 @@ class Missing(Refused):
     """A segment the dock's index names is not on the dock's disk."""
 
 
+class Disposed(Refused):
+    """A segment disposed of at the agency (a signed statement in the store
+    names it and no version of its object is left): never pushed again."""
+
+
 def _missing() -> Missing:
     return Missing(msg("missing from the dock's disk; not pushed"))
 
@@ -142,6 +147,8 @@ class _Target(Protocol):
     def write(self, rel: str, data: bytes, lock: Lock | None) -> None: ...
 
     def segment_path(self, serial: str, row: Row) -> str: ...
+
+    def absent(self, serial: str, paths: list[str]) -> set[str]: ...
 
     def push_segment(
         self, src: contextlib.AbstractContextManager[Path], rel: str, want: str,
@@ -281,7 +288,13 @@ def _sync_unit(job: _Sync, serial: str) -> None:
 def _sync_segments(job: _Sync, serial: str, locks: _Locks | None) -> None:
     have = job.agency.held(serial)
     gone = _disposed_files(job.dock_dir / "units" / serial / DISPOSALS)
-    for file, row in sorted(job.local.held(serial).items()):
+    held = sorted(job.local.held(serial).items())
+    expect = getattr(job.segments, "expect", None)
+    if expect is not None:  # a source that fetches ahead (dock/city.py): what it will be asked
+        paths = {f: job.target.segment_path(serial, r) for f, r in held}
+        absent = job.target.absent(serial, list(paths.values()))
+        expect([(Path(r["path"]), r.get("ct_len")) for f, r in held if paths[f] in absent])
+    for file, row in held:
         rel = Path(row["path"])
         if rel.is_absolute() or ".." in rel.parts:
             job.result.refused.append(
@@ -297,6 +310,8 @@ def _sync_segments(job: _Sync, serial: str, locks: _Locks | None) -> None:
                 job.segment(rel), path, row["ct_sha256"], lock, file in have
             ):
                 job.result.pushed.append(path)
+        except Disposed:
+            continue  # disposed of at the agency (dock/agency_disposal.py): not pushed again
         except Refused as exc:
             if file in gone and isinstance(exc, Missing):
                 continue  # disposed of at the dock (its statement goes below); not an error
@@ -526,6 +541,9 @@ class _Folder:
     def segment_path(self, serial: str, row: Row) -> str:
         return str(row["path"])  # the dock's own layout
 
+    def absent(self, serial: str, paths: list[str]) -> set[str]:
+        return {p for p in paths if not (self.root / p).exists()}
+
     def push_segment(
         self, src: contextlib.AbstractContextManager[Path], rel: str, want: str,
         lock: Lock | None, indexed: bool,
@@ -587,6 +605,19 @@ class _Bucket:
         self.store = store
         self.slack = slack  # UNIT_SLACK; none in tests (their locks last seconds)
         self.floor = MIN_LOCK if slack else timedelta(0)
+        self._gone: dict[str, set[str]] = {}  # serial -> files the store's statements name
+
+    def _disposed(self, serial: str) -> set[str]:
+        """The files the unit's disposal statements in the store name."""
+        if serial not in self._gone:
+            files: set[str] = set()
+            for key in self.store.keys(f"units/{serial}/{DISPOSALS}/"):
+                with contextlib.suppress(DisposalRefused):
+                    body = parse_disposal(self.store.get_bytes(key, 1 << 20) or b"").body
+                    if body["serial"] == serial:
+                        files.update(str(f["file"]) for f in body["files"])
+            self._gone[serial] = files
+        return self._gone[serial]
 
     def _floored(self, lock: Lock) -> Lock:
         """A new object's lock: never a date already past (S3 refuses one)."""
@@ -621,6 +652,17 @@ class _Bucket:
         # downloaded is a store `bodycam verify` reads as it is
         return f"units/{serial}/{layout.SEGMENTS}/{row['file']}"
 
+    def absent(self, serial: str, paths: list[str]) -> set[str]:
+        """Of `paths`, those the store holds no current object at, nor has
+        disposed of: one listing (a guess for fetching ahead; each push
+        still asks the store itself)."""
+        try:
+            stored = set(self.store.keys(f"units/{serial}/{layout.SEGMENTS}/"))
+            gone = {f"units/{serial}/{layout.SEGMENTS}/{f}" for f in self._disposed(serial)}
+        except StoreRefused as exc:
+            raise Refused(exc.args[0]) from None
+        return set(paths) - stored - gone
+
     def push_segment(
         self, src: contextlib.AbstractContextManager[Path], rel: str, want: str,
         lock: Lock | None, indexed: bool,
@@ -640,6 +682,9 @@ class _Bucket:
                         msg("the copy written to the agency read back different; not pushed")
                     )
                 return False
+            serial, file = rel.split("/")[1], rel.rsplit("/", 1)[-1]
+            if file in self._disposed(serial):
+                raise Disposed(msg("disposed of at the agency; not pushed again"))
             with src as path:  # fetched only now, when the store lacks it
                 try:
                     got, _ = hash_file(path)

@@ -403,3 +403,67 @@ def test_bench_agency_short_runs_and_reports() -> None:
         assert out["MB_s"][side] > 0
     assert out["ratio_sync"] > 0 and out["ratio_city_pull"] > 0
     assert len(out["loadavg_start"]) == 3
+
+
+class _FakeRemote:
+    """A workstation's share for `_Fetch`: files by rel; 'gone' has none;
+    'cut' fails its download; `calls` records (connection, rel)."""
+
+    def __init__(self, name: str, calls: list[tuple[str, str]], gate: Any = None) -> None:
+        self.name, self.calls, self.gate = name, calls, gate
+
+    def check_identity(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def download(self, route: Any, dst: Path, limit: int, rel: str | None = None) -> bool:
+        assert rel is not None
+        if self.gate is not None:
+            self.gate.wait(10)
+        self.calls.append((self.name, rel))
+        if rel == "gone":
+            return False
+        if rel == "cut" and self.name == "ahead":
+            raise OSError("the link drops")
+        dst.write_bytes(rel.encode())
+        return True
+
+
+def test_segments_fetched_ahead_in_sync_order_with_fallbacks(tmp_path: Path) -> None:
+    """`_Fetch` (dock/city.py): what sync will ask for is downloaded ahead on
+    a second connection, never more than AHEAD files; a file sync passes
+    over is dropped; a missing one is Missing; once fetching ahead fails,
+    sync's own connection downloads the rest; nothing is left behind."""
+    import threading
+
+    from dock.city import _Fetch
+    from dock.sync import Missing
+
+    calls: list[tuple[str, str]] = []
+    gate = threading.Event()
+    fetch = _Fetch(_FakeRemote("first", calls), lambda: _FakeRemote("ahead", calls, gate),  # type: ignore[arg-type]
+                   tmp_path)  # fmt: skip
+    names = ["a", "b", "skipped", "c", "gone", "d", "cut", "e"]
+    fetch.expect([(Path(n), 10) for n in names])
+    gate.set()
+    deadline = time.monotonic() + 10
+    while len(calls) < fetch.AHEAD and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert len([c for c in calls if c[0] == "ahead"]) == fetch.AHEAD  # bounded
+    got = []
+    for n in ["a", "b", "c", "gone", "d", "cut", "e", "unexpected"]:
+        try:
+            with fetch(Path(n)) as path:
+                got.append(path.read_text())
+                assert len(list(tmp_path.iterdir())) <= fetch.AHEAD + 1
+        except Missing:
+            got.append("-")
+    fetch.close()
+    assert got == ["a", "b", "c", "-", "d", "cut", "e", "unexpected"]
+    ahead = [r for who, r in calls if who == "ahead"]
+    assert ahead == ["a", "b", "skipped", "c", "gone", "d", "cut"]  # stops at the failure
+    assert [r for who, r in calls if who == "first"] == ["cut", "e", "unexpected"]
+    assert list(tmp_path.iterdir()) == []
