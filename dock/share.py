@@ -129,7 +129,7 @@ class Shared:
                         "file": f,
                         "path": str(r["path"]),
                         "ct_sha256": r["ct_sha256"],
-                        "size": r.get("size"),
+                        "size": r.get("ct_len"),
                     }
                     for f, r in sorted(idx.held(serial).items())
                 ]

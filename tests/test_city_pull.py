@@ -291,6 +291,8 @@ def test_share_answers_only_the_city_server(city: City) -> None:
     listing = json.loads(body)
     assert [u["serial"] for u in listing["units"]] == [SERIAL_A]
     assert len(listing["units"][0]["segments"]) == 4
+    for seg_row in listing["units"][0]["segments"]:  # each size is the file's
+        assert seg_row["size"] == (a.dock_dir / seg_row["path"]).stat().st_size, seg_row
     # a dock's certificate of the same CA: closed at the TLS layer, no HTTP at all
     creds = city.base / "b" / "unit" / "docks" / "dock1"
     with _closed():
