@@ -59,6 +59,22 @@ class Identity:
     actions: tuple[str, ...]
 
 
+# What a workstation's identity needs beyond Read, Write and List: SeaweedFS
+# refuses a PUT with lock headers without them, as AWS does.
+LOCK_ACTIONS = (
+    "PutObjectRetention",
+    "GetObjectRetention",
+    "PutObjectLegalHold",
+    "GetObjectLegalHold",
+    "GetBucketObjectLockConfiguration",
+)
+
+
+def new_identity(name: str, actions: tuple[str, ...]) -> Identity:
+    """An identity with fresh keys (the access key names it)."""
+    return Identity(name, f"AK{name.upper():0<18}", secrets.token_hex(20), actions)
+
+
 def free_ports(n: int) -> list[int]:
     """`n` distinct TCP ports free on 127.0.0.1 right now."""
     socks, ports = [], []

@@ -15,6 +15,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -188,10 +189,64 @@ def _demo(work: Path) -> int:
     _say("media", media)
     court_ok, court = _court_copy(dock_dir, agency_dir, agency, work / "case")
     _say("court", court)
+    t0 = time.monotonic()
+    store_ok, stored = _agency_store(dock_dir)
+    _say("agency", f"{stored} ({time.monotonic() - t0:.1f} s with the cluster's start and stop)")
     print()
     print(dock.report(dock_dir))
     ok = unit_report.ok and dock_report.ok and result.released and media_ok and court_ok
+    ok = ok and store_ok
     return 0 if ok else 1
+
+
+def _agency_store(dock_dir: Path) -> tuple[bool, str]:
+    """The dock synced to the agency store (issue 27): a SeaweedFS cluster
+    started here on loopback (a master, three volume servers replicating, a
+    filer, the S3 gateway), a bucket with Object Lock; then the store's own
+    administrator tries to delete a segment, which the store must refuse.
+    The cluster and its index live in a temporary folder, gone afterwards."""
+    with tempfile.TemporaryDirectory(prefix="bodycam-agency-") as tmp:
+        return _synced(dock_dir, Path(tmp))
+
+
+def _synced(dock_dir: Path, base: Path) -> tuple[bool, str]:
+    _dock()  # the dock extra, or the one line saying it is missing
+    from dock import seaweed
+    from dock.object_store import AgencyBucket, StoreConfig, StoreRefused
+    from dock.sync import sync
+
+    writer = ("Read", "Write", "List", *seaweed.LOCK_ACTIONS)
+    ids = [seaweed.new_identity("admin", ("Admin",)), seaweed.new_identity("dock", writer)]
+    try:
+        cluster = seaweed.start_cluster(base, ids, volumes=3, replication="001")
+    except seaweed.ClusterError as exc:
+        return False, f"no agency store: {exc}"
+    try:
+
+        def bucket(who: str) -> AgencyBucket:
+            i = cluster.identity(who)
+            return AgencyBucket.connect(
+                StoreConfig(cluster.endpoint, "evidence", i.access_key, i.secret_key)
+            )
+
+        admin = bucket("admin")
+        admin.ensure_bucket()
+        result = sync(dock_dir, bucket("dock"), base / "agency.sqlite", "dock1")
+        segment = next(k for k in result.pushed if "/segments/" in k)
+        version = admin.versions_of(segment)[0][0]
+        try:
+            admin.delete_version(segment, version)
+            refused = "DELETED (the lock did not hold)"
+        except StoreRefused as exc:
+            refused = f"refused by the store ({exc.code})"
+        ok = result.ok and refused.startswith("refused")
+        return ok, (
+            f"{len(result.pushed)} objects in s3://evidence on SeaweedFS (3 volume servers), "
+            f"each SHA-256 checked and read back, locked until its retention ends; "
+            f"the administrator's delete of a segment: {refused}"
+        )
+    finally:
+        cluster.close()
 
 
 def _court_copy(dock_dir: Path, agency_dir: Path, agency: Identity, out: Path) -> tuple[bool, str]:

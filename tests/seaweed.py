@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -28,20 +27,16 @@ from pathlib import Path
 import pytest
 
 from dock.object_store import AgencyBucket, StoreConfig
-from dock.seaweed import Cluster, ClusterError, Identity, start_cluster, weed_binary
-
-LOCK_ACTIONS = (
-    "PutObjectRetention",
-    "GetObjectRetention",
-    "PutObjectLegalHold",
-    "GetObjectLegalHold",
-    "GetBucketObjectLockConfiguration",
+from dock.seaweed import (
+    LOCK_ACTIONS,
+    Cluster,
+    ClusterError,
+    new_identity,
+    start_cluster,
+    weed_binary,
 )
+
 _buckets = itertools.count(1)
-
-
-def _identity(name: str, actions: tuple[str, ...]) -> Identity:
-    return Identity(name, f"AK{name.upper():0<18}", secrets.token_hex(20), actions)
 
 
 def store(cluster: Cluster, bucket: str, who: str = "dock") -> AgencyBucket:
@@ -68,9 +63,9 @@ def seaweed_fixture() -> Iterator[Cluster]:
     pytest.importorskip("boto3", reason="boto3 is not installed (pip install -e '.[dock]')")
     base = Path(tempfile.mkdtemp(prefix="bodycam-seaweed-"))
     identities = [
-        _identity("admin", ("Admin",)),
-        _identity("dock", ("Read", "Write", "List", *LOCK_ACTIONS)),
-        _identity("auditor", ("Read", "List")),
+        new_identity("admin", ("Admin",)),
+        new_identity("dock", ("Read", "Write", "List", *LOCK_ACTIONS)),
+        new_identity("auditor", ("Read", "List")),
     ]
     try:
         cluster = start_cluster(base, identities, volumes=3, replication="001")
