@@ -36,7 +36,7 @@ from .safeio import (
     open_regular,
     read_regular,
 )
-from .segcheck import read_segment
+from .segcheck import BLOCK, read_segment
 from .segsource import CallableSource, DockSegments, SegmentSource, StoreSegments
 
 __all__ = ["Problem", "Report", "Unusable", "human", "verify_chain", "verify_store"]
@@ -118,8 +118,11 @@ def verify_store(
             if index.last_seq < 0:
                 return report
             disposed = _disposals(root, index, check.docks, report)
+            buf = bytearray(BLOCK)  # one read buffer for every segment
             for fact in index.media:
-                report.segments.append(_check_file(fact, index, source, identity, report, disposed))
+                report.segments.append(
+                    _check_file(fact, index, source, identity, report, disposed, buf)
+                )
             source.survey(report.serial, index.named, report)
             for receipt in book.all():
                 _check_receipt(receipt, index, report)
@@ -328,6 +331,7 @@ def _check_file(
     identity: Identity | None,
     report: Report,
     disposed: dict[str, str] | None = None,
+    buf: bytearray | None = None,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "file": fact.file,
@@ -364,7 +368,7 @@ def _check_file(
             got = None  # the record's fault, reported with it: nothing to compare
         else:
             try:
-                got = read_segment(f, fact.ct_len, identity)
+                got = read_segment(f, fact.ct_len, identity, buf)
             except OSError as exc:
                 report.fail(where, f"unreadable: {exc}", fact.seq)
                 entry["status"] = "altered"
