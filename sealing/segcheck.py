@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .age import CHUNK, TAG, AgeError, Decrypted, Identity, open_header, payload
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
 
 STRIDE = CHUNK + TAG  # one age chunk on disk
 BLOCK = 16 * STRIDE  # one read: about 1 MiB
@@ -32,9 +35,19 @@ class SegmentRead:
 class _Blocks:
     """A file's bytes through one reused buffer, each byte hashed and counted
     once as it is read, and at most `limit` of them (a file growing while it
-    is read). `take` and `readline` hand out what was read, in order."""
+    is read). `take` and `readline` hand out what was read, in order.
 
-    def __init__(self, f: BinaryIO, limit: int, buf: bytearray | None = None) -> None:
+    Given a `hasher` (a thread pool), each read is hashed on it while the
+    caller decrypts the same bytes: both only read the buffer, and the next
+    read into it waits for that hash first."""
+
+    def __init__(
+        self,
+        f: BinaryIO,
+        limit: int,
+        buf: bytearray | None = None,
+        hasher: Executor | None = None,
+    ) -> None:
         self.f = f
         self.limit = limit
         self.hash = hashlib.sha256()
@@ -43,23 +56,38 @@ class _Blocks:
         self.buf = memoryview(self.array)
         self.pos = 0  # the next byte handed out
         self.end = 0  # the end of what was read
+        self.hasher = hasher
+        self.hashing: Future[None] | None = None  # the hash of the last read, under way
+
+    def wait(self) -> None:
+        """The hash has taken every byte read so far."""
+        if self.hashing is not None:
+            self.hashing.result()
+            self.hashing = None
 
     def _fill(self, want: int) -> int:
         """At least `want` bytes from `pos` on, unless the file ends: how many."""
         have = self.end - self.pos
         if have >= want:
             return have
+        self.wait()  # the buffer is written next
         if self.pos:  # keep what is left at the front: the next read ends a block
             self.buf[:have] = self.buf[self.pos : self.end]
             self.pos, self.end = 0, have
+        start = self.end
         while self.end < want:
             view = self.buf[self.end : self.end + max(0, self.limit - self.n)]
             got = self.f.readinto(view) if len(view) else 0  # type: ignore[attr-defined]
             if not got:
                 break
-            self.hash.update(view[:got])
             self.n += got
             self.end += got
+        if self.end > start:
+            fresh = self.buf[start : self.end]
+            if self.hasher is None:
+                self.hash.update(fresh)
+            else:
+                self.hashing = self.hasher.submit(self.hash.update, fresh)
         return self.end - self.pos
 
     def take(self, n: int) -> memoryview:
@@ -81,28 +109,37 @@ class _Blocks:
 
     def drain(self) -> None:
         """Read (and hash) the rest, up to the limit."""
-        self.pos = self.end = 0
+        self.pos = self.end
         while self._fill(len(self.buf)) == len(self.buf):
-            self.pos = self.end = 0
+            self.pos = self.end
+        self.wait()
 
 
 def read_segment(
-    f: BinaryIO, ct_len: int, identity: Identity | None, buf: bytearray | None = None
+    f: BinaryIO,
+    ct_len: int,
+    identity: Identity | None,
+    buf: bytearray | None = None,
+    hasher: Executor | None = None,
 ) -> SegmentRead:
     """Hash `f` (and decrypt it, given `identity`) in one pass. A file whose
     length is not `ct_len` is not read: it cannot match its record. `buf`, a
-    BLOCK-sized buffer, is reused when given."""
+    BLOCK-sized buffer, is reused when given; with a `hasher` the ciphertext
+    is hashed there, beside the decryption."""
     size = os.fstat(f.fileno()).st_size
     if size != ct_len:
         return SegmentRead(size, None)
-    blocks = _Blocks(f, ct_len + 1, buf)  # one byte more shows a file that grew
+    blocks = _Blocks(f, ct_len + 1, buf, hasher if identity else None)  # +1: a file that grew
     out = SegmentRead(0, None)
-    if identity is not None:
-        try:
-            file_key, offset = open_header(blocks, identity)
-            out.plaintext = payload(blocks.take, file_key, offset, None)
-        except AgeError as exc:
-            out.error = str(exc)
-    blocks.drain()
+    try:
+        if identity is not None:
+            try:
+                file_key, offset = open_header(blocks, identity)
+                out.plaintext = payload(blocks.take, file_key, offset, None)
+            except AgeError as exc:
+                out.error = str(exc)
+        blocks.drain()
+    finally:
+        blocks.wait()  # nothing reads the buffer after this returns
     out.ct_len, out.ct_sha256 = blocks.n, blocks.hash.hexdigest()
     return out

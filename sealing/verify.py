@@ -13,14 +13,13 @@ receipt and one read-ahead buffer: never a whole segment, record or report.
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -42,6 +41,9 @@ from .safeio import (
 )
 from .segcheck import BLOCK, SegmentRead, read_segment
 from .segsource import CallableSource, DockSegments, SegmentSource, StoreSegments
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 __all__ = ["Problem", "Report", "Unusable", "human", "verify_chain", "verify_store"]
 
@@ -348,7 +350,11 @@ class _Got:
 
 
 def _read_file(
-    fact: MediaFact, source: SegmentSource, identity: Identity | None, buf: bytearray
+    fact: MediaFact,
+    source: SegmentSource,
+    identity: Identity | None,
+    buf: bytearray,
+    hasher: Executor | None = None,
 ) -> _Got:
     """Open and read one file; report nothing (the caller does, in order)."""
     if source.blocked:
@@ -363,7 +369,7 @@ def _read_file(
         if fact.ct_len is None:
             return _Got()  # the record's fault, reported with it: nothing to compare
         try:
-            return _Got(read=read_segment(f, fact.ct_len, identity, buf))
+            return _Got(read=read_segment(f, fact.ct_len, identity, buf, hasher))
         except OSError as exc:
             return _Got(read_error=exc)
 
@@ -374,14 +380,17 @@ def _read_files(
     identity: Identity | None,
     workers: int | None,
 ) -> Generator[_Got, None, None]:
-    """`_read_file` of each fact, in order. With more than one worker the
-    next files are read while one is reported: hashing and decryption run
-    outside the GIL, so two segments take two cores. Each worker has one
-    read buffer, and at most two reads per worker are waiting: memory stays
+    """`_read_file` of each fact, in order. Hashing and decryption run
+    outside the GIL, so with more than one worker the next files are read
+    while one is reported: two segments take two cores. The last files,
+    fewer than the workers, would leave a core idle: each of those has its
+    ciphertext hashed on a thread of its own beside its decryption (earlier,
+    that only costs CPU: every core is busy). Each worker has one read
+    buffer, and at most two reads per worker are waiting: memory stays
     bounded whatever the number of segments."""
     if workers is None:
         workers = min(4, len(os.sched_getaffinity(0)))
-    if workers <= 1 or len(facts) <= 1:
+    if workers <= 1:
         buf = bytearray(BLOCK)  # one read buffer for every segment
         for fact in facts:
             yield _read_file(fact, source, identity, buf)
@@ -390,20 +399,29 @@ def _read_files(
 
     local = threading.local()
 
-    def job(fact: MediaFact) -> _Got:
+    def job(fact: MediaFact, beside: Executor | None) -> _Got:
         if not hasattr(local, "buf"):
             local.buf = bytearray(BLOCK)
-        return _read_file(fact, source, identity, local.buf)
+        return _read_file(fact, source, identity, local.buf, beside)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="verify-read") as pool:
+    with (
+        ThreadPoolExecutor(workers, thread_name_prefix="verify-read") as pool,
+        ThreadPoolExecutor(workers, thread_name_prefix="verify-hash") as hasher,
+    ):
         ahead: deque[Future[_Got]] = deque()
-        todo = iter(facts)
-        for fact in itertools.islice(todo, 2 * workers):
-            ahead.append(pool.submit(job, fact))
+        last_wave = len(facts) - workers + 1  # from this index on, a core is free
+
+        def submit(i: int) -> None:
+            if i < len(facts):
+                ahead.append(pool.submit(job, facts[i], hasher if i >= last_wave else None))
+
+        for i in range(2 * workers):
+            submit(i)
+        following = 2 * workers
         while ahead:
             got = ahead.popleft().result()
-            for fact in itertools.islice(todo, 1):
-                ahead.append(pool.submit(job, fact))
+            submit(following)
+            following += 1
             yield got
 
 

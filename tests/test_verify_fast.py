@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -68,17 +69,20 @@ def test_one_pass_answers_as_the_plain_reader(tmp_path: Path, size: int) -> None
         (sealed,) = store.segments.iterdir()
     data = sealed.read_bytes()
     buf = bytearray(BLOCK)
-    for name, variant in _variants(data, random.Random(size)).items():
-        path = tmp_path / "variant"
-        path.write_bytes(variant)
-        for identity in (unit.agency.identity, None):
-            want = _plain(path, identity)
-            with path.open("rb") as f:
-                assert read_segment(f, len(variant), identity, buf) == want, name
-            with path.open("rb") as f:  # a length the record does not have: not read
-                assert read_segment(f, len(variant) + 1, identity) == SegmentRead(
-                    len(variant), None
-                )
+    with ThreadPoolExecutor(1) as hasher:
+        for name, variant in _variants(data, random.Random(size)).items():
+            path = tmp_path / "variant"
+            path.write_bytes(variant)
+            for identity in (unit.agency.identity, None):
+                want = _plain(path, identity)
+                with path.open("rb") as f:
+                    assert read_segment(f, len(variant), identity, buf) == want, name
+                with path.open("rb") as f:  # the ciphertext hashed on another thread
+                    assert read_segment(f, len(variant), identity, buf, hasher) == want, name
+                with path.open("rb") as f:  # a length the record does not have: not read
+                    assert read_segment(f, len(variant) + 1, identity) == SegmentRead(
+                        len(variant), None
+                    )
 
 
 def test_bench_verify_short_runs_and_reports() -> None:
