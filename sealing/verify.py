@@ -418,11 +418,15 @@ def _read_files(
         for i in range(2 * workers):
             submit(i)
         following = 2 * workers
-        while ahead:
-            got = ahead.popleft().result()
-            submit(following)
-            following += 1
-            yield got
+        try:
+            while ahead:
+                got = ahead.popleft().result()
+                submit(following)
+                following += 1
+                yield got
+        finally:  # stopped early: what has not started never will
+            for waiting in ahead:
+                waiting.cancel()
 
 
 def _check_file(
