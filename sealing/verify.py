@@ -374,6 +374,9 @@ def _read_file(
             return _Got(read_error=exc)
 
 
+PARALLEL_FROM = 16 << 20  # below this, threads cost more (start-up) than they save
+
+
 def _read_files(
     facts: list[MediaFact],
     source: SegmentSource,
@@ -390,7 +393,7 @@ def _read_files(
     bounded whatever the number of segments."""
     if workers is None:
         workers = min(4, len(os.sched_getaffinity(0)))
-    if workers <= 1:
+    if workers <= 1 or sum(f.ct_len or 0 for f in facts) < PARALLEL_FROM:
         buf = bytearray(BLOCK)  # one read buffer for every segment
         for fact in facts:
             yield _read_file(fact, source, identity, buf)
