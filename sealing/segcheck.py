@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -32,21 +33,44 @@ class SegmentRead:
     error: str | None = None  # why it did not decrypt at all
 
 
+class Beside:
+    """A thread pool to hash on beside decryption, and how many reads are
+    under way: hashing beside one only pays while a core would otherwise
+    be idle (fewer reads than `cores`); else it only costs CPU."""
+
+    def __init__(self, pool: Executor, cores: int) -> None:
+        self.pool = pool
+        self.cores = cores
+        self.reading = 0
+        self._lock = threading.Lock()
+
+    def spare(self) -> bool:
+        return self.reading < self.cores
+
+    def started(self) -> None:
+        with self._lock:
+            self.reading += 1
+
+    def ended(self) -> None:
+        with self._lock:
+            self.reading -= 1
+
+
 class _Blocks:
     """A file's bytes through one reused buffer, each byte hashed and counted
     once as it is read, and at most `limit` of them (a file growing while it
     is read). `take` and `readline` hand out what was read, in order.
 
-    Given a `hasher` (a thread pool), each read is hashed on it while the
-    caller decrypts the same bytes: both only read the buffer, and the next
-    read into it waits for that hash first."""
+    Given a `beside` with a core to spare, each read is hashed on its
+    thread pool while the caller decrypts the same bytes: both only read the
+    buffer, and the next read into it waits for that hash first."""
 
     def __init__(
         self,
         f: BinaryIO,
         limit: int,
         buf: bytearray | None = None,
-        hasher: Executor | None = None,
+        beside: Beside | None = None,
     ) -> None:
         self.f = f
         self.limit = limit
@@ -56,7 +80,7 @@ class _Blocks:
         self.buf = memoryview(self.array)
         self.pos = 0  # the next byte handed out
         self.end = 0  # the end of what was read
-        self.hasher = hasher
+        self.beside = beside
         self.hashing: Future[None] | None = None  # the hash of the last read, under way
 
     def wait(self) -> None:
@@ -84,10 +108,10 @@ class _Blocks:
             self.end += got
         if self.end > start:
             fresh = self.buf[start : self.end]
-            if self.hasher is None:
-                self.hash.update(fresh)
+            if self.beside is not None and self.beside.spare():
+                self.hashing = self.beside.pool.submit(self.hash.update, fresh)
             else:
-                self.hashing = self.hasher.submit(self.hash.update, fresh)
+                self.hash.update(fresh)
         return self.end - self.pos
 
     def take(self, n: int) -> memoryview:
@@ -120,16 +144,16 @@ def read_segment(
     ct_len: int,
     identity: Identity | None,
     buf: bytearray | None = None,
-    hasher: Executor | None = None,
+    beside: Beside | None = None,
 ) -> SegmentRead:
     """Hash `f` (and decrypt it, given `identity`) in one pass. A file whose
     length is not `ct_len` is not read: it cannot match its record. `buf`, a
-    BLOCK-sized buffer, is reused when given; with a `hasher` the ciphertext
-    is hashed there, beside the decryption."""
+    BLOCK-sized buffer, is reused when given; with a `beside` the ciphertext
+    is hashed there, beside the decryption, while a core is spare."""
     size = os.fstat(f.fileno()).st_size
     if size != ct_len:
         return SegmentRead(size, None)
-    blocks = _Blocks(f, ct_len + 1, buf, hasher if identity else None)  # +1: a file that grew
+    blocks = _Blocks(f, ct_len + 1, buf, beside if identity else None)  # +1: a file that grew
     out = SegmentRead(0, None)
     try:
         if identity is not None:

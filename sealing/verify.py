@@ -13,13 +13,14 @@ receipt and one read-ahead buffer: never a whole segment, record or report.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -39,11 +40,8 @@ from .safeio import (
     open_regular,
     read_regular,
 )
-from .segcheck import BLOCK, SegmentRead, read_segment
+from .segcheck import BLOCK, Beside, SegmentRead, read_segment
 from .segsource import CallableSource, DockSegments, SegmentSource, StoreSegments
-
-if TYPE_CHECKING:
-    from concurrent.futures import Executor
 
 __all__ = ["Problem", "Report", "Unusable", "human", "verify_chain", "verify_store"]
 
@@ -354,7 +352,7 @@ def _read_file(
     source: SegmentSource,
     identity: Identity | None,
     buf: bytearray,
-    hasher: Executor | None = None,
+    beside: Beside | None = None,
 ) -> _Got:
     """Open and read one file; report nothing (the caller does, in order)."""
     if source.blocked:
@@ -369,7 +367,7 @@ def _read_file(
         if fact.ct_len is None:
             return _Got()  # the record's fault, reported with it: nothing to compare
         try:
-            return _Got(read=read_segment(f, fact.ct_len, identity, buf, hasher))
+            return _Got(read=read_segment(f, fact.ct_len, identity, buf, beside))
         except OSError as exc:
             return _Got(read_error=exc)
 
@@ -385,12 +383,12 @@ def _read_files(
 ) -> Generator[_Got, None, None]:
     """`_read_file` of each fact, in order. Hashing and decryption run
     outside the GIL, so with more than one worker the next files are read
-    while one is reported: two segments take two cores. The last files,
-    fewer than the workers, would leave a core idle: each of those has its
-    ciphertext hashed on a thread of its own beside its decryption (earlier,
-    that only costs CPU: every core is busy). Each worker has one read
-    buffer, and at most two reads per worker are waiting: memory stays
-    bounded whatever the number of segments."""
+    while one is reported: two segments take two cores. When fewer files
+    are left than workers, a core would be idle: then each read's
+    ciphertext is hashed on a thread of its own beside its decryption
+    (segcheck.Beside). Each worker has one read buffer, and at most two
+    reads per worker are waiting: memory stays bounded whatever the number
+    of segments."""
     if workers is None:
         workers = min(4, len(os.sched_getaffinity(0)))
     if workers <= 1 or sum(f.ct_len or 0 for f in facts) < PARALLEL_FROM:
@@ -402,30 +400,29 @@ def _read_files(
 
     local = threading.local()
 
-    def job(fact: MediaFact, beside: Executor | None) -> _Got:
+    def job(fact: MediaFact) -> _Got:
         if not hasattr(local, "buf"):
             local.buf = bytearray(BLOCK)
-        return _read_file(fact, source, identity, local.buf, beside)
+        beside.started()
+        try:
+            return _read_file(fact, source, identity, local.buf, beside)
+        finally:
+            beside.ended()
 
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="verify-read") as pool,
         ThreadPoolExecutor(workers, thread_name_prefix="verify-hash") as hasher,
     ):
+        beside = Beside(hasher, workers)
         ahead: deque[Future[_Got]] = deque()
-        last_wave = len(facts) - workers + 1  # from this index on, a core is free
-
-        def submit(i: int) -> None:
-            if i < len(facts):
-                ahead.append(pool.submit(job, facts[i], hasher if i >= last_wave else None))
-
-        for i in range(2 * workers):
-            submit(i)
-        following = 2 * workers
+        todo = iter(facts)
+        for fact in itertools.islice(todo, 2 * workers):
+            ahead.append(pool.submit(job, fact))
         try:
             while ahead:
                 got = ahead.popleft().result()
-                submit(following)
-                following += 1
+                for fact in itertools.islice(todo, 1):
+                    ahead.append(pool.submit(job, fact))
                 yield got
         finally:  # stopped early: what has not started never will
             for waiting in ahead:
