@@ -8,7 +8,8 @@ It streams: the chain is read line by line (sealing/chaincheck.py), each
 segment once, hashed and decrypted from the same read (sealing/segcheck.py),
 each receipt when it is needed. What is held is a compact index of the chain
 (about 100 bytes per record, more per media record) plus one line, one
-receipt and one read-ahead buffer: never a whole segment, record or report.
+receipt and one read buffer per reading thread (one a core, at most 4):
+never a whole segment, record or report.
 """
 
 from __future__ import annotations
