@@ -18,9 +18,9 @@ import hashlib
 import hmac
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -237,7 +237,11 @@ class Decrypted:
     error: str | None  # why reading stopped early, with the byte offset
 
 
-def _parse_header(f: BinaryIO) -> tuple[bytes, bytes, bytes, int]:
+class _Lines(Protocol):
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+def _parse_header(f: _Lines) -> tuple[bytes, bytes, bytes, int]:
     """Return (share, body, mac_input, header_len) for a one-X25519-stanza header."""
     lines: list[bytes] = []
     consumed = 0
@@ -265,12 +269,9 @@ def _parse_header(f: BinaryIO) -> tuple[bytes, bytes, bytes, int]:
     return share, body, mac_input + b"|" + mac_line[4:], consumed
 
 
-def decrypt(f: BinaryIO, identity: Identity, sink: BinaryIO | None = None) -> Decrypted:
-    """Decrypt an age stream; tolerate a cut-off tail and say where it stopped.
-
-    A file whose data ends in a partial chunk is reported as not complete,
-    with the authenticated plaintext before the cut counted and hashed.
-    """
+def open_header(f: _Lines, identity: Identity) -> tuple[bytes, int]:
+    """Read an age header from `f` and open it: (the file key, the header's
+    length). AgeError when it is malformed, not for `identity`, or altered."""
     share, body, mac_data, offset = _parse_header(f)
     mac_input, mac_b64 = mac_data.split(b"|", 1)
     key = X25519PrivateKey.from_private_bytes(identity.secret)
@@ -284,20 +285,39 @@ def decrypt(f: BinaryIO, identity: Identity, sink: BinaryIO | None = None) -> De
     want = hmac.new(_hkdf(file_key, b"", b"header"), mac_input, hashlib.sha256).digest()
     if not hmac.compare_digest(want, _unb64(mac_b64)):
         raise AgeError("header MAC does not match (header altered)")
-    return _payload(f, file_key, offset, sink)
+    return file_key, offset
 
 
-def _payload(f: BinaryIO, file_key: bytes, offset: int, sink: BinaryIO | None) -> Decrypted:
-    """The payload after a header (`offset` bytes) whose file key is known."""
-    nonce = f.read(16)
+def decrypt(f: BinaryIO, identity: Identity, sink: BinaryIO | None = None) -> Decrypted:
+    """Decrypt an age stream; tolerate a cut-off tail and say where it stopped.
+
+    A file whose data ends in a partial chunk is reported as not complete,
+    with the authenticated plaintext before the cut counted and hashed.
+    """
+    file_key, offset = open_header(f, identity)
+    return payload(f.read, file_key, offset, sink)
+
+
+Take = Callable[[int], "bytes | memoryview"]
+"""`take(n)`: the next n bytes of a stream, fewer only at its end. What it
+returns is used before the next call, so it may be a view of a reused buffer."""
+
+
+def payload(take: Take, file_key: bytes, offset: int, sink: BinaryIO | None) -> Decrypted:
+    """The payload after a header (`offset` bytes) whose file key is known.
+    Each chunk is decrypted into one reused buffer, which `sink` is given a
+    view of (it writes it out before the next chunk)."""
+    nonce = take(16)
     if len(nonce) != 16:
         return Decrypted(0, hashlib.sha256().hexdigest(), False, f"cut in nonce at {offset}")
     offset += 16
-    aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+    aead = ChaCha20Poly1305(_hkdf(file_key, bytes(nonce), b"payload"))
     pt_hash = hashlib.sha256()
+    out = memoryview(bytearray(CHUNK))
     total = 0
-    for counter, chunk in enumerate(_chunks(f)):
-        pt = _open_chunk(aead, counter, chunk)
+    counter = 0
+    while chunk := take(CHUNK + TAG):
+        pt = _open_chunk(aead, counter, chunk, out)
         if pt is None:
             return Decrypted(
                 total,
@@ -312,37 +332,39 @@ def _payload(f: BinaryIO, file_key: bytes, offset: int, sink: BinaryIO | None) -
             sink.write(data)
         offset += len(chunk)
         if last:
-            if f.read(1):
+            if take(1):
                 return Decrypted(
                     total, pt_hash.hexdigest(), False, f"data after the last chunk at byte {offset}"
                 )
             if not data and counter > 0:
                 return Decrypted(total, pt_hash.hexdigest(), False, "empty last chunk")
             return Decrypted(total, pt_hash.hexdigest(), True, None)
+        counter += 1
     return Decrypted(
         total, pt_hash.hexdigest(), False, f"file ends at byte {offset} without a last chunk"
     )
 
 
-def _chunks(f: BinaryIO) -> Iterator[bytes]:
-    while True:
-        chunk = f.read(CHUNK + TAG)
-        if not chunk:
-            return
-        yield chunk
-
-
-def _open_chunk(aead: ChaCha20Poly1305, counter: int, chunk: bytes) -> tuple[bytes, bool] | None:
+def _open_chunk(
+    aead: ChaCha20Poly1305, counter: int, chunk: bytes | memoryview, out: memoryview
+) -> tuple[memoryview, bool] | None:
+    """The chunk's plaintext (a view of `out`) and whether it is the last, or
+    None when it fails authentication either way."""
     # A full-size chunk is normally non-final, but a payload that is an exact
     # multiple of 64 KiB ends in a full chunk with the last flag; short ones
-    # can only be last.
+    # can only be last. One shorter than a tag cannot be authentic.
+    if len(chunk) < TAG:
+        return None
+    plain = out[: len(chunk) - TAG]
     if len(chunk) == CHUNK + TAG:
         try:
-            return aead.decrypt(_nonce(counter, False), chunk, None), False
+            aead.decrypt_into(_nonce(counter, False), chunk, None, plain)
+            return plain, False
         except InvalidTag:
             pass
     try:
-        return aead.decrypt(_nonce(counter, True), chunk, None), True
+        aead.decrypt_into(_nonce(counter, True), chunk, None, plain)
+        return plain, True
     except InvalidTag:
         return None
 
@@ -442,7 +464,7 @@ def decrypt_passphrase(data: bytes, passphrase: bytes, max_log2n: int = MAX_LOG2
     if not hmac.compare_digest(want, _unb64(mac_line[4:])):
         raise AgeError("header MAC does not match (header altered)")
     sink = io.BytesIO()
-    got = _payload(io.BytesIO(data[pos:]), file_key, pos, sink)
+    got = payload(io.BytesIO(data[pos:]).read, file_key, pos, sink)
     if not got.complete:
         raise AgeError(f"the file is damaged: {got.error}")
     return sink.getvalue()

@@ -8,13 +8,18 @@ It streams: the chain is read line by line (sealing/chaincheck.py), each
 segment once, hashed and decrypted from the same read (sealing/segcheck.py),
 each receipt when it is needed. What is held is a compact index of the chain
 (about 100 bytes per record, more per media record) plus one line, one
-receipt and one read-ahead buffer: never a whole segment, record or report.
+receipt and one read buffer per reading thread (one a core, at most 4):
+never a whole segment, record or report.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Callable, Iterator
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +41,7 @@ from .safeio import (
     open_regular,
     read_regular,
 )
-from .segcheck import read_segment
+from .segcheck import BLOCK, Beside, SegmentRead, read_segment
 from .segsource import CallableSource, DockSegments, SegmentSource, StoreSegments
 
 __all__ = ["Problem", "Report", "Unusable", "human", "verify_chain", "verify_store"]
@@ -89,11 +94,14 @@ def verify_store(
     extra_receipts: list[bytes] | None = None,
     sink: RecordSink | None = None,
     keep: bool = False,
+    workers: int | None = None,
 ) -> Report:
     """Everything about a store. `find_segment` is where segments are looked
     up instead of `segments/`: a `DockSegments` (a dock's date folders, whose
     other contents are checked too) or any `name -> Path | None`. Records go
-    to `sink` as they are checked, else they are kept in `report.records`."""
+    to `sink` as they are checked, else they are kept in `report.records`.
+    Segments are read by `workers` threads at once (default: one a core, at
+    most 4), and reported in the chain's order whatever finishes first."""
     root = find_store(Path(path))
     report = Report(store=str(root), sink=sink, parsed=[] if keep else None)
     if device_key is None:
@@ -118,8 +126,14 @@ def verify_store(
             if index.last_seq < 0:
                 return report
             disposed = _disposals(root, index, check.docks, report)
-            for fact in index.media:
-                report.segments.append(_check_file(fact, index, source, identity, report, disposed))
+            reads = _read_files(index.media, source, identity, workers)
+            try:
+                for fact, got in zip(index.media, reads, strict=True):
+                    report.segments.append(
+                        _check_file(fact, index, source, identity, report, disposed, got)
+                    )
+            finally:
+                reads.close()  # the readers stop before the store is closed
             source.survey(report.serial, index.named, report)
             for receipt in book.all():
                 _check_receipt(receipt, index, report)
@@ -321,13 +335,109 @@ def _check_receipt(receipt: Receipt, index: ChainIndex, report: Report) -> None:
 # -- segment files ---------------------------------------------------------------------
 
 
+@dataclass
+class _Got:
+    """What the disk said about one media file, before anything is reported:
+    exactly one of these is set (or none, for a file the record gives no
+    length to compare)."""
+
+    blocked: bool = False
+    open_error: OSError | None = None  # NotRegular is an OSError too
+    absent: bool = False
+    read_error: OSError | None = None
+    read: SegmentRead | None = None
+
+
+def _read_file(
+    fact: MediaFact,
+    source: SegmentSource,
+    identity: Identity | None,
+    buf: bytearray,
+    beside: Beside | None = None,
+) -> _Got:
+    """Open and read one file; report nothing (the caller does, in order)."""
+    if source.blocked:
+        return _Got(blocked=True)
+    try:
+        f = source.open(fact.file)
+    except (NotRegular, OSError) as exc:
+        return _Got(open_error=exc)
+    if f is None:
+        return _Got(absent=True)
+    with f:
+        if fact.ct_len is None:
+            return _Got()  # the record's fault, reported with it: nothing to compare
+        try:
+            return _Got(read=read_segment(f, fact.ct_len, identity, buf, beside))
+        except OSError as exc:
+            return _Got(read_error=exc)
+
+
+PARALLEL_FROM = 16 << 20  # below this, threads cost more (start-up) than they save
+
+
+def _read_files(
+    facts: list[MediaFact],
+    source: SegmentSource,
+    identity: Identity | None,
+    workers: int | None,
+) -> Generator[_Got, None, None]:
+    """`_read_file` of each fact, in order. Hashing and decryption run
+    outside the GIL, so with more than one worker the next files are read
+    while one is reported: two segments take two cores. When fewer files
+    are left than workers, a core would be idle: then each read's
+    ciphertext is hashed on a thread of its own beside its decryption
+    (segcheck.Beside). Each worker has one read buffer, and at most two
+    reads per worker are waiting: memory stays bounded whatever the number
+    of segments."""
+    if workers is None:
+        workers = min(4, len(os.sched_getaffinity(0)))
+    if workers <= 1 or sum(f.ct_len or 0 for f in facts) < PARALLEL_FROM:
+        buf = bytearray(BLOCK)  # one read buffer for every segment
+        for fact in facts:
+            yield _read_file(fact, source, identity, buf)
+        return
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    local = threading.local()
+
+    def job(fact: MediaFact) -> _Got:
+        if not hasattr(local, "buf"):
+            local.buf = bytearray(BLOCK)
+        beside.started()
+        try:
+            return _read_file(fact, source, identity, local.buf, beside)
+        finally:
+            beside.ended()
+
+    with (
+        ThreadPoolExecutor(workers, thread_name_prefix="verify-read") as pool,
+        ThreadPoolExecutor(workers, thread_name_prefix="verify-hash") as hasher,
+    ):
+        beside = Beside(hasher, workers)
+        ahead: deque[Future[_Got]] = deque()
+        todo = iter(facts)
+        for fact in itertools.islice(todo, 2 * workers):
+            ahead.append(pool.submit(job, fact))
+        try:
+            while ahead:
+                got = ahead.popleft().result()
+                for fact in itertools.islice(todo, 1):
+                    ahead.append(pool.submit(job, fact))
+                yield got
+        finally:  # stopped early: what has not started never will
+            for waiting in ahead:
+                waiting.cancel()
+
+
 def _check_file(
     fact: MediaFact,
     index: ChainIndex,
     source: SegmentSource,
     identity: Identity | None,
     report: Report,
-    disposed: dict[str, str] | None = None,
+    disposed: dict[str, str] | None,
+    got_file: _Got,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "file": fact.file,
@@ -337,18 +447,16 @@ def _check_file(
         "ct_len": fact.ct_len,
     }
     where = source.where(fact.file)
-    if source.blocked:
+    if got_file.blocked:
         entry["status"] = "not read"  # the folder's problem is reported once
         entry["why"] = source.blocked
         return entry
-    try:
-        f = source.open(fact.file)
-    except (NotRegular, OSError) as exc:
+    if (exc := got_file.open_error) is not None:
         why = str(exc) if isinstance(exc, NotRegular) else f"unreadable: {exc}"
         report.fail(where, why, fact.seq)
         entry["status"] = "altered"
         return entry
-    if f is None:
+    if got_file.absent:
         if disposed and fact.file in disposed:
             entry["status"] = "disposed"  # a dock's signed statement says so
             entry["disposal"] = disposed[fact.file]
@@ -359,16 +467,11 @@ def _check_file(
             entry["status"] = "missing"
             report.fail(where, "missing and not released by any receipt", fact.seq)
         return entry
-    with f:
-        if fact.ct_len is None:
-            got = None  # the record's fault, reported with it: nothing to compare
-        else:
-            try:
-                got = read_segment(f, fact.ct_len, identity)
-            except OSError as exc:
-                report.fail(where, f"unreadable: {exc}", fact.seq)
-                entry["status"] = "altered"
-                return entry
+    if got_file.read_error is not None:
+        report.fail(where, f"unreadable: {got_file.read_error}", fact.seq)
+        entry["status"] = "altered"
+        return entry
+    got = got_file.read
     if got is None or got.ct_sha256 != fact.ct_sha256 or got.ct_len != fact.ct_len:
         said = f" ({got.ct_len} bytes, the chain says {fact.ct_len})" if got else ""
         report.fail(where, f"ciphertext hash or length differs from the chain{said}", fact.seq)
