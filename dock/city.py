@@ -350,7 +350,9 @@ class _Fetch:
         try:
             self.ahead = self.connect()
             self.ahead.check_identity()
-        except BaseException:
+        except Exception as exc:  # DockError, OSError, TLS: said here, then not fetched ahead
+            print(f"city-pull: fetching ahead not started: {type(exc).__name__}: {exc}"[:300],
+                  file=sys.stderr, flush=True)  # fmt: skip
             with self.cond:  # sync's own download (the first connection) says what is wrong
                 self.failed = True
                 self.cond.notify_all()
@@ -369,7 +371,9 @@ class _Fetch:
             got: Path | None | BaseException
             try:
                 got = dst if self.ahead.download(FILE, dst, MAX_SEGMENT, rel) else None
-            except BaseException as exc:  # kept for sync, which downloads it again itself
+            except Exception as exc:  # said, and kept for sync, which downloads it again itself
+                print(f"city-pull: {rel} not fetched ahead: {type(exc).__name__}: {exc}"[:300],
+                      file=sys.stderr, flush=True)  # fmt: skip
                 got = exc
             with self.cond:
                 self.busy = None

@@ -52,6 +52,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from sqlalchemy import select
 
@@ -196,9 +197,8 @@ class Shared:
             or any(p in ("", ".", "..") for p in parts)
         ):
             return None
-        limit = MAX_SMALL
         if parts == [DOCK_TOML] or self._unit_file(parts):
-            pass
+            limit = MAX_SMALL
         elif self._indexed(rel):
             limit = MAX_SEGMENT
         else:
@@ -443,7 +443,7 @@ def check_own_certificate(cert: Path, ca: Path) -> str:
         raise ShareError(str(exc)) from None
     try:
         own.verify_directly_issued_by(authority)
-    except Exception as exc:  # InvalidSignature, a key of another type
+    except (InvalidSignature, TypeError, ValueError) as exc:  # or a key of another type
         raise ShareError(
             msg(
                 "%(cert)s was not issued by the agency CA %(ca)s (%(why)s)",

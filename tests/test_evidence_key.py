@@ -31,7 +31,6 @@ from .conftest import BODYCAM_DOCK
 EN = load_texts(Locale("en", "Asia/Shanghai"))
 PASS = "correct horse battery staple 王五"
 AGE = shutil.which("age")
-needs_age = pytest.mark.skipif(AGE is None, reason="Debian's age is absent: apt-get install age")
 
 
 def _on_a_tty(cmd: list[str], answers: list[str]) -> tuple[int, str]:
@@ -85,13 +84,13 @@ def test_protect_and_unlock_round_trip_in_memory() -> None:
         decrypt_passphrase(sealed[:-1], PASS.encode())
 
 
-@needs_age
 def test_age_p_writes_what_we_unlock_and_unlocks_what_we_write(tmp_path: Path) -> None:
     ident = Identity.generate()
     plain = tmp_path / "evidence.key"  # a test key: plaintext is fine here
     plain.write_text(f"# test\n{ident}\n")
     theirs = tmp_path / "theirs.age"
-    rc, shown = _on_a_tty([AGE or "age", "-p", "-o", str(theirs), str(plain)], [PASS, PASS])
+    assert AGE is not None, "Debian's age is absent: apt-get install age (scripts/setup does)"
+    rc, shown = _on_a_tty([AGE, "-p", "-o", str(theirs), str(plain)], [PASS, PASS])
     assert rc == 0, shown
     assert load_identity(theirs, _secret(tmp_path, PASS), EN) == ident
     ours = tmp_path / "ours.age"
@@ -104,14 +103,14 @@ def test_age_p_writes_what_we_unlock_and_unlocks_what_we_write(tmp_path: Path) -
     assert str(ident.recipient) in r.stdout
     assert ours.stat().st_mode & 0o777 == 0o600
     back = tmp_path / "back.key"
-    rc, shown = _on_a_tty([AGE or "age", "-d", "-o", str(back), str(ours)], [PASS])
+    rc, shown = _on_a_tty([AGE, "-d", "-o", str(back), str(ours)], [PASS])
     assert rc == 0, shown
     assert Identity.parse(back.read_text()) == ident
     # and age uses it as an identity file, asking for its passphrase
     segment = tmp_path / "seg.age"
-    subprocess.run([AGE or "age", "-r", str(ident.recipient), "-o", str(segment)],
+    subprocess.run([AGE, "-r", str(ident.recipient), "-o", str(segment)],
                    input=b"evidence", check=True, timeout=60)  # fmt: skip
-    rc, shown = _on_a_tty([AGE or "age", "-d", "-i", str(ours), str(segment)], [PASS])
+    rc, shown = _on_a_tty([AGE, "-d", "-i", str(ours), str(segment)], [PASS])
     assert rc == 0 and "evidence" in shown, shown
 
 
