@@ -68,10 +68,10 @@ from .dock_locale import add_locale_arguments
 from .index import INDEX_ERRORS, VERIFICATION, describe_error
 from .object_store import (
     AgencyBucket,
-    StoreConfig,
     StoreConfigError,
     StoreRefused,
-    is_bucket_target,
+    add_store_arguments,
+    agency_of,
 )
 from .share import DOCK_TOML, FILE, INDEX, LISTING, MAX_SEGMENT, MAX_SMALL
 from .sync import DOCK_NAME_RE, Missing, SyncError, SyncResult, sync
@@ -580,21 +580,7 @@ def add_parser(sub: Any, t: Texts = ENGLISH) -> None:
         help=t.tr("TOML: one [[dock]] per workstation (name, address, sha256)"),
     )
     cp.add_argument("--to", required=True, metavar="s3://BUCKET|AGENCY_DIR")
-    cp.add_argument(
-        "--endpoint", metavar="URL", help=t.tr("the S3 store's URL, http:// or https:// (s3://)")
-    )
-    cp.add_argument(
-        "--credentials",
-        type=Path,
-        metavar="FILE",
-        help=t.tr(
-            "TOML with access_key and secret_key, readable by its owner only "
-            "(s3://; default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-        ),
-    )
-    cp.add_argument(
-        "--ca", type=Path, metavar="FILE", help=t.tr("CA bundle for an https:// endpoint (s3://)")
-    )
+    add_store_arguments(cp, t)
     cp.add_argument("--index", help=t.tr("the agency index: postgresql+psycopg://..."))
     cp.add_argument(
         "--cert",
@@ -661,18 +647,11 @@ def _setup(
         context = pki.client_context(args.cert, args.key, args.agency_ca)
     except (OSError, ssl.SSLError) as exc:
         raise CityError(msg("TLS: %(error)s", error=str(exc))) from None
-    agency: Path | AgencyBucket
-    if is_bucket_target(args.to):
-        agency = AgencyBucket.connect(
-            StoreConfig.load(args.to, args.endpoint, args.credentials, args.ca)
-        )
+    agency = agency_of(args)
+    if isinstance(agency, AgencyBucket):
         if args.index is None:
             raise CityError(msg("an s3:// store needs --index (the agency index: PostgreSQL)"))
         agency.ensure_bucket()
-    else:
-        if args.endpoint or args.credentials or args.ca:
-            raise CityError(msg("--endpoint, --credentials and --ca are for an s3:// store"))
-        agency = Path(args.to)
     return docks, context, agency
 
 

@@ -66,6 +66,7 @@ from .audit import AUDIT_LOG, AuditError, AuditLog, operator
 from .dock_locale import add_locale_arguments, adopt_agency_locale, dock_locale, with_overrides
 from .evidence_key import KeyRefused, load_identity, passphrase_argument
 from .evidence_key import add_parser as add_key_parser
+from .object_store import add_store_arguments
 from .texts import CatalogMissing, Msg, Texts, load_texts, msg
 
 
@@ -448,19 +449,7 @@ def build_parser(t: Texts) -> argparse.ArgumentParser:
     dp.add_argument("--to", metavar="s3://BUCKET",
                     help=t.tr("dispose of the agency store's copy instead of this dock's "
                               "(docs/AGENCY.md)"))  # fmt: skip
-    dp.add_argument("--endpoint", metavar="URL",
-                    help=t.tr("the S3 store's URL, http:// or https:// (s3://)"))  # fmt: skip
-    dp.add_argument(
-        "--credentials",
-        type=Path,
-        metavar="FILE",
-        help=t.tr(
-            "TOML with access_key and secret_key, readable by its owner only "
-            "(s3://; default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-        ),
-    )
-    dp.add_argument("--ca", type=Path, metavar="FILE",
-                    help=t.tr("CA bundle for an https:// endpoint (s3://)"))  # fmt: skip
+    add_store_arguments(dp, t)
     dp.add_argument("--index", metavar="URL",
                     help=t.tr("the agency index: postgresql+psycopg://..."))  # fmt: skip
     add_locale_arguments(dp, t)

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .texts import Msg, msg
+from .texts import Msg, Texts, msg
 
 BLOCK = 1024 * 1024
 SCHEME = "s3://"
@@ -150,6 +150,37 @@ class StoreConfig:
 
 def is_bucket_target(target: str | Path) -> bool:
     return isinstance(target, str) and target.startswith(SCHEME)
+
+
+def add_store_arguments(p: Any, t: Texts) -> None:
+    """The S3 store's options, for every command that takes `--to s3://BUCKET`."""
+    p.add_argument(
+        "--endpoint", metavar="URL", help=t.tr("the S3 store's URL, http:// or https:// (s3://)")
+    )
+    p.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="FILE",
+        help=t.tr(
+            "TOML with access_key and secret_key, readable by its owner only "
+            "(s3://; default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        ),
+    )
+    p.add_argument(
+        "--ca", type=Path, metavar="FILE", help=t.tr("CA bundle for an https:// endpoint (s3://)")
+    )
+
+
+def agency_of(args: Any) -> Path | AgencyBucket:
+    """`--to`: the agency's bucket (connected) or its folder; the store's
+    options given with a folder are refused, not ignored."""
+    if is_bucket_target(args.to):
+        return AgencyBucket.connect(
+            StoreConfig.load(args.to, args.endpoint, args.credentials, args.ca)
+        )
+    if args.endpoint or args.credentials or args.ca:
+        raise StoreConfigError(msg("--endpoint, --credentials and --ca are for an s3:// store"))
+    return Path(args.to)
 
 
 def bucket_of(target: str) -> str:

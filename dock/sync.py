@@ -65,10 +65,10 @@ from .object_store import (
     AgencyBucket,
     Lock,
     ReadBackMismatch,
-    StoreConfig,
     StoreConfigError,
     StoreRefused,
-    is_bucket_target,
+    add_store_arguments,
+    agency_of,
 )
 from .texts import ENGLISH, Msg, Texts, msg
 
@@ -757,36 +757,13 @@ def add_parser(sub: Any, t: Texts = ENGLISH) -> None:
     sy.add_argument(
         "--name", help=t.tr("this dock's name in the agency index (default: the folder's)")
     )
-    sy.add_argument(
-        "--endpoint", metavar="URL", help=t.tr("the S3 store's URL, http:// or https:// (s3://)")
-    )
-    sy.add_argument(
-        "--credentials",
-        type=Path,
-        metavar="FILE",
-        help=t.tr(
-            "TOML with access_key and secret_key, readable by its owner only (s3://; "
-            "default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-        ),
-    )
-    sy.add_argument(
-        "--ca", type=Path, metavar="FILE", help=t.tr("CA bundle for an https:// endpoint (s3://)")
-    )
+    add_store_arguments(sy, t)
     add_locale_arguments(sy, t)
-
-
-def _agency_of(args: argparse.Namespace) -> Path | AgencyBucket:
-    if is_bucket_target(args.to):
-        config = StoreConfig.load(args.to, args.endpoint, args.credentials, args.ca)
-        return AgencyBucket.connect(config)
-    if args.endpoint or args.credentials or args.ca:
-        raise StoreConfigError(msg("--endpoint, --credentials and --ca are for an s3:// store"))
-    return Path(args.to)
 
 
 def sync_command(args: argparse.Namespace, t: Texts = ENGLISH) -> int:
     try:
-        result = sync(args.dock_dir, _agency_of(args), args.index, args.name)
+        result = sync(args.dock_dir, agency_of(args), args.index, args.name)
     except (SyncError, StoreConfigError) as exc:
         print(f"dock: {t.say(exc)}", file=sys.stderr)
         return 2
