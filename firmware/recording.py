@@ -25,7 +25,7 @@ from hal.pacing import Clock, LiveClock, ManualPacer, Pacer, ThreadPacer, Virtua
 from sealing.store import Store
 from sealing.unit import open_unit
 
-from . import unitconfig
+from . import heap, unitconfig
 from .devices import DeviceConfig, Devices, build_devices, parse_devices
 from .machine import Policy, Trigger, Unexported
 from .prompts import PROMPT_LANGUAGE, PromptBank
@@ -195,6 +195,7 @@ def run_live(
     config = config or unitconfig.load(unit)
     cfg = config.devices
     policy = config.policy
+    heap.map_large_buffers_alone()  # RSS flat over a shift (firmware/heap.py)
     clock = LiveClock()
     rec = build(
         unit,

@@ -23,6 +23,8 @@ class ReplayCamera:
                     self._units.append((bytes(packet), bool(packet.is_keyframe)))
         if not self._units or not self._units[0][1]:
             raise ValueError(f"{path}: no H.264 starting with a keyframe")
+        # the clip held in memory: a bench subtracts it, a Pi has none
+        self.clip_bytes = sum(len(data) for data, _ in self._units)
         self.frames_made = 0
         # Replayed frames are already encoded: no picture to burn a watermark
         # into (the bench's Pi-like path). PacedCamera.overlay says so.
@@ -32,7 +34,10 @@ class ReplayCamera:
     def next_frame(self, pts_us: int) -> EncodedFrame:
         data, key = self._units[self.frames_made % len(self._units)]
         self.frames_made += 1
-        return EncodedFrame(data, pts_us, key)
+        # a copy, as a camera hands over a new buffer each frame: the
+        # pre-record ring then holds its own bytes, as on a unit, instead of
+        # references to the looped clip (which made the ring look free)
+        return EncodedFrame(bytes(memoryview(data)), pts_us, key)
 
     def force_keyframe(self) -> None:
         return None  # a recording cannot be re-encoded: the next keyframe comes in its time

@@ -14,6 +14,7 @@ the only one with the 30 s pre-record, given on its own).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -217,6 +218,76 @@ def versus_peer(a: argparse.Namespace) -> dict:
     }
 
 
+def slope_mb_per_hour(points: list[tuple[float, int]]) -> float:
+    """Least-squares slope of (seconds, bytes), in MB per hour."""
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mb = sum(b for _, b in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        raise ValueError("a slope needs samples at two times or more")
+    cov = sum((t - mt) * (b - mb) for t, b in points)
+    return cov / var * 3600 / 2**20
+
+
+def memory_run(unit: Path, warmup_s: float, minutes: float, every_s: float) -> list[dict]:
+    """`bodycam run`'s runtime in a child process (recorder_memory_child.py):
+    its samples, one dict per line it printed."""
+    child = Path(__file__).with_name("recorder_memory_child.py")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    out = subprocess.run(
+        [sys.executable, str(child), str(unit), str(warmup_s), str(minutes), str(every_s)],
+        capture_output=True, text=True, env=env, timeout=warmup_s + minutes * 60 + 120,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"the recorder's child failed ({out.returncode}): {out.stderr[-2000:]}")
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def memory(a: argparse.Namespace) -> dict:
+    """`--memory`: resident memory outside the pre-record ring (the ring
+    measured by its own bytes, full: 30 s at the clip's bitrate), and its
+    slope over a live recording of `--minutes`, sampled every `--every` s.
+    The replay camera's clip, which a Pi does not hold, is subtracted and
+    named."""
+    w, h = (int(v) for v in a.size.split("x"))
+    with tempfile.TemporaryDirectory(prefix="bench-mem-") as tmp:
+        tmpd = Path(tmp)
+        clip = tmpd / "clip.h264"
+        make_h264_elsewhere(clip, 10, w, h, a.bitrate)
+        unit, _ = _unit(tmpd, clip, a.size, "unit")
+        samples = memory_run(unit, a.warmup, a.minutes, a.every)
+    mib = 2**20
+    imports = next(s for s in samples if s["kind"] == "imports")
+    idle = next(s for s in samples if s["kind"] == "idle")
+    rec = [s for s in samples if s["kind"] == "recording"]
+    if len(rec) < 2:
+        raise RuntimeError(f"the child gave {len(rec)} recording samples; a slope needs two")
+    # the first minute holds the pre-record's flush and the first files'
+    # buffers settling; the slope is the steady state's
+    steady = [s for s in rec if s["t"] - rec[0]["t"] >= min(60.0, a.minutes * 60 / 2)]
+    points = [(s["t"], s["rss"]) for s in (steady if len(steady) >= 2 else rec)]
+    outside = [(s["rss"] - s["ring"] - s["clip"]) / mib for s in [idle, *rec]]
+    return {
+        "what": f"resident memory of `bodycam run`'s runtime, {a.size}@30 "
+        f"{a.bitrate // 10**6} Mbit/s replay + simulated 16 kHz microphone, "
+        f"{a.warmup:.0f} s pre-record filling, then {a.minutes:g} min recording, "
+        f"sampled every {a.every:g} s",
+        "after_imports_mb": round(imports["rss"] / mib, 1),
+        "prerecord_ring_mb": round(idle["ring"] / mib, 1),
+        "replay_clip_mb": round(idle["clip"] / mib, 1),
+        "idle_rss_mb": round(idle["rss"] / mib, 1),
+        "outside_ring_idle_mb": round(outside[0], 1),
+        "outside_ring_recording_max_mb": round(max(outside[1:]), 1),
+        "target_outside_ring_mb": 60,
+        "slope_mb_per_hour": round(slope_mb_per_hour(points), 2),
+        "slope_samples": len(points),
+        "target_slope_mb_per_hour": 5,
+        "rss_mb": [round(s["rss"] / mib, 1) for s in rec],
+        "loadavg": os.getloadavg(),
+    }
+
+
 def main(argv: list[str]) -> dict:
     ap = argparse.ArgumentParser(prog="bench.py recorder")
     ap.add_argument("--seconds", type=float, default=60)
@@ -231,9 +302,18 @@ def main(argv: list[str]) -> dict:
         help="CPU per media second against ffmpeg's segment muxer + age",
     )
     ap.add_argument("--runs", type=int, default=3, help="--peer: runs of each side")
+    ap.add_argument(
+        "--memory",
+        action="store_true",
+        help="resident memory outside the ring, and its slope over --minutes of recording",
+    )
+    ap.add_argument("--minutes", type=float, default=20, help="--memory: minutes recorded")
+    ap.add_argument("--every", type=float, default=60, help="--memory: seconds between samples")
     a = ap.parse_args(argv)
     if a.peer:
         return versus_peer(a)
+    if a.memory:
+        return memory(a)
     w, h = (int(v) for v in a.size.split("x"))
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
         tmpd = Path(tmp)
