@@ -35,8 +35,8 @@ MIN_FREE_BYTES = 1 << 30
 MIN_BATTERY_PERCENT = 20
 # Reading and hashing the venv's files (about 20 MB: cryptography's library
 # is most of it) takes a second or two on a Pi's card; past this it is a FAIL
-# (not checked is not passed). The whole self-test runs as the recorder's
-# ExecStartPre, inside systemd's start timeout (90 s by default).
+# (not checked is not passed). In the field it runs beside the recorder
+# (firmware/preuse.py), below its priority: the recording never waits for it.
 VENV_BUDGET_S = 20.0
 VENV = f"{layout.PREFIX}/venv"  # made at first boot (bodycam-venv.service)
 WHEELS = f"{layout.PREFIX}/wheels"  # the flashed wheelhouse it is made from

@@ -25,7 +25,7 @@ from hal.pacing import Clock, LiveClock, ManualPacer, Pacer, ThreadPacer, Virtua
 from sealing.store import Store
 from sealing.unit import open_unit
 
-from . import heap, unitconfig
+from . import heap, preuse, unitconfig
 from .devices import DeviceConfig, Devices, build_devices, parse_devices
 from .machine import Policy, Trigger, Unexported
 from .prompts import PROMPT_LANGUAGE, PromptBank
@@ -213,6 +213,8 @@ def run_live(
     )
     try:
         _power_on(rec)
+        # the pre-use check runs beside: the first press is not kept waiting
+        preuse.start_beside(unit, rec.inbox.put)
         if on_ready is not None:
             on_ready(rec)
         rec.run(stop)
@@ -391,6 +393,8 @@ def run_scenario(
         rec.set_clock(clock.true_time_ns() // 1000, "dock")
     try:
         _power_on(rec)
+        # the pre-use check runs beside: the first press is not kept waiting
+        preuse.start_beside(unit, rec.inbox.put)
         if on_ready is not None:
             on_ready(rec)
         edges = sorted(

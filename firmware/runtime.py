@@ -28,13 +28,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from boot import selftest
 from capture import gopsign
 from capture.pipeline import Capture, CaptureConfig
 from capture.segmenter import SegmentInfo
 from capture.sei import FrameTime
 from capture.stills import StillInfo, with_exif
 from capture.watermark import Face, Watermark
-from hal.gps import Fix
+from hal.gps import Fix, SerialGps, SimGps
 from hal.media import DeviceFault, EncodedFrame, PcmChunk
 from hal.pacing import Clock
 from hal.ports import AudioGap, Played, Rtc
@@ -49,6 +50,7 @@ from . import machine as m
 from .devices import DeviceConfig, Devices
 from .export_service import assignment_body
 from .place import Fixes
+from .preuse import Delivered, FileChecks, device_checks
 from .prompts import PromptBank
 from .signals import ALERTS, lights_for
 from .stalls import STALL_US, Stall, StallWatch
@@ -169,6 +171,7 @@ Incoming = (
     | DockTime
     | Checkout
     | StopRequest
+    | FileChecks
 )
 
 
@@ -302,6 +305,7 @@ class Recorder:
     sealed: deque[Any] = field(default_factory=lambda: deque(maxlen=SEALED_KEPT))
     totals: SealedTotals = field(default_factory=lambda: SealedTotals())
     faulted: set[str] = field(default_factory=set)
+    fault_reasons: dict[str, str] = field(default_factory=dict)  # the first, for the pre-use check
     audio_gaps: int = 0
     _gap_burst: dict[str, int] | None = None  # overflows not yet recorded (_gap)
     prompts_played: deque[str] = field(default_factory=lambda: deque(maxlen=SEALED_KEPT * 4))
@@ -340,6 +344,8 @@ class Recorder:
         self._restarter: threading.Thread | None = None  # the camera's stop/start, off the loop
         self._video_pts: int | None = None  # the last picture taken in
         self._audio_pts: int | None = None  # the last sound taken in
+        # what the devices delivered, for the pre-use check beside the recorder
+        self.delivered = Delivered(keyframes=0, frames=0, chunks=0)
 
     def now_us(self) -> int:
         return self.clock.monotonic_ns() // 1000
@@ -555,6 +561,8 @@ class Recorder:
     def _handle(self, item: Incoming, at: int) -> None:
         """One item off the queue; `at`: when it was put there."""
         if isinstance(item, EncodedFrame):
+            d = self.delivered
+            self.delivered = Delivered(d.keyframes + item.keyframe, d.frames + 1, d.chunks)
             if self._stall_check("camera", at, item.pts_us, keyframe=item.keyframe):
                 return  # dated inside a stall of the camera: not recorded as if continuous
             if "camera" not in self.faulted:
@@ -572,6 +580,8 @@ class Recorder:
                     if cam is not None:
                         cam.request_keyframe()  # the picture resumes at the next keyframe
         elif isinstance(item, PcmChunk):
+            d = self.delivered
+            self.delivered = Delivered(d.keyframes, d.frames, d.chunks + 1)
             if self._stall_check("microphone", at, item.pts_us, samples=item.samples):
                 return
             if "microphone" in self._stalled:  # silent, not restarted: back by itself
@@ -606,6 +616,50 @@ class Recorder:
             item.reply.set_result(self._checkout(item.assignment, item.dock))
         elif isinstance(item, StopRequest):
             self.stop_reason = item.reason
+        elif isinstance(item, FileChecks):
+            self._pre_use_done(item)
+
+    def _pre_use_done(self, files: FileChecks) -> None:
+        """The pre-use check beside the recorder (firmware/preuse.py): the
+        file checks' results with the devices judged as they delivered, in
+        one `selftest` record, as `bodycam selftest` writes it."""
+        d = self.devices
+        results = list(files.results)
+        results.append(selftest.check_free_space(self.store.root.parent, self._space()[0]))
+        if d.battery is not None:
+            try:
+                results.append(selftest.check_battery(d.battery.read().percent))
+            except (OSError, DeviceFault) as exc:
+                results.append(selftest.CheckResult("battery", False, f"unreadable: {exc}"))
+        elif "battery" in d.absent:
+            results.append(selftest.CheckResult("battery", False, d.absent["battery"]))
+        results += device_checks(
+            self.delivered, files.listened_s, d.camera is not None, d.microphone is not None,
+            {**self.fault_reasons, **d.absent},
+        )  # fmt: skip
+        if isinstance(d.gps, SerialGps):
+            p = d.gps.parser
+            results.append(selftest.check_gps(p.good, p.garbage + p.bad_checksum))
+        elif isinstance(d.gps, SimGps):  # fixes come when a driver gives them: nothing to hear
+            results.append(selftest.not_applicable("gps sentences", "simulated GPS"))
+        elif "gps" in d.absent:
+            results.append(selftest.CheckResult("gps sentences", False, d.absent["gps"]))
+        else:
+            results.append(selftest.check_gps(0, 0))  # none configured
+        for name in ("gpio", "speaker", "rtc"):  # opened at start, or a FAIL naming why not
+            if name in d.absent:
+                results.append(selftest.CheckResult(name, False, d.absent[name]))
+        results.append(selftest.check_clock(self.unitclock.state))
+        for r in results:
+            self.log(f"pre-use {r.line()}")
+        self._append(
+            "selftest",
+            {
+                "devices": d.backends(),
+                "checks": {r.name: r.recorded() for r in results},
+                "beside": "recorder",
+            },
+        )
 
     def _gesture(self, g: GestureIn) -> None:
         at = self.now_us()
@@ -871,6 +925,7 @@ class Recorder:
         if device in self.faulted:
             return
         self.faulted.add(device)
+        self.fault_reasons[device] = reason
         if device == "camera":
             self.capture.set_media(video=False)
         elif device == "microphone":

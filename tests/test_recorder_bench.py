@@ -61,3 +61,10 @@ def test_a_20_minute_live_run_stays_flat() -> None:
     print(json.dumps(out))
     assert out["slope_samples"] >= 19, out
     assert out["slope_mb_per_hour"] <= 5, out
+
+
+@pytest.mark.slow
+def test_recorder_start_short_runs_and_reports() -> None:
+    out = _bench("--start", "--runs", "1", *SMALL, timeout=300)
+    assert 0 < out["ours_s"] and 0 < out["selftest_then_run_s"], out
+    assert out["ratio"] > 0 and len(out["runs"]["ours"]) == 1 and len(out["loadavg"]) == 3

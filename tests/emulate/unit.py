@@ -92,7 +92,7 @@ class EmulatedUnit:
                 raise EmuError(f"{SERVICE} failed:\n{self.journal()[-1500:]}")
             return state.get("ActiveState") == "active" and state.get("SubState") == "running"
 
-        wait_for(active, what=f"{SERVICE} active (self-test, then READY=1)", timeout=timeout,
+        wait_for(active, what=f"{SERVICE} active (READY=1)", timeout=timeout,
                  every=5, alive=self._machine().dead)  # fmt: skip
         self.timings.setdefault("recorder", time.monotonic() - t)
         return self.service("MainPID", "NRestarts", "User", "ExecMainStartTimestamp")
