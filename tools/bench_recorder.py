@@ -270,6 +270,7 @@ def memory(a: argparse.Namespace) -> dict:
     steady = [s for s in rec if s["t"] - rec[0]["t"] >= min(60.0, a.minutes * 60 / 2)]
     points = [(s["t"], s["rss"]) for s in (steady if len(steady) >= 2 else rec)]
     outside = [(s["rss"] - s["ring"] - s["clip"]) / mib for s in [idle, *rec]]
+    anon = [(s["anon"] - s["ring"] - s["clip"]) / mib for s in [idle, *rec]]
     return {
         "what": f"resident memory of `bodycam run`'s runtime, {a.size}@30 "
         f"{a.bitrate // 10**6} Mbit/s replay + simulated 16 kHz microphone, "
@@ -282,6 +283,8 @@ def memory(a: argparse.Namespace) -> dict:
         "outside_ring_idle_mb": round(outside[0], 1),
         "outside_ring_recording_max_mb": round(max(outside[1:]), 1),
         "target_outside_ring_mb": 60,
+        "outside_ring_anon_idle_mb": round(anon[0], 1),
+        "outside_ring_anon_recording_max_mb": round(max(anon[1:]), 1),
         "slope_mb_per_hour": round(slope_mb_per_hour(points), 2),
         "slope_samples": len(points),
         "target_slope_mb_per_hour": 5,

@@ -20,13 +20,17 @@ from firmware.recording import run_live
 from firmware.runtime import Recorder
 
 
-def rss_bytes() -> int:
-    """VmRSS of this process, from the kernel (not the peak: a slope needs
-    the present value)."""
+def status_bytes(field: str) -> int:
+    """A size from /proc/self/status (the present value, not the peak: a
+    slope needs it)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def rss_bytes() -> int:
+    return status_bytes("VmRSS")
 
 
 def ring_bytes(rec: Recorder) -> int:
@@ -52,6 +56,9 @@ def emit(kind: str, rec: Recorder, t0: float) -> None:
         "kind": kind,
         "t": round(time.monotonic() - t0, 2),
         "rss": rss_bytes(),
+        # the libraries' code pages (shared, and the kernel may drop them) apart
+        # from the process's own memory
+        "anon": status_bytes("RssAnon"),
         "ring": ring_bytes(rec),
         "clip": clip_bytes(rec),
         "mode": rec.machine.state.mode,
