@@ -39,13 +39,20 @@ class FileChecks:
     listened_s: float
 
 
+# The venv's hashing, beside a recorder at a higher priority, may take far
+# longer than alone (on the emulated unit under load it passed the 20 s
+# budget `bodycam selftest` keeps for systemd's start timeout, and failed for
+# that alone). Nothing waits for it here: a longer budget, still a bound.
+VENV_BUDGET_BESIDE_S = 600.0
+
+
 def check_files(unit: Path) -> list[selftest.CheckResult]:
     root = layout.root_of(unit)
     return [
         selftest.check_keys(unit),
         selftest.check_store(unit),
         selftest.check_firmware(root),
-        selftest.check_venv(root),
+        selftest.check_venv(root, budget_s=VENV_BUDGET_BESIDE_S),
     ]
 
 
