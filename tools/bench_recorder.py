@@ -268,9 +268,12 @@ def memory(a: argparse.Namespace) -> dict:
     # the first minute holds the pre-record's flush and the first files'
     # buffers settling; the slope is the steady state's
     steady = [s for s in rec if s["t"] - rec[0]["t"] >= min(60.0, a.minutes * 60 / 2)]
-    points = [(s["t"], s["rss"]) for s in (steady if len(steady) >= 2 else rec)]
-    outside = [(s["rss"] - s["ring"] - s["clip"]) / mib for s in [idle, *rec]]
-    anon = [(s["anon"] - s["ring"] - s["clip"]) / mib for s in [idle, *rec]]
+    # recording's figures from the steady samples too: the one at the press
+    # still holds the ring being sealed, though the ring's count is already 0
+    steady_or_all = steady if len(steady) >= 2 else rec[1:] or rec
+    points = [(s["t"], s["rss"]) for s in steady_or_all]
+    outside = [(s["rss"] - s["ring"] - s["clip"]) / mib for s in [idle, *steady_or_all]]
+    anon = [(s["anon"] - s["ring"] - s["clip"]) / mib for s in [idle, *steady_or_all]]
     return {
         "what": f"resident memory of `bodycam run`'s runtime, {a.size}@30 "
         f"{a.bitrate // 10**6} Mbit/s replay + simulated 16 kHz microphone, "
