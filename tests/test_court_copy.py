@@ -416,3 +416,25 @@ def test_export_case_refuses_bad_input_and_writes_nothing(
         last = entries[-1]
         assert (last.who, last.act, last.result) == (EXAMINER, "court_copy", "refused"), last
         assert not any(e.result == "started" and e.detail.get("out") == str(out) for e in entries)
+
+
+@pytest.mark.slow
+def test_bench_courtcopy_short_runs_and_reports() -> None:
+    """`tools/bench.py courtcopy --short`: it runs, times ours and the peer
+    and reports the ratio and load (its timings on one minute mean nothing;
+    `--minutes 60` measures)."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench.py"), "courtcopy", "--short"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["part"] == "courtcopy" and out["short"] is True and out["rounds"] == 1
+    assert out["segments"] >= 2 and out["c2pa"] == "Trusted"
+    assert len(out["court_copy_s"]) == len(out["peer_s"]) == 1
+    for key in ("court_copy_s_median", "peer_s_median", "ratio_ours_peer"):
+        assert out[key] > 0, key
+    assert len(out["loadavg_start"]) == 3 and len(out["loadavg_end"]) == 3
+    assert "decrypt and join" in out["stages_s_last_round"]
