@@ -485,6 +485,19 @@ def test_the_checks_in_the_join_say_what_reading_the_mp4_back_says(
 
 
 @pytest.mark.parametrize(
+    ("picture", "units"),
+    [  # what libavformat's MP4 muxer stored of each (lengths off)
+        (b"\x00\x00\x01\x00\x00\x01\x65\x01", [b"", b"\x65\x01"]),
+        (b"\x00\x00\x01\x65\x01\x00\x00", [b"\x65\x01\x00\x00"]),
+        (b"x\x00\x00\x00\x01\x09\xf0\x00\x00\x00\x00\x01\x65", [b"\x09\xf0\x00", b"\x65"]),
+        (b"no start code", []),
+    ],
+)
+def test_nal_units_as_the_muxer_stores_them(picture: bytes, units: list[bytes]) -> None:
+    assert courtcopy_inpass.mp4_nal_units(picture) == units
+
+
+@pytest.mark.parametrize(
     "recut",
     [
         lambda au: au,
