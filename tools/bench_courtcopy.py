@@ -5,11 +5,12 @@ A QA-provisioned unit records --minutes of a replayed 1920x1080@30 16 Mbit/s
 H.264 clip plus simulated microphone sound on virtual time (one pause in the
 middle), sealed as on a unit; a dock pulls it over loopback mutual TLS like
 `dock.py pull`; then `export_case` makes the court copy: verify the dock's
-copy, decrypt every segment and check its plaintext hash, join into one MP4,
-check the in-stream signatures, sign with C2PA, validate, hash, report. Only
-that last step is the figure against the target; the others are reported so
-the run can be judged. One run (an hour of video is 7 GB and several minutes
-of set-up); --rounds repeats the court copy alone and gives the median.
+copy, decrypt every segment and check its plaintext hash, join into one MP4
+checking the in-stream signatures and hashing the packets on the way, sign
+with C2PA, validate, hash, report. Only that last step is the figure against
+the target; the others are reported so the run can be judged. One set-up
+(an hour of video is 7 GB and several minutes of it); --rounds (3) court
+copies, each followed by the peer, give the medians.
 
 The peer (issue 28), timed in the same run on the same recording and
 alternated with ours round by round: `age -d` of each of the dock's sealed
