@@ -531,13 +531,24 @@ def test_nal_units_are_cut_as_ffmpegs_mp4_muxer_cuts_them(
     assert checks.streamhash() == courtcopy_steps.streamhash(out)
 
 
-@pytest.mark.parametrize("fault", ["in-stream", "streamhash"])
+@pytest.mark.parametrize("fault", ["in-stream", "streamhash", "untrusted"])
 def test_export_case_refuses_what_the_checks_in_the_join_refuse(
     demo_run: DemoRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
-    """A picture that does not match its signature, or packets in the signed
-    copy other than those the join wrote, refuse the copy and leave nothing."""
+    """A picture that does not match its signature, packets in the signed
+    copy other than those the join wrote, or a copy C2PA does not call
+    Trusted refuse the copy and leave nothing, not even ffmpeg running."""
     from dock import courtcopy
+
+    hashing: list[courtcopy_steps.StreamHash] = []
+
+    class Watched(courtcopy_steps.StreamHash):
+        def __init__(self, path: Path) -> None:
+            super().__init__(path)
+            hashing.append(self)
+
+    def untrusted(path: Path, anchor: bytes) -> courtcopy_c2pa.Validation:
+        return courtcopy_c2pa.Validation("Valid", (), {})
 
     class Faulty(courtcopy_inpass.InPass):
         flipped = False
@@ -553,6 +564,9 @@ def test_export_case_refuses_what_the_checks_in_the_join_refuse(
             return {**got, "0,v": "0" * 64} if fault == "streamhash" else got
 
     monkeypatch.setattr(courtcopy_steps, "InPass", Faulty)
+    monkeypatch.setattr(courtcopy_steps, "StreamHash", Watched)
+    if fault == "untrusted":
+        monkeypatch.setattr(courtcopy_steps, "validate", untrusted)
     agency = demo_run.dir / "agency"
     signing = courtcopy.Signing(
         (agency / "c2pa" / "court.crt").read_bytes(),
@@ -562,6 +576,12 @@ def test_export_case_refuses_what_the_checks_in_the_join_refuse(
     out = tmp_path / "case"
     with pytest.raises(courtcopy.CaseError) as refused:
         courtcopy.export_case(demo_run.dir / "dock", SERIAL, 4, _identity(demo_run), signing, out)
-    want = "in-stream signatures fail" if fault == "in-stream" else "streamhash differs"
+    want = {
+        "in-stream": "in-stream signatures fail",
+        "streamhash": "streamhash differs",
+        "untrusted": "does not validate as Trusted",
+    }[fault]
     assert refused.value.code == 1 and want in str(refused.value), str(refused.value)
     assert list(tmp_path.iterdir()) == []
+    assert len(hashing) == (fault != "in-stream")
+    assert all(h._proc.returncode is not None for h in hashing)

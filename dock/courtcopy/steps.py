@@ -180,7 +180,6 @@ def export_case(
     try:
         who = Who(dock_name, examiner, t, tuple(cases))
         case = _build(dock, serial, rec, report, identity, signing, anchor, partial, who)
-        _seal_folder(partial)
         os.rename(partial, out)
         fsync_dir(out.parent)
     except BaseException:
@@ -296,33 +295,39 @@ def _build(
         except C2paFailure as exc:
             raise CaseError(exc.args[0]) from None
         clock.lap("c2pa sign")
-        # the signed copy's packets, hashed by ffmpeg beside the validation
-        # (not during signing: on two cores that slows both), against the
-        # packets the join wrote and checked
-        after = StreamHash(mp4)
+    # ffmpeg hashes the signed copy's packets in the background (not during
+    # signing: on two cores that slows both) while it is validated and the
+    # reports and SHA256SUMS are written; before the case is done, its hash
+    # must equal that of the packets the join wrote and checked
+    after = StreamHash(mp4)
+    try:
         validation = validate(mp4, signing.anchor_pem)
         clock.lap("c2pa validate")
-        unchanged = after.result() == checks.streamhash()
-    if not unchanged:
-        raise CaseError(msg("signing changed the media packets (streamhash differs)"), 1)
-    facts["verification"]["streamhash_sha256"] = after.result()
-    clock.lap("streamhash")
-    if not validation.trusted:
-        raise CaseError(
-            msg(
-                "the signed copy does not validate as Trusted with the agency CA: "
-                "%(state)s %(failures)s",
-                state=validation.state,
-                failures=", ".join(validation.failures),
-            ),
-            1,
-        )
-    (out / "agency-ca.pem").write_bytes(signing.anchor_pem)
-    case = Case(out, mp4, validation, joined, media, after.result(), test_cert, clock.seconds)
-    facts["c2pa"] = {"state": validation.state, "failures": list(validation.failures)}
-    facts["stills"] = [p.name for p in stills]
-    _write_reports(out, facts, case, r20, t)
-    clock.lap("report")
+        streamhash = checks.streamhash()
+        facts["verification"]["streamhash_sha256"] = streamhash
+        if not validation.trusted:
+            raise CaseError(
+                msg(
+                    "the signed copy does not validate as Trusted with the agency CA: "
+                    "%(state)s %(failures)s",
+                    state=validation.state,
+                    failures=", ".join(validation.failures),
+                ),
+                1,
+            )
+        (out / "agency-ca.pem").write_bytes(signing.anchor_pem)
+        case = Case(out, mp4, validation, joined, media, streamhash, test_cert, clock.seconds)
+        facts["c2pa"] = {"state": validation.state, "failures": list(validation.failures)}
+        facts["stills"] = [p.name for p in stills]
+        _write_reports(out, facts, case, r20, t)
+        clock.lap("report")
+        _seal_folder(out)
+        clock.lap("SHA256SUMS")
+        if after.result() != streamhash:
+            raise CaseError(msg("signing changed the media packets (streamhash differs)"), 1)
+        clock.lap("streamhash")
+    finally:
+        after.cancel()
     return case
 
 
@@ -500,6 +505,12 @@ class StreamHash:
             text=True,
         )
         self._out: dict[str, str] | None = None
+
+    def cancel(self) -> None:
+        """Stop ffmpeg if its result was not taken (the copy was refused first)."""
+        if self._out is None and self._proc.returncode is None:
+            self._proc.kill()
+            self._proc.communicate()
 
     def result(self) -> dict[str, str]:
         if self._out is None:
