@@ -437,7 +437,7 @@ def test_bench_courtcopy_short_runs_and_reports() -> None:
     assert out["part"] == "courtcopy" and out["short"] is True and out["rounds"] == 1
     assert out["segments"] >= 2 and out["c2pa"] == "Trusted"
     assert len(out["court_copy_s"]) == len(out["peer_s"]) == 1
-    for key in ("court_copy_s_median", "peer_s_median", "ratio_ours_peer"):
+    for key in ("court_copy_s_median", "peer_s_median", "ratio_ours_peer", "ratio_cpu_ours_peer"):
         assert out[key] > 0, key
     assert len(out["loadavg_start"]) == 3 and len(out["loadavg_end"]) == 3
     assert any("join" in stage for stage in out["stages_s_last_round"])
