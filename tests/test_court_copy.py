@@ -12,14 +12,17 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from capture import mediacheck
 from dock import audit
 from dock.courtcopy import c2pa as courtcopy_c2pa
+from dock.courtcopy import inpass as courtcopy_inpass
 from dock.courtcopy import media as courtcopy_media
 from dock.courtcopy import steps as courtcopy_steps
 from dock.index import Index
@@ -416,3 +419,169 @@ def test_export_case_refuses_bad_input_and_writes_nothing(
         last = entries[-1]
         assert (last.who, last.act, last.result) == (EXAMINER, "court_copy", "refused"), last
         assert not any(e.result == "started" and e.detail.get("out") == str(out) for e in entries)
+
+
+@pytest.mark.slow
+def test_bench_courtcopy_short_runs_and_reports() -> None:
+    """`tools/bench.py courtcopy --short`: it runs, times ours and the peer
+    and reports the ratio and load (its timings on one minute mean nothing;
+    `--minutes 60` measures)."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench.py"), "courtcopy", "--short"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["part"] == "courtcopy" and out["short"] is True and out["rounds"] == 1
+    assert out["segments"] >= 2 and out["c2pa"] == "Trusted"
+    assert len(out["court_copy_s"]) == len(out["peer_s"]) == 1
+    for key in ("court_copy_s_median", "peer_s_median", "ratio_ours_peer", "ratio_cpu_ours_peer"):
+        assert out[key] > 0, key
+    assert len(out["loadavg_start"]) == 3 and len(out["loadavg_end"]) == 3
+    assert any("join" in stage for stage in out["stages_s_last_round"])
+
+
+def _joined_with_checks(
+    parts: list[Path], out: Path
+) -> tuple[courtcopy_inpass.InPass, dict, dict[str, str]]:
+    """The join's in-pass checks, and what verify-media and ffmpeg say of the MP4 it wrote."""
+    checks = courtcopy_inpass.InPass()
+    courtcopy_media.join(parts, out, [], tap=checks)
+    with out.open("rb") as f:
+        read_back = mediacheck.check_stream(f)
+    return checks, mediacheck.describe(read_back, "x", str), courtcopy_steps.streamhash(out)
+
+
+def test_the_checks_in_the_join_say_what_reading_the_mp4_back_says(
+    demo_run: DemoRun, tmp_path: Path
+) -> None:
+    """The in-stream check and stream hash made on the packets as the join
+    writes them equal verify-media's and ffmpeg's on the MP4; a picture
+    altered in a segment fails both ways alike."""
+    parts = []
+    for r, data in _segments(demo_run):
+        p = tmp_path / r["body"]["file"].removesuffix(".age")
+        p.write_bytes(data)
+        parts.append(p)
+    checks, read_back, hashed = _joined_with_checks(parts, tmp_path / "a.mp4")
+    assert read_back["ok"] and read_back["groups"] > 0
+    assert mediacheck.describe(checks.in_stream(), "x", str) == read_back
+    assert checks.streamhash() == hashed and set(hashed) == {"0,v", "1,a"}
+
+    # one byte of a picture in the second segment, inside an I-slice's data
+    data = bytearray(parts[1].read_bytes())
+    at = data.index(b"\x00\x00\x01\x65") + 188 * 40
+    at += 20 if at % 188 < 20 else 0  # in a TS packet's payload, not its header
+    data[at] ^= 0x10
+    parts[1].write_bytes(bytes(data))
+    checks, read_back, hashed = _joined_with_checks(parts, tmp_path / "b.mp4")
+    assert (
+        not read_back["ok"] and read_back["group_counts"].get("verified", 0) < read_back["groups"]
+    )
+    assert mediacheck.describe(checks.in_stream(), "x", str) == read_back
+    assert checks.streamhash() == hashed
+
+
+@pytest.mark.parametrize(
+    ("picture", "units"),
+    [  # what libavformat's MP4 muxer stored of each (lengths off)
+        (b"\x00\x00\x01\x00\x00\x01\x65\x01", [b"", b"\x65\x01"]),
+        (b"\x00\x00\x01\x65\x01\x00\x00", [b"\x65\x01\x00\x00"]),
+        (b"x\x00\x00\x00\x01\x09\xf0\x00\x00\x00\x00\x01\x65", [b"\x09\xf0\x00", b"\x65"]),
+        (b"no start code", []),
+    ],
+)
+def test_nal_units_as_the_muxer_stores_them(picture: bytes, units: list[bytes]) -> None:
+    assert courtcopy_inpass.mp4_nal_units(picture) == units
+
+
+@pytest.mark.parametrize(
+    "recut",
+    [
+        lambda au: au,
+        lambda au: b"junk" + au.replace(b"\x00\x00\x00\x01", b"\x00\x00\x01"),
+        lambda au: au.replace(b"\x00\x00\x01", b"\x00\x00\x00\x00\x01"),  # zeros between
+        lambda au: au + b"\x00\x00\x00",
+    ],
+)
+def test_nal_units_are_cut_as_ffmpegs_mp4_muxer_cuts_them(
+    demo_run: DemoRun, tmp_path: Path, recut: Callable[[bytes], bytes]
+) -> None:
+    """The stream hash taken in the join, of recorded pictures cut into NAL
+    units the odd ways Annex B allows, equals ffmpeg's of what the MP4 muxer
+    stored."""
+    import av
+
+    (_, data), *_ = _segments(demo_run)
+    out = tmp_path / "o.mp4"
+    checks = courtcopy_inpass.InPass()
+    with av.open(io.BytesIO(data), format="mpegts") as src, av.open(str(out), "w") as dst:
+        s = dst.add_stream_from_template(src.streams.video[0])
+        for n, pkt in enumerate(src.demux(video=0)):
+            if pkt.dts is None or n == 60:
+                break
+            au = recut(bytes(pkt))
+            moved = av.Packet(au)
+            moved.stream, moved.time_base = s, pkt.time_base
+            moved.pts, moved.dts, moved.duration = pkt.pts, pkt.dts, pkt.duration
+            checks("video", au)
+            dst.mux(moved)
+    assert checks.streamhash() == courtcopy_steps.streamhash(out)
+
+
+@pytest.mark.parametrize("fault", ["in-stream", "streamhash", "untrusted"])
+def test_export_case_refuses_what_the_checks_in_the_join_refuse(
+    demo_run: DemoRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """A picture that does not match its signature, packets in the signed
+    copy other than those the join wrote, or a copy C2PA does not call
+    Trusted refuse the copy and leave nothing, not even ffmpeg running."""
+    from dock import courtcopy
+
+    hashing: list[courtcopy_steps.StreamHash] = []
+
+    class Watched(courtcopy_steps.StreamHash):
+        def __init__(self, path: Path) -> None:
+            super().__init__(path)
+            hashing.append(self)
+
+    def untrusted(path: Path, anchor: bytes) -> courtcopy_c2pa.Validation:
+        return courtcopy_c2pa.Validation("Valid", (), {})
+
+    class Faulty(courtcopy_inpass.InPass):
+        flipped = False
+
+        def __call__(self, kind: str, data: bytes) -> None:
+            if fault == "in-stream" and kind == "video" and len(data) > 4000 and not self.flipped:
+                self.flipped = True  # as if the unit had recorded this byte otherwise
+                data = data[:-1000] + bytes([data[-1000] ^ 0x10]) + data[-999:]
+            super().__call__(kind, data)
+
+        def streamhash(self) -> dict[str, str]:
+            got = super().streamhash()
+            return {**got, "0,v": "0" * 64} if fault == "streamhash" else got
+
+    monkeypatch.setattr(courtcopy_steps, "InPass", Faulty)
+    monkeypatch.setattr(courtcopy_steps, "StreamHash", Watched)
+    if fault == "untrusted":
+        monkeypatch.setattr(courtcopy_steps, "validate", untrusted)
+    agency = demo_run.dir / "agency"
+    signing = courtcopy.Signing(
+        (agency / "c2pa" / "court.crt").read_bytes(),
+        (agency / "c2pa" / "court.key").read_bytes(),
+        (agency / "ca.crt").read_bytes(),
+    )
+    out = tmp_path / "case"
+    with pytest.raises(courtcopy.CaseError) as refused:
+        courtcopy.export_case(demo_run.dir / "dock", SERIAL, 4, _identity(demo_run), signing, out)
+    want = {
+        "in-stream": "in-stream signatures fail",
+        "streamhash": "streamhash differs",
+        "untrusted": "does not validate as Trusted",
+    }[fault]
+    assert refused.value.code == 1 and want in str(refused.value), str(refused.value)
+    assert list(tmp_path.iterdir()) == []
+    assert len(hashing) == (fault != "in-stream")
+    assert all(h._proc.returncode is not None for h in hashing)

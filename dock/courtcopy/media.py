@@ -65,6 +65,9 @@ class Joined:
 
 
 Part = Path | Callable[[], bytes]  # a segment file, or its bytes made on demand
+# sees each packet's kind ("video", "audio") and bytes just before the muxer
+# takes it, so checks can run on the data while it is in memory (steps.py)
+Tap = Callable[[str, bytes], None]
 
 
 def join(
@@ -72,12 +75,13 @@ def join(
     out: Path,
     chapters: list[Chapter],
     metadata: Mapping[str, str] | None = None,
+    tap: Tap | None = None,
 ) -> Joined:
     """Copy every packet of `parts` (in order) into the MP4 `out`. A part
     given as a function is called when its turn comes, so a dock decrypts
     one segment at a time into memory and never writes plaintext to disk.
     `metadata`: the container's own tags (title, creation_time, location,
-    make, model, comment)."""
+    make, model, comment); `tap`: given every packet muxed, silence included."""
     first, origin = _first(parts)
     with _open(first, 0) as c:
         vt, at = c.streams.video[0], c.streams.audio[0] if c.streams.audio else None
@@ -92,7 +96,8 @@ def join(
             codecs = tuple(str(x.codec_context.name) for x in (vt, at) if x is not None)
             rate = at.codec_context.sample_rate if at is not None else 0
             layout = at.codec_context.layout.name if at is not None else ""
-            muxer = _Muxer(dst, ov, oa, _Silence(rate, layout) if at else None, origin)
+            silence = _Silence(rate, layout) if at else None
+            muxer = _Muxer(dst, ov, oa, silence, origin, tap=tap)
             muxer.copy(c)
             for i, part in enumerate(parts[1:], 1):
                 with _open(_load(part, i), i) as more:
@@ -188,10 +193,12 @@ class _Muxer:
         silence: _Silence | None,
         origin: int,
         pace: Callable[[int], None] | None = None,
+        tap: Tap | None = None,
     ) -> None:
         self.dst, self.video, self.audio, self.silence = dst, video, audio, silence
         self.origin = origin
         self.pace = pace  # called with each packet's time (90 kHz, from 0) before it goes out
+        self.tap = tap
         self.counts = {"video": 0, "audio": 0}
         self.filled: list[Filled] = []
         self.audio_end: int | None = None  # 90 kHz, where the last audio packet ends
@@ -217,7 +224,7 @@ class _Muxer:
                 if self.audio_end is not None and pkt.pts - self.audio_end >= s.ticks:
                     self.filled.append(
                         s.fill(
-                            self.dst, self.audio, bytes(pkt), self.audio_end, pkt.pts, self.origin
+                            self._put, self.audio, bytes(pkt), self.audio_end, pkt.pts, self.origin
                         )
                     )
                 self.audio_end = pkt.pts + (pkt.duration or s.ticks)
@@ -231,8 +238,13 @@ class _Muxer:
             self.end = max(self.end, pkt.pts + (pkt.duration or 0))
             if self.pace is not None:
                 self.pace(pkt.dts)
-            self.dst.mux(pkt)
+            self._put(kind, pkt)
             self.counts[kind] += 1
+
+    def _put(self, kind: str, pkt: av.Packet) -> None:
+        if self.tap is not None:
+            self.tap(kind, bytes(pkt))  # before mux(), which takes the packet's data
+        self.dst.mux(pkt)
 
 
 def _first_pts(c: av.container.InputContainer) -> int:
@@ -288,7 +300,7 @@ class _Silence:
 
     def fill(
         self,
-        dst: av.container.OutputContainer,
+        put: Callable[[str, av.Packet], None],
         stream: av.AudioStream,
         like: bytes,
         start: int,
@@ -306,7 +318,7 @@ class _Silence:
             pkt.time_base = Fraction(1, TS_HZ)
             pkt.pts = pkt.dts = first + k * self.ticks - origin
             pkt.duration = self.ticks
-            dst.mux(pkt)
+            put("audio", pkt)
         return Filled((first - origin) * 1_000_000 // TS_HZ, (stop - origin) * 1_000_000 // TS_HZ)
 
 

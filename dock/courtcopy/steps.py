@@ -65,6 +65,7 @@ from .. import chain_codes as codes
 from ..dock_locale import dock_locale
 from ..texts import Msg, Texts, load_texts, msg
 from .c2pa import C2paFailure, Validation, sign, validate
+from .inpass import InPass, NotVideo
 from .media import Chapter, Joined, JoinError, join
 from .r20 import R20, end_of, mp4_tags, r20_of
 
@@ -179,7 +180,6 @@ def export_case(
     try:
         who = Who(dock_name, examiner, t, tuple(cases))
         case = _build(dock, serial, rec, report, identity, signing, anchor, partial, who)
-        _seal_folder(partial)
         os.rename(partial, out)
         fsync_dir(out.parent)
     except BaseException:
@@ -256,14 +256,16 @@ def _build(
         parts = [partial(_plaintext, locate, r, identity) for r in rec.media(VIDEO)]
         t = who.texts
         tags = mp4_tags(rec, report.chain, who.examiner, t)
+        # the in-stream signatures and the stream hash are taken of the packets
+        # as the join writes them: no pass over the MP4 for either
+        checks = InPass()
         try:
-            joined = join(parts, unsigned, chapters(rec, t), tags)
+            joined = join(parts, unsigned, chapters(rec, t), tags, tap=checks)
         except JoinError as exc:
             raise CaseError(
                 msg("the segments could not be joined: %(error)s", error=str(exc)), 1
             ) from None
-        clock.lap("decrypt and join")
-        media = _in_stream(unsigned, chain_dir)
+        media = _in_stream(checks, unsigned.name, chain_dir)
         if not media["ok"]:
             raise CaseError(
                 msg(
@@ -272,7 +274,7 @@ def _build(
                 ),
                 1,
             )
-        clock.lap("in-stream signatures")
+        clock.lap("decrypt, join, in-stream signatures")
         name = f"{serial}_{_stamp(rec.start.stamp.wall_us)}_rec{rec.start.seq}.mp4"
         mp4 = out / name
         test_cert = ca_profile(anchor) == "qa"
@@ -293,32 +295,39 @@ def _build(
         except C2paFailure as exc:
             raise CaseError(exc.args[0]) from None
         clock.lap("c2pa sign")
-        # the packets before and after signing, hashed by ffmpeg beside the
-        # validation (not during signing: on two cores that slows both)
-        before, after = StreamHash(unsigned), StreamHash(mp4)
+    # ffmpeg hashes the signed copy's packets in the background (not during
+    # signing: on two cores that slows both) while it is validated and the
+    # reports and SHA256SUMS are written; before the case is done, its hash
+    # must equal that of the packets the join wrote and checked
+    after = StreamHash(mp4)
+    try:
         validation = validate(mp4, signing.anchor_pem)
         clock.lap("c2pa validate")
-        unchanged = after.result() == before.result()
-    if not unchanged:
-        raise CaseError(msg("signing changed the media packets (streamhash differs)"), 1)
-    facts["verification"]["streamhash_sha256"] = after.result()
-    clock.lap("streamhash")
-    if not validation.trusted:
-        raise CaseError(
-            msg(
-                "the signed copy does not validate as Trusted with the agency CA: "
-                "%(state)s %(failures)s",
-                state=validation.state,
-                failures=", ".join(validation.failures),
-            ),
-            1,
-        )
-    (out / "agency-ca.pem").write_bytes(signing.anchor_pem)
-    case = Case(out, mp4, validation, joined, media, after.result(), test_cert, clock.seconds)
-    facts["c2pa"] = {"state": validation.state, "failures": list(validation.failures)}
-    facts["stills"] = [p.name for p in stills]
-    _write_reports(out, facts, case, r20, t)
-    clock.lap("report")
+        streamhash = checks.streamhash()
+        facts["verification"]["streamhash_sha256"] = streamhash
+        if not validation.trusted:
+            raise CaseError(
+                msg(
+                    "the signed copy does not validate as Trusted with the agency CA: "
+                    "%(state)s %(failures)s",
+                    state=validation.state,
+                    failures=", ".join(validation.failures),
+                ),
+                1,
+            )
+        (out / "agency-ca.pem").write_bytes(signing.anchor_pem)
+        case = Case(out, mp4, validation, joined, media, streamhash, test_cert, clock.seconds)
+        facts["c2pa"] = {"state": validation.state, "failures": list(validation.failures)}
+        facts["stills"] = [p.name for p in stills]
+        _write_reports(out, facts, case, r20, t)
+        clock.lap("report")
+        _seal_folder(out)
+        clock.lap("SHA256SUMS")
+        if after.result() != streamhash:
+            raise CaseError(msg("signing changed the media packets (streamhash differs)"), 1)
+        clock.lap("streamhash")
+    finally:
+        after.cancel()
     return case
 
 
@@ -458,13 +467,17 @@ def _plaintext(locate: Any, r: Record, identity: Identity) -> bytes:
     return sink.getvalue()
 
 
-def _in_stream(mp4: Path, chain: Path) -> dict[str, Any]:
-    """`bodycam verify-media MP4 --chain CHAIN` on the joined copy (the file
-    is the dock's own, just written): every group's signature, the key
-    rooted in the unit's chain."""
-    with mp4.open("rb") as f:
-        check = mediacheck.check_stream(f)
-    out = mediacheck.describe(check, mp4.name, partial(utc_text, ms=True))
+def _in_stream(checks: InPass, name: str, chain: Path) -> dict[str, Any]:
+    """`bodycam verify-media MP4 --chain CHAIN` on the joined copy, from its
+    packets as they were written: every group's signature, the key rooted in
+    the unit's chain."""
+    try:
+        check = checks.in_stream()
+    except NotVideo as exc:
+        raise CaseError(
+            msg("the joined video's in-stream signatures fail: %(problem)s", problem=str(exc)), 1
+        ) from None
+    out = mediacheck.describe(check, name, partial(utc_text, ms=True))
     out["verified_from_us"], out["verified_to_us"] = check.verified_from, check.verified_to
     out["chain"] = (
         root_recording_key(chain, check.key) if check.key else {"rooted": False, "why": "unsigned"}
@@ -492,6 +505,12 @@ class StreamHash:
             text=True,
         )
         self._out: dict[str, str] | None = None
+
+    def cancel(self) -> None:
+        """Stop ffmpeg if its result was not taken (the copy was refused first)."""
+        if self._out is None and self._proc.returncode is None:
+            self._proc.kill()
+            self._proc.communicate()
 
     def result(self) -> dict[str, str]:
         if self._out is None:
