@@ -3,7 +3,8 @@ check, and only then a signed receipt (R15-R22).
 
 Every segment is written through a `.part` file, fsynced and its pages
 dropped from the cache; before the receipt, every held file is re-read from
-the dock's disk and re-hashed and the chain copy verified.
+the dock's disk and re-hashed and the chain copy verified. Index rows of the
+segments pulled are committed in batches, all before the check.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ from .texts import Msg, msg, msg_n
 
 STAGING = ".staging"  # what a unit sent, until it is verified (dock/pull.py)
 BLOCK = 1024 * 1024
+# Index rows of stored segments are committed in batches of at most this many
+# segments or seconds of pulling (each commit is a synchronous write), and
+# always before the safety check: a receipt only ever follows committed rows.
+# A pull killed in between fetches the uncommitted ones again.
+COMMIT_SEGMENTS = 32
+COMMIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -696,31 +703,44 @@ def _pull_media(
     client.set_deadline(limits.deadline_s(total))
     stage("pulling", {"files": len(todo), "bytes": total})
     pulled, resumed = [], 0
+    rows: list[dict[str, Any]] = []
+    first_row = 0.0
+    marks = json.dumps(_marks(records))
     for e in todo:
         rec = by_seq[e["seq"]]
         name = layout.parse_name(e["file"])
         assert name is not None  # checked by _check_values before the chain was kept
         dest = dock_dir / name.day_dir / serial / e["file"]
-        resumed += _download(client, e["file"], dest, e["ct_sha256"], sizes[e["file"]], progress)
+        size = sizes[e["file"]]
+        resumed += _download(client, e["file"], dest, e["ct_sha256"], size, progress)
         if on_stored is not None:
             on_stored(e["file"], dest)
-        index.add_segment(
-            file=e["file"],
-            serial=serial,
-            seq=e["seq"],
-            kind=name.kind,
-            ct_sha256=e["ct_sha256"],
-            pt_sha256=_optional_hex(rec, "pt_sha256"),
-            ct_len=sizes[e["file"]],
-            start_wall_us=_wall(rec, "start"),
-            end_wall_us=_wall(rec, "end"),
-            officer=rec.officer,
-            retention=_optional_text(rec, "retention"),
-            marks=json.dumps(_marks(records)),
-            path=str(dest.relative_to(dock_dir)),
-            stored_us=int(now() * 1e6),
+        if not rows:
+            first_row = time.monotonic()
+        rows.append(
+            {
+                "file": e["file"],
+                "serial": serial,
+                "seq": e["seq"],
+                "kind": name.kind,
+                "ct_sha256": e["ct_sha256"],
+                "pt_sha256": _optional_hex(rec, "pt_sha256"),
+                "ct_len": size,
+                "start_wall_us": _wall(rec, "start"),
+                "end_wall_us": _wall(rec, "end"),
+                "officer": rec.officer,
+                "retention": _optional_text(rec, "retention"),
+                "marks": marks,
+                "path": str(dest.relative_to(dock_dir)),
+                "stored_us": int(now() * 1e6),
+            }
         )
+        if len(rows) >= COMMIT_SEGMENTS or time.monotonic() - first_row >= COMMIT_S:
+            index.add_segments(rows)
+            rows = []
         pulled.append(e["file"])
+    if rows:
+        index.add_segments(rows)  # committed before the check, so before any receipt
     stage("verifying", {})
     held = index.held(serial)
     check = _safety_check(dock_dir, mirror, records, held, offered, identity, now)
