@@ -3,8 +3,9 @@ check, and only then a signed receipt (R15-R22).
 
 Every segment is written through a `.part` file, fsynced and its pages
 dropped from the cache; before the receipt, every held file is re-read from
-the dock's disk and re-hashed and the chain copy verified. Index rows of the
-segments pulled are committed in batches, all before the check.
+the dock's disk and re-hashed and the chain copy verified. A segment pulled
+now is re-read as soon as it is stored, beside the next download; its index
+row is committed, with others, before the check.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from sealing.receipts import (
 )
 from sealing.recordings import media_records
 from sealing.records import Record
+from sealing.safeio import open_regular
+from sealing.segcheck import SegmentRead, read_segment
 from sealing.verify import verify_chain, verify_store
 
 from .client import Client, DockError, read_bounded, read_json
@@ -706,44 +709,47 @@ def _pull_media(
     rows: list[dict[str, Any]] = []
     first_row = 0.0
     marks = json.dumps(_marks(records))
-    for e in todo:
-        rec = by_seq[e["seq"]]
-        name = layout.parse_name(e["file"])
-        assert name is not None  # checked by _check_values before the chain was kept
-        dest = dock_dir / name.day_dir / serial / e["file"]
-        size = sizes[e["file"]]
-        resumed += _download(client, e["file"], dest, e["ct_sha256"], size, progress)
-        if on_stored is not None:
-            on_stored(e["file"], dest)
-        if not rows:
-            first_row = time.monotonic()
-        rows.append(
-            {
-                "file": e["file"],
-                "serial": serial,
-                "seq": e["seq"],
-                "kind": name.kind,
-                "ct_sha256": e["ct_sha256"],
-                "pt_sha256": _optional_hex(rec, "pt_sha256"),
-                "ct_len": size,
-                "start_wall_us": _wall(rec, "start"),
-                "end_wall_us": _wall(rec, "end"),
-                "officer": rec.officer,
-                "retention": _optional_text(rec, "retention"),
-                "marks": marks,
-                "path": str(dest.relative_to(dock_dir)),
-                "stored_us": int(now() * 1e6),
-            }
-        )
-        if len(rows) >= COMMIT_SEGMENTS or time.monotonic() - first_row >= COMMIT_S:
-            index.add_segments(rows)
-            rows = []
-        pulled.append(e["file"])
-    if rows:
-        index.add_segments(rows)  # committed before the check, so before any receipt
-    stage("verifying", {})
-    held = index.held(serial)
-    check = _safety_check(dock_dir, mirror, records, held, offered, identity, now)
+    with _ReadBack(identity) as read_back:
+        for e in todo:
+            rec = by_seq[e["seq"]]
+            name = layout.parse_name(e["file"])
+            assert name is not None  # checked by _check_values before the chain was kept
+            dest = dock_dir / name.day_dir / serial / e["file"]
+            size = sizes[e["file"]]
+            resumed += _download(client, e["file"], dest, e["ct_sha256"], size, progress)
+            if on_stored is not None:
+                on_stored(e["file"], dest)
+            read_back.start(e["file"], dest, size)  # beside the next download
+            if not rows:
+                first_row = time.monotonic()
+            rows.append(
+                {
+                    "file": e["file"],
+                    "serial": serial,
+                    "seq": e["seq"],
+                    "kind": name.kind,
+                    "ct_sha256": e["ct_sha256"],
+                    "pt_sha256": _optional_hex(rec, "pt_sha256"),
+                    "ct_len": size,
+                    "start_wall_us": _wall(rec, "start"),
+                    "end_wall_us": _wall(rec, "end"),
+                    "officer": rec.officer,
+                    "retention": _optional_text(rec, "retention"),
+                    "marks": marks,
+                    "path": str(dest.relative_to(dock_dir)),
+                    "stored_us": int(now() * 1e6),
+                }
+            )
+            if len(rows) >= COMMIT_SEGMENTS or time.monotonic() - first_row >= COMMIT_S:
+                index.add_segments(rows)
+                rows = []
+            pulled.append(e["file"])
+        if rows:
+            index.add_segments(rows)  # committed before the check, so before any receipt
+        stage("verifying", {})
+        held = index.held(serial)
+        already = read_back.results(dock_dir, held)
+    check = _safety_check(dock_dir, mirror, records, held, offered, identity, now, already)
     index.update_unit(serial, records[-1].seq, int(now() * 1e6))
     if check.refusal:
         for f in check.altered:
@@ -935,16 +941,20 @@ def _safety_check(
     offered: set[str],
     identity: Identity | None,
     now: Callable[[], float],
+    already_read: Mapping[str, SegmentRead] | None = None,
 ) -> SafetyCheck:
     """Re-read every held segment from the dock's disk (its pages were
     dropped from the cache after fsync, so this reads the medium) and
     re-hash it against the chain, verify the chain copy, and name every
     segment the chain cites that neither side holds and every hole in the
-    segment numbers. Written to verification.json whether or not it passes."""
+    segment numbers. Segments in `already_read` were re-read as they
+    landed (`_ReadBack`): what was read is judged here, not read again.
+    Written to verification.json whether or not it passes."""
     report = verify_store(
         mirror,
         identity=identity,
         find_segment=lambda f: (dock_dir / held[f]["path"]) if f in held else None,
+        already_read=already_read,
     )
     missing = [
         s["file"] for s in report.segments if s["status"] == "missing" and s["file"] not in offered
@@ -961,6 +971,66 @@ def _safety_check(
     )
     check.write(mirror, None)
     return check
+
+
+def _file_id(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class _Read:
+    path: Path
+    file_id: tuple[int, int, int, int]  # of the file as it was read
+    read: SegmentRead
+
+
+class _ReadBack:
+    """The safety check's re-read of each segment, started as soon as the
+    segment is stored (fsynced, its pages dropped: what is read comes from
+    the medium), on a thread of its own while the next one downloads: the
+    same read and hash as the check's (sealing.segcheck.read_segment, with
+    the same identity), whose results the check then judges against the
+    chain instead of reading again. Hashing and file reads release the GIL."""
+
+    def __init__(self, identity: Identity | None) -> None:
+        self.identity = identity
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-back")
+        self._buf = bytearray(BLOCK)  # one thread: one buffer for every segment
+        self._jobs: dict[str, Future[_Read | None]] = {}
+
+    def __enter__(self) -> _ReadBack:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def start(self, file: str, path: Path, ct_len: int) -> None:
+        self._jobs[file] = self._pool.submit(self._read, path, ct_len)
+
+    def _read(self, path: Path, ct_len: int) -> _Read | None:
+        try:
+            with open_regular(path) as f:
+                file_id = _file_id(os.fstat(f.fileno()))
+                return _Read(path, file_id, read_segment(f, ct_len, self.identity, self._buf))
+        except OSError:
+            return None  # the check reads it itself, and says what it finds
+
+    def results(self, dock_dir: Path, held: Mapping[str, Any]) -> dict[str, SegmentRead]:
+        """What was read, of the files the index holds at the paths that
+        were read and that are still the files read then (same inode, size
+        and modification time); any other is left to the check to read."""
+        out: dict[str, SegmentRead] = {}
+        for file, job in self._jobs.items():
+            got = job.result()
+            if got is None or file not in held or got.path != dock_dir / held[file]["path"]:
+                continue
+            try:
+                same = _file_id(os.lstat(got.path)) == got.file_id
+            except OSError:
+                continue
+            if same:
+                out[file] = got.read
+        return out
 
 
 def _set_aside(dock_dir: Path, rel: str, when_us: int) -> None:

@@ -5,6 +5,7 @@ USB gadget links by their link-local addresses."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -17,8 +18,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dock import discovery
+from dock import pull as dock_pull
 from dock import service as dock_service
 from dock.client import DockError
+from dock.index import Index
 from dock.officer_prints import OperatorsWord
 from link import gadget, pki
 from link.inventory import read_known
@@ -167,6 +170,41 @@ def test_a_segment_corrupted_on_the_docks_disk_gets_no_receipt(link: Link, tmp_p
     again = link.pull(dock_dir)
     assert again.pulled == victim and link.files() == set()
     assert sorted(again.released) == sorted(before)
+
+
+def test_what_was_read_back_is_judged_and_a_file_replaced_since_is_read_again(
+    link: Link, tmp_path: Path
+) -> None:
+    """The check's re-read of a segment pulled now happens as it lands
+    (dock/pull.py `_ReadBack`): the check judges what that read found, and
+    a file that is no longer the one read is left to the check to read."""
+    dock_dir = tmp_path / "dockstore"
+    link.pull(dock_dir)
+    index = Index.open(dock_dir / "dock.sqlite")
+    held = index.held(link.store.serial)
+    index.close()
+    first, second, *rest = sorted(held)
+    identity = link.unit.agency.identity
+    with dock_pull._ReadBack(identity) as read_back:
+        for f in held:
+            read_back.start(f, dock_dir / held[f]["path"], held[f]["ct_len"])
+        assert sorted(read_back.results(dock_dir, held)) == sorted(held)
+        path = dock_dir / held[second]["path"]
+        shutil.copy2(path, path.with_name("copy"))  # the same bytes, another file
+        os.replace(path.with_name("copy"), path)
+        already = read_back.results(dock_dir, held)
+    assert sorted(already) == sorted([first, *rest])
+    assert all(r.ct_sha256 == held[f]["ct_sha256"] for f, r in already.items())
+    # judged, not taken on trust: a read-back that found other bytes is refused
+    already[first] = dataclasses.replace(already[first], ct_sha256="0" * 64)
+    report = verify_store(
+        dock_dir / "units" / link.store.serial,
+        identity=identity,
+        find_segment=lambda f: dock_dir / held[f]["path"] if f in held else None,
+        already_read=already,
+    )
+    status = {s["file"]: s["status"] for s in report.segments}
+    assert status == {first: "altered", second: "intact", **{f: "intact" for f in rest}}
 
 
 def test_a_segment_the_unit_lost_is_named_and_the_rest_released(link: Link, tmp_path: Path) -> None:
