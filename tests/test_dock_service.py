@@ -27,9 +27,12 @@ from link import gadget, pki
 from link.inventory import read_known
 from sealing import layout
 from sealing.age import Identity
+from sealing.safeio import open_regular
+from sealing.segcheck import read_segment
+from sealing.store import SegmentMeta
 from sealing.verify import verify_store
 
-from .conftest import BODYCAM_DOCK, Agency
+from .conftest import BODYCAM_DOCK, Agency, make_unit
 from .english import EN_ARGS
 from .export_fixtures import PASSWORD, Link, start_link, write_inventory
 
@@ -205,6 +208,36 @@ def test_what_was_read_back_is_judged_and_a_file_replaced_since_is_read_again(
     )
     status = {s["file"]: s["status"] for s in report.segments}
     assert status == {first: "altered", second: "intact", **{f: "intact" for f in rest}}
+
+
+@pytest.mark.parametrize("cut", [0, 1, 4095, 4096, 4097, (1 << 20) + 17, None])
+def test_the_read_back_past_the_cache_answers_as_a_plain_read(
+    tmp_path: Path, cut: int | None
+) -> None:
+    """The read-back reads with O_DIRECT (dock/pull.py `_Direct`): whole
+    aligned blocks handed out as asked; its answers are those of a plain
+    read, whatever the file's length and whether it is decrypted too."""
+    unit = make_unit(tmp_path / "unit")
+    with unit.open() as store:
+        start = store.clock()
+        w = store.open_segment()
+        w.write(os.urandom(3 << 20))
+        w.close(SegmentMeta(start=start, end=store.clock()))
+        (sealed,) = store.segments.iterdir()
+    path = tmp_path / "segment"
+    path.write_bytes(sealed.read_bytes()[:cut])
+    size = path.stat().st_size
+    for identity in (unit.agency.identity, None):
+        with path.open("rb") as f:
+            want = read_segment(f, size, identity)
+        with open_regular(path) as f:
+            direct = dock_pull._Direct.of(f)
+            if direct is None:
+                pytest.skip("this file system has no O_DIRECT")
+            try:
+                assert read_segment(direct, size, identity) == want
+            finally:
+                direct.close()
 
 
 def test_a_segment_the_unit_lost_is_named_and_the_rest_released(link: Link, tmp_path: Path) -> None:
