@@ -573,16 +573,18 @@ class Index:
         return mod.insert(table).values(values)
 
     def _upsert(self, table: Table, row: dict[str, Any]) -> None:
+        with self._tx() as conn:
+            conn.execute(self._upsert_stmt(table, row))
+
+    def _upsert_stmt(self, table: Table, row: dict[str, Any]) -> Any:
         stmt = self._insert(table, row)
         keys = [c.name for c in table.primary_key.columns]
         changed = {k: stmt.excluded[k] for k in row if k not in keys}
-        stmt = (
+        return (
             stmt.on_conflict_do_update(index_elements=keys, set_=changed)
             if changed
             else stmt.on_conflict_do_nothing(index_elements=keys)
         )
-        with self._tx() as conn:
-            conn.execute(stmt)
 
     def pin_unit(self, serial: str, device_key: str, officer: str) -> None:
         """First sight of a unit: its key is pinned; later calls change nothing."""
@@ -607,6 +609,13 @@ class Index:
 
     def add_segment(self, **row: Any) -> None:
         self._upsert(segments, _without_dock(row))
+
+    def add_segments(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Several segments' rows in one transaction: a pull commits what it
+        stored in batches (one synchronous commit each, not one a segment)."""
+        with self._tx() as conn:
+            for row in rows:
+                conn.execute(self._upsert_stmt(segments, _without_dock(row)))
 
     def forget_segment(self, serial: str, file: str) -> None:
         """This dock no longer holds the file (its copy was set aside as

@@ -3,14 +3,19 @@ check, and only then a signed receipt (R15-R22).
 
 Every segment is written through a `.part` file, fsynced and its pages
 dropped from the cache; before the receipt, every held file is re-read from
-the dock's disk and re-hashed and the chain copy verified.
+the dock's disk and re-hashed and the chain copy verified. A segment pulled
+now is re-read as soon as it is stored, beside the next download; its index
+row is committed, with others, before the check.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.client
+import io
 import json
+import mmap
 import os
 import shutil
 import sys
@@ -21,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -43,6 +48,8 @@ from sealing.receipts import (
 )
 from sealing.recordings import media_records
 from sealing.records import Record
+from sealing.safeio import open_regular
+from sealing.segcheck import SegmentRead, read_segment
 from sealing.verify import verify_chain, verify_store
 
 from .client import Client, DockError, read_bounded, read_json
@@ -51,6 +58,12 @@ from .texts import Msg, msg, msg_n
 
 STAGING = ".staging"  # what a unit sent, until it is verified (dock/pull.py)
 BLOCK = 1024 * 1024
+# Index rows of stored segments are committed in batches of at most this many
+# segments or seconds of pulling (each commit is a synchronous write), and
+# always before the safety check: a receipt only ever follows committed rows.
+# A pull killed in between fetches the uncommitted ones again.
+COMMIT_SEGMENTS = 32
+COMMIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -696,34 +709,50 @@ def _pull_media(
     client.set_deadline(limits.deadline_s(total))
     stage("pulling", {"files": len(todo), "bytes": total})
     pulled, resumed = [], 0
-    for e in todo:
-        rec = by_seq[e["seq"]]
-        name = layout.parse_name(e["file"])
-        assert name is not None  # checked by _check_values before the chain was kept
-        dest = dock_dir / name.day_dir / serial / e["file"]
-        resumed += _download(client, e["file"], dest, e["ct_sha256"], sizes[e["file"]], progress)
-        if on_stored is not None:
-            on_stored(e["file"], dest)
-        index.add_segment(
-            file=e["file"],
-            serial=serial,
-            seq=e["seq"],
-            kind=name.kind,
-            ct_sha256=e["ct_sha256"],
-            pt_sha256=_optional_hex(rec, "pt_sha256"),
-            ct_len=sizes[e["file"]],
-            start_wall_us=_wall(rec, "start"),
-            end_wall_us=_wall(rec, "end"),
-            officer=rec.officer,
-            retention=_optional_text(rec, "retention"),
-            marks=json.dumps(_marks(records)),
-            path=str(dest.relative_to(dock_dir)),
-            stored_us=int(now() * 1e6),
-        )
-        pulled.append(e["file"])
-    stage("verifying", {})
-    held = index.held(serial)
-    check = _safety_check(dock_dir, mirror, records, held, offered, identity, now)
+    rows: list[dict[str, Any]] = []
+    first_row = 0.0
+    marks = json.dumps(_marks(records))
+    with _ReadBack(identity) as read_back:
+        for e in todo:
+            rec = by_seq[e["seq"]]
+            name = layout.parse_name(e["file"])
+            assert name is not None  # checked by _check_values before the chain was kept
+            dest = dock_dir / name.day_dir / serial / e["file"]
+            size = sizes[e["file"]]
+            resumed += _download(client, e["file"], dest, e["ct_sha256"], size, progress)
+            if on_stored is not None:
+                on_stored(e["file"], dest)
+            read_back.start(e["file"], dest, size)  # beside the next download
+            if not rows:
+                first_row = time.monotonic()
+            rows.append(
+                {
+                    "file": e["file"],
+                    "serial": serial,
+                    "seq": e["seq"],
+                    "kind": name.kind,
+                    "ct_sha256": e["ct_sha256"],
+                    "pt_sha256": _optional_hex(rec, "pt_sha256"),
+                    "ct_len": size,
+                    "start_wall_us": _wall(rec, "start"),
+                    "end_wall_us": _wall(rec, "end"),
+                    "officer": rec.officer,
+                    "retention": _optional_text(rec, "retention"),
+                    "marks": marks,
+                    "path": str(dest.relative_to(dock_dir)),
+                    "stored_us": int(now() * 1e6),
+                }
+            )
+            if len(rows) >= COMMIT_SEGMENTS or time.monotonic() - first_row >= COMMIT_S:
+                index.add_segments(rows)
+                rows = []
+            pulled.append(e["file"])
+        if rows:
+            index.add_segments(rows)  # committed before the check, so before any receipt
+        stage("verifying", {})
+        held = index.held(serial)
+        already = read_back.results(dock_dir, held)
+    check = _safety_check(dock_dir, mirror, records, held, offered, identity, now, already)
     index.update_unit(serial, records[-1].seq, int(now() * 1e6))
     if check.refusal:
         for f in check.altered:
@@ -915,16 +944,20 @@ def _safety_check(
     offered: set[str],
     identity: Identity | None,
     now: Callable[[], float],
+    already_read: Mapping[str, SegmentRead] | None = None,
 ) -> SafetyCheck:
     """Re-read every held segment from the dock's disk (its pages were
     dropped from the cache after fsync, so this reads the medium) and
     re-hash it against the chain, verify the chain copy, and name every
     segment the chain cites that neither side holds and every hole in the
-    segment numbers. Written to verification.json whether or not it passes."""
+    segment numbers. Segments in `already_read` were re-read as they
+    landed (`_ReadBack`): what was read is judged here, not read again.
+    Written to verification.json whether or not it passes."""
     report = verify_store(
         mirror,
         identity=identity,
         find_segment=lambda f: (dock_dir / held[f]["path"]) if f in held else None,
+        already_read=already_read,
     )
     missing = [
         s["file"] for s in report.segments if s["status"] == "missing" and s["file"] not in offered
@@ -941,6 +974,123 @@ def _safety_check(
     )
     check.write(mirror, None)
     return check
+
+
+def _file_id(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class _Read:
+    path: Path
+    file_id: tuple[int, int, int, int]  # of the file as it was read
+    read: SegmentRead
+
+
+class _ReadBack:
+    """The safety check's re-read of each segment, started as soon as the
+    segment is stored (fsynced, its pages dropped: what is read comes from
+    the medium), on a thread of its own while the next one downloads: the
+    same read and hash as the check's (sealing.segcheck.read_segment, with
+    the same identity), whose results the check then judges against the
+    chain instead of reading again. Hashing and file reads release the GIL."""
+
+    def __init__(self, identity: Identity | None) -> None:
+        self.identity = identity
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-back")
+        self._buf = bytearray(BLOCK)  # one thread: one buffer for every segment
+        self._jobs: dict[str, Future[_Read | None]] = {}
+
+    def __enter__(self) -> _ReadBack:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def start(self, file: str, path: Path, ct_len: int) -> None:
+        self._jobs[file] = self._pool.submit(self._read, path, ct_len)
+
+    def _read(self, path: Path, ct_len: int) -> _Read | None:
+        try:
+            with open_regular(path) as f:
+                file_id = _file_id(os.fstat(f.fileno()))
+                direct = _Direct.of(f)
+                try:
+                    read = read_segment(direct or f, ct_len, self.identity, self._buf)
+                finally:
+                    if direct is not None:
+                        direct.close()
+                return _Read(path, file_id, read)
+        except OSError:
+            return None  # the check reads it itself, and says what it finds
+
+    def results(self, dock_dir: Path, held: Mapping[str, Any]) -> dict[str, SegmentRead]:
+        """What was read, of the files the index holds at the paths that
+        were read and that are still the files read then (same inode, size
+        and modification time); any other is left to the check to read."""
+        out: dict[str, SegmentRead] = {}
+        for file, job in self._jobs.items():
+            got = job.result()
+            if got is None or file not in held or got.path != dock_dir / held[file]["path"]:
+                continue
+            try:
+                same = _file_id(os.lstat(got.path)) == got.file_id
+            except OSError:
+                continue
+            if same:
+                out[file] = got.read
+        return out
+
+
+class _Direct:
+    """An open file read with O_DIRECT: from the medium, past the page cache
+    (the read-back's very purpose; fadvise only asks the cache to forget),
+    and without the cost of filling the cache. O_DIRECT reads whole aligned
+    blocks into an aligned buffer (an anonymous mmap is page-aligned), so
+    reads go through one; `readinto` hands them out as asked."""
+
+    SIZE = 1 << 20  # a multiple of any block size a disk has
+
+    def __init__(self, fd: int) -> None:
+        self._raw = io.FileIO(fd, "rb", closefd=False)
+        self._map = mmap.mmap(-1, self.SIZE)
+        self._buf = memoryview(self._map)
+        self._pos = self._end = 0
+        self._eof = False
+
+    @classmethod
+    def of(cls, f: BinaryIO) -> BinaryIO | None:
+        """`f`'s descriptor switched to O_DIRECT and read through one, at
+        offset 0; None where the file system has no O_DIRECT (then `f` is
+        read as it is: its pages were dropped after the fsync)."""
+        fd = f.fileno()
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+        except OSError:
+            return None
+        return cast(BinaryIO, cls(fd))
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def readinto(self, view: memoryview | bytearray) -> int:
+        if self._pos == self._end:
+            if self._eof:
+                return 0
+            n = self._raw.readinto(self._buf) or 0
+            self._eof = n < self.SIZE  # short only at the end of the file
+            self._pos, self._end = 0, n
+            if not n:
+                return 0
+        k = min(len(view), self._end - self._pos)
+        view[:k] = self._buf[self._pos : self._pos + k]
+        self._pos += k
+        return k
+
+    def close(self) -> None:
+        self._buf.release()
+        self._map.close()
+        self._raw.close()  # the descriptor stays open: its owner closes it
 
 
 def _set_aside(dock_dir: Path, rel: str, when_us: int) -> None:

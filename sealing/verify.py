@@ -18,7 +18,7 @@ import itertools
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,13 +95,19 @@ def verify_store(
     sink: RecordSink | None = None,
     keep: bool = False,
     workers: int | None = None,
+    already_read: Mapping[str, SegmentRead] | None = None,
 ) -> Report:
     """Everything about a store. `find_segment` is where segments are looked
     up instead of `segments/`: a `DockSegments` (a dock's date folders, whose
     other contents are checked too) or any `name -> Path | None`. Records go
     to `sink` as they are checked, else they are kept in `report.records`.
     Segments are read by `workers` threads at once (default: one a core, at
-    most 4), and reported in the chain's order whatever finishes first."""
+    most 4), and reported in the chain's order whatever finishes first.
+    `already_read`: file -> what `read_segment` (with the same `identity`)
+    found in the file `find_segment` names, read by the caller moments
+    before (a dock re-reads each segment as it lands, beside the next
+    download); those are checked against the chain like the rest, not
+    read again."""
     root = find_store(Path(path))
     report = Report(store=str(root), sink=sink, parsed=[] if keep else None)
     if device_key is None:
@@ -126,9 +132,12 @@ def verify_store(
             if index.last_seq < 0:
                 return report
             disposed = _disposals(root, index, check.docks, report)
-            reads = _read_files(index.media, source, identity, workers)
+            done = {} if source.blocked else dict(already_read or {})
+            todo = [f for f in index.media if f.file not in done]
+            reads = _read_files(todo, source, identity, workers)
             try:
-                for fact, got in zip(index.media, reads, strict=True):
+                for fact in index.media:
+                    got = _Got(read=done[fact.file]) if fact.file in done else next(reads)
                     report.segments.append(
                         _check_file(fact, index, source, identity, report, disposed, got)
                     )

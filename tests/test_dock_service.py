@@ -5,6 +5,7 @@ USB gadget links by their link-local addresses."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -17,16 +18,21 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dock import discovery
+from dock import pull as dock_pull
 from dock import service as dock_service
 from dock.client import DockError
+from dock.index import Index
 from dock.officer_prints import OperatorsWord
 from link import gadget, pki
 from link.inventory import read_known
 from sealing import layout
 from sealing.age import Identity
+from sealing.safeio import open_regular
+from sealing.segcheck import read_segment
+from sealing.store import SegmentMeta
 from sealing.verify import verify_store
 
-from .conftest import BODYCAM_DOCK, Agency
+from .conftest import BODYCAM_DOCK, Agency, make_unit
 from .english import EN_ARGS
 from .export_fixtures import PASSWORD, Link, start_link, write_inventory
 
@@ -167,6 +173,71 @@ def test_a_segment_corrupted_on_the_docks_disk_gets_no_receipt(link: Link, tmp_p
     again = link.pull(dock_dir)
     assert again.pulled == victim and link.files() == set()
     assert sorted(again.released) == sorted(before)
+
+
+def test_what_was_read_back_is_judged_and_a_file_replaced_since_is_read_again(
+    link: Link, tmp_path: Path
+) -> None:
+    """The check's re-read of a segment pulled now happens as it lands
+    (dock/pull.py `_ReadBack`): the check judges what that read found, and
+    a file that is no longer the one read is left to the check to read."""
+    dock_dir = tmp_path / "dockstore"
+    link.pull(dock_dir)
+    index = Index.open(dock_dir / "dock.sqlite")
+    held = index.held(link.store.serial)
+    index.close()
+    first, second, *rest = sorted(held)
+    identity = link.unit.agency.identity
+    with dock_pull._ReadBack(identity) as read_back:
+        for f in held:
+            read_back.start(f, dock_dir / held[f]["path"], held[f]["ct_len"])
+        assert sorted(read_back.results(dock_dir, held)) == sorted(held)
+        path = dock_dir / held[second]["path"]
+        shutil.copy2(path, path.with_name("copy"))  # the same bytes, another file
+        os.replace(path.with_name("copy"), path)
+        already = read_back.results(dock_dir, held)
+    assert sorted(already) == sorted([first, *rest])
+    assert all(r.ct_sha256 == held[f]["ct_sha256"] for f, r in already.items())
+    # judged, not taken on trust: a read-back that found other bytes is refused
+    already[first] = dataclasses.replace(already[first], ct_sha256="0" * 64)
+    report = verify_store(
+        dock_dir / "units" / link.store.serial,
+        identity=identity,
+        find_segment=lambda f: dock_dir / held[f]["path"] if f in held else None,
+        already_read=already,
+    )
+    status = {s["file"]: s["status"] for s in report.segments}
+    assert status == {first: "altered", second: "intact", **{f: "intact" for f in rest}}
+
+
+@pytest.mark.parametrize("cut", [0, 1, 4095, 4096, 4097, (1 << 20) + 17, None])
+def test_the_read_back_past_the_cache_answers_as_a_plain_read(
+    tmp_path: Path, cut: int | None
+) -> None:
+    """The read-back reads with O_DIRECT (dock/pull.py `_Direct`): whole
+    aligned blocks handed out as asked; its answers are those of a plain
+    read, whatever the file's length and whether it is decrypted too."""
+    unit = make_unit(tmp_path / "unit")
+    with unit.open() as store:
+        start = store.clock()
+        w = store.open_segment()
+        w.write(os.urandom(3 << 20))
+        w.close(SegmentMeta(start=start, end=store.clock()))
+        (sealed,) = store.segments.iterdir()
+    path = tmp_path / "segment"
+    path.write_bytes(sealed.read_bytes()[:cut])
+    size = path.stat().st_size
+    for identity in (unit.agency.identity, None):
+        with path.open("rb") as f:
+            want = read_segment(f, size, identity)
+        with open_regular(path) as f:
+            direct = dock_pull._Direct.of(f)
+            if direct is None:
+                pytest.skip("this file system has no O_DIRECT")
+            try:
+                assert read_segment(direct, size, identity) == want
+            finally:
+                direct.close()
 
 
 def test_a_segment_the_unit_lost_is_named_and_the_rest_released(link: Link, tmp_path: Path) -> None:

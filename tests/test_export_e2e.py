@@ -4,6 +4,7 @@ resume after a cut, a dock killed before its receipt, and refusals."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -440,3 +441,27 @@ def test_receipts_applied_from_three_threads_in_one_process_apply_once(link: Lin
     assert sorted(g.already_applied for g in got) == [False, True, True]  # type: ignore[attr-defined]
     releases = [r for r in link.store.records() if r.type == "release"]
     assert len(releases) == 1 and link.files() == set()
+
+
+def test_bench_export_short_runs_and_reports() -> None:
+    """`tools/bench.py export --short`: the units in processes of their own,
+    the dock's pull of all of them, and the report with both sides of each
+    ratio and the load (its timings on a few MiB mean nothing;
+    `python tools/bench.py export` measures)."""
+    repo = Path(__file__).resolve().parent.parent
+    r = subprocess.run(
+        [sys.executable, str(repo / "tools" / "bench.py"), "export", "--short"],
+        env={**os.environ, "PYTHONPATH": str(repo)},  # this checkout, not an installed one
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["part"] == "export" and out["short"] is True and out["units"] == 4
+    assert out["bytes"] >= 8 << 20
+    for side in ("bare", "service_only", "export"):
+        assert len(out["seconds"][side]) == 1 and out["seconds"][side][0] > 0
+    assert out["ratio"] > 0 and out["service_only_ratio"] > 0
+    assert len(out["loadavg_start"]) == 3 and len(out["loadavg_end"]) == 3
+    assert out["release_segments"] == 20

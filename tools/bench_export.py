@@ -2,30 +2,43 @@
 TLS streams carrying the same bytes; and the time to check a receipt for and
 release 1,000 segments.
 
+Each unit runs in a process of its own (tools/bench_export_unit.py: its
+export service on its store, and the bare reference's server), as on the
+wire: the dock's process is alone on its side. They share the machine's
+cores with it all the same, so loopback figures are bounded by the sum of
+both sides' CPU, which a real link does not charge the dock.
+
 Per round, with N units (default 4) each holding its share of sealed data:
-- bare: N TLS 1.3 sockets at once with the same certificates; each server
-  thread sendall()s its unit's files, each client reads and discards.
+- bare: N TLS 1.3 sockets at once with the same certificates; each unit's
+  process sendall()s its files, the dock's process reads and discards.
 - service only (the unit side): N docks' GETs at once through each unit's
   export service (HTTP range requests), bytes discarded; logged in before
-  the clock starts. The unit is the
-  constrained end; the real link is a USB 2.0 gadget (~35 MB/s).
+  the clock starts. The unit is the constrained end; the real link is a
+  USB 2.0 gadget (~35 MB/s).
 - export: the dock service pulling the N units at once (dock/service.py,
   `run_once`): status, login, chain, every segment written + fsync +
   SHA-256, the safety check (every segment re-read from disk after its pages
   were dropped, chain verified), receipt, release. The units are refilled
   between rounds (not timed).
-Ratios are bare time / path time (1.0 = as fast as bare TLS); medians.
+Ratios are bare time / path time (1.0 = as fast as bare TLS), of the
+medians; each round's seconds and the load average at the start and the
+end are printed beside them. `--short`: a few MiB, one round, for the smoke
+test (it must run and report; its timings mean nothing).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import io
+import json
 import os
 import shutil
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -41,7 +54,6 @@ from dock.discovery import FixedUnits, UnitAddress
 from dock.officer_prints import OperatorsWord
 from dock.service import Board, DockService, PreparedLogin, password_dir
 from firmware.auth import set_password
-from firmware.export_service import ExportHooks, ExportService, RunningService, serve
 from link import messages, pki, routes
 from link.inventory import Known, active_entry
 from sealing.age import Identity
@@ -51,27 +63,52 @@ from sealing.store import SegmentMeta, Store
 from sealing.unit import open_unit, provision_unit
 
 PASSWORD = "bench password"
+REPO = Path(__file__).resolve().parent.parent
+UNIT_SCRIPT = Path(__file__).resolve().with_name("bench_export_unit.py")
 
 
 @dataclass
 class BenchUnit:
-    store: Store
-    running: RunningService
+    """A unit's process (tools/bench_export_unit.py) and how to talk to it."""
 
-    def files(self) -> list[Path]:
-        return sorted(self.store.segments.iterdir())
+    path: Path
+    proc: subprocess.Popen[str]
+    port: int
+
+    def ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self.answer()
+
+    def answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"unit process {self.path.name} ended (exit {self.proc.wait()})")
+        got: dict[str, Any] = json.loads(line)
+        return got
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            # a unit whose process already ended (the error is its own) cannot be asked
+            with contextlib.suppress(OSError, RuntimeError):
+                self.ask({"quit": True})
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
-def _fill(store: Store, total: int, seg: int) -> None:
-    block = os.urandom(1 << 20)
-    done = 0
-    while done < total:
-        start = store.clock()
-        w = store.open_segment(stamp=start)
-        for _ in range(min(seg, total - done) >> 20):
-            w.write(block)
-        w.close(SegmentMeta(start=start, end=store.clock()))
-        done += seg
+def _start_unit(path: Path, cert: Path, key: Path, ca: Path) -> BenchUnit:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, str(UNIT_SCRIPT), str(path), str(cert), str(key), str(ca)]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    unit = BenchUnit(path, proc, 0)
+    unit.port = int(unit.answer()["port"])
+    return unit
 
 
 def _parallel(jobs: list[Any]) -> float:
@@ -85,16 +122,8 @@ def _parallel(jobs: list[Any]) -> float:
     return time.perf_counter() - start
 
 
-def _bare(units: list[BenchUnit], server_ctx: Any, client_ctx: Any) -> float:
-    servers = [socket.create_server(("127.0.0.1", 0)) for _ in units]
-
-    def send(srv: socket.socket, files: list[Path]) -> None:
-        conn, _ = srv.accept()
-        with server_ctx.wrap_socket(conn, server_side=True) as tls:
-            for f in files:
-                with f.open("rb") as fh:
-                    while chunk := fh.read(256 * 1024):
-                        tls.sendall(chunk)
+def _bare(units: list[BenchUnit], shares: list[int], client_ctx: Any) -> float:
+    ports = [int(u.ask({"bare": True})["port"]) for u in units]
 
     def receive(port: int, want: int) -> None:
         with (
@@ -104,22 +133,13 @@ def _bare(units: list[BenchUnit], server_ctx: Any, client_ctx: Any) -> float:
             got, buf = 0, bytearray(256 * 1024)
             while got < want and (n := tls.recv_into(buf)):
                 got += n
+        if got != want:
+            raise RuntimeError(f"bare TLS: {got} bytes of {want}")
 
-    senders = [
-        threading.Thread(target=send, args=(srv, u.files()))
-        for srv, u in zip(servers, units, strict=True)
-    ]
-    for t in senders:
-        t.start()
-    jobs = [
-        functools.partial(receive, srv.getsockname()[1], sum(f.stat().st_size for f in u.files()))
-        for srv, u in zip(servers, units, strict=True)
-    ]
-    took = _parallel(jobs)
-    for t in senders:
-        t.join()
-    for srv in servers:
-        srv.close()
+    took = _parallel([functools.partial(receive, p, n) for p, n in zip(ports, shares, strict=True)])
+    sent = [int(u.answer()["sent"]) for u in units]
+    if sent != shares:
+        raise RuntimeError(f"bare TLS: sent {sent}, want {shares}")
     return took
 
 
@@ -128,22 +148,26 @@ def _service_only(units: list[BenchUnit], client_ctx: Any) -> float:
     pull that the export path pays and this one does not), then the clock runs."""
     clients = []
     for u in units:
-        client = Client(*u.running.address, client_ctx)
+        client = Client("127.0.0.1", u.port, client_ctx)
         code, auth = client.json(routes.AUTH, {"password": PASSWORD, "fingerprint_ok": True})
         if code != 200:
             raise RuntimeError(f"benchmark login refused: {auth}")
         client.token = messages.parse_session(auth).token
         clients.append(client)
+    files = []
+    for c in clients:
+        code, got = c.json(routes.OFFERED, limit=messages.MAX_LIST_REPLY)
+        files.append([o.file for o in messages.parse_offered(got)])
 
-    def get_all(u: BenchUnit, client: Client) -> None:
+    def get_all(names: list[str], client: Client) -> None:
         buf = memoryview(bytearray(1 << 20))
-        for f in u.files():
-            resp = client.request(routes.SEGMENT, f.name)
+        for name in names:
+            resp = client.request(routes.SEGMENT, name)
             while resp.readinto(buf):
                 pass
 
     took = _parallel(
-        [functools.partial(get_all, u, c) for u, c in zip(units, clients, strict=True)]
+        [functools.partial(get_all, f, c) for f, c in zip(files, clients, strict=True)]
     )
     for c in clients:
         c.close()
@@ -157,7 +181,10 @@ def main(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--segment-mib", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--release-segments", type=int, default=1000)
+    p.add_argument("--short", action="store_true", help="a smoke test: 8 MiB, one round")
     args = p.parse_args(argv)
+    if args.short:
+        args.mib, args.segment_mib, args.rounds, args.release_segments = 8, 1, 1, 20
     tmp = Path(tempfile.mkdtemp(prefix="bench-export-"))
     try:
         return _run(tmp, args)
@@ -174,6 +201,7 @@ def _credentials(tmp: Path, ca: pki.Issued, name: str, key: Ed25519PrivateKey, r
 
 
 def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    load_start = os.getloadavg()
     dock_key = Ed25519PrivateKey.generate()
     ca = pki.make_ca("qa")
     (tmp / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
@@ -183,7 +211,7 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     share = (args.mib << 20) // args.units
     passwords = tmp / "passwords"
     passwords.mkdir()
-    units = []
+    paths = []
     for i in range(args.units):
         serial = f"BENCH-{i + 1:04d}"
         path = tmp / serial
@@ -197,53 +225,61 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         set_password(path, PASSWORD)
         (passwords / serial).write_text(PASSWORD)
         der = _credentials(tmp, ca, serial, Ed25519PrivateKey.generate(), "unit")
-        server_ctx = pki.server_context(
-            tmp / f"{serial}.crt", tmp / f"{serial}.key", tmp / "ca.crt"
-        )
-        store = open_unit(path)
+        store = open_unit(path)  # its device key, for the inventory; closed for the unit
         entries.append(active_entry(serial, fingerprint(store.keys.public), der))
-        hooks = ExportHooks(
-            clock_status=lambda: {"state": "synced", "source": "dock"},
-            on_dock_time=lambda t, d: {},
-        )
-        running = serve(ExportService(store, path, hooks), server_ctx, "127.0.0.1", 0)
-        units.append(BenchUnit(store, running))
-    bare_s, service_s, export_s = [], [], []
-    total = 0
-    for r in range(args.rounds):
+        store.close()
+        paths.append(path)
+    units: list[BenchUnit] = []
+    try:
+        for path in paths:
+            units.append(
+                _start_unit(
+                    path, tmp / f"{path.name}.crt", tmp / f"{path.name}.key", tmp / "ca.crt"
+                )
+            )
+        times: dict[str, list[float]] = {"bare": [], "service_only": [], "export": []}
+        total = 0
+        for r in range(args.rounds):
+            shares = [
+                int(u.ask({"fill": share, "segment": args.segment_mib << 20})["bytes"])
+                for u in units
+            ]
+            total = sum(shares)
+            times["bare"].append(_bare(units, shares, client_ctx))
+            times["service_only"].append(_service_only(units, client_ctx))
+            dock = DockService(
+                FixedUnits(tuple(UnitAddress("127.0.0.1", u.port) for u in units)),
+                tmp / f"dock{r}",
+                dock_key,
+                client_ctx,
+                PreparedLogin(password_dir(passwords), OperatorsWord(True)),
+                Board(io.StringIO(), threading.Lock()),
+                Known(tmp / "inventory", tuple(entries)),
+                workers=args.units,
+            )
+            start = time.perf_counter()
+            states = dock.run_once()
+            times["export"].append(time.perf_counter() - start)
+            bad = [f"{s.serial}: {s.detail}" for s in states if not s.ok]
+            if bad or len(states) != len(units):
+                raise RuntimeError(f"a pull failed in the benchmark: {bad}")
+            shutil.rmtree(tmp / f"dock{r}")
+    finally:
         for u in units:
-            _fill(u.store, share, args.segment_mib << 20)
-        total = sum(f.stat().st_size for u in units for f in u.files())
-        bare_s.append(_bare(units, server_ctx, client_ctx))
-        service_s.append(_service_only(units, client_ctx))
-        dock = DockService(
-            FixedUnits(tuple(UnitAddress(*u.running.address) for u in units)),
-            tmp / f"dock{r}",
-            dock_key,
-            client_ctx,
-            PreparedLogin(password_dir(passwords), OperatorsWord(True)),
-            Board(io.StringIO(), threading.Lock()),
-            Known(tmp / "inventory", tuple(entries)),
-            workers=args.units,
-        )
-        start = time.perf_counter()
-        states = dock.run_once()
-        export_s.append(time.perf_counter() - start)
-        bad = [f"{s.serial}: {s.detail}" for s in states if not s.ok]
-        if bad or len(states) != len(units):
-            raise RuntimeError(f"a pull failed in the benchmark: {bad}")
-        shutil.rmtree(tmp / f"dock{r}")
-    for u in units:
-        u.running.close()
-    release_s, released = _release(units[0].store, dock_key, args.release_segments)
-    for u in units:
-        u.store.close()
-    b, s, e = (statistics.median(x) for x in (bare_s, service_s, export_s))
+            u.stop()
+    store = open_unit(paths[0])
+    try:
+        release_s, released = _release(store, dock_key, args.release_segments)
+    finally:
+        store.close()
+    b, s, e = (statistics.median(times[k]) for k in ("bare", "service_only", "export"))
     return {
         "part": "export",
+        "short": args.short,
         "units": args.units,
         "bytes": total,
         "rounds": args.rounds,
+        "seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
         "bare_tls_MBps_median": round(total / b / 1e6, 1),
         "service_only_MBps_median": round(total / s / 1e6, 1),
         "export_MBps_median": round(total / e / 1e6, 1),
@@ -251,9 +287,13 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         "target_ratio": 0.5,
         "service_only_ratio": round(b / s, 3),
         "target_service_only_ratio": 0.8,
-        "note": f"{args.units} units at once over loopback, sender and receiver share the "
-        "machine's cores; export = the dock service's whole pull (login, fsync, "
-        "SHA-256, re-read after dropping the cache, chain check, receipt, release)",
+        "loadavg_start": [round(x, 2) for x in load_start],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "note": f"{args.units} units at once over loopback, each in its own process; "
+        "they share the machine's cores with the dock's process; export = the dock "
+        "service's whole pull (login, fsync, SHA-256, re-read after dropping the cache, "
+        "chain check, receipt, release)",
         "release_segments": released,
         "receipt_check_and_release_s": round(release_s, 3),
     }
