@@ -18,8 +18,8 @@ as fast as the bare upload; the target is >= 0.8). The load average is
 reported at the start and the end. `--short`: a few MB, one round each,
 for the smoke test (it must run and report; its timings mean nothing).
 
-Runs from a source checkout (it borrows tests/export_fixtures.py to make
-a unit and pull it into a dock folder).
+The unit is made and pulled into the dock folder as `bench.py export` does
+(bench_export.Agency: the unit in its own process, the dock service's pull).
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ import os
 import secrets
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench_export import Agency
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -64,23 +64,23 @@ def _bucket(cluster: Cluster, name: str) -> AgencyBucket:
     return b
 
 
-def _dock(base: Path, total: int, seg: int) -> tuple[Path, list[tuple[Path, str]], Any]:
-    """A dock folder holding one unit's pull: (folder, [(segment, sha256)], link)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, from a checkout
-    from tests.export_fixtures import start_link
-
-    lk = start_link(base / "unit", segments=max(1, total // seg), size=seg, serial=SERIAL)
+def _dock(base: Path, total: int, seg: int) -> tuple[Path, list[tuple[Path, str]], pki.Issued]:
+    """A dock folder holding one unit's pull (the unit in its own process, as
+    `bench.py export` runs it): (folder, [(segment, sha256)], the agency CA)."""
+    agency = Agency.make(base)
+    unit = agency.start(agency.provision(SERIAL))
     try:
-        assert lk.pull(base / "dock").receipt
+        unit.ask({"fill": total, "segment": seg})
+        agency.pull([unit], base / "dock")
     finally:
-        lk.close()
+        unit.stop()
     idx = Index.open(base / "dock" / "dock.sqlite", dock=None)
     try:
         files = [(base / "dock" / str(r["path"]), str(r["ct_sha256"]))
                  for r in idx.held(SERIAL).values()]  # fmt: skip
     finally:
         idx.close()
-    return base / "dock", files, lk
+    return base / "dock", files, agency.ca
 
 
 def _direct(b: AgencyBucket, files: list[tuple[Path, str]]) -> float:
@@ -109,9 +109,8 @@ def _city(b: AgencyBucket, ws: dock_city.Workstation, ctx: Any, index: Path, sta
 
 
 def _share(
-    base: Path, dock: Path, lk: Any
+    base: Path, dock: Path, ca: pki.Issued
 ) -> tuple[dock_share.Sharing, Any, dock_city.Workstation]:
-    ca = lk.ca
     certs = base / "certs"
     certs.mkdir()
     (certs / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
@@ -143,10 +142,10 @@ def main(argv: list[str]) -> dict:
     cluster = _cluster(base)
     running = None
     try:
-        dock, files, lk = _dock(base, mib << 20, seg_mib << 20)
+        dock, files, ca = _dock(base, mib << 20, seg_mib << 20)
         nbytes = sum(path.stat().st_size for path, _ in files)
         assert all(hashlib.sha256(path.read_bytes()).hexdigest() == h for path, h in files[:1])
-        running, ctx, ws = _share(base, dock, lk)
+        running, ctx, ws = _share(base, dock, ca)
         times: dict[str, list[float]] = {"direct": [], "sync": [], "city_pull": []}
         for n in range(rounds):
             times["direct"].append(_direct(_bucket(cluster, f"bench-direct-{n}"), files))

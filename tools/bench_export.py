@@ -200,43 +200,82 @@ def _credentials(tmp: Path, ca: pki.Issued, name: str, key: Ed25519PrivateKey, r
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
-    load_start = os.getloadavg()
-    dock_key = Ed25519PrivateKey.generate()
-    ca = pki.make_ca("qa")
-    (tmp / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
-    _credentials(tmp, ca, "dock", dock_key, "dock")
-    client_ctx = pki.client_context(tmp / "dock.crt", tmp / "dock.key", tmp / "ca.crt")
-    entries = []
-    share = (args.mib << 20) // args.units
-    passwords = tmp / "passwords"
-    passwords.mkdir()
-    paths = []
-    for i in range(args.units):
-        serial = f"BENCH-{i + 1:04d}"
-        path = tmp / serial
+@dataclass
+class Agency:
+    """A QA agency for benchmark units: its CA, one dock's key and TLS
+    credentials, and what a dock needs to log in to its units."""
+
+    tmp: Path
+    ca: pki.Issued
+    dock_key: Ed25519PrivateKey
+    client_ctx: Any
+    passwords: Path
+    entries: list[Any]
+
+    @classmethod
+    def make(cls, tmp: Path) -> Agency:
+        dock_key = Ed25519PrivateKey.generate()
+        ca = pki.make_ca("qa")
+        (tmp / "ca.crt").write_bytes(pki.pem_cert(ca.cert))
+        _credentials(tmp, ca, "dock", dock_key, "dock")
+        client_ctx = pki.client_context(tmp / "dock.crt", tmp / "dock.key", tmp / "ca.crt")
+        passwords = tmp / "passwords"
+        passwords.mkdir()
+        return cls(tmp, ca, dock_key, client_ctx, passwords, [])
+
+    def provision(self, serial: str) -> Path:
+        """A unit enrolled with this dock, its password and TLS credentials."""
+        path = self.tmp / serial
         provision_unit(
             path,
             serial=serial,
             officer="B",
-            docks=[dock_key.public_key()],
+            docks=[self.dock_key.public_key()],
             recipient=Identity.generate().recipient,
         )
         set_password(path, PASSWORD)
-        (passwords / serial).write_text(PASSWORD)
-        der = _credentials(tmp, ca, serial, Ed25519PrivateKey.generate(), "unit")
+        (self.passwords / serial).write_text(PASSWORD)
+        der = _credentials(self.tmp, self.ca, serial, Ed25519PrivateKey.generate(), "unit")
         store = open_unit(path)  # its device key, for the inventory; closed for the unit
-        entries.append(active_entry(serial, fingerprint(store.keys.public), der))
+        self.entries.append(active_entry(serial, fingerprint(store.keys.public), der))
         store.close()
-        paths.append(path)
+        return path
+
+    def start(self, path: Path) -> BenchUnit:
+        t = self.tmp
+        return _start_unit(path, t / f"{path.name}.crt", t / f"{path.name}.key", t / "ca.crt")
+
+    def pull(self, units: list[BenchUnit], dock_dir: Path) -> float:
+        """The dock service pulling `units` at once into `dock_dir`: its wall time."""
+        dock = DockService(
+            FixedUnits(tuple(UnitAddress("127.0.0.1", u.port) for u in units)),
+            dock_dir,
+            self.dock_key,
+            self.client_ctx,
+            PreparedLogin(password_dir(self.passwords), OperatorsWord(True)),
+            Board(io.StringIO(), threading.Lock()),
+            Known(self.tmp / "inventory", tuple(self.entries)),
+            workers=len(units),
+        )
+        start = time.perf_counter()
+        states = dock.run_once()
+        took = time.perf_counter() - start
+        bad = [f"{s.serial}: {s.detail}" for s in states if not s.ok]
+        if bad or len(states) != len(units):
+            raise RuntimeError(f"a pull failed in the benchmark: {bad}")
+        return took
+
+
+def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    load_start = os.getloadavg()
+    agency = Agency.make(tmp)
+    dock_key, client_ctx = agency.dock_key, agency.client_ctx
+    share = (args.mib << 20) // args.units
+    paths = [agency.provision(f"BENCH-{i + 1:04d}") for i in range(args.units)]
     units: list[BenchUnit] = []
     try:
         for path in paths:
-            units.append(
-                _start_unit(
-                    path, tmp / f"{path.name}.crt", tmp / f"{path.name}.key", tmp / "ca.crt"
-                )
-            )
+            units.append(agency.start(path))
         times: dict[str, list[float]] = {"bare": [], "service_only": [], "export": []}
         total = 0
         for r in range(args.rounds):
@@ -247,22 +286,7 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             total = sum(shares)
             times["bare"].append(_bare(units, shares, client_ctx))
             times["service_only"].append(_service_only(units, client_ctx))
-            dock = DockService(
-                FixedUnits(tuple(UnitAddress("127.0.0.1", u.port) for u in units)),
-                tmp / f"dock{r}",
-                dock_key,
-                client_ctx,
-                PreparedLogin(password_dir(passwords), OperatorsWord(True)),
-                Board(io.StringIO(), threading.Lock()),
-                Known(tmp / "inventory", tuple(entries)),
-                workers=args.units,
-            )
-            start = time.perf_counter()
-            states = dock.run_once()
-            times["export"].append(time.perf_counter() - start)
-            bad = [f"{s.serial}: {s.detail}" for s in states if not s.ok]
-            if bad or len(states) != len(units):
-                raise RuntimeError(f"a pull failed in the benchmark: {bad}")
+            times["export"].append(agency.pull(units, tmp / f"dock{r}"))
             shutil.rmtree(tmp / f"dock{r}")
     finally:
         for u in units:
