@@ -195,7 +195,8 @@ def run_live(
     config = config or unitconfig.load(unit)
     cfg = config.devices
     policy = config.policy
-    heap.map_large_buffers_alone()  # RSS flat over a shift (firmware/heap.py)
+    if not heap.map_large_buffers_alone():  # RSS flat over a shift (firmware/heap.py)
+        log("malloc: the mmap threshold could not be set; memory may creep over a shift")
     clock = LiveClock()
     rec = build(
         unit,
