@@ -175,24 +175,45 @@ Incoming = (
 )
 
 
+# What a person or the service manager asked for: the loop takes these
+# ahead of draining the pre-record backlog
+CONTROL = (GestureIn, StopRequest)
+
+
 class Inbox:
     """The loop's one queue. Any thread puts; each item is stamped with its
     arrival on the unit's monotonic clock as it is put, so the loop can tell
-    a device that went quiet from a loop that was slow to take its items."""
+    a device that went quiet from a loop that was slow to take its items.
+
+    Items stay in arrival order (a stop takes the media that came before
+    it), but the loop can see that a press is waiting (`control_waiting`)
+    and put the pre-record backlog aside until it has taken it."""
 
     def __init__(self, now_us: Callable[[], int]) -> None:
         self._now_us = now_us
         self._q: queue.SimpleQueue[tuple[Incoming, int]] = queue.SimpleQueue()
+        self._control: deque[None] = deque()  # one mark per control item queued
 
     def put(self, item: Incoming) -> None:
+        if isinstance(item, CONTROL):
+            self._control.append(None)
         self._q.put((item, self._now_us()))
+
+    @property
+    def control_waiting(self) -> bool:
+        return bool(self._control)
+
+    def _taken(self, got: tuple[Incoming, int]) -> tuple[Incoming, int]:
+        if isinstance(got[0], CONTROL):
+            self._control.popleft()
+        return got
 
     def get(self, timeout: float) -> tuple[Incoming, int]:
         """An item and its arrival; raises queue.Empty after `timeout` s."""
-        return self._q.get(timeout=timeout)
+        return self._taken(self._q.get(timeout=timeout))
 
     def get_nowait(self) -> tuple[Incoming, int]:
-        return self._q.get_nowait()
+        return self._taken(self._q.get_nowait())
 
 
 # -- bringing a failed camera back ------------------------------------------------------
@@ -545,7 +566,8 @@ class Recorder:
             except queue.Empty:
                 break
             self._handle(item, at)
-        while self.capture.backlog and self.now_us() < turn_end:
+        # a press waiting behind the backlog is taken at the next turn, at once
+        while self.capture.backlog and self.now_us() < turn_end and not self.inbox.control_waiting:
             self.capture.drain(DRAIN_ITEMS)
         now = self.now_us()
         if now >= self._next_tick:

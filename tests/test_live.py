@@ -19,7 +19,7 @@ import pytest
 
 from firmware.devices import DeviceConfigError, parse_devices
 from firmware.recording import run_live, run_scenario
-from firmware.runtime import Recorder
+from firmware.runtime import GestureIn, Recorder
 from firmware.scenario import parse
 from sealing.verify import verify_store
 
@@ -488,3 +488,47 @@ def test_the_first_press_lights_the_led_before_the_prerecord_is_sealed(tmp_path:
     frames = [n for _, data in runs[0] for _, n in decode(data).frames]
     assert frames == list(range(frames[0], frames[0] + len(frames)))  # none lost, none twice
     assert len(frames) >= 31 * 30  # the pre-record (from a keyframe) and the 2 s after
+
+
+def test_a_press_waiting_puts_the_prerecord_flush_aside(tmp_path: Path) -> None:
+    """While the 30 s pre-record is handed to the segmenter, a press that
+    arrives is taken before another share of it: the flush never runs with
+    a press waiting (on virtual time the whole flush is one turn, so without
+    this the press would wait for all of it)."""
+    unit = make_unit(tmp_path / "unit")
+    day = {
+        "seconds": 36,
+        "size": "320x180",
+        "clock": "synced",
+        "segment_seconds": 64,
+        "prerecord_seconds": 30,
+        "at": [{"t": 32, "press": "record"}, {"t": 34, "press": "function"}],
+    }
+    seen: dict[str, int] = {"put": 0, "taken_before_next_share": 0, "shares_with_press_waiting": 0}
+
+    def on_ready(rec: Recorder) -> None:
+        drain = rec.capture.drain
+        gesture = rec._gesture
+
+        def watched_drain(items: int) -> int:
+            if rec.inbox.control_waiting:
+                seen["shares_with_press_waiting"] += 1
+            if rec.capture.backlog > 20 * 30 and not seen["put"]:
+                seen["put"] = 1  # mid-flush: a switch that changes nothing, but is a press
+                rec.inbox.put(GestureIn("inactive", "tamper", rec.now_us()))
+            return drain(items)
+
+        def watched_gesture(g: GestureIn) -> None:
+            if g.line == "tamper" and rec.capture.backlog > 0:
+                seen["taken_before_next_share"] += 1
+            gesture(g)
+
+        rec.capture.drain = watched_drain  # type: ignore[method-assign]
+        rec._gesture = watched_gesture  # type: ignore[method-assign]
+
+    rec = run_scenario(unit.path, parse(day, tmp_path), on_ready=on_ready, log=lambda _: None)
+    assert seen == {"put": 1, "taken_before_next_share": 1, "shares_with_press_waiting": 0}
+    assert rec.capture.backlog == 0
+    runs = continuous_runs(unit.path, unit.agency.identity)
+    frames = [n for _, data in runs[0] for _, n in decode(data).frames]
+    assert frames == list(range(frames[0], frames[0] + len(frames)))  # none lost, none twice
