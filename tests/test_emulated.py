@@ -188,3 +188,30 @@ def test_first_boot_makes_the_venv_offline_from_the_cards_wheelhouse(
     assert "Result=success" in shown and "Monotonic=0" not in shown, shown  # it ran, this boot
     journal = unit.journal("bodycam-venv.service")
     assert "Successfully installed" in journal and "bodycam-0.1.0" in journal, journal[-2000:]
+
+
+@pytest.mark.soak
+def test_the_aarch64_card_boots_to_a_started_recorder(unit: EmulatedUnit) -> None:
+    """The card for the Pi's CPU: Debian 12 arm64 with the aarch64 wheelhouse
+    (the one QA flashes), flashed by flash.py, booted under
+    qemu-system-aarch64 -M virt (TCG, many times slower than a Pi). No GPIO
+    chip (no gpio-sim or lgpio built for arm64 here) and no GPS port (virt has
+    one UART, the console): the recorder starts with those as faults, and its
+    pre-use check passes the venv the card's aarch64 wheels made."""
+    unit.arch = "arm64"
+    unit.prepare()
+    agent = unit.boot(BootOptions(extra_cmdline=("emu.nogpio=1",)), gps=False)
+    assert agent.check("uname -m").strip() == "aarch64"
+    started = unit.wait_recorder(timeout=5400)
+    _log(f"aarch64 recorder active: {started}; {unit.timings}")
+    machine = agent.check(f"{VENV.removesuffix('bodycam')}python -c "
+                          "'import platform, av, numpy, cryptography; print(platform.machine())'",
+                          timeout=900)  # fmt: skip
+    assert machine.strip() == "aarch64", machine
+    unit.wait_record("fault", where=lambda b: b.get("what") == "gpio", timeout=1800)
+    unit.wait_record("selftest", timeout=5400)
+    checked = [r["body"] for r in unit.records() if r["type"] == "selftest"][-1]
+    _log(f"aarch64 pre-use check: {checked['checks']}")
+    assert checked["beside"] == "recorder"
+    assert checked["checks"]["venv integrity"] == "PASS", checked
+    assert unit.service("NRestarts")["NRestarts"] == "0"

@@ -1,8 +1,9 @@
 """`scripts/emulate COMMAND`: the emulated unit (tests/emulate/__init__.py).
 
-    build [--first-boot-venv]   the stock card, from the cache or made now
+    build [--first-boot-venv] [--arch arm64]
+                                the stock card, from the cache or made now
     smoke                       the smoke (smoke.py): one result line, exit 0 only if all held
-    boot [--watchdog] [--first-boot-venv] [--run-dir DIR]
+    boot [--watchdog] [--first-boot-venv] [--arch arm64] [--cmdline ARG ...] [--run-dir DIR]
                                 flash a unit and boot it; stays up until Ctrl-C
     sh RUN_DIR COMMAND          a command in a booted unit, as root (its test agent)
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no pre-baked venv: bodycam-venv.service makes it at first boot",
     )
+    b.add_argument("--arch", choices=image.ARCHES, default="amd64", help="the card's CPU")
     s = sub.add_parser("smoke", help="boot, record, pause, resume, stop, dock: one line")
     s.add_argument("--run-dir", type=Path)
     bt = sub.add_parser("boot", help="flash a unit and boot it until Ctrl-C")
@@ -53,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         help="QEMU's i6300esb as the hardware watchdog (needs KVM speed)",
     )
     bt.add_argument("--first-boot-venv", action="store_true")
+    bt.add_argument("--arch", choices=image.ARCHES, default="amd64", help="the card's CPU")
+    bt.add_argument(
+        "--cmdline",
+        nargs="*",
+        default=[],
+        help="more kernel arguments: emu.nogpio=1, emu.micbusy=1 (guest/.../emu-devices)",
+    )
     sh = sub.add_parser("sh", help="run a command in a booted unit (root)")
     sh.add_argument("run_dir", type=Path)
     sh.add_argument("command")
@@ -63,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "build":
             t = time.monotonic()
-            card = image.stock_card(image.host_kernel(), log, prebake=not args.first_boot_venv)
+            card = image.stock_card(
+                image.host_kernel(args.arch), log, prebake=not args.first_boot_venv
+            )
             print(f"stock card {card.image} ({time.monotonic() - t:.0f} s)")
             return 0
         if args.cmd == "sh":
@@ -77,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             print(result.line(), flush=True)
             return 0 if result.ok else 1
         unit.prebake = not args.first_boot_venv
+        unit.arch = args.arch
         unit.prepare()
-        unit.boot(BootOptions(watchdog=args.watchdog)).close()  # QEMU serves one client: `sh`
+        options = BootOptions(extra_cmdline=tuple(args.cmdline), watchdog=args.watchdog)
+        unit.boot(options, gps=args.arch == "amd64").close()  # QEMU serves one client: `sh`
         log(f"booted; agent: scripts/emulate sh {unit.run_dir} 'COMMAND'; Ctrl-C stops it")
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})

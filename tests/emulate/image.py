@@ -56,15 +56,23 @@ ROOT_MB = 3072  # the root partition's size: room for the first-boot venv and th
 class Kernel:
     abi: str  # 6.1.0-57-amd64
     version: str  # 6.1.192-3
+    arch: str = "amd64"  # Debian's name: amd64, or arm64 (the soak's aarch64 card)
 
     @property
     def package(self) -> str:
         return f"linux-image-{self.abi}"
 
 
-def host_kernel() -> Kernel:
+ARCHES = ("amd64", "arm64")
+
+
+def host_kernel(arch: str = "amd64") -> Kernel:
     """The kernel the card gets: the one Debian's linux-image-amd64 names now,
-    whose headers the host can install for the out-of-tree modules."""
+    whose headers the host can install for the out-of-tree modules. arm64:
+    the same build's arm64 flavour (Debian builds both from one source
+    version; mmdebstrap refuses clearly if the mirror lacks it)."""
+    if arch not in ARCHES:
+        raise EmuError(f"architecture {arch!r}: the rig makes {', '.join(ARCHES)} cards")
     deps = run(["apt-cache", "depends", "linux-headers-amd64"], what="apt-cache depends")
     m = re.search(r"Depends: linux-headers-(\S+-amd64)", deps)
     if not m:
@@ -74,7 +82,7 @@ def host_kernel() -> Kernel:
     v = re.search(r"Candidate: (\S+)", policy)
     if not v or v.group(1) == "(none)":
         raise EmuError(f"no candidate for linux-image-{abi}")
-    return Kernel(abi, v.group(1))
+    return Kernel(abi.removesuffix("-amd64") + f"-{arch}", v.group(1), arch)
 
 
 def packages() -> list[str]:
@@ -215,7 +223,9 @@ ROOTFS_RECIPE = "1"
 
 
 def rootfs_key(kernel: Kernel) -> str:
-    return cache.key(PACKAGES, kernel.abi, kernel.version, "\n".join(MIRRORS), LGPIO, ROOTFS_RECIPE)
+    return cache.key(
+        PACKAGES, kernel.abi, kernel.version, kernel.arch, "\n".join(MIRRORS), LGPIO, ROOTFS_RECIPE
+    )
 
 
 def rootfs(kernel: Kernel, log: Log) -> Path:
@@ -223,15 +233,21 @@ def rootfs(kernel: Kernel, log: Log) -> Path:
     out = cache.cache_dir() / f"root-{rootfs_key(kernel)}"
     if out.exists():
         return out / "root"
-    lgpio = lgpio_wheel(log)
+    # lgpio is built here by the host's CPython: amd64 only. The arm64 card
+    # goes without (its soak boots with no GPIO chip: the gpio fault path)
+    lgpio = lgpio_wheel(log) if kernel.arch == "amd64" else None
+    if kernel.arch == "arm64" and not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
+        raise EmuError("the arm64 root needs qemu-aarch64 in binfmt_misc (scripts/setup --emulate)")
     work = cache.fresh(out)
     root = work / "root"
-    log(f"mmdebstrap: Debian 12 + {kernel.package} ({kernel.version}) into {root} (10-20 min)")
+    took = "10-20 min" if kernel.arch == "amd64" else "30-60 min through qemu-user"
+    log(f"mmdebstrap: Debian 12 {kernel.arch} + {kernel.package} into {root} ({took})")
     run(
         [
             "mmdebstrap",
             "--variant=apt",
             "--mode=root",
+            f"--architectures={kernel.arch}",
             "--dpkgopt=force-unsafe-io",
             '--aptopt=Acquire::Retries "3"',
             f"--include={','.join([*packages(), kernel.package])}",
@@ -248,7 +264,7 @@ def rootfs(kernel: Kernel, log: Log) -> Path:
     return cache.done(work) / "root"
 
 
-def _pi_os_parts(root: Path, lgpio: Path) -> None:
+def _pi_os_parts(root: Path, lgpio: Path | None) -> None:
     """What Raspberry Pi OS Lite has and Debian lacks, where the unit relies on it."""
     (root / "etc" / "hostname").write_text("raspberrypi\n")
     run(
@@ -273,17 +289,18 @@ def _pi_os_parts(root: Path, lgpio: Path) -> None:
     )
     (root / "boot/firmware").mkdir(parents=True, exist_ok=True)
     # python3-lgpio stands in as the wheel unpacked into the system's site-packages
-    site = root / "usr/lib/python3/dist-packages"
-    with zipfile.ZipFile(lgpio) as z:
-        z.extractall(site)
+    if lgpio is not None:
+        with zipfile.ZipFile(lgpio) as z:
+            z.extractall(root / "usr/lib/python3/dist-packages")
 
 
-def _test_layer(root: Path, kernel: Kernel, module: Path) -> None:
+def _test_layer(root: Path, kernel: Kernel, module: Path | None) -> None:
     """EMU only (never on a unit): the stand-ins' module, their setup, the agent."""
-    extra = root / "lib/modules" / kernel.abi / "extra"
-    extra.mkdir(parents=True, exist_ok=True)
-    shutil.copy(module, extra / "gpio-sim.ko")
-    run(["chroot", root, "depmod", kernel.abi], what="depmod")
+    if module is not None:
+        extra = root / "lib/modules" / kernel.abi / "extra"
+        extra.mkdir(parents=True, exist_ok=True)
+        shutil.copy(module, extra / "gpio-sim.ko")
+        run(["chroot", root, "depmod", kernel.abi], what="depmod")
     for src in sorted(p for p in GUEST.rglob("*") if p.is_file()):
         rel = src.relative_to(GUEST)
         if rel.parts[0] == "root":  # guest/root/... -> the same path on the card
@@ -340,15 +357,16 @@ class StockCard:
     image: Path  # stock.img: what flash.py image takes
     kernel: Path  # vmlinuz and initrd.img, as the Pi's firmware would load them
     initrd: Path
-    wheels: Path  # the amd64 wheelhouse (python -m boot.wheelhouse build --arch amd64)
+    wheels: Path  # the wheelhouse (python -m boot.wheelhouse build --arch ARCH)
     prebaked: bool
+    arch: str = "amd64"
 
 
-def wheelhouse(log: Log) -> Path:
-    """The unit's pins for x86_64, from boot/wheelhouse.py, exactly as QA makes
-    the aarch64 one (cached by the requirements file)."""
+def wheelhouse(log: Log, arch: str = "amd64") -> Path:
+    """The unit's pins for the card's CPU, from boot/wheelhouse.py, exactly as
+    QA makes the aarch64 one (cached by the requirements file)."""
     reqs = SRC / "boot" / "unit-requirements.txt"
-    out = cache.cache_dir() / f"wheels-amd64-{cache.key(reqs)}"
+    out = cache.cache_dir() / f"wheels-{arch}-{cache.key(reqs)}"
     if not out.exists():
         work = cache.fresh(out)
         run(
@@ -359,13 +377,13 @@ def wheelhouse(log: Log) -> Path:
                 "build",
                 work / "wheels",
                 "--arch",
-                "amd64",
+                arch,
             ],
             log_file=work / "build.log",
-            what="wheelhouse.py build --arch amd64",
+            what=f"wheelhouse.py build --arch {arch}",
         )
         out = cache.done(work)
-        log("amd64 wheelhouse ready")
+        log(f"{arch} wheelhouse ready")
     return out / "wheels"
 
 
@@ -383,12 +401,15 @@ def stock_key(kernel: Kernel, wheels: Path, prebake: bool) -> str:
 def stock_card(kernel: Kernel, log: Log, *, prebake: bool = True) -> StockCard:
     """The Pi-OS-shaped card (cached): the root, the test layer and, when
     `prebake`, the unit's venv made ahead from the wheelhouse and our wheel."""
-    wheels = wheelhouse(log)
+    wheels = wheelhouse(log, kernel.arch)
     flavour = "card-prebaked-" if prebake else "card-firstboot-"
+    if kernel.arch != "amd64":
+        flavour = f"card-{kernel.arch}-" + flavour.removeprefix("card-")
     out = cache.cache_dir() / f"{flavour}{stock_key(kernel, wheels, prebake)}"
     if not out.exists():
         root_src = rootfs(kernel, log)
-        module = gpio_sim_module(kernel, log)
+        # gpio-sim is built by the host's compiler for the amd64 kernel only
+        module = gpio_sim_module(kernel, log) if kernel.arch == "amd64" else None
         work = cache.fresh(out)
         logf = work / "build.log"
         root = work / "root"
@@ -406,7 +427,9 @@ def stock_card(kernel: Kernel, log: Log, *, prebake: bool = True) -> StockCard:
         out = cache.done(work)
         cache.prune(flavour, keep=out)
         log(f"stock card ready ({'venv pre-baked' if prebake else 'venv at first boot'})")
-    return StockCard(out / "stock.img", out / "vmlinuz", out / "initrd.img", wheels, prebake)
+    return StockCard(
+        out / "stock.img", out / "vmlinuz", out / "initrd.img", wheels, prebake, kernel.arch
+    )
 
 
 def _prebake_venv(root: Path, wheels: Path, logf: Path) -> None:

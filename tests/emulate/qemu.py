@@ -1,6 +1,7 @@
 """Booting the flashed card under QEMU (x86_64, q35): KVM where it works,
-TCG otherwise; the host's handles on the guest are unix sockets in the run
-folder: the agent (virtio console), the GPS UART (the guest's ttyS1) and
+TCG otherwise (the soak's aarch64 card: virt, cortex-a72, always TCG); the
+host's handles on the guest are unix sockets in the run folder: the agent
+(virtio console), the GPS UART (the guest's ttyS1; none on aarch64) and
 QMP; the guest's console goes to console.log.
 
 The card is the disk, unchanged; the kernel and initrd are the card's own,
@@ -70,6 +71,10 @@ class Machine:
     boots: int = 0
 
     @property
+    def qemu(self) -> str:
+        return "qemu-system-aarch64" if self.stock.arch == "arm64" else "qemu-system-x86_64"
+
+    @property
     def agent_sock(self) -> Path:
         return self.run_dir / "agent.sock"
 
@@ -86,19 +91,24 @@ class Machine:
         return self.run_dir / "console.log"
 
     def command(self) -> list[str]:
-        accel = accelerator()
+        arm = self.stock.arch == "arm64"
+        accel = "tcg" if arm else accelerator()  # an aarch64 guest is emulated on x86
         cmdline = " ".join(
-            [self.flashed.cmdline, "console=ttyS0,115200",
+            [self.flashed.cmdline, "console=ttyAMA0,115200" if arm else "console=ttyS0,115200",
              "systemd.default_timeout_start_sec=900", *self.options.extra_cmdline]
             # TCG: the recorder's watchdog scaled (guest/.../system-generators/emu-tcg)
             + (["emu.tcg=1"] if accel == "tcg" else [])
         )  # fmt: skip
         self.dock_port = self.dock_port or free_port()
+        # aarch64 (the soak's card): QEMU's virt board, whose one PL011 UART
+        # is the console, so the GPS port is absent there (a gps fault)
+        board = (["-M", "virt", "-cpu", "cortex-a72"] if arm
+                 else ["-M", "q35", "-cpu", "max", "-vga", "none"])  # fmt: skip
         cmd = [
-            "qemu-system-x86_64",
+            self.qemu,
             "-accel", "tcg,thread=multi" if accel == "tcg" else accel,
-            "-cpu", "max", "-smp", str(self.options.cpus), "-m", str(self.options.memory_mb),
-            "-M", "q35", "-display", "none", "-vga", "none", "-monitor", "none",
+            *board, "-smp", str(self.options.cpus), "-m", str(self.options.memory_mb),
+            "-display", "none", "-monitor", "none",
             "-kernel", str(self.stock.kernel), "-initrd", str(self.stock.initrd),
             "-append", cmdline,
             # cache=unsafe: the guest's flushes are not forced to the host's disk,
@@ -107,9 +117,10 @@ class Machine:
             "-drive", f"file={self.flashed.image},format=raw,if=virtio,cache=unsafe",
             "-rtc", "base=utc",
             "-serial", f"file:{self.console}",
-            "-chardev", f"socket,id=gps,path={self.gps_sock},server=on,wait=off",
-            "-serial", "chardev:gps",
-            "-device", "virtio-serial",
+            *([] if arm else [
+                "-chardev", f"socket,id=gps,path={self.gps_sock},server=on,wait=off",
+                "-serial", "chardev:gps"]),
+            "-device", "virtio-serial-pci",
             "-chardev", f"socket,id=agent,path={self.agent_sock},server=on,wait=off",
             "-device", "virtconsole,chardev=agent",
             # the dock's relay (dock.py): a NIC the guest moves into its dock
@@ -125,15 +136,16 @@ class Machine:
 
     def start(self) -> Agent:
         """Boot the card; returns once the guest's agent answers."""
-        if shutil.which("qemu-system-x86_64") is None:
-            raise EmuError("qemu-system-x86_64 is not installed (scripts/setup --emulate)")
+        if shutil.which(self.qemu) is None:
+            raise EmuError(f"{self.qemu} is not installed (scripts/setup --emulate)")
         for sock in (self.agent_sock, self.gps_sock, self.qmp_sock):
             sock.unlink(missing_ok=True)
         self.boots += 1
         with (self.run_dir / "qemu.log").open("ab") as out:
             self.proc = subprocess.Popen(self.command(), stdout=out, stderr=out,
                                          stdin=subprocess.DEVNULL)  # fmt: skip
-        self.log(f"boot {self.boots}: QEMU ({accelerator()}) pid {self.proc.pid}")
+        accel = "tcg" if self.stock.arch == "arm64" else accelerator()
+        self.log(f"boot {self.boots}: {self.qemu} ({accel}) pid {self.proc.pid}")
         wait_for(self.agent_sock.exists, what="QEMU's agent socket", timeout=60,
                  alive=self.dead)  # fmt: skip
         agent = Agent(self.agent_sock)

@@ -32,6 +32,7 @@ class EmulatedUnit:
     run_dir: Path
     log: Log
     prebake: bool = True
+    arch: str = "amd64"  # arm64: the soak's aarch64 card under qemu-system-aarch64
     machine: Machine | None = None
     agent: Agent | None = None
     gps: GpsFeed | None = None
@@ -43,7 +44,7 @@ class EmulatedUnit:
     def prepare(self) -> None:
         """Build (or take from the cache) the stock card and flash a new unit."""
         t = time.monotonic()
-        kernel = image.host_kernel()
+        kernel = image.host_kernel(self.arch)
         stock = image.stock_card(kernel, self.log, prebake=self.prebake)
         self.timings["card"] = time.monotonic() - t
         t = time.monotonic()
