@@ -454,20 +454,23 @@ def test_a_failed_still_is_recorded_and_the_video_goes_on(
     assert (pts[-1] - pts[0]) / 1e6 > 3.0
 
 
+# 32 s idle (the 30 s pre-record full), record, pause 2 s later
+PRERECORD_DAY = {
+    "seconds": 36,
+    "size": "320x180",
+    "clock": "synced",
+    "segment_seconds": 64,
+    "prerecord_seconds": 30,
+    "at": [{"t": 32, "press": "record"}, {"t": 34, "press": "function"}],
+}
+
+
 def test_the_first_press_lights_the_led_before_the_prerecord_is_sealed(tmp_path: Path) -> None:
     """The press that starts a recording with 30 s of pre-record shows the
     recording (LEDs, tone, notice) at once: the pre-record is handed to the
     segmenter in shares of a turn afterwards, and the file still holds every
     frame of it, in order, up to the pause."""
     unit = make_unit(tmp_path / "unit")
-    day = {
-        "seconds": 36,
-        "size": "320x180",
-        "clock": "synced",
-        "segment_seconds": 64,
-        "prerecord_seconds": 30,
-        "at": [{"t": 32, "press": "record"}, {"t": 34, "press": "function"}],
-    }
     lit: list[int] = []
 
     def on_ready(rec: Recorder) -> None:
@@ -480,7 +483,9 @@ def test_the_first_press_lights_the_led_before_the_prerecord_is_sealed(tmp_path:
 
         rec.devices.indicators.show = watched  # type: ignore[method-assign]
 
-    rec = run_scenario(unit.path, parse(day, tmp_path), on_ready=on_ready, log=lambda _: None)
+    rec = run_scenario(
+        unit.path, parse(PRERECORD_DAY, tmp_path), on_ready=on_ready, log=lambda _: None
+    )
     assert lit and lit[0] >= 29 * 30, lit  # nearly all of the 30 s were still to go
     assert rec.capture.backlog == 0
     runs = continuous_runs(unit.path, unit.agency.identity)
@@ -496,14 +501,6 @@ def test_a_press_waiting_puts_the_prerecord_flush_aside(tmp_path: Path) -> None:
     a press waiting (on virtual time the whole flush is one turn, so without
     this the press would wait for all of it)."""
     unit = make_unit(tmp_path / "unit")
-    day = {
-        "seconds": 36,
-        "size": "320x180",
-        "clock": "synced",
-        "segment_seconds": 64,
-        "prerecord_seconds": 30,
-        "at": [{"t": 32, "press": "record"}, {"t": 34, "press": "function"}],
-    }
     seen: dict[str, int] = {"put": 0, "taken_before_next_share": 0, "shares_with_press_waiting": 0}
 
     def on_ready(rec: Recorder) -> None:
@@ -526,7 +523,9 @@ def test_a_press_waiting_puts_the_prerecord_flush_aside(tmp_path: Path) -> None:
         rec.capture.drain = watched_drain  # type: ignore[method-assign]
         rec._gesture = watched_gesture  # type: ignore[method-assign]
 
-    rec = run_scenario(unit.path, parse(day, tmp_path), on_ready=on_ready, log=lambda _: None)
+    rec = run_scenario(
+        unit.path, parse(PRERECORD_DAY, tmp_path), on_ready=on_ready, log=lambda _: None
+    )
     assert seen == {"put": 1, "taken_before_next_share": 1, "shares_with_press_waiting": 0}
     assert rec.capture.backlog == 0
     runs = continuous_runs(unit.path, unit.agency.identity)
