@@ -35,6 +35,21 @@ def test_recorder_against_the_peer_short_runs_and_reports() -> None:
 
 
 @pytest.mark.slow
+def test_recorder_presses_short_runs_and_reports() -> None:
+    """The default mode: press cycles with a process spinning beside the
+    recorder, two runs pooled; each run's p99 and their median reported."""
+    out = _bench("--runs", "2", "--seconds", "7", "--warmup", "2", "--busy", "1", *SMALL,
+                 timeout=300)  # fmt: skip
+    assert out["presses"] >= 2, out
+    lat = out["edge_to_recording_ms"]
+    assert len(lat["p99_each_run"]) == 2 and 0 < lat["p50"] <= lat["p99"], out
+    assert abs(lat["p99_median_of_runs"] - sum(lat["p99_each_run"]) / 2) < 0.01, out  # of two
+    assert len(out["edge_to_video_led_ms"]["first_press_with_prerecord"]) == 2, out
+    assert out["frames_sealed"] > 0 and "1 busy processes" in out["what"], out
+    assert len(out["loadavg"]) == 3
+
+
+@pytest.mark.slow
 def test_recorder_memory_short_runs_and_reports_the_ring_it_filled() -> None:
     """`--memory` in a child process: it runs and reports; four seconds of
     pre-record at 2 Mbit/s is about 1 MB of video in the ring, which the
