@@ -58,6 +58,7 @@ from .sei import FrameTime
 
 US = Fraction(1, 1_000_000)
 TS = 188
+NULL_PID = 0x1FFF
 AAC_FRAME = 1024
 ALIGN_US = 2_000
 MAX_EXTRA_US = 10_000_000
@@ -134,7 +135,12 @@ class _TsWriter:
 
     def __init__(self, sink: SegmentSink, last: dict[int, int]) -> None:
         self.sink, self._last = sink, last
-        self._offset: dict[int, int] = {}
+        # per PID (a table, not a loop: this runs on every write of the
+        # muxer): seen in this file yet, and what its counters are shifted by
+        self._seen = np.zeros(1 << 13, bool)
+        self._seen[NULL_PID] = True  # null packets carry no counter: left as they are
+        self._offset = np.zeros(1 << 13, np.uint8)
+        self._pids: list[int] = []
         self._carry = b""
 
     def write(self, data: bytes) -> int:
@@ -147,22 +153,22 @@ class _TsWriter:
 
     def _renumber(self, buf: bytes) -> bytes:
         a = np.frombuffer(buf, np.uint8).reshape(-1, TS).copy()
-        pid = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
-        payload = (a[:, 3] & 0x10) != 0
-        cc = (a[:, 3] & 0x0F).astype(np.int32)
-        for p in np.unique(pid):
-            if p == 0x1FFF:
-                continue  # null packets carry no counter
-            rows = np.nonzero(pid == p)[0]
-            p = int(p)
-            if p not in self._offset:
-                first = rows[0]
-                prev = self._last.get(p)
-                want = 0 if prev is None else (prev + int(payload[first])) & 0x0F
-                self._offset[p] = (want - int(cc[first])) & 0x0F
-            new = (cc[rows] + self._offset[p]) & 0x0F
-            a[rows, 3] = (a[rows, 3] & 0xF0) | new.astype(np.uint8)
-            self._last[p] = int(new[-1])
+        pid = ((a[:, 1].astype(np.intp) & 0x1F) << 8) | a[:, 2]
+        for i in np.flatnonzero(~self._seen[pid]):  # a PID's first packets in this file
+            p = int(pid[i])
+            if self._seen[p]:
+                continue
+            self._seen[p] = True
+            self._pids.append(p)
+            prev = self._last.get(p)
+            want = 0 if prev is None else (prev + int(a[i, 3] >> 4 & 1)) & 0x0F
+            self._offset[p] = (want - int(a[i, 3] & 0x0F)) & 0x0F
+        # the high nibble adds multiples of 16: the low one becomes (cc + offset) mod 16
+        a[:, 3] = (a[:, 3] & 0xF0) | ((a[:, 3] + self._offset[pid]) & 0x0F)
+        for p in self._pids:
+            hit = np.flatnonzero(pid == p)
+            if hit.size:
+                self._last[p] = int(a[hit[-1], 3] & 0x0F)
         return a.tobytes()
 
     def flush(self) -> None:
