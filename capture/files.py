@@ -14,7 +14,7 @@ class FileSink:
         self.path = path
         self._f = path.open("wb")
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self._f.write(data)
 
     def close(self, info: SegmentInfo) -> tuple[Path, SegmentInfo]:

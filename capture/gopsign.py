@@ -51,11 +51,24 @@ _UNHASHED = (9, 12)  # access unit delimiter, filler: muxers add and drop them
 _START = re.compile(rb"\x00\x00\x01")
 
 
+def nal_spans(au: bytes) -> list[tuple[int, int]]:
+    """Where the NAL units of an Annex B access unit lie: (start, end) without
+    start codes or trailing zero bytes, empty ones left out."""
+    found = list(_START.finditer(au))
+    ends = [m.start() for m in found[1:]] + [len(au)]
+    spans = []
+    for a, b in zip((m.end() for m in found), ends, strict=True):
+        while b > a and au[b - 1] == 0:
+            b -= 1
+        if b > a:
+            spans.append((a, b))
+    return spans
+
+
 def split_annexb(au: bytes) -> list[bytes]:
     """The NAL units of an Annex B access unit, without start codes or
     trailing zero bytes."""
-    parts = _START.split(au)[1:]
-    return [p.rstrip(b"\x00") for p in parts if p.rstrip(b"\x00")]
+    return [au[a:b] for a, b in nal_spans(au)]
 
 
 def sei_payloads(unit: bytes) -> Iterator[bytes]:
@@ -90,12 +103,14 @@ def signature_of(unit: bytes) -> bytes | None:
     return None
 
 
-def hashed(units: Iterable[bytes]) -> list[bytes]:
-    return [
-        hashlib.sha256(u).digest()
-        for u in units
-        if u[0] & 0x1F not in _UNHASHED and signature_of(u) is None
-    ]
+def hashed(units: Iterable[bytes | memoryview]) -> list[bytes]:
+    out = []
+    for u in units:
+        kind = u[0] & 0x1F
+        if kind in _UNHASHED or (kind == 6 and signature_of(bytes(u)) is not None):
+            continue
+        out.append(hashlib.sha256(u).digest())
+    return out
 
 
 def raw_key(key: Ed25519PublicKey) -> bytes:
@@ -188,7 +203,10 @@ class GopSigner:
     def sign_au(self, au: bytes, frame: int, last: bool) -> bytes:
         """`au` as it goes to the muxer; with the group's signature when it
         is the group's last picture."""
-        self._hashes += hashed(split_annexb(au))
+        # hashed where they lie: a copy of a picture's slice is a mapping
+        # and its page faults in the recorder (firmware/heap.py)
+        view = memoryview(au)
+        self._hashes += hashed(view[a:b] for a, b in nal_spans(au))
         if self._first is None:
             self._first = frame
         self._frames += 1

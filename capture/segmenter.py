@@ -69,6 +69,9 @@ SLACK_SAMPLES = 2  # stamp rounding: closer than this is contiguous
 # so the muxer's own interleaving queue and audio PES batching only hold them
 # back, and what is held is lost on a power cut (docs/CAPTURE.md, "Power cuts").
 MUX_OPTIONS = {"flush_packets": "1", "max_interleave_delta": "1", "pes_payload_size": "0"}
+# The muxer's write buffer: with flush_packets each packet goes on at once, so
+# this only sets how many writes a picture takes (one, not one per 32 KiB)
+MUX_BUFFER = 1 << 20
 # The unit's cameras give a keyframe every second (picamera2 iperiod = fps; the
 # simulated camera's GOP is fps frames): where files can be cut.
 KEYFRAME_US = 1_000_000
@@ -119,7 +122,7 @@ class SegmentInfo:
 
 
 class SegmentSink(Protocol):
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | memoryview) -> None: ...
 
     def close(self, info: SegmentInfo) -> Any: ...
 
@@ -144,32 +147,43 @@ class _TsWriter:
         self._carry = b""
 
     def write(self, data: bytes) -> int:
-        buf = self._carry + bytes(data)
+        # one copy, renumbered in place and handed on as a view: each copy of
+        # a frame is a mapping and its page faults in the recorder (firmware/heap.py)
+        buf = bytearray(self._carry)
+        buf += data
         whole = len(buf) - len(buf) % TS
-        self._carry = buf[whole:]
+        self._carry = bytes(buf[whole:])
         if whole:
-            self.sink.write(self._renumber(buf[:whole]))
+            view = memoryview(buf)[:whole]
+            self._renumber(np.frombuffer(view, np.uint8).reshape(-1, TS))
+            self.sink.write(view)
         return len(data)
 
-    def _renumber(self, buf: bytes) -> bytes:
-        a = np.frombuffer(buf, np.uint8).reshape(-1, TS).copy()
+    def _renumber(self, a: np.ndarray) -> None:
+        """Shift the counters of the whole packets `a` (n x 188), in place."""
         pid = ((a[:, 1].astype(np.intp) & 0x1F) << 8) | a[:, 2]
-        for i in np.flatnonzero(~self._seen[pid]):  # a PID's first packets in this file
-            p = int(pid[i])
-            if self._seen[p]:
-                continue
-            self._seen[p] = True
-            self._pids.append(p)
-            prev = self._last.get(p)
-            want = 0 if prev is None else (prev + int(a[i, 3] >> 4 & 1)) & 0x0F
-            self._offset[p] = (want - int(a[i, 3] & 0x0F)) & 0x0F
+        fresh = ~self._seen[pid]
+        if fresh.any():  # a PID's first packets in this file
+            for i in np.flatnonzero(fresh):
+                p = int(pid[i])
+                if self._seen[p]:
+                    continue
+                self._seen[p] = True
+                self._pids.append(p)
+                prev = self._last.get(p)
+                want = 0 if prev is None else (prev + int(a[i, 3] >> 4 & 1)) & 0x0F
+                self._offset[p] = (want - int(a[i, 3] & 0x0F)) & 0x0F
         # the high nibble adds multiples of 16: the low one becomes (cc + offset) mod 16
         a[:, 3] = (a[:, 3] & 0xF0) | ((a[:, 3] + self._offset[pid]) & 0x0F)
+        tail = int(pid[-1])
+        if (pid == tail).all():  # the usual write: one picture's or one sound's packets
+            if tail != NULL_PID:
+                self._last[tail] = int(a[-1, 3] & 0x0F)
+            return
         for p in self._pids:
             hit = np.flatnonzero(pid == p)
             if hit.size:
                 self._last[p] = int(a[hit[-1], 3] & 0x0F)
-        return a.tobytes()
 
     def flush(self) -> None:
         if self._carry:  # never expected: the muxer writes whole packets
@@ -516,7 +530,9 @@ class Segmenter:
         self.index += 1
         sink = self._open_sink(self.index, start_us)
         self._writer = _TsWriter(sink, self._cc)
-        c = av.open(self._writer, "w", format="mpegts", container_options=MUX_OPTIONS)
+        c = av.open(
+            self._writer, "w", "mpegts", container_options=MUX_OPTIONS, buffer_size=MUX_BUFFER
+        )
         self._vs: Any = None
         self._as: Any = None
         codecs = []

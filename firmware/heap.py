@@ -8,7 +8,12 @@ ring's 60 MB was not given back when recording began. Buffers of 32 KiB and
 more mapped on their own are returned to the kernel the moment they are
 freed: measured (tools/bench.py recorder --memory), RSS while recording
 fell from 132-143 MB to a flat 114 MB. The cost is a mapping and its page
-faults per large buffer, a few hundred a second.
+faults per large buffer: measured unpaced (capture + sealing of 40 s of
+1080p30), 2.0 % of a core per media second without this setting and 3.3-3.6 %
+with it. So the hot path does not copy what it need not: the sealing writer
+reuses one plaintext and one ciphertext chunk, the transport-stream counters
+are shifted in the muxer's one copy, the signer hashes NAL units where they
+lie (2.4-3.1 % with this setting after that).
 """
 
 from __future__ import annotations

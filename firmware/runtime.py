@@ -280,7 +280,7 @@ class StoreSink:
         self._on_sealed = on_sealed
         self._location = location
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self.writer.write(data)
 
     def close(self, info: SegmentInfo) -> Any:

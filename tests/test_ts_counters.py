@@ -16,7 +16,7 @@ class _Collect:
     def __init__(self) -> None:
         self.out = bytearray()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self.out += data
 
     def close(self, info: object) -> None:

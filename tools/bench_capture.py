@@ -34,7 +34,7 @@ class CountingSink:
     def __init__(self) -> None:
         self.bytes = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self.bytes += len(data)
 
     def close(self, info: SegmentInfo) -> SegmentInfo:
