@@ -55,6 +55,8 @@ def nal_spans(au: bytes) -> list[tuple[int, int]]:
     """Where the NAL units of an Annex B access unit lie: (start, end) without
     start codes or trailing zero bytes, empty ones left out."""
     found = list(_START.finditer(au))
+    if not found:
+        return []
     ends = [m.start() for m in found[1:]] + [len(au)]
     spans = []
     for a, b in zip((m.end() for m in found), ends, strict=True):
