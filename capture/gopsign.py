@@ -32,7 +32,6 @@ this signature: the per-frame time SEI (capture/sei.py) is signed too.
 from __future__ import annotations
 
 import hashlib
-import re
 import struct
 import uuid
 from collections.abc import Iterable, Iterator
@@ -42,35 +41,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from . import sei
+from . import nal, sei
 
 UUID = uuid.UUID("b0d1ca4e-5e17-4c1e-9a3f-7e2d1c5b4a6a")
 DOMAIN = b"bodycam-gop-v1\n"
 VERSION = 1
 _UNHASHED = (9, 12)  # access unit delimiter, filler: muxers add and drop them
-_START = re.compile(rb"\x00\x00\x01")
-
-
-def nal_spans(au: bytes) -> list[tuple[int, int]]:
-    """Where the NAL units of an Annex B access unit lie: (start, end) without
-    start codes or trailing zero bytes, empty ones left out."""
-    found = list(_START.finditer(au))
-    if not found:
-        return []
-    ends = [m.start() for m in found[1:]] + [len(au)]
-    spans = []
-    for a, b in zip((m.end() for m in found), ends, strict=True):
-        while b > a and au[b - 1] == 0:
-            b -= 1
-        if b > a:
-            spans.append((a, b))
-    return spans
-
-
-def split_annexb(au: bytes) -> list[bytes]:
-    """The NAL units of an Annex B access unit, without start codes or
-    trailing zero bytes."""
-    return [au[a:b] for a, b in nal_spans(au)]
 
 
 def sei_payloads(unit: bytes) -> Iterator[bytes]:
@@ -208,7 +184,7 @@ class GopSigner:
         # hashed where they lie: a copy of a picture's slice is a mapping
         # and its page faults in the recorder (firmware/heap.py)
         view = memoryview(au)
-        self._hashes += hashed(view[a:b] for a, b in nal_spans(au))
+        self._hashes += hashed(view[a:b] for a, b in nal.spans(au))
         if self._first is None:
             self._first = frame
         self._frames += 1

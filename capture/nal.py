@@ -76,6 +76,23 @@ class AnnexB:
         self.sink.end()
 
 
+def spans(au: bytes) -> list[tuple[int, int]]:
+    """Where the NAL units of one access unit held whole lie, as (start, end):
+    the rule `AnnexB` reads a stream by (start code and trailing zeros
+    removed, empty units left out), without copying them out."""
+    out = []
+    i = au.find(START)
+    while i != -1:
+        a = i + len(START)
+        i = au.find(START, a)
+        b = len(au) if i == -1 else i
+        while b > a and au[b - 1] == 0:
+            b -= 1
+        if b > a:
+            out.append((a, b))
+    return out
+
+
 class AccessUnits:
     """Finds where access units begin in a sequence of NAL units: the first
     SEI, SPS, PPS, delimiter (or types 14-18) after a picture's slices, or a
