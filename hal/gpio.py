@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpiozero import LED, Button, Buzzer, DigitalOutputDevice
+from gpiozero import LED, Buzzer, DigitalInputDevice, DigitalOutputDevice
 
 from .pacing import Clock
 from .ports import Blink, Lights, OnGesture
@@ -103,7 +103,7 @@ LINES = ("tamper", "trigger")  # level inputs: active / inactive
 
 
 class GpioButtons:
-    """The Buttons port on gpiozero `Button`s. Edges arrive on gpiozero's pin
+    """The Buttons port on gpiozero input devices. Edges arrive on gpiozero's pin
     thread (synchronously inside `drive_low()` on a MockPin); gestures are
     timed on the unit's monotonic clock and handed to `on_gesture` from
     whichever thread made them (the pin's, or the caller of `poll`)."""
@@ -116,8 +116,12 @@ class GpioButtons:
         self._lock = threading.Lock()
         self._on: OnGesture | None = None
         self.gestures = Gestures(self._emit)
-        f = {"pin_factory": pin_factory}
-        self.buttons = {n: Button(getattr(p, n), **f) for n in (*BUTTONS, *LINES)}
+        # DigitalInputDevice, not Button: holds are timed here (Gestures), and
+        # each Button keeps a thread of its own waking ten times a second to
+        # time holds nobody asked for (gpiozero HoldThread); pulled up, as a
+        # Button is: a press connects the line to ground
+        f = {"pin_factory": pin_factory, "pull_up": True}
+        self.buttons = {n: DigitalInputDevice(getattr(p, n), **f) for n in (*BUTTONS, *LINES)}
 
     def _now_s(self) -> float:
         return self.clock.monotonic_ns() / 1e9
@@ -129,11 +133,11 @@ class GpioButtons:
     def start(self, on_gesture: OnGesture) -> None:
         self._on = on_gesture
         for n in BUTTONS:
-            self.buttons[n].when_pressed = lambda n=n: self._edge(n, True)
-            self.buttons[n].when_released = lambda n=n: self._edge(n, False)
+            self.buttons[n].when_activated = lambda n=n: self._edge(n, True)
+            self.buttons[n].when_deactivated = lambda n=n: self._edge(n, False)
         for n in LINES:
-            self.buttons[n].when_pressed = lambda n=n: on_gesture("active", n, self._us())
-            self.buttons[n].when_released = lambda n=n: on_gesture("inactive", n, self._us())
+            self.buttons[n].when_activated = lambda n=n: on_gesture("active", n, self._us())
+            self.buttons[n].when_deactivated = lambda n=n: on_gesture("inactive", n, self._us())
 
     def _us(self) -> int:
         return self.clock.monotonic_ns() // 1000

@@ -5,7 +5,7 @@ firmware makes on a device. Written from how the real libraries behave:
   timestamps that restart at 0 whenever the encoder restarts;
 * PortAudio (pyaudio's callback mode) pushes PCM from its own thread and
   flags input overflows; samples lost there are gone;
-* gpiozero calls `when_pressed` / `when_released` from its pin thread;
+* gpiozero calls `when_activated` / `when_deactivated` from its pin thread;
 * a speaker write blocks for as long as the sound lasts; what it played, and
   when it left the speaker, is reported back (the echo reference);
 * GPS sentences arrive from a serial reader; the fuel gauge, the file system

@@ -3,6 +3,7 @@ gpiozero's MockFactory with gestures (press, hold, double, bounce)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -101,6 +102,19 @@ def test_buttons_give_press_hold_double_and_ignore_bounce(factory: MockFactory) 
     edge(factory.pin(buttons.pins.tamper), 10.0, True)
     assert seen[-1] == ("active", "tamper")
     buttons.close()
+
+
+def test_buttons_keep_no_thread_awake(factory: MockFactory) -> None:
+    """Holds are timed by Gestures on the loop's poll: no input line has a
+    thread of its own (a gpiozero Button's hold thread wakes ten times a
+    second, whether or not anyone asked for holds)."""
+    before = set(threading.enumerate())
+    buttons = GpioButtons(factory, VirtualClock(0))
+    buttons.start(lambda kind, button, at: None)
+    try:
+        assert set(threading.enumerate()) - before == set()
+    finally:
+        buttons.close()
 
 
 def test_indicators_drive_leds_buzzer_and_vibration(factory: MockFactory) -> None:
