@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from hal.battery import Max17048, SimBattery
 from hal.gpio import GpioButtons, GpioIndicators, PinMap
 from hal.gps import SerialGps, SimGps
-from hal.media import DeviceFault
+from hal.media import SOUND_BLOCK_MS, DeviceFault
 from hal.pacing import Clock, Pacer
 from hal.ports import Battery, Buttons, Camera, Gps, Indicators, Microphone, Rtc, Speaker, Storage
 from hal.rtc import LinuxRtc, SimRtc
@@ -202,7 +202,7 @@ def build_devices(
             return PyAudioMicrophone(
                 clock,
                 cfg.opt("microphone", "device", None),
-                block=_frames(cfg.opt("microphone", "block_ms", 30)),
+                block=_frames(cfg.opt("microphone", "block_ms", SOUND_BLOCK_MS)),
             )
 
         microphone = attempt("microphone", pyaudio_microphone)
@@ -216,7 +216,7 @@ def build_devices(
             return PyAudioSpeaker(
                 clock,
                 cfg.opt("speaker", "device", None),
-                block=_frames(cfg.opt("speaker", "block_ms", 30)),
+                block=_frames(cfg.opt("speaker", "block_ms", SOUND_BLOCK_MS)),
             )
 
         speaker = attempt("speaker", pyaudio_speaker)

@@ -34,12 +34,12 @@ import threading
 from collections import deque
 from typing import Any
 
-from .media import DeviceFault, PcmChunk
+from .media import SOUND_BLOCK_MS, DeviceFault, PcmChunk
 from .pacing import Clock
 from .ports import AudioGap, OnChunk, OnError, OnGap, OnPlayed, Played
 
 RATE = 16_000
-FRAMES = 480  # 30 ms: the VAD's frame
+FRAMES = RATE * SOUND_BLOCK_MS // 1000
 PA_INPUT_OVERFLOW = 0x2  # paInputOverflow in the callback's status flags
 PA_CONTINUE = 0
 # Lateness no buffer covers, flagged or not: samples were lost. Anything less
@@ -78,9 +78,10 @@ def _stop(stream: Any, pa: Any) -> tuple[None, None]:
 
 
 class PyAudioMicrophone:
-    """`block`: frames per PortAudio callback (30 ms by default). A larger
-    block means fewer callbacks, so fewer overflows on a machine short of
-    CPU (the emulated unit); the voice detector takes 30 ms frames from any."""
+    """`block`: frames per PortAudio callback (SOUND_BLOCK_MS, 120 ms, by
+    default). A larger block means fewer callbacks: less CPU, and fewer
+    overflows on a machine short of it; the voice detector takes 30 ms
+    frames from any."""
 
     name = "pyaudio"
 
@@ -149,7 +150,7 @@ class PyAudioMicrophone:
 
 
 class PyAudioSpeaker:
-    """`block`: frames per PortAudio callback (30 ms by default; see the microphone)."""
+    """`block`: frames per PortAudio callback (SOUND_BLOCK_MS by default; see the microphone)."""
 
     name = "pyaudio"
 

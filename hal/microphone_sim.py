@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .media import DeviceFault, PcmChunk
+from .media import SOUND_BLOCK_MS, DeviceFault, PcmChunk
 from .pacing import Clock, Pacer, Task
 from .ports import AudioGap, OnChunk, OnError, OnGap, OnPlayed, Played
 from .wav import RATE, load_wav
@@ -125,19 +125,19 @@ class SimMicrophone:
         self.failed = reason
 
 
-CHUNK = 480  # 30 ms at 16 kHz: the VAD's frame, and what PortAudio hands over per callback
+CHUNK = RATE * SOUND_BLOCK_MS // 1000  # what PortAudio hands over per callback
 # Blocks a sound card's ring holds for a reader that stopped; older ones are
 # overwritten and reported lost (an overrun), as PortAudio reports them.
-BACKLOG_BLOCKS = 16
+BACKLOG_BLOCKS = 4  # about half a second
 
 
 class PacedMicrophone:
     """The Microphone port for simulation: `source` says what is heard, one
-    30 ms block per period, delivered when its last sample has arrived (as a
+    block per period, delivered when its last sample has arrived (as a
     sound card does), stamped with its first sample's instant on the unit's
     monotonic clock. `origin_us` is where sample 0 of the source lies, so a
-    scenario's sounds fall where it put them. Sample-exact: 16 kHz x 30 ms is
-    480 samples with no remainder.
+    scenario's sounds fall where it put them. Sample-exact: 16 kHz x 120 ms is
+    1,920 samples with no remainder.
 
     `overflow(blocks)` loses that many blocks the way an input overrun does:
     they are not delivered and a gap is reported instead. So do the blocks
@@ -212,7 +212,7 @@ class PacedMicrophone:
 
 class SimSpeaker:
     """The Speaker port for simulation: plays nothing aloud, but plays its
-    queue in time: one 30 ms block per period on the pacer (live or virtual).
+    queue in time: one block per period on the pacer (live or virtual).
     As a sound card's callback does, each period it takes the block for the
     next one (a period of output latency) and reports it with the instant it
     will leave the speaker, to the runtime and to `listeners` (an `EchoPath`

@@ -84,7 +84,8 @@ def test_picamera2_is_not_imported_off_a_pi() -> None:
 
 
 def test_pyaudio_microphone_reports_overruns_as_gaps_in_place() -> None:
-    mic = PyAudioMicrophone(LiveClock(), device="USB Audio", module=pyaudio_double)
+    """At 30 ms blocks (unit.toml block_ms = 30): many overruns in a short test."""
+    mic = PyAudioMicrophone(LiveClock(), device="USB Audio", module=pyaudio_double, block=480)
     chunks: list[PcmChunk] = []
     gaps: list[AudioGap] = []
     threads: set[str] = set()
@@ -108,11 +109,11 @@ def test_pyaudio_microphone_reports_overruns_as_gaps_in_place() -> None:
     assert set(steady) == {30_000}
 
 
-def test_a_larger_pyaudio_block_keeps_the_timeline() -> None:
-    """unit.toml block_ms = 120 (the emulated unit): PortAudio hands 1,920
-    frames at a time, each block placed 120 ms after the one before."""
-    mic = PyAudioMicrophone(LiveClock(), device="USB Audio", module=pyaudio_double,
-                            block=1920)  # fmt: skip
+def test_the_default_pyaudio_block_keeps_the_timeline() -> None:
+    """By default (SOUND_BLOCK_MS, 120 ms) PortAudio hands 1,920 frames at a
+    time, each block placed 120 ms after the one before."""
+    assert FRAMES == 1920
+    mic = PyAudioMicrophone(LiveClock(), device="USB Audio", module=pyaudio_double)
     chunks: list[PcmChunk] = []
     mic.start(chunks.append, lambda g: pytest.fail(f"a gap: {g}"), pytest.fail)
     _wait(lambda: len(chunks) >= 4)
@@ -142,8 +143,8 @@ def test_pyaudio_speaker_never_blocks_reports_what_it_played_and_fails() -> None
     # time PortAudio gave on its own clock, mapped onto the monotonic clock
     assert b"".join(p.pcm for p in played) == sound
     sink = bytes(pyaudio_double.PyAudio.sink)
-    first = sink.index(sound[:960])
-    dac = pyaudio_double.PyAudio.dac_times[first // 960 :]
+    first = sink.index(sound[: 2 * FRAMES])
+    dac = pyaudio_double.PyAudio.dac_times[first // (2 * FRAMES) :]
     for p, t in zip(played, dac, strict=False):
         assert abs(p.at_us - t * 1e6) < 5_000, (p.at_us, t)
     spk._pa.output_failed = True

@@ -19,6 +19,7 @@ import pytest
 from firmware.recording import run_scenario
 from firmware.scenario import ScenarioError, parse
 from hal.camera_sim import read_number
+from hal.microphone_sim import CHUNK
 from sealing.age import decrypt
 from sealing.verify import verify_store
 
@@ -386,7 +387,7 @@ def test_a_burst_of_microphone_overflows_is_one_record_not_hundreds(
     under a second apart are one record with their count and samples."""
 
     def ready(rec: Any) -> None:
-        rec.devices.microphone.overflow(150)  # 150 blocks of 30 ms lost in a row: 4.5 s
+        rec.devices.microphone.overflow(38)  # 38 blocks of 120 ms lost in a row: 4.6 s
 
     rec, log, records = _run(
         unit, tmp_path, {**BASE, "seconds": 14, "at": [{"t": 1, "press": "record"}]},
@@ -394,6 +395,6 @@ def test_a_burst_of_microphone_overflows_is_one_record_not_hundreds(
     )  # fmt: skip
     gaps = [r["body"] for r in records if r["type"] == "fault" and r["body"]["what"] == "audio_gap"]
     assert len(gaps) == 1, gaps
-    assert gaps[0]["overflows"] == 150 and gaps[0]["samples"] == 150 * 480, gaps
+    assert gaps[0]["overflows"] == 38 and gaps[0]["samples"] == 38 * CHUNK, gaps
     assert gaps[0]["until_us"] - gaps[0]["at_us"] >= 4_000_000
     assert verify_store(unit.path, identity=unit.agency.identity).ok

@@ -30,7 +30,7 @@ from firmware.runtime import Recorder
 from firmware.scenario import ScenarioError, parse
 from firmware.stalls import StallWatch
 from hal.camera_sim import BACKLOG_FRAMES
-from hal.microphone_sim import BACKLOG_BLOCKS
+from hal.microphone_sim import BACKLOG_BLOCKS, CHUNK
 from sealing.verify import verify_store
 
 from .conftest import Unit, make_unit
@@ -200,9 +200,9 @@ def test_a_frozen_unit_records_one_stall_and_no_media_inside_it(
     # what the devices held (their backlog, and the block or frame due as they
     # ran again) or made up was dated inside the span: all refused
     assert stall["dropped_frames"] == (5 * 30 if backfill else BACKLOG_FRAMES + 1), stall
-    assert BACKLOG_BLOCKS * 480 <= stall["dropped_samples"] <= (BACKLOG_BLOCKS + 2) * 480
+    assert BACKLOG_BLOCKS * CHUNK <= stall["dropped_samples"] <= (BACKLOG_BLOCKS + 2) * CHUNK
     # and the rest of the 5 s the microphone's ring could not hold was reported lost
-    assert abs(stall["lost_samples"] + stall["dropped_samples"] - 5 * 16_000) <= 2 * 480, stall
+    assert abs(stall["lost_samples"] + stall["dropped_samples"] - 5 * 16_000) <= 2 * CHUNK, stall
     assert not [r for r in report.records if r["type"] == "fault"]
     segments = _check_nothing_inside(unit, stall)
     # the picture resumed at once: the camera was asked for a keyframe
