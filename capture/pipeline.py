@@ -69,7 +69,10 @@ class Capture:
 
     @property
     def ring_bytes(self) -> int:
-        return sum(len(f.data) for f in self._ring) + sum(len(c.data) for c in self._aring)
+        # tuple() copies each deque in one step under the GIL: a benchmark's
+        # thread may ask while the loop appends
+        ring, aring = tuple(self._ring), tuple(self._aring)
+        return sum(len(f.data) for f in ring) + sum(len(c.data) for c in aring)
 
     # -- input ---------------------------------------------------------------
 

@@ -79,7 +79,16 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def drive(rec: Recorder, seconds: float, warmup: float, out: dict) -> None:
-    """Press buttons through the mock pins and time what follows."""
+    """Press buttons through the mock pins and time what follows; the
+    recorder is stopped however this ends (a run left going would keep the
+    busy processes spinning under every later measurement)."""
+    try:
+        _drive(rec, seconds, warmup, out)
+    finally:
+        rec.request_stop("bench done")
+
+
+def _drive(rec: Recorder, seconds: float, warmup: float, out: dict) -> None:
     d = rec.devices
     pin = {n: d.pin_factory.pin(getattr(d.pins, n)) for n in ("record", "function")}
     led = d.pin_factory.pin(d.pins.led_video)
@@ -114,7 +123,6 @@ def drive(rec: Recorder, seconds: float, warmup: float, out: dict) -> None:
         while rec.machine.state.mode == "recording" and time.monotonic() < end:
             time.sleep(0.005)
     out.update(to_state=to_state, to_led=to_led, to_bytes=to_bytes, ring_peak=ring_peak)
-    rec.request_stop("bench done")
 
 
 @contextmanager
