@@ -238,7 +238,7 @@ class PyAudioSpeaker:
             return bool(self._queue)
 
     def hush(self) -> None:
-        with self._lock:  # the callback's block in flight plays out (at most ~60 ms)
+        with self._lock:  # what PortAudio holds plays out (its output latency)
             self._queue.clear()
 
     def stop(self) -> None:
