@@ -193,10 +193,10 @@ class Inbox:
 
     Media (frames, sound blocks, what the speaker played) does not wake the
     loop: it waits for the loop's next tick and is taken in a batch. Each
-    wake-up of a thread costs about as much CPU as sealing a frame (measured
-    ~0.2 ms on the bench machine), and one per frame and per 30 ms of sound
-    was a third of the recorder's CPU (issue 28). Everything else (a press,
-    a fault, a fix, a dock's request) wakes it at once."""
+    wake-up of a thread costs CPU (~0.2 ms on the bench machine), and one
+    per frame and per sound block was about a quarter of the loop's CPU
+    (issue 28). Everything else (a press, a fault, a fix, a dock's request)
+    wakes it at once."""
 
     def __init__(self, now_us: Callable[[], int]) -> None:
         self._now_us = now_us

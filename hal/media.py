@@ -8,8 +8,9 @@ from typing import Any
 
 # Sound moves in blocks of this many milliseconds, microphone and speaker
 # alike (PortAudio's frames per callback; four of the voice detector's 30 ms
-# frames). Each block wakes a thread: at 30 ms those wake-ups were a tenth
-# of the recorder's CPU (issue 28). unit.toml `block_ms` overrides it.
+# frames). Each block wakes a thread: at 30 ms the microphone's and the
+# speaker's threads were a fifth of the recorder's CPU (issue 28). unit.toml
+# `block_ms` overrides it.
 SOUND_BLOCK_MS = 120
 
 

@@ -517,6 +517,51 @@ def test_media_waits_for_the_tick_and_a_press_wakes_the_loop() -> None:
     assert kinds == ["EncodedFrame", "PcmChunk", "GestureIn"] and not inbox.control_waiting
 
 
+def test_the_live_loop_turns_at_its_tick_not_per_item(tmp_path: Path) -> None:
+    """`bodycam run`'s loop, recording: about ten turns a second (its tick,
+    and a press), not one per frame and sound block (issue 28), and the
+    recording is whole: every frame the camera gave in the window sealed."""
+    unit = make_unit(tmp_path / "unit")
+    (unit.path / "unit.toml").write_text(
+        '[devices.camera]\nsize = "320x180"\n[policy]\nsegment_s = 8.0\nprerecord_s = 1.0\n'
+    )
+    seen = {"turns": 0, "frames": 0, "counting": False}
+
+    def on_ready(rec: Recorder) -> None:
+        pump, handle = rec.pump, rec._handle
+
+        def counted_pump() -> bool:
+            seen["turns"] += seen["counting"]
+            return pump()
+
+        def counted_handle(item: Any, at: int) -> None:
+            seen["frames"] += seen["counting"] and isinstance(item, EncodedFrame)
+            handle(item, at)
+
+        rec.pump = counted_pump  # type: ignore[method-assign]
+        rec._handle = counted_handle  # type: ignore[method-assign]
+
+        def drive() -> None:
+            time.sleep(0.5)
+            _press(rec)
+            time.sleep(1.0)  # past the press and the pre-record's flush
+            seen["counting"] = True
+            time.sleep(3.0)
+            seen["counting"] = False
+            rec.request_stop("test done")
+
+        threading.Thread(target=drive, daemon=True).start()
+
+    run_live(unit.path, log=lambda _: None, on_ready=on_ready)
+    assert seen["frames"] >= 3.0 * 30 * 0.8, seen  # the camera delivered, the loop took them
+    assert seen["turns"] <= 3.0 * 15, seen  # the tick's 10 a second, with room; per item: 90+
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    runs = continuous_runs(unit.path, unit.agency.identity)
+    frames = [n for _, data in runs[0] for _, n in decode(data).frames]
+    assert frames == list(range(frames[0], frames[0] + len(frames)))  # none lost, none twice
+
+
 def test_a_press_waiting_puts_the_prerecord_flush_aside(tmp_path: Path) -> None:
     """While the 30 s pre-record is handed to the segmenter, a press that
     arrives is taken before another share of it: the flush never runs with
