@@ -814,8 +814,11 @@ class Recorder:
     def event(self, event: m.Event) -> None:
         if not isinstance(event, (m.Tick, m.Storage, m.Battery)):
             self.log(f"event {type(event).__name__} {_fields(event)}")
-        for action in self.machine.handle(event):
-            self._do(action)
+        # one event's records (a pause seals its file, then `segment`, the
+        # note's verdict and `pause`) share one fsync and one key update
+        with self.store.batch():
+            for action in self.machine.handle(event):
+                self._do(action)
         self.capture.listen(self.machine.state.note is not None)
 
     def _do(self, a: m.Action) -> None:

@@ -3,6 +3,7 @@
 Everything here follows docs/FORMAT.md. Durability rules, in order:
   * a chain line is written with one write(2) on an O_APPEND fd and fsynced
     before the forward-secure key advances (so a torn line never costs a key);
+    the records of one `batch()` share that write, fsync and key update;
   * a segment's bytes are checkpointed and fdatasynced at least every
     `sync_interval` seconds (default 0.25 s) and on close;
   * a closed segment is renamed from .partial to its final name, the
@@ -231,6 +232,7 @@ class Store:
         self._lock_fd = lock_fd
         self._mutex = threading.RLock()
         self._failed: str | None = None  # set by a failed append: reopen to recover
+        self._pending: list[bytes] | None = None  # a batch's lines, not yet written
         self._open: dict[str, SegmentWriter] = {}
         if not chain.lines:
             raise StoreCorrupt(f"{root}: chain has no genesis record")
@@ -383,9 +385,12 @@ class Store:
         with self._mutex:
             if self._lock_fd < 0:
                 return
-            os.close(self._chain_fd)
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+            try:
+                self._flush()  # closed inside a batch: what it holds is written
+            finally:
+                os.close(self._chain_fd)
+                os.close(self._lock_fd)
+                self._lock_fd = -1
 
     def __enter__(self) -> Store:
         return self
@@ -505,29 +510,72 @@ class Store:
                 boot=boot,
             )
             line = seal_line(record, self.keys.signing, self._fss.key)
-            end = os.lseek(self._chain_fd, 0, os.SEEK_END)
-            try:
-                written = os.write(self._chain_fd, line)
-                if written != len(line):
-                    raise OSError(errno.ENOSPC, f"short write: {written} of {len(line)} bytes")
-                os.fsync(self._chain_fd)
-            except OSError as exc:
-                # all or nothing: take the line back so no half record stays, and
-                # refuse more appends until the store is reopened (and recovered)
-                self._failed = f"record {record.seq} ({type_}) not written: {exc}"
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._chain_fd, end)
-                    os.fsync(self._chain_fd)
-                raise StoreError(self._failed) from exc
-            self._head = record  # durable from here: it is in the chain
-            self._fss.advance_to(record.seq + 1)
-            try:
-                fss.save(self.keys.fss_path, self._fss)
-            except OSError as exc:
-                # the record stands; the key on disk is one behind, which the next
-                # open advances past (the chain says how far). No more appends.
-                self._failed = f"the MAC key was not saved after record {record.seq}: {exc}"
+            if self._pending is None:
+                self._commit([line], record)
+            else:  # written with the rest of its batch; no one reads it before
+                self._pending.append(line)
+                self._head = record
+                self._fss.advance_to(record.seq + 1)
             return record
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Records appended inside (by this thread: the batch holds the store)
+        are written with one write(2), one fsync and one key update when it
+        ends, not three fsyncs each. Each is durable when the batch returns,
+        and nothing reads the chain before then. Nested batches join the
+        outermost."""
+        with self._mutex:
+            if self._pending is not None:
+                yield
+                return
+            self._pending = []
+            try:
+                yield
+            finally:
+                try:
+                    self._flush()
+                finally:
+                    self._pending = None
+
+    def _flush(self) -> None:
+        """Write the open batch's lines (under the mutex); the batch goes on."""
+        lines = self._pending
+        if lines:
+            self._pending = []
+            self._commit(lines, self._head)
+
+    def _commit(self, lines: list[bytes], last: Record) -> None:
+        """Write `lines` (ending with `last`), fsync, then advance the key file."""
+        data = b"".join(lines)
+        end = os.lseek(self._chain_fd, 0, os.SEEK_END)
+        try:
+            written = os.write(self._chain_fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"short write: {written} of {len(data)} bytes")
+            os.fsync(self._chain_fd)
+        except OSError as exc:
+            # all or nothing: take the lines back so no half record stays, and
+            # refuse more appends until the store is reopened (and recovered)
+            first = last.seq - len(lines) + 1
+            what = (
+                f"record {last.seq} ({last.type})"
+                if first == last.seq
+                else (f"records {first}-{last.seq}")
+            )
+            self._failed = f"{what} not written: {exc}"
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._chain_fd, end)
+                os.fsync(self._chain_fd)
+            raise StoreError(self._failed) from exc
+        self._head = last  # durable from here: it is in the chain
+        self._fss.advance_to(last.seq + 1)
+        try:
+            fss.save(self.keys.fss_path, self._fss)
+        except OSError as exc:
+            # the records stand; the key on disk is behind, which the next
+            # open advances past (the chain says how far). No more appends.
+            self._failed = f"the MAC key was not saved after record {last.seq}: {exc}"
 
     def set_officer(self, officer: str, extra: dict[str, Any] | None = None) -> Record:
         """The unit is now `officer`'s: every record from this one names them.
@@ -564,10 +612,14 @@ class Store:
     # -- reading (for the verifier, the export service and release) -----------
 
     def records(self) -> list[Record]:
-        return [ln.record for ln in read_chain(self.root / layout.CHAIN).lines]
+        with self._mutex:  # another thread's batch ends first; this one's is written
+            self._flush()
+            return [ln.record for ln in read_chain(self.root / layout.CHAIN).lines]
 
     def chain_bytes(self, from_seq: int = 0) -> bytes:
-        chain = read_chain(self.root / layout.CHAIN)
+        with self._mutex:
+            self._flush()
+            chain = read_chain(self.root / layout.CHAIN)
         start = next((ln.offset for ln in chain.lines if ln.record.seq >= from_seq), None)
         if start is None:
             return b""

@@ -174,3 +174,66 @@ def test_cli_verify_exit_codes(recorded_unit: Unit, tmp_path) -> None:
     seg.write_bytes(bytes(data))
     bad = subprocess.run(run + [str(recorded_unit.path)], capture_output=True, text=True)
     assert bad.returncode == 1 and f"FAILED at segments/{seg.name}" in bad.stdout
+
+
+def _count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count every fsync the store and its key file make (they still happen)."""
+    calls: list[int] = []
+    real = os.fsync
+
+    def counted(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counted)
+    return calls
+
+
+def test_a_batch_writes_its_records_with_one_fsync_and_one_key_update(
+    unit: Unit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain = unit.path / "store" / layout.CHAIN
+    with unit.open() as store:
+        calls = _count_fsyncs(monkeypatch)
+        store.append("mark", {"n": 0})
+        alone = len(calls)  # chain fsync, key file fsync, key directory fsync
+        calls.clear()
+        before = chain.read_bytes()
+        with store.batch():
+            for n in (1, 2, 3):
+                store.append("mark", {"n": n})
+            assert chain.read_bytes() == before  # nothing reaches the file before the end
+            with store.batch():  # a nested batch joins the outer one
+                store.append("mark", {"n": 4})
+            assert chain.read_bytes() == before
+        assert len(calls) == alone, "a batch of four costs what one record does"
+        assert [parse_line(x)[0].body["n"] for x in chain.read_bytes().splitlines()[-4:]] == [
+            1, 2, 3, 4,
+        ]  # fmt: skip
+        calls.clear()
+        store.append("mark", {"n": 5})  # after the batch, each append is durable at once
+        assert len(calls) == alone
+        assert parse_line(chain.read_bytes().splitlines()[-1])[0].body["n"] == 5
+    a = unit.agency
+    report = verify_store(unit.path, identity=a.identity, escrow_key=a.escrow)
+    assert report.ok, report.problems  # the MAC key advanced once per record, in order
+
+
+def test_a_read_inside_a_batch_sees_its_records_and_another_writer_waits(unit: Unit) -> None:
+    import threading
+
+    with unit.open() as store:
+        other_done = threading.Event()
+        with store.batch():
+            first = store.append("mark", {"n": 1})
+            t = threading.Thread(
+                target=lambda: (store.append("mark", {"n": 2}), other_done.set()), daemon=True
+            )
+            t.start()
+            assert not other_done.wait(0.3)  # the batch holds the store
+            assert store.records()[-1].seq == first.seq  # a read writes what is pending
+            store.append("mark", {"n": 3})
+        t.join(5)
+        assert other_done.is_set()
+        assert [r.body.get("n") for r in store.records()[-3:]] == [1, 3, 2]
+    assert verify_store(unit.path, escrow_key=unit.agency.escrow).ok
