@@ -373,6 +373,10 @@ class Recorder:
         self._stalled: set[str] = set()  # stalled after delivering: systemd should restart us
         self._reported_missing: set[str] = set()
         self.stop_reason: str | None = None
+        # live, each event's records go to the store's committer thread, so a
+        # press is not kept behind a seal's fsyncs; a run in virtual time
+        # writes them before going on (its readers look at files between turns)
+        self.hand_off_records = True
         self._prerecord_us = 0
         self.camera_recovery = CameraRecovery(self.camera_restart)
         self._restarter: threading.Thread | None = None  # the camera's stop/start, off the loop
@@ -554,6 +558,7 @@ class Recorder:
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Live: handle events as they come until a stop request (or `stop` is set)."""
+        self.hand_off_records = True
         self.notify("READY=1")
         behind = False
         while self.stop_reason is None and not (stop is not None and stop.is_set()):
@@ -585,6 +590,9 @@ class Recorder:
         while self.capture.backlog and self.now_us() < turn_end and not self.inbox.control_waiting:
             self.capture.drain(DRAIN_ITEMS)
         now = self.now_us()
+        # a stop inside this turn (SIGSTOP, a frozen VM) is the recorder's own
+        # stall too: the devices' silence is not judged across it
+        self.stalls.turn(now)
         if now >= self._next_tick:
             self._next_tick = max(self._next_tick + TICK_US, now - TICK_US)
             self._tick(now)
@@ -649,9 +657,13 @@ class Recorder:
         elif isinstance(item, Fix):
             self._fix(item)
         elif isinstance(item, DockTime):
-            item.reply.set_result(self.set_clock(item.t_us, "dock", dock=item.dock))
+            answer = self.set_clock(item.t_us, "dock", dock=item.dock)
+            self.store.wait_durable()  # the dock is told only what is on record
+            item.reply.set_result(answer)
         elif isinstance(item, Checkout):
-            item.reply.set_result(self._checkout(item.assignment, item.dock))
+            done = self._checkout(item.assignment, item.dock)
+            self.store.wait_durable()
+            item.reply.set_result(done)
         elif isinstance(item, StopRequest):
             self.stop_reason = item.reason
         elif isinstance(item, FileChecks):
@@ -816,7 +828,7 @@ class Recorder:
             self.log(f"event {type(event).__name__} {_fields(event)}")
         # one event's records (a pause seals its file, then `segment`, the
         # note's verdict and `pause`) share one fsync and one key update
-        with self.store.batch():
+        with self.store.batch(wait=not self.hand_off_records):
             for action in self.machine.handle(event):
                 self._do(action)
         self.capture.listen(self.machine.state.note is not None)

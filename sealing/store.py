@@ -3,7 +3,9 @@
 Everything here follows docs/FORMAT.md. Durability rules, in order:
   * a chain line is written with one write(2) on an O_APPEND fd and fsynced
     before the forward-secure key advances (so a torn line never costs a key);
-    the records of one `batch()` share that write, fsync and key update;
+    the records of one `batch()` share that write, fsync and key update, and
+    a batch may be handed to the committer thread, which writes them in order
+    while every read and other append waits for it;
   * a segment's bytes are checkpointed and fdatasynced at least every
     `sync_interval` seconds (default 0.25 s) and on close;
   * a closed segment is renamed from .partial to its final name, the
@@ -19,6 +21,7 @@ import hashlib
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +143,18 @@ class SegmentMeta:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class _Commit:
+    """Records to write together: `before` (a segment's seal) made durable
+    first, then `lines` ending with `last`, then the key file set to `key`
+    (the key for the record after `last`)."""
+
+    before: list[Callable[[], None]]
+    lines: list[bytes]
+    last: Record
+    key: fss.FssState
+
+
 @dataclass(frozen=True)
 class Recovery:
     """What opening the store had to repair."""
@@ -185,12 +200,18 @@ class SegmentWriter:
         if self.closed:
             raise StoreError(f"{self.name} is already closed")
         self._age.close()
-        os.fsync(self._fd)
-        os.close(self._fd)
-        final = self._store.segments / str(self.name)
-        os.replace(self.path, final)
-        fsync_dir(self._store.segments)
         self.closed = True
+        fd, path, final = self._fd, self.path, self._store.segments / str(self.name)
+        segments = self._store.segments
+
+        def seal() -> None:
+            os.fsync(fd)
+            os.close(fd)
+            os.replace(path, final)
+            fsync_dir(segments)
+
+        if not self._store._defer(seal):  # in a batch: done before its record, with it
+            seal()
         body = {
             "file": str(self.name),
             "segno": self.name.segno,
@@ -232,7 +253,12 @@ class Store:
         self._lock_fd = lock_fd
         self._mutex = threading.RLock()
         self._failed: str | None = None  # set by a failed append: reopen to recover
-        self._pending: list[bytes] | None = None  # a batch's lines, not yet written
+        self._pending: _Commit | None = None  # an open batch, not yet written
+        # batches handed to the committer thread (`batch(wait=False)`), in order
+        self._queue: deque[_Commit] = deque()
+        self._queued = threading.Condition()
+        self._committer: threading.Thread | None = None
+        self._stopping = False
         self._open: dict[str, SegmentWriter] = {}
         if not chain.lines:
             raise StoreCorrupt(f"{root}: chain has no genesis record")
@@ -386,8 +412,13 @@ class Store:
             if self._lock_fd < 0:
                 return
             try:
-                self._flush()  # closed inside a batch: what it holds is written
+                self._flush()  # what the committer holds, and an open batch, is written
             finally:
+                with self._queued:
+                    self._stopping = True
+                    self._queued.notify_all()
+                if self._committer is not None:
+                    self._committer.join()
                 os.close(self._chain_fd)
                 os.close(self._lock_fd)
                 self._lock_fd = -1
@@ -510,44 +541,136 @@ class Store:
                 boot=boot,
             )
             line = seal_line(record, self.keys.signing, self._fss.key)
+            key = fss.FssState(self._fss.seq, self._fss.key)
+            key.advance_to(record.seq + 1)
             if self._pending is None:
-                self._commit([line], record)
+                self._settle()  # after what the committer still holds, in order
+                self._write(_Commit([], [line], record, key))
             else:  # written with the rest of its batch; no one reads it before
-                self._pending.append(line)
-                self._head = record
-                self._fss.advance_to(record.seq + 1)
+                self._pending.lines.append(line)
+            self._head, self._fss = record, key
             return record
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, wait: bool = True) -> Iterator[None]:
         """Records appended inside (by this thread: the batch holds the store)
         are written with one write(2), one fsync and one key update when it
-        ends, not three fsyncs each. Each is durable when the batch returns,
-        and nothing reads the chain before then. Nested batches join the
-        outermost."""
+        ends, not three fsyncs each; a segment closed inside is made durable
+        (fsync, rename, directory fsync) just before them. Nested batches
+        join the outermost.
+
+        `wait`: the batch is durable when this returns. Without it, the
+        store's committer thread writes it, in order after any before it,
+        and this thread goes on (a press is not kept behind a seal's fsyncs);
+        every read of the chain, synchronous append and `wait_durable()`
+        waits for the committer first, so nothing reads a record before it
+        is durable."""
         with self._mutex:
             if self._pending is not None:
                 yield
                 return
-            self._pending = []
+            self._pending = _Commit([], [], self._head, self._fss)
             try:
                 yield
             finally:
                 try:
-                    self._flush()
+                    job = self._take_pending()
+                    if job is not None and wait:
+                        self._settle()
+                        self._write(job)
+                    elif job is not None:
+                        self._enqueue(job)
                 finally:
                     self._pending = None
 
-    def _flush(self) -> None:
-        """Write the open batch's lines (under the mutex); the batch goes on."""
-        lines = self._pending
-        if lines:
-            self._pending = []
-            self._commit(lines, self._head)
+    def wait_durable(self) -> None:
+        """Return once every record appended so far is in the chain and fsynced
+        (or the store has failed: the next append says why)."""
+        with self._mutex:
+            self._flush()
 
-    def _commit(self, lines: list[bytes], last: Record) -> None:
-        """Write `lines` (ending with `last`), fsync, then advance the key file."""
-        data = b"".join(lines)
+    def _defer(self, step: Callable[[], None]) -> bool:
+        """Inside this thread's batch: do `step` when the batch is written,
+        before its lines (a segment's seal before its record). False outside."""
+        with self._mutex:
+            if self._pending is None:
+                return False
+            self._pending.before.append(step)
+            return True
+
+    def _take_pending(self) -> _Commit | None:
+        """The open batch as a commit (its records and the key after them)."""
+        p = self._pending
+        if p is None or not (p.lines or p.before):
+            return None
+        self._pending = _Commit([], [], self._head, self._fss)
+        return _Commit(p.before, p.lines, self._head, fss.FssState(self._fss.seq, self._fss.key))
+
+    def _flush(self) -> None:
+        """Write what the committer holds, then this thread's open batch (it goes on)."""
+        self._settle()
+        job = self._take_pending()
+        if job is not None:
+            self._write(job)
+
+    def _enqueue(self, job: _Commit) -> None:
+        with self._queued:
+            if self._committer is None:
+                self._committer = threading.Thread(
+                    target=self._commit_queued, name="store-committer", daemon=True
+                )
+                self._committer.start()
+            self._queue.append(job)
+            self._queued.notify_all()
+
+    def _settle(self) -> None:
+        """Wait until the committer has written everything handed to it."""
+        with self._queued:
+            while self._queue:
+                self._queued.wait()
+
+    def _commit_queued(self) -> None:
+        """The committer thread: each job in order; after a failure the rest
+        are dropped (never written out of order) and `_failed` says why."""
+        while True:
+            with self._queued:
+                while not self._queue and not self._stopping:
+                    self._queued.wait()
+                if not self._queue:
+                    return
+                job = self._queue[0]
+            try:
+                self._write(job)
+            except StoreError:
+                pass  # _failed holds why
+            except Exception as exc:  # never a stuck queue: later appends say why
+                self._failed = f"records to {job.last.seq} not written: {exc!r}"
+            finally:
+                with self._queued:
+                    self._queue.popleft()
+                    self._queued.notify_all()
+
+    def _write(self, job: _Commit) -> None:
+        """Make `job.before` durable, then write its lines with one write(2),
+        fsync, and replace the key file with `job.key`. Never after a
+        failure: the lines would follow records that were taken back."""
+        if self._failed is not None:
+            raise StoreError(f"store must be reopened after a failed append: {self._failed}")
+        first = job.last.seq - len(job.lines) + 1
+        what = (
+            f"record {job.last.seq} ({job.last.type})"
+            if len(job.lines) == 1
+            else f"records {first}-{job.last.seq}"
+        )
+        try:
+            for step in job.before:
+                step()
+        except OSError as exc:
+            self._failed = f"{what} not written: a segment was not sealed: {exc}"
+            raise StoreError(self._failed) from exc
+        if not job.lines:
+            return
+        data = b"".join(job.lines)
         end = os.lseek(self._chain_fd, 0, os.SEEK_END)
         try:
             written = os.write(self._chain_fd, data)
@@ -557,25 +680,17 @@ class Store:
         except OSError as exc:
             # all or nothing: take the lines back so no half record stays, and
             # refuse more appends until the store is reopened (and recovered)
-            first = last.seq - len(lines) + 1
-            what = (
-                f"record {last.seq} ({last.type})"
-                if first == last.seq
-                else (f"records {first}-{last.seq}")
-            )
             self._failed = f"{what} not written: {exc}"
             with contextlib.suppress(OSError):
                 os.ftruncate(self._chain_fd, end)
                 os.fsync(self._chain_fd)
             raise StoreError(self._failed) from exc
-        self._head = last  # durable from here: it is in the chain
-        self._fss.advance_to(last.seq + 1)
         try:
-            fss.save(self.keys.fss_path, self._fss)
+            fss.save(self.keys.fss_path, job.key)
         except OSError as exc:
             # the records stand; the key on disk is behind, which the next
             # open advances past (the chain says how far). No more appends.
-            self._failed = f"the MAC key was not saved after record {last.seq}: {exc}"
+            self._failed = f"the MAC key was not saved after record {job.last.seq}: {exc}"
 
     def set_officer(self, officer: str, extra: dict[str, Any] | None = None) -> Record:
         """The unit is now `officer`'s: every record from this one names them.

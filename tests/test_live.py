@@ -598,3 +598,51 @@ def test_a_press_waiting_puts_the_prerecord_flush_aside(tmp_path: Path) -> None:
     runs = continuous_runs(unit.path, unit.agency.identity)
     frames = [n for _, data in runs[0] for _, n in decode(data).frames]
     assert frames == list(range(frames[0], frames[0] + len(frames)))  # none lost, none twice
+
+
+def test_a_press_is_not_kept_behind_the_seal_of_the_paused_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pause seals its file (fsync, rename, directory fsync) and writes its
+    records; a record press a moment later is taken at once, not after those
+    fsyncs: the live loop hands them to the store's committer (issue 28). The
+    seal is made slow here (0.6 s) so the difference cannot hide in noise."""
+    import sealing.store as store_module
+
+    unit = make_unit(tmp_path / "unit")
+    (unit.path / "unit.toml").write_text(
+        '[devices.camera]\nsize = "320x180"\n[policy]\nsegment_s = 8.0\nprerecord_s = 1.0\n'
+    )
+    slow = threading.Event()
+    real = store_module.fsync_dir
+
+    def slow_seal(path: Any) -> None:
+        if slow.is_set():
+            time.sleep(0.6)
+        real(path)
+
+    monkeypatch.setattr(store_module, "fsync_dir", slow_seal)
+    waited: list[float] = []
+
+    def pause_then_record(rec: Recorder) -> None:
+        fn = rec.devices.pin_factory.pin(rec.devices.pins.function)
+        slow.set()
+        fn.drive_low()
+        time.sleep(0.1)
+        fn.drive_high()
+        deadline = time.monotonic() + 5
+        while rec.machine.state.mode != "paused" and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        t0 = time.monotonic()
+        _press(rec)
+        while rec.machine.state.mode != "recording" and time.monotonic() < t0 + 5:
+            time.sleep(0.0005)
+        waited.append(time.monotonic() - t0)
+        slow.clear()
+
+    _live(unit.path, [(0.5, _press), (2.5, pause_then_record)], 5.0)
+    assert waited and waited[0] < 0.3, waited  # inline, the press waits out the 0.6 s seal
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    types = [r["type"] for r in report.records]
+    assert types.count("pause") == 1 and types.count("resume") == 1, types

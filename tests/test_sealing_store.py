@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -220,7 +221,6 @@ def test_a_batch_writes_its_records_with_one_fsync_and_one_key_update(
 
 
 def test_a_read_inside_a_batch_sees_its_records_and_another_writer_waits(unit: Unit) -> None:
-    import threading
 
     with unit.open() as store:
         other_done = threading.Event()
@@ -237,3 +237,84 @@ def test_a_read_inside_a_batch_sees_its_records_and_another_writer_waits(unit: U
         assert other_done.is_set()
         assert [r.body.get("n") for r in store.records()[-3:]] == [1, 3, 2]
     assert verify_store(unit.path, escrow_key=unit.agency.escrow).ok
+
+
+def _gated_seal(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Hold every seal's directory fsync until `gate` is set; `held` says one waits."""
+    import sealing.store as store_module
+
+    gate, held = threading.Event(), threading.Event()
+    real = store_module.fsync_dir
+
+    def slow(path: os.PathLike[str]) -> None:
+        if threading.current_thread().name == "store-committer":
+            held.set()
+            assert gate.wait(10)
+        real(path)
+
+    monkeypatch.setattr(store_module, "fsync_dir", slow)
+    return gate, held
+
+
+def test_a_handed_off_batch_returns_before_its_seal_and_reads_wait_for_it(
+    unit: Unit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sealing.store import SegmentMeta
+
+    chain = unit.path / "store" / layout.CHAIN
+    with unit.open() as store:
+        gate, held = _gated_seal(monkeypatch)
+        w = store.open_segment()
+        w.write(b"picture")
+        with store.batch(wait=False):
+            seg = w.close(SegmentMeta(start=store.clock(), end=store.clock()))
+            paused = store.append("pause", {"reason": "test"})
+        assert held.wait(5)  # the committer is in the seal; this thread went on
+        assert seg.body["file"].encode() not in chain.read_bytes()  # nor is its record
+        assert b'"type":"pause"' not in chain.read_bytes()
+        got: list[int] = []
+        reader = threading.Thread(target=lambda: got.append(store.records()[-1].seq))
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive() and not got  # a read waits for what is not durable
+        gate.set()
+        reader.join(5)
+        assert got == [paused.seq]
+        assert (store.segments / seg.body["file"]).exists()
+        after = store.append("mark", {"n": 1})  # in order after the batch
+        assert after.seq == paused.seq + 1
+    a = unit.agency
+    report = verify_store(unit.path, identity=a.identity, escrow_key=a.escrow)
+    assert report.ok, report.problems
+
+
+def test_a_seal_that_fails_on_the_committer_stops_the_store_and_recovery_keeps_the_file(
+    unit: Unit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sealing.store as store_module
+    from sealing.store import SegmentMeta
+
+    def broken(path: os.PathLike[str]) -> None:
+        raise OSError(5, "Input/output error")
+
+    chain = unit.path / "store" / layout.CHAIN
+    with unit.open() as store:
+        before = chain.read_bytes()
+        w = store.open_segment()
+        w.write(b"picture")
+        monkeypatch.setattr(store_module, "fsync_dir", broken)
+        with store.batch(wait=False):
+            w.close(SegmentMeta(start=store.clock(), end=store.clock()))
+            store.append("pause", {"reason": "test"})
+        store.wait_durable()
+        assert chain.read_bytes() == before  # neither record: their file was not sealed
+        with pytest.raises(StoreError, match="not sealed: .*Input/output error"):
+            store.append("mark", {"n": 1})
+        monkeypatch.undo()
+    with unit.open(boot_body={"cause": "after a failed seal"}):
+        pass
+    a = unit.agency
+    report = verify_store(unit.path, identity=a.identity, escrow_key=a.escrow)
+    assert report.ok, report.problems
+    cut = [r for r in report.records if r["type"] == "power_loss" and "file" in r["body"]]
+    assert len(cut) == 1 and cut[0]["body"]["cause"] == "partial_segment"
