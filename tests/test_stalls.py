@@ -210,6 +210,34 @@ def test_a_frozen_unit_records_one_stall_and_no_media_inside_it(
     assert first_after["body"]["start"]["mono_us"] - stall["to_us"] <= 3 * FRAME_US
 
 
+def test_a_stop_inside_a_turn_is_the_recorders_stall_not_the_devices_faults(
+    tmp_path: Path,
+) -> None:
+    """The unit stops (as SIGSTOP) while the loop is inside a turn, after it
+    noted the turn's start: the devices' silence is not judged across it."""
+    unit = make_unit(tmp_path / "unit")
+    frozen = {**FROZEN, "at": [FROZEN["at"][0], FROZEN["at"][2]]}  # no freeze between turns
+
+    def on_ready(rec: Recorder) -> None:
+        handle = rec._handle
+        stopped: list[int] = []
+
+        def stop_inside(item: object, at: int) -> None:
+            handle(item, at)  # type: ignore[arg-type]
+            if not stopped and rec.capture.segmenter.frames_total >= 60:  # 2 s recorded
+                stopped.append(rec.now_us())
+                rec.clock.mono_ns += 5_000_000_000  # type: ignore[attr-defined]
+
+        rec._handle = stop_inside  # type: ignore[method-assign]
+
+    run_scenario(unit.path, parse(frozen, tmp_path), log=lambda line: None, on_ready=on_ready)
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    assert not [r["body"] for r in report.records if r["type"] == "fault"]
+    (stall,) = [r["body"] for r in report.records if r["type"] == "stall"]
+    assert "recorder" in stall["what"] and stall["span_us"] >= 5_000_000, stall
+
+
 def test_freeze_needs_virtual_time(tmp_path: Path) -> None:
     unit = make_unit(tmp_path / "unit")
     with pytest.raises(ScenarioError, match="freeze_s needs virtual time"):
