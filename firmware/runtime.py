@@ -182,6 +182,9 @@ CONTROL = (GestureIn, StopRequest)
 MEDIA = (EncodedFrame, PcmChunk, AudioGap, Played)
 
 
+_DELIVERED_BY = {EncodedFrame: "camera", PcmChunk: "microphone", AudioGap: "microphone"}
+
+
 class Inbox:
     """The loop's one queue. Any thread puts; each item is stamped with its
     arrival on the unit's monotonic clock as it is put, so the loop can tell
@@ -203,11 +206,18 @@ class Inbox:
         self._q: queue.SimpleQueue[tuple[Incoming, int]] = queue.SimpleQueue()
         self._control: deque[None] = deque()  # one mark per control item queued
         self._wake = threading.Event()
+        # when each push device last put something: what it gave and the loop
+        # has not taken yet shows it is not silent (`Recorder._watch`)
+        self.last_put: dict[str, int] = {}
 
     def put(self, item: Incoming) -> None:
         if isinstance(item, CONTROL):
             self._control.append(None)
-        self._q.put((item, self._now_us()))
+        at = self._now_us()
+        device = _DELIVERED_BY.get(type(item))
+        if device is not None:
+            self.last_put[device] = at
+        self._q.put((item, at))
         if not isinstance(item, MEDIA):
             self._wake.set()
 
@@ -785,6 +795,9 @@ class Recorder:
             if getattr(self.devices, name) is None or name in self.faulted:
                 continue
             quiet = self.stalls.quiet_us(name, now)
+            put = self.inbox.last_put.get(name)
+            if put is not None:  # a loop behind its queue is not a silent device
+                quiet = min(quiet, now - put)
             if quiet > STALL_US:
                 self._stalled.add(name)
                 if name == "camera":

@@ -646,3 +646,46 @@ def test_a_press_is_not_kept_behind_the_seal_of_the_paused_file(
     assert report.ok, report.problems
     types = [r["type"] for r in report.records]
     assert types.count("pause") == 1 and types.count("resume") == 1, types
+
+
+def test_a_loop_behind_its_queue_does_not_take_the_devices_for_silent(tmp_path: Path) -> None:
+    """For 3 s each frame takes the loop longer than a frame lasts, so it
+    falls over a second behind what the devices put (as on the emulated
+    card). The devices delivered all along: no fault, and no flapping of
+    fault and `recovered` records that would keep the loop behind."""
+    unit = make_unit(tmp_path / "unit")
+    (unit.path / "unit.toml").write_text(
+        '[devices.camera]\nsize = "320x180"\n[policy]\nsegment_s = 8.0\nprerecord_s = 1.0\n'
+    )
+    slow = threading.Event()
+    behind: list[float] = []
+
+    def on_ready(rec: Recorder) -> None:
+        handle = rec._handle
+
+        def slow_handle(item: Any, at: int) -> None:
+            if slow.is_set() and isinstance(item, EncodedFrame):
+                time.sleep(0.06)  # two frames' time for each frame
+                behind.append((rec.now_us() - at) / 1e6)
+            handle(item, at)
+
+        rec._handle = slow_handle  # type: ignore[method-assign]
+
+        def drive() -> None:
+            time.sleep(0.5)
+            _press(rec)
+            time.sleep(1.0)
+            slow.set()
+            time.sleep(3.0)
+            slow.clear()
+            time.sleep(4.0)  # it catches up
+            rec.request_stop("test done")
+
+        threading.Thread(target=drive, daemon=True).start()
+
+    run_live(unit.path, log=lambda _: None, on_ready=on_ready)
+    assert max(behind) > 1.2, max(behind)  # further behind than a stall's threshold
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    faults = [r["body"] for r in report.records if r["type"] in ("fault", "recovered")]
+    assert not faults, faults[:4]
