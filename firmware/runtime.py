@@ -383,9 +383,10 @@ class Recorder:
         self._stalled: set[str] = set()  # stalled after delivering: systemd should restart us
         self._reported_missing: set[str] = set()
         self.stop_reason: str | None = None
-        # live, each event's records go to the store's committer thread, so a
-        # press is not kept behind a seal's fsyncs; a run in virtual time
-        # writes them before going on (its readers look at files between turns)
+        # each event's records go to the store's committer thread, so a press
+        # is not kept behind a seal's fsyncs (live and on virtual time alike:
+        # every read of the chain waits for the committer). False: each
+        # event's records are durable before the loop goes on.
         self.hand_off_records = True
         self._prerecord_us = 0
         self.camera_recovery = CameraRecovery(self.camera_restart)
