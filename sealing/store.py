@@ -155,6 +155,14 @@ class _Commit:
     key: fss.FssState
 
 
+@dataclass
+class _Open:
+    """This thread's open batch: seals to make durable first, then record lines."""
+
+    before: list[Callable[[], None]] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Recovery:
     """What opening the store had to repair."""
@@ -253,7 +261,7 @@ class Store:
         self._lock_fd = lock_fd
         self._mutex = threading.RLock()
         self._failed: str | None = None  # set by a failed append: reopen to recover
-        self._pending: _Commit | None = None  # an open batch, not yet written
+        self._pending: _Open | None = None  # an open batch, not yet written
         # batches handed to the committer thread (`batch(wait=False)`), in order
         self._queue: deque[_Commit] = deque()
         self._queued = threading.Condition()
@@ -569,7 +577,7 @@ class Store:
             if self._pending is not None:
                 yield
                 return
-            self._pending = _Commit([], [], self._head, self._fss)
+            self._pending = _Open()
             try:
                 yield
             finally:
@@ -603,7 +611,7 @@ class Store:
         p = self._pending
         if p is None or not (p.lines or p.before):
             return None
-        self._pending = _Commit([], [], self._head, self._fss)
+        self._pending = _Open()
         return _Commit(p.before, p.lines, self._head, fss.FssState(self._fss.seq, self._fss.key))
 
     def _flush(self) -> None:
