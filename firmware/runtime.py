@@ -668,17 +668,19 @@ class Recorder:
         elif isinstance(item, Fix):
             self._fix(item)
         elif isinstance(item, DockTime):
-            answer = self.set_clock(item.t_us, "dock", dock=item.dock)
-            self.store.wait_durable()  # the dock is told only what is on record
-            item.reply.set_result(answer)
+            self._answer(item.reply, self.set_clock(item.t_us, "dock", dock=item.dock))
         elif isinstance(item, Checkout):
-            done = self._checkout(item.assignment, item.dock)
-            self.store.wait_durable()
-            item.reply.set_result(done)
+            self._answer(item.reply, self._checkout(item.assignment, item.dock))
         elif isinstance(item, StopRequest):
             self.stop_reason = item.reason
         elif isinstance(item, FileChecks):
             self._pre_use_done(item)
+
+    def _answer(self, reply: Future[Any], answer: Any) -> None:
+        """Answer a dock only once every record so far is durable: the dock is
+        told only what is on record, even if a record went to the committer."""
+        self.store.wait_durable()
+        reply.set_result(answer)
 
     def _pre_use_done(self, files: FileChecks) -> None:
         """The pre-use check beside the recorder (firmware/preuse.py): the

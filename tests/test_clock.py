@@ -215,6 +215,54 @@ def test_dock_time_goes_through_the_recorder_loop(tmp_path: Path) -> None:
     assert rec.machine.state.clock == "synced" and "clock" not in rec.machine.state.warnings
 
 
+def test_the_dock_is_answered_only_once_its_clock_record_is_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop hands records to the store's committer; a dock's answer waits
+    for it (`Recorder._answer`). With the committer slowed, the dock reads
+    the chain file itself the moment it is answered: its record is there."""
+    import threading
+    import time
+
+    from sealing import layout
+    from sealing.store import Store, read_chain
+
+    real_write = Store._write
+    slow = threading.Event()
+
+    def slow_committer(self: Store, job: object) -> None:
+        if slow.is_set() and threading.current_thread().name == "store-committer":
+            time.sleep(0.3)  # a record left with the committer when the dock is answered is lost
+        real_write(self, job)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "_write", slow_committer)
+    unit = make_unit(tmp_path / "unit")
+    on_disk: list[list[dict]] = []
+
+    def dock(rec) -> None:
+        def post() -> None:
+            slow.set()
+            answer = rec.dock_time(T, "dock1")
+            chain = read_chain(unit.path / "store" / layout.CHAIN)  # the file, not the store
+            on_disk.append([ln.record.body for ln in chain.lines if ln.record.type == "clock"])
+            on_disk.append([answer])
+
+        rec._dock_thread = threading.Thread(target=post)
+        rec._dock_thread.start()
+
+    rec = run_scenario(
+        unit.path,
+        parse({"seconds": 3, "size": "320x180"}, tmp_path),
+        log=lambda line: None,
+        wall_start_ns=(T - 3600 * 10**6) * 1000,
+        on_ready=dock,
+    )
+    rec._dock_thread.join(5)
+    clocks, [answer] = on_disk
+    assert answer["source"] == "dock" and answer["state"] == "synced"
+    assert [b["after_us"] for b in clocks if b.get("dock") == "dock1"] == [T]
+
+
 def test_max_holdover_comes_from_unit_toml(synced_unit: Unit, tmp_path: Path) -> None:
     toml = synced_unit.path / "unit.toml"
     base = toml.read_text() if toml.exists() else ""
