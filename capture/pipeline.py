@@ -65,6 +65,9 @@ class Capture:
         # media queue behind it, in the order they came.
         self._backlog: deque[EncodedFrame | PcmChunk] = deque()
         self.recording = False
+        # stopped with a backlog left (`stop(wait=False)`): the backlog goes on
+        # into the open file a share at a time and `drain` closes it when empty
+        self._closing = False
         self._audio_end_us: int | None = None  # end of the last PCM heard
 
     @property
@@ -86,15 +89,24 @@ class Capture:
         """Items of the pre-record (and live media behind it) not yet in a file."""
         return len(self._backlog)
 
+    @property
+    def closing(self) -> bool:
+        """Stopped, its file still taking the backlog (`stop(wait=False)`)."""
+        return self._closing
+
     def drain(self, items: int) -> int:
-        """Hand up to `items` of the backlog to the segmenter; returns how many remain."""
+        """Hand up to `items` of the backlog to the segmenter; returns how many
+        remain. A stopped recording's file is closed once it has them all."""
         for _ in range(min(items, len(self._backlog))):
             self._feed(self._backlog.popleft())
+        if self._closing and not self._backlog:
+            self._closing = False
+            self.segmenter.close()
         return len(self._backlog)
 
     def settle(self) -> None:
         """Everything of the backlog into its files (before a stop, a cut, a
-        change of media)."""
+        change of media); a stopped recording's file is closed."""
         self.drain(len(self._backlog))
 
     def _feed(self, item: EncodedFrame | PcmChunk) -> None:
@@ -136,6 +148,7 @@ class Capture:
         next keyframe); returns how much before `now_us` it reaches (us)."""
         if self.recording:
             return 0
+        self.settle()  # a paused recording's file ends before the next begins
         frames, chunks = list(self._ring), list(self._aring)
         self.recording = True
         self._ring.clear()
@@ -179,11 +192,21 @@ class Capture:
         self.segmenter.close()
         return True
 
-    def stop(self) -> Any:
-        if not self.recording:
+    def stop(self, wait: bool = True) -> Any:
+        """End the recording: media from now on go to the pre-record ring.
+        `wait`: its file takes the backlog and is closed now. Without it (a
+        pause) the backlog goes on into the file a share at a time (`drain`),
+        which closes it, so a press after a pause is not kept waiting while
+        a 30 s pre-record is sealed; whatever next needs the segmenter
+        (`start`, `cut`, `set_media`, a stop that waits) finishes it first."""
+        if self.recording:
+            self.recording = False
+            self._closing = True
+        if not self._closing or (self._backlog and not wait):
             return None
-        self.settle()
-        self.recording = False
+        while self._backlog:
+            self._feed(self._backlog.popleft())
+        self._closing = False
         return self.segmenter.close()
 
     def listen(self, on: bool) -> None:

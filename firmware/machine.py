@@ -129,6 +129,7 @@ class StartCapture:
 @dataclass(frozen=True)
 class StopCapture:
     cause: str
+    pause: bool = False  # a pause: the file may be finished after the state changes
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,7 @@ def _start(p: Policy, s: State, cause: str, at: int) -> tuple[State, list[Action
 def _stop(
     s: State, cause: str, at: int, *, pause: bool, unit_caused: bool, speech_s: float, p: Policy
 ) -> tuple[State, list[Action]]:
-    acts: list[Action] = [StopCapture(cause)]
+    acts: list[Action] = [StopCapture(cause, pause)]
     if s.note is not None:  # stopped while a note was awaited: judge what was heard
         acts.append(_note_record(s.note, at, speech_s, p))
         s = _warn(

@@ -510,7 +510,7 @@ class Recorder:
         reason = self.stop_reason or "end"
         self.flush_stalls()
         self.event(m.Shutdown(reason, self.now_us()))
-        self.capture.stop()  # whatever is still open (a pause leaves nothing open)
+        self.capture.stop()  # whatever is still open, a paused file still draining too
         if self._restarter is not None:  # the devices are closed next: not under its feet
             self._restarter.join(RESTARTER_JOIN_S)
 
@@ -597,9 +597,16 @@ class Recorder:
             except queue.Empty:
                 break
             self._handle(item, at)
-        # a press waiting behind the backlog is taken at the next turn, at once
-        while self.capture.backlog and self.now_us() < turn_end and not self.inbox.control_waiting:
-            self.capture.drain(DRAIN_ITEMS)
+        # a press waiting behind the backlog is taken at the next turn, at once;
+        # a file the backlog ends (a paused one) is sealed by the committer
+        if self.capture.backlog:
+            with self.store.batch(wait=False):
+                while (
+                    self.capture.backlog
+                    and self.now_us() < turn_end
+                    and not self.inbox.control_waiting
+                ):
+                    self.capture.drain(DRAIN_ITEMS)
         now = self.now_us()
         # a stop inside this turn (SIGSTOP, a frozen VM) is the recorder's own
         # stall too: the devices' silence is not judged across it
@@ -863,7 +870,10 @@ class Recorder:
                 self.devices.camera.request_keyframe()  # start now, not up to a GOP later
             self.log(f"capture started ({a.cause}), pre-record {pre / 1e6:.1f} s")
         elif isinstance(a, m.StopCapture):
-            self.capture.stop()
+            # a pause's file may take the rest of the pre-record after this
+            # event (pump drains it, then seals): a press after a pause is
+            # taken at once; a stop's file is sealed before `record_stop`
+            self.capture.stop(wait=not a.pause)
             self.log(f"capture stopped ({a.cause})")
         elif isinstance(a, m.Record):
             body = dict(a.body)

@@ -171,6 +171,82 @@ def test_the_prerecord_is_sealed_a_share_a_turn_and_the_file_is_the_same(
     assert piece.read_bytes() == whole.read_bytes() and n1 == n2
 
 
+def _paused_after_the_press(out: Path, how: str) -> tuple[list[Path], list[str]]:
+    """30 s of picture and sound before a press at 35 s, a pause 0.5 s after
+    it with much of the pre-record still to hand over, 1 s more after the
+    pause, then (`resume`) a new start. `how`: "wait" stops as a stop does
+    (the file takes the backlog and is closed at once); "drain" leaves it
+    to be drained a share a turn; "resume" starts again before it is.
+    Returns the files and what happened, in order."""
+    cam = SimCamera(160, 90, 30)
+    mic = SimMicrophone([Sound(t, "tone:1000:-12", seconds=0.15) for t in BURSTS_S])
+    files: list[Path] = []
+    seen: list[str] = []
+    sinks = file_sinks(out)
+
+    class Sink:
+        def __init__(self, index: int, start_us: int) -> None:
+            self.inner = sinks(index, start_us)
+            seen.append(f"open {index}")
+
+        def write(self, data: bytes | memoryview) -> None:
+            self.inner.write(data)
+
+        def close(self, info: object) -> object:
+            path, _ = self.inner.close(info)  # type: ignore[arg-type]
+            files.append(path)
+            seen.append(f"closed {path.name}")
+            return path, info
+
+    cap = Capture(Sink, CaptureConfig(segment_s=3600, prerecord_s=30, width=160, height=90))
+    for i in range(37 * 30):
+        if i == 35 * 30:
+            cap.start(35_000_000)
+        if i == 35 * 30 + 15:  # the pause
+            cap.stop(wait=how == "wait")
+            seen.append(f"paused, {cap.backlog} left")
+            if how == "resume":
+                cap.start(i * 1_000_000 // 30, prerecord=False)
+                seen.append("resumed")
+        cap.push_video(cam.next_frame(i * 1_000_000 // 30))
+        s0, s1 = i * RATE // 30, (i + 1) * RATE // 30
+        cap.push_audio(mic.read(s0, s1 - s0))
+        if i >= 35 * 30:
+            cap.drain(30)
+    cap.stop()
+    return files, seen
+
+
+def test_a_pause_leaves_the_prerecord_to_drain_and_the_file_is_the_same(
+    tmp_path: Path,
+) -> None:
+    """A pause 0.5 s after a press with a 30 s pre-record does not seal the
+    whole pre-record at once (issue 28: the next press would wait on it):
+    the recording stops taking media at the pause, and the file takes the
+    rest of the backlog a share a turn and is closed when it has it all. A
+    start before then closes it first. Judged by decoding: every picture up
+    to the pause once, none after; the file byte for byte what sealing it at
+    the pause makes."""
+    waited, w_seen = _paused_after_the_press(tmp_path / "wait", "wait")
+    drained, d_seen = _paused_after_the_press(tmp_path / "drain", "drain")
+    resumed, r_seen = _paused_after_the_press(tmp_path / "resume", "resume")
+    assert w_seen[:3] == ["open 1", "closed segment_0001.ts", "paused, 0 left"]
+    paused = next(x for x in d_seen if x.startswith("paused"))
+    # closed later, once, with seconds of the pre-record still to go at the pause
+    assert d_seen == ["open 1", paused, "closed segment_0001.ts"], d_seen
+    assert int(paused.split()[1]) > 300, d_seen
+    # resumed before the drain ended: the first file is closed, then the next opens
+    assert r_seen[:3] == ["open 1", r_seen[1], "closed segment_0001.ts"], r_seen
+    assert r_seen[1].startswith("paused") and r_seen[3:5] == ["resumed", "open 2"], r_seen
+    nums, keys = _numbers(drained[0])
+    pause = 35 * 30 + 15
+    assert keys[0] and nums == list(range(nums[0], pause)) and nums[0] <= 5 * 30
+    assert ffmpeg_warnings(["-i", str(drained[0])]) == ""
+    assert drained[0].read_bytes() == waited[0].read_bytes() == resumed[0].read_bytes()
+    later, _ = _numbers(resumed[1])
+    assert later and later[0] >= pause  # nothing of the pause in the resumed file
+
+
 def test_bad_config_fails_clearly() -> None:
     with pytest.raises(ValueError, match="prerecord"):
         CaptureConfig(prerecord_s=500)

@@ -656,6 +656,62 @@ def test_a_press_is_not_kept_behind_the_seal_of_the_paused_file(
     assert types.count("pause") == 1 and types.count("resume") == 1, types
 
 
+def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) -> None:
+    """A pause moments after a press with a full pre-record used to seal the
+    rest of the pre-record before the loop went on, and a record press just
+    after it waited that long (issue 28's press p99). Now the paused file
+    takes the rest a share a turn: the next press changes the state at once
+    and finishes the file after. Handing the pre-record over is made slow
+    here, so the test asks what happened first rather than how long it took;
+    the chain keeps its order (the file's record after its pause, before
+    the resume)."""
+    unit = make_unit(tmp_path / "unit")
+    (unit.path / "unit.toml").write_text(
+        '[devices.camera]\nsize = "320x180"\n[policy]\nsegment_s = 8.0\nprerecord_s = 3.0\n'
+    )
+    slow = threading.Event()
+    seen: list[tuple[str, bool]] = []
+
+    def slow_prerecord(rec: Recorder) -> None:
+        feed = rec.capture._feed
+
+        def slow_feed(item: Any) -> None:
+            if slow.is_set() and isinstance(item, EncodedFrame):
+                time.sleep(0.02)  # about 2 s for the 3 s pre-record's pictures
+            feed(item)
+
+        rec.capture._feed = slow_feed  # type: ignore[method-assign]
+
+    def wait_for(rec: Recorder, mode: str) -> None:
+        deadline = time.monotonic() + 10
+        while rec.machine.state.mode != mode and time.monotonic() < deadline:
+            time.sleep(0.0005)
+
+    def record_pause_record(rec: Recorder) -> None:
+        slow.set()
+        _press(rec)
+        wait_for(rec, "recording")
+        fn = rec.devices.pin_factory.pin(rec.devices.pins.function)
+        fn.drive_low()
+        time.sleep(0.1)
+        fn.drive_high()
+        wait_for(rec, "paused")
+        _press(rec)
+        wait_for(rec, "recording")
+        # the old loop sealed the pre-record inside the pause: by the time it
+        # took this press, the paused file was long closed
+        seen.append((rec.machine.state.mode, rec.capture.closing))
+        slow.clear()
+
+    _live(unit.path, [(0.0, slow_prerecord), (3.5, record_pause_record)], 9.0)
+    assert seen == [("recording", True)], seen
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    types = [r["type"] for r in report.records]
+    pause, resume = types.index("pause"), types.index("resume")
+    assert "segment" in types[pause:resume], types  # the paused file, sealed after its pause
+
+
 def test_a_loop_behind_its_queue_does_not_take_the_devices_for_silent(tmp_path: Path) -> None:
     """For 3 s each frame takes the loop longer than a frame lasts, so it
     falls over a second behind what the devices put (as on the emulated
