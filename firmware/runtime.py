@@ -383,11 +383,6 @@ class Recorder:
         self._stalled: set[str] = set()  # stalled after delivering: systemd should restart us
         self._reported_missing: set[str] = set()
         self.stop_reason: str | None = None
-        # each event's records go to the store's committer thread, so a press
-        # is not kept behind a seal's fsyncs (live and on virtual time alike:
-        # every read of the chain waits for the committer). False: each
-        # event's records are durable before the loop goes on.
-        self.hand_off_records = True
         self._prerecord_us = 0
         self.camera_recovery = CameraRecovery(self.camera_restart)
         self._restarter: threading.Thread | None = None  # the camera's stop/start, off the loop
@@ -569,7 +564,6 @@ class Recorder:
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Live: handle events as they come until a stop request (or `stop` is set)."""
-        self.hand_off_records = True
         self.notify("READY=1")
         behind = False
         while self.stop_reason is None and not (stop is not None and stop.is_set()):
@@ -849,9 +843,12 @@ class Recorder:
     def event(self, event: m.Event) -> None:
         if not isinstance(event, (m.Tick, m.Storage, m.Battery)):
             self.log(f"event {type(event).__name__} {_fields(event)}")
-        # one event's records (a pause seals its file, then `segment`, the
-        # note's verdict and `pause`) share one fsync and one key update
-        with self.store.batch(wait=not self.hand_off_records):
+        # one event's records (a stop seals its file, then `segment`, the
+        # note's verdict and `record_stop`) share one fsync and one key
+        # update, written by the store's committer thread so a press is not
+        # kept behind a seal's fsyncs (live and on virtual time alike: every
+        # read of the chain, and every answer to a dock, waits for it)
+        with self.store.batch(wait=False):
             for action in self.machine.handle(event):
                 self._do(action)
         self.capture.listen(self.machine.state.note is not None)
