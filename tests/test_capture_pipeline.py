@@ -172,14 +172,14 @@ def test_the_prerecord_is_sealed_a_share_a_turn_and_the_file_is_the_same(
 
 
 def _paused_after_the_press(out: Path, how: str) -> tuple[list[Path], list[str]]:
-    """30 s of picture and sound before a press at 35 s, a pause 0.5 s after
+    """10 s of picture and sound before a press at 15 s, a pause 0.5 s after
     it with much of the pre-record still to hand over, 1 s more after the
     pause, then (`resume`) a new start. `how`: "wait" stops as a stop does
     (the file takes the backlog and is closed at once); "drain" leaves it
     to be drained a share a turn; "resume" starts again before it is.
     Returns the files and what happened, in order."""
     cam = SimCamera(160, 90, 30)
-    mic = SimMicrophone([Sound(t, "tone:1000:-12", seconds=0.15) for t in BURSTS_S])
+    mic = SimMicrophone([])
     files: list[Path] = []
     seen: list[str] = []
     sinks = file_sinks(out)
@@ -198,11 +198,11 @@ def _paused_after_the_press(out: Path, how: str) -> tuple[list[Path], list[str]]
             seen.append(f"closed {path.name}")
             return path, info
 
-    cap = Capture(Sink, CaptureConfig(segment_s=3600, prerecord_s=30, width=160, height=90))
-    for i in range(37 * 30):
-        if i == 35 * 30:
-            cap.start(35_000_000)
-        if i == 35 * 30 + 15:  # the pause
+    cap = Capture(Sink, CaptureConfig(segment_s=3600, prerecord_s=10, width=160, height=90))
+    for i in range(17 * 30):
+        if i == 15 * 30:
+            cap.start(15_000_000)
+        if i == 15 * 30 + 15:  # the pause
             cap.stop(wait=how == "wait")
             seen.append(f"paused, {cap.backlog} left")
             if how == "resume":
@@ -211,8 +211,8 @@ def _paused_after_the_press(out: Path, how: str) -> tuple[list[Path], list[str]]
         cap.push_video(cam.next_frame(i * 1_000_000 // 30))
         s0, s1 = i * RATE // 30, (i + 1) * RATE // 30
         cap.push_audio(mic.read(s0, s1 - s0))
-        if i >= 35 * 30:
-            cap.drain(30)
+        if i >= 15 * 30:
+            cap.drain(10)
     cap.stop()
     return files, seen
 
@@ -220,7 +220,7 @@ def _paused_after_the_press(out: Path, how: str) -> tuple[list[Path], list[str]]
 def test_a_pause_leaves_the_prerecord_to_drain_and_the_file_is_the_same(
     tmp_path: Path,
 ) -> None:
-    """A pause 0.5 s after a press with a 30 s pre-record does not seal the
+    """A pause 0.5 s after a press with a pre-record does not seal the
     whole pre-record at once (issue 28: the next press would wait on it):
     the recording stops taking media at the pause, and the file takes the
     rest of the backlog a share a turn and is closed when it has it all. A
@@ -234,13 +234,13 @@ def test_a_pause_leaves_the_prerecord_to_drain_and_the_file_is_the_same(
     paused = next(x for x in d_seen if x.startswith("paused"))
     # closed later, once, with seconds of the pre-record still to go at the pause
     assert d_seen == ["open 1", paused, "closed segment_0001.ts"], d_seen
-    assert int(paused.split()[1]) > 300, d_seen
+    assert int(paused.split()[1]) > 100, d_seen
     # resumed before the drain ended: the first file is closed, then the next opens
     assert r_seen[:3] == ["open 1", r_seen[1], "closed segment_0001.ts"], r_seen
     assert r_seen[1].startswith("paused") and r_seen[3:5] == ["resumed", "open 2"], r_seen
     nums, keys = _numbers(drained[0])
-    pause = 35 * 30 + 15
-    assert keys[0] and nums == list(range(nums[0], pause)) and nums[0] <= 5 * 30
+    pause = 15 * 30 + 15
+    assert keys[0] and nums == list(range(nums[0], pause)) and nums[0] <= 6 * 30
     assert ffmpeg_warnings(["-i", str(drained[0])]) == ""
     assert drained[0].read_bytes() == waited[0].read_bytes() == resumed[0].read_bytes()
     later, _ = _numbers(resumed[1])
