@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,14 +191,10 @@ def _dock_sets(t_us: int, answers: list[dict]):
     return dock
 
 
-def test_dock_time_goes_through_the_recorder_loop(tmp_path: Path) -> None:
-    """With `run --export`, the dock's time is taken on the loop thread: a
-    record naming the dock, the RTC written, the machine told (no warning)."""
-
-    unit = make_unit(tmp_path / "unit")
-    answers: list[dict] = []
-    dock = _dock_sets(T, answers)
-
+def _run_an_hour_behind(unit: Unit, tmp_path: Path, dock) -> Any:
+    """3 s of recording on a unit whose clock is an hour behind the dock's
+    T, with `dock` (a `_dock_sets`-style hook) at ready; returns the
+    recorder once the dock's thread is done."""
     rec = run_scenario(
         unit.path,
         parse({"seconds": 3, "size": "320x180"}, tmp_path),
@@ -206,6 +203,18 @@ def test_dock_time_goes_through_the_recorder_loop(tmp_path: Path) -> None:
         on_ready=dock,
     )
     rec._dock_thread.join(5)
+    return rec
+
+
+def test_dock_time_goes_through_the_recorder_loop(tmp_path: Path) -> None:
+    """With `run --export`, the dock's time is taken on the loop thread: a
+    record naming the dock, the RTC written, the machine told (no warning)."""
+
+    unit = make_unit(tmp_path / "unit")
+    answers: list[dict] = []
+    dock = _dock_sets(T, answers)
+
+    rec = _run_an_hour_behind(unit, tmp_path, dock)
     [answer] = answers
     assert answer["source"] == "dock" and answer["state"] == "synced"
     assert 3_500_000_000 <= answer["step_us"] <= 3_700_000_000
@@ -250,14 +259,7 @@ def test_the_dock_is_answered_only_once_its_clock_record_is_on_disk(
         rec._dock_thread = threading.Thread(target=post)
         rec._dock_thread.start()
 
-    rec = run_scenario(
-        unit.path,
-        parse({"seconds": 3, "size": "320x180"}, tmp_path),
-        log=lambda line: None,
-        wall_start_ns=(T - 3600 * 10**6) * 1000,
-        on_ready=dock,
-    )
-    rec._dock_thread.join(5)
+    _run_an_hour_behind(unit, tmp_path, dock)
     clocks, [answer] = on_disk
     assert answer["source"] == "dock" and answer["state"] == "synced"
     assert [b["after_us"] for b in clocks if b.get("dock") == "dock1"] == [T]
