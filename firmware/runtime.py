@@ -582,25 +582,24 @@ class Recorder:
         turn_end = self.now_us() + TURN_US
         self.stalls.turn(self.now_us())
         left = False
-        while self.stop_reason is None:
-            if self.now_us() >= turn_end:
-                left = True
-                break
-            try:
-                item, at = self.inbox.get_nowait()
-            except queue.Empty:
-                break
-            self._handle(item, at)
-        # a press waiting behind the backlog is taken at the next turn, at once;
-        # a file the backlog ends (a paused one) is sealed by the committer
-        if self.capture.backlog:
-            with self.store.batch(wait=False):
-                while (
-                    self.capture.backlog
-                    and self.now_us() < turn_end
-                    and not self.inbox.control_waiting
-                ):
-                    self.capture.drain(DRAIN_ITEMS)
+        # the turn's records (a file ended at its length or by the backlog, a
+        # fault, a gap) go to the store's committer in one batch: the loop
+        # never waits on a seal's fsyncs (a dock's answer still waits for them)
+        with self.store.batch(wait=False):
+            while self.stop_reason is None:
+                if self.now_us() >= turn_end:
+                    left = True
+                    break
+                try:
+                    item, at = self.inbox.get_nowait()
+                except queue.Empty:
+                    break
+                self._handle(item, at)
+            # a press waiting behind the backlog is taken at the next turn, at once
+            while (
+                self.capture.backlog and self.now_us() < turn_end and not self.inbox.control_waiting
+            ):
+                self.capture.drain(DRAIN_ITEMS)
         now = self.now_us()
         # a stop inside this turn (SIGSTOP, a frozen VM) is the recorder's own
         # stall too: the devices' silence is not judged across it

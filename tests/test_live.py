@@ -656,6 +656,59 @@ def test_a_press_is_not_kept_behind_the_seal_of_the_paused_file(
     assert types.count("pause") == 1 and types.count("resume") == 1, types
 
 
+def test_a_press_is_not_kept_behind_the_seal_of_a_file_ended_at_its_length(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file ends at `segment_s` while frames are taken in; its seal, its
+    record and the next file's directory fsync go to the store's committer
+    with the rest of the loop's turn, so a pause pressed while they are held
+    is taken at once. They are held on a gate: the test asks what happened
+    while it was shut."""
+    import sealing.store as store_module
+
+    unit = make_unit(tmp_path / "unit")
+    (unit.path / "unit.toml").write_text(
+        '[devices.camera]\nsize = "320x180"\n[policy]\nsegment_s = 8.0\nprerecord_s = 1.0\n'
+    )
+    armed = threading.Event()
+    gate = threading.Event()
+    held = threading.Event()
+    real = store_module.fsync_dir
+
+    def gated_seal(path: Any) -> None:
+        # a file's seal (SegmentWriter.close's `seal`) and the next file's
+        # name made durable (SegmentWriter.__init__, or its lambda in a batch)
+        step = sys._getframe(1).f_code.co_name
+        if armed.is_set() and not gate.is_set() and step in ("seal", "<lambda>", "__init__"):
+            held.set()
+            gate.wait(30)  # bounds a hang only: the test opens it
+        real(path)
+
+    monkeypatch.setattr(store_module, "fsync_dir", gated_seal)
+    seen: list[tuple[str, bool, bool]] = []
+
+    def pause_at_the_rollover(rec: Recorder) -> None:
+        armed.set()  # recording: the next seal is the first file's, ended at 8 s
+        held.wait(20)
+        fn = rec.devices.pin_factory.pin(rec.devices.pins.function)
+        fn.drive_low()
+        time.sleep(0.1)
+        fn.drive_high()
+        # inline, the loop sits in the gated seal and the press stays queued
+        deadline = time.monotonic() + 5
+        while rec.machine.state.mode != "paused" and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        seen.append((rec.machine.state.mode, held.is_set(), gate.is_set()))
+        gate.set()
+
+    _live(unit.path, [(0.5, _press), (1.0, pause_at_the_rollover)], 11.0)
+    # paused while the first file's seal was held
+    assert seen == [("paused", True, False)], seen
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    assert [r["type"] for r in report.records].count("segment") >= 2
+
+
 def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) -> None:
     """A pause moments after a press with a full pre-record used to seal the
     rest of the pre-record before the loop went on, and a record press just
