@@ -688,7 +688,10 @@ def test_a_press_is_not_kept_behind_the_seal_of_a_file_ended_at_its_length(
     seen: list[tuple[str, bool, bool]] = []
 
     def pause_at_the_rollover(rec: Recorder) -> None:
-        armed.set()  # recording: the next seal is the first file's, ended at 8 s
+        deadline = time.monotonic() + 10
+        while not rec.capture.segmenter.recording and time.monotonic() < deadline:
+            time.sleep(0.005)
+        armed.set()  # the first file is open: the next of these steps is its end at 8 s
         held.wait(20)
         fn = rec.devices.pin_factory.pin(rec.devices.pins.function)
         fn.drive_low()
@@ -730,7 +733,7 @@ def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) 
 
         def slow_feed(item: Any) -> None:
             if slow.is_set() and isinstance(item, EncodedFrame):
-                time.sleep(0.02)  # about 2 s for the 3 s pre-record's pictures
+                time.sleep(0.05)  # about 4.5 s for the 3 s pre-record's pictures
             feed(item)
 
         rec.capture._feed = slow_feed  # type: ignore[method-assign]
@@ -756,7 +759,7 @@ def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) 
         seen.append((rec.machine.state.mode, rec.capture.closing))
         slow.clear()
 
-    _live(unit.path, [(0.0, slow_prerecord), (3.5, record_pause_record)], 9.0)
+    _live(unit.path, [(0.0, slow_prerecord), (3.5, record_pause_record)], 10.0)
     assert seen == [("recording", True)], seen
     report = verify_store(unit.path, identity=unit.agency.identity)
     assert report.ok, report.problems
