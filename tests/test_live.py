@@ -600,6 +600,59 @@ def test_a_press_waiting_puts_the_prerecord_flush_aside(tmp_path: Path) -> None:
     assert frames == list(range(frames[0], frames[0] + len(frames)))  # none lost, none twice
 
 
+def _small_unit(tmp_path: Path, prerecord_s: float = 1.0) -> Unit:
+    unit = make_unit(tmp_path / "unit")
+    (unit.path / "unit.toml").write_text(
+        '[devices.camera]\nsize = "320x180"\n[policy]\nsegment_s = 8.0\n'
+        f"prerecord_s = {prerecord_s}\n"
+    )
+    return unit
+
+
+def _hold_store_fsyncs(
+    monkeypatch: pytest.MonkeyPatch, steps: tuple[str, ...] | None = None
+) -> tuple[threading.Event, threading.Event, threading.Event]:
+    """Hold the store's directory fsyncs (those called from a function named
+    in `steps`, or all) shut while `armed` is set, until `gate` is; `held`
+    is set once one waits. Returns (armed, gate, held)."""
+    import sealing.store as store_module
+
+    armed, gate, held = threading.Event(), threading.Event(), threading.Event()
+    real = store_module.fsync_dir
+
+    def gated(path: Any) -> None:
+        step = sys._getframe(1).f_code.co_name
+        if armed.is_set() and not gate.is_set() and (steps is None or step in steps):
+            held.set()
+            gate.wait(30)  # bounds a hang only: the test opens it
+        real(path)
+
+    monkeypatch.setattr(store_module, "fsync_dir", gated)
+    return armed, gate, held
+
+
+def _wait_for(rec: Recorder, mode: str, seconds: float = 5) -> None:
+    """Until the machine is in `mode` (bounded: a loop held up runs it out)."""
+    deadline = time.monotonic() + seconds
+    while rec.machine.state.mode != mode and time.monotonic() < deadline:
+        time.sleep(0.0005)
+
+
+def _press_function(rec: Recorder) -> None:
+    """The function button (pause): its press counts when its double-press window ends."""
+    fn = rec.devices.pin_factory.pin(rec.devices.pins.function)
+    fn.drive_low()
+    time.sleep(0.1)
+    fn.drive_high()
+
+
+def _verified_types(unit: Unit) -> list[str]:
+    """The store verified whole (with the agency's identity): its record types."""
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    return [r["type"] for r in report.records]
+
+
 def test_a_press_is_not_kept_behind_the_seal_of_the_paused_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -608,51 +661,25 @@ def test_a_press_is_not_kept_behind_the_seal_of_the_paused_file(
     fsyncs: the live loop hands them to the store's committer (issue 28). The
     seal is held shut on a gate here, so the test asks what happened while it
     was shut rather than how long anything took."""
-    import sealing.store as store_module
-
-    unit = make_unit(tmp_path / "unit")
-    (unit.path / "unit.toml").write_text(
-        '[devices.camera]\nsize = "320x180"\n[policy]\nsegment_s = 8.0\nprerecord_s = 1.0\n'
-    )
-    slow = threading.Event()
-    gate = threading.Event()
-    held = threading.Event()
-    real = store_module.fsync_dir
-
-    def gated_seal(path: Any) -> None:
-        if slow.is_set():
-            held.set()
-            gate.wait(20)  # bounds a hang only: the test opens it
-        real(path)
-
-    monkeypatch.setattr(store_module, "fsync_dir", gated_seal)
+    unit = _small_unit(tmp_path)
+    armed, gate, held = _hold_store_fsyncs(monkeypatch)
     seen: list[tuple[str, bool, bool]] = []
 
     def pause_then_record(rec: Recorder) -> None:
-        fn = rec.devices.pin_factory.pin(rec.devices.pins.function)
-        slow.set()
-        fn.drive_low()
-        time.sleep(0.1)
-        fn.drive_high()
-        deadline = time.monotonic() + 5
-        while rec.machine.state.mode != "paused" and time.monotonic() < deadline:
-            time.sleep(0.0005)
+        armed.set()
+        _press_function(rec)
+        _wait_for(rec, "paused")
         _press(rec)
         # inline, the loop sits in the gated seal and the press stays queued
         # until the gate opens: this waits out its bound and the check fails
-        deadline = time.monotonic() + 5
-        while rec.machine.state.mode != "recording" and time.monotonic() < deadline:
-            time.sleep(0.0005)
+        _wait_for(rec, "recording")
         seen.append((rec.machine.state.mode, held.is_set(), gate.is_set()))
-        slow.clear()
         gate.set()
 
     _live(unit.path, [(0.5, _press), (2.5, pause_then_record)], 5.0)
     # recording while the pause's seal was held, not yet let through
     assert seen == [("recording", True, False)], seen
-    report = verify_store(unit.path, identity=unit.agency.identity)
-    assert report.ok, report.problems
-    types = [r["type"] for r in report.records]
+    types = _verified_types(unit)
     assert types.count("pause") == 1 and types.count("resume") == 1, types
 
 
@@ -664,27 +691,10 @@ def test_a_press_is_not_kept_behind_the_seal_of_a_file_ended_at_its_length(
     with the rest of the loop's turn, so a pause pressed while they are held
     is taken at once. They are held on a gate: the test asks what happened
     while it was shut."""
-    import sealing.store as store_module
-
-    unit = make_unit(tmp_path / "unit")
-    (unit.path / "unit.toml").write_text(
-        '[devices.camera]\nsize = "320x180"\n[policy]\nsegment_s = 8.0\nprerecord_s = 1.0\n'
-    )
-    armed = threading.Event()
-    gate = threading.Event()
-    held = threading.Event()
-    real = store_module.fsync_dir
-
-    def gated_seal(path: Any) -> None:
-        # a file's seal (SegmentWriter.close's `seal`) and the next file's
-        # name made durable (SegmentWriter.__init__, or its lambda in a batch)
-        step = sys._getframe(1).f_code.co_name
-        if armed.is_set() and not gate.is_set() and step in ("seal", "<lambda>", "__init__"):
-            held.set()
-            gate.wait(30)  # bounds a hang only: the test opens it
-        real(path)
-
-    monkeypatch.setattr(store_module, "fsync_dir", gated_seal)
+    unit = _small_unit(tmp_path)
+    # a file's seal (SegmentWriter.close's `seal`) and the next file's name
+    # made durable (SegmentWriter.__init__, or its lambda in a batch)
+    armed, gate, held = _hold_store_fsyncs(monkeypatch, ("seal", "<lambda>", "__init__"))
     seen: list[tuple[str, bool, bool]] = []
 
     def pause_at_the_rollover(rec: Recorder) -> None:
@@ -693,23 +703,15 @@ def test_a_press_is_not_kept_behind_the_seal_of_a_file_ended_at_its_length(
             time.sleep(0.005)
         armed.set()  # the first file is open: the next of these steps is its end at 8 s
         held.wait(20)
-        fn = rec.devices.pin_factory.pin(rec.devices.pins.function)
-        fn.drive_low()
-        time.sleep(0.1)
-        fn.drive_high()
-        # inline, the loop sits in the gated seal and the press stays queued
-        deadline = time.monotonic() + 5
-        while rec.machine.state.mode != "paused" and time.monotonic() < deadline:
-            time.sleep(0.0005)
+        _press_function(rec)
+        _wait_for(rec, "paused")  # inline, the loop sits in the gated seal
         seen.append((rec.machine.state.mode, held.is_set(), gate.is_set()))
         gate.set()
 
     _live(unit.path, [(0.5, _press), (1.0, pause_at_the_rollover)], 11.0)
     # paused while the first file's seal was held
     assert seen == [("paused", True, False)], seen
-    report = verify_store(unit.path, identity=unit.agency.identity)
-    assert report.ok, report.problems
-    assert [r["type"] for r in report.records].count("segment") >= 2
+    assert _verified_types(unit).count("segment") >= 2
 
 
 def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) -> None:
@@ -721,10 +723,7 @@ def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) 
     here, so the test asks what happened first rather than how long it took;
     the chain keeps its order (the file's record after its pause, before
     the resume)."""
-    unit = make_unit(tmp_path / "unit")
-    (unit.path / "unit.toml").write_text(
-        '[devices.camera]\nsize = "320x180"\n[policy]\nsegment_s = 8.0\nprerecord_s = 3.0\n'
-    )
+    unit = _small_unit(tmp_path, prerecord_s=3.0)
     slow = threading.Event()
     seen: list[tuple[str, bool]] = []
 
@@ -738,22 +737,14 @@ def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) 
 
         rec.capture._feed = slow_feed  # type: ignore[method-assign]
 
-    def wait_for(rec: Recorder, mode: str) -> None:
-        deadline = time.monotonic() + 10
-        while rec.machine.state.mode != mode and time.monotonic() < deadline:
-            time.sleep(0.0005)
-
     def record_pause_record(rec: Recorder) -> None:
         slow.set()
         _press(rec)
-        wait_for(rec, "recording")
-        fn = rec.devices.pin_factory.pin(rec.devices.pins.function)
-        fn.drive_low()
-        time.sleep(0.1)
-        fn.drive_high()
-        wait_for(rec, "paused")
+        _wait_for(rec, "recording", 10)
+        _press_function(rec)
+        _wait_for(rec, "paused", 10)
         _press(rec)
-        wait_for(rec, "recording")
+        _wait_for(rec, "recording", 10)
         # the old loop sealed the pre-record inside the pause: by the time it
         # took this press, the paused file was long closed
         seen.append((rec.machine.state.mode, rec.capture.closing))
@@ -761,9 +752,7 @@ def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) 
 
     _live(unit.path, [(0.0, slow_prerecord), (3.5, record_pause_record)], 10.0)
     assert seen == [("recording", True)], seen
-    report = verify_store(unit.path, identity=unit.agency.identity)
-    assert report.ok, report.problems
-    types = [r["type"] for r in report.records]
+    types = _verified_types(unit)
     pause, resume = types.index("pause"), types.index("resume")
     assert "segment" in types[pause:resume], types  # the paused file, sealed after its pause
 
