@@ -44,7 +44,7 @@ from link.messages import Assignment
 from sealing.canonical import b64
 from sealing.keys import fingerprint
 from sealing.records import Stamp
-from sealing.store import SegmentMeta, SegmentWriter, Store
+from sealing.store import SYNC_INTERVAL_S, SegmentMeta, SegmentWriter, Store
 
 from . import machine as m
 from .devices import DeviceConfig, Devices
@@ -58,11 +58,13 @@ from .unitclock import AUTHENTICATED, BUILD_UTC_US, UnitClock, as_offered, outsi
 
 TICK_US = 100_000
 SECOND_US = 1_000_000  # the clock, storage and battery checks; the watchdog's pat
-# The open segment's tail is checkpointed and fdatasynced this often (and by
-# its writer on every write that finds it due): with the muxer passing every
-# packet on at once, a power cut loses at most about this much media plus
-# what capture still holds back to interleave (docs/CAPTURE.md, "Power cuts")
-FLUSH_US = 250_000
+# The open segment's tail is checkpointed and fdatasynced on the writer's
+# cadence (and by the writer on every write that finds it due). Media are
+# written only at turns, so that cadence is two ticks: a tail waits at most a
+# tick to be written and one more to be synced. With the muxer passing every
+# packet on at once, a power cut loses at most that plus what capture still
+# holds back to interleave (docs/CAPTURE.md, "Power cuts").
+FLUSH_US = round(SYNC_INTERVAL_S * SECOND_US)
 # One turn of the loop takes queued items, then hands the segmenter the
 # pre-record backlog (DRAIN_ITEMS at a time), for at most TURN_US in all, then
 # runs the timers: a loop that falls behind (a slow CPU, a 30 s pre-record

@@ -7,7 +7,7 @@ Everything here follows docs/FORMAT.md. Durability rules, in order:
     a batch may be handed to the committer thread, which writes them in order
     while every read and other append waits for it;
   * a segment's bytes are checkpointed and fdatasynced at least every
-    `sync_interval` seconds (default 0.25 s) and on close;
+    `sync_interval` seconds (default 0.2 s) and on close;
   * a closed segment is renamed from .partial to its final name, the
     directory fsynced, and only then is its `segment` record appended.
 """
@@ -44,9 +44,10 @@ from .records import (
 Clock = Callable[[], Stamp]
 
 # How often an open segment's tail is made durable (checkpoint + fdatasync) at
-# the latest: a quarter second, so a power cut costs well under half a second
-# of media while syncs stay batched (four a second, not one per packet).
-SYNC_INTERVAL_S = 0.25
+# the latest: a fifth of a second, so a power cut costs under half a second
+# of media with capture's interleaving hold-back added (docs/CAPTURE.md,
+# "Power cuts"), while syncs stay batched (five a second, not one a packet).
+SYNC_INTERVAL_S = 0.2
 
 
 # Room kept on the store's file system for the records that end a full disk's
@@ -189,6 +190,7 @@ class SegmentWriter:
         self._age = StreamWriter(self._fd, store.keys.recipient)
         self._interval = sync_interval
         self._last_sync = time.monotonic()
+        self._unsynced = False  # bytes written since the last sync
         self.closed = False
 
     @property
@@ -197,16 +199,18 @@ class SegmentWriter:
 
     def write(self, data: bytes | memoryview) -> None:
         self._age.write(data)
+        self._unsynced = True
         if time.monotonic() - self._last_sync >= self._interval:
             self.sync()
 
     def sync(self) -> None:
         """Make everything written so far durable, the tail short of a chunk too."""
-        if self.closed:
+        if self.closed or not self._unsynced:
             return
         self._age.checkpoint()
         os.fdatasync(self._fd)
         self._last_sync = time.monotonic()
+        self._unsynced = False
 
     def close(self, meta: SegmentMeta) -> Record:
         """Seal: last chunk, fsync, rename, then the `segment`/`still` record."""

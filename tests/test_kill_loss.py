@@ -117,7 +117,7 @@ def _trial(unit: Unit, rng: random.Random, work: Path) -> Loss:
     taken = [int(ln.split()[2]) for ln in lines if ln.startswith("in v ")]
     handed = [int(ln.split()[2]) for ln in lines if ln.startswith("out v ")]
     if last is None:
-        # killed before the first checkpoint (0.25 s): all the recording is the
+        # killed before the first checkpoint (0.2 s): all the recording is the
         # loss, counted from a frame before its first picture, not excused
         last = round((taken[0] - FRAME_US) * 9 / 100) % TS_WRAP
     last_handed = handed[-1] if handed else taken[0] - FRAME_US  # none handed yet: none lost

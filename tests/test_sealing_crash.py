@@ -1,6 +1,6 @@
 """Power cuts: a child recording into a unit is SIGKILLed at random instants.
 After recovery the store verifies every time, the cut is in the chain, and
-no more than the sync interval (0.25 s) of writes is lost: the writer syncs
+no more than the sync interval (0.2 s) of writes is lost: the writer syncs
 on the first write due, so the bound does not depend on how busy the
 machine is. The live recorder's own figure is tests/test_kill_loss.py's."""
 
