@@ -99,10 +99,16 @@ class Capture:
         remain. A stopped recording's file is closed once it has them all."""
         for _ in range(min(items, len(self._backlog))):
             self._feed(self._backlog.popleft())
-        if self._closing and not self._backlog:
-            self._closing = False
-            self.segmenter.close()
+        self._close_when_drained()
         return len(self._backlog)
+
+    def _close_when_drained(self) -> Any:
+        """A stopped recording's file, once it has all the backlog: closed
+        (the segmenter's answer); None while it still takes some."""
+        if not self._closing or self._backlog:
+            return None
+        self._closing = False
+        return self.segmenter.close()
 
     def settle(self) -> None:
         """Everything of the backlog into its files (before a stop, a cut, a
@@ -202,12 +208,10 @@ class Capture:
         if self.recording:
             self.recording = False
             self._closing = True
-        if not self._closing or (self._backlog and not wait):
-            return None
-        while self._backlog:
-            self._feed(self._backlog.popleft())
-        self._closing = False
-        return self.segmenter.close()
+        if wait and self._closing:
+            while self._backlog:
+                self._feed(self._backlog.popleft())
+        return self._close_when_drained()
 
     def listen(self, on: bool) -> None:
         """A spoken note is (or is no longer) awaited: the voice detector judges
