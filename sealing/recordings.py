@@ -1,6 +1,6 @@
 """What a recording is, in the chain's own terms: the one definition the
 unit's status, the verifier, the dock's page and the court copy share
-(docs/FORMAT.md, "Recordings").
+(the record types are in docs/FORMAT.md §4; the rule is this module's).
 
 A recording starts at a `record_start` record and runs, pauses included, to
 its `record_stop`, or to the `power_loss` or `boot` record that shows the
