@@ -585,8 +585,9 @@ class Recorder:
         self.stalls.turn(self.now_us())
         left = False
         # the turn's records (a file ended at its length or by the backlog, a
-        # fault, a gap) go to the store's committer in one batch: the loop
-        # never waits on a seal's fsyncs (a dock's answer still waits for them)
+        # fault, a stall, a gap, a clock event found by a timer) go to the
+        # store's committer in one batch: the loop never waits on a seal's or a
+        # record's fsyncs (a dock's answer still waits for them)
         with self.store.batch(wait=False):
             while self.stop_reason is None:
                 if self.now_us() >= turn_end:
@@ -602,6 +603,11 @@ class Recorder:
                 self.capture.backlog and self.now_us() < turn_end and not self.inbox.control_waiting
             ):
                 self.capture.drain(DRAIN_ITEMS)
+            self._timers()
+        return left or bool(self.capture.backlog)
+
+    def _timers(self) -> None:
+        """Whatever of the tick, the segment's sync and the second is due."""
         now = self.now_us()
         # a stop inside this turn (SIGSTOP, a frozen VM) is the recorder's own
         # stall too: the devices' silence is not judged across it
@@ -615,7 +621,6 @@ class Recorder:
         if now >= self._next_second:
             self._next_second = max(self._next_second + SECOND_US, now)
             self._each_second(now)
-        return left or bool(self.capture.backlog)
 
     def _handle(self, item: Incoming, at: int) -> None:
         """One item off the queue; `at`: when it was put there."""

@@ -23,6 +23,7 @@ from firmware.runtime import GestureIn, Inbox, Recorder
 from firmware.scenario import parse
 from hal.audio_pi import FRAMES
 from hal.media import EncodedFrame, PcmChunk
+from sealing import layout
 from sealing.verify import verify_store
 
 from .conftest import Unit, make_unit
@@ -609,20 +610,19 @@ def _small_unit(tmp_path: Path, prerecord_s: float = 1.0) -> Unit:
     return unit
 
 
-def _hold_store_fsyncs(
-    monkeypatch: pytest.MonkeyPatch, steps: tuple[str, ...] | None = None
+def _hold_segment_fsyncs(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[threading.Event, threading.Event, threading.Event]:
-    """Hold the store's directory fsyncs (those called from a function named
-    in `steps`, or all) shut while `armed` is set, until `gate` is; `held`
-    is set once one waits. Returns (armed, gate, held)."""
+    """Hold the fsyncs of the store's segments directory (a file's seal, a
+    new file's name made durable) shut while `armed` is set, until `gate`
+    is; `held` is set once one waits. Returns (armed, gate, held)."""
     import sealing.store as store_module
 
     armed, gate, held = threading.Event(), threading.Event(), threading.Event()
     real = store_module.fsync_dir
 
-    def gated(path: Any) -> None:
-        step = sys._getframe(1).f_code.co_name
-        if armed.is_set() and not gate.is_set() and (steps is None or step in steps):
+    def gated(path: Path) -> None:
+        if armed.is_set() and not gate.is_set() and path.name == layout.SEGMENTS:
             held.set()
             gate.wait(30)  # bounds a hang only: the test opens it
         real(path)
@@ -662,7 +662,7 @@ def test_a_press_is_not_kept_behind_the_seal_of_the_paused_file(
     seal is held shut on a gate here, so the test asks what happened while it
     was shut rather than how long anything took."""
     unit = _small_unit(tmp_path)
-    armed, gate, held = _hold_store_fsyncs(monkeypatch)
+    armed, gate, held = _hold_segment_fsyncs(monkeypatch)
     seen: list[tuple[str, bool, bool]] = []
 
     def pause_then_record(rec: Recorder) -> None:
@@ -692,9 +692,8 @@ def test_a_press_is_not_kept_behind_the_seal_of_a_file_ended_at_its_length(
     is taken at once. They are held on a gate: the test asks what happened
     while it was shut."""
     unit = _small_unit(tmp_path)
-    # a file's seal (SegmentWriter.close's `seal`) and the next file's name
-    # made durable (SegmentWriter.__init__, or its lambda in a batch)
-    armed, gate, held = _hold_store_fsyncs(monkeypatch, ("seal", "<lambda>", "__init__"))
+    # a file's seal and the next file's name made durable
+    armed, gate, held = _hold_segment_fsyncs(monkeypatch)
     seen: list[tuple[str, bool, bool]] = []
 
     def pause_at_the_rollover(rec: Recorder) -> None:
@@ -712,6 +711,47 @@ def test_a_press_is_not_kept_behind_the_seal_of_a_file_ended_at_its_length(
     # paused while the first file's seal was held
     assert seen == [("paused", True, False)], seen
     assert _verified_types(unit).count("segment") >= 2
+
+
+def test_a_press_is_not_kept_behind_a_record_a_timer_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of microphone overflows is recorded by the loop's each-second
+    timer once it is over. That record goes to the store's committer with
+    the rest of the turn, so a pause pressed while its write is held is
+    taken at once; appended on the loop, it would keep the press until the
+    write ends. The write is held on a gate: the test asks what happened
+    while it was shut."""
+    from sealing.store import Store
+
+    unit = _small_unit(tmp_path)
+    gate, held = threading.Event(), threading.Event()
+    real_write = Store._write
+
+    def gated_write(self: Store, job: Any) -> None:
+        if job.last.type == "fault" and job.last.body.get("what") == "audio_gap":
+            held.set()
+            gate.wait(30)  # bounds a hang only: the test opens it
+        real_write(self, job)
+
+    monkeypatch.setattr(Store, "_write", gated_write)
+    seen: list[tuple[str, bool, bool]] = []
+
+    def gap_then_pause(rec: Recorder) -> None:
+        rec.devices.microphone.overflow(3)  # type: ignore[union-attr]
+        held.wait(20)  # the gap's record, a second after the burst
+        _press_function(rec)
+        _wait_for(rec, "paused")  # appended on the loop, it sits in the gated write
+        seen.append((rec.machine.state.mode, held.is_set(), gate.is_set()))
+        gate.set()
+
+    _live(unit.path, [(0.5, _press), (1.5, gap_then_pause)], 5.0)
+    assert seen == [("paused", True, False)], seen
+    report = verify_store(unit.path, identity=unit.agency.identity)
+    assert report.ok, report.problems
+    faults = [r["body"] for r in report.records if r["type"] == "fault"]
+    gaps = [b for b in faults if b["what"] == "audio_gap"]
+    assert len(gaps) == 1 and gaps[0]["overflows"] >= 1, gaps
 
 
 def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) -> None:
