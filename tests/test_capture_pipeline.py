@@ -159,16 +159,26 @@ def test_the_prerecord_is_sealed_a_share_a_turn_and_the_file_is_the_same(
     assert streams["video"]["codec_name"] == "h264"
     assert (streams["audio"]["codec_name"], streams["audio"]["channels"]) == ("aac", 1)
     assert ffmpeg_warnings(["-i", str(piece)]) == ""
-    d = decode(piece.read_bytes())
+    _assert_heard_with_their_frames(piece, BURSTS_S)
+    assert piece.read_bytes() == whole.read_bytes() and n1 == n2
+
+
+def _assert_heard_with_their_frames(path: Path, bursts_s: tuple[float, ...]) -> None:
+    """Each tone burst of `bursts_s` (and no other) is heard in the file with
+    the frame taken at its time, within 20 ms (the A/V offset)."""
+    d = decode(path.read_bytes())
     at = {n: t for t, n in d.frames}
     heard = []
     for onset in onsets(d):
         n = min(at, key=lambda k: abs(at[k] - onset))  # the frame shown as the burst starts
         heard.append((n, (onset - at[n]) / 1000))
-    expected = {round(t * 30) for t in BURSTS_S}
-    assert expected == {n for n, _ in heard}, heard
+    assert {round(t * 30) for t in bursts_s} == {n for n, _ in heard}, heard
     assert all(abs(ms) <= 20 for _, ms in heard), heard  # A/V offset in ms
-    assert piece.read_bytes() == whole.read_bytes() and n1 == n2
+
+
+# tone bursts in the pre-record (its sound kept), live before the pause, and
+# after the resume (from its keyframe at 16 s): each heard with its own frame
+PAUSE_BURSTS_S = (9.2, 14.6, 15.2, 16.2, 16.7)
 
 
 def _paused_after_the_press(out: Path, how: str) -> tuple[list[Path], list[str]]:
@@ -179,7 +189,7 @@ def _paused_after_the_press(out: Path, how: str) -> tuple[list[Path], list[str]]
     to be drained a share a turn; "resume" starts again before it is.
     Returns the files and what happened, in order."""
     cam = SimCamera(160, 90, 30)
-    mic = SimMicrophone([])
+    mic = SimMicrophone([Sound(t, "tone:1000:-12", seconds=0.15) for t in PAUSE_BURSTS_S])
     files: list[Path] = []
     seen: list[str] = []
     sinks = file_sinks(out)
@@ -198,7 +208,10 @@ def _paused_after_the_press(out: Path, how: str) -> tuple[list[Path], list[str]]
             seen.append(f"closed {path.name}")
             return path, info
 
-    cap = Capture(Sink, CaptureConfig(segment_s=3600, prerecord_s=10, width=160, height=90))
+    config = CaptureConfig(
+        segment_s=3600, prerecord_s=10, width=160, height=90, prerecord_audio=True
+    )
+    cap = Capture(Sink, config)
     for i in range(17 * 30):
         if i == 15 * 30:
             cap.start(15_000_000)
@@ -245,6 +258,16 @@ def test_a_pause_leaves_the_prerecord_to_drain_and_the_file_is_the_same(
     assert drained[0].read_bytes() == waited[0].read_bytes() == resumed[0].read_bytes()
     later, _ = _numbers(resumed[1])
     assert later and later[0] >= pause  # nothing of the pause in the resumed file
+    # the sound plays true with the picture in both files, and the two joined
+    _assert_heard_with_their_frames(drained[0], PAUSE_BURSTS_S[:3])
+    _assert_heard_with_their_frames(resumed[1], PAUSE_BURSTS_S[3:])
+    for path in resumed:
+        streams = {s["codec_type"]: s for s in probe(path)["streams"]}
+        assert streams["video"]["codec_name"] == "h264"
+        assert (streams["audio"]["codec_name"], streams["audio"]["channels"]) == ("aac", 1)
+        assert ffmpeg_warnings(["-i", str(path)]) == ""
+    joined = b"".join(path.read_bytes() for path in resumed)
+    assert ffmpeg_warnings(["-f", "mpegts", "-i", "-"], joined) == ""
 
 
 def test_bad_config_fails_clearly() -> None:
