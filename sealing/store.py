@@ -204,13 +204,18 @@ class SegmentWriter:
             self.sync()
 
     def sync(self) -> None:
-        """Make everything written so far durable, the tail short of a chunk too."""
+        """Make everything written so far durable, the tail short of a chunk
+        too. In a batch the fdatasync is done with it (by the committer, for
+        a batch handed off): the loop does not wait on the disk, and the
+        file's seal, in the same batch or a later one, comes after it."""
         if self.closed or not self._unsynced:
             return
         self._age.checkpoint()
-        os.fdatasync(self._fd)
         self._last_sync = time.monotonic()
         self._unsynced = False
+        fd = self._fd
+        if not self._store._defer(lambda: os.fdatasync(fd)):
+            os.fdatasync(fd)
 
     def close(self, meta: SegmentMeta) -> Record:
         """Seal: last chunk, fsync, rename, then the `segment`/`still` record."""
@@ -228,6 +233,7 @@ class SegmentWriter:
             fsync_dir(segments)
 
         if not self._store._defer(seal):  # in a batch: done before its record, with it
+            self._store._settle()  # a sync of this file still with the committer goes first
             seal()
         body = {
             "file": str(self.name),
@@ -683,7 +689,7 @@ class Store:
             for step in job.before:
                 step()
         except OSError as exc:
-            self._failed = f"{what} not written: a segment was not sealed: {exc}"
+            self._failed = f"{what} not written: a segment was not sealed or synced: {exc}"
             raise StoreError(self._failed) from exc
         if not job.lines:
             return

@@ -754,6 +754,40 @@ def test_a_press_is_not_kept_behind_a_record_a_timer_appends(
     assert len(gaps) == 1 and gaps[0]["overflows"] >= 1, gaps
 
 
+def test_a_press_is_not_kept_behind_the_open_file_s_fdatasync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The open file's tail is fdatasynced five times a second; the loop
+    hands the sync to the store's committer with the rest of its turn, so a
+    pause pressed while one is held (a slow card) is taken at once. The
+    syncs are held on a gate: the test asks what happened while it was shut."""
+    unit = _small_unit(tmp_path)
+    armed, gate, held = threading.Event(), threading.Event(), threading.Event()
+    real = os.fdatasync
+
+    def gated(fd: int) -> None:
+        if armed.is_set() and not gate.is_set():
+            held.set()
+            gate.wait(30)  # bounds a hang only: the test opens it
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", gated)
+    seen: list[tuple[str, bool, bool]] = []
+
+    def pause_while_a_sync_is_held(rec: Recorder) -> None:
+        armed.set()
+        held.wait(20)  # the next sync of the open file
+        _press_function(rec)
+        _wait_for(rec, "paused")  # synced on the loop, it sits in the gated sync
+        seen.append((rec.machine.state.mode, held.is_set(), gate.is_set()))
+        gate.set()
+
+    _live(unit.path, [(0.5, _press), (1.5, pause_while_a_sync_is_held)], 4.0)
+    assert seen == [("paused", True, False)], seen
+    types = _verified_types(unit)
+    assert types.count("pause") == 1 and types.count("segment") >= 1, types
+
+
 def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) -> None:
     """A pause moments after a press with a full pre-record used to seal the
     rest of the pre-record before the loop went on, and a record press just

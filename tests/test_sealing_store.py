@@ -13,7 +13,7 @@ import pytest
 
 from sealing import canonical, layout
 from sealing.age import Identity
-from sealing.records import RecordError, parse_line
+from sealing.records import Record, RecordError, parse_line
 from sealing.store import StoreError, StoreLocked
 from sealing.verify import verify_store
 
@@ -288,6 +288,44 @@ def test_a_handed_off_batch_returns_before_its_seal_and_reads_wait_for_it(
     assert report.ok, report.problems
 
 
+def test_a_file_closed_outside_a_batch_waits_for_its_sync_with_the_committer(
+    unit: Unit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync in a handed-off batch is the committer's; a close outside any
+    batch (a shutdown's) must not close the file under it: it waits."""
+    import threading
+
+    from sealing.store import SegmentMeta
+
+    gate = threading.Event()
+    real = os.fdatasync
+
+    def held(fd: int) -> None:
+        if threading.current_thread().name == "store-committer":
+            gate.wait(10)  # bounds a hang only: the test opens it
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", held)
+    with unit.open() as store:
+        w = store.open_segment()
+        with store.batch(wait=False):
+            w.write(b"picture")
+            w.sync()
+        meta = SegmentMeta(start=store.clock(), end=store.clock())
+        closed: list[Record] = []
+        closer = threading.Thread(target=lambda: closed.append(w.close(meta)))
+        closer.start()
+        closer.join(0.2)
+        waiting = closer.is_alive()  # on the committer's sync, not closing the file under it
+        gate.set()
+        closer.join(10)
+        assert waiting and closed and closed[0].type == "segment"
+        store.append("mark", {"n": 1})  # the store did not fail
+    a = unit.agency
+    report = verify_store(unit.path, identity=a.identity, escrow_key=a.escrow)
+    assert report.ok, report.problems
+
+
 def test_a_seal_that_fails_on_the_committer_stops_the_store_and_recovery_keeps_the_file(
     unit: Unit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -308,7 +346,7 @@ def test_a_seal_that_fails_on_the_committer_stops_the_store_and_recovery_keeps_t
             store.append("pause", {"reason": "test"})
         store.wait_durable()
         assert chain.read_bytes() == before  # neither record: their file was not sealed
-        with pytest.raises(StoreError, match="not sealed: .*Input/output error"):
+        with pytest.raises(StoreError, match="not sealed or synced: .*Input/output error"):
             store.append("mark", {"n": 1})
         monkeypatch.undo()
     with unit.open(boot_body={"cause": "after a failed seal"}):
