@@ -7,7 +7,8 @@ Everything here follows docs/FORMAT.md. Durability rules, in order:
     a batch may be handed to the committer thread, which writes them in order
     while every read and other append waits for it;
   * a segment's bytes are checkpointed and fdatasynced at least every
-    `sync_interval` seconds (default 0.2 s) and on close;
+    `sync_interval` seconds (default 0.2 s) and on close; in a batch, the
+    fdatasync is one of the batch's steps before its records;
   * a closed segment is renamed from .partial to its final name, the
     directory fsynced, and only then is its `segment` record appended.
 """
