@@ -866,11 +866,14 @@ class Recorder:
             if self.capture.segmenter.signer is None:
                 self._new_recording_key()
                 self._new_camera_budget(now)
+            # a resume starts at the next keyframe: asked for now, not up to a
+            # GOP later, and before a paused file still taking the pre-record
+            # is finished (start() does that first), so the picture that opens
+            # the resumed file is the one taken at the press, not after the seal
+            if not a.prerecord:
+                self._want_keyframe()  # not a faulted camera: its restart thread has it
             pre = self.capture.start(now, prerecord=a.prerecord)
             self._prerecord_us = pre
-            # not a faulted camera: the restart thread may be stopping or starting it
-            if not a.prerecord and self.devices.camera is not None and "camera" not in self.faulted:
-                self.devices.camera.request_keyframe()  # start now, not up to a GOP later
             self.log(f"capture started ({a.cause}), pre-record {pre / 1e6:.1f} s")
         elif isinstance(a, m.StopCapture):
             # a pause's file may take the rest of the pre-record after this

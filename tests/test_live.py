@@ -796,13 +796,25 @@ def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) 
     and finishes the file after. Handing the pre-record over is made slow
     here, so the test asks what happened first rather than how long it took;
     the chain keeps its order (the file's record after its pause, before
-    the resume)."""
+    the resume). The resume's keyframe is asked for before the paused file
+    is finished, so the resumed file opens on a picture from the press."""
     unit = _small_unit(tmp_path, prerecord_s=3.0)
     slow = threading.Event()
     seen: list[tuple[str, bool]] = []
+    asked: list[bool] = []  # the paused file still open when a keyframe was asked for
 
     def slow_prerecord(rec: Recorder) -> None:
         feed = rec.capture._feed
+        camera = rec.devices.camera
+        assert camera is not None
+        ask = camera.request_keyframe
+
+        def noted_ask() -> None:
+            if slow.is_set():
+                asked.append(rec.capture.closing)
+            ask()
+
+        camera.request_keyframe = noted_ask  # type: ignore[method-assign]
 
         def slow_feed(item: Any) -> None:
             if slow.is_set() and isinstance(item, EncodedFrame):
@@ -826,6 +838,7 @@ def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) 
 
     _live(unit.path, [(0.0, slow_prerecord), (3.5, record_pause_record)], 10.0)
     assert seen == [("recording", True)], seen
+    assert asked == [True], asked
     types = _verified_types(unit)
     pause, resume = types.index("pause"), types.index("resume")
     assert "segment" in types[pause:resume], types  # the paused file, sealed after its pause
