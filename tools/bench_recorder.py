@@ -191,25 +191,58 @@ def ours(unit: Path, idle_s: float, record_s: float) -> dict:
     return out
 
 
+def peer_clip(clip: Path) -> Path:
+    """The raw H.264 clip in Matroska, as the peer reads it: ffmpeg cannot
+    seek a raw H.264 stream, so `-stream_loop` on it played the clip once
+    (10 s) and stopped, and the peer's CPU was divided by four times the
+    media it had handled. Copied, not re-encoded."""
+    mkv = clip.with_suffix(".mkv")
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-framerate", "30", "-i", str(clip),
+         "-c", "copy", str(mkv)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    return mkv
+
+
+def _pictures(files: list[Path]) -> int:
+    """Video packets in `files` (ffprobe), to check the peer did the work."""
+    total = 0
+    for f in files:
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets",
+             "-show_entries", "stream=nb_read_packets", "-of", "json", str(f)],
+            capture_output=True, text=True, check=True, timeout=120,
+        )  # fmt: skip
+        total += sum(int(st["nb_read_packets"]) for st in json.loads(out.stdout)["streams"])
+    return total
+
+
 def peer(clip: Path, tmpd: Path, recipient: str, seconds: float) -> float:
-    """The peer pipeline on the same clip, in real time (-re): ffmpeg's
-    segment muxer (16 s MPEG-TS) with AAC encoded from 16 kHz PCM, then
-    Debian's `age` encrypting each file. CPU per media second (children)."""
+    """The peer pipeline on the same clip (in Matroska: `peer_clip`), in
+    real time (-re): ffmpeg's segment muxer (16 s MPEG-TS) with AAC encoded
+    from 16 kHz PCM, then Debian's `age` encrypting each file. CPU per media
+    second (children); refused unless its files hold the `seconds` of
+    picture it was asked for."""
     work = tmpd / f"peer-{time.monotonic_ns()}"
     work.mkdir()
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-framerate", "30",
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re",
          "-stream_loop", "-1", "-i", str(clip), "-f", "lavfi", "-i",
          "sine=frequency=440:sample_rate=16000", "-t", str(seconds), "-map", "0:v",
          "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-ac", "1", "-f", "segment",
          "-segment_time", "16", "-segment_format", "mpegts", str(work / "seg%03d.ts")],
         check=True, timeout=seconds * 3 + 60,
     )  # fmt: skip
-    for ts in sorted(work.glob("*.ts")):
+    files = sorted(work.glob("*.ts"))
+    for ts in files:
         subprocess.run(["age", "-r", recipient, "-o", f"{ts}.age", str(ts)], check=True,
                        timeout=120)  # fmt: skip
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    got, want = _pictures(files), round(seconds * 30)
+    if got < want * 0.98:
+        raise RuntimeError(f"the peer wrote {got} pictures of the {want} asked for")
     return (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / seconds
 
 
@@ -221,12 +254,13 @@ def versus_peer(a: argparse.Namespace) -> dict:
         tmpd = Path(tmp)
         clip = tmpd / "clip.h264"
         make_h264_elsewhere(clip, 10, w, h, a.bitrate)
+        mkv = peer_clip(clip)
         for i in range(a.runs):
             unit, identity = _unit(tmpd, clip, a.size, f"unit{i}")
             got = ours(unit, a.warmup, a.seconds)
             ours_rec.append(got["recording"])
             ours_idle.append(got["idle"])
-            peers.append(peer(clip, tmpd, str(identity.recipient), a.seconds))
+            peers.append(peer(mkv, tmpd, str(identity.recipient), a.seconds))
     med = statistics.median
     return {
         "what": f"CPU per media second, {a.size}@30 {a.bitrate // 10**6} Mbit/s + 16 kHz audio, "
