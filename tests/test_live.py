@@ -646,6 +646,19 @@ def _press_function(rec: Recorder) -> None:
     fn.drive_high()
 
 
+def _pause_while_held(
+    rec: Recorder, held: threading.Event, gate: threading.Event, seen: list[tuple[str, bool, bool]]
+) -> None:
+    """Once a step is held on `gate` (`held` set), press pause and note the
+    state while the gate is still shut, then open it. Done on the loop, the
+    held step keeps the press until the gate opens, and the note says so."""
+    held.wait(20)  # bounds a hang only
+    _press_function(rec)
+    _wait_for(rec, "paused")
+    seen.append((rec.machine.state.mode, held.is_set(), gate.is_set()))
+    gate.set()
+
+
 def _verified_types(unit: Unit) -> list[str]:
     """The store verified whole (with the agency's identity): its record types."""
     report = verify_store(unit.path, identity=unit.agency.identity)
@@ -701,11 +714,7 @@ def test_a_press_is_not_kept_behind_the_seal_of_a_file_ended_at_its_length(
         while not rec.capture.segmenter.recording and time.monotonic() < deadline:
             time.sleep(0.005)
         armed.set()  # the first file is open: the next of these steps is its end at 8 s
-        held.wait(20)
-        _press_function(rec)
-        _wait_for(rec, "paused")  # inline, the loop sits in the gated seal
-        seen.append((rec.machine.state.mode, held.is_set(), gate.is_set()))
-        gate.set()
+        _pause_while_held(rec, held, gate, seen)
 
     _live(unit.path, [(0.5, _press), (1.0, pause_at_the_rollover)], 11.0)
     # paused while the first file's seal was held
@@ -739,11 +748,7 @@ def test_a_press_is_not_kept_behind_a_record_a_timer_appends(
 
     def gap_then_pause(rec: Recorder) -> None:
         rec.devices.microphone.overflow(3)  # type: ignore[union-attr]
-        held.wait(20)  # the gap's record, a second after the burst
-        _press_function(rec)
-        _wait_for(rec, "paused")  # appended on the loop, it sits in the gated write
-        seen.append((rec.machine.state.mode, held.is_set(), gate.is_set()))
-        gate.set()
+        _pause_while_held(rec, held, gate, seen)  # the gap's record, a second after the burst
 
     _live(unit.path, [(0.5, _press), (1.5, gap_then_pause)], 5.0)
     assert seen == [("paused", True, False)], seen
@@ -776,11 +781,7 @@ def test_a_press_is_not_kept_behind_the_open_file_s_fdatasync(
 
     def pause_while_a_sync_is_held(rec: Recorder) -> None:
         armed.set()
-        held.wait(20)  # the next sync of the open file
-        _press_function(rec)
-        _wait_for(rec, "paused")  # synced on the loop, it sits in the gated sync
-        seen.append((rec.machine.state.mode, held.is_set(), gate.is_set()))
-        gate.set()
+        _pause_while_held(rec, held, gate, seen)  # the next sync of the open file
 
     _live(unit.path, [(0.5, _press), (1.5, pause_while_a_sync_is_held)], 4.0)
     assert seen == [("paused", True, False)], seen
