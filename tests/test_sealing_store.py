@@ -292,12 +292,15 @@ def test_a_file_closed_outside_a_batch_waits_for_its_sync_with_the_committer(
     unit: Unit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sync in a handed-off batch is the committer's; a close outside any
-    batch (a shutdown's) must not close the file under it: it waits."""
+    batch (a shutdown's) must not close the file under it: it waits for the
+    committer first. The committer's sync is held until the close is
+    waiting for the committer: a close that sealed first has closed the
+    file by then, the sync fails and the store stops."""
     import threading
 
     from sealing.store import SegmentMeta
 
-    gate = threading.Event()
+    gate, waiting = threading.Event(), threading.Event()
     real = os.fdatasync
 
     def held(fd: int) -> None:
@@ -307,19 +310,26 @@ def test_a_file_closed_outside_a_batch_waits_for_its_sync_with_the_committer(
 
     monkeypatch.setattr(os, "fdatasync", held)
     with unit.open() as store:
+        real_settle = store._settle
+
+        def noted_settle() -> None:
+            if threading.current_thread().name == "closer":
+                waiting.set()
+            real_settle()
+
+        monkeypatch.setattr(store, "_settle", noted_settle)
         w = store.open_segment()
         with store.batch(wait=False):
             w.write(b"picture")
             w.sync()
         meta = SegmentMeta(start=store.clock(), end=store.clock())
         closed: list[Record] = []
-        closer = threading.Thread(target=lambda: closed.append(w.close(meta)))
+        closer = threading.Thread(target=lambda: closed.append(w.close(meta)), name="closer")
         closer.start()
-        closer.join(0.2)
-        waiting = closer.is_alive()  # on the committer's sync, not closing the file under it
+        assert waiting.wait(10)  # the close waits on the committer (before or after its seal)
         gate.set()
         closer.join(10)
-        assert waiting and closed and closed[0].type == "segment"
+        assert closed and closed[0].type == "segment"
         store.append("mark", {"n": 1})  # the store did not fail
     a = unit.agency
     report = verify_store(unit.path, identity=a.identity, escrow_key=a.escrow)
