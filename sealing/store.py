@@ -736,7 +736,12 @@ class Store:
             return writer
 
     def sync_open_segments(self) -> None:
+        """Sync every open file's tail (in a batch: with it). A sync the
+        committer failed is said here, at the caller's next sync, not first
+        at its next record (up to a file's length later)."""
         with self._mutex:
+            if self._failed is not None:
+                raise StoreError(f"store must be reopened after a failed append: {self._failed}")
             for writer in list(self._open.values()):
                 writer.sync()
 

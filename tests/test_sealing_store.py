@@ -336,6 +336,32 @@ def test_a_file_closed_outside_a_batch_waits_for_its_sync_with_the_committer(
     assert report.ok, report.problems
 
 
+def test_a_sync_that_fails_on_the_committer_is_said_at_the_next_sync(
+    unit: Unit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop syncs the open file five times a second and hands the
+    fdatasync to the committer; a card that fails it stops the store, and
+    the loop hears of it at its next sync, not a file's length later."""
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with unit.open() as store:
+        w = store.open_segment()
+        monkeypatch.setattr(os, "fdatasync", broken)
+        with store.batch(wait=False):
+            w.write(b"picture")
+            store.sync_open_segments()
+        store.wait_durable()
+        with (
+            pytest.raises(StoreError, match="not sealed or synced: .*Input/output error"),
+            store.batch(wait=False),  # as the loop's turn
+        ):
+            w.write(b"more")
+            store.sync_open_segments()
+        monkeypatch.undo()
+
+
 def test_a_seal_that_fails_on_the_committer_stops_the_store_and_recovery_keeps_the_file(
     unit: Unit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
