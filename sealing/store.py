@@ -551,8 +551,7 @@ class Store:
         with self._mutex:
             if self._lock_fd < 0:
                 raise StoreError("store is closed")
-            if self._failed is not None:
-                raise StoreError(f"store must be reopened after a failed append: {self._failed}")
+            self._refuse_if_failed()
             boot = self._boot
             record = Record(
                 seq=self._head.seq + 1,
@@ -674,12 +673,15 @@ class Store:
                     self._queue.popleft()
                     self._queued.notify_all()
 
+    def _refuse_if_failed(self) -> None:
+        if self._failed is not None:
+            raise StoreError(f"store must be reopened after a failed append: {self._failed}")
+
     def _write(self, job: _Commit) -> None:
         """Make `job.before` durable, then write its lines with one write(2),
         fsync, and replace the key file with `job.key`. Never after a
         failure: the lines would follow records that were taken back."""
-        if self._failed is not None:
-            raise StoreError(f"store must be reopened after a failed append: {self._failed}")
+        self._refuse_if_failed()
         first = job.last.seq - len(job.lines) + 1
         what = (
             f"record {job.last.seq} ({job.last.type})"
@@ -740,8 +742,7 @@ class Store:
         committer failed is said here, at the caller's next sync, not first
         at its next record (up to a file's length later)."""
         with self._mutex:
-            if self._failed is not None:
-                raise StoreError(f"store must be reopened after a failed append: {self._failed}")
+            self._refuse_if_failed()
             for writer in list(self._open.values()):
                 writer.sync()
 

@@ -624,18 +624,30 @@ def _hold_segment_fsyncs(
     def gated(path: Path) -> None:
         if armed.is_set() and not gate.is_set() and path.name == layout.SEGMENTS:
             held.set()
-            gate.wait(30)  # bounds a hang only: the test opens it
+            gate.wait(GATE_S)  # bounds a hang only: the test opens it
         real(path)
 
     monkeypatch.setattr(store_module, "fsync_dir", gated)
     return armed, gate, held
 
 
-def _wait_for(rec: Recorder, mode: str, seconds: float = 5) -> None:
-    """Until the machine is in `mode` (bounded: a loop held up runs it out)."""
-    deadline = time.monotonic() + seconds
-    while rec.machine.state.mode != mode and time.monotonic() < deadline:
+# A held step's gate outlasts every wait on the loop: a loop held on it runs
+# the wait out with the gate still shut, and the test's note says so. Both
+# only bound a hang; a test that passes never waits them out.
+WAIT_S = 20.0
+GATE_S = 3 * WAIT_S
+
+
+def _wait_until(done: Callable[[], bool]) -> None:
+    """Until `done()` (bounded: a loop held up runs it out)."""
+    deadline = time.monotonic() + WAIT_S
+    while not done() and time.monotonic() < deadline:
         time.sleep(0.0005)
+
+
+def _wait_for(rec: Recorder, mode: str) -> None:
+    """Until the machine is in `mode`."""
+    _wait_until(lambda: rec.machine.state.mode == mode)
 
 
 def _press_function(rec: Recorder) -> None:
@@ -652,7 +664,7 @@ def _pause_while_held(
     """Once a step is held on `gate` (`held` set), press pause and note the
     state while the gate is still shut, then open it. Done on the loop, the
     held step keeps the press until the gate opens, and the note says so."""
-    held.wait(20)  # bounds a hang only
+    held.wait(WAIT_S)  # bounds a hang only
     _press_function(rec)
     _wait_for(rec, "paused")
     seen.append((rec.machine.state.mode, held.is_set(), gate.is_set()))
@@ -710,9 +722,7 @@ def test_a_press_is_not_kept_behind_the_seal_of_a_file_ended_at_its_length(
     seen: list[tuple[str, bool, bool]] = []
 
     def pause_at_the_rollover(rec: Recorder) -> None:
-        deadline = time.monotonic() + 10
-        while not rec.capture.segmenter.recording and time.monotonic() < deadline:
-            time.sleep(0.005)
+        _wait_until(lambda: rec.capture.segmenter.recording)
         armed.set()  # the first file is open: the next of these steps is its end at 8 s
         _pause_while_held(rec, held, gate, seen)
 
@@ -740,7 +750,7 @@ def test_a_press_is_not_kept_behind_a_record_a_timer_appends(
     def gated_write(self: Store, job: Any) -> None:
         if job.last.type == "fault" and job.last.body.get("what") == "audio_gap":
             held.set()
-            gate.wait(30)  # bounds a hang only: the test opens it
+            gate.wait(GATE_S)  # bounds a hang only: the test opens it
         real_write(self, job)
 
     monkeypatch.setattr(Store, "_write", gated_write)
@@ -773,7 +783,7 @@ def test_a_press_is_not_kept_behind_the_open_file_s_fdatasync(
     def gated(fd: int) -> None:
         if armed.is_set() and not gate.is_set():
             held.set()
-            gate.wait(30)  # bounds a hang only: the test opens it
+            gate.wait(GATE_S)  # bounds a hang only: the test opens it
         real(fd)
 
     monkeypatch.setattr(os, "fdatasync", gated)
@@ -827,11 +837,11 @@ def test_a_press_after_a_pause_is_not_kept_behind_the_prerecord(tmp_path: Path) 
     def record_pause_record(rec: Recorder) -> None:
         slow.set()
         _press(rec)
-        _wait_for(rec, "recording", 10)
+        _wait_for(rec, "recording")
         _press_function(rec)
-        _wait_for(rec, "paused", 10)
+        _wait_for(rec, "paused")
         _press(rec)
-        _wait_for(rec, "recording", 10)
+        _wait_for(rec, "recording")
         # the old loop sealed the pre-record inside the pause: by the time it
         # took this press, the paused file was long closed
         seen.append((rec.machine.state.mode, rec.capture.closing))

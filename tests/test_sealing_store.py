@@ -15,9 +15,17 @@ from sealing import canonical, layout
 from sealing.age import Identity
 from sealing.records import Record, RecordError, parse_line
 from sealing.store import StoreError, StoreLocked
-from sealing.verify import verify_store
+from sealing.verify import Report, verify_store
 
 from .conftest import Unit, write_segment
+
+
+def _verified(unit: Unit) -> Report:
+    """The unit's store verified whole, with the agency's identity and escrow."""
+    a = unit.agency
+    report = verify_store(unit.path, identity=a.identity, escrow_key=a.escrow)
+    assert report.ok, report.problems
+    return report
 
 
 def test_clean_store_verifies_with_every_anchor(recorded_unit: Unit) -> None:
@@ -215,9 +223,7 @@ def test_a_batch_writes_its_records_with_one_fsync_and_one_key_update(
         store.append("mark", {"n": 5})  # after the batch, each append is durable at once
         assert len(calls) == alone
         assert parse_line(chain.read_bytes().splitlines()[-1])[0].body["n"] == 5
-    a = unit.agency
-    report = verify_store(unit.path, identity=a.identity, escrow_key=a.escrow)
-    assert report.ok, report.problems  # the MAC key advanced once per record, in order
+    _verified(unit)  # the MAC key advanced once per record, in order
 
 
 def test_a_read_inside_a_batch_sees_its_records_and_another_writer_waits(unit: Unit) -> None:
@@ -283,9 +289,7 @@ def test_a_handed_off_batch_returns_before_its_seal_and_reads_wait_for_it(
         assert (store.segments / seg.body["file"]).exists()
         after = store.append("mark", {"n": 1})  # in order after the batch
         assert after.seq == paused.seq + 1
-    a = unit.agency
-    report = verify_store(unit.path, identity=a.identity, escrow_key=a.escrow)
-    assert report.ok, report.problems
+    _verified(unit)
 
 
 def test_a_file_closed_outside_a_batch_waits_for_its_sync_with_the_committer(
@@ -305,7 +309,7 @@ def test_a_file_closed_outside_a_batch_waits_for_its_sync_with_the_committer(
 
     def held(fd: int) -> None:
         if threading.current_thread().name == "store-committer":
-            gate.wait(10)  # bounds a hang only: the test opens it
+            gate.wait(60)  # bounds a hang only: the test opens it
         real(fd)
 
     monkeypatch.setattr(os, "fdatasync", held)
@@ -326,14 +330,12 @@ def test_a_file_closed_outside_a_batch_waits_for_its_sync_with_the_committer(
         closed: list[Record] = []
         closer = threading.Thread(target=lambda: closed.append(w.close(meta)), name="closer")
         closer.start()
-        assert waiting.wait(10)  # the close waits on the committer (before or after its seal)
+        assert waiting.wait(60)  # the close waits on the committer (before or after its seal)
         gate.set()
-        closer.join(10)
+        closer.join(60)  # bounds a hang only: the committer is let through
         assert closed and closed[0].type == "segment"
         store.append("mark", {"n": 1})  # the store did not fail
-    a = unit.agency
-    report = verify_store(unit.path, identity=a.identity, escrow_key=a.escrow)
-    assert report.ok, report.problems
+    _verified(unit)
 
 
 def test_a_sync_that_fails_on_the_committer_is_said_at_the_next_sync(
@@ -387,8 +389,6 @@ def test_a_seal_that_fails_on_the_committer_stops_the_store_and_recovery_keeps_t
         monkeypatch.undo()
     with unit.open(boot_body={"cause": "after a failed seal"}):
         pass
-    a = unit.agency
-    report = verify_store(unit.path, identity=a.identity, escrow_key=a.escrow)
-    assert report.ok, report.problems
+    report = _verified(unit)
     cut = [r for r in report.records if r["type"] == "power_loss" and "file" in r["body"]]
     assert len(cut) == 1 and cut[0]["body"]["cause"] == "partial_segment"
