@@ -135,35 +135,109 @@ def expected_prompt(name: str, rendered: Path, language: str = "zh") -> np.ndarr
     return load_wav(rendered / f"{name}.{language}.wav").astype(np.float64)
 
 
-def find_prompts(
-    capture: bytes, rendered: Path, names: list[str], language: str = "zh"
-) -> list[tuple[str, float]]:
+PIECE = 8000  # samples (0.5 s): a phrase is matched piece by piece, in order
+SMALLEST = 1600  # a piece that does not match is split down to this (0.1 s)
+# The starved TCG guest's speaker underruns (its PortAudio callback waits on a
+# stalled recorder's GIL): silence is inserted, nothing is lost. A gap up to
+# this long between two pieces of a phrase is taken for one; a Pi has none.
+MAX_GAP = 32000  # samples (2 s)
+
+
+def find_prompts(capture: bytes, prompts: list[tuple[str, np.ndarray]]) -> list[tuple[str, float]]:
     """Each prompt's first place in the capture after the one before it
     (seconds), by normalised cross-correlation; an error names the first one
-    not found."""
+    not found. A tone is matched whole. A phrase is matched a piece at a
+    time, each piece where the one before it ended or up to MAX_GAP after
+    (an underrun's silence); a piece that does not match is split in two,
+    down to SMALLEST, so that a gap inside it is found too. Every sample of
+    the phrase must be heard, in order."""
     cap = np.frombuffer(capture[: len(capture) // 2 * 2], "<i2").astype(np.float64)
     sq = np.concatenate([[0.0], np.cumsum(cap * cap)])
-    found, start = [], 0
-    for name in names:
-        p = expected_prompt(name, rendered, language)
-        n = len(p)
-        if len(cap) - start < n:
-            raise EmuError(f"prompt {name}: the speaker capture ends before it")
-        seg = cap[start:]
-        size = 1 << int(np.ceil(np.log2(len(seg) + n)))
-        corr = np.fft.irfft(np.fft.rfft(seg, size) * np.conj(np.fft.rfft(p, size)), size)
-        corr = corr[: len(seg) - n + 1]
-        energy = sq[start + n : start + len(seg) + 1] - sq[start : start + len(seg) - n + 1]
-        norm = corr / (np.sqrt(np.maximum(energy, 1e-9)) * np.linalg.norm(p))
-        at = int(np.argmax(norm))
-        if norm[at] < MATCH:
+    found: list[tuple[str, float]] = []
+    start = 0
+    for name, p in prompts:
+        if len(cap) - start < len(p):
+            raise EmuError(f"prompt {name}: the speaker capture ends before it{_so_far(found)}")
+        loud = np.flatnonzero(np.abs(p) > 100)
+        p = p[loud[0] :] if len(loud) else p  # a phrase's leading silence says nothing
+        first = p[:PIECE]
+        got = _heard_in_pieces(cap, sq, start, len(cap), first, split=len(p) > PIECE)
+        if got is None:
+            score = _match(cap, sq, start, len(cap), first)[1]
             raise EmuError(
                 f"prompt {name} not heard on the speaker card after {start / 16000:.1f} s "
-                f"(best match {norm[at]:.2f})"
+                f"(best match {score:.2f}){_so_far(found)}"
             )
-        found.append((name, (start + at) / 16000))
-        start += at + n
+        began, first_end = got
+        end = _pieces_from(cap, sq, first_end, p[len(first) :])
+        if end is None:
+            raise EmuError(
+                f"prompt {name} began at {began / 16000:.1f} s on the speaker card "
+                f"but was not heard whole{_so_far(found)}"
+            )
+        found.append((name, began / 16000))
+        start = end
     return found
+
+
+def _so_far(found: list[tuple[str, float]]) -> str:
+    """The prompts found before a missing one, where: one hushed before it
+    played is then found at a later playing of the same prompt."""
+    if not found:
+        return ""
+    return "; heard before it: " + ", ".join(f"{n} at {t:.1f} s" for n, t in found)
+
+
+def _match(cap: np.ndarray, sq: np.ndarray, lo: int, hi: int, p: np.ndarray) -> tuple[int, float]:
+    """Where in cap[lo:hi] `p` matches best, and how well (normalised
+    cross-correlation, 1.0 = the same wave at any loudness)."""
+    seg = cap[lo:hi]
+    n = len(p)
+    if len(seg) < n:
+        return lo, 0.0
+    size = 1 << int(np.ceil(np.log2(len(seg) + n)))
+    corr = np.fft.irfft(np.fft.rfft(seg, size) * np.conj(np.fft.rfft(p, size)), size)
+    corr = corr[: len(seg) - n + 1]
+    energy = sq[lo + n : lo + len(seg) + 1] - sq[lo : lo + len(seg) - n + 1]
+    norm = corr / (np.sqrt(np.maximum(energy, 1e-9)) * max(float(np.linalg.norm(p)), 1e-9))
+    at = int(np.argmax(norm))
+    return lo + at, float(norm[at])
+
+
+def _pieces_from(cap: np.ndarray, sq: np.ndarray, pos: int, rest: np.ndarray) -> int | None:
+    """Where the capture has heard all of `rest` from `pos` on, piece by piece;
+    None if some piece is not heard."""
+    for i in range(0, len(rest), PIECE):
+        piece = rest[i : i + PIECE]
+        if float(np.sqrt(np.mean(piece * piece))) < 30:  # a pause between words: nothing to hear
+            pos += len(piece)
+            continue
+        # a few samples back: where the last piece ended is known to a sample or two
+        got = _heard_in_pieces(cap, sq, max(0, pos - 8), pos + MAX_GAP + len(piece), piece)
+        if got is None:
+            return None
+        pos = got[1]
+    return pos
+
+
+def _heard_in_pieces(
+    cap: np.ndarray, sq: np.ndarray, lo: int, hi: int, piece: np.ndarray, split: bool = True
+) -> tuple[int, int] | None:
+    """Where `piece` begins and ends in cap[lo:hi]: whole or, if a gap cuts
+    it (and `split`), as its two halves, each split again as needed; None
+    if it is not heard."""
+    at, score = _match(cap, sq, lo, min(hi, len(cap)), piece)
+    if score >= MATCH:
+        return at, at + len(piece)
+    if not split or len(piece) < 2 * SMALLEST:
+        return None
+    half = len(piece) // 2
+    head = _heard_in_pieces(cap, sq, lo, hi, piece[:half])
+    if head is None:
+        return None
+    lo = max(0, head[1] - 8)
+    tail = _heard_in_pieces(cap, sq, lo, head[1] + MAX_GAP + len(piece) - half, piece[half:])
+    return None if tail is None else (head[0], tail[1])
 
 
 def _decrypt(segment: Path, identity: Path, out: Path) -> Path:
@@ -212,15 +286,17 @@ def smoke(unit: EmulatedUnit, log: Log) -> SmokeResult:
 
 
 def keep_journal(unit: EmulatedUnit, log: Log) -> None:
-    """The guest's journal of this boot into the run folder, for whoever reads a failure."""
+    """The guest's journal of this boot, and what the speaker card played
+    (16 kHz S16 mono), into the run folder, for whoever reads a failure."""
     if unit.agent is None:
         return
     try:
         text = unit.agent.sh("journalctl -b --no-pager -o short-monotonic", timeout=300).out
+        (unit.run_dir / "journal.txt").write_text(text)
+        if unit.agent.sh("test -f /run/emu-speaker.raw", timeout=60).ok:
+            (unit.run_dir / "speaker.raw").write_bytes(unit.agent.get("/run/emu-speaker.raw"))
     except EmuError as exc:
-        log(f"the guest's journal could not be kept: {exc}")
-        return
-    (unit.run_dir / "journal.txt").write_text(text)
+        log(f"the guest's journal or speaker capture could not be kept: {exc}")
 
 
 def _smoke(unit: EmulatedUnit, log: Log, result: SmokeResult) -> None:
@@ -257,8 +333,10 @@ def _smoke(unit: EmulatedUnit, log: Log, result: SmokeResult) -> None:
     seq = unit.last_seq()
     hw.press("function")
     unit.wait_record("pause", after=seq)
+    paused = time.monotonic()
     result.leds["paused"] = steady_leds(hw, "paused")
     log("paused")
+    let_play(unit, ["tone_stop"], paused)  # or the resume's press hushes it
 
     seq = unit.last_seq()
     hw.press("record")
@@ -318,7 +396,9 @@ def _language(unit: EmulatedUnit) -> str:
 
 
 def _heard(hw: Hardware, unit: EmulatedUnit) -> list[tuple[str, float]]:
-    return find_prompts(hw.speaker_capture(), _rendered(unit), PROMPTS, _language(unit))
+    rendered, language = _rendered(unit), _language(unit)
+    prompts = [(n, expected_prompt(n, rendered, language)) for n in PROMPTS]
+    return find_prompts(hw.speaker_capture(), prompts)
 
 
 PLAY_MARGIN_S = 4.0  # from a record in the chain to its prompt leaving the speaker, under TCG
