@@ -24,6 +24,9 @@ LEDS = {"power": 5, "audio": 6, "video": 13}  # docs/HARDWARE.md, "Pins"
 MIC_PLAY = "hw:0,0"  # the microphone card's playback half (the recorder captures hw:0,1)
 SPEAKER_CAPTURE = "hw:1,1"  # the speaker card's capture half (the recorder plays hw:1,0)
 RATE = 16_000
+# arecord's buffer on the speaker card: a stall of the guest shorter than
+# this loses nothing of what was played
+CAPTURE_BUFFER_US = 2_000_000
 PRESS_S = 0.3  # a finger's press: well under the 1.5 s hold
 HOLD_S = 2.5
 
@@ -71,9 +74,12 @@ class Hardware:
         return seconds
 
     def start_speaker_capture(self) -> None:
-        """Record the speaker card from now on (the recorder's prompts)."""
+        """Record the speaker card from now on (the recorder's prompts). The
+        capture runs in the starved guest too: its buffer outlasts a stall,
+        so that what the check misses is what the unit did not play."""
         self.agent.check("systemctl stop emu-speaker 2>/dev/null; rm -f /run/emu-speaker.raw; "
                          f"systemd-run --unit=emu-speaker arecord -q -D {SPEAKER_CAPTURE} "
+                         f"--buffer-time={CAPTURE_BUFFER_US} "
                          f"-f S16_LE -r {RATE} -c 1 -t raw /run/emu-speaker.raw")  # fmt: skip
 
     def speaker_capture(self) -> bytes:

@@ -81,9 +81,17 @@ systemd-run --unit=emu-relay -p NetworkNamespacePath=/run/netns/{NETNS} \\
 """)  # fmt: skip
     probe = (f"ip netns exec {NETNS} socat -u OPEN:/dev/null "
              f"'TCP6:[{unit_addr}%{PEER}]:{EXPORT_PORT},connect-timeout=5'")  # fmt: skip
-    wait_for(lambda: agent.sh(probe, timeout=30).ok,
-             what=f"the unit's export service at [{unit_addr}%{PEER}]:{EXPORT_PORT} "
-             "across the gadget link", timeout=900, every=5)  # fmt: skip
+    try:
+        wait_for(lambda: agent.sh(probe, timeout=30).ok,
+                 what=f"the unit's export service at [{unit_addr}%{PEER}]:{EXPORT_PORT} "
+                 "across the gadget link", timeout=900, every=5)  # fmt: skip
+    except EmuError:
+        # for whoever reads the failure (2026-12-03: the service listened on
+        # :::8443 and dock0 was up, yet 900 s of probes found nothing)
+        both = agent.sh(f"ip -br -6 addr; ip -6 neigh; ss -ltn; ip netns exec {NETNS} "
+                        "sh -c 'ip -br -6 addr; ip -6 neigh'", timeout=60).out  # fmt: skip
+        log("link state: " + " | ".join(line for line in both.splitlines() if line.strip()))
+        raise
     log(f"dock link: {PEER} in namespace {NETNS}, unit at {unit_addr}, relay on :{host_port}")
     return Link(PEER, unit_addr, host_port)
 
