@@ -146,11 +146,12 @@ MAX_GAP = 32000  # samples (2 s)
 def find_prompts(capture: bytes, prompts: list[tuple[str, np.ndarray]]) -> list[tuple[str, float]]:
     """Each prompt's first place in the capture after the one before it
     (seconds), by normalised cross-correlation; an error names the first one
-    not found. A tone is matched whole. A phrase is matched a piece at a
-    time, each piece where the one before it ended or up to MAX_GAP after
-    (an underrun's silence); a piece that does not match is split in two,
-    down to SMALLEST, so that a gap inside it is found too. Every sample of
-    the phrase must be heard, in order."""
+    not found. A tone is matched whole. A phrase is found where most of it
+    matches, then heard a piece at a time from its start, each piece where
+    the one before it ended or up to MAX_GAP after (an underrun's silence);
+    a piece that does not match is split in two, down to SMALLEST, so that
+    a gap inside it is found too. Every sample of the phrase must be heard,
+    in order."""
     cap = np.frombuffer(capture[: len(capture) // 2 * 2], "<i2").astype(np.float64)
     sq = np.concatenate([[0.0], np.cumsum(cap * cap)])
     found: list[tuple[str, float]] = []
@@ -161,15 +162,22 @@ def find_prompts(capture: bytes, prompts: list[tuple[str, np.ndarray]]) -> list[
         loud = np.flatnonzero(np.abs(p) > 100)
         p = p[loud[0] :] if len(loud) else p  # a phrase's leading silence says nothing
         first = p[:PIECE]
-        got = _heard_in_pieces(cap, sq, start, len(cap), first, split=len(p) > PIECE)
+        # where most of it lies (the whole prompt's best match): gaps before
+        # that put its first piece up to MAX_GAP earlier, never later
+        anchor, score = _match(cap, sq, start, len(cap), p)
+        got = None
+        if len(p) <= PIECE:
+            got = (anchor, anchor + len(p)) if score >= MATCH else None
+        else:
+            lo = max(start, anchor - MAX_GAP - 8)
+            got = _heard_in_pieces(cap, sq, lo, anchor + len(first) + 8, first)
         if got is None:
-            score = _match(cap, sq, start, len(cap), first)[1]
             raise EmuError(
                 f"prompt {name} not heard on the speaker card after {start / 16000:.1f} s "
                 f"(best match {score:.2f}){_so_far(found)}"
             )
         began, first_end = got
-        end = _pieces_from(cap, sq, first_end, p[len(first) :])
+        end = _pieces_from(cap, sq, first_end, p[len(first) :]) if len(p) > PIECE else first_end
         if end is None:
             raise EmuError(
                 f"prompt {name} began at {began / 16000:.1f} s on the speaker card "
@@ -221,15 +229,15 @@ def _pieces_from(cap: np.ndarray, sq: np.ndarray, pos: int, rest: np.ndarray) ->
 
 
 def _heard_in_pieces(
-    cap: np.ndarray, sq: np.ndarray, lo: int, hi: int, piece: np.ndarray, split: bool = True
+    cap: np.ndarray, sq: np.ndarray, lo: int, hi: int, piece: np.ndarray
 ) -> tuple[int, int] | None:
     """Where `piece` begins and ends in cap[lo:hi]: whole or, if a gap cuts
-    it (and `split`), as its two halves, each split again as needed; None
-    if it is not heard."""
+    it, as its two halves, each split again as needed; None if it is not
+    heard."""
     at, score = _match(cap, sq, lo, min(hi, len(cap)), piece)
     if score >= MATCH:
         return at, at + len(piece)
-    if not split or len(piece) < 2 * SMALLEST:
+    if len(piece) < 2 * SMALLEST:
         return None
     half = len(piece) // 2
     head = _heard_in_pieces(cap, sq, lo, hi, piece[:half])
