@@ -1,7 +1,8 @@
 """The emulated smoke's speaker check (tests/emulate/smoke.py `find_prompts`):
-every prompt heard whole and in order, through the silence a starved
-guest's speaker underruns insert, and nothing taken for heard that was cut
-short, hushed or never played."""
+every prompt heard sample for sample and in order, through what a starved
+guest's speaker underrun does (silence, and the block being handed over
+lost), and nothing taken for heard that was cut short, hushed, never
+played, or lost beyond that."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from firmware.prompts import TONES, tone
 from tests.emulate.run import EmuError
-from tests.emulate.smoke import MATCH, MAX_GAP, find_prompts
+from tests.emulate.smoke import BLOCK, MATCH, MAX_GAP, find_prompts
 
 RATE = 16_000
 
@@ -25,7 +26,7 @@ def _phrase(seed: int, seconds: float) -> np.ndarray:
         out.append(rng.normal(0, 3000, n) * env)
         if rng.random() < 0.3:
             out.append(np.zeros(int(0.6 * RATE)))  # a pause longer than a piece
-    return np.concatenate(out)[: int(seconds * RATE)]
+    return np.round(np.concatenate(out)[: int(seconds * RATE)])  # as the WAV holds it
 
 
 def _tone(name: str) -> np.ndarray:
@@ -76,22 +77,37 @@ def test_every_prompt_is_found_in_order_where_it_was_played() -> None:
     assert [round(t, 2) for _, t in found] == pytest.approx(want, abs=0.02)
 
 
-@pytest.mark.parametrize("at_s", [0.23, 1.77])  # inside the first piece, inside a later one
-def test_a_phrase_cut_by_an_underrun_s_silence_is_heard(at_s: float) -> None:
-    notice = PROMPTS[1][1]
+def _underrun(p: np.ndarray, at_s: float, lost: int = BLOCK, gap_s: float = 1.3) -> list:
+    """`p` as a card plays it through an underrun at `at_s`: silence, then
+    the prompt again `lost` samples further on."""
     cut = int(at_s * RATE)
-    played = _played(PROMPTS[:1]) + [notice[:cut], np.zeros(int(1.3 * RATE)), notice[cut:]]
-    capture = _capture(*played, *_played(PROMPTS[2:]))
+    return [p[:cut], np.zeros(int(gap_s * RATE)), p[cut + lost :]]
+
+
+@pytest.mark.parametrize("at_s", [0.23, 1.77])  # inside its first 0.5 s, later on
+def test_a_phrase_through_an_underrun_is_heard(at_s: float) -> None:
+    notice = PROMPTS[1][1]
+    capture = _capture(*_played(PROMPTS[:1]), *_underrun(notice, at_s), *_played(PROMPTS[2:]))
     if at_s > 1:
         assert _whole_match(capture, notice) < MATCH  # what failed the smoke before
     assert [n for n, _ in find_prompts(capture, PROMPTS)] == [n for n, _ in PROMPTS]
 
 
+def test_more_than_a_block_lost_at_an_underrun_is_not_heard() -> None:
+    notice = PROMPTS[1][1]
+    # where the lost block and the 200 samples past it are sound, not a pause
+    cut = next(k for k in range(RATE, len(notice)) if notice[[k, k + BLOCK, k + BLOCK + 200]].all())
+    played = _underrun(notice, cut / RATE, lost=BLOCK + 200)
+    capture = _capture(*_played(PROMPTS[:1]), *played, *_played(PROMPTS[2:]))
+    with pytest.raises(EmuError, match="notice .*not heard whole: more than a block lost"):
+        find_prompts(capture, PROMPTS)
+
+
 def test_a_phrase_missing_a_stretch_is_not_heard() -> None:
     notice = PROMPTS[1][1]
-    lost = notice[: int(1.5 * RATE)], notice[int(1.9 * RATE) :]  # 0.4 s never played
+    lost = notice[: int(1.5 * RATE)], notice[int(1.6 * RATE) :]  # 0.1 s never played
     capture = _capture(*_played(PROMPTS[:1]), *lost, *_played(PROMPTS[2:]))
-    with pytest.raises(EmuError, match="prompt notice began at .* but was not heard whole"):
+    with pytest.raises(EmuError, match="prompt notice began at .* not heard whole: a different"):
         find_prompts(capture, PROMPTS)
 
 
@@ -102,14 +118,11 @@ def test_a_phrase_cut_short_by_a_press_is_not_heard() -> None:
         find_prompts(capture, PROMPTS)
 
 
-def test_a_gap_longer_than_an_underrun_is_not_taken_for_one() -> None:
+def test_a_silence_longer_than_an_underrun_is_not_taken_for_one() -> None:
     notice = PROMPTS[1][1]
-    cut = int(2.0 * RATE)
-    gap = np.zeros(MAX_GAP + RATE)
-    capture = _capture(
-        *_played(PROMPTS[:1]), notice[:cut], gap, notice[cut:], *_played(PROMPTS[2:])
-    )
-    with pytest.raises(EmuError, match="prompt notice .*not heard whole"):
+    played = _underrun(notice, 1.77, gap_s=MAX_GAP / RATE + 0.5)
+    capture = _capture(*_played(PROMPTS[:1]), *played, *_played(PROMPTS[2:]))
+    with pytest.raises(EmuError, match="prompt notice .*not heard whole: a different sound"):
         find_prompts(capture, PROMPTS)
 
 

@@ -135,23 +135,24 @@ def expected_prompt(name: str, rendered: Path, language: str = "zh") -> np.ndarr
     return load_wav(rendered / f"{name}.{language}.wav").astype(np.float64)
 
 
-PIECE = 8000  # samples (0.5 s): a phrase is matched piece by piece, in order
-SMALLEST = 1600  # a piece that does not match is split down to this (0.1 s)
 # The starved TCG guest's speaker underruns (its PortAudio callback waits on a
-# stalled recorder's GIL): silence is inserted, nothing is lost. A gap up to
-# this long between two pieces of a phrase is taken for one; a Pi has none.
-MAX_GAP = 32000  # samples (2 s)
+# stalled recorder's GIL): the card plays silence, and the block being handed
+# over is lost. Seen on 2026-12-03's captures: exact zeros, then the prompt
+# again exactly one block (120 ms) further on. A Pi has none of this.
+MAX_GAP = 32000  # samples (2 s): the longest silence taken for an underrun
+BLOCK = 1920  # samples: the speaker's block (hal SOUND_BLOCK_MS), lost at each
+ANCHOR = 1600  # samples (0.1 s) that place a prompt's start, to the sample
+RESUME = 64  # samples that must equal the prompt where it goes on after a gap
 
 
 def find_prompts(capture: bytes, prompts: list[tuple[str, np.ndarray]]) -> list[tuple[str, float]]:
     """Each prompt's first place in the capture after the one before it
-    (seconds), by normalised cross-correlation; an error names the first one
-    not found. A tone is matched whole. A phrase is found where most of it
-    matches, then heard a piece at a time from its start, each piece where
-    the one before it ended or up to MAX_GAP after (an underrun's silence);
-    a piece that does not match is split in two, down to SMALLEST, so that
-    a gap inside it is found too. Every sample of the phrase must be heard,
-    in order."""
+    (seconds); an error names the first one not found. The speaker card's
+    capture is a bit-exact copy of what the unit played: a prompt is found
+    where the whole of it correlates best, begun where its first 0.1 s is
+    found sample for sample, and then compared sample by sample. The one difference allowed
+    is an underrun: a run of silence of at most MAX_GAP, after which the
+    prompt goes on at most one BLOCK further."""
     cap = np.frombuffer(capture[: len(capture) // 2 * 2], "<i2").astype(np.float64)
     sq = np.concatenate([[0.0], np.cumsum(cap * cap)])
     found: list[tuple[str, float]] = []
@@ -161,27 +162,21 @@ def find_prompts(capture: bytes, prompts: list[tuple[str, np.ndarray]]) -> list[
             raise EmuError(f"prompt {name}: the speaker capture ends before it{_so_far(found)}")
         loud = np.flatnonzero(np.abs(p) > 100)
         p = p[loud[0] :] if len(loud) else p  # a phrase's leading silence says nothing
-        first = p[:PIECE]
-        # where most of it lies (the whole prompt's best match): gaps before
-        # that put its first piece up to MAX_GAP earlier, never later
+        # where most of it lies: underruns before that put its start up to
+        # MAX_GAP earlier, or (a lost block, a short silence) a block later
         anchor, score = _match(cap, sq, start, len(cap), p)
-        got = None
-        if len(p) <= PIECE:
-            got = (anchor, anchor + len(p)) if score >= MATCH else None
-        else:
-            lo = max(start, anchor - MAX_GAP - 8)
-            got = _heard_in_pieces(cap, sq, lo, anchor + len(first) + 8, first)
-        if got is None:
+        head = p[:ANCHOR]
+        began = _exactly(cap, max(start, anchor - MAX_GAP - 8), anchor + BLOCK + 8, head)
+        if began is None:
             raise EmuError(
                 f"prompt {name} not heard on the speaker card after {start / 16000:.1f} s "
                 f"(best match {score:.2f}){_so_far(found)}"
             )
-        began, first_end = got
-        end = _pieces_from(cap, sq, first_end, p[len(first) :]) if len(p) > PIECE else first_end
+        end, why = _played_from(cap, began, p)
         if end is None:
             raise EmuError(
                 f"prompt {name} began at {began / 16000:.1f} s on the speaker card "
-                f"but was not heard whole{_so_far(found)}"
+                f"but was not heard whole: {why}{_so_far(found)}"
             )
         found.append((name, began / 16000))
         start = end
@@ -212,40 +207,45 @@ def _match(cap: np.ndarray, sq: np.ndarray, lo: int, hi: int, p: np.ndarray) -> 
     return lo + at, float(norm[at])
 
 
-def _pieces_from(cap: np.ndarray, sq: np.ndarray, pos: int, rest: np.ndarray) -> int | None:
-    """Where the capture has heard all of `rest` from `pos` on, piece by piece;
-    None if some piece is not heard."""
-    for i in range(0, len(rest), PIECE):
-        piece = rest[i : i + PIECE]
-        if float(np.sqrt(np.mean(piece * piece))) < 30:  # a pause between words: nothing to hear
-            pos += len(piece)
-            continue
-        # a few samples back: where the last piece ended is known to a sample or two
-        got = _heard_in_pieces(cap, sq, max(0, pos - 8), pos + MAX_GAP + len(piece), piece)
-        if got is None:
-            return None
-        pos = got[1]
-    return pos
+def _exactly(cap: np.ndarray, lo: int, hi: int, head: np.ndarray) -> int | None:
+    """The first place in [lo, hi) where the capture holds `head` sample for
+    sample (a tone's correlation peaks at every period: this does not)."""
+    for k in np.flatnonzero(cap[lo:hi] == head[0]):
+        at = lo + int(k)
+        if np.array_equal(cap[at : at + len(head)], head):
+            return at
+    return None
 
 
-def _heard_in_pieces(
-    cap: np.ndarray, sq: np.ndarray, lo: int, hi: int, piece: np.ndarray
-) -> tuple[int, int] | None:
-    """Where `piece` begins and ends in cap[lo:hi]: whole or, if a gap cuts
-    it, as its two halves, each split again as needed; None if it is not
-    heard."""
-    at, score = _match(cap, sq, lo, min(hi, len(cap)), piece)
-    if score >= MATCH:
-        return at, at + len(piece)
-    if len(piece) < 2 * SMALLEST:
-        return None
-    half = len(piece) // 2
-    head = _heard_in_pieces(cap, sq, lo, hi, piece[:half])
-    if head is None:
-        return None
-    lo = max(0, head[1] - 8)
-    tail = _heard_in_pieces(cap, sq, lo, head[1] + MAX_GAP + len(piece) - half, piece[half:])
-    return None if tail is None else (head[0], tail[1])
+def _played_from(cap: np.ndarray, pos: int, p: np.ndarray) -> tuple[int | None, str]:
+    """Where `p`, played from cap[pos], ends in the capture, sample for
+    sample but for underruns; (None, what differs) if it was not played so."""
+    i = 0
+    while True:
+        n = min(len(p) - i, len(cap) - pos)
+        bad = np.flatnonzero(cap[pos : pos + n] != p[i : i + n])
+        if not len(bad):
+            return (pos + n, "") if i + n == len(p) else (None, "the capture ends in it")
+        pos, i = pos + int(bad[0]), i + int(bad[0])
+        where = f"at {i / 16000:.3f} s of it"
+        quiet = np.flatnonzero(cap[pos : pos + MAX_GAP + 1])
+        if cap[pos] != 0 or not len(quiet) or quiet[0] > MAX_GAP:
+            return None, f"a different sound {where}"
+        if len(p) - i <= BLOCK:
+            return pos, ""  # its last block lost in the underrun
+        pos += int(quiet[0])
+        # it goes on at most a block further, where the prompt is not silent
+        # (its own silence after the lost block ran into the underrun's)
+        ahead = np.flatnonzero(p[i + BLOCK :])
+        last = i + BLOCK + (int(ahead[0]) if len(ahead) else len(p) - i - BLOCK)
+        want, window = cap[pos : pos + RESUME], p[i : last + RESUME]
+        if len(want) < RESUME or len(window) < RESUME:
+            return None, f"the capture ends in it {where}"
+        views = np.lib.stride_tricks.sliding_window_view(window, RESUME)
+        hits = np.flatnonzero((views == want).all(axis=1))
+        if not len(hits):
+            return None, f"more than a block lost at an underrun {where}"
+        i += int(hits[0])
 
 
 def _decrypt(segment: Path, identity: Path, out: Path) -> Path:
