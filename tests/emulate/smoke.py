@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from firmware.prompts import PHRASES, PROMPT_LANGUAGE, TONES, tone
+from hal.media import SOUND_BLOCK_MS
 from hal.wav import load_wav
 from link.locale import load as load_locale
 
@@ -55,7 +56,6 @@ PROMPTS = [
     "note_ok",  # the note heard
     "tone_stop", "end_phrase",  # stop
 ]  # fmt: skip
-MATCH = 0.9  # normalised correlation of a prompt with the speaker card's capture
 
 
 @dataclass
@@ -140,7 +140,7 @@ def expected_prompt(name: str, rendered: Path, language: str = "zh") -> np.ndarr
 # over is lost. Seen on 2026-12-03's captures: exact zeros, then the prompt
 # again exactly one block (120 ms) further on. A Pi has none of this.
 MAX_GAP = 32000  # samples (2 s): the longest silence taken for an underrun
-BLOCK = 1920  # samples: the speaker's block (hal SOUND_BLOCK_MS), lost at each
+BLOCK = 16_000 * SOUND_BLOCK_MS // 1000  # samples: the speaker's block, lost at each
 ANCHOR = 1600  # samples (0.1 s) that place a prompt's start, to the sample
 RESUME = 64  # samples that must equal the prompt where it goes on after a gap
 
@@ -150,9 +150,9 @@ def find_prompts(capture: bytes, prompts: list[tuple[str, np.ndarray]]) -> list[
     (seconds); an error names the first one not found. The speaker card's
     capture is a bit-exact copy of what the unit played: a prompt is found
     where the whole of it correlates best, begun where its first 0.1 s is
-    found sample for sample, and then compared sample by sample. The one difference allowed
-    is an underrun: a run of silence of at most MAX_GAP, after which the
-    prompt goes on at most one BLOCK further."""
+    found sample for sample, and then compared sample by sample. The one
+    difference allowed is an underrun: a run of silence of at most MAX_GAP,
+    after which the prompt goes on at most one BLOCK further."""
     cap = np.frombuffer(capture[: len(capture) // 2 * 2], "<i2").astype(np.float64)
     sq = np.concatenate([[0.0], np.cumsum(cap * cap)])
     found: list[tuple[str, float]] = []
