@@ -94,6 +94,15 @@ def test_a_phrase_through_an_underrun_is_heard(at_s: float) -> None:
     assert [n for n, _ in find_prompts(capture, PROMPTS)] == [n for n, _ in PROMPTS]
 
 
+def test_a_phrase_whose_first_samples_an_underrun_silenced_is_heard() -> None:
+    """As seen 2026-12-03: the first 810 samples of a phrase played as silence."""
+    notice = PROMPTS[1][1]
+    start = np.flatnonzero(np.abs(notice) > 100)[0]
+    silenced = np.concatenate([np.zeros(start + 810), notice[start + 810 :]])
+    capture = _capture(*_played(PROMPTS[:1]), silenced, *_played(PROMPTS[2:]))
+    assert [n for n, _ in find_prompts(capture, PROMPTS)] == [n for n, _ in PROMPTS]
+
+
 def test_more_than_a_block_lost_at_an_underrun_is_not_heard() -> None:
     notice = PROMPTS[1][1]
     # where the lost block and the 200 samples past it are sound, not a pause

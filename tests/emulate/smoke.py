@@ -162,17 +162,22 @@ def find_prompts(capture: bytes, prompts: list[tuple[str, np.ndarray]]) -> list[
             raise EmuError(f"prompt {name}: the speaker capture ends before it{_so_far(found)}")
         loud = np.flatnonzero(np.abs(p) > 100)
         p = p[loud[0] :] if len(loud) else p  # a phrase's leading silence says nothing
-        # where most of it lies: underruns before that put its start up to
-        # MAX_GAP earlier, or (a lost block, a short silence) a block later
-        anchor, score = _match(cap, sq, start, len(cap), p)
         head = p[:ANCHOR]
-        began = _exactly(cap, max(start, anchor - MAX_GAP - 8), anchor + BLOCK + 8, head)
-        if began is None:
+        # its first place: the first where its start is found sample for
+        # sample (correlation scores a tone as high at its next playing)
+        began = _exactly(cap, start, len(cap), head)
+        skip: int | None = 0
+        anchor, score = _match(cap, sq, start, len(cap), p)
+        if began is None:  # its first block lost to an underrun, silence in its place:
+            # the rest lies where the whole of it correlates best
+            skip = _resumed(cap, anchor, p)
+            began = None if skip is None else anchor
+        if began is None or skip is None:
             raise EmuError(
                 f"prompt {name} not heard on the speaker card after {start / 16000:.1f} s "
                 f"(best match {score:.2f}){_so_far(found)}"
             )
-        end, why = _played_from(cap, began, p)
+        end, why = _played_from(cap, began + skip, p[skip:])
         if end is None:
             raise EmuError(
                 f"prompt {name} began at {began / 16000:.1f} s on the speaker card "
@@ -214,6 +219,18 @@ def _exactly(cap: np.ndarray, lo: int, hi: int, head: np.ndarray) -> int | None:
         at = lo + int(k)
         if np.array_equal(cap[at : at + len(head)], head):
             return at
+    return None
+
+
+def _resumed(cap: np.ndarray, at: int, p: np.ndarray) -> int | None:
+    """How far into `p`, played from cap[at], the capture goes on sample for
+    sample after silence, within its first block; None if it does not."""
+    for j in np.flatnonzero(p[: BLOCK + 1]):
+        k = at + int(j)
+        if k > 0 and cap[k - 1] != 0:
+            continue
+        if np.array_equal(cap[k : k + RESUME], p[j : j + RESUME]):
+            return int(j)
     return None
 
 
