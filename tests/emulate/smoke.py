@@ -165,18 +165,17 @@ def find_prompts(capture: bytes, prompts: list[tuple[str, np.ndarray]]) -> list[
         head = p[:ANCHOR]
         # its first place: the first where its start is found sample for
         # sample (correlation scores a tone as high at its next playing)
-        began = _exactly(cap, start, len(cap), head)
-        skip: int | None = 0
-        anchor, score = _match(cap, sq, start, len(cap), p)
+        began, skip = _exactly(cap, start, len(cap), head), 0
         if began is None:  # its first block lost to an underrun, silence in its place:
             # the rest lies where the whole of it correlates best
-            skip = _resumed(cap, anchor, p)
-            began = None if skip is None else anchor
-        if began is None or skip is None:
-            raise EmuError(
-                f"prompt {name} not heard on the speaker card after {start / 16000:.1f} s "
-                f"(best match {score:.2f}){_so_far(found)}"
-            )
+            anchor, score = _match(cap, sq, start, len(cap), p)
+            resumed = _resumed(cap, anchor, p)
+            if resumed is None:
+                raise EmuError(
+                    f"prompt {name} not heard on the speaker card after {start / 16000:.1f} s "
+                    f"(best match {score:.2f}){_so_far(found)}"
+                )
+            began, skip = anchor, resumed
         end, why = _played_from(cap, began + skip, p[skip:])
         if end is None:
             raise EmuError(
