@@ -34,6 +34,9 @@ HOLD_S = 2.5
 @dataclass
 class Hardware:
     agent: Agent
+    # what the speaker card's capture held when last read: only what is new
+    # crosses the console at the next read
+    _speaker: bytearray = field(default_factory=bytearray, repr=False)
 
     # -- buttons and lights --------------------------------------------------------
 
@@ -81,11 +84,16 @@ class Hardware:
                          f"systemd-run --unit=emu-speaker arecord -q -D {SPEAKER_CAPTURE} "
                          f"--buffer-time={CAPTURE_BUFFER_US} "
                          f"-f S16_LE -r {RATE} -c 1 -t raw /run/emu-speaker.raw")  # fmt: skip
+        self._speaker.clear()
 
     def speaker_capture(self) -> bytes:
         """What the speaker card played since `start_speaker_capture` (16 kHz
-        S16 mono PCM); the capture goes on."""
-        return self.agent.get("/run/emu-speaker.raw")
+        S16 mono PCM, whole samples); the capture goes on. Read often while
+        prompts play, so only the bytes after those already read are fetched."""
+        self.agent.check("test -r /run/emu-speaker.raw")  # missing is an error, not b""
+        new = self.agent.output(f"tail -c +{len(self._speaker) + 1} /run/emu-speaker.raw")
+        self._speaker += new
+        return bytes(self._speaker[: len(self._speaker) // 2 * 2])
 
     # -- battery, clock ------------------------------------------------------------
 

@@ -49,13 +49,14 @@ LEDS = {
     "paused": {"power": 1, "audio": 0, "video": 0},
 }
 # docs/STATES.md, the transitions' prompts, in the order the smoke causes them
-PROMPTS = [
-    "tone_start", "start_notice", "state_purpose",  # record
-    "tone_stop",  # pause
-    "tone_start", "state_reason",  # resume
-    "note_ok",  # the note heard
-    "tone_stop", "end_phrase",  # stop
-]  # fmt: skip
+PLAYED = [
+    ("record", ["tone_start", "start_notice", "state_purpose"]),
+    ("pause", ["tone_stop"]),
+    ("resume", ["tone_start", "state_reason"]),
+    ("note", ["note_ok"]),  # the note heard
+    ("stop", ["tone_stop", "end_phrase"]),
+]
+PROMPTS = [name for _, names in PLAYED for name in names]
 
 
 @dataclass
@@ -349,45 +350,37 @@ def _smoke(unit: EmulatedUnit, log: Log, result: SmokeResult) -> None:
     seq = unit.last_seq()
     hw.press("record")
     unit.wait_record("record_start", after=seq)
-    began = time.monotonic()
     result.leds["recording"] = steady_leds(hw, "recording", unit=unit, log=log)
     log(f"recording; said {hw.say(SPOKEN):.1f} s into the microphone card")
-    let_play(unit, ["tone_start", "start_notice", "state_purpose"], began)
+    let_play(hw, unit, "record")
 
     seq = unit.last_seq()
     hw.press("function")
     unit.wait_record("pause", after=seq)
-    paused = time.monotonic()
     result.leds["paused"] = steady_leds(hw, "paused")
     log("paused")
-    let_play(unit, ["tone_stop"], paused)  # or the resume's press hushes it
+    let_play(hw, unit, "pause")  # or the resume's press hushes it
 
     seq = unit.last_seq()
     hw.press("record")
     unit.wait_record("resume", after=seq)
     log(f"resumed; said a {hw.say(NOTE):.1f} s note")
     note = unit.wait_record("resume_note", after=seq)
-    heard = time.monotonic()
     if not note["body"].get("given"):
         raise EmuError(f"the spoken note was not heard: {note['body']}")
     result.leds["recording after resume"] = steady_leds(hw, "recording", unit=unit, log=log)
     log(f"note heard: {note['body']}")
-    let_play(unit, ["note_ok"], heard)
+    let_play(hw, unit, "note")
 
     seq = unit.last_seq()
     hw.hold("record")
     unit.wait_record("record_stop", after=seq)
     result.leds["stopped"] = steady_leds(hw, "idle")
     log("stopped")
-    # the last prompt (the end phrase) is a few seconds long: until it is out
-    try:
-        wait_for(lambda: _heard_all(hw, unit), what="every prompt on the speaker card",
-                 timeout=300, every=10)  # fmt: skip
-    except EmuError:
-        _heard(hw, unit)  # the first prompt not heard, by name
-        raise
-    result.prompts_found = [name for name, _ in _heard(hw, unit)]
-    log(f"prompts heard: {_heard(hw, unit)}")
+    let_play(hw, unit, "stop")  # the end phrase is a few seconds long: until it is out
+    found = _heard(hw, unit, len(PROMPTS))
+    result.prompts_found = [name for name, _ in found]
+    log(f"prompts heard: {found}")
 
     t = time.monotonic()
     assert unit.machine is not None and unit.flashed is not None
@@ -419,28 +412,35 @@ def _language(unit: EmulatedUnit) -> str:
     return PROMPT_LANGUAGE[load_locale(unit.flashed.agency / "agency.toml").language]
 
 
-def _heard(hw: Hardware, unit: EmulatedUnit) -> list[tuple[str, float]]:
+def _heard(hw: Hardware, unit: EmulatedUnit, upto: int) -> list[tuple[str, float]]:
     rendered, language = _rendered(unit), _language(unit)
-    prompts = [(n, expected_prompt(n, rendered, language)) for n in PROMPTS]
+    prompts = [(n, expected_prompt(n, rendered, language)) for n in PROMPTS[:upto]]
     return find_prompts(hw.speaker_capture(), prompts)
 
 
-PLAY_MARGIN_S = 4.0  # from a record in the chain to its prompt leaving the speaker, under TCG
+# From a transition's record in the chain until its prompts have left the
+# speaker: seconds under TCG (up to 4 s seen), a minute for a starved guest
+PLAY_TIMEOUT_S = 120.0
 
 
-def let_play(unit: EmulatedUnit, names: list[str], since: float) -> None:
-    """Until the prompts a transition began at `since` (time.monotonic) have
-    had time to play: the next press would hush them (docs/STATES.md), as an
+def let_play(hw: Hardware, unit: EmulatedUnit, transition: str) -> None:
+    """Until the speaker card has played every prompt up to `transition`'s
+    own (PLAYED): the next press would hush them (docs/STATES.md), as an
     officer who presses on interrupts the unit, and the speaker check looks
-    for each prompt whole."""
-    rendered = _rendered(unit)
-    total = sum(len(expected_prompt(n, rendered, _language(unit))) for n in names) / 16000
-    time.sleep(max(0.0, since + total + PLAY_MARGIN_S - time.monotonic()))
+    for each prompt whole. A prompt not heard in time is named."""
+    names = [t for t, _ in PLAYED]
+    upto = sum(len(played) for _, played in PLAYED[: names.index(transition) + 1])
 
+    def heard() -> bool:
+        try:
+            _heard(hw, unit, upto)
+        except EmuError:
+            return False
+        return True
 
-def _heard_all(hw: Hardware, unit: EmulatedUnit) -> bool:
     try:
-        _heard(hw, unit)
+        wait_for(heard, what=f"the prompts of {transition} on the speaker card",
+                 timeout=PLAY_TIMEOUT_S, every=2)  # fmt: skip
     except EmuError:
-        return False
-    return True
+        _heard(hw, unit, upto)  # the first prompt not heard, by name
+        raise
