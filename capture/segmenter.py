@@ -131,6 +131,12 @@ SinkFactory = Callable[[int, int], SegmentSink]  # (segment index, start us)
 FrameClock = Callable[[int], FrameTime]  # unit monotonic us -> the frame's time
 
 
+# a header's fourth byte with `s` added to its counter (the low nibble), for
+# each shift s; and a header's second byte reduced to its PID's top bits
+_SHIFTED = [bytes((b & 0xF0) | ((b + s) & 0x0F) for b in range(256)) for s in range(16)]
+_PID_TOP = bytes(b & 0x1F for b in range(256))
+
+
 class _TsWriter:
     """The file object PyAV writes a container into. Passes on whole 188-byte
     transport packets, with each PID's continuity counter continuing from
@@ -138,12 +144,7 @@ class _TsWriter:
 
     def __init__(self, sink: SegmentSink, last: dict[int, int]) -> None:
         self.sink, self._last = sink, last
-        # per PID (a table, not a loop: this runs on every write of the
-        # muxer): seen in this file yet, and what its counters are shifted by
-        self._seen = np.zeros(1 << 13, bool)
-        self._seen[NULL_PID] = True  # null packets carry no counter: left as they are
-        self._offset = np.zeros(1 << 13, np.uint8)
-        self._pids: list[int] = []
+        self._offset: dict[int, int] = {}  # per PID seen in this file: its counters' shift
         self._carry = b""
 
     def write(self, data: bytes) -> int:
@@ -154,36 +155,42 @@ class _TsWriter:
         whole = len(buf) - len(buf) % TS
         self._carry = bytes(buf[whole:])
         if whole:
-            view = memoryview(buf)[:whole]
-            self._renumber(np.frombuffer(view, np.uint8).reshape(-1, TS))
-            self.sink.write(view)
+            del buf[whole:]
+            self._renumber(buf)
+            self.sink.write(memoryview(buf))
         return len(data)
 
-    def _renumber(self, a: np.ndarray) -> None:
-        """Shift the counters of the whole packets `a` (n x 188), in place."""
-        pid = ((a[:, 1].astype(np.intp) & 0x1F) << 8) | a[:, 2]
-        fresh = ~self._seen[pid]
-        if fresh.any():  # a PID's first packets in this file
-            for i in np.flatnonzero(fresh):
-                p = int(pid[i])
-                if self._seen[p]:
-                    continue
-                self._seen[p] = True
-                self._pids.append(p)
-                prev = self._last.get(p)
-                want = 0 if prev is None else (prev + int(a[i, 3] >> 4 & 1)) & 0x0F
-                self._offset[p] = (want - int(a[i, 3] & 0x0F)) & 0x0F
-        # the high nibble adds multiples of 16: the low one becomes (cc + offset) mod 16
-        a[:, 3] = (a[:, 3] & 0xF0) | ((a[:, 3] + self._offset[pid]) & 0x0F)
-        tail = int(pid[-1])
-        if (pid == tail).all():  # the usual write: one picture's or one sound's packets
-            if tail != NULL_PID:
-                self._last[tail] = int(a[-1, 3] & 0x0F)
-            return
-        for p in self._pids:
-            hit = np.flatnonzero(pid == p)
-            if hit.size:
-                self._last[p] = int(a[hit[-1], 3] & 0x0F)
+    def _renumber(self, buf: bytearray) -> None:
+        """Shift the counters of the whole packets in `buf`, in place. A
+        muxer's write is one picture's or one sound's packets, sometimes after
+        the tables (PAT, PMT): packet by packet until the rest is one PID's,
+        then one shift for all of those, by a byte map over every header's
+        fourth byte (no loop over a picture's packets)."""
+        top, low = buf[1::TS].translate(_PID_TOP), buf[2::TS]
+        for k in range(len(top)):
+            pid = top[k] << 8 | low[k]
+            rest_top, rest_low = top[k:], low[k:]
+            if rest_top.count(top[k]) == len(rest_top) and rest_low.count(low[k]) == len(rest_low):
+                if pid != NULL_PID:
+                    at = k * TS + 3
+                    buf[at::TS] = buf[at::TS].translate(_SHIFTED[self._shift(pid, buf[at])])
+                    self._last[pid] = buf[-TS + 3] & 0x0F
+                return
+            if pid != NULL_PID:
+                at = k * TS + 3
+                buf[at] = _SHIFTED[self._shift(pid, buf[at])][buf[at]]
+                self._last[pid] = buf[at] & 0x0F
+
+    def _shift(self, pid: int, head: int) -> int:
+        """The shift of `pid`'s counters in this file, set by its first packet
+        (header byte `head`): it follows the unit's previous packet of that
+        PID, or starts at 0. A packet without payload repeats the counter."""
+        off = self._offset.get(pid)
+        if off is None:
+            prev = self._last.get(pid)
+            want = 0 if prev is None else (prev + (head >> 4 & 1)) & 0x0F
+            off = self._offset[pid] = (want - (head & 0x0F)) & 0x0F
+        return off
 
     def flush(self) -> None:
         if self._carry:  # never expected: the muxer writes whole packets

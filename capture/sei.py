@@ -53,17 +53,16 @@ def payload(t: FrameTime, frame: int) -> bytes:
     return UUID.bytes + text.encode("ascii")
 
 
+_NEEDS_ESCAPE = re.compile(rb"\x00\x00(?=[\x00-\x03])")
+
+
 def _escape(rbsp: bytes) -> bytes:
-    """Emulation prevention: no 00 00 0x (x <= 3) may appear inside a NAL unit."""
-    out = bytearray()
-    zeros = 0
-    for b in rbsp:
-        if zeros >= 2 and b <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(b)
-        zeros = zeros + 1 if b == 0 else 0
-    return bytes(out)
+    """Emulation prevention: no 00 00 0x (x <= 3) may appear inside a NAL
+    unit, so 03 goes in before the x (the zeros of one match do not count
+    towards the next)."""
+    if b"\x00\x00" not in rbsp:  # a stamp's text: nothing to escape
+        return rbsp
+    return _NEEDS_ESCAPE.sub(b"\x00\x00\x03", rbsp)
 
 
 def unescape(ebsp: bytes) -> bytes:

@@ -43,14 +43,17 @@ def _reference(buf: bytes, last: dict[int, int], offset: dict[int, int]) -> byte
     return bytes(out)
 
 
-def _file(rng: random.Random, packets: int) -> bytes:
+def _file(rng: random.Random, packets: int, run: int = 1) -> bytes:
     """A muxer's file: PAT, PMT, video, audio and null packets, each PID's
-    counter starting anywhere and counting its payload packets."""
+    counter starting anywhere and counting its payload packets; runs of up
+    to `run` packets of one PID (a picture's, a sound's)."""
     pids = [0, 0x1000, 0x100, 0x101, 0x1FFF]
     cc = {p: rng.randrange(16) for p in pids}
     out = bytearray()
+    p = pids[0]
     for _ in range(packets):
-        p = rng.choice(pids)
+        if rng.randrange(run) == 0:
+            p = rng.choice(pids)
         payload = rng.random() > 0.1
         scrambling_and_af = rng.choice([0x00, 0x20, 0xC0])  # adaptation field, scrambling bits
         if payload:
@@ -78,4 +81,38 @@ def test_the_table_renumbering_equals_the_rule(seed: int) -> None:
             i += n
         w.flush()
         assert bytes(sink.out) == _reference(data, last_ref, offset)
+        assert last_ours == last_ref
+
+
+def _runs(data: bytes) -> list[bytes]:
+    """`data` cut where the PID changes."""
+    runs: list[bytes] = []
+    for k in range(0, len(data), TS):
+        pkt = data[k : k + TS]
+        if runs and runs[-1][1:3] == pkt[1:3]:
+            runs[-1] += pkt
+        else:
+            runs.append(pkt)
+    return runs
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_muxer_s_writes_of_one_pid_each_are_renumbered_as_the_rule_says(seed: int) -> None:
+    """As PyAV's muxer writes, flushed at each packet: a write holds one
+    picture's or one sound's packets (one shift for all), now and then two."""
+    rng = random.Random(seed)
+    last_ours: dict[int, int] = {}
+    last_ref: dict[int, int] = {}
+    for _ in range(rng.randrange(2, 5)):
+        data = _file(rng, rng.randrange(100, 800), run=60)
+        runs = _runs(data)
+        assert max(len(r) for r in runs) > 20 * TS  # long runs: the one-shift path
+        sink = _Collect()
+        w = _TsWriter(sink, last_ours)  # type: ignore[arg-type]
+        while runs:
+            n = rng.choice([1, 1, 1, 2])
+            w.write(b"".join(runs[:n]))
+            del runs[:n]
+        w.flush()
+        assert bytes(sink.out) == _reference(data, last_ref, {})
         assert last_ours == last_ref

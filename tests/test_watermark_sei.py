@@ -7,6 +7,7 @@ compared with the chain's time for that frame)."""
 from __future__ import annotations
 
 import io
+import random
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,3 +188,27 @@ def test_sei_is_placed_before_the_first_slice_and_escaped() -> None:
     assert b"\x00\x00\x00" not in raw[4:] and b"\x00\x00\x01" not in raw[4:]
     with pytest.raises(ValueError, match="no coded slice"):
         sei.stamp(b"\x00\x00\x00\x01\x67sps", t, 0)
+
+
+def _escape_by_the_rule(rbsp: bytes) -> bytes:
+    """H.264 7.4.1's emulation prevention read byte by byte: after two zeros,
+    a byte of 3 or less gets an 03 before it, and the count starts again."""
+    out, zeros = bytearray(), 0
+    for b in rbsp:
+        if zeros >= 2 and b <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(b)
+        zeros = zeros + 1 if b == 0 else 0
+    return bytes(out)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_escaping_equals_the_byte_by_byte_rule(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(2000):  # mostly zeros and small bytes: every run and boundary
+        rbsp = bytes(
+            rng.choice([0, 0, 0, 1, 2, 3, 4, 0x80, 0xFF]) for _ in range(rng.randrange(12))
+        )
+        assert sei._escape(rbsp) == _escape_by_the_rule(rbsp), rbsp.hex()
+        assert sei.unescape(sei._escape(rbsp)) == rbsp
