@@ -58,6 +58,7 @@ class Capture:
             frame_time=frame_time,
         )
         self.meter = SpeechMeter()
+        self.metering = True  # the sound goes to the voice detector (`meter_sound`)
         self._ring: deque[EncodedFrame] = deque()
         self._aring: deque[PcmChunk] = deque()
         # The pre-record, handed to the segmenter a few items a turn
@@ -134,7 +135,8 @@ class Capture:
             self._ring.popleft()
 
     def push_audio(self, chunk: PcmChunk) -> None:
-        self.meter.feed(chunk.data, chunk.pts_us)
+        if self.metering:
+            self.meter.feed(chunk.data, chunk.pts_us)
         self._audio_end_us = chunk.pts_us + chunk.samples * 1_000_000 // chunk.rate
         if self.recording:
             if self._backlog:
@@ -219,9 +221,20 @@ class Capture:
         if on != self.meter.listening:
             self.meter.listen(on)
 
+    def meter_sound(self, on: bool) -> None:
+        """Whether a spoken note may be awaited (the unit records, is paused,
+        or its next start is a resume): the voice detector hears the sound
+        only then, and costs nothing in between. On again, it starts afresh
+        after the hole, as after a gap in the sound."""
+        if on != self.metering:
+            self.metering = on
+            if not on:
+                self.meter.hole()
+
     def played(self, pcm: bytes, at_us: int) -> None:
         """The unit's speaker played `pcm` from `at_us`: not a voice of the note."""
-        self.meter.played(pcm, at_us)
+        if self.metering:
+            self.meter.played(pcm, at_us)
 
     def speech_seconds(self, from_us: int, to_us: int) -> float:
         return self.meter.seconds(from_us, to_us)

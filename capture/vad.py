@@ -253,6 +253,12 @@ class SpeechMeter:
             t = fr.t_us[: fr.n]
             fr.own[: fr.n] |= (t >= lo) & (t < hi)
 
+    def hole(self) -> None:
+        """The sound stops coming for a while: a part frame is not joined to
+        what comes after (the echo finds the hole by the frames' times)."""
+        self._buf.clear()
+        self._next_us = None
+
     def feed(self, pcm: bytes, pts_us: int) -> None:
         if self._next_us is None or not self._buf:
             self._next_us = pts_us - len(self._buf) // 2 * 1_000_000 // RATE
@@ -341,6 +347,12 @@ class SpeechMeter:
             return []
         j = self.judge(int(fr.t_us[0]), int(fr.t_us[fr.n - 1]) + 1)
         return [int(v) for v in j.t_us[j.speech]]
+
+    @property
+    def span_us(self) -> tuple[int, int] | None:
+        """Where the frames heard (and kept) begin and end."""
+        fr = self._frames
+        return (int(fr.t_us[0]), int(fr.t_us[fr.n - 1]) + FRAME_US) if fr.n else None
 
     def forget_before(self, t_us: int) -> None:
         fr = self._frames

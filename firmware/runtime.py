@@ -365,6 +365,7 @@ class Recorder:
         self.machine = m.Machine(self.policy)
         self.capture = Capture(self._open_sink, self.capture_config, frame_time=self._frame_time)
         self.capture.listen(False)  # until a note is awaited (event())
+        self.capture.meter_sound(self._note_may_come())
         if self.media_log is not None:
             media_log = self.media_log
             self.capture.segmenter.on_mux = lambda kind, t_us: media_log(f"out {kind} {t_us}")
@@ -858,6 +859,14 @@ class Recorder:
             for action in self.machine.handle(event):
                 self._do(action)
         self.capture.listen(self.machine.state.note is not None)
+        self.capture.meter_sound(self._note_may_come())
+
+    def _note_may_come(self) -> bool:
+        """Whether the voice detector must hear the sound: a note window is
+        open, or may open at the next press with its context (a pause's, a
+        start that is a resume's). Idle, nothing would read what it made."""
+        s = self.machine.state
+        return s.mode != "idle" or s.needs_note or s.note is not None
 
     def _do(self, a: m.Action) -> None:
         now = self.now_us()
