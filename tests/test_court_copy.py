@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -585,3 +586,41 @@ def test_export_case_refuses_what_the_checks_in_the_join_refuse(
     assert list(tmp_path.iterdir()) == []
     assert len(hashing) == (fault != "in-stream")
     assert all(h._proc.returncode is not None for h in hashing)
+
+
+def test_a_copy_c2pa_spools_goes_beside_the_case_not_into_a_small_tmp(
+    demo_run: DemoRun, tmp_path: Path, small_fs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """c2pa-rs spools a copy over its memory threshold (512 MB: an hour is
+    7 GB) into the system's temp folder. Here that is a real 4 MiB tmpfs (as
+    Debian 13's /tmp is a tmpfs) and the threshold 1 MB, with an 8 MB copy:
+    spooled there, signing fails; the court copy spools beside the case."""
+    unsigned = tmp_path / "unsigned.mp4"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+         "testsrc2=size=1280x720:rate=30", "-t", "4", "-c:v", "libx264", "-preset",
+         "ultrafast", "-b:v", "16M", str(unsigned)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    assert unsigned.stat().st_size > 6 << 20
+    monkeypatch.setenv("TMPDIR", str(small_fs))
+    monkeypatch.setattr(courtcopy_c2pa, "SPOOL_OVER_MB", 1)
+    agency = demo_run.dir / "agency"
+    signing = {
+        "cert_pem": (agency / "c2pa" / "court.crt").read_bytes(),
+        "key_pem": (agency / "c2pa" / "court.key").read_bytes(),
+        "anchor_pem": (agency / "ca.crt").read_bytes(),
+        "title": "spool.mp4",
+        "assertions": [],
+        "actions": [],
+        "generator": {"name": "test", "version": "1"},
+    }
+    with pytest.raises(courtcopy_c2pa.C2paFailure):  # the spool needs the room
+        courtcopy_c2pa.sign(unsigned, tmp_path / "in-tmp.mp4", spool=small_fs, **signing)
+    work = tmp_path / "work"
+    work.mkdir()
+    signed = tmp_path / "signed.mp4"
+    courtcopy_c2pa.sign(unsigned, signed, spool=work, **signing)
+    assert courtcopy_c2pa.validate(signed, signing["anchor_pem"]).trusted
+    assert list(work.iterdir()) == [] and list(small_fs.iterdir()) == []
+    assert os.environ["TMPDIR"] == str(small_fs)  # the process's own, given back

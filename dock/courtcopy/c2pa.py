@@ -12,6 +12,9 @@ anchor; "Valid" means intact but signed by someone not trusted, so only
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from ..texts import msg
 
 MIME = "video/mp4"
+# c2pa-rs signs a copy this large in memory (its default), a larger one in an
+# unnamed file it spools into the system's temp folder (TMPDIR): see `sign`
+SPOOL_OVER_MB = 512
 # the codes every bmff validation reports and that say nothing is wrong
 INFORMATIONAL = ("assertion.bmffHash.additionalExclusionsPresent", "signingCredential.ocsp.skipped")
 
@@ -50,8 +56,26 @@ def _context(anchor_pem: str) -> c2pa.Context:
             # an examiner's machine may be offline: nothing is fetched
             "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
             "builder": {"thumbnail": {"enabled": False}},
+            "core": {"backing_store_memory_threshold_in_mb": SPOOL_OVER_MB},
         }
     )
+
+
+@contextmanager
+def _spooled_in(folder: Path) -> Iterator[None]:
+    """c2pa-rs spools a copy over SPOOL_OVER_MB (an hour is 7 GB) into the
+    system's temp folder, which may be a tmpfs in RAM (Debian 13's /tmp)
+    and too small: into `folder` instead, for the one call. The court copy
+    runs in its own command, with no other thread reading the environment."""
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = before
 
 
 def _algorithm(key_pem: bytes) -> bytes:
@@ -81,8 +105,11 @@ def sign(
     assertions: list[dict[str, Any]],
     actions: list[dict[str, Any]],
     generator: dict[str, str],
+    spool: Path,
 ) -> bytes:
-    """Write `dst`: `src` with a C2PA manifest signed by `cert_pem`."""
+    """Write `dst`: `src` with a C2PA manifest signed by `cert_pem`;
+    c2pa-rs's working copy of a large one goes into `spool` (a folder on
+    the copy's own file system, which has room for it) and is gone after."""
     try:
         x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:
@@ -104,7 +131,7 @@ def sign(
             b.set_intent(c2pa.C2paBuilderIntent.CREATE, c2pa.C2paDigitalSourceType.DIGITAL_CAPTURE)
             for action in actions:
                 b.add_action(action)
-            with src.open("rb") as f, dst.open("w+b") as o:
+            with src.open("rb") as f, dst.open("w+b") as o, _spooled_in(spool):
                 return bytes(b.sign(signer, MIME, f, o))
     except c2pa.C2paError as exc:
         raise C2paFailure(msg("C2PA signing failed: %(error)s", error=str(exc))) from None

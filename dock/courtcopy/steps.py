@@ -291,6 +291,7 @@ def _build(
                 assertions=_assertions(rec, report, dock / "units" / serial, facts),
                 actions=[_repackaged(joined)],
                 generator={"name": "bodycam dock", "version": _version()},
+                spool=work,
             )
         except C2paFailure as exc:
             raise CaseError(exc.args[0]) from None
