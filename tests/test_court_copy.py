@@ -594,7 +594,8 @@ def test_a_copy_c2pa_spools_goes_beside_the_case_not_into_a_small_tmp(
     """c2pa-rs spools a copy over its memory threshold (512 MB: an hour is
     7 GB) into the system's temp folder. Here that is a real 4 MiB tmpfs (as
     Debian 13's /tmp is a tmpfs) and the threshold 1 MB, with an 8 MB copy:
-    spooled there, signing fails; the court copy spools beside the case."""
+    spooled there, signing fails; spooled beside it, it signs. And a court
+    copy (`export_case`) spools beside the case."""
     unsigned = tmp_path / "unsigned.mp4"
     subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
@@ -624,3 +625,18 @@ def test_a_copy_c2pa_spools_goes_beside_the_case_not_into_a_small_tmp(
     assert courtcopy_c2pa.validate(signed, signing["anchor_pem"]).trusted
     assert list(work.iterdir()) == [] and list(small_fs.iterdir()) == []
     assert os.environ["TMPDIR"] == str(small_fs)  # the process's own, given back
+
+    # the court copy itself: the demo's 2.5 MB copy, /tmp with 2 MiB left
+    from dock import courtcopy
+
+    (small_fs / "filler").write_bytes(bytes(2 << 20))
+    case = courtcopy.export_case(
+        demo_run.dir / "dock",
+        SERIAL,
+        4,
+        _identity(demo_run),
+        courtcopy.Signing(signing["cert_pem"], signing["key_pem"], signing["anchor_pem"]),
+        tmp_path / "case",
+    )
+    assert case.mp4.stat().st_size > 2 << 20 and case.validation.trusted
+    assert list(small_fs.iterdir()) == [small_fs / "filler"]
