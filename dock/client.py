@@ -48,6 +48,9 @@ class Client:
     _deadline: float | None = field(default=None, repr=False)
     _timer: threading.Timer | None = field(default=None, repr=False)
     _expired: bool = field(default=False, repr=False)
+    # the socket of the last request: a reply with "Connection: close" takes
+    # it from the connection (conn.sock is None then) while its body is read
+    _sock: socket.socket | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _connection(self) -> http.client.HTTPSConnection:
@@ -70,6 +73,7 @@ class Client:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._sock = None
 
     # -- the deadline ------------------------------------------------------
 
@@ -87,11 +91,10 @@ class Client:
     def _expire(self) -> None:
         with self._lock:
             self._expired = True
-            conn = self._conn
-            if conn is not None and conn.sock is not None:
+            if self._sock is not None:
                 # wakes a recv blocked in another thread; close() follows there
                 with contextlib.suppress(OSError):
-                    conn.sock.shutdown(socket.SHUT_RDWR)
+                    self._sock.shutdown(socket.SHUT_RDWR)
 
     @property
     def expired(self) -> bool:
@@ -128,6 +131,11 @@ class Client:
         conn = self._connection()
         try:
             conn.request(route.method, route.target(item, **(query or {})), body=body, headers=h)
+            with self._lock:
+                self._sock = conn.sock
+                if self._expired and self._sock is not None:  # the timer fired just before
+                    with contextlib.suppress(OSError):
+                        self._sock.shutdown(socket.SHUT_RDWR)
             return conn.getresponse()
         except (OSError, http.client.HTTPException):
             self._drop()

@@ -1,8 +1,8 @@
 """Pull one unit: status, officer login, clock, chain, segments, the safety
 check, and only then a signed receipt (R15-R22).
 
-Every segment is written through a `.part` file, fsynced and its pages
-dropped from the cache; before the receipt, every held file is re-read from
+Every segment is written through a `.part` file past the page cache
+(dock/direct_io.py), fsynced, and what did go through the cache dropped; before the receipt, every held file is re-read from
 the dock's disk and re-hashed and the chain copy verified. A segment pulled
 now is re-read as soon as it is stored, beside the next download; its index
 row is committed, with others, before the check.
@@ -10,12 +10,9 @@ row is committed, with others, before the check.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import http.client
-import io
 import json
-import mmap
 import os
 import shutil
 import sys
@@ -26,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -53,6 +50,7 @@ from sealing.segcheck import SegmentRead, read_segment
 from sealing.verify import verify_chain, verify_store
 
 from .client import Client, DockError, read_bounded, read_json
+from .direct_io import AlignedBuffers, Appender, DirectReader
 from .index import LOCAL_DOCK, VERIFICATION, Index
 from .texts import Msg, msg, msg_n
 
@@ -176,20 +174,19 @@ def _download(
                         want=want_len - have,
                     )
                 )
-            with part.open("ab") as f:
+            with Appender(part) as out:
                 try:
                     have = _receive(
                         client,
                         resp,
-                        f,
+                        out,
                         digest,
                         have,
                         want_len,
                         lambda got: progress(name, got, want_len),
                     )
                 finally:
-                    f.flush()
-                    os.fsync(f.fileno())  # what arrived stays, for the resume
+                    out.sync()  # what arrived stays, for the resume
             if have < want_len or not resp.isclosed():
                 client.close()  # ended early (a cut), or more than the chain says: not reused
         except (OSError, http.client.HTTPException):
@@ -224,23 +221,23 @@ def _drop_cached(path: Path) -> None:
 def _receive(
     client: Client,
     resp: http.client.HTTPResponse,
-    f: BinaryIO,
+    out: Appender,
     digest: Any,
     have: int,
     want_len: int,
     progress: Callable[[int], None],
 ) -> int:
-    """Read the body into two alternating buffers; a worker thread writes and
-    hashes one while the next arrives (hashlib and file writes release the
-    GIL), so TLS decryption and SHA-256 use both cores. Returns bytes held."""
-    bufs = [memoryview(bytearray(BLOCK)), memoryview(bytearray(BLOCK))]
+    """Read the body into two alternating aligned buffers; a worker thread
+    writes (past the page cache) and hashes one while the next arrives
+    (hashlib and file writes release the GIL), so TLS decryption and SHA-256
+    use both cores. Returns bytes held."""
     pending: list[Future | None] = [None, None]
 
     def keep(view: memoryview) -> None:
-        f.write(view)
+        out.write(view)
         digest.update(view)
 
-    with ThreadPoolExecutor(max_workers=1) as worker:
+    with AlignedBuffers(2) as bufs, ThreadPoolExecutor(max_workers=1) as worker:
         k = 0
         try:
             while True:
@@ -248,7 +245,7 @@ def _receive(
                     pending[k].result()  # type: ignore[union-attr]
                 if have >= want_len:
                     break  # never more than the chain says, whatever the unit sends
-                n = _fill(client, resp, bufs[k][: min(BLOCK, want_len - have)])
+                n = _fill(client, resp, bufs[k][: min(len(bufs[k]), want_len - have)])
                 if not n:  # short only at the end or at a cut
                     break
                 pending[k] = worker.submit(keep, bufs[k][:n])
@@ -263,19 +260,15 @@ def _receive(
 
 
 def _fill(client: Client, resp: http.client.HTTPResponse, view: memoryview) -> int:
-    """Fill `view` from the body one read of the socket at a time, checking
-    the pull's deadline between reads: one readinto of a whole block would
-    wait as long as a unit dripping a byte at a time likes."""
-    n = 0
-    while n < len(view) and resp.length != 0:
-        client.check_deadline()
-        chunk = resp.read1(len(view) - n)
-        if not chunk:
-            break
-        view[n : n + len(chunk)] = chunk
-        n += len(chunk)
+    """Fill `view` from the body in one readinto, straight into the buffer
+    (a socket read per TLS record, none of them through Python). A unit that
+    drips a byte at a time cannot hold it past the pull's deadline: the
+    client's timer shuts the socket down under the read, which then ends
+    short."""
+    client.check_deadline()
+    n = resp.readinto(view) if resp.length != 0 else 0
     if resp.length == 0:
-        resp.read()  # the whole body is here: read1 leaves the response open
+        resp.read()  # the whole body is here: close the response as read() does
     return n
 
 
@@ -1014,7 +1007,7 @@ class _ReadBack:
         try:
             with open_regular(path) as f:
                 file_id = _file_id(os.fstat(f.fileno()))
-                direct = _Direct.of(f)
+                direct = DirectReader.of(f)
                 try:
                     read = read_segment(direct or f, ct_len, self.identity, self._buf)
                 finally:
@@ -1040,57 +1033,6 @@ class _ReadBack:
             if same:
                 out[file] = got.read
         return out
-
-
-class _Direct:
-    """An open file read with O_DIRECT: from the medium, past the page cache
-    (the read-back's very purpose; fadvise only asks the cache to forget),
-    and without the cost of filling the cache. O_DIRECT reads whole aligned
-    blocks into an aligned buffer (an anonymous mmap is page-aligned), so
-    reads go through one; `readinto` hands them out as asked."""
-
-    SIZE = 1 << 20  # a multiple of any block size a disk has
-
-    def __init__(self, fd: int) -> None:
-        self._raw = io.FileIO(fd, "rb", closefd=False)
-        self._map = mmap.mmap(-1, self.SIZE)
-        self._buf = memoryview(self._map)
-        self._pos = self._end = 0
-        self._eof = False
-
-    @classmethod
-    def of(cls, f: BinaryIO) -> BinaryIO | None:
-        """`f`'s descriptor switched to O_DIRECT and read through one, at
-        offset 0; None where the file system has no O_DIRECT (then `f` is
-        read as it is: its pages were dropped after the fsync)."""
-        fd = f.fileno()
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
-        except OSError:
-            return None
-        return cast(BinaryIO, cls(fd))
-
-    def fileno(self) -> int:
-        return self._raw.fileno()
-
-    def readinto(self, view: memoryview | bytearray) -> int:
-        if self._pos == self._end:
-            if self._eof:
-                return 0
-            n = self._raw.readinto(self._buf) or 0
-            self._eof = n < self.SIZE  # short only at the end of the file
-            self._pos, self._end = 0, n
-            if not n:
-                return 0
-        k = min(len(view), self._end - self._pos)
-        view[:k] = self._buf[self._pos : self._pos + k]
-        self._pos += k
-        return k
-
-    def close(self) -> None:
-        self._buf.release()
-        self._map.close()
-        self._raw.close()  # the descriptor stays open: its owner closes it
 
 
 def _set_aside(dock_dir: Path, rel: str, when_us: int) -> None:

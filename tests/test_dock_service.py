@@ -21,6 +21,7 @@ from dock import discovery
 from dock import pull as dock_pull
 from dock import service as dock_service
 from dock.client import DockError
+from dock.direct_io import DirectReader
 from dock.index import Index
 from dock.officer_prints import OperatorsWord
 from link import gadget, pki
@@ -214,7 +215,7 @@ def test_what_was_read_back_is_judged_and_a_file_replaced_since_is_read_again(
 def test_the_read_back_past_the_cache_answers_as_a_plain_read(
     tmp_path: Path, cut: int | None
 ) -> None:
-    """The read-back reads with O_DIRECT (dock/pull.py `_Direct`): whole
+    """The read-back reads with O_DIRECT (dock/direct_io.py `DirectReader`): whole
     aligned blocks handed out as asked; its answers are those of a plain
     read, whatever the file's length and whether it is decrypted too."""
     unit = make_unit(tmp_path / "unit")
@@ -231,7 +232,7 @@ def test_the_read_back_past_the_cache_answers_as_a_plain_read(
         with path.open("rb") as f:
             want = read_segment(f, size, identity)
         with open_regular(path) as f:
-            direct = dock_pull._Direct.of(f)
+            direct = DirectReader.of(f)
             if direct is None:
                 pytest.skip("this file system has no O_DIRECT")
             try:

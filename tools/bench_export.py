@@ -34,6 +34,7 @@ import functools
 import io
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -120,6 +121,18 @@ def _parallel(jobs: list[Any]) -> float:
     for t in threads:
         t.join()
     return time.perf_counter() - start
+
+
+def _cpu(units: list[BenchUnit]) -> tuple[float, float]:
+    """CPU-seconds used so far by this process (the dock's side) and by the units'."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    tick = os.sysconf("SC_CLK_TCK")
+    theirs = 0.0
+    for u in units:
+        with open(f"/proc/{u.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        theirs += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return me.ru_utime + me.ru_stime, theirs
 
 
 def _bare(units: list[BenchUnit], shares: list[int], client_ctx: Any) -> float:
@@ -277,6 +290,7 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         for path in paths:
             units.append(agency.start(path))
         times: dict[str, list[float]] = {"bare": [], "service_only": [], "export": []}
+        cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in times}
         total = 0
         for r in range(args.rounds):
             shares = [
@@ -284,9 +298,15 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
                 for u in units
             ]
             total = sum(shares)
-            times["bare"].append(_bare(units, shares, client_ctx))
-            times["service_only"].append(_service_only(units, client_ctx))
-            times["export"].append(agency.pull(units, tmp / f"dock{r}"))
+            for path, run in (
+                ("bare", functools.partial(_bare, units, shares, client_ctx)),
+                ("service_only", functools.partial(_service_only, units, client_ctx)),
+                ("export", functools.partial(agency.pull, units, tmp / f"dock{r}")),
+            ):
+                before = _cpu(units)
+                times[path].append(run())
+                after = _cpu(units)
+                cpu[path].append((after[0] - before[0], after[1] - before[1]))
             shutil.rmtree(tmp / f"dock{r}")
     finally:
         for u in units:
@@ -297,6 +317,7 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         store.close()
     b, s, e = (statistics.median(times[k]) for k in ("bare", "service_only", "export"))
+    cpu_med = {k: [statistics.median(x[i] for x in v) for i in (0, 1)] for k, v in cpu.items()}
     return {
         "part": "export",
         "short": args.short,
@@ -311,6 +332,11 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         "target_ratio": 0.5,
         "service_only_ratio": round(b / s, 3),
         "target_service_only_ratio": 0.8,
+        # CPU-seconds of the dock's process and of the units' processes, medians:
+        # on one 2-core machine both sides share the cores, so the wall ratio
+        # is bounded by the CPU the pull needs beyond bare TLS on either side
+        "cpu_s": {k: {"dock": round(d, 2), "units": round(u, 2)} for k, (d, u) in cpu_med.items()},
+        "cpu_ratio": round(sum(cpu_med["bare"]) / max(sum(cpu_med["export"]), 1e-9), 3),
         "loadavg_start": [round(x, 2) for x in load_start],
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
