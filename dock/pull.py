@@ -2,10 +2,11 @@
 check, and only then a signed receipt (R15-R22).
 
 Every segment is written through a `.part` file past the page cache
-(dock/direct_io.py), fsynced, and what did go through the cache dropped; before the receipt, every held file is re-read from
-the dock's disk and re-hashed and the chain copy verified. A segment pulled
-now is re-read as soon as it is stored, beside the next download; its index
-row is committed, with others, before the check.
+(dock/direct_io.py), fsynced, and what did go through the cache dropped;
+before the receipt, every held file is re-read from the dock's disk and
+re-hashed and the chain copy verified. A segment pulled now is re-read as
+soon as it is stored, beside the next download; its index row is
+committed, with others, before the check.
 """
 
 from __future__ import annotations

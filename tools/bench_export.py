@@ -298,15 +298,15 @@ def _run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
                 for u in units
             ]
             total = sum(shares)
-            for path, run in (
+            for kind, run in (
                 ("bare", functools.partial(_bare, units, shares, client_ctx)),
                 ("service_only", functools.partial(_service_only, units, client_ctx)),
                 ("export", functools.partial(agency.pull, units, tmp / f"dock{r}")),
             ):
                 before = _cpu(units)
-                times[path].append(run())
+                times[kind].append(run())
                 after = _cpu(units)
-                cpu[path].append((after[0] - before[0], after[1] - before[1]))
+                cpu[kind].append((after[0] - before[0], after[1] - before[1]))
             shutil.rmtree(tmp / f"dock{r}")
     finally:
         for u in units:
