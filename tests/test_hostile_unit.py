@@ -265,6 +265,9 @@ def test_a_chain_over_the_ceiling_is_refused_with_bounded_memory(
     assert _pinned(tmp_path / "dockside" / "dock") == []
 
 
+# The pull's deadline is 5 s: a read the timer cannot wake hangs, so end the
+# process within a minute (a hung pool thread outlives a signal's failure).
+@pytest.mark.timeout(60, method="thread")
 def test_a_dripping_unit_ends_at_its_deadline_while_another_is_pulled(
     link: Link, tmp_path: Path
 ) -> None:
