@@ -45,6 +45,7 @@ from sealing.records import parse_line
 from sealing.store import Stamp
 from sealing.unit import open_unit
 
+from .browsing import follow
 from .conftest import BODYCAM_DOCK, DemoRun, make_unit, write_segment
 from .english import EN_ARGS, english
 
@@ -391,7 +392,7 @@ def _artifacts() -> Path:
 def _sign_in(page: Any, base: str, password: str = SUPERVISOR_PASSWORD) -> None:
     page.fill("#name", SUPERVISOR)
     page.fill("#password", password)
-    page.click("form.login button[type=submit]")
+    follow(page, "form.login button[type=submit]")
 
 
 def test_a_supervisor_signs_in_and_sees_a_units_day(browser: Any, page_server: Page) -> None:
@@ -421,8 +422,8 @@ def test_a_supervisor_signs_in_and_sees_a_units_day(browser: Any, page_server: P
     assert counts["Spoken reason missing"] == "2" and "Unmarked recording" not in counts
     page.screenshot(path=str(shots / "03-overview.png"), full_page=True)
 
-    page.click(f"#units a:text-is('{SERIAL}')")
-    page.click(f"#days a:text-is('{day}')")
+    follow(page, f"#units a:text-is('{SERIAL}')")
+    follow(page, f"#days a:text-is('{day}')")
     assert page.url == f"{base}unit/{SERIAL}/{day}"
     svg = page.locator("figure svg")
     assert svg.count() == 1 and svg.is_visible()
@@ -454,8 +455,8 @@ def test_a_supervisor_signs_in_and_sees_a_units_day(browser: Any, page_server: P
     assert all(r["Unit"] == SERIAL and r["Time (Asia/Shanghai)"].startswith(day) for r in rows)
     assert all(r["Time (Asia/Shanghai)"].endswith(" +08:00") for r in rows)
 
-    page.click("header nav a:text-is('Overview')")
-    page.click(f"#officers a:text-is('{OFFICER}')")
+    follow(page, "header nav a:text-is('Overview')")
+    follow(page, f"#officers a:text-is('{OFFICER}')")
     assert page.locator("figure svg").count() == 1
     assert day in page.locator("figure svg").text_content()  # one bar per day, labelled
     page.screenshot(path=str(shots / "05-officer.png"), full_page=True)
@@ -505,7 +506,7 @@ def test_the_printable_pdf_bad_input_and_signing_out(
     assert page.locator("main b").count() == 0  # the unit name was text, not markup
     page.screenshot(path=str(shots / "06-not-found.png"), full_page=True)
 
-    page.click("header button:text-is('Sign out')")
+    follow(page, "header button:text-is('Sign out')")
     assert "/login" in page.url
     page.goto(f"{base}unit/{SERIAL}")
     assert "/login?next=" in page.url

@@ -43,6 +43,7 @@ from link.locale import Locale
 from sealing import layout
 from sealing.age import Identity
 
+from .browsing import follow
 from .conftest import BODYCAM_DOCK, make_unit, write_segment
 from .english import EN_ARGS
 
@@ -356,7 +357,7 @@ def test_a_browser_signing_in_stays_on_the_page(browser: Any, dock: Path) -> Non
                 page.url,
             )
             assert page.locator("#units").count() == 1  # the overview
-            page.click("header button:text-is('Sign out')")
+            follow(page, "header button:text-is('Sign out')")
         page.goto(f"{base}officer/Zhao%252FQian")
         _browser_sign_in(page)
         assert page.locator("h1").inner_text() == "Officer Zhao/Qian: days (UTC)"
@@ -366,7 +367,7 @@ def test_a_browser_signing_in_stays_on_the_page(browser: Any, dock: Path) -> Non
 def _browser_sign_in(page: Any, password: str = PASSWORD) -> None:
     page.fill("#name", SUPERVISOR)
     page.fill("#password", password)
-    page.click("form.login button[type=submit]")
+    follow(page, "form.login button[type=submit]")
 
 
 # -- sessions end -------------------------------------------------------------------
@@ -383,7 +384,7 @@ def test_a_cookie_replayed_after_signing_out_is_refused(browser: Any, dock: Path
         day_link = page.locator("#units a").nth(1).get_attribute("href")
         for path in ("/", day_link, "/officer/Zhao%252FQian"):
             assert stolen.get(path).status == 200, path  # the copy works while signed in
-        page.click("header button:text-is('Sign out')")
+        follow(page, "header button:text-is('Sign out')")
         assert "/login" in page.url
         for path in ("/", day_link, f"{day_link}/events.csv", "/officer/Zhao%252FQian"):
             replay = Client(base, dict(stolen.cookies))
@@ -592,7 +593,7 @@ def test_names_are_shown_as_recorded_everywhere(
         assert sorted(links.all_text_contents()) == sorted(NAMES)
         for i, name in enumerate(NAMES):
             page.goto(base)
-            page.locator("#officers").get_by_role("link", name=name, exact=True).click()
+            follow(page, page.locator("#officers").get_by_role("link", name=name, exact=True))
             resp_path = urlsplit(page.url).path
             assert resp_path.startswith("/officer/"), page.url
             assert page.locator("h1").inner_text() == f"Officer {name}: days (UTC)"
@@ -618,10 +619,10 @@ def test_names_are_shown_as_recorded_everywhere(
 
         # the unit's pages: every name in the recordings tables, PDF and CSV
         page.goto(base)
-        page.click(f"#units a:text-is('{SERIAL}')")
+        follow(page, f"#units a:text-is('{SERIAL}')")
         unit_cells = page.locator("table.recordings td").all_text_contents()
         assert all(name in unit_cells for name in NAMES)
-        page.click("#days a >> nth=0")
+        follow(page, "#days a >> nth=0")
         day_cells = page.locator("table.recordings td").all_text_contents()
         assert all(name in day_cells for name in NAMES)
         with page.expect_download() as got:

@@ -29,6 +29,7 @@ from dock import audit
 from dock.courtcopy.stream import out_size, watermark
 from sealing.age import Identity, decrypt, encrypt_passphrase
 
+from .browsing import follow
 from .conftest import BODYCAM_DOCK, DemoRun
 from .test_page_security import Client, cli_page, in_process
 from .test_requests import EN, _demo_dock, _signed_in
@@ -168,8 +169,7 @@ def test_a_playback_in_the_browser_is_watermarked_and_leaves_no_plaintext(
         page.goto(base)
         page.fill("#name", "OFFICER-DEMO")
         page.fill("#password", PASSWORD)
-        page.click("form.login button[type=submit]")
-        page.wait_for_selector("main")
+        follow(page, "form.login button[type=submit]")
         assert page.goto(base.rstrip("/") + path).status == 200
         started = time.monotonic()
         said = page.evaluate(

@@ -26,6 +26,7 @@ from dock.index import Index
 from link.locale import Locale
 from sealing.age import Identity
 
+from .browsing import follow
 from .conftest import DemoRun, agency_today
 from .test_page_security import Client, in_process
 from .test_roles import PASSWORD, roles_dock  # noqa: F401  (the fixture)
@@ -258,8 +259,7 @@ def test_a_recording_plays_in_a_real_browser_on_an_approved_request(
         page.goto(base)
         page.fill("#name", "王五")
         page.fill("#password", PASSWORD)
-        page.click("form.login button[type=submit]")
-        page.wait_for_selector("main")
+        follow(page, "form.login button[type=submit]")
         answer = page.goto(base.rstrip("/") + path)
         assert answer is not None and answer.status == 200
         # nothing streams before play is pressed (preload="none"): each stream is an encoder

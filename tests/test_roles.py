@@ -22,6 +22,7 @@ from dock.compliance.web.accounts import add_person
 from dock.compliance.web.errors import PageError
 from link.locale import Locale
 
+from .browsing import follow
 from .conftest import BODYCAM_DOCK, chain_to_dock, make_unit, write_segment
 from .english import EN_ARGS
 from .test_page_security import Client, in_process
@@ -155,8 +156,7 @@ def test_in_a_real_browser_each_role_sees_exactly_its_own(browser: Any, dock: Pa
             page.goto(base)
             page.fill("#name", name)
             page.fill("#password", PASSWORD)
-            page.click("form.login button[type=submit]")
-            page.wait_for_selector("main")
+            follow(page, "form.login button[type=submit]")
             text = page.inner_text("body")
             for serial in shown:
                 assert serial in text, (name, serial)
