@@ -21,8 +21,12 @@ the unit's monotonic now) is when it leaves the speaker: each block of a
 prompt is reported with that instant and its samples, the reference the
 spoken-note judgement takes the unit's own voice out with. Where the host
 gives no DAC time, the stream's output latency stands in. `play` queues and
-returns at once; a stream that stopped (the device failed) raises on the
-next play.
+returns at once. The stream runs only while there is sound to play: `play`
+starts it, and the callback that takes the last of the queue ends it
+(paComplete; PortAudio plays that block out). A stream left running asked
+for a block of silence 8 times a second all shift, each a wake-up of
+PortAudio's thread and the GIL, on battery. A stream that stopped on its own
+(the device failed), or a device that will not start, raises on the play.
 
 Only the test double (tests/doubles/pyaudio_double.py) has run here.
 """
@@ -42,6 +46,7 @@ RATE = 16_000
 FRAMES = RATE * SOUND_BLOCK_MS // 1000
 PA_INPUT_OVERFLOW = 0x2  # paInputOverflow in the callback's status flags
 PA_CONTINUE = 0
+PA_COMPLETE = 1  # the callback's last block: PortAudio plays it out, then stops
 # Lateness no buffer covers, flagged or not: samples were lost. Anything less
 # is a late callback whose samples are still in ALSA's buffer (it used to be
 # two blocks, which took every scheduling delay of 60 ms for a loss).
@@ -175,6 +180,7 @@ class PyAudioSpeaker:
         self._on_played: OnPlayed | None = None
         self.failed: str | None = None
         self.played: list[str] = []  # prompts played to their end
+        self._running = False  # started by play(), ended by the callback that empties the queue
         try:
             self._stream = self._pa.open(
                 format=mod.paInt16,
@@ -184,6 +190,7 @@ class PyAudioSpeaker:
                 output_device_index=index,
                 frames_per_buffer=block,
                 stream_callback=self._callback,
+                start=False,
             )
         except OSError as exc:
             self._pa.terminate()
@@ -198,6 +205,7 @@ class PyAudioSpeaker:
     ) -> tuple[bytes, int]:
         want = 2 * frame_count
         out = bytearray()
+        flag = PA_CONTINUE
         try:
             with self._lock:
                 while self._queue and len(out) < want:
@@ -208,11 +216,13 @@ class PyAudioSpeaker:
                     if not rest:
                         self._queue.popleft()
                         self.played.append(name)
+                if not self._queue:  # under the lock: a play() now starts the stream again
+                    self._running, flag = False, PA_COMPLETE
             if out and self._on_played is not None:
                 self._on_played(Played(self._dac_us(time_info), bytes(out)))
         except Exception as exc:
             self.failed = f"speaker: {exc!r}"
-        return bytes(out) + bytes(want - len(out)), PA_CONTINUE
+        return bytes(out) + bytes(want - len(out)), flag
 
     def _dac_us(self, time_info: Any) -> int:
         """When this block's first sample leaves the speaker, on the unit's clock."""
@@ -226,12 +236,32 @@ class PyAudioSpeaker:
         return now + self._latency_us  # the host gives no DAC time
 
     def play(self, name: str, pcm: bytes) -> None:
-        if self.failed is None and (self._stream is None or not self._stream.is_active()):
-            self.failed = "the output stream stopped"
-        if self.failed:
-            raise DeviceFault(f"speaker: {self.failed}")
         with self._lock:
+            if self.failed is None and (
+                self._stream is None or (self._running and not self._stream.is_active())
+            ):
+                self.failed = "the output stream stopped"
+            if self.failed:
+                raise DeviceFault(f"speaker: {self.failed}")
             self._queue.append((name, bytearray(pcm)))
+            start, self._running = not self._running, True
+        if start:
+            self._start()
+
+    def _start(self) -> None:
+        """Start the stream for what play() queued. pyaudio's stop_stream
+        ends a run the callback completed (Pa_StopStream waits out its last
+        block, at most the output latency, and only when a prompt follows
+        another that close); PortAudio starts only a stopped stream."""
+        assert self._stream is not None  # play() refused a closed one
+        try:
+            self._stream.stop_stream()
+            self._stream.start_stream()
+        except OSError as exc:
+            with self._lock:
+                self.failed, self._running = f"{exc}", False
+                self._queue.clear()
+            raise DeviceFault(f"speaker: {self.failed}") from None
 
     def busy(self) -> bool:
         with self._lock:

@@ -147,10 +147,35 @@ def test_pyaudio_speaker_never_blocks_reports_what_it_played_and_fails() -> None
     dac = pyaudio_double.PyAudio.dac_times[first // (2 * FRAMES) :]
     for p, t in zip(played, dac, strict=False):
         assert abs(p.at_us - t * 1e6) < 5_000, (p.at_us, t)
+    # with nothing to play the stream stops: PortAudio asks for no silence
+    _wait(lambda: not spk._stream.is_active())
+    quiet = len(pyaudio_double.PyAudio.sink)
+    time.sleep(0.5)
+    assert len(pyaudio_double.PyAudio.sink) == quiet and spk._stream.starts == 1
+    spk.play("tone_start", sound[:6400])  # the next prompt starts it again, played whole
+    _wait(lambda: not spk.busy())
+    assert spk.played == ["start_notice", "tone_start"] and spk._stream.starts == 2
+    assert b"".join(p.pcm for p in played) == sound + sound[:6400]
+    # a device that fails while it plays: the next prompt is refused, by name
+    spk.play("long", sound * 10)
     spk._pa.output_failed = True
     _wait(lambda: not spk._stream.is_active())
     with pytest.raises(DeviceFault, match="speaker: the output stream stopped"):
         spk.play("tone_start", b"\0\0")
+    spk.stop()
+
+
+def test_a_speaker_that_will_not_start_is_a_device_fault() -> None:
+    pyaudio_double.PyAudio.sink = bytearray()
+    spk = PyAudioSpeaker(LiveClock(), device="USB Audio", module=pyaudio_double)
+    spk.start(lambda p: None)
+    spk._pa.output_failed = True  # gone between prompts: found when the next one starts
+    with pytest.raises(DeviceFault, match=r"speaker: .*Unanticipated host error"):
+        spk.play("tone_start", b"\1\0" * 1600)
+    assert not spk.busy()  # what it could not play is not waiting
+    with pytest.raises(DeviceFault, match="Unanticipated host error"):
+        spk.play("tone_start", b"\1\0")  # and it stays refused
+    assert pyaudio_double.PyAudio.sink.count(b"\1\0") == 0
     spk.stop()
 
 
@@ -162,10 +187,11 @@ def test_a_hushed_speaker_drops_what_it_has_not_said() -> None:
     assert spk.busy()
     spk.hush()
     assert not spk.busy()
-    # half a second of output played (silence included): unhushed, 8000
-    # samples of it would be the sound; the stream's own pace, not a sleep
-    _wait(lambda: len(pyaudio_double.PyAudio.sink) >= 2 * 8000)
-    # at most the block in flight when it was hushed (FRAMES samples)
+    # the stream ends by itself at its next block, and half a second later
+    # nothing more was played: unhushed, 8000 samples would be the sound
+    _wait(lambda: not spk._stream.is_active())
+    time.sleep(0.5)
+    # at most the block taken at the start and the one in flight at the hush
     assert pyaudio_double.PyAudio.sink.count(b"\1\0") <= 2 * FRAMES
     spk.stop()
 

@@ -10,7 +10,14 @@ PortAudio does where it matters:
   PortAudio's `time_info` (`current_time` and `output_buffer_dac_time` on
   the stream's own clock, which is not the caller's: here 1000 s ahead);
   the device can fail (`output_failed`): the stream then stops asking and
-  is no longer active. `write` (blocking mode) blocks for the sound's length;
+  is no longer active, and will not start again. `write` (blocking mode)
+  blocks for the sound's length;
+* starting and stopping as pyaudio over PortAudio: `open(start=False)`
+  leaves the stream stopped; a callback that returns paComplete has its
+  block played and then the stream is inactive but not stopped; pyaudio's
+  `stop_stream` stops it only if pyaudio started it (its `_is_running`),
+  and `start_stream` of a stream PortAudio has not stopped fails with
+  paStreamIsNotStopped, as Pa_StartStream does;
 * devices are listed with names (`get_device_info_by_index`); an index that
   does not exist is where the real library segfaults, so the double refuses
   it loudly;
@@ -31,17 +38,36 @@ from typing import Any
 paInt16 = 8  # pyaudio's values
 paInputOverflow = 0x2
 paContinue = 0
+paComplete = 1
 STREAM_CLOCK_AHEAD_S = 1000.0  # PortAudio's stream time is a clock of its own
 OUTPUT_LATENCY_S = 0.045  # what is in the output buffer ahead of the speaker
 
 
 class Stream:
-    def __init__(self, pa: PyAudio, rate: int, frames: int, callback: Any, output: bool) -> None:
+    def __init__(
+        self, pa: PyAudio, rate: int, frames: int, callback: Any, output: bool, start: bool
+    ) -> None:
         self.pa, self.rate, self.frames, self.callback = pa, rate, frames, callback
         self.output = output
         self._stop = threading.Event()
-        self.closed = False
-        if callback is not None:
+        self._thread: threading.Thread | None = None
+        self.closed = False  # the device failed, or close()
+        self.completed = False  # the callback returned paComplete and its block played
+        self.stopped = True  # PortAudio's own state (Pa_IsStreamStopped)
+        self.starts = 0  # Pa_StartStream calls
+        self._is_running = start  # pyaudio's flag, which its start/stop_stream go by
+        if start:
+            self._pa_start()
+
+    def _pa_start(self) -> None:
+        if not self.stopped:
+            raise OSError(-9982, "Stream is not stopped")
+        if self.output and self.pa.output_failed:
+            raise OSError(-9999, "Unanticipated host error")
+        self.stopped, self.completed = False, False
+        self._stop.clear()
+        self.starts += 1
+        if self.callback is not None:
             self._thread = threading.Thread(target=self._run, name="portaudio", daemon=True)
             self._thread.start()
 
@@ -51,18 +77,24 @@ class Stream:
         flags = 0
         n = 0
         while not self._stop.is_set():
-            due += period
-            time.sleep(max(0.0, due - time.monotonic()))
-            if self.output:
+            if self.output:  # PortAudio fills the output buffer at once, then each period
                 if self.pa.output_failed:
                     self.closed = True  # PortAudio stops the stream on a device error
                     return
                 now = time.monotonic() + STREAM_CLOCK_AHEAD_S
                 info = {"current_time": now, "output_buffer_dac_time": now + OUTPUT_LATENCY_S}
-                data, _ = self.callback(None, self.frames, info, 0)
+                data, flag = self.callback(None, self.frames, info, 0)
                 self.pa.sink += data
                 self.pa.dac_times.append(info["output_buffer_dac_time"] - STREAM_CLOCK_AHEAD_S)
+                if flag == paComplete:
+                    time.sleep(OUTPUT_LATENCY_S)  # what is in the buffer plays out
+                    self.completed = True
+                    return
+                due += period
+                time.sleep(max(0.0, due - time.monotonic()))
                 continue
+            due += period
+            time.sleep(max(0.0, due - time.monotonic()))
             if self.pa.lose_blocks > 0:
                 self.pa.lose_blocks -= 1
                 flags = paInputOverflow
@@ -82,14 +114,29 @@ class Stream:
         self.pa.sink += frames
 
     def is_active(self) -> bool:
-        return not self._stop.is_set() and not self.closed
+        return not (self.stopped or self.completed or self.closed)
+
+    def is_stopped(self) -> bool:
+        return self.stopped
 
     def get_output_latency(self) -> float:
         return OUTPUT_LATENCY_S
 
+    def start_stream(self) -> None:
+        _initialised()
+        if self._is_running:
+            return
+        self._pa_start()
+        self._is_running = True
+
     def stop_stream(self) -> None:
         _initialised()
-        self._stop.set()
+        if not self._is_running:
+            return
+        self._stop.set()  # Pa_StopStream: what was given plays out, then the thread ends
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self.stopped, self._is_running = True, False
 
     def close(self) -> None:
         _initialised()
@@ -143,6 +190,7 @@ class PyAudio:
         output_device_index: int | None = None,
         frames_per_buffer: int = 1024,
         stream_callback: Any = None,
+        start: bool = True,
         **kw: Any,
     ) -> Stream:
         for index in (input_device_index, output_device_index):
@@ -151,7 +199,7 @@ class PyAudio:
         if format != paInt16:
             raise ValueError("format")
         _initialised()
-        return Stream(self, rate, frames_per_buffer, stream_callback, output)
+        return Stream(self, rate, frames_per_buffer, stream_callback, output, start)
 
     def overflow(self, blocks: int) -> None:
         self.lose_blocks = blocks
