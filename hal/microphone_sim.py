@@ -218,9 +218,12 @@ class SimSpeaker:
     will leave the speaker, to the runtime and to `listeners` (an `EchoPath`
     into the simulated microphone). A period it could not serve (the process
     stopped) is not made up: the sound goes on later, as a real one's does
-    after an underrun. Busy while sound waits."""
+    after an underrun. Busy while sound waits. As PyAudioSpeaker's stream,
+    it runs only while there is sound: `play` starts the periods, and the
+    period that takes the last block ends them."""
 
     def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
         self.clock: Clock = pacer.clock
         self.name = "sim"
         self.played: list[tuple[int, str]] = []  # (when play was asked, prompt)
@@ -231,7 +234,8 @@ class SimSpeaker:
         self._queue = bytearray()
         self._lock = threading.Lock()  # play() on the loop, blocks out on the pacer's thread
         self._period = Fraction(CHUNK * 1_000_000, RATE)
-        self._task: Task | None = pacer.every(self._period, self._tick, "speaker", backlog=0)
+        self._task: Task | None = None  # the periods, while sound waits
+        self._stopped = False
 
     def start(self, on_played: OnPlayed) -> None:
         self._on_played = on_played
@@ -240,6 +244,9 @@ class SimSpeaker:
         with self._lock:
             block = bytes(self._queue[: 2 * CHUNK])
             del self._queue[: 2 * CHUNK]
+            if not self._queue and self._task is not None:  # under the lock: play() restarts
+                self._task.cancel()
+                self._task = None
         if not block:
             return
         self.samples_played += len(block) // 2
@@ -253,6 +260,8 @@ class SimSpeaker:
             raise DeviceFault(f"speaker: {self.failed}")
         with self._lock:
             self._queue += pcm
+            if self._task is None and not self._stopped:
+                self._task = self.pacer.every(self._period, self._tick, "speaker", backlog=0)
         self.played.append((self.clock.monotonic_ns() // 1000, name))
 
     def busy(self) -> bool:
@@ -264,11 +273,12 @@ class SimSpeaker:
             self._queue.clear()
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
         with self._lock:
+            self._stopped = True
+            task, self._task = self._task, None
             self._queue.clear()
+        if task is not None:
+            task.cancel()  # outside the lock: it joins a tick that may wait on it
 
     def fail(self, reason: str) -> None:
         self.failed = reason
