@@ -100,6 +100,14 @@ def test_bench_verify_short_runs_and_reports() -> None:
     assert out["part"] == "sealing-verify" and out["short"] is True and out["segments"] >= 1
     for side in ("chacha20_poly1305", "sha256"):
         assert out["openssl_MBps"][side] > 0
-    for key in ("limit_cpu_s", "verify_cpu_s", "startup_cpu_s", "ratio", "ratio_wall"):
+    for key in (
+        "limit_cpu_s",
+        "verify_cpu_s",
+        "startup_cpu_s",
+        "ratio",
+        "ratio_wall",
+        "read_floor_cpu_s",
+        "ratio_without_startup_to_limit_plus_read",
+    ):
         assert out[key] > 0, key
     assert len(out["loadavg_start"]) == 3 and len(out["loadavg_end"]) == 3
