@@ -22,11 +22,15 @@ prompt is reported with that instant and its samples, the reference the
 spoken-note judgement takes the unit's own voice out with. Where the host
 gives no DAC time, the stream's output latency stands in. `play` queues and
 returns at once. The stream runs only while there is sound to play: `play`
-starts it, and the callback that takes the last of the queue ends it
-(paComplete; PortAudio plays that block out). A stream left running asked
-for a block of silence 8 times a second all shift, each a wake-up of
-PortAudio's thread and the GIL, on battery. A stream that stopped on its own
-(the device failed), or a device that will not start, raises on the play.
+starts it, and it ends (paComplete) at the first callback after the last
+sound has left the speaker, by the DAC times PortAudio gives, with a block
+to spare. Not sooner: PortAudio's ALSA host drops what is still in the
+buffer when a stream ends (pa_linux_alsa.c `AlsaStop` always takes
+snd_pcm_drop), so ending at the last block cut each prompt's tail (seen on
+the emulated unit). A stream left running asked for a block of silence 8
+times a second all shift, each a wake-up of PortAudio's thread and the
+GIL, on battery. A stream that stopped on its own (the device failed), or
+a device that will not start, raises on the play.
 
 Only the test double (tests/doubles/pyaudio_double.py) has run here.
 """
@@ -46,7 +50,7 @@ RATE = 16_000
 FRAMES = RATE * SOUND_BLOCK_MS // 1000
 PA_INPUT_OVERFLOW = 0x2  # paInputOverflow in the callback's status flags
 PA_CONTINUE = 0
-PA_COMPLETE = 1  # the callback's last block: PortAudio plays it out, then stops
+PA_COMPLETE = 1  # the callback's last: PortAudio ends the stream, dropping what it holds
 # Lateness no buffer covers, flagged or not: samples were lost. Anything less
 # is a late callback whose samples are still in ALSA's buffer (it used to be
 # two blocks, which took every scheduling delay of 60 ms for a loss).
@@ -180,7 +184,9 @@ class PyAudioSpeaker:
         self._on_played: OnPlayed | None = None
         self.failed: str | None = None
         self.played: list[str] = []  # prompts played to their end
-        self._running = False  # started by play(), ended by the callback that empties the queue
+        self._running = False  # started by play(), ended by a callback after the sound is out
+        self._heard_by_us = 0  # when the last sound given leaves the speaker, with a block spare
+        self._block_us = block * 1_000_000 // rate
         try:
             self._stream = self._pa.open(
                 format=mod.paInt16,
@@ -205,7 +211,7 @@ class PyAudioSpeaker:
     ) -> tuple[bytes, int]:
         want = 2 * frame_count
         out = bytearray()
-        flag = PA_CONTINUE
+        flag, at = PA_CONTINUE, 0
         try:
             with self._lock:
                 while self._queue and len(out) < want:
@@ -216,10 +222,15 @@ class PyAudioSpeaker:
                     if not rest:
                         self._queue.popleft()
                         self.played.append(name)
-                if not self._queue:  # under the lock: a play() now starts the stream again
+                if out:
+                    at = self._dac_us(time_info)
+                    self._heard_by_us = at + 2 * self._block_us
+                elif not self._queue and self.clock.monotonic_ns() // 1000 >= self._heard_by_us:
+                    # nothing left in PortAudio's buffer but silence, which its
+                    # end drops; under the lock: a play() now starts it again
                     self._running, flag = False, PA_COMPLETE
             if out and self._on_played is not None:
-                self._on_played(Played(self._dac_us(time_info), bytes(out)))
+                self._on_played(Played(at, bytes(out)))
         except Exception as exc:
             self.failed = f"speaker: {exc!r}"
         return bytes(out) + bytes(want - len(out)), flag
@@ -250,9 +261,8 @@ class PyAudioSpeaker:
 
     def _start(self) -> None:
         """Start the stream for what play() queued. pyaudio's stop_stream
-        ends a run the callback completed (Pa_StopStream waits out its last
-        block, at most the output latency, and only when a prompt follows
-        another that close); PortAudio starts only a stopped stream."""
+        ends a run the callback completed (Pa_StopStream joins its ended
+        thread); PortAudio starts only a stopped stream."""
         assert self._stream is not None  # play() refused a closed one
         try:
             self._stream.stop_stream()

@@ -147,8 +147,10 @@ def test_pyaudio_speaker_never_blocks_reports_what_it_played_and_fails() -> None
     dac = pyaudio_double.PyAudio.dac_times[first // (2 * FRAMES) :]
     for p, t in zip(played, dac, strict=False):
         assert abs(p.at_us - t * 1e6) < 5_000, (p.at_us, t)
-    # with nothing to play the stream stops: PortAudio asks for no silence
+    # with nothing to play the stream stops: PortAudio asks for no silence;
+    # not before the sound has left the speaker (its end drops the buffer)
     _wait(lambda: not spk._stream.is_active())
+    assert sound in bytes(pyaudio_double.PyAudio.sink)
     quiet = len(pyaudio_double.PyAudio.sink)
     time.sleep(0.5)
     assert len(pyaudio_double.PyAudio.sink) == quiet and spk._stream.starts == 1
@@ -156,6 +158,8 @@ def test_pyaudio_speaker_never_blocks_reports_what_it_played_and_fails() -> None
     _wait(lambda: not spk.busy())
     assert spk.played == ["start_notice", "tone_start"] and spk._stream.starts == 2
     assert b"".join(p.pcm for p in played) == sound + sound[:6400]
+    _wait(lambda: not spk._stream.is_active())
+    assert sound[:6400] in bytes(pyaudio_double.PyAudio.sink)[quiet:]  # whole, tail and all
     # a device that fails while it plays: the next prompt is refused, by name
     spk.play("long", sound * 10)
     spk._pa.output_failed = True

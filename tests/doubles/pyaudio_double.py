@@ -13,11 +13,16 @@ PortAudio does where it matters:
   is no longer active, and will not start again. `write` (blocking mode)
   blocks for the sound's length;
 * starting and stopping as pyaudio over PortAudio: `open(start=False)`
-  leaves the stream stopped; a callback that returns paComplete has its
-  block played and then the stream is inactive but not stopped; pyaudio's
+  leaves the stream stopped; a callback that returns paComplete ends the
+  stream at once, inactive but not stopped; pyaudio's
   `stop_stream` stops it only if pyaudio started it (its `_is_running`),
   and `start_stream` of a stream PortAudio has not stopped fails with
   paStreamIsNotStopped, as Pa_StartStream does;
+* `sink` is what left the speaker: a block reaches it at its DAC time, and
+  what is still in the buffer when the stream ends (paComplete or a stop)
+  is dropped, as PortAudio's ALSA host does (pa_linux_alsa.c `AlsaStop`
+  always takes snd_pcm_drop: "drain tends to lock up"; found on the
+  emulated unit, where a prompt after a completed run lost its tail);
 * devices are listed with names (`get_device_info_by_index`); an index that
   does not exist is where the real library segfaults, so the double refuses
   it loudly;
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -76,19 +82,22 @@ class Stream:
         due = time.monotonic()
         flags = 0
         n = 0
+        buffered: deque[tuple[float, bytes]] = deque()  # (DAC time, block) not yet heard
         while not self._stop.is_set():
             if self.output:  # PortAudio fills the output buffer at once, then each period
+                while buffered and buffered[0][0] <= time.monotonic():
+                    self.pa.sink += buffered.popleft()[1]
                 if self.pa.output_failed:
                     self.closed = True  # PortAudio stops the stream on a device error
                     return
                 now = time.monotonic() + STREAM_CLOCK_AHEAD_S
                 info = {"current_time": now, "output_buffer_dac_time": now + OUTPUT_LATENCY_S}
                 data, flag = self.callback(None, self.frames, info, 0)
-                self.pa.sink += data
-                self.pa.dac_times.append(info["output_buffer_dac_time"] - STREAM_CLOCK_AHEAD_S)
+                dac = info["output_buffer_dac_time"] - STREAM_CLOCK_AHEAD_S
+                buffered.append((dac, data))
+                self.pa.dac_times.append(dac)
                 if flag == paComplete:
-                    time.sleep(OUTPUT_LATENCY_S)  # what is in the buffer plays out
-                    self.completed = True
+                    self.completed = True  # what is buffered is dropped, not played
                     return
                 due += period
                 time.sleep(max(0.0, due - time.monotonic()))
@@ -133,7 +142,7 @@ class Stream:
         _initialised()
         if not self._is_running:
             return
-        self._stop.set()  # Pa_StopStream: what was given plays out, then the thread ends
+        self._stop.set()  # Pa_StopStream: the thread ends, what is buffered is dropped
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self.stopped, self._is_running = True, False
