@@ -588,6 +588,43 @@ def test_export_case_refuses_what_the_checks_in_the_join_refuse(
     assert all(h._proc.returncode is not None for h in hashing)
 
 
+def test_a_signer_that_fails_or_dies_is_one_line_and_no_copy(
+    demo_run: DemoRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signer runs in its own process: its refusal comes back as the
+    dock's own message; a signer that dies or answers garbage is a
+    C2paFailure naming how it ended, never a traceback."""
+    agency = demo_run.dir / "agency"
+    src = tmp_path / "in.mp4"
+    src.write_bytes(b"not an mp4 at all")
+    signing: dict = {
+        "cert_pem": (agency / "c2pa" / "court.crt").read_bytes(),
+        "key_pem": b"-----BEGIN PRIVATE KEY-----\nnonsense\n-----END PRIVATE KEY-----\n",
+        "anchor_pem": (agency / "ca.crt").read_bytes(),
+        "title": "t",
+        "assertions": [],
+        "actions": [],
+        "generator": {"name": "test", "version": "1"},
+    }
+    with pytest.raises(courtcopy_c2pa.C2paFailure) as refused:
+        courtcopy_c2pa.sign(src, tmp_path / "out.mp4", spool=tmp_path, **signing)
+    assert refused.value.args[0].msgid.startswith("the C2PA signing key is not a PEM")
+    for signer, why in (
+        ("import sys; sys.exit(3)", "ended with code 3"),
+        ('print(\'{"manifest": "%%%"}\')', "ended with code 0"),
+        ("raise SystemExit('killed by the test')", "code 1: killed by the test"),
+    ):
+        fake = tmp_path / "fake"
+        (fake / "dock" / "courtcopy").mkdir(parents=True, exist_ok=True)
+        for d in (fake / "dock", fake / "dock" / "courtcopy"):
+            (d / "__init__.py").write_text("")
+        (fake / "dock" / "courtcopy" / "c2pa_signer.py").write_text(signer + "\n")
+        monkeypatch.setenv("PYTHONPATH", str(fake))
+        monkeypatch.setenv("PYTHONSAFEPATH", "1")  # the fake, not the checkout in the cwd
+        with pytest.raises(courtcopy_c2pa.C2paFailure, match=why):
+            courtcopy_c2pa.sign(src, tmp_path / "out.mp4", spool=tmp_path, **signing)
+
+
 def test_a_copy_c2pa_spools_goes_beside_the_case_not_into_a_small_tmp(
     demo_run: DemoRun, tmp_path: Path, small_fs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -616,12 +653,21 @@ def test_a_copy_c2pa_spools_goes_beside_the_case_not_into_a_small_tmp(
         "actions": [],
         "generator": {"name": "test", "version": "1"},
     }
-    with pytest.raises(courtcopy_c2pa.C2paFailure):  # the spool needs the room
+    with pytest.raises(courtcopy_c2pa.C2paFailure, match="No space left"):  # it needs the room
         courtcopy_c2pa.sign(unsigned, tmp_path / "in-tmp.mp4", spool=small_fs, **signing)
     work = tmp_path / "work"
     work.mkdir()
     signed = tmp_path / "signed.mp4"
+
+    def no_writes(environ: object, key: str, value: str) -> None:
+        pytest.fail(f"the dock's own environment was changed while signing: {key}={value}")
+
+    # the spool is the signer's own environment: this process's is never changed
+    monkeypatch.setattr(type(os.environ), "__setitem__", no_writes)
     courtcopy_c2pa.sign(unsigned, signed, spool=work, **signing)
+    monkeypatch.undo()
+    monkeypatch.setattr(courtcopy_c2pa, "SPOOL_OVER_MB", 1)
+    monkeypatch.setenv("TMPDIR", str(small_fs))
     assert courtcopy_c2pa.validate(signed, signing["anchor_pem"]).trusted
     assert list(work.iterdir()) == [] and list(small_fs.iterdir()) == []
     assert os.environ["TMPDIR"] == str(small_fs)  # the process's own, given back

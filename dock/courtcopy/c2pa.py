@@ -11,10 +11,11 @@ anchor; "Valid" means intact but signed by someone not trusted, so only
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ MIME = "video/mp4"
 # c2pa-rs signs a copy this large in memory (its default), a larger one in an
 # unnamed file it spools into the system's temp folder (TMPDIR): see `sign`
 SPOOL_OVER_MB = 512
+# the signing process: its start, then the copy read and written at a slow disk's pace
+SIGN_TIMEOUT_S = 120
+SIGN_BYTES_PER_S = 20 << 20
+ANSWER_MAX = 1 << 20  # the signer's answer: a manifest of a few kB
 # the codes every bmff validation reports and that say nothing is wrong
 INFORMATIONAL = ("assertion.bmffHash.additionalExclusionsPresent", "signingCredential.ocsp.skipped")
 
@@ -49,33 +54,16 @@ class Validation:
         return self.state == "Trusted" and not self.failures
 
 
-def _context(anchor_pem: str) -> c2pa.Context:
+def _context(anchor_pem: str, spool_over_mb: int = SPOOL_OVER_MB) -> c2pa.Context:
     return c2pa.Context.from_dict(
         {
             "trust": {"user_anchors": anchor_pem},
             # an examiner's machine may be offline: nothing is fetched
             "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
             "builder": {"thumbnail": {"enabled": False}},
-            "core": {"backing_store_memory_threshold_in_mb": SPOOL_OVER_MB},
+            "core": {"backing_store_memory_threshold_in_mb": spool_over_mb},
         }
     )
-
-
-@contextmanager
-def _spooled_in(folder: Path) -> Iterator[None]:
-    """c2pa-rs spools a copy over SPOOL_OVER_MB (an hour is 7 GB) into the
-    system's temp folder, which may be a tmpfs in RAM (Debian 13's /tmp)
-    and too small: into `folder` instead, for the one call. The court copy
-    runs in its own command, with no other thread reading the environment."""
-    before = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = str(folder)
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TMPDIR"]
-        else:
-            os.environ["TMPDIR"] = before
 
 
 def _algorithm(key_pem: bytes) -> bytes:
@@ -107,9 +95,60 @@ def sign(
     generator: dict[str, str],
     spool: Path,
 ) -> bytes:
-    """Write `dst`: `src` with a C2PA manifest signed by `cert_pem`;
-    c2pa-rs's working copy of a large one goes into `spool` (a folder on
-    the copy's own file system, which has room for it) and is gone after."""
+    """Write `dst`: `src` with a C2PA manifest signed by `cert_pem`; the
+    manifest's bytes. c2pa-rs spools a copy over SPOOL_OVER_MB (an hour is
+    7 GB) into the system's temp folder, which may be a tmpfs in RAM
+    (Debian 13's /tmp) and too small, and it has no setting for where: so
+    it signs in a process of its own whose TMPDIR is `spool` (a folder on
+    the copy's own file system, which has room), and this process's
+    environment is not touched. A signer that dies is a failure, not ours."""
+    request = {
+        "src": str(src),
+        "dst": str(dst),
+        "cert_pem": cert_pem.decode("ascii", "replace"),
+        "key_pem": key_pem.decode("ascii", "replace"),
+        "anchor_pem": anchor_pem.decode("ascii", "replace"),
+        "title": title,
+        "assertions": assertions,
+        "actions": actions,
+        "generator": generator,
+        "spool_over_mb": SPOOL_OVER_MB,
+    }
+    timeout = SIGN_TIMEOUT_S + src.stat().st_size // SIGN_BYTES_PER_S
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "dock.courtcopy.c2pa_signer"],
+            input=json.dumps(request).encode(),
+            capture_output=True,
+            env={**os.environ, "TMPDIR": str(spool)},
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise C2paFailure(
+            msg("C2PA signing failed: %(error)s", error=f"no answer within {timeout} s")
+        ) from None
+    return _answer(done)
+
+
+def _answer(done: subprocess.CompletedProcess[bytes]) -> bytes:
+    """The manifest the signer wrote back, or its failure, or why it gave neither."""
+    try:
+        if done.returncode != 0 or len(done.stdout) > ANSWER_MAX:
+            raise ValueError
+        answer = json.loads(done.stdout)
+        if "failure" in answer:
+            failure = answer["failure"]
+            raise C2paFailure(msg(str(failure["msgid"]), **dict(failure["args"])))
+        return base64.b64decode(answer["manifest"], validate=True)
+    except (ValueError, KeyError, TypeError):
+        last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1]
+        error = f"the signer ended with code {done.returncode}: {last[:300]}"
+        raise C2paFailure(msg("C2PA signing failed: %(error)s", error=error)) from None
+
+
+def sign_here(request: dict[str, Any]) -> bytes:
+    """The signing itself, in the signer's process (dock/courtcopy/c2pa_signer.py)."""
+    cert_pem, key_pem = request["cert_pem"].encode(), request["key_pem"].encode()
     try:
         x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:
@@ -117,21 +156,24 @@ def sign(
             msg("the C2PA signing certificate is not PEM: %(error)s", error=str(exc))
         ) from None
     definition = {
-        "claim_generator_info": [generator],
-        "title": title,
+        "claim_generator_info": [request["generator"]],
+        "title": request["title"],
         "format": MIME,
-        "assertions": assertions,
+        "assertions": request["assertions"],
     }
     try:
         # the chain, leaf first, must lead to the anchor; c2pa checks it after signing
         signer = c2pa.Signer.from_info(
             c2pa.C2paSignerInfo(_algorithm(key_pem), cert_pem, key_pem, None)
         )
-        with _context(anchor_pem.decode()) as ctx, c2pa.Builder(definition, context=ctx) as b:
+        with (
+            _context(request["anchor_pem"], int(request["spool_over_mb"])) as ctx,
+            c2pa.Builder(definition, context=ctx) as b,
+        ):
             b.set_intent(c2pa.C2paBuilderIntent.CREATE, c2pa.C2paDigitalSourceType.DIGITAL_CAPTURE)
-            for action in actions:
+            for action in request["actions"]:
                 b.add_action(action)
-            with src.open("rb") as f, dst.open("w+b") as o, _spooled_in(spool):
+            with open(request["src"], "rb") as f, open(request["dst"], "w+b") as o:
                 return bytes(b.sign(signer, MIME, f, o))
     except c2pa.C2paError as exc:
         raise C2paFailure(msg("C2PA signing failed: %(error)s", error=str(exc))) from None

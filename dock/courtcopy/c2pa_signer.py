@@ -1,0 +1,32 @@
+"""The C2PA signer's own process (`python -m dock.courtcopy.c2pa_signer`),
+started by `c2pa.sign` with TMPDIR set to the folder c2pa-rs may spool into.
+
+Reads one request (JSON) on stdin; writes one answer (JSON) on stdout:
+`{"manifest": base64}` or `{"failure": {"msgid": ..., "args": {...}}}`,
+the failure untranslated so the caller says it in its reader's language.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+
+from .c2pa import C2paFailure, sign_here
+
+REQUEST_MAX = 16 << 20  # PEMs, the assertions and the actions: a few kB
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.buffer.read(REQUEST_MAX + 1)[:REQUEST_MAX])
+    try:
+        answer: dict[str, object] = {"manifest": base64.b64encode(sign_here(request)).decode()}
+    except C2paFailure as exc:
+        failure = exc.args[0]
+        answer = {"failure": {"msgid": failure.msgid, "args": dict(failure.args)}}
+    sys.stdout.write(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
