@@ -149,11 +149,11 @@ def test_pyaudio_speaker_never_blocks_reports_what_it_played_and_fails() -> None
         assert abs(p.at_us - t * 1e6) < 5_000, (p.at_us, t)
     # with nothing to play the stream stops: PortAudio asks for no silence;
     # not before the sound has left the speaker (its end drops the buffer)
-    _wait(lambda: not spk._stream.is_active())
+    # (its thread gone: no callback can come, so no sleep can prove more)
+    _wait(lambda: not spk._stream.is_active() and not spk._stream._thread.is_alive())
     assert sound in bytes(pyaudio_double.PyAudio.sink)
     quiet = len(pyaudio_double.PyAudio.sink)
-    time.sleep(0.5)
-    assert len(pyaudio_double.PyAudio.sink) == quiet and spk._stream.starts == 1
+    assert spk._stream.starts == 1
     spk.play("tone_start", sound[:6400])  # the next prompt starts it again, played whole
     _wait(lambda: not spk.busy())
     assert spk.played == ["start_notice", "tone_start"] and spk._stream.starts == 2
@@ -191,10 +191,10 @@ def test_a_hushed_speaker_drops_what_it_has_not_said() -> None:
     assert spk.busy()
     spk.hush()
     assert not spk.busy()
-    # the stream ends by itself at its next block, and half a second later
-    # nothing more was played: unhushed, 8000 samples would be the sound
-    _wait(lambda: not spk._stream.is_active())
-    time.sleep(0.5)
+    # the stream ends by itself once what it took has left the speaker (its
+    # thread gone: nothing more can be asked for); unhushed, it would play
+    # ten seconds and still be running
+    _wait(lambda: not spk._stream.is_active() and not spk._stream._thread.is_alive())
     # at most the block taken at the start and the one in flight at the hush
     assert pyaudio_double.PyAudio.sink.count(b"\1\0") <= 2 * FRAMES
     spk.stop()

@@ -58,7 +58,7 @@ class Stream:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.closed = False  # the device failed, or close()
-        self.completed = False  # the callback returned paComplete and its block played
+        self.completed = False  # the callback returned paComplete: the run ended
         self.stopped = True  # PortAudio's own state (Pa_IsStreamStopped)
         self.starts = 0  # Pa_StartStream calls
         self._is_running = start  # pyaudio's flag, which its start/stop_stream go by
