@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -686,3 +687,25 @@ def test_a_copy_c2pa_spools_goes_beside_the_case_not_into_a_small_tmp(
     )
     assert case.mp4.stat().st_size > 2 << 20 and case.validation.trusted
     assert list(small_fs.iterdir()) == [small_fs / "filler"]
+
+
+def test_a_file_hashed_beside_other_work_gives_its_sha256_or_stops(tmp_path: Path) -> None:
+    """The signed copy's SHA256SUMS line is read on a thread while the copy is
+    validated: the same digest as reading it here, a read error raised to the
+    caller, and a refused copy's read stopped, not left running."""
+    import hashlib
+
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(5 << 20))
+    want = hashlib.sha256(big.read_bytes()).hexdigest()
+    assert courtcopy_steps.FileHash(big).result() == want
+    with pytest.raises(FileNotFoundError):
+        courtcopy_steps.FileHash(tmp_path / "absent").result()
+    # /dev/zero never ends: only the stop ends its read
+    endless = courtcopy_steps.FileHash(Path("/dev/zero"))
+    stopping = threading.Thread(target=endless.cancel, daemon=True)
+    stopping.start()
+    stopping.join(30)
+    assert not stopping.is_alive(), "cancel() did not stop the read"
+    with pytest.raises(RuntimeError, match="cancelled"):
+        endless.result()

@@ -39,8 +39,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -55,7 +56,7 @@ from link.pki import ca_profile
 from sealing import layout
 from sealing.age import AgeError, Identity, decrypt
 from sealing.cli_verify import dock_lookup
-from sealing.files import fsync_dir
+from sealing.files import fsync_dir, hash_file
 from sealing.people import NameRefused, person_name
 from sealing.recordings import Recording, ResumeNote, note_of, recordings, resume_notes, utc_text
 from sealing.records import Record
@@ -301,6 +302,7 @@ def _build(
     # reports and SHA256SUMS are written; before the case is done, its hash
     # must equal that of the packets the join wrote and checked
     after = StreamHash(mp4)
+    mp4_sum = FileHash(mp4)  # its SHA256SUMS line, while it is validated and reported
     try:
         validation = validate(mp4, signing.anchor_pem)
         clock.lap("c2pa validate")
@@ -322,13 +324,14 @@ def _build(
         facts["stills"] = [p.name for p in stills]
         _write_reports(out, facts, case, r20, t)
         clock.lap("report")
-        _seal_folder(out)
+        _seal_folder(out, {mp4: mp4_sum})
         clock.lap("SHA256SUMS")
         if after.result() != streamhash:
             raise CaseError(msg("signing changed the media packets (streamhash differs)"), 1)
         clock.lap("streamhash")
     finally:
         after.cancel()
+        mp4_sum.cancel()
     return case
 
 
@@ -706,15 +709,50 @@ def _write_reports(out: Path, facts: dict[str, Any], case: Case, r20: R20, texts
     write_report(out, facts, case.mp4.name, case.test_certificate, r20, texts)
 
 
-def _seal_folder(out: Path) -> None:
-    """SHA256SUMS over every file (`sha256sum -c SHA256SUMS` in the folder)."""
+class FileHash:
+    """A file's SHA-256, read on a thread of its own until `result()`:
+    hashlib and the reads let go of the GIL, so it runs beside the work that
+    follows (the court copy's validation and reports)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stop = threading.Event()
+        self._digest = ""
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        h = hashlib.sha256()
+        try:
+            with self.path.open("rb") as f:
+                while not self._stop.is_set() and (chunk := f.read(1 << 20)):
+                    h.update(chunk)
+        except OSError as exc:
+            self._error = exc
+        self._digest = h.hexdigest()
+
+    def cancel(self) -> None:
+        """Stop reading if the result was not taken (the copy was refused first)."""
+        self._stop.set()
+        self._thread.join()
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._stop.is_set():
+            raise RuntimeError("a cancelled hash has no result")
+        if self._error is not None:
+            raise self._error
+        return self._digest
+
+
+def _seal_folder(out: Path, hashing: Mapping[Path, FileHash]) -> None:
+    """SHA256SUMS over every file (`sha256sum -c SHA256SUMS` in the folder);
+    `hashing`: files whose hash is already being taken."""
     lines = []
     for p in sorted(x for x in out.rglob("*") if x.is_file()):
-        h = hashlib.sha256()
-        with p.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        lines.append(f"{h.hexdigest()}  {p.relative_to(out).as_posix()}\n")
+        digest = hashing[p].result() if p in hashing else hash_file(p)[0]
+        lines.append(f"{digest}  {p.relative_to(out).as_posix()}\n")
         with p.open("rb") as f:
             os.fsync(f.fileno())
     (out / "SHA256SUMS").write_text("".join(lines))
