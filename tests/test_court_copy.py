@@ -709,3 +709,70 @@ def test_a_file_hashed_beside_other_work_gives_its_sha256_or_stops(tmp_path: Pat
     assert not stopping.is_alive(), "cancel() did not stop the read"
     with pytest.raises(RuntimeError, match="cancelled"):
         endless.result()
+
+
+def _top_boxes(path: Path) -> list[tuple[str, int]]:
+    """The MP4's top-level boxes (kind, size), in file order."""
+    boxes, at, end = [], 0, path.stat().st_size
+    with path.open("rb") as f:
+        while at < end:
+            f.seek(at)
+            head = f.read(16)
+            size, kind = int.from_bytes(head[:4], "big"), head[4:8].decode("latin-1")
+            size = int.from_bytes(head[8:16], "big") if size == 1 else size
+            assert size >= 8, f"a box of {size} bytes at {at}"
+            boxes.append((kind, size))
+            at += size
+    return boxes
+
+
+def test_the_index_comes_first_in_room_kept_for_it_or_by_a_rewrite(
+    demo_run: DemoRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A player starts the copy at once: its index (moov) is before the
+    media (mdat). The join writes it into room kept at the front from what
+    the records say the segments hold (no second pass over the file); when
+    that room is too small, the join is done again with ffmpeg's faststart,
+    and the copy's packets are the same."""
+    from dock import courtcopy
+
+    case, mp4 = _case(demo_run)
+    boxes = _top_boxes(mp4)
+    kinds = [k for k, _ in boxes]
+    assert kinds[0] == "ftyp" and kinds.index("moov") < kinds.index("mdat"), boxes
+    # what the index left of its room (libavformat writes an 8-byte free box anyway)
+    assert any(k == "free" and n > 8 for k, n in boxes[kinds.index("moov") :]), boxes
+
+    joins: list[str] = []
+    real_join = courtcopy_steps.join
+
+    def watched(*args: object, **kw: object) -> object:
+        try:
+            got = real_join(*args, **kw)  # type: ignore[arg-type]
+        except courtcopy_media.IndexOutgrewRoom:
+            joins.append("outgrew")
+            raise
+        joins.append("room" if kw.get("holds") else "faststart")
+        return got
+
+    # as if the records said far fewer packets than the segments hold: too little room
+    monkeypatch.setattr(courtcopy_media, "MOOV_BYTES_FIXED", 512)
+    monkeypatch.setattr(courtcopy_media, "MOOV_BYTES_PER_PACKET", 1)
+    monkeypatch.setattr(courtcopy_steps, "join", watched)
+    agency = demo_run.dir / "agency"
+    signing = courtcopy.Signing(
+        (agency / "c2pa" / "court.crt").read_bytes(),
+        (agency / "c2pa" / "court.key").read_bytes(),
+        (agency / "ca.crt").read_bytes(),
+    )
+    out = tmp_path / "case"
+    again = courtcopy.export_case(
+        demo_run.dir / "dock", SERIAL, 4, _identity(demo_run), signing, out
+    )
+    assert joins == ["outgrew", "faststart"]
+    assert again.validation.trusted
+    boxes = _top_boxes(again.mp4)
+    kinds = [k for k, _ in boxes]
+    assert kinds.index("moov") < kinds.index("mdat"), boxes
+    assert not any(k == "free" and n > 8 for k, n in boxes), boxes
+    assert courtcopy_steps.streamhash(again.mp4) == courtcopy_steps.streamhash(mp4)

@@ -34,8 +34,31 @@ import numpy as np
 TS_HZ = 90_000  # MPEG-TS timestamps: the unit's monotonic clock at 90 kHz
 
 
+# The MP4's index (moov) goes at the front, so a player can start before the
+# whole file is read. When the caller says how much the parts hold, room for
+# it is kept there as the file is written (`moov_size`); otherwise ffmpeg's
+# faststart moves it by rewriting the whole file once more. An index takes
+# 4-32 bytes a packet (sizes, offsets, times, key frames); 8.5 measured.
+MOOV_BYTES_PER_PACKET = 32
+MOOV_BYTES_FIXED = 256 << 10  # tags, chapters, the stream headers
+MOOV_ROOM_MAX = 64 << 20  # beyond this (10 hours), faststart: the room would be waste
+
+
 class JoinError(Exception):
     """The segments cannot be joined (one is unreadable or has no picture)."""
+
+
+class IndexOutgrewRoom(JoinError):
+    """The index did not fit the room kept for it: the parts held more than
+    their records said. Join again with `holds=None`."""
+
+
+@dataclass(frozen=True)
+class Holds:
+    """What the parts hold, as their records say (read before the join)."""
+
+    video_frames: int
+    span_us: int  # first picture to last sound, pauses included (silence fills them)
 
 
 @dataclass(frozen=True)
@@ -76,25 +99,32 @@ def join(
     chapters: list[Chapter],
     metadata: Mapping[str, str] | None = None,
     tap: Tap | None = None,
+    holds: Holds | None = None,
 ) -> Joined:
     """Copy every packet of `parts` (in order) into the MP4 `out`. A part
     given as a function is called when its turn comes, so a dock decrypts
     one segment at a time into memory and never writes plaintext to disk.
     `metadata`: the container's own tags (title, creation_time, location,
-    make, model, comment); `tap`: given every packet muxed, silence included."""
+    make, model, comment); `tap`: given every packet muxed, silence included;
+    `holds`: what the parts hold, so the index's room is kept at the front
+    (IndexOutgrewRoom if they held more)."""
     first, origin = _first(parts)
     with _open(first, 0) as c:
         vt, at = c.streams.video[0], c.streams.audio[0] if c.streams.audio else None
-        # faststart: a player or a court's viewer can start before the whole file is read
-        dst = av.open(
-            str(out), "w", format="mp4", options={"movflags": "+faststart+use_metadata_tags"}
+        rate = at.codec_context.sample_rate if at is not None else 0
+        room = _moov_room(holds, rate)
+        options = (
+            {"movflags": "+use_metadata_tags", "moov_size": str(room)}
+            if room
+            else {"movflags": "+faststart+use_metadata_tags"}
         )
+        dst = av.open(str(out), "w", format="mp4", options=options)
+        closed = False
         try:
             dst.metadata.update(metadata or {})  # before the header is written
             ov = dst.add_stream_from_template(vt)
             oa = dst.add_stream_from_template(at) if at is not None else None
             codecs = tuple(str(x.codec_context.name) for x in (vt, at) if x is not None)
-            rate = at.codec_context.sample_rate if at is not None else 0
             layout = at.codec_context.layout.name if at is not None else ""
             silence = _Silence(rate, layout) if at else None
             muxer = _Muxer(dst, ov, oa, silence, origin, tap=tap)
@@ -103,8 +133,19 @@ def join(
                 with _open(_load(part, i), i) as more:
                     muxer.copy(more)
             dst.set_chapters(_chapters(chapters, origin, muxer.end))
+            closed = True
+            try:
+                dst.close()  # writes the index
+            except av.error.ArgumentError:
+                if not room:
+                    raise
+                raise IndexOutgrewRoom(
+                    f"the index outgrew the {room} bytes kept for it: "
+                    f"the segments held more than their records say"
+                ) from None
         finally:
-            dst.close()
+            if not closed:
+                dst.close()
     return Joined(
         out,
         origin * 1_000_000 // TS_HZ,
@@ -114,6 +155,15 @@ def join(
         tuple(muxer.filled),
         codecs,
     )
+
+
+def _moov_room(holds: Holds | None, rate: int) -> int:
+    """Bytes to keep at the front for the index; 0: none (faststart)."""
+    if holds is None:
+        return 0
+    aac_frames = -(-holds.span_us * rate // (1024 * 1_000_000))
+    room = MOOV_BYTES_FIXED + MOOV_BYTES_PER_PACKET * (holds.video_frames + aac_frames)
+    return room if room <= MOOV_ROOM_MAX else 0
 
 
 def _first(parts: Sequence[Part]) -> tuple[bytes, int]:

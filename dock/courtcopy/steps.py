@@ -67,7 +67,7 @@ from ..dock_locale import dock_locale
 from ..texts import Msg, Texts, load_texts, msg
 from .c2pa import C2paFailure, Validation, sign, validate
 from .inpass import InPass, NotVideo
-from .media import Chapter, Joined, JoinError, join
+from .media import Chapter, Holds, IndexOutgrewRoom, Joined, JoinError, join
 from .r20 import R20, end_of, mp4_tags, r20_of
 
 VIDEO = ".ts.age"
@@ -261,7 +261,13 @@ def _build(
         # as the join writes them: no pass over the MP4 for either
         checks = InPass()
         try:
-            joined = join(parts, unsigned, chapters(rec, t), tags, tap=checks)
+            try:
+                joined = join(
+                    parts, unsigned, chapters(rec, t), tags, tap=checks, holds=_holds(rec)
+                )
+            except IndexOutgrewRoom:  # records that undercount: the index moved by a rewrite
+                checks = InPass()
+                joined = join(parts, unsigned, chapters(rec, t), tags, tap=checks)
         except JoinError as exc:
             raise CaseError(
                 msg("the segments could not be joined: %(error)s", error=str(exc)), 1
@@ -424,6 +430,21 @@ def note_said(note: ResumeNote | None) -> Msg:
 
 def _short(body: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(body.items()))[:120]
+
+
+def _holds(rec: Recording) -> Holds | None:
+    """What the recording's video segments hold, as their records say; None
+    if they do not say (the index is then moved to the front by a rewrite)."""
+    videos = rec.media(VIDEO)
+    try:
+        frames = sum(int(r.body["video_frames"]) for r in videos)
+        recorded = sum(int(r.body["duration_us"]) for r in videos)
+        start, end = videos[0].body["start"], videos[-1].body["end"]
+        span = int(end["mono_us"]) - int(start["mono_us"])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    # the unit's monotonic clock restarts at a boot: the recorded time is then the floor
+    return Holds(frames, max(span if videos[0].boot == videos[-1].boot else 0, recorded))
 
 
 def _decrypt(locate: Any, r: Record, identity: Identity, into: Path) -> Path:
