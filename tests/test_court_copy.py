@@ -55,6 +55,16 @@ def _identity(demo: DemoRun) -> Identity:
     return Identity.parse((demo.dir / "agency" / "evidence.key").read_text())
 
 
+def _signing(demo: DemoRun) -> courtcopy_steps.Signing:
+    """The demo agency's court-copy certificate and key, and its CA."""
+    agency = demo.dir / "agency"
+    return courtcopy_steps.Signing(
+        (agency / "c2pa" / "court.crt").read_bytes(),
+        (agency / "c2pa" / "court.key").read_bytes(),
+        (agency / "ca.crt").read_bytes(),
+    )
+
+
 def _segments(demo: DemoRun) -> list[tuple[dict, bytes]]:
     """(chain record, plaintext) of the dock's video segments, in chain order."""
     dock = demo.dir / "dock"
@@ -569,12 +579,7 @@ def test_export_case_refuses_what_the_checks_in_the_join_refuse(
     monkeypatch.setattr(courtcopy_steps, "StreamHash", Watched)
     if fault == "untrusted":
         monkeypatch.setattr(courtcopy_steps, "validate", untrusted)
-    agency = demo_run.dir / "agency"
-    signing = courtcopy.Signing(
-        (agency / "c2pa" / "court.crt").read_bytes(),
-        (agency / "c2pa" / "court.key").read_bytes(),
-        (agency / "ca.crt").read_bytes(),
-    )
+    signing = _signing(demo_run)
     out = tmp_path / "case"
     with pytest.raises(courtcopy.CaseError) as refused:
         courtcopy.export_case(demo_run.dir / "dock", SERIAL, 4, _identity(demo_run), signing, out)
@@ -731,17 +736,21 @@ def test_the_index_comes_first_in_room_kept_for_it_or_by_a_rewrite(
 ) -> None:
     """A player starts the copy at once: its index (moov) is before the
     media (mdat). The join writes it into room kept at the front from what
-    the records say the segments hold (no second pass over the file); when
-    that room is too small, the join is done again with ffmpeg's faststart,
-    and the copy's packets are the same."""
+    the records say the segments hold (no second pass over the file), and
+    the C2PA manifest is signed into what is left of that room (no copy of
+    the file). When the room is too small, the join is done again with
+    ffmpeg's faststart, c2pa-rs signs into a copy, and the packets are the
+    same."""
     from dock import courtcopy
 
     case, mp4 = _case(demo_run)
     boxes = _top_boxes(mp4)
     kinds = [k for k, _ in boxes]
     assert kinds[0] == "ftyp" and kinds.index("moov") < kinds.index("mdat"), boxes
-    # what the index left of its room (libavformat writes an 8-byte free box anyway)
-    assert any(k == "free" and n > 8 for k, n in boxes[kinds.index("moov") :]), boxes
+    # signed in place: the manifest store in the index's room, after the index;
+    # what is left of the room stays free (libavformat writes an 8-byte one anyway)
+    assert kinds.index("moov") < kinds.index("uuid") < kinds.index("mdat"), boxes
+    assert any(k == "free" and n > 8 for k, n in boxes[kinds.index("uuid") :]), boxes
 
     joins: list[str] = []
     real_join = courtcopy_steps.join
@@ -759,12 +768,7 @@ def test_the_index_comes_first_in_room_kept_for_it_or_by_a_rewrite(
     monkeypatch.setattr(courtcopy_media, "MOOV_BYTES_FIXED", 512)
     monkeypatch.setattr(courtcopy_media, "MOOV_BYTES_PER_PACKET", 1)
     monkeypatch.setattr(courtcopy_steps, "join", watched)
-    agency = demo_run.dir / "agency"
-    signing = courtcopy.Signing(
-        (agency / "c2pa" / "court.crt").read_bytes(),
-        (agency / "c2pa" / "court.key").read_bytes(),
-        (agency / "ca.crt").read_bytes(),
-    )
+    signing = _signing(demo_run)
     out = tmp_path / "case"
     again = courtcopy.export_case(
         demo_run.dir / "dock", SERIAL, 4, _identity(demo_run), signing, out
@@ -773,6 +777,52 @@ def test_the_index_comes_first_in_room_kept_for_it_or_by_a_rewrite(
     assert again.validation.trusted
     boxes = _top_boxes(again.mp4)
     kinds = [k for k, _ in boxes]
-    assert kinds.index("moov") < kinds.index("mdat"), boxes
+    # no room: c2pa-rs wrote a copy with its manifest store put in after ftyp
+    assert kinds.index("uuid") < kinds.index("moov") < kinds.index("mdat"), boxes
     assert not any(k == "free" and n > 8 for k, n in boxes), boxes
     assert courtcopy_steps.streamhash(again.mp4) == courtcopy_steps.streamhash(mp4)
+
+
+def test_a_manifest_too_big_for_the_room_is_signed_into_a_copy(
+    demo_run: DemoRun, tmp_path: Path
+) -> None:
+    """The signer writes the manifest into the room only when it fits (with
+    8 bytes for the free box of what is left); otherwise it leaves the file
+    as it was and c2pa-rs writes a signed copy. Either way it validates."""
+    _, mp4 = _case(demo_run)
+    src = tmp_path / "joined.mp4"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(mp4), "-map", "0", "-c", "copy",
+         "-moov_size", "400000", str(src)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    room = courtcopy_c2pa.room_in(src)
+    assert room is not None and room.size > 100_000
+    signing = _signing(demo_run)
+    request = {
+        "src": str(src),
+        "cert_pem": signing.cert_pem.decode(),
+        "key_pem": signing.key_pem.decode(),
+        "anchor_pem": signing.anchor_pem.decode(),
+        "title": "t.mp4",
+        "assertions": [],
+        "actions": [],
+        "generator": {"name": "test", "version": "1"},
+        "spool_over_mb": 512,
+    }
+    before = src.read_bytes()
+    for size, in_place in ((100, False), (room.size, True)):
+        dst = tmp_path / f"signed-{size}.mp4"
+        _, done_in_place = courtcopy_c2pa.sign_here(
+            {**request, "dst": str(dst), "room": [room.at, size]}
+        )
+        assert done_in_place is in_place
+        signed = src if in_place else dst
+        assert courtcopy_c2pa.validate(signed, signing.anchor_pem).trusted
+        if not in_place:
+            assert src.read_bytes() == before and dst.stat().st_size > len(before)
+        else:  # only the room's bytes changed
+            after = src.read_bytes()
+            assert len(after) == len(before)
+            assert after[: room.at] == before[: room.at]
+            assert after[room.at + room.size :] == before[room.at + room.size :]

@@ -2,16 +2,18 @@
 
 The agency's court-copy certificate (issued by the agency CA, `flash.py
 c2pa-signer`) signs a manifest embedded in the MP4. The media bytes are not
-changed: c2pa-rs adds one `uuid` box and moves the chunk offsets, so the
-packets an examiner hashes with `ffmpeg -f streamhash` are the same before
-and after. Validation trusts the agency CA only when it is given as an
-anchor; "Valid" means intact but signed by someone not trusted, so only
-"Trusted" passes here.
+changed: the manifest store goes into the room the MP4's index left
+(`_embed`, in place) or, where there is none, c2pa-rs adds one `uuid` box
+to a copy and moves the chunk offsets; so the packets an examiner hashes
+with `ffmpeg -f streamhash` are the same before and after. Validation
+trusts the agency CA only when it is given as an anchor; "Valid" means
+intact but signed by someone not trusted, so only "Trusted" passes here.
 """
 
 from __future__ import annotations
 
 import base64
+import ctypes
 import json
 import os
 import subprocess
@@ -39,6 +41,34 @@ ANSWER_MAX = 1 << 20  # the signer's answer: a manifest of a few kB
 INFORMATIONAL = ("assertion.bmffHash.additionalExclusionsPresent", "signingCredential.ocsp.skipped")
 
 
+@dataclass(frozen=True)
+class Room:
+    """A top-level `free` box before the media (the MP4 index's room, media.py):
+    the C2PA manifest store is written there, in a `uuid` box of its own, and
+    a `free` box keeps what is left."""
+
+    at: int
+    size: int
+
+
+def room_in(path: Path) -> Room | None:
+    """The first `free` box of more than a header before `mdat`, if any."""
+    at, end = 0, path.stat().st_size
+    with path.open("rb") as f:
+        while at + 8 <= end:
+            f.seek(at)
+            head = f.read(16)
+            size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+            if size == 1 and len(head) == 16:
+                size = int.from_bytes(head[8:16], "big")
+            if size < 8 or kind == b"mdat":
+                return None
+            if kind == b"free" and size > 8:
+                return Room(at, size)
+            at += size
+    return None
+
+
 class C2paFailure(Exception):
     """Signing or validation could not be done (bad certificate, bad file)."""
 
@@ -54,16 +84,20 @@ class Validation:
         return self.state == "Trusted" and not self.failures
 
 
+def _settings(anchor_pem: str, spool_over_mb: int) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "trust": {"user_anchors": anchor_pem},
+        # an examiner's machine may be offline: nothing is fetched
+        "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
+        "builder": {"thumbnail": {"enabled": False}},
+    }
+    if spool_over_mb:
+        settings["core"] = {"backing_store_memory_threshold_in_mb": spool_over_mb}
+    return settings
+
+
 def _context(anchor_pem: str, spool_over_mb: int = SPOOL_OVER_MB) -> c2pa.Context:
-    return c2pa.Context.from_dict(
-        {
-            "trust": {"user_anchors": anchor_pem},
-            # an examiner's machine may be offline: nothing is fetched
-            "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
-            "builder": {"thumbnail": {"enabled": False}},
-            "core": {"backing_store_memory_threshold_in_mb": spool_over_mb},
-        }
-    )
+    return c2pa.Context.from_dict(_settings(anchor_pem, spool_over_mb))
 
 
 def _algorithm(key_pem: bytes) -> bytes:
@@ -94,9 +128,13 @@ def sign(
     actions: list[dict[str, Any]],
     generator: dict[str, str],
     spool: Path,
+    room: Room | None = None,
 ) -> bytes:
     """Write `dst`: `src` with a C2PA manifest signed by `cert_pem`; the
-    manifest's bytes. c2pa-rs spools a copy over SPOOL_OVER_MB (an hour is
+    manifest's bytes. With `room` (a `free` box of `src` before its media),
+    the manifest is written into it and `src` is renamed `dst`: no byte of
+    the media is moved or copied, and c2pa-rs only reads the file to hash
+    it (Room). Without, c2pa-rs spools a copy over SPOOL_OVER_MB (an hour is
     7 GB) into the system's temp folder, which may be a tmpfs in RAM
     (Debian 13's /tmp) and too small, and it has no setting for where: so
     it signs in a process of its own whose TMPDIR is `spool` (a folder on
@@ -113,6 +151,7 @@ def sign(
         "actions": actions,
         "generator": generator,
         "spool_over_mb": SPOOL_OVER_MB,
+        "room": [room.at, room.size] if room else None,
     }
     timeout = SIGN_TIMEOUT_S + src.stat().st_size // SIGN_BYTES_PER_S
     try:
@@ -127,11 +166,15 @@ def sign(
         raise C2paFailure(
             msg("C2PA signing failed: %(error)s", error=f"no answer within {timeout} s")
         ) from None
-    return _answer(done)
+    manifest, in_place = _answer(done)
+    if in_place:
+        src.rename(dst)
+    return manifest
 
 
-def _answer(done: subprocess.CompletedProcess[bytes]) -> bytes:
-    """The manifest the signer wrote back, or its failure, or why it gave neither."""
+def _answer(done: subprocess.CompletedProcess[bytes]) -> tuple[bytes, bool]:
+    """The manifest the signer wrote back and whether it went into `src`'s
+    room; or its failure, or why it gave neither."""
     try:
         if done.returncode != 0 or len(done.stdout) > ANSWER_MAX:
             raise ValueError
@@ -139,15 +182,20 @@ def _answer(done: subprocess.CompletedProcess[bytes]) -> bytes:
         if "failure" in answer:
             failure = answer["failure"]
             raise C2paFailure(msg(str(failure["msgid"]), **dict(failure["args"])))
-        return base64.b64decode(answer["manifest"], validate=True)
+        in_place = answer.get("in_place", False)
+        if not isinstance(in_place, bool):
+            raise ValueError
+        return base64.b64decode(answer["manifest"], validate=True), in_place
     except (ValueError, KeyError, TypeError):
         last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1]
         error = f"the signer ended with code {done.returncode}: {last[:300]}"
         raise C2paFailure(msg("C2PA signing failed: %(error)s", error=error)) from None
 
 
-def sign_here(request: dict[str, Any]) -> bytes:
-    """The signing itself, in the signer's process (dock/courtcopy/c2pa_signer.py)."""
+def sign_here(request: dict[str, Any]) -> tuple[bytes, bool]:
+    """The signing itself, in the signer's process (dock/courtcopy/c2pa_signer.py):
+    the manifest, and whether it was written into `src`'s room (else `dst`
+    was written: no room was given, or the manifest did not fit it)."""
     cert_pem, key_pem = request["cert_pem"].encode(), request["key_pem"].encode()
     try:
         x509.load_pem_x509_certificate(cert_pem)
@@ -161,11 +209,17 @@ def sign_here(request: dict[str, Any]) -> bytes:
         "format": MIME,
         "assertions": request["assertions"],
     }
-    try:
+    algorithm = _algorithm(key_pem)
+
+    def signer() -> c2pa.Signer:
         # the chain, leaf first, must lead to the anchor; c2pa checks it after signing
-        signer = c2pa.Signer.from_info(
-            c2pa.C2paSignerInfo(_algorithm(key_pem), cert_pem, key_pem, None)
-        )
+        return c2pa.Signer.from_info(c2pa.C2paSignerInfo(algorithm, cert_pem, key_pem, None))
+
+    try:
+        if request.get("room"):
+            embedded = _embed(request, definition, signer())
+            if embedded is not None:
+                return embedded, True
         with (
             _context(request["anchor_pem"], int(request["spool_over_mb"])) as ctx,
             c2pa.Builder(definition, context=ctx) as b,
@@ -174,9 +228,92 @@ def sign_here(request: dict[str, Any]) -> bytes:
             for action in request["actions"]:
                 b.add_action(action)
             with open(request["src"], "rb") as f, open(request["dst"], "w+b") as o:
-                return bytes(b.sign(signer, MIME, f, o))
+                return bytes(b.sign(signer(), MIME, f, o)), False
     except c2pa.C2paError as exc:
         raise C2paFailure(msg("C2PA signing failed: %(error)s", error=str(exc))) from None
+
+
+def _embed(
+    request: dict[str, Any], definition: dict[str, Any], signer: c2pa.Signer
+) -> bytes | None:
+    """Sign `src` in place: c2pa-rs's placeholder goes into the room, the
+    file is hashed around it, and the signed manifest, of the same size,
+    replaces the placeholder. None (nothing written) if the placeholder does
+    not fit. c2pa-python 0.38 does not wrap these calls of its library, so
+    they are made here (`_native`)."""
+    at, size = (int(x) for x in request["room"])
+    native = _native()
+    context = c2pa.Context.from_dict(_settings(request["anchor_pem"], 0), signer=signer)
+    with context as ctx, c2pa.Builder(definition, context=ctx) as b:
+        b.set_intent(c2pa.C2paBuilderIntent.CREATE, c2pa.C2paDigitalSourceType.DIGITAL_CAPTURE)
+        for action in request["actions"]:
+            b.add_action(action)
+        placeholder = native.bytes_of(native.placeholder, b)
+        if len(placeholder) != size and len(placeholder) > size - 8:
+            return None  # a free box needs 8 bytes for what is left
+        with open(request["src"], "r+b") as f:
+            f.seek(at)
+            f.write(placeholder)
+            if size > len(placeholder):  # what is left stays a free box
+                f.write((size - len(placeholder)).to_bytes(4, "big") + b"free")
+            f.flush()
+            f.seek(0)
+            stream = c2pa.Stream(f)  # held: its native side lives as long as it does
+            if native.update_hash(b._handle, MIME.encode(), stream._stream) < 0:
+                raise c2pa.C2paError(native.error())
+            manifest = native.bytes_of(native.sign_embeddable, b)
+            if len(manifest) != len(placeholder):
+                raise c2pa.C2paError("the signed manifest is not the placeholder's size")
+            f.seek(at)
+            f.write(manifest)
+            os.fsync(f.fileno())
+        return manifest
+
+
+@dataclass(frozen=True)
+class _Native:
+    placeholder: Any
+    update_hash: Any
+    sign_embeddable: Any
+    free: Any
+    error: Any
+
+    def bytes_of(self, call: Any, builder: c2pa.Builder) -> bytes:
+        out = ctypes.POINTER(ctypes.c_ubyte)()
+        n = call(builder._handle, MIME.encode(), ctypes.byref(out))
+        if n < 0:
+            raise c2pa.C2paError(self.error())
+        try:
+            return ctypes.string_at(out, n)
+        finally:
+            self.free(ctypes.cast(out, ctypes.c_void_p))
+
+
+def _native() -> _Native:
+    """c2pa-python's own library, through a handle of our own so that its
+    declarations of these functions (if any) are not changed."""
+    lib = ctypes.CDLL(c2pa.c2pa._lib._name)
+    out = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte))]
+    for name in ("c2pa_builder_placeholder", "c2pa_builder_sign_embeddable"):
+        getattr(lib, name).argtypes, getattr(lib, name).restype = out, ctypes.c_int64
+    update = lib.c2pa_builder_update_hash_from_stream
+    update.argtypes, update.restype = (
+        [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p],
+        ctypes.c_int,
+    )
+    lib.c2pa_free.argtypes, lib.c2pa_free.restype = [ctypes.c_void_p], ctypes.c_int
+    lib.c2pa_error.argtypes, lib.c2pa_error.restype = [], ctypes.c_void_p
+
+    def error() -> str:
+        p = lib.c2pa_error()
+        text = ctypes.string_at(p).decode("utf-8", "replace") if p else "unknown error"
+        if p:
+            lib.c2pa_free(p)
+        return text
+
+    return _Native(
+        lib.c2pa_builder_placeholder, update, lib.c2pa_builder_sign_embeddable, lib.c2pa_free, error
+    )
 
 
 def validate(path: Path, anchor_pem: bytes) -> Validation:

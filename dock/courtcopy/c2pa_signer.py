@@ -2,7 +2,7 @@
 started by `c2pa.sign` with TMPDIR set to the folder c2pa-rs may spool into.
 
 Reads one request (JSON) on stdin; writes one answer (JSON) on stdout:
-`{"manifest": base64}` or `{"failure": {"msgid": ..., "args": {...}}}`,
+`{"manifest": base64, "in_place": bool}` or `{"failure": {"msgid": ..., "args": {...}}}`,
 the failure untranslated so the caller says it in its reader's language.
 """
 
@@ -20,7 +20,11 @@ REQUEST_MAX = 16 << 20  # PEMs, the assertions and the actions: a few kB
 def main() -> int:
     request = json.loads(sys.stdin.buffer.read(REQUEST_MAX + 1)[:REQUEST_MAX])
     try:
-        answer: dict[str, object] = {"manifest": base64.b64encode(sign_here(request)).decode()}
+        manifest, in_place = sign_here(request)
+        answer: dict[str, object] = {
+            "manifest": base64.b64encode(manifest).decode(),
+            "in_place": in_place,
+        }
     except C2paFailure as exc:
         failure = exc.args[0]
         answer = {"failure": {"msgid": failure.msgid, "args": dict(failure.args)}}

@@ -65,7 +65,7 @@ from sealing.verify import Report, Unusable, root_recording_key, verify_store
 from .. import chain_codes as codes
 from ..dock_locale import dock_locale
 from ..texts import Msg, Texts, load_texts, msg
-from .c2pa import C2paFailure, Validation, sign, validate
+from .c2pa import C2paFailure, Validation, room_in, sign, validate
 from .inpass import InPass, NotVideo
 from .media import Chapter, Holds, IndexOutgrewRoom, Joined, JoinError, join
 from .r20 import R20, end_of, mp4_tags, r20_of
@@ -299,6 +299,7 @@ def _build(
                 actions=[_repackaged(joined)],
                 generator={"name": "bodycam dock", "version": _version()},
                 spool=work,
+                room=room_in(unsigned),  # the index's room, when the join kept one
             )
         except C2paFailure as exc:
             raise CaseError(exc.args[0]) from None
