@@ -747,10 +747,10 @@ def test_the_index_comes_first_in_room_kept_for_it_or_by_a_rewrite(
     boxes = _top_boxes(mp4)
     kinds = [k for k, _ in boxes]
     assert kinds[0] == "ftyp" and kinds.index("moov") < kinds.index("mdat"), boxes
-    # signed in place: the manifest store in the index's room, after the index;
-    # what is left of the room stays free (libavformat writes an 8-byte one anyway)
-    assert kinds.index("moov") < kinds.index("uuid") < kinds.index("mdat"), boxes
-    assert any(k == "free" and n > 8 for k, n in boxes[kinds.index("uuid") :]), boxes
+    # signed in place: the manifest store first in the room (C2PA 2.x 11.3.3.2:
+    # after ftyp, before moov and mdat), then the index, then what is left, free
+    assert kinds[:3] == ["ftyp", "uuid", "moov"], boxes
+    assert any(k == "free" and n > 8 for k, n in boxes[: kinds.index("mdat")]), boxes
 
     joins: list[str] = []
     real_join = courtcopy_steps.join
@@ -778,7 +778,7 @@ def test_the_index_comes_first_in_room_kept_for_it_or_by_a_rewrite(
     boxes = _top_boxes(again.mp4)
     kinds = [k for k, _ in boxes]
     # no room: c2pa-rs wrote a copy with its manifest store put in after ftyp
-    assert kinds.index("uuid") < kinds.index("moov") < kinds.index("mdat"), boxes
+    assert kinds[:3] == ["ftyp", "uuid", "moov"] and kinds.index("moov") < kinds.index("mdat")
     assert not any(k == "free" and n > 8 for k, n in boxes), boxes
     assert courtcopy_steps.streamhash(again.mp4) == courtcopy_steps.streamhash(mp4)
 
@@ -786,21 +786,14 @@ def test_the_index_comes_first_in_room_kept_for_it_or_by_a_rewrite(
 def test_a_manifest_too_big_for_the_room_is_signed_into_a_copy(
     demo_run: DemoRun, tmp_path: Path
 ) -> None:
-    """The signer writes the manifest into the room only when it fits (with
-    8 bytes for the free box of what is left); otherwise it leaves the file
-    as it was and c2pa-rs writes a signed copy. Either way it validates."""
+    """The signer lays the manifest store and the index out in the room only
+    when both fit it (with 8 bytes for the free box of what is left): after
+    faststart there is no room, so it leaves the file as it was and c2pa-rs
+    writes a signed copy. Either way the copy validates, and in place only
+    the room's bytes change: the media are where they were."""
     _, mp4 = _case(demo_run)
-    src = tmp_path / "joined.mp4"
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(mp4), "-map", "0", "-c", "copy",
-         "-moov_size", "400000", str(src)],
-        check=True, timeout=120,
-    )  # fmt: skip
-    room = courtcopy_c2pa.room_in(src)
-    assert room is not None and room.size > 100_000
     signing = _signing(demo_run)
     request = {
-        "src": str(src),
         "cert_pem": signing.cert_pem.decode(),
         "key_pem": signing.key_pem.decode(),
         "anchor_pem": signing.anchor_pem.decode(),
@@ -810,19 +803,30 @@ def test_a_manifest_too_big_for_the_room_is_signed_into_a_copy(
         "generator": {"name": "test", "version": "1"},
         "spool_over_mb": 512,
     }
-    before = src.read_bytes()
-    for size, in_place in ((100, False), (room.size, True)):
-        dst = tmp_path / f"signed-{size}.mp4"
+    for layout, in_place in (
+        (["-movflags", "+faststart"], False),
+        (["-moov_size", "400000"], True),
+    ):
+        src, dst = tmp_path / f"joined-{in_place}.mp4", tmp_path / f"signed-{in_place}.mp4"
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-i", str(mp4), "-map", "0", "-c", "copy",
+             *layout, str(src)],
+            check=True, timeout=120,
+        )  # fmt: skip
+        room = courtcopy_c2pa.room_in(src)
+        assert room is not None
+        before = src.read_bytes()
         _, done_in_place = courtcopy_c2pa.sign_here(
-            {**request, "dst": str(dst), "room": [room.at, size]}
+            {**request, "src": str(src), "dst": str(dst), "room": [room.at, room.size]}
         )
         assert done_in_place is in_place
         signed = src if in_place else dst
         assert courtcopy_c2pa.validate(signed, signing.anchor_pem).trusted
+        assert [k for k, _ in _top_boxes(signed)][:3] == ["ftyp", "uuid", "moov"]
         if not in_place:
             assert src.read_bytes() == before and dst.stat().st_size > len(before)
-        else:  # only the room's bytes changed
+        else:
             after = src.read_bytes()
-            assert len(after) == len(before)
+            assert len(after) == len(before) and room.size > 300_000
             assert after[: room.at] == before[: room.at]
             assert after[room.at + room.size :] == before[room.at + room.size :]

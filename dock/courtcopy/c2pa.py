@@ -41,19 +41,27 @@ ANSWER_MAX = 1 << 20  # the signer's answer: a manifest of a few kB
 INFORMATIONAL = ("assertion.bmffHash.additionalExclusionsPresent", "signingCredential.ocsp.skipped")
 
 
+# the room read into memory to be laid out again: the index's room is at most
+# media.MOOV_ROOM_MAX, and an index that outgrew it is faststart's, with no room
+ROOM_MAX = 80 << 20
+
+
 @dataclass(frozen=True)
 class Room:
-    """A top-level `free` box before the media (the MP4 index's room, media.py):
-    the C2PA manifest store is written there, in a `uuid` box of its own, and
-    a `free` box keeps what is left."""
+    """The bytes between `ftyp` and the first `mdat`: the MP4's index (`moov`)
+    and the room the join kept for it (`free`, media.py). The C2PA manifest
+    store goes first in them, as the specification asks (C2PA 2.x, 11.3.3.2:
+    after `ftyp`, before `moov` and `mdat`); the index follows; a `free` box
+    keeps what is left. The media do not move, so the index's offsets into
+    them stay true."""
 
     at: int
     size: int
 
 
 def room_in(path: Path) -> Room | None:
-    """The first `free` box of more than a header before `mdat`, if any."""
-    at, end = 0, path.stat().st_size
+    """The Room of an MP4 that starts with `ftyp` and has an `mdat`, if any."""
+    at, end, start = 0, path.stat().st_size, None
     with path.open("rb") as f:
         while at + 8 <= end:
             f.seek(at)
@@ -61,12 +69,29 @@ def room_in(path: Path) -> Room | None:
             size, kind = int.from_bytes(head[:4], "big"), head[4:8]
             if size == 1 and len(head) == 16:
                 size = int.from_bytes(head[8:16], "big")
-            if size < 8 or kind == b"mdat":
+            if size < 8 or (start is None and kind != b"ftyp"):
                 return None
-            if kind == b"free" and size > 8:
-                return Room(at, size)
+            if kind == b"mdat":
+                return Room(start, at - start) if start is not None and at > start else None
             at += size
+            start = at if start is None else start
     return None
+
+
+def _boxes(region: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The top-level boxes of `region` (kind, whole box), None if they do not tile it."""
+    out, at = [], 0
+    while at < len(region):
+        if at + 8 > len(region):
+            return None
+        size, kind = int.from_bytes(region[at : at + 4], "big"), region[at + 4 : at + 8]
+        if size == 1 and at + 16 <= len(region):
+            size = int.from_bytes(region[at + 8 : at + 16], "big")
+        if size < 8 or at + size > len(region):
+            return None
+        out.append((kind, region[at : at + size]))
+        at += size
+    return out
 
 
 class C2paFailure(Exception):
@@ -131,10 +156,10 @@ def sign(
     room: Room | None = None,
 ) -> bytes:
     """Write `dst`: `src` with a C2PA manifest signed by `cert_pem`; the
-    manifest's bytes. With `room` (a `free` box of `src` before its media),
-    the manifest is written into it and `src` is renamed `dst`: no byte of
-    the media is moved or copied, and c2pa-rs only reads the file to hash
-    it (Room). Without, c2pa-rs spools a copy over SPOOL_OVER_MB (an hour is
+    manifest's bytes. With `room` (Room: the index and its free room, before
+    the media), the manifest is written into it and `src` is renamed `dst`:
+    no byte of the media is moved or copied, and c2pa-rs only reads the file
+    to hash it. Without, c2pa-rs spools a copy over SPOOL_OVER_MB (an hour is
     7 GB) into the system's temp folder, which may be a tmpfs in RAM
     (Debian 13's /tmp) and too small, and it has no setting for where: so
     it signs in a process of its own whose TMPDIR is `spool` (a folder on
@@ -236,12 +261,21 @@ def sign_here(request: dict[str, Any]) -> tuple[bytes, bool]:
 def _embed(
     request: dict[str, Any], definition: dict[str, Any], signer: c2pa.Signer
 ) -> bytes | None:
-    """Sign `src` in place: c2pa-rs's placeholder goes into the room, the
-    file is hashed around it, and the signed manifest, of the same size,
-    replaces the placeholder. None (nothing written) if the placeholder does
-    not fit. c2pa-python 0.38 does not wrap these calls of its library, so
+    """Sign `src` in place: c2pa-rs's placeholder goes first in the room,
+    the index after it, the file is hashed around the placeholder, and the
+    signed manifest, of the same size, replaces it. None (nothing written) if
+    the room is not an index and free boxes, or they and the placeholder do
+    not fit it. c2pa-python 0.38 does not wrap these calls of its library, so
     they are made here (`_native`)."""
     at, size = (int(x) for x in request["room"])
+    if size > ROOM_MAX:
+        return None
+    with open(request["src"], "rb") as f:
+        f.seek(at)
+        boxes = _boxes(f.read(size))
+    if boxes is None or [k for k, _ in boxes if k != b"free"] != [b"moov"]:
+        return None
+    index = next(box for k, box in boxes if k == b"moov")
     native = _native()
     context = c2pa.Context.from_dict(_settings(request["anchor_pem"], 0), signer=signer)
     with context as ctx, c2pa.Builder(definition, context=ctx) as b:
@@ -249,13 +283,14 @@ def _embed(
         for action in request["actions"]:
             b.add_action(action)
         placeholder = native.bytes_of(native.placeholder, b)
-        if len(placeholder) != size and len(placeholder) > size - 8:
-            return None  # a free box needs 8 bytes for what is left
+        spare = size - len(placeholder) - len(index)
+        if spare < 0 or 0 < spare < 8:  # a free box needs 8 bytes
+            return None
         with open(request["src"], "r+b") as f:
             f.seek(at)
-            f.write(placeholder)
-            if size > len(placeholder):  # what is left stays a free box
-                f.write((size - len(placeholder)).to_bytes(4, "big") + b"free")
+            f.write(placeholder + index)
+            if spare:  # what is left: a free box of zeros
+                f.write(spare.to_bytes(4, "big") + b"free" + bytes(spare - 8))
             f.flush()
             f.seek(0)
             stream = c2pa.Stream(f)  # held: its native side lives as long as it does
