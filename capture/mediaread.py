@@ -159,14 +159,16 @@ def _pes_payload(payload: bytes, at: int) -> bytes:
 
 
 @dataclass
-class _Box:
+class Mp4Box:
     type: bytes
+    at: int  # where its header begins
     start: int  # of the payload
     end: int
 
 
-def _boxes(fd: int, start: int, end: int) -> Iterator[_Box]:
-    """The boxes between `start` and `end`, read by their headers alone."""
+def mp4_boxes(fd: int, start: int, end: int) -> Iterator[Mp4Box]:
+    """The boxes between `start` and `end`, read by their headers alone;
+    Damaged if one runs past `end`."""
     pos = start
     for _ in range(_MAX_BOXES):
         if pos + 8 > end:
@@ -185,7 +187,7 @@ def _boxes(fd: int, start: int, end: int) -> Iterator[_Box]:
             size = end - pos
         if size < hdr or pos + size > end:
             raise Damaged(f"MP4 box {kind!r} at byte {pos} runs past its parent")
-        yield _Box(kind, pos + hdr, pos + size)
+        yield Mp4Box(kind, pos, pos + hdr, pos + size)
         pos += size
     if pos + 8 <= end:
         raise Damaged(f"more than {_MAX_BOXES} MP4 boxes in one place")
@@ -194,18 +196,18 @@ def _boxes(fd: int, start: int, end: int) -> Iterator[_Box]:
 @dataclass
 class _Track:
     length_size: int = 0
-    stsz: _Box | None = None
-    stz2: _Box | None = None
-    stsc: _Box | None = None
-    stco: _Box | None = None
-    co64: _Box | None = None
+    stsz: Mp4Box | None = None
+    stz2: Mp4Box | None = None
+    stsc: Mp4Box | None = None
+    stco: Mp4Box | None = None
+    co64: Mp4Box | None = None
     video: bool = False
 
 
 def _read_mp4(fd: int, sink: NalSink) -> None:
     end = os.fstat(fd).st_size
     moov = None
-    for box in _boxes(fd, 0, end):
+    for box in mp4_boxes(fd, 0, end):
         if box.type == b"moof":
             raise NotMedia(
                 "a fragmented MP4 is not read: remux it with `ffmpeg -i IN -c copy OUT.mp4` "
@@ -221,18 +223,18 @@ def _read_mp4(fd: int, sink: NalSink) -> None:
     _samples(fd, track, sink)
 
 
-def _tracks(fd: int, moov: _Box) -> Iterator[_Track]:
-    for box in _boxes(fd, moov.start, moov.end):
+def _tracks(fd: int, moov: Mp4Box) -> Iterator[_Track]:
+    for box in mp4_boxes(fd, moov.start, moov.end):
         if box.type == b"trak":
             track = _Track()
             _walk(fd, box, track, 0)
             yield track
 
 
-def _walk(fd: int, parent: _Box, track: _Track, depth: int) -> None:
+def _walk(fd: int, parent: Mp4Box, track: _Track, depth: int) -> None:
     if depth > _MAX_BOX_DEPTH:
         raise Damaged("MP4 boxes nested too deeply")
-    for box in _boxes(fd, parent.start, parent.end):
+    for box in mp4_boxes(fd, parent.start, parent.end):
         if box.type in _MP4_CONTAINERS:
             _walk(fd, box, track, depth + 1)
         elif box.type == b"hdlr":
@@ -244,7 +246,7 @@ def _walk(fd: int, parent: _Box, track: _Track, depth: int) -> None:
             setattr(track, box.type.decode(), box)
 
 
-def _small(fd: int, box: _Box) -> bytes:
+def _small(fd: int, box: Mp4Box) -> bytes:
     if box.end - box.start > _MAX_SMALL_BOX:
         raise Damaged(f"MP4 box {box.type!r} is larger than {_MAX_SMALL_BOX} bytes")
     return os.pread(fd, box.end - box.start, box.start)
@@ -266,7 +268,7 @@ def _avc_length_size(stsd: bytes) -> int:
     return 0
 
 
-def _entries(fd: int, box: _Box, skip: int, size: int, count: int) -> Iterator[bytes]:
+def _entries(fd: int, box: Mp4Box, skip: int, size: int, count: int) -> Iterator[bytes]:
     """`count` fixed-size table entries after `skip` bytes of a box, read a
     block at a time (never the whole table)."""
     if box.start + skip + count * size > box.end:
@@ -284,7 +286,7 @@ def _entries(fd: int, box: _Box, skip: int, size: int, count: int) -> Iterator[b
         left -= n
 
 
-def _count(fd: int, box: _Box, at: int) -> int:
+def _count(fd: int, box: Mp4Box, at: int) -> int:
     data = os.pread(fd, 4, box.start + at)
     if len(data) < 4:
         raise Damaged(f"MP4 table {box.type!r} cut off")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 
@@ -16,12 +17,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def hash_file(path: Path) -> tuple[str, int]:
-    """SHA-256 hex and length of a file, read in bounded steps."""
+def hash_file(path: Path, stop: threading.Event | None = None) -> tuple[str, int]:
+    """SHA-256 hex and length of a file, read in bounded steps; of only what
+    was read before `stop` was set, if it was (the caller drops that)."""
     h = hashlib.sha256()
     n = 0
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
+        while not (stop and stop.is_set()) and (chunk := f.read(1 << 20)):
             h.update(chunk)
             n += len(chunk)
     return h.hexdigest(), n

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capture import mediacheck
+from capture import mediacheck, mediaread
 from dock import audit
 from dock.courtcopy import c2pa as courtcopy_c2pa
 from dock.courtcopy import inpass as courtcopy_inpass
@@ -718,17 +718,12 @@ def test_a_file_hashed_beside_other_work_gives_its_sha256_or_stops(tmp_path: Pat
 
 def _top_boxes(path: Path) -> list[tuple[str, int]]:
     """The MP4's top-level boxes (kind, size), in file order."""
-    boxes, at, end = [], 0, path.stat().st_size
-    with path.open("rb") as f:
-        while at < end:
-            f.seek(at)
-            head = f.read(16)
-            size, kind = int.from_bytes(head[:4], "big"), head[4:8].decode("latin-1")
-            size = int.from_bytes(head[8:16], "big") if size == 1 else size
-            assert size >= 8, f"a box of {size} bytes at {at}"
-            boxes.append((kind, size))
-            at += size
-    return boxes
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        boxes = mediaread.mp4_boxes(fd, 0, os.fstat(fd).st_size)
+        return [(b.type.decode("latin-1"), b.end - b.at) for b in boxes]
+    finally:
+        os.close(fd)
 
 
 def test_the_index_comes_first_in_room_kept_for_it_or_by_a_rewrite(

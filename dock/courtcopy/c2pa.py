@@ -27,7 +27,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from capture.mediaread import Damaged, mp4_boxes
+
 from ..texts import msg
+from .media import MOOV_ROOM_MAX
 
 MIME = "video/mp4"
 # c2pa-rs signs a copy this large in memory (its default), a larger one in an
@@ -39,11 +42,6 @@ SIGN_BYTES_PER_S = 20 << 20
 ANSWER_MAX = 1 << 20  # the signer's answer: a manifest of a few kB
 # the codes every bmff validation reports and that say nothing is wrong
 INFORMATIONAL = ("assertion.bmffHash.additionalExclusionsPresent", "signingCredential.ocsp.skipped")
-
-
-# the room read into memory to be laid out again: the index's room is at most
-# media.MOOV_ROOM_MAX, and an index that outgrew it is faststart's, with no room
-ROOM_MAX = 80 << 20
 
 
 @dataclass(frozen=True)
@@ -61,37 +59,40 @@ class Room:
 
 def room_in(path: Path) -> Room | None:
     """The Room of an MP4 that starts with `ftyp` and has an `mdat`, if any."""
-    at, end, start = 0, path.stat().st_size, None
-    with path.open("rb") as f:
-        while at + 8 <= end:
-            f.seek(at)
-            head = f.read(16)
-            size, kind = int.from_bytes(head[:4], "big"), head[4:8]
-            if size == 1 and len(head) == 16:
-                size = int.from_bytes(head[8:16], "big")
-            if size < 8 or (start is None and kind != b"ftyp"):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        first = None
+        for box in mp4_boxes(fd, 0, os.fstat(fd).st_size):
+            if first is None and box.type != b"ftyp":
                 return None
-            if kind == b"mdat":
-                return Room(start, at - start) if start is not None and at > start else None
-            at += size
-            start = at if start is None else start
+            first = first or box
+            if box.type == b"mdat":
+                return Room(first.end, box.at - first.end) if box.at > first.end else None
+    except Damaged:
+        return None
+    finally:
+        os.close(fd)
     return None
 
 
-def _boxes(region: bytes) -> list[tuple[bytes, bytes]] | None:
-    """The top-level boxes of `region` (kind, whole box), None if they do not tile it."""
-    out, at = [], 0
-    while at < len(region):
-        if at + 8 > len(region):
+def _index_alone(path: str, room: Room) -> bytes | None:
+    """The room's index (`moov`), if the room holds it and `free` boxes only."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        boxes = list(mp4_boxes(fd, room.at, room.at + room.size))
+        index = [box for box in boxes if box.type != b"free"]
+        if (
+            not boxes
+            or boxes[-1].end != room.at + room.size
+            or [x.type for x in index] != [b"moov"]
+        ):
             return None
-        size, kind = int.from_bytes(region[at : at + 4], "big"), region[at + 4 : at + 8]
-        if size == 1 and at + 16 <= len(region):
-            size = int.from_bytes(region[at + 8 : at + 16], "big")
-        if size < 8 or at + size > len(region):
-            return None
-        out.append((kind, region[at : at + size]))
-        at += size
-    return out
+        size = index[0].end - index[0].at
+        return os.pread(fd, size, index[0].at) if size <= MOOV_ROOM_MAX else None
+    except Damaged:
+        return None
+    finally:
+        os.close(fd)
 
 
 class C2paFailure(Exception):
@@ -268,14 +269,9 @@ def _embed(
     not fit it. c2pa-python 0.38 does not wrap these calls of its library, so
     they are made here (`_native`)."""
     at, size = (int(x) for x in request["room"])
-    if size > ROOM_MAX:
+    index = _index_alone(request["src"], Room(at, size))
+    if index is None:
         return None
-    with open(request["src"], "rb") as f:
-        f.seek(at)
-        boxes = _boxes(f.read(size))
-    if boxes is None or [k for k, _ in boxes if k != b"free"] != [b"moov"]:
-        return None
-    index = next(box for k, box in boxes if k == b"moov")
     native = _native()
     context = c2pa.Context.from_dict(_settings(request["anchor_pem"], 0), signer=signer)
     with context as ctx, c2pa.Builder(definition, context=ctx) as b:

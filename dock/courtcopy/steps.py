@@ -32,7 +32,6 @@ Nothing is written unless everything holds: the case folder is built as
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -745,14 +744,10 @@ class FileHash:
         self._thread.start()
 
     def _run(self) -> None:
-        h = hashlib.sha256()
         try:
-            with self.path.open("rb") as f:
-                while not self._stop.is_set() and (chunk := f.read(1 << 20)):
-                    h.update(chunk)
+            self._digest = hash_file(self.path, self._stop)[0]
         except OSError as exc:
             self._error = exc
-        self._digest = h.hexdigest()
 
     def cancel(self) -> None:
         """Stop reading if the result was not taken (the copy was refused first)."""
