@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -555,8 +556,8 @@ def test_export_case_refuses_what_the_checks_in_the_join_refuse(
     hashing: list[courtcopy_steps.StreamHash] = []
 
     class Watched(courtcopy_steps.StreamHash):
-        def __init__(self, path: Path) -> None:
-            super().__init__(path)
+        def __init__(self, path: Path, name: str = "") -> None:
+            super().__init__(path, name)
             hashing.append(self)
 
     def untrusted(path: Path, anchor: bytes) -> courtcopy_c2pa.Validation:
@@ -615,10 +616,14 @@ def test_a_signer_that_fails_or_dies_is_one_line_and_no_copy(
     with pytest.raises(courtcopy_c2pa.C2paFailure) as refused:
         courtcopy_c2pa.sign(src, tmp_path / "out.mp4", spool=tmp_path, **signing)
     assert refused.value.args[0].msgid.startswith("the C2PA signing key is not a PEM")
+    monkeypatch.setattr(courtcopy_c2pa, "SIGN_TIMEOUT_S", 2)
+    laid_out: list[str] = []
     for signer, why in (
         ("import sys; sys.exit(3)", "ended with code 3"),
         ('print(\'{"manifest": "%%%"}\')', "ended with code 0"),
         ("raise SystemExit('killed by the test')", "code 1: killed by the test"),
+        ("print('{\"laid_out\": true}', flush=True); raise SystemExit(4)", "ended with code 4"),
+        ("import time; time.sleep(60)", "no answer within 2 s"),
     ):
         fake = tmp_path / "fake"
         (fake / "dock" / "courtcopy").mkdir(parents=True, exist_ok=True)
@@ -627,8 +632,18 @@ def test_a_signer_that_fails_or_dies_is_one_line_and_no_copy(
         (fake / "dock" / "courtcopy" / "c2pa_signer.py").write_text(signer + "\n")
         monkeypatch.setenv("PYTHONPATH", str(fake))
         monkeypatch.setenv("PYTHONSAFEPATH", "1")  # the fake, not the checkout in the cwd
+        started = time.monotonic()
         with pytest.raises(courtcopy_c2pa.C2paFailure, match=why):
-            courtcopy_c2pa.sign(src, tmp_path / "out.mp4", spool=tmp_path, **signing)
+            courtcopy_c2pa.sign(
+                src,
+                tmp_path / "out.mp4",
+                spool=tmp_path,
+                laid_out=lambda why=why: laid_out.append(why),
+                **signing,
+            )
+        assert time.monotonic() - started < 30  # the sleeper was killed, not waited for
+    assert laid_out == ["ended with code 4"]  # told as soon as it said so, not after
+    assert not (tmp_path / "out.mp4").exists()
 
 
 def test_a_copy_c2pa_spools_goes_beside_the_case_not_into_a_small_tmp(
@@ -811,10 +826,19 @@ def test_a_manifest_too_big_for_the_room_is_signed_into_a_copy(
         room = courtcopy_c2pa.room_in(src)
         assert room is not None
         before = src.read_bytes()
-        _, done_in_place = courtcopy_c2pa.sign_here(
-            {**request, "src": str(src), "dst": str(dst), "room": [room.at, room.size]}
+        laid: list[bytes] = []  # the file when the signer says the room is laid out
+        manifest, done_in_place = courtcopy_c2pa.sign_here(
+            {**request, "src": str(src), "dst": str(dst), "room": [room.at, room.size]},
+            lambda laid=laid, src=src: laid.append(src.read_bytes()),
         )
         assert done_in_place is in_place
+        assert len(laid) == in_place
+        if laid:  # from then on only the store's bytes changed: ffmpeg may read beside it
+            after, store = src.read_bytes(), slice(room.at, room.at + len(manifest))
+            assert laid[0][store] != after[store]
+            assert laid[0][: room.at] + laid[0][store.stop :] == (
+                after[: room.at] + after[store.stop :]
+            )
         signed = src if in_place else dst
         assert courtcopy_c2pa.validate(signed, signing.anchor_pem).trusted
         assert [k for k, _ in _top_boxes(signed)][:3] == ["ftyp", "uuid", "moov"]

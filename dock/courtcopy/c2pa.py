@@ -18,9 +18,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import c2pa
 from cryptography import x509
@@ -40,6 +42,9 @@ SPOOL_OVER_MB = 512
 SIGN_TIMEOUT_S = 120
 SIGN_BYTES_PER_S = 20 << 20
 ANSWER_MAX = 1 << 20  # the signer's answer: a manifest of a few kB
+STDERR_KEPT = 1 << 16  # of the signer's stderr: its last line says why it failed
+# the signer's word that the room is laid out (`_embed`): one line before its answer
+LAID_OUT = b'{"laid_out": true}\n'
 # the codes every bmff validation reports and that say nothing is wrong
 INFORMATIONAL = ("assertion.bmffHash.additionalExclusionsPresent", "signingCredential.ocsp.skipped")
 
@@ -155,6 +160,7 @@ def sign(
     generator: dict[str, str],
     spool: Path,
     room: Room | None = None,
+    laid_out: Callable[[], None] | None = None,
 ) -> bytes:
     """Write `dst`: `src` with a C2PA manifest signed by `cert_pem`; the
     manifest's bytes. With `room` (Room: the index and its free room, before
@@ -165,7 +171,10 @@ def sign(
     (Debian 13's /tmp) and too small, and it has no setting for where: so
     it signs in a process of its own whose TMPDIR is `spool` (a folder on
     the copy's own file system, which has room), and this process's
-    environment is not touched. A signer that dies is a failure, not ours."""
+    environment is not touched. A signer that dies is a failure, not ours.
+    `laid_out` is called once the room is laid out, before the file is
+    hashed: from then on only the manifest store's bytes change (in place),
+    so the file's packets can be read beside the signing."""
     request = {
         "src": str(src),
         "dst": str(dst),
@@ -180,31 +189,95 @@ def sign(
         "room": [room.at, room.size] if room else None,
     }
     timeout = SIGN_TIMEOUT_S + src.stat().st_size // SIGN_BYTES_PER_S
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "dock.courtcopy.c2pa_signer"],
-            input=json.dumps(request).encode(),
-            capture_output=True,
-            env={**os.environ, "TMPDIR": str(spool)},
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        raise C2paFailure(
-            msg("C2PA signing failed: %(error)s", error=f"no answer within {timeout} s")
-        ) from None
-    manifest, in_place = _answer(done)
+    returncode, lines, stderr = _converse(
+        [sys.executable, "-m", "dock.courtcopy.c2pa_signer"],
+        json.dumps(request).encode(),
+        {**os.environ, "TMPDIR": str(spool)},
+        timeout,
+        laid_out,
+    )
+    manifest, in_place = _answer(returncode, lines, stderr)
     if in_place:
         src.rename(dst)
     return manifest
 
 
-def _answer(done: subprocess.CompletedProcess[bytes]) -> tuple[bytes, bool]:
+def _converse(
+    argv: list[str],
+    request: bytes,
+    env: dict[str, str],
+    timeout: float,
+    laid_out: Callable[[], None] | None,
+) -> tuple[int, bytes, bytes]:
+    """Run the signer: its return code, its answer line and its stderr's
+    end. When it says the room is laid out (LAID_OUT, before it hashes),
+    `laid_out` is called at once; a signer still running at `timeout` is
+    killed."""
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        proc.kill()
+
+    killer = threading.Timer(timeout, expire)
+    killer.start()
+    errors = _Tail(proc.stderr)
+    try:
+        try:
+            proc.stdin.write(request)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it ended before reading: its code and stderr say why
+        line = proc.stdout.readline(ANSWER_MAX + 1)
+        if line == LAID_OUT:
+            if laid_out is not None:
+                laid_out()
+            line = proc.stdout.readline(ANSWER_MAX + 1)
+        if proc.stdout.read(1):
+            line = b""  # more than one answer: none is taken
+        returncode = proc.wait()
+    finally:
+        killer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    if expired.is_set():
+        raise C2paFailure(
+            msg("C2PA signing failed: %(error)s", error=f"no answer within {timeout} s")
+        )
+    return returncode, line, errors.text()
+
+
+class _Tail:
+    """The last STDERR_KEPT bytes a pipe gives, read on a thread until it closes."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._pipe, self._kept = pipe, b""
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with self._pipe:
+            while chunk := os.read(self._pipe.fileno(), 1 << 16):
+                self._kept = (self._kept + chunk)[-STDERR_KEPT:]
+
+    def text(self) -> bytes:
+        self._thread.join(5)
+        return self._kept
+
+
+def _answer(returncode: int, stdout: bytes, stderr: bytes) -> tuple[bytes, bool]:
     """The manifest the signer wrote back and whether it went into `src`'s
     room; or its failure, or why it gave neither."""
     try:
-        if done.returncode != 0 or len(done.stdout) > ANSWER_MAX:
+        if returncode != 0 or len(stdout) > ANSWER_MAX:
             raise ValueError
-        answer = json.loads(done.stdout)
+        answer = json.loads(stdout)
         if "failure" in answer:
             failure = answer["failure"]
             raise C2paFailure(msg(str(failure["msgid"]), **dict(failure["args"])))
@@ -213,15 +286,18 @@ def _answer(done: subprocess.CompletedProcess[bytes]) -> tuple[bytes, bool]:
             raise ValueError
         return base64.b64decode(answer["manifest"], validate=True), in_place
     except (ValueError, KeyError, TypeError):
-        last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1]
-        error = f"the signer ended with code {done.returncode}: {last[:300]}"
+        last = (stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1]
+        error = f"the signer ended with code {returncode}: {last[:300]}"
         raise C2paFailure(msg("C2PA signing failed: %(error)s", error=error)) from None
 
 
-def sign_here(request: dict[str, Any]) -> tuple[bytes, bool]:
+def sign_here(
+    request: dict[str, Any], laid_out: Callable[[], None] = lambda: None
+) -> tuple[bytes, bool]:
     """The signing itself, in the signer's process (dock/courtcopy/c2pa_signer.py):
     the manifest, and whether it was written into `src`'s room (else `dst`
-    was written: no room was given, or the manifest did not fit it)."""
+    was written: no room was given, or the manifest did not fit it).
+    `laid_out` is called when the room is laid out, before it is hashed."""
     cert_pem, key_pem = request["cert_pem"].encode(), request["key_pem"].encode()
     try:
         x509.load_pem_x509_certificate(cert_pem)
@@ -243,7 +319,7 @@ def sign_here(request: dict[str, Any]) -> tuple[bytes, bool]:
 
     try:
         if request.get("room"):
-            embedded = _embed(request, definition, signer())
+            embedded = _embed(request, definition, signer(), laid_out)
             if embedded is not None:
                 return embedded, True
         with (
@@ -260,7 +336,10 @@ def sign_here(request: dict[str, Any]) -> tuple[bytes, bool]:
 
 
 def _embed(
-    request: dict[str, Any], definition: dict[str, Any], signer: c2pa.Signer
+    request: dict[str, Any],
+    definition: dict[str, Any],
+    signer: c2pa.Signer,
+    laid_out: Callable[[], None],
 ) -> bytes | None:
     """Sign `src` in place: c2pa-rs's placeholder goes first in the room,
     the index after it, the file is hashed around the placeholder, and the
@@ -288,6 +367,7 @@ def _embed(
             if spare:  # what is left: a free box of zeros
                 f.write(spare.to_bytes(4, "big") + b"free" + bytes(spare - 8))
             f.flush()
+            laid_out()  # the index is where it stays: only the placeholder changes now
             f.seek(0)
             stream = c2pa.Stream(f)  # held: its native side lives as long as it does
             if native.update_hash(b._handle, MIME.encode(), stream._stream) < 0:

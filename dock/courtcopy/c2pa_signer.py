@@ -1,7 +1,8 @@
 """The C2PA signer's own process (`python -m dock.courtcopy.c2pa_signer`),
 started by `c2pa.sign` with TMPDIR set to the folder c2pa-rs may spool into.
 
-Reads one request (JSON) on stdin; writes one answer (JSON) on stdout:
+Reads one request (JSON) on stdin; writes one answer (JSON) on stdout,
+after LAID_OUT (one line) when it signs in place and the room is laid out:
 `{"manifest": base64, "in_place": bool}` or `{"failure": {"msgid": ..., "args": {...}}}`,
 the failure untranslated so the caller says it in its reader's language.
 """
@@ -12,15 +13,20 @@ import base64
 import json
 import sys
 
-from .c2pa import C2paFailure, sign_here
+from .c2pa import LAID_OUT, C2paFailure, sign_here
 
 REQUEST_MAX = 16 << 20  # PEMs, the assertions and the actions: a few kB
+
+
+def _laid_out() -> None:
+    sys.stdout.buffer.write(LAID_OUT)
+    sys.stdout.buffer.flush()
 
 
 def main() -> int:
     request = json.loads(sys.stdin.buffer.read(REQUEST_MAX + 1)[:REQUEST_MAX])
     try:
-        manifest, in_place = sign_here(request)
+        manifest, in_place = sign_here(request, _laid_out)
         answer: dict[str, object] = {
             "manifest": base64.b64encode(manifest).decode(),
             "in_place": in_place,

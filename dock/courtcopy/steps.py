@@ -286,58 +286,68 @@ def _build(
         test_cert = ca_profile(anchor) == "qa"
         r20 = r20_of(rec, report.chain, joined, who.examiner)
         facts = _facts(rec, report, joined, media, who, test_cert, r20)
+        # ffmpeg hashes the copy's packets in the background while it is
+        # signed, validated and reported, and SHA256SUMS written; before the
+        # case is done, its hash must equal that of the packets the join
+        # wrote and checked. Signed in place, it starts once the signer has
+        # laid out the room: the index is then where it stays and only the
+        # manifest store's bytes change (a box ffmpeg skips); signed into a
+        # copy, it reads the copy when that is done
+        hashing: list[StreamHash] = []
+        mp4_sum: FileHash | None = None
         try:
-            sign(
-                unsigned,
-                mp4,
-                cert_pem=signing.cert_pem,
-                key_pem=signing.key_pem,
-                anchor_pem=signing.anchor_pem,
-                title=name,
-                assertions=_assertions(rec, report, dock / "units" / serial, facts),
-                actions=[_repackaged(joined)],
-                generator={"name": "bodycam dock", "version": _version()},
-                spool=work,
-                room=room_in(unsigned),  # the index's room, when the join kept one
-            )
-        except C2paFailure as exc:
-            raise CaseError(exc.args[0]) from None
-        clock.lap("c2pa sign")
-    # ffmpeg hashes the signed copy's packets in the background (not during
-    # signing: on two cores that slows both) while it is validated and the
-    # reports and SHA256SUMS are written; before the case is done, its hash
-    # must equal that of the packets the join wrote and checked
-    after = StreamHash(mp4)
-    mp4_sum = FileHash(mp4)  # its SHA256SUMS line, while it is validated and reported
-    try:
-        validation = validate(mp4, signing.anchor_pem)
-        clock.lap("c2pa validate")
-        streamhash = checks.streamhash()
-        facts["verification"]["streamhash_sha256"] = streamhash
-        if not validation.trusted:
-            raise CaseError(
-                msg(
-                    "the signed copy does not validate as Trusted with the agency CA: "
-                    "%(state)s %(failures)s",
-                    state=validation.state,
-                    failures=", ".join(validation.failures),
-                ),
-                1,
-            )
-        (out / "agency-ca.pem").write_bytes(signing.anchor_pem)
-        case = Case(out, mp4, validation, joined, media, streamhash, test_cert, clock.seconds)
-        facts["c2pa"] = {"state": validation.state, "failures": list(validation.failures)}
-        facts["stills"] = [p.name for p in stills]
-        _write_reports(out, facts, case, r20, t)
-        clock.lap("report")
-        _seal_folder(out, {mp4: mp4_sum})
-        clock.lap("SHA256SUMS")
-        if after.result() != streamhash:
-            raise CaseError(msg("signing changed the media packets (streamhash differs)"), 1)
-        clock.lap("streamhash")
-    finally:
-        after.cancel()
-        mp4_sum.cancel()
+            try:
+                sign(
+                    unsigned,
+                    mp4,
+                    cert_pem=signing.cert_pem,
+                    key_pem=signing.key_pem,
+                    anchor_pem=signing.anchor_pem,
+                    title=name,
+                    assertions=_assertions(rec, report, dock / "units" / serial, facts),
+                    actions=[_repackaged(joined)],
+                    generator={"name": "bodycam dock", "version": _version()},
+                    spool=work,
+                    room=room_in(unsigned),  # the index's room, when the join kept one
+                    laid_out=lambda: hashing.append(StreamHash(unsigned, mp4.name)),
+                )
+            except C2paFailure as exc:
+                raise CaseError(exc.args[0]) from None
+            clock.lap("c2pa sign")
+            if not hashing or unsigned.exists():  # signed into a copy: hash the copy
+                hashing.append(StreamHash(mp4))
+            after = hashing[-1]
+            mp4_sum = FileHash(mp4)  # its SHA256SUMS line, while it is validated and reported
+            validation = validate(mp4, signing.anchor_pem)
+            clock.lap("c2pa validate")
+            streamhash = checks.streamhash()
+            facts["verification"]["streamhash_sha256"] = streamhash
+            if not validation.trusted:
+                raise CaseError(
+                    msg(
+                        "the signed copy does not validate as Trusted with the agency CA: "
+                        "%(state)s %(failures)s",
+                        state=validation.state,
+                        failures=", ".join(validation.failures),
+                    ),
+                    1,
+                )
+            (out / "agency-ca.pem").write_bytes(signing.anchor_pem)
+            case = Case(out, mp4, validation, joined, media, streamhash, test_cert, clock.seconds)
+            facts["c2pa"] = {"state": validation.state, "failures": list(validation.failures)}
+            facts["stills"] = [p.name for p in stills]
+            _write_reports(out, facts, case, r20, t)
+            clock.lap("report")
+            _seal_folder(out, {mp4: mp4_sum})
+            clock.lap("SHA256SUMS")
+            if after.result() != streamhash:
+                raise CaseError(msg("signing changed the media packets (streamhash differs)"), 1)
+            clock.lap("streamhash")
+        finally:
+            for h in hashing:
+                h.cancel()
+            if mp4_sum is not None:
+                mp4_sum.cancel()
     return case
 
 
@@ -518,17 +528,25 @@ def _first_bad(media: dict[str, Any]) -> str:
 class StreamHash:
     """SHA-256 of each stream's packets, as `ffmpeg -f streamhash` gives it: the
     hash an examiner recomputes on any copy, whatever the container. ffmpeg
-    runs in the background until `result()`."""
+    runs in the background until `result()`; `name`: the file's name in
+    messages (the signed copy's, when it is read before the rename)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._proc = subprocess.Popen(
-            ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v", "-map", "0:a?"]
-            + ["-c", "copy", "-f", "streamhash", "-hash", "sha256", "-"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def __init__(self, path: Path, name: str = "") -> None:
+        self.name = name or path.name
+        # ffmpeg reads the file opened here, whatever it is renamed to later
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            self._proc = subprocess.Popen(
+                ["ffmpeg", "-v", "error", "-nostdin", "-i", f"/dev/fd/{fd}"]
+                + ["-map", "0:v", "-map", "0:a?", "-c", "copy"]
+                + ["-f", "streamhash", "-hash", "sha256", "-"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                pass_fds=(fd,),
+            )
+        finally:
+            os.close(fd)
         self._out: dict[str, str] | None = None
 
     def cancel(self) -> None:
@@ -544,7 +562,7 @@ class StreamHash:
                 raise CaseError(
                     msg(
                         "ffmpeg could not read %(file)s: %(error)s",
-                        file=self.path.name,
+                        file=self.name,
                         error=stderr.strip()[:200],
                     ),
                     1,
