@@ -300,7 +300,13 @@ def open_header(f: _Lines, identity: Identity) -> tuple[bytes, int]:
     return file_key, offset
 
 
-def decrypt(f: BinaryIO, identity: Identity, sink: BinaryIO | None = None) -> Decrypted:
+class Sink(Protocol):
+    """Where plaintext goes, a chunk at a time (a file, a buffer)."""
+
+    def write(self, data: memoryview, /) -> object: ...
+
+
+def decrypt(f: BinaryIO, identity: Identity, sink: Sink | None = None) -> Decrypted:
     """Decrypt an age stream; tolerate a cut-off tail and say where it stopped.
 
     A file whose data ends in a partial chunk is reported as not complete,
@@ -315,7 +321,7 @@ Take = Callable[[int], "bytes | memoryview"]
 returns is used before the next call, so it may be a view of a reused buffer."""
 
 
-def payload(take: Take, file_key: bytes, offset: int, sink: BinaryIO | None) -> Decrypted:
+def payload(take: Take, file_key: bytes, offset: int, sink: Sink | None) -> Decrypted:
     """The payload after a header (`offset` bytes) whose file key is known.
     Each chunk is decrypted into one reused buffer, which `sink` is given a
     view of (it writes it out before the next chunk)."""

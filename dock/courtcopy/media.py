@@ -87,7 +87,9 @@ class Joined:
     codecs: tuple[str, ...] = ()  # as the streams name them: h264, aac
 
 
-Part = Path | Callable[[], bytes]  # a segment file, or its bytes made on demand
+# a segment file, or its bytes made on demand; those of one part may be
+# reused (a decrypting process's buffer) once the next part is asked for
+Part = Path | Callable[[], bytes | memoryview]
 # sees each packet's kind ("video", "audio") and bytes just before the muxer
 # takes it, so checks can run on the data while it is in memory (steps.py)
 Tap = Callable[[str, bytes], None]
@@ -119,7 +121,6 @@ def join(
             else {"movflags": "+faststart+use_metadata_tags"}
         )
         dst = av.open(str(out), "w", format="mp4", options=options)
-        closed = False
         try:
             dst.metadata.update(metadata or {})  # before the header is written
             ov = dst.add_stream_from_template(vt)
@@ -129,23 +130,29 @@ def join(
             silence = _Silence(rate, layout) if at else None
             muxer = _Muxer(dst, ov, oa, silence, origin, tap=tap)
             muxer.copy(c)
-            for i, part in enumerate(parts[1:], 1):
-                with _open(_load(part, i), i) as more:
-                    muxer.copy(more)
-            dst.set_chapters(_chapters(chapters, origin, muxer.end))
-            closed = True
-            try:
-                dst.close()  # writes the index
-            except av.error.ArgumentError:
-                if not room:
-                    raise
-                raise IndexOutgrewRoom(
-                    f"the index outgrew the {room} bytes kept for it: "
-                    f"the segments held more than their records say"
-                ) from None
-        finally:
-            if not closed:
-                dst.close()
+        except BaseException:
+            dst.close()
+            raise
+    del first  # closed before the next part is asked for: its bytes may be reused (Part)
+    closed = False
+    try:
+        for i, part in enumerate(parts[1:], 1):
+            with _open(_load(part, i), i) as more:
+                muxer.copy(more)
+        dst.set_chapters(_chapters(chapters, origin, muxer.end))
+        closed = True
+        try:
+            dst.close()  # writes the index
+        except av.error.ArgumentError:
+            if not room:
+                raise
+            raise IndexOutgrewRoom(
+                f"the index outgrew the {room} bytes kept for it: "
+                f"the segments held more than their records say"
+            ) from None
+    finally:
+        if not closed:
+            dst.close()
     return Joined(
         out,
         origin * 1_000_000 // TS_HZ,
@@ -166,7 +173,7 @@ def _moov_room(holds: Holds | None, rate: int) -> int:
     return room if room <= MOOV_ROOM_MAX else 0
 
 
-def _first(parts: Sequence[Part]) -> tuple[bytes, int]:
+def _first(parts: Sequence[Part]) -> tuple[bytes | memoryview, int]:
     """The first part, loaded, and its first picture's time: where the time line starts."""
     if not parts:
         raise JoinError("no segments to join")
@@ -188,23 +195,23 @@ def remux(
     stream `sink` as `fmt`: a pipe to an encoder (dock/courtcopy/stream.py),
     nothing on disk. `pace(ticks)` is called before each packet is written."""
     first, origin = _first(parts)
-    with _open(first, 0) as c:
-        vt, at = c.streams.video[0], c.streams.audio[0] if c.streams.audio else None
-        dst = av.open(_WriteOnly(sink), "w", format=fmt)
-        try:
+    dst = av.open(_WriteOnly(sink), "w", format=fmt)
+    try:
+        with _open(first, 0) as c:
+            vt, at = c.streams.video[0], c.streams.audio[0] if c.streams.audio else None
             ov = dst.add_stream_from_template(vt)
             oa = dst.add_stream_from_template(at) if at is not None else None
             rate = at.codec_context.sample_rate if at is not None else 0
             layout = at.codec_context.layout.name if at is not None else ""
             silence = _Silence(rate, layout) if at else None
             muxer = _Muxer(dst, ov, oa, silence, origin, pace)
-            del first
             muxer.copy(c)
-            for i, part in enumerate(parts[1:], 1):
-                with _open(_load(part, i), i) as more:
-                    muxer.copy(more)
-        finally:
-            dst.close()
+        del first  # closed before the next part is asked for (Part)
+        for i, part in enumerate(parts[1:], 1):
+            with _open(_load(part, i), i) as more:
+                muxer.copy(more)
+    finally:
+        dst.close()
 
 
 class _WriteOnly:
@@ -221,15 +228,39 @@ class _WriteOnly:
         self._sink.flush()
 
 
-def _load(part: Part, i: int) -> bytes:
+def _load(part: Part, i: int) -> bytes | memoryview:
     return part.read_bytes() if isinstance(part, Path) else part()
 
 
-def _open(data: bytes, i: int) -> av.container.InputContainer:
+def _open(data: bytes | memoryview, i: int) -> av.container.InputContainer:
     try:
-        return av.open(io.BytesIO(data), mode="r", format="mpegts")
+        return av.open(_Reader(data), mode="r", format="mpegts")
     except av.FFmpegError as exc:
         raise JoinError(f"segment {i + 1}: not readable as MPEG-TS: {exc}") from None
+
+
+class _Reader:
+    """A part's bytes as PyAV reads a file, without copying them whole (as
+    io.BytesIO would a memoryview)."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self._data, self._at = memoryview(data), 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._data) if n < 0 else min(len(self._data), self._at + n)
+        out = self._data[self._at : end].tobytes() if end > self._at else b""
+        self._at = max(self._at, end)
+        return out
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._data)}[whence]
+        if base + offset < 0:
+            raise ValueError("a seek before the start")
+        self._at = base + offset
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
 
 
 class _Muxer:

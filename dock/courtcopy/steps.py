@@ -40,7 +40,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -53,8 +54,9 @@ from cryptography import x509
 from capture import mediacheck
 from link.pki import ca_profile
 from sealing import layout
-from sealing.age import AgeError, Identity, decrypt
+from sealing.age import AgeError, Decrypted, Identity, decrypt
 from sealing.cli_verify import dock_lookup
+from sealing.decrypting import SLOT_MAX, DecryptFailed, Decrypting
 from sealing.files import fsync_dir, hash_file
 from sealing.people import NameRefused, person_name
 from sealing.recordings import Recording, ResumeNote, note_of, recordings, resume_notes, utc_text
@@ -66,7 +68,7 @@ from ..dock_locale import dock_locale
 from ..texts import Msg, Texts, load_texts, msg
 from .c2pa import C2paFailure, Validation, room_in, sign, validate
 from .inpass import InPass, NotVideo
-from .media import Chapter, Holds, IndexOutgrewRoom, Joined, JoinError, join
+from .media import Chapter, Holds, IndexOutgrewRoom, Joined, JoinError, Part, join
 from .r20 import R20, end_of, mp4_tags, r20_of
 
 VIDEO = ".ts.age"
@@ -251,9 +253,7 @@ def _build(
         work = Path(tmp)
         stills = [_decrypt(locate, r, identity, out / "stills") for r in rec.media(STILL)]
         unsigned = work / "unsigned.mp4"
-        # each segment decrypted (and its hash checked) in memory when the join
-        # reaches it: an hour is 7 GB of plaintext that never touches the disk
-        parts = [partial(_plaintext, locate, r, identity) for r in rec.media(VIDEO)]
+        videos = rec.media(VIDEO)
         t = who.texts
         tags = mp4_tags(rec, report.chain, who.examiner, t)
         # the in-stream signatures and the stream hash are taken of the packets
@@ -261,12 +261,14 @@ def _build(
         checks = InPass()
         try:
             try:
-                joined = join(
-                    parts, unsigned, chapters(rec, t), tags, tap=checks, holds=_holds(rec)
-                )
+                with _decrypted(locate, videos, identity) as parts:
+                    joined = join(
+                        parts, unsigned, chapters(rec, t), tags, tap=checks, holds=_holds(rec)
+                    )
             except IndexOutgrewRoom:  # records that undercount: the index moved by a rewrite
                 checks = InPass()
-                joined = join(parts, unsigned, chapters(rec, t), tags, tap=checks)
+                with _decrypted(locate, videos, identity) as parts:
+                    joined = join(parts, unsigned, chapters(rec, t), tags, tap=checks)
         except JoinError as exc:
             raise CaseError(
                 msg("the segments could not be joined: %(error)s", error=str(exc)), 1
@@ -466,28 +468,73 @@ def _decrypt(locate: Any, r: Record, identity: Identity, into: Path) -> Path:
 
 def _plaintext(locate: Any, r: Record, identity: Identity) -> bytes:
     """A sealed file's plaintext, whose size and SHA-256 are the chain's."""
-    b = r.body
-    src = locate(b["file"])
-    if src is None:
-        raise CaseError(
-            msg(
-                "%(file)s is not on this dock (released before it was pulled?)",
-                file=str(b["file"]),
-            ),
-            1,
-        )
+    src = _located(locate, r)
     sink = io.BytesIO()
     try:
         with src.open("rb") as f:
             got = decrypt(f, identity, sink)
     except AgeError as exc:
+        raise _not_for_key(r, str(exc)) from None
+    _as_recorded(r, got)
+    return sink.getvalue()
+
+
+@contextmanager
+def _decrypted(locate: Any, records: Sequence[Record], identity: Identity) -> Iterator[list[Part]]:
+    """The records' files as the join's parts: each segment decrypted in
+    memory, and its plaintext checked against its record, before the join
+    reads a byte of it (an hour is 7 GB of plaintext that never touches the
+    disk). A process of its own decrypts them ahead of the join
+    (sealing.decrypting), on the other core; in this process if a record's
+    plaintext size is not a plain number up to SLOT_MAX."""
+    paths = [_located(locate, r) for r in records]
+    sizes = [r.body.get("pt_len") for r in records]
+    if not all(type(n) is int and 0 < n <= SLOT_MAX for n in sizes):
+        yield [partial(_plaintext, locate, r, identity) for r in records]
+        return
+    with Decrypting(identity, paths, max(int(n) for n in sizes if type(n) is int)) as ahead:
+        yield [partial(_taken, ahead, i, r) for i, r in enumerate(records)]
+
+
+def _taken(ahead: Decrypting, i: int, r: Record) -> memoryview:
+    try:
+        got = ahead.take(i)
+    except DecryptFailed as exc:
+        if exc.age:
+            raise _not_for_key(r, str(exc)) from None
+        raise CaseError(
+            msg("%(file)s cannot be read: %(error)s", file=str(r.body["file"]), error=str(exc)), 1
+        ) from None
+    _as_recorded(r, got.decrypted)
+    return got.plaintext
+
+
+def _located(locate: Any, r: Record) -> Path:
+    src: Path | None = locate(r.body["file"])
+    if src is None:
         raise CaseError(
             msg(
-                "%(file)s: %(error)s (is --identity the agency's evidence key?)",
-                file=str(b["file"]),
-                error=str(exc),
-            )
-        ) from None
+                "%(file)s is not on this dock (released before it was pulled?)",
+                file=str(r.body["file"]),
+            ),
+            1,
+        )
+    return src
+
+
+def _not_for_key(r: Record, error: str) -> CaseError:
+    return CaseError(
+        msg(
+            "%(file)s: %(error)s (is --identity the agency's evidence key?)",
+            file=str(r.body["file"]),
+            error=error,
+        )
+    )
+
+
+def _as_recorded(r: Record, got: Decrypted) -> None:
+    """Refuse plaintext whose size and SHA-256 are not the chain's."""
+    b = r.body
     want = (b.get("pt_len"), b.get("pt_sha256"))
     if (got.plaintext_len, got.plaintext_sha256) != want or not (
         got.complete or r.type == "power_loss"
@@ -499,7 +546,6 @@ def _plaintext(locate: Any, r: Record, identity: Identity) -> bytes:
             ),
             1,
         )
-    return sink.getvalue()
 
 
 def _in_stream(checks: InPass, name: str, chain: Path) -> dict[str, Any]:
