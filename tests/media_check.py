@@ -139,3 +139,21 @@ def frame_times(path: Path, args: tuple[str, ...] = ()) -> list[float]:
         timeout=300,
     )
     return [float(f["pts_time"]) for f in json.loads(r.stdout)["frames"]]
+
+
+def ffmpeg_streamhash(path: Path) -> dict[str, str]:
+    """`ffmpeg -f streamhash` of a file's video and audio packets, as an
+    examiner runs it: {"0,v": sha256, "1,a": sha256}."""
+    done = subprocess.run(
+        ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v", "-map", "0:a?"]
+        + ["-c", "copy", "-f", "streamhash", "-hash", "sha256", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    out = {}
+    for line in done.stdout.splitlines():
+        idx, kind, value = line.split(",", 2)
+        out[f"{idx},{kind}"] = value.removeprefix("SHA256=")
+    return out
