@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -321,10 +322,19 @@ def _build(
                 hashing.append(StreamHash(mp4))
             after = hashing[-1]
             mp4_sum = FileHash(mp4)  # its SHA256SUMS line, while it is validated and reported
-            validation = validate(mp4, signing.anchor_pem)
-            clock.lap("c2pa validate")
             streamhash = checks.streamhash()
             facts["verification"]["streamhash_sha256"] = streamhash
+            facts["stills"] = [p.name for p in stills]
+            # the reports are written beside the validation, saying the one
+            # outcome that lets the copy out (Trusted, no failure): any other
+            # refuses the copy, its reports and all (the folder is CASE.partial)
+            facts["c2pa"] = {"state": "Trusted", "failures": []}
+            with ThreadPoolExecutor(1, thread_name_prefix="report") as beside:
+                reports = beside.submit(_write_reports, out, facts, mp4.name, test_cert, r20, t)
+                validation = validate(mp4, signing.anchor_pem)
+                clock.lap("c2pa validate")
+                reports.result()
+            clock.lap("report")
             if not validation.trusted:
                 raise CaseError(
                     msg(
@@ -337,10 +347,6 @@ def _build(
                 )
             (out / "agency-ca.pem").write_bytes(signing.anchor_pem)
             case = Case(out, mp4, validation, joined, media, streamhash, test_cert, clock.seconds)
-            facts["c2pa"] = {"state": validation.state, "failures": list(validation.failures)}
-            facts["stills"] = [p.name for p in stills]
-            _write_reports(out, facts, case, r20, t)
-            clock.lap("report")
             _seal_folder(out, {mp4: mp4_sum})
             clock.lap("SHA256SUMS")
             if after.result() != streamhash:
@@ -794,12 +800,14 @@ def _facts(
     }
 
 
-def _write_reports(out: Path, facts: dict[str, Any], case: Case, r20: R20, texts: Texts) -> None:
+def _write_reports(
+    out: Path, facts: dict[str, Any], mp4_name: str, test_cert: bool, r20: R20, texts: Texts
+) -> None:
     from .report import write_report  # weasyprint loads slowly: only when used
 
     text = json.dumps(facts, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     (out / "manifest.json").write_text(text, encoding="utf-8")
-    write_report(out, facts, case.mp4.name, case.test_certificate, r20, texts)
+    write_report(out, facts, mp4_name, test_cert, r20, texts)
 
 
 class FileHash:
