@@ -1,15 +1,22 @@
 """The examiner's court copy of one recording (steps.py; docs/EXPORT.md).
 
-Importing this package loads PyAV and c2pa: only court copies need them."""
+Its names are loaded from steps.py when first used: steps loads PyAV, c2pa
+and WeasyPrint, which the court copy's own child processes (the C2PA
+signer) do not need at their start."""
 
-from .steps import (
-    CaseError,
-    Signing,
-    describe,
-    export_case,
-    recordings,
-    verified_copy,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .steps import (
+        CaseError,
+        Signing,
+        describe,
+        export_case,
+        recordings,
+        verified_copy,
+    )
 
 __all__ = [
     "CaseError",
@@ -19,3 +26,11 @@ __all__ = [
     "recordings",
     "verified_copy",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import steps
+
+        return getattr(steps, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
