@@ -853,3 +853,25 @@ def test_a_manifest_too_big_for_the_room_is_signed_into_a_copy(
             assert len(after) == len(before) and room.size > 300_000
             assert after[: room.at] == before[: room.at]
             assert after[room.at + room.size :] == before[room.at + room.size :]
+
+
+def test_a_stream_hash_that_gets_no_data_is_a_refusal_not_a_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy's packets are read on a thread; if that read never ends
+    (here a pipe that a writer holds open and never writes), the result is
+    a CaseError after STREAMHASH_TIMEOUT_S, not a dock that hangs."""
+    monkeypatch.setattr(courtcopy_steps, "STREAMHASH_TIMEOUT_S", 1)
+    fifo = tmp_path / "never.mp4"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)  # a writer that never writes
+    try:
+        hashing = courtcopy_steps.StreamHash(fifo)
+        started = time.monotonic()
+        with pytest.raises(courtcopy_steps.CaseError, match="no result within 1 s"):
+            hashing.result()
+        assert time.monotonic() - started < 30
+    finally:
+        os.close(writer)  # the read ends: the thread stops
+    hashing._thread.join(30)
+    assert not hashing._thread.is_alive()

@@ -578,6 +578,9 @@ def _first_bad(media: dict[str, Any]) -> str:
     return mediacheck.first_problem(media)
 
 
+STREAMHASH_TIMEOUT_S = 1800  # an hour's copy is read in about 10 s
+
+
 class StreamHash:
     """SHA-256 of each stream's packets as the MP4 holds them: the figures
     `ffmpeg -i MP4 -map 0:v -map 0:a? -c copy -f streamhash -hash sha256 -`
@@ -622,7 +625,10 @@ class StreamHash:
         self._thread.join(30)
 
     def result(self) -> dict[str, str]:
-        self._thread.join()
+        self._thread.join(STREAMHASH_TIMEOUT_S)
+        if self._thread.is_alive():
+            self._stop.set()
+            self._error = f"no result within {STREAMHASH_TIMEOUT_S} s"
         if self._error is not None or not self._out:
             raise CaseError(
                 msg(
