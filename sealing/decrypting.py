@@ -67,6 +67,7 @@ class Decrypting:
         self._sent = 0  # files asked of the child
         self._fd = os.memfd_create("bodycam-plaintext", os.MFD_CLOEXEC)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._map: mmap.mmap | None = None
         try:
             os.ftruncate(self._fd, SLOTS * size)
             self._map = mmap.mmap(self._fd, SLOTS * size)
@@ -111,6 +112,7 @@ class Decrypting:
             raise DecryptFailed(why) from None
         at = (i % SLOTS) * self._size
         got = Decrypted(n, digest, bool(complete), None if error is None else str(error))
+        assert self._map is not None
         return Taken(memoryview(self._map)[at : at + n], got)
 
     def _ask(self) -> None:
@@ -137,7 +139,7 @@ class Decrypting:
             if self._proc.stdout is not None:
                 self._proc.stdout.close()
             self._proc = None
-        if hasattr(self, "_map"):
+        if self._map is not None:
             with contextlib.suppress(BufferError):  # a reader holds a view: it goes with it
                 self._map.close()
         os.close(self._fd)
@@ -204,7 +206,7 @@ class _Slot:
 
 
 class _Full(Exception):
-    pass
+    """More plaintext than the slot holds."""
 
 
 def serve(lines_in: Any, out: Any) -> None:
