@@ -1,19 +1,23 @@
-"""Sealed files decrypted ahead of their reader, in a process of its own.
+"""Sealed files read and decrypted ahead of their reader, in a process of its own.
 
 A court copy decrypts an hour of segments (7 GB) while it joins them. In one
-process the decryption, the plaintext hash and the join take turns on the
-GIL, so two cores do the work of one. Here a child process (`python -m
-sealing.decrypting`) decrypts each file, in order, into a slot of memory
-both processes map (a memfd: the plaintext never touches a disk), up to
-SLOTS - 1 files ahead of the reader. The reader gets a view of the slot and
-the child's `Decrypted` (length, SHA-256, complete) to check against what it
-expects before it uses a byte.
+process the decryption, the hashes and the join take turns on the GIL, so
+two cores do the work of one. Here a child process (`python -m
+sealing.decrypting`) reads each file once, in order, as the verifier does
+(segcheck.read_segment: its ciphertext hashed, and decrypted from the same
+read) into a slot of memory both processes map (a memfd: the plaintext
+never touches a disk), up to SLOTS - 1 files ahead of the reader. The
+reader gets a view of the slot and the child's `SegmentRead` (the
+ciphertext's length and SHA-256, the plaintext's length, SHA-256 and
+completeness) to check against what it expects before it uses a byte.
 
-The protocol, one JSON line each way per file: the parent writes
-{"path", "slot"}; the child answers {"n", "sha256", "complete", "error"}, or
-{"refused": why} (an AgeError's text, an unreadable file), or {"n": -1}
-(more plaintext than the slot holds). Its first line in is {"identity",
-"slot_size", "slots", "fd"}; stdin closed, it ends.
+The protocol, one JSON line each way per file: the parent writes {"path",
+"slot", "ct_len"} (ct_len: the length the file must have, or null for its
+own); the child answers {"ct_len", "ct_sha256", "error", "pt"} (pt: null
+or {"n", "sha256", "complete", "error"}), or {"refused": why} (a file that
+cannot be read), or {"over": true} (more plaintext than the slot holds).
+Its first line in is {"identity", "slot_size", "slots", "fd"}; stdin
+closed, it ends.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .age import AgeError, Decrypted, Identity, decrypt
+from .age import Decrypted, Identity
+from .segcheck import BLOCK, SegmentRead, read_segment
 
 SLOTS = 3  # one being read, two decrypted ahead
 SLOT_MAX = 256 << 20  # 3 slots of it at most in memory; a larger file is its reader's to decrypt
@@ -41,28 +46,34 @@ LINE_MAX = 1 << 16
 
 
 class DecryptFailed(Exception):
-    """A file could not be decrypted (args[0]: why, in English), or the
-    child ended; `age`: the reason is the age format's (wrong key, altered)."""
-
-    def __init__(self, why: str, age: bool = False) -> None:
-        super().__init__(why)
-        self.age = age
+    """A file could not be read (args[0]: why, in English), or the child ended."""
 
 
 @dataclass(frozen=True)
 class Taken:
-    plaintext: memoryview  # valid until the next take()
-    decrypted: Decrypted
+    plaintext: memoryview  # valid until the next take(); empty when read.plaintext is None
+    read: SegmentRead  # read.plaintext None: not decrypted (read.error says why, if it was read)
 
 
 class Decrypting:
-    """`paths`, decrypted in order by a child process; `take(i)` for i = 0,
-    1, 2 ... gives each. A file's plaintext may be at most `size` bytes."""
+    """`paths`, read and decrypted in order by a child process; `take(i)`
+    for i = 0, 1, 2 ... gives each. A file's plaintext may be at most
+    `size` bytes. `ct_lens`: the length each file must have (one that has
+    another is not read, as read_segment), else each file's own."""
 
-    def __init__(self, identity: Identity, paths: Sequence[Path], size: int) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        paths: Sequence[Path],
+        size: int,
+        ct_lens: Sequence[int] | None = None,
+    ) -> None:
         if not 0 < size <= SLOT_MAX:
             raise ValueError(f"a slot of {size} bytes is not in 1..{SLOT_MAX}")
+        if ct_lens is not None and len(ct_lens) != len(paths):
+            raise ValueError(f"{len(ct_lens)} lengths for {len(paths)} files")
         self._paths, self._size = list(paths), size
+        self._ct_lens = list(ct_lens) if ct_lens is not None else None
         self._next = 0  # the next file take() gives
         self._sent = 0  # files asked of the child
         self._fd = os.memfd_create("bodycam-plaintext", os.MFD_CLOEXEC)
@@ -100,24 +111,28 @@ class Decrypting:
         timeout = START_TIMEOUT_S + self._size / BYTES_PER_S
         answer = self._lines.read(timeout)
         if "refused" in answer:
-            raise DecryptFailed(str(answer["refused"]), age=bool(answer.get("age")))
+            raise DecryptFailed(str(answer["refused"]))
+        if answer.get("over"):  # more than the largest record says: not what was sealed
+            over = Decrypted(self._size + 1, "", False, "more plaintext than the slot holds")
+            return Taken(memoryview(b""), SegmentRead(-1, None, over))
         try:
-            n = int(answer["n"])
-            if n < 0 or n > self._size:  # more than the largest record says: not what was sealed
-                over = Decrypted(self._size + 1, "", False, "more plaintext than the slot holds")
-                return Taken(memoryview(b""), over)
-            digest, complete, error = str(answer["sha256"]), answer["complete"], answer["error"]
+            read = _read_of(answer)
         except (KeyError, TypeError, ValueError):
             why = f"{path.name}: the decrypting process answered {answer!r:.100}"
             raise DecryptFailed(why) from None
+        got = read.plaintext
+        if got is None:
+            return Taken(memoryview(b""), read)
+        if not 0 <= got.plaintext_len <= self._size:
+            raise DecryptFailed(f"{path.name}: the decrypting process answered {answer!r:.100}")
         at = (i % SLOTS) * self._size
-        got = Decrypted(n, digest, bool(complete), None if error is None else str(error))
         assert self._map is not None
-        return Taken(memoryview(self._map)[at : at + n], got)
+        return Taken(memoryview(self._map)[at : at + got.plaintext_len], read)
 
     def _ask(self) -> None:
         k = self._sent
-        self._say({"path": str(self._paths[k]), "slot": k % SLOTS})
+        ct_len = self._ct_lens[k] if self._ct_lens is not None else None
+        self._say({"path": str(self._paths[k]), "slot": k % SLOTS, "ct_len": ct_len})
         self._sent += 1
 
     def _say(self, line: dict[str, Any]) -> None:
@@ -190,6 +205,40 @@ class _Lines:
         return f"the decrypting process ended with code {code}"
 
 
+def _read_of(answer: dict[str, Any]) -> SegmentRead:
+    """The child's answer as a SegmentRead; KeyError, TypeError or ValueError
+    when it is not one."""
+    pt = answer["pt"]
+    plaintext = None
+    if pt is not None:
+        error = pt["error"]
+        plaintext = Decrypted(
+            _int(pt["n"]),
+            _str(pt["sha256"]),
+            pt["complete"] is True,
+            None if error is None else _str(error),
+        )
+    digest, error = answer["ct_sha256"], answer["error"]
+    return SegmentRead(
+        _int(answer["ct_len"]),
+        None if digest is None else _str(digest),
+        plaintext,
+        None if error is None else _str(error),
+    )
+
+
+def _int(v: Any) -> int:
+    if type(v) is not int:
+        raise TypeError(f"{v!r:.40} is not a whole number")
+    return v
+
+
+def _str(v: Any) -> str:
+    if type(v) is not str:
+        raise TypeError(f"{v!r:.40} is not text")
+    return v
+
+
 class _Slot:
     """A sink into one slot; more than it holds stops the decryption."""
 
@@ -215,25 +264,35 @@ def serve(lines_in: Any, out: Any) -> None:
     identity = Identity.parse(first["identity"])
     size, slots = int(first["slot_size"]), int(first["slots"])
     shared = mmap.mmap(int(first["fd"]), slots * size)
+    buf = bytearray(BLOCK)  # one read buffer for every file: fresh memory is dear
     for line in iter(lambda: lines_in.readline(LINE_MAX), b""):
         job = json.loads(line)
         at = int(job["slot"]) * size
         answer: dict[str, Any]
         try:
-            with open(job["path"], "rb") as f:
-                got = decrypt(f, identity, _Slot(memoryview(shared)[at : at + size]))
+            with open(job["path"], "rb", buffering=0) as f:
+                ct_len = job["ct_len"]
+                if ct_len is None:
+                    ct_len = os.fstat(f.fileno()).st_size
+                sink = _Slot(memoryview(shared)[at : at + size])
+                read = read_segment(f, int(ct_len), identity, buf, sink=sink)
             answer = {
-                "n": got.plaintext_len,
-                "sha256": got.plaintext_sha256,
-                "complete": got.complete,
-                "error": got.error,
+                "ct_len": read.ct_len,
+                "ct_sha256": read.ct_sha256,
+                "error": read.error,
+                "pt": None
+                if (p := read.plaintext) is None
+                else {
+                    "n": p.plaintext_len,
+                    "sha256": p.plaintext_sha256,
+                    "complete": p.complete,
+                    "error": p.error,
+                },
             }
-        except AgeError as exc:
-            answer = {"refused": str(exc), "age": True}
         except OSError as exc:
             answer = {"refused": f"{Path(job['path']).name}: {exc.strerror or exc}"}
         except _Full:
-            answer = {"n": -1}
+            answer = {"over": True}
         out.write(json.dumps(answer).encode() + b"\n")
         out.flush()
 

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from .age import CHUNK, TAG, AgeError, Decrypted, Identity, open_header, payload
+from .age import CHUNK, TAG, AgeError, Decrypted, Identity, Sink, open_header, payload
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
@@ -145,11 +145,13 @@ def read_segment(
     identity: Identity | None,
     buf: bytearray | None = None,
     beside: Beside | None = None,
+    sink: Sink | None = None,
 ) -> SegmentRead:
     """Hash `f` (and decrypt it, given `identity`) in one pass. A file whose
     length is not `ct_len` is not read: it cannot match its record. `buf`, a
     BLOCK-sized buffer, is reused when given; with a `beside` the ciphertext
-    is hashed there, beside the decryption, while a core is spare."""
+    is hashed there, beside the decryption, while a core is spare. `sink`
+    is given the plaintext as it is decrypted."""
     size = os.fstat(f.fileno()).st_size
     if size != ct_len:
         return SegmentRead(size, None)
@@ -159,7 +161,7 @@ def read_segment(
         if identity is not None:
             try:
                 file_key, offset = open_header(blocks, identity)
-                out.plaintext = payload(blocks.take, file_key, offset, None)
+                out.plaintext = payload(blocks.take, file_key, offset, sink)
             except AgeError as exc:
                 out.error = str(exc)
         blocks.drain()
