@@ -436,6 +436,60 @@ def test_export_case_refuses_bad_input_and_writes_nothing(
         assert not any(e.result == "started" and e.detail.get("out") == str(out) for e in entries)
 
 
+def test_the_dock_copy_is_read_once_and_any_altered_file_refuses_the_copy(
+    demo_run: DemoRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recording's video segments are read once, by the join's
+    decrypting process, and that read (their ciphertext's hash) is what
+    the verifier checks them by; it reads the dock's other files itself.
+    A byte changed in a joined segment, or in a file of another recording,
+    refuses the copy as the verifier says it, naming the file, and leaves
+    nothing."""
+    from dock import courtcopy
+    from sealing import verify as sealing_verify
+
+    read_by_verifier: list[str] = []
+    real_read_files = sealing_verify._read_files
+
+    def spied(todo, *args, **kwargs):  # type: ignore[no-untyped-def]
+        read_by_verifier.extend(f.file for f in todo)
+        return real_read_files(todo, *args, **kwargs)
+
+    monkeypatch.setattr(sealing_verify, "_read_files", spied)
+    dock = tmp_path / "dock"
+    shutil.copytree(demo_run.dir / "dock", dock)
+    report = courtcopy.verified_copy(dock, SERIAL)
+    rec = courtcopy_steps.recording_of(courtcopy.recordings(report.chain), dock, SERIAL, 4)
+    joined = [str(r.body["file"]) for r in rec.media(courtcopy_steps.VIDEO)]
+    others = sorted({str(seg["file"]) for seg in report.segments} - set(joined))
+    assert len(joined) >= 2 and others, (joined, others)
+    read_by_verifier.clear()
+    case = courtcopy.export_case(
+        dock, SERIAL, 4, _identity(demo_run), _signing(demo_run), tmp_path / "case"
+    )
+    assert case.validation.trusted
+    assert not set(read_by_verifier) & set(joined), read_by_verifier  # read once, by the join
+    assert set(read_by_verifier) >= set(others)  # the rest of the dock's copy, read for itself
+    facts = json.loads((tmp_path / "case" / "manifest.json").read_text())
+    assert facts["verification"]["chain"]["verified"] is True
+    assert facts["verification"]["chain"]["records"] == len(report.records)
+    for name in (joined[1], others[0]):
+        (seg,) = dock.rglob(name)
+        data = bytearray(seg.read_bytes())
+        data[len(data) // 2] ^= 0x40
+        seg.write_bytes(bytes(data))
+        out = tmp_path / f"case-{name}"
+        with pytest.raises(courtcopy.CaseError) as refused:
+            courtcopy.export_case(dock, SERIAL, 4, _identity(demo_run), _signing(demo_run), out)
+        said = str(refused.value)
+        assert refused.value.code == 1, said
+        assert "does not verify" in said and name in said, said
+        assert "ciphertext hash or length differs from the chain" in said, said
+        assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+        data[len(data) // 2] ^= 0x40
+        seg.write_bytes(bytes(data))
+
+
 @pytest.mark.slow
 def test_bench_courtcopy_short_runs_and_reports() -> None:
     """`tools/bench.py courtcopy --short`: it runs, times ours and the peer
@@ -604,7 +658,9 @@ def test_a_signer_that_fails_or_dies_is_one_line_and_no_copy(
 ) -> None:
     """The signer runs in its own process: its refusal comes back as the
     dock's own message; a signer that dies or answers garbage is a
-    C2paFailure naming how it ended, never a traceback."""
+    C2paFailure naming how it ended, never a traceback. Validation runs in
+    the same kind of process: one that dies, hangs or answers garbage is an
+    Invalid validation saying how it ended, which no copy passes."""
     agency = demo_run.dir / "agency"
     src = tmp_path / "in.mp4"
     src.write_bytes(b"not an mp4 at all")
@@ -647,8 +703,29 @@ def test_a_signer_that_fails_or_dies_is_one_line_and_no_copy(
             )
         if timeout_s == 2:  # a bound, not a wait: the sleeper was killed, not waited for
             assert time.monotonic() - started < 50
+        if "laid_out" not in signer:
+            v = courtcopy_c2pa.validate(src, signing["anchor_pem"])
+            said = why.replace("ended with", "the validator ended with")
+            assert v.state == "Invalid" and not v.trusted and said in v.failures[0], v
     assert laid_out == ["ended with code 4"]  # told as soon as it said so, not after
     assert not (tmp_path / "out.mp4").exists()
+    # its environment: the caller's, with malloc told to keep c2pa-rs's read buffers
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=7")
+    (fake / "dock" / "courtcopy" / "c2pa_signer.py").write_text(
+        "import json, os\n"
+        "env = os.environ['GLIBC_TUNABLES']\n"
+        "print(json.dumps({'validation': {'state': 'Trusted', 'failures': [], "
+        "'manifest': {'env': env}}}))\n"
+    )
+    v = courtcopy_c2pa.validate(src, signing["anchor_pem"])
+    assert v.trusted and v.manifest["env"] == (
+        "glibc.malloc.tcache_count=7:" + courtcopy_c2pa.MALLOC_TUNABLES
+    )
+    (fake / "dock" / "courtcopy" / "c2pa_signer.py").write_text(
+        'print(\'{"validation": {"state": "Trusted", "failures": [1], "manifest": {}}}\')\n'
+    )
+    v = courtcopy_c2pa.validate(src, signing["anchor_pem"])
+    assert not v.trusted and "the validator ended with code 0" in v.failures[0]
 
 
 def test_a_copy_c2pa_spools_goes_beside_the_case_not_into_a_small_tmp(

@@ -32,6 +32,7 @@ Nothing is written unless everything holds: the case folder is built as
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -63,7 +64,8 @@ from sealing.files import fsync_dir, hash_file
 from sealing.people import NameRefused, person_name
 from sealing.recordings import Recording, ResumeNote, note_of, recordings, resume_notes, utc_text
 from sealing.records import Record
-from sealing.verify import Report, Unusable, root_recording_key, verify_store
+from sealing.segcheck import SegmentRead
+from sealing.verify import Report, Unusable, root_recording_key, verify_chain, verify_store
 
 from .. import chain_codes as codes
 from ..dock_locale import dock_locale
@@ -105,28 +107,63 @@ class Case:
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
 
 
-def verified_copy(dock: Path, serial: str) -> Report:
+def verified_copy(
+    dock: Path, serial: str, already_read: Mapping[str, SegmentRead] | None = None
+) -> Report:
+    """The dock's copy of a unit, verified whole; CaseError naming the first
+    problem and the command that lists them all. `already_read`: segments
+    read moments before as verify_store reads them (a court copy's join
+    reads its own), checked against the chain like the rest."""
+    unit = _unit(dock, serial)
+    try:
+        report = verify_store(
+            unit, find_segment=dock_lookup(dock), keep=True, already_read=already_read
+        )
+    except Unusable as exc:
+        raise CaseError(str(exc)) from None
+    return _verified(report, dock, serial)
+
+
+def _verified_chain(dock: Path, serial: str) -> Report:
+    """The dock's copy of a unit's chain, verified (its segments not read)."""
+    unit = _unit(dock, serial)
+    try:
+        report = verify_chain(unit, keep=True)
+    except Unusable as exc:
+        raise CaseError(str(exc)) from None
+    return _verified(report, dock, serial)
+
+
+def _unit(dock: Path, serial: str) -> Path:
     unit = dock / "units" / serial
     if not (unit / layout.CHAIN).is_file():
         raise CaseError(
             msg("the dock %(dock)s holds no copy of unit %(serial)r", dock=str(dock), serial=serial)
         )
-    try:
-        report = verify_store(unit, find_segment=dock_lookup(dock), keep=True)
-    except Unusable as exc:
-        raise CaseError(str(exc)) from None
+    return unit
+
+
+def _verified(report: Report, dock: Path, serial: str) -> Report:
     if not report.ok:
-        again = f"bodycam verify {unit} --segments-from {dock}"
-        raise CaseError(
-            msg(
-                "the dock's copy of %(serial)s does not verify: %(problem)s (%(command)s)",
-                serial=serial,
-                problem=report.problems[0].message,
-                command=again,
-            ),
-            1,
-        )
+        raise _not_verified(dock, serial, str(report.problems[0]))  # where, and what
     return report
+
+
+def _not_verified(dock: Path, serial: str, problem: str) -> CaseError:
+    again = f"bodycam verify {dock / 'units' / serial} --segments-from {dock}"
+    return CaseError(
+        msg(
+            "the dock's copy of %(serial)s does not verify: %(problem)s (%(command)s)",
+            serial=serial,
+            problem=problem,
+            command=again,
+        ),
+        1,
+    )
+
+
+class _NotAsSealed(Exception):
+    """A segment's ciphertext is not the chain's (args[0]: its file)."""
 
 
 def export_case(
@@ -172,7 +209,9 @@ def export_case(
         raise CaseError(
             msg("the agency CA is not a PEM certificate: %(error)s", error=str(exc))
         ) from None
-    report = verified_copy(dock, serial)
+    # the chain first, to find the recording; its segments are read once,
+    # as the join decrypts them, and the whole copy verified before it is done
+    report = _verified_chain(dock, serial)
     rec = recording_of(recordings(report.chain), dock, serial, start_seq)
     if permit is not None:
         permit(rec.start.officer or "", rec.start.stamp.wall_us, end_of(rec))
@@ -253,7 +292,6 @@ def _build(
     clock = _Stages()
     with tempfile.TemporaryDirectory(prefix="court-", dir=out.parent) as tmp:
         work = Path(tmp)
-        stills = [_decrypt(locate, r, identity, out / "stills") for r in rec.media(STILL)]
         unsigned = work / "unsigned.mp4"
         videos = rec.media(VIDEO)
         t = who.texts
@@ -261,20 +299,37 @@ def _build(
         # the in-stream signatures and the stream hash are taken of the packets
         # as the join writes them: no pass over the MP4 for either
         checks = InPass()
+        reads: dict[str, SegmentRead] = {}  # the segments' one read, for the verifier
         try:
+            stills = [_decrypt(locate, r, identity, out / "stills") for r in rec.media(STILL)]
             try:
-                with _decrypted(locate, videos, identity) as parts:
+                with _decrypted(locate, videos, identity, reads) as parts:
                     joined = join(
                         parts, unsigned, chapters(rec, t), tags, tap=checks, holds=_holds(rec)
                     )
             except IndexOutgrewRoom:  # records that undercount: the index moved by a rewrite
                 checks = InPass()
-                with _decrypted(locate, videos, identity) as parts:
+                with _decrypted(locate, videos, identity, reads) as parts:
                     joined = join(parts, unsigned, chapters(rec, t), tags, tap=checks)
         except JoinError as exc:
             raise CaseError(
                 msg("the segments could not be joined: %(error)s", error=str(exc)), 1
             ) from None
+        except _NotAsSealed as exc:
+            verified_copy(dock, serial, reads)  # names the file, and how it differs
+            problem = f"{exc.args[0]}: ciphertext hash or length differs from the chain"
+            raise _not_verified(dock, serial, problem) from None  # changed back since?
+        except CaseError:
+            verified_copy(dock, serial, reads)  # an altered copy is refused as that: the cause
+            raise
+        clock.lap("decrypt, join")
+        # the whole copy verified, the joined segments from the join's own read
+        report = verified_copy(dock, serial, reads)
+        if recording_of(recordings(report.chain), dock, serial, rec.start.seq) != rec:
+            raise CaseError(
+                msg("the dock's copy of %(serial)s changed while it was copied", serial=serial), 1
+            )
+        clock.lap("verify the dock's copy")
         media = _in_stream(checks, unsigned.name, chain_dir)
         if not media["ok"]:
             raise CaseError(
@@ -284,53 +339,56 @@ def _build(
                 ),
                 1,
             )
-        clock.lap("decrypt, join, in-stream signatures")
+        clock.lap("in-stream signatures")
         name = f"{serial}_{_stamp(rec.start.stamp.wall_us)}_rec{rec.start.seq}.mp4"
         mp4 = out / name
         test_cert = ca_profile(anchor) == "qa"
         r20 = r20_of(rec, report.chain, joined, who.examiner)
         facts = _facts(rec, report, joined, media, who, test_cert, r20)
-        # ffmpeg hashes the copy's packets in the background while it is
-        # signed, validated and reported, and SHA256SUMS written; before the
-        # case is done, its hash must equal that of the packets the join
-        # wrote and checked. Signed in place, it starts once the signer has
-        # laid out the room: the index is then where it stays and only the
-        # manifest store's bytes change (a box ffmpeg skips); signed into a
-        # copy, it reads the copy when that is done
+        # the copy's packets are hashed (StreamHash, as ffmpeg's streamhash)
+        # in the background while it is signed, validated and reported, and
+        # SHA256SUMS written; before the case is done, that hash must equal
+        # the one of the packets the join wrote and checked. Signed in place,
+        # it starts once the signer has laid out the room: the index is then
+        # where it stays and only the manifest store's bytes change (a box
+        # the demuxer skips); signed into a copy, it reads the copy when done
         hashing: list[StreamHash] = []
         mp4_sum: FileHash | None = None
+        assertions = _assertions(rec, report, dock / "units" / serial, facts)
+        streamhash = checks.streamhash()
+        # the reports are written beside the signing and the validation,
+        # saying the one outcome that lets the copy out (Trusted, no
+        # failure): any other refuses the copy, its reports and all (the
+        # folder is CASE.partial; a refusal waits for the reports' thread)
+        shown = copy.deepcopy(facts)
+        shown["verification"]["streamhash_sha256"] = streamhash
+        shown["stills"] = [p.name for p in stills]
+        shown["c2pa"] = {"state": "Trusted", "failures": []}
         try:
-            try:
-                sign(
-                    unsigned,
-                    mp4,
-                    cert_pem=signing.cert_pem,
-                    key_pem=signing.key_pem,
-                    anchor_pem=signing.anchor_pem,
-                    title=name,
-                    assertions=_assertions(rec, report, dock / "units" / serial, facts),
-                    actions=[_repackaged(joined)],
-                    generator={"name": "bodycam dock", "version": _version()},
-                    spool=work,
-                    room=room_in(unsigned),  # the index's room, when the join kept one
-                    laid_out=lambda: hashing.append(StreamHash(unsigned, mp4.name)),
-                )
-            except C2paFailure as exc:
-                raise CaseError(exc.args[0]) from None
-            clock.lap("c2pa sign")
-            if not hashing or unsigned.exists():  # signed into a copy: hash the copy
-                hashing.append(StreamHash(mp4))
-            after = hashing[-1]
-            mp4_sum = FileHash(mp4)  # its SHA256SUMS line, while it is validated and reported
-            streamhash = checks.streamhash()
-            facts["verification"]["streamhash_sha256"] = streamhash
-            facts["stills"] = [p.name for p in stills]
-            # the reports are written beside the validation, saying the one
-            # outcome that lets the copy out (Trusted, no failure): any other
-            # refuses the copy, its reports and all (the folder is CASE.partial)
-            facts["c2pa"] = {"state": "Trusted", "failures": []}
             with ThreadPoolExecutor(1, thread_name_prefix="report") as beside:
-                reports = beside.submit(_write_reports, out, facts, mp4.name, test_cert, r20, t)
+                reports = beside.submit(_write_reports, out, shown, mp4.name, test_cert, r20, t)
+                try:
+                    sign(
+                        unsigned,
+                        mp4,
+                        cert_pem=signing.cert_pem,
+                        key_pem=signing.key_pem,
+                        anchor_pem=signing.anchor_pem,
+                        title=name,
+                        assertions=assertions,
+                        actions=[_repackaged(joined)],
+                        generator={"name": "bodycam dock", "version": _version()},
+                        spool=work,
+                        room=room_in(unsigned),  # the index's room, when the join kept one
+                        laid_out=lambda: hashing.append(StreamHash(unsigned, mp4.name)),
+                    )
+                except C2paFailure as exc:
+                    raise CaseError(exc.args[0]) from None
+                clock.lap("c2pa sign")
+                if not hashing or unsigned.exists():  # signed into a copy: hash the copy
+                    hashing.append(StreamHash(mp4))
+                after = hashing[-1]
+                mp4_sum = FileHash(mp4)  # its SHA256SUMS line, while it is validated
                 validation = validate(mp4, signing.anchor_pem)
                 clock.lap("c2pa validate")
                 reports.result()
@@ -487,32 +545,47 @@ def _plaintext(locate: Any, r: Record, identity: Identity) -> bytes:
 
 
 @contextmanager
-def _decrypted(locate: Any, records: Sequence[Record], identity: Identity) -> Iterator[list[Part]]:
+def _decrypted(
+    locate: Any, records: Sequence[Record], identity: Identity, reads: dict[str, SegmentRead]
+) -> Iterator[list[Part]]:
     """The records' files as the join's parts: each segment decrypted in
     memory, and its plaintext checked against its record, before the join
     reads a byte of it (an hour is 7 GB of plaintext that never touches the
-    disk). A process of its own decrypts them ahead of the join
-    (sealing.decrypting), on the other core; in this process if a record's
-    plaintext size is not a plain number up to SLOT_MAX."""
+    disk). A process of its own reads them ahead of the join
+    (sealing.decrypting), on the other core: each file once, its ciphertext
+    hashed and decrypted from the same read, which goes into `reads` for
+    the verifier. In this process (and not into `reads`) if a record's
+    sizes are not plain numbers, its plaintext's up to SLOT_MAX."""
     paths = [_located(locate, r) for r in records]
     sizes = [r.body.get("pt_len") for r in records]
-    if not all(type(n) is int and 0 < n <= SLOT_MAX for n in sizes):
+    lengths = [r.body.get("ct_len") for r in records]
+    if not all(type(n) is int and 0 < n <= SLOT_MAX for n in sizes) or not all(
+        type(n) is int and n >= 0 for n in lengths
+    ):
         yield [partial(_plaintext, locate, r, identity) for r in records]
         return
-    with Decrypting(identity, paths, max(int(n) for n in sizes if type(n) is int)) as ahead:
-        yield [partial(_taken, ahead, i, r) for i, r in enumerate(records)]
+    size = max(int(n) for n in sizes if type(n) is int)
+    ct_lens = [int(n) for n in lengths if type(n) is int]
+    with Decrypting(identity, paths, size, ct_lens) as ahead:
+        yield [partial(_taken, ahead, i, r, reads) for i, r in enumerate(records)]
 
 
-def _taken(ahead: Decrypting, i: int, r: Record) -> memoryview:
+def _taken(ahead: Decrypting, i: int, r: Record, reads: dict[str, SegmentRead]) -> memoryview:
+    b = r.body
     try:
         got = ahead.take(i)
     except DecryptFailed as exc:
-        if exc.age:
-            raise _not_for_key(r, str(exc)) from None
         raise CaseError(
-            msg("%(file)s cannot be read: %(error)s", file=str(r.body["file"]), error=str(exc)), 1
+            msg("%(file)s cannot be read: %(error)s", file=str(b["file"]), error=str(exc)), 1
         ) from None
-    _as_recorded(r, got.decrypted)
+    read = got.read
+    if read.ct_sha256 is not None:
+        reads[str(b["file"])] = read
+    if (read.ct_len, read.ct_sha256) != (b["ct_len"], b.get("ct_sha256")):
+        raise _NotAsSealed(str(b["file"]))  # the verifier says how (_build asks it)
+    if read.plaintext is None:
+        raise _not_for_key(r, read.error or "")
+    _as_recorded(r, read.plaintext)
     return got.plaintext
 
 
