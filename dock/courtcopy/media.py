@@ -42,6 +42,7 @@ TS_HZ = 90_000  # MPEG-TS timestamps: the unit's monotonic clock at 90 kHz
 MOOV_BYTES_PER_PACKET = 32
 MOOV_BYTES_FIXED = 256 << 10  # tags, chapters, the stream headers
 MOOV_ROOM_MAX = 64 << 20  # beyond this (10 hours), faststart: the room would be waste
+READ_BUFFER = 1 << 20  # what PyAV asks of a part per read: one Python call a MiB, not 32 KiB
 
 
 class JoinError(Exception):
@@ -234,7 +235,7 @@ def _load(part: Part, i: int) -> bytes | memoryview:
 
 def _open(data: bytes | memoryview, i: int) -> av.container.InputContainer:
     try:
-        return av.open(_Reader(data), mode="r", format="mpegts")
+        return av.open(_Reader(data), mode="r", format="mpegts", buffer_size=READ_BUFFER)
     except av.FFmpegError as exc:
         raise JoinError(f"segment {i + 1}: not readable as MPEG-TS: {exc}") from None
 
