@@ -180,7 +180,7 @@ class StreamChecker:
         self.g_time: list[int] | None = None
         self.g_clock: str | None = None
 
-    def nal(self, unit: bytes) -> None:
+    def nal(self, unit: bytes | memoryview) -> None:
         self.au_bytes += len(unit)
         if self.au_bytes > MAX_AU:
             raise LimitExceeded(
@@ -191,7 +191,7 @@ class StreamChecker:
         if t in (9, 12):
             return  # delimiters and filler: muxers add and drop them
         if t == 6 and _SEI_MIN <= len(unit) <= MAX_SEI:
-            for p in gopsign.sei_payloads(unit):
+            for p in gopsign.sei_payloads(bytes(unit)):  # a view's bytes: SEIs are small
                 if p[:16] == gopsign.UUID.bytes:
                     if self.au_sig is None:
                         self.au_sig = p[16:]

@@ -624,10 +624,11 @@ def test_export_case_refuses_what_the_checks_in_the_join_refuse(
     class Faulty(courtcopy_inpass.InPass):
         flipped = False
 
-        def __call__(self, kind: str, data: bytes) -> None:
+        def __call__(self, kind: str, data: bytes | memoryview) -> None:
             if fault == "in-stream" and kind == "video" and len(data) > 4000 and not self.flipped:
                 self.flipped = True  # as if the unit had recorded this byte otherwise
-                data = data[:-1000] + bytes([data[-1000] ^ 0x10]) + data[-999:]
+                raw = bytes(data)
+                data = raw[:-1000] + bytes([raw[-1000] ^ 0x10]) + raw[-999:]
             super().__call__(kind, data)
 
         def streamhash(self) -> dict[str, str]:

@@ -93,7 +93,7 @@ class Joined:
 Part = Path | Callable[[], bytes | memoryview]
 # sees each packet's kind ("video", "audio") and bytes just before the muxer
 # takes it, so checks can run on the data while it is in memory (steps.py)
-Tap = Callable[[str, bytes], None]
+Tap = Callable[[str, memoryview], None]  # a view of the packet, valid during the call
 
 
 def join(
@@ -325,7 +325,8 @@ class _Muxer:
 
     def _put(self, kind: str, pkt: av.Packet) -> None:
         if self.tap is not None:
-            self.tap(kind, bytes(pkt))  # before mux(), which takes the packet's data
+            with memoryview(pkt) as data:  # released before mux(), which takes the packet's data
+                self.tap(kind, data)
         self.dst.mux(pkt)
 
 
