@@ -490,6 +490,46 @@ def test_the_dock_copy_is_read_once_and_any_altered_file_refuses_the_copy(
         seg.write_bytes(bytes(data))
 
 
+def test_a_read_the_join_cannot_use_is_refused_for_what_it_is(demo_run: DemoRun) -> None:
+    """What the decrypting process says of a segment, checked before the
+    join gets a byte: more plaintext than any record allows is not the
+    chain's plaintext; a file of other ciphertext goes to the verifier
+    (_NotAsSealed); a wrong key is the age reason. Only a read with its
+    ciphertext hashed goes to the verifier."""
+    from sealing.age import Decrypted
+    from sealing.decrypting import Taken
+    from sealing.segcheck import SegmentRead
+
+    report = courtcopy_steps.verified_copy(demo_run.dir / "dock", SERIAL)
+    rec = courtcopy_steps.recording_of(
+        courtcopy_steps.recordings(report.chain), demo_run.dir / "dock", SERIAL, 4
+    )
+    r = rec.media(courtcopy_steps.VIDEO)[0]
+    b = r.body
+
+    class Ahead:
+        def __init__(self, read: SegmentRead) -> None:
+            self.read = read
+
+        def take(self, i: int) -> Taken:
+            return Taken(memoryview(b""), self.read)
+
+    over = SegmentRead(-1, None, Decrypted(b["pt_len"] + 1, "", False, "more plaintext"))
+    altered = SegmentRead(b["ct_len"], "0" * 64, Decrypted(b["pt_len"], b["pt_sha256"], True, None))
+    wrong_key = SegmentRead(b["ct_len"], b["ct_sha256"], None, "this identity cannot open the file")
+    for read, refusal, kept in (
+        (over, "do not match the chain's plaintext hash", False),
+        (altered, "", True),
+        (wrong_key, "is --identity the agency's evidence key?", True),
+    ):
+        reads: dict[str, SegmentRead] = {}
+        kind = courtcopy_steps.CaseError if refusal else courtcopy_steps._NotAsSealed
+        with pytest.raises(kind) as refused:
+            courtcopy_steps._taken(Ahead(read), 0, r, reads)  # type: ignore[arg-type]
+        assert refusal in str(refused.value), str(refused.value)
+        assert (b["file"] in reads) == kept
+
+
 @pytest.mark.slow
 def test_bench_courtcopy_short_runs_and_reports() -> None:
     """`tools/bench.py courtcopy --short`: it runs, times ours and the peer

@@ -312,6 +312,7 @@ def _build(
                 with _decrypted(locate, videos, identity, reads) as parts:
                     joined = join(parts, unsigned, chapters(rec, t), tags, tap=checks)
         except JoinError as exc:
+            verified_copy(dock, serial, reads)  # an altered copy is refused as that: the cause
             raise CaseError(
                 msg("the segments could not be joined: %(error)s", error=str(exc)), 1
             ) from None
@@ -579,6 +580,8 @@ def _taken(ahead: Decrypting, i: int, r: Record, reads: dict[str, SegmentRead]) 
             msg("%(file)s cannot be read: %(error)s", file=str(b["file"]), error=str(exc)), 1
         ) from None
     read = got.read
+    if read.ct_sha256 is None and read.plaintext is not None:
+        _as_recorded(r, read.plaintext)  # over the slot: more than any record says, refused
     if read.ct_sha256 is not None:
         reads[str(b["file"])] = read
     if (read.ct_len, read.ct_sha256) != (b["ct_len"], b.get("ct_sha256")):
