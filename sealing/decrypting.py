@@ -22,7 +22,6 @@ closed, it ends.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import mmap
 import os
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .age import Decrypted, Identity
+from .bodies import count
 from .segcheck import BLOCK, SegmentRead, read_segment
 
 SLOTS = 3  # one being read, two decrypted ahead
@@ -154,9 +154,9 @@ class Decrypting:
             if self._proc.stdout is not None:
                 self._proc.stdout.close()
             self._proc = None
-        if self._map is not None:
-            with contextlib.suppress(BufferError):  # a reader holds a view: it goes with it
-                self._map.close()
+        # not close(): a reader may still hold a view of it (PyAV, a traceback's
+        # frame); the mapping goes with the last reference, at once when there is none
+        self._map = None
         os.close(self._fd)
 
     def __enter__(self) -> Decrypting:
@@ -228,9 +228,9 @@ def _read_of(answer: dict[str, Any]) -> SegmentRead:
 
 
 def _int(v: Any) -> int:
-    if type(v) is not int:
-        raise TypeError(f"{v!r:.40} is not a whole number")
-    return v
+    if not count(v):
+        raise TypeError(f"{v!r:.40} is not a count")
+    return int(v)
 
 
 def _str(v: Any) -> str:

@@ -304,9 +304,15 @@ def _answer(returncode: int, stdout: bytes, stderr: bytes) -> tuple[bytes, bool]
             raise ValueError
         return base64.b64decode(answer["manifest"], validate=True), in_place
     except (ValueError, KeyError, TypeError):
-        last = (stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1]
-        error = f"the signer ended with code {returncode}: {last[:300]}"
+        error = _ended("the signer", returncode, stderr)
         raise C2paFailure(msg("C2PA signing failed: %(error)s", error=error)) from None
+
+
+def _ended(who: str, returncode: int, stderr: bytes) -> str:
+    """How a signer's process that gave no usable answer ended: its code and
+    its stderr's last line (where Python puts why it stopped)."""
+    last = (stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1]
+    return f"{who} ended with code {returncode}: {last[:300]}"
 
 
 def sign_here(
@@ -468,11 +474,12 @@ def validate(path: Path, anchor_pem: bytes) -> Validation:
         ):
             raise ValueError
         return Validation(state, tuple(failures), manifest)
-    except (ValueError, KeyError, TypeError):
-        last = (stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1]
-        return Validation(
-            "Invalid", (f"the validator ended with code {returncode}: {last[:300]}",), {}
-        )
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+    ):  # not an answer: how the validator ended is the failure
+        return Validation("Invalid", (_ended("the validator", returncode, stderr),), {})
 
 
 def validate_here(path: str, anchor_pem: str) -> Validation:

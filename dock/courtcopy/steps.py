@@ -166,6 +166,18 @@ class _NotAsSealed(Exception):
     """A segment's ciphertext is not the chain's (args[0]: its file)."""
 
 
+def _joining_refused(exc: Exception, dock: Path, serial: str) -> CaseError:
+    """Why decrypting and joining stopped, once the verifier has found the
+    dock's copy intact (so the cause is not an altered file)."""
+    if isinstance(exc, JoinError):
+        return CaseError(msg("the segments could not be joined: %(error)s", error=str(exc)), 1)
+    if isinstance(exc, _NotAsSealed):  # yet the verifier found it as sealed: changed back since?
+        problem = f"{exc.args[0]}: ciphertext hash or length differs from the chain"
+        return _not_verified(dock, serial, problem)
+    assert isinstance(exc, CaseError)
+    return exc
+
+
 def export_case(
     dock: Path,
     serial: str,
@@ -311,18 +323,9 @@ def _build(
                 checks = InPass()
                 with _decrypted(locate, videos, identity, reads) as parts:
                     joined = join(parts, unsigned, chapters(rec, t), tags, tap=checks)
-        except JoinError as exc:
+        except (JoinError, _NotAsSealed, CaseError) as exc:
             verified_copy(dock, serial, reads)  # an altered copy is refused as that: the cause
-            raise CaseError(
-                msg("the segments could not be joined: %(error)s", error=str(exc)), 1
-            ) from None
-        except _NotAsSealed as exc:
-            verified_copy(dock, serial, reads)  # names the file, and how it differs
-            problem = f"{exc.args[0]}: ciphertext hash or length differs from the chain"
-            raise _not_verified(dock, serial, problem) from None  # changed back since?
-        except CaseError:
-            verified_copy(dock, serial, reads)  # an altered copy is refused as that: the cause
-            raise
+            raise _joining_refused(exc, dock, serial) from None
         clock.lap("decrypt, join")
         # the whole copy verified, the joined segments from the join's own read
         report = verified_copy(dock, serial, reads)
