@@ -532,8 +532,8 @@ def test_a_read_the_join_cannot_use_is_refused_for_what_it_is(demo_run: DemoRun)
 @pytest.mark.slow
 def test_bench_courtcopy_short_runs_and_reports() -> None:
     """`tools/bench.py courtcopy --short`: it runs, times ours and the peer
-    and reports the ratio and load (its timings on one minute mean nothing;
-    `--minutes 60` measures)."""
+    in two rounds, each going first once, and reports the ratio and load
+    (its timings on one minute mean nothing; `--minutes 60` measures)."""
     r = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "bench.py"), "courtcopy", "--short"],
         capture_output=True,
@@ -542,9 +542,10 @@ def test_bench_courtcopy_short_runs_and_reports() -> None:
     )
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout)
-    assert out["part"] == "courtcopy" and out["short"] is True and out["rounds"] == 1
+    assert out["part"] == "courtcopy" and out["short"] is True and out["rounds"] == 2
     assert out["segments"] >= 2 and out["c2pa"] == "Trusted"
-    assert len(out["court_copy_s"]) == len(out["peer_s"]) == 1
+    assert len(out["court_copy_s"]) == len(out["peer_s"]) == 2
+    assert out["first_in_round"] == ["ours", "peer"]  # each side reads first once
     for key in ("court_copy_s_median", "peer_s_median", "ratio_ours_peer", "ratio_cpu_ours_peer"):
         assert out[key] > 0, key
     assert len(out["loadavg_start"]) == 3 and len(out["loadavg_end"]) == 3
