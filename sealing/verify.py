@@ -96,6 +96,7 @@ def verify_store(
     keep: bool = False,
     workers: int | None = None,
     already_read: Mapping[str, SegmentRead] | None = None,
+    only: Callable[[str], bool] | None = None,
 ) -> Report:
     """Everything about a store. `find_segment` is where segments are looked
     up instead of `segments/`: a `DockSegments` (a dock's date folders, whose
@@ -107,7 +108,10 @@ def verify_store(
     found in the file `find_segment` names, read by the caller moments
     before (a dock re-reads each segment as it lands, beside the next
     download); those are checked against the chain like the rest, not
-    read again."""
+    read again. `only`: when given, the media files it accepts are the only
+    ones read and checked, the others are reported "not read" (one
+    recording's court copy need not read a unit's months of others); the
+    chain, its receipts and releases are checked whole all the same."""
     root = find_store(Path(path))
     report = Report(store=str(root), sink=sink, parsed=[] if keep else None)
     if device_key is None:
@@ -133,11 +137,18 @@ def verify_store(
                 return report
             disposed = _disposals(root, index, check.docks, report)
             done = {} if source.blocked else dict(already_read or {})
-            todo = [f for f in index.media if f.file not in done]
+            asked = [f for f in index.media if only is None or only(f.file)]
+            todo = [f for f in asked if f.file not in done]
             reads = _read_files(todo, source, identity, workers)
+            skipped = _Got(skipped=True)
             try:
                 for fact in index.media:
-                    got = _Got(read=done[fact.file]) if fact.file in done else next(reads)
+                    if only is not None and not only(fact.file):
+                        got = skipped
+                    elif fact.file in done:
+                        got = _Got(read=done[fact.file])
+                    else:
+                        got = next(reads)
                     report.segments.append(
                         _check_file(fact, index, source, identity, report, disposed, got)
                     )
@@ -351,6 +362,7 @@ class _Got:
     length to compare)."""
 
     blocked: bool = False
+    skipped: bool = False  # not among the files asked for
     open_error: OSError | None = None  # NotRegular is an OSError too
     absent: bool = False
     read_error: OSError | None = None
@@ -455,6 +467,10 @@ def _check_file(
         "ct_sha256": fact.ct_sha256,
         "ct_len": fact.ct_len,
     }
+    if got_file.skipped:
+        entry["status"] = "not read"
+        entry["why"] = "not among the files asked for"
+        return entry
     where = source.where(fact.file)
     if got_file.blocked:
         entry["status"] = "not read"  # the folder's problem is reported once

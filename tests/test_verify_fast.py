@@ -20,8 +20,9 @@ import pytest
 from sealing.age import CHUNK, TAG, AgeError, Identity, decrypt
 from sealing.segcheck import BLOCK, Beside, SegmentRead, read_segment
 from sealing.store import SegmentMeta
+from sealing.verify import verify_store
 
-from .conftest import make_unit
+from .conftest import Unit, make_unit
 
 REPO = Path(__file__).resolve().parent.parent
 STRIDE = CHUNK + TAG
@@ -111,3 +112,28 @@ def test_bench_verify_short_runs_and_reports() -> None:
     ):
         assert out[key] > 0, key
     assert len(out["loadavg_start"]) == 3 and len(out["loadavg_end"]) == 3
+
+
+def test_only_the_files_asked_for_are_read_and_the_chain_is_checked_whole(
+    recorded_unit: Unit,
+) -> None:
+    """verify_store(only=...): the files it accepts are read and checked, the
+    others reported "not read" whatever is in them; the chain's records are
+    all checked."""
+    store = recorded_unit.path / "store"
+    identity = recorded_unit.agency.identity
+    whole = verify_store(store, identity=identity)
+    files = [s["file"] for s in whole.segments]
+    assert whole.ok and len(files) >= 3
+    asked, other = files[1], files[0]
+    (store / "segments" / other).write_bytes(b"not what was sealed")
+    part = verify_store(store, identity=identity, only=lambda f: f == asked)
+    assert part.ok, part.problems
+    assert sum(part.record_types.values()) == sum(whole.record_types.values())
+    status = {s["file"]: s["status"] for s in part.segments}
+    assert status == {f: "intact" if f == asked else "not read" for f in files}
+    assert not verify_store(store, identity=identity).ok  # read whole, the other fails
+    sealed = (store / "segments" / asked).read_bytes()
+    (store / "segments" / asked).write_bytes(sealed[:-1] + bytes([sealed[-1] ^ 1]))
+    part = verify_store(store, identity=identity, only=lambda f: f == asked)
+    assert not part.ok and asked in str(part.problems[0]), part.problems
