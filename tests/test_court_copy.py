@@ -435,15 +435,34 @@ def test_export_case_refuses_bad_input_and_writes_nothing(
         assert not any(e.result == "started" and e.detail.get("out") == str(out) for e in entries)
 
 
-def test_the_dock_copy_is_read_once_and_any_altered_file_refuses_the_copy(
+def _with_a_second_recording(demo_run: DemoRun, work: Path) -> Path:
+    """A copy of the demo's dock that also holds a second recording of its
+    unit (recorded on a copy of its card and docked): the dock's folder."""
+    from boot import layout as boot_layout
+    from firmware.recording import run_scenario
+    from firmware.scenario import load
+
+    from .test_compliance_page import SECOND_RECORDING, _dock_late
+
+    shutil.copytree(demo_run.dir, work, symlinks=True)  # the session's demo stays as it was
+    unit = boot_layout.unit_dir(work / "sd")
+    (work / "second.toml").write_text(SECOND_RECORDING)
+    run_scenario(unit, load(work / "second.toml", work), log=lambda _line: None)
+    _dock_late(unit, work / "agency", work / "dock")
+    return work / "dock"
+
+
+def test_the_copy_reads_its_recording_once_and_no_other_recording(
     demo_run: DemoRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The recording's video segments are read once, by the join's
     decrypting process, and that read (their ciphertext's hash) is what
-    the verifier checks them by; it reads the dock's other files itself.
-    A byte changed in a joined segment, or in a file of another recording,
-    refuses the copy as the verifier says it, naming the file, and leaves
-    nothing."""
+    the verifier checks them by; the unit's other recordings are checked as
+    chain records, their files not read (a dock holds months of them). A
+    byte changed in a joined segment refuses the copy as the verifier says
+    it, naming the file, and leaves nothing; one changed in another
+    recording's file does not touch this copy, which says it did not read
+    them, while the dock's whole verification still finds it."""
     from dock import courtcopy
     from sealing import verify as sealing_verify
 
@@ -455,12 +474,12 @@ def test_the_dock_copy_is_read_once_and_any_altered_file_refuses_the_copy(
         return real_read_files(todo, *args, **kwargs)
 
     monkeypatch.setattr(sealing_verify, "_read_files", spied)
-    dock = tmp_path / "dock"
-    shutil.copytree(demo_run.dir / "dock", dock)
+    dock = _with_a_second_recording(demo_run, tmp_path / "demo")
     report = courtcopy.verified_copy(dock, SERIAL)
     rec = courtcopy_steps.recording_of(courtcopy.recordings(report.chain), dock, SERIAL, 4)
     joined = [str(r.body["file"]) for r in rec.media(courtcopy_steps.VIDEO)]
-    others = sorted({str(seg["file"]) for seg in report.segments} - set(joined))
+    own = {str(r.body["file"]) for r in rec.media()}
+    others = sorted({str(seg["file"]) for seg in report.segments} - own)
     assert len(joined) >= 2 and others, (joined, others)
     read_by_verifier.clear()
     case = courtcopy.export_case(
@@ -468,25 +487,40 @@ def test_the_dock_copy_is_read_once_and_any_altered_file_refuses_the_copy(
     )
     assert case.validation.trusted
     assert not set(read_by_verifier) & set(joined), read_by_verifier  # read once, by the join
-    assert set(read_by_verifier) >= set(others)  # the rest of the dock's copy, read for itself
+    assert set(read_by_verifier) == own - set(joined)  # its stills, and nothing of the others
     facts = json.loads((tmp_path / "case" / "manifest.json").read_text())
-    assert facts["verification"]["chain"]["verified"] is True
-    assert facts["verification"]["chain"]["records"] == len(report.records)
-    for name in (joined[1], others[0]):
-        (seg,) = dock.rglob(name)
-        data = bytearray(seg.read_bytes())
-        data[len(data) // 2] ^= 0x40
-        seg.write_bytes(bytes(data))
-        out = tmp_path / f"case-{name}"
-        with pytest.raises(courtcopy.CaseError) as refused:
-            courtcopy.export_case(dock, SERIAL, 4, _identity(demo_run), _signing(demo_run), out)
-        said = str(refused.value)
-        assert refused.value.code == 1, said
-        assert "does not verify" in said and name in said, said
-        assert "ciphertext hash or length differs from the chain" in said, said
-        assert not out.exists() and not out.with_name(out.name + ".partial").exists()
-        data[len(data) // 2] ^= 0x40
-        seg.write_bytes(bytes(data))
+    chain = facts["verification"]["chain"]
+    assert chain["verified"] is True and chain["records"] == len(report.records)
+    assert (chain["files_read"], chain["other_files_not_read"]) == (len(own), len(others))
+    html = (tmp_path / "case" / "report.html").read_text()
+    assert f"其他录像的 {len(others)} 个文件未在制作本副本时读取" in html
+
+    (seg,) = dock.rglob(joined[1])
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    seg.write_bytes(bytes(data))
+    out = tmp_path / "case-altered"
+    with pytest.raises(courtcopy.CaseError) as refused:
+        courtcopy.export_case(dock, SERIAL, 4, _identity(demo_run), _signing(demo_run), out)
+    said = str(refused.value)
+    assert refused.value.code == 1, said
+    assert "does not verify" in said and joined[1] in said, said
+    assert "ciphertext hash or length differs from the chain" in said, said
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+    data[len(data) // 2] ^= 0x40
+    seg.write_bytes(bytes(data))
+
+    (seg,) = dock.rglob(others[0])
+    data = bytearray(seg.read_bytes())
+    data[-1] ^= 0x01
+    seg.write_bytes(bytes(data))
+    again = courtcopy.export_case(
+        dock, SERIAL, 4, _identity(demo_run), _signing(demo_run), tmp_path / "case-2"
+    )
+    assert again.validation.trusted
+    with pytest.raises(courtcopy.CaseError) as whole:
+        courtcopy.verified_copy(dock, SERIAL)
+    assert others[0] in str(whole.value), str(whole.value)
 
 
 def test_a_read_the_join_cannot_use_is_refused_for_what_it_is(demo_run: DemoRun) -> None:

@@ -41,7 +41,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -108,16 +108,25 @@ class Case:
 
 
 def verified_copy(
-    dock: Path, serial: str, already_read: Mapping[str, SegmentRead] | None = None
+    dock: Path,
+    serial: str,
+    already_read: Mapping[str, SegmentRead] | None = None,
+    only: Collection[str] | None = None,
 ) -> Report:
     """The dock's copy of a unit, verified whole; CaseError naming the first
     problem and the command that lists them all. `already_read`: segments
     read moments before as verify_store reads them (a court copy's join
-    reads its own), checked against the chain like the rest."""
+    reads its own), checked against the chain like the rest. `only`: the
+    media files read (the chain, receipts and releases are checked whole);
+    the others are "not read"."""
     unit = _unit(dock, serial)
     try:
         report = verify_store(
-            unit, find_segment=dock_lookup(dock), keep=True, already_read=already_read
+            unit,
+            find_segment=dock_lookup(dock),
+            keep=True,
+            already_read=already_read,
+            only=None if only is None else only.__contains__,
         )
     except Unusable as exc:
         raise CaseError(str(exc)) from None
@@ -306,6 +315,9 @@ def _build(
         work = Path(tmp)
         unsigned = work / "unsigned.mp4"
         videos = rec.media(VIDEO)
+        # the files read and checked: the recording's own; a unit's other
+        # recordings (months of them on a dock) are the chain's records only
+        files = {str(r.body["file"]) for r in rec.media()}
         t = who.texts
         tags = mp4_tags(rec, report.chain, who.examiner, t)
         # the in-stream signatures and the stream hash are taken of the packets
@@ -324,11 +336,13 @@ def _build(
                 with _decrypted(locate, videos, identity, reads) as parts:
                     joined = join(parts, unsigned, chapters(rec, t), tags, tap=checks)
         except (JoinError, _NotAsSealed, CaseError) as exc:
-            verified_copy(dock, serial, reads)  # an altered copy is refused as that: the cause
+            # an altered copy is refused as that: the cause
+            verified_copy(dock, serial, reads, files)
             raise _joining_refused(exc, dock, serial) from None
         clock.lap("decrypt, join")
-        # the whole copy verified, the joined segments from the join's own read
-        report = verified_copy(dock, serial, reads)
+        # the chain verified whole and the recording's files, the joined
+        # segments from the join's own read
+        report = verified_copy(dock, serial, reads, files)
         if recording_of(recordings(report.chain), dock, serial, rec.start.seq) != rec:
             raise CaseError(
                 msg("the dock's copy of %(serial)s changed while it was copied", serial=serial), 1
@@ -865,7 +879,14 @@ def _facts(
                 "verified": report.ok,
                 "records": len(report.records),
                 "anchors": report.anchors,
-                "checks": "signatures, hash chain, segment ciphertext hashes, receipts, releases",
+                "checks": "signatures, hash chain, receipts, releases; this recording's "
+                "segment ciphertext hashes",
+                # a unit's other recordings: their records are in the chain
+                # checked, their files are not read for this copy
+                "files_read": sum(1 for s in report.segments if s["status"] != "not read"),
+                "other_files_not_read": sum(
+                    1 for s in report.segments if s["status"] == "not read"
+                ),
             },
             "plaintext": "every segment decrypted with the agency identity; size and SHA-256 "
             "equal the chain record's pt_len and pt_sha256",
