@@ -11,7 +11,7 @@ for; a field no verifier checks would read as vouched for too.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import canonical, layout
 from .records import HEX64
@@ -34,7 +34,7 @@ _RELEASE = {"receipt", "dock", "from_seq", "to_seq", "head", "files", "bytes_fre
 _RECORDING_KEY = {"public_key", "key"}
 
 
-def count(v: object) -> bool:
+def count(v: object) -> TypeGuard[int]:
     """A non-negative integer (JSON has no unsigned type; bool is not one)."""
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         describe,
         export_case,
         recordings,
+        verified_chain,
         verified_copy,
     )
 
@@ -24,6 +25,7 @@ __all__ = [
     "describe",
     "export_case",
     "recordings",
+    "verified_chain",
     "verified_copy",
 ]
 

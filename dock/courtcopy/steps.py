@@ -57,14 +57,15 @@ from cryptography import x509
 from capture import mediacheck
 from link.pki import ca_profile
 from sealing import layout
-from sealing.age import AgeError, Decrypted, Identity, decrypt
+from sealing.age import Decrypted, Identity
+from sealing.bodies import count
 from sealing.cli_verify import dock_lookup
 from sealing.decrypting import SLOT_MAX, DecryptFailed, Decrypting
 from sealing.files import fsync_dir, hash_file
 from sealing.people import NameRefused, person_name
 from sealing.recordings import Recording, ResumeNote, note_of, recordings, resume_notes, utc_text
 from sealing.records import Record
-from sealing.segcheck import SegmentRead
+from sealing.segcheck import SegmentRead, read_segment
 from sealing.verify import Report, Unusable, root_recording_key, verify_chain, verify_store
 
 from .. import chain_codes as codes
@@ -133,8 +134,9 @@ def verified_copy(
     return _verified(report, dock, serial)
 
 
-def _verified_chain(dock: Path, serial: str) -> Report:
-    """The dock's copy of a unit's chain, verified (its segments not read)."""
+def verified_chain(dock: Path, serial: str) -> Report:
+    """The dock's copy of a unit's chain, verified (its segments not read):
+    for a caller that checks each file it uses against its record itself."""
     unit = _unit(dock, serial)
     try:
         report = verify_chain(unit, keep=True)
@@ -232,7 +234,7 @@ def export_case(
         ) from None
     # the chain first, to find the recording; its segments are read once,
     # as the join decrypts them, and the whole copy verified before it is done
-    report = _verified_chain(dock, serial)
+    report = verified_chain(dock, serial)
     rec = recording_of(recordings(report.chain), dock, serial, start_seq)
     if permit is not None:
         permit(rec.start.officer or "", rec.start.stamp.wall_us, end_of(rec))
@@ -550,15 +552,28 @@ def _decrypt(locate: Any, r: Record, identity: Identity, into: Path) -> Path:
 
 
 def _plaintext(locate: Any, r: Record, identity: Identity) -> bytes:
-    """A sealed file's plaintext, whose size and SHA-256 are the chain's."""
+    """A sealed file's plaintext, read once: the file's length and SHA-256
+    and the plaintext's are the chain record's. Playback verifies the
+    chain, not the files, so this is where it refuses an altered file."""
     src = _located(locate, r)
+    b = r.body
+    ct_len = b.get("ct_len")
     sink = io.BytesIO()
-    try:
-        with src.open("rb") as f:
-            got = decrypt(f, identity, sink)
-    except AgeError as exc:
-        raise _not_for_key(r, str(exc)) from None
-    _as_recorded(r, got)
+    with src.open("rb") as f:
+        got = read_segment(f, ct_len if count(ct_len) else -1, identity, sink=sink)
+    if got.ct_sha256 is None or (got.ct_len, got.ct_sha256) != (ct_len, b.get("ct_sha256")):
+        raise CaseError(
+            msg(
+                "%(file)s is not the file chain record %(seq)s sealed: its length or "
+                "SHA-256 differs",
+                file=str(b["file"]),
+                seq=r.seq,
+            ),
+            1,
+        )
+    if got.plaintext is None:
+        raise _not_for_key(r, got.error or "not decrypted")
+    _as_recorded(r, got.plaintext)
     return sink.getvalue()
 
 

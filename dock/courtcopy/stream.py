@@ -50,7 +50,7 @@ from sealing.verify import Report
 from .. import fonts
 from ..texts import Texts, msg
 from .media import TS_HZ, JoinError, remux
-from .steps import VIDEO, CaseError, _plaintext, verified_copy
+from .steps import VIDEO, CaseError, _plaintext, verified_chain
 
 log = logging.getLogger("bodycam.playback")
 
@@ -245,13 +245,14 @@ def open_stream(
     done: Callable[[], None],
     paced: bool = True,
     now_us: int | None = None,
-    verify: Callable[[Path, str], Report] = verified_copy,
+    verify: Callable[[Path, str], Report] = verified_chain,
 ) -> Stream:
-    """Start the stream of one recording for `viewer`: the copy verified, the
-    first segment decrypted and checked, ffmpeg started. CaseError when the
+    """Start the stream of one recording for `viewer`: the chain verified, the
+    first segment decrypted and checked against its record, ffmpeg started
+    (each later one checked so before it is sent). CaseError when the
     recording cannot be played. `done` is called once the stream has ended
     (or failed to start): the caller's slot given back. `verify`: how the
-    copy is verified (the page keeps the reports: dock/verified_copies.py)."""
+    chain is verified (the page keeps the reports: dock/verified_copies.py)."""
     try:
         report = verify(dock, serial)
         rec = next((r for r in recordings(report.chain) if r.start.seq == start_seq), None)
