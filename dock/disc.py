@@ -347,7 +347,8 @@ def make_disc(
 
 
 def _find(dock: Path, items: Sequence[tuple[str, int]]) -> list[tuple[str, Recording]]:
-    """Each recording in its unit's verified copy (verified once per unit)."""
+    """Each recording in its unit's verified chain (verified once per unit;
+    each court copy made of it then verifies the recording's files)."""
     from . import courtcopy
     from .courtcopy.steps import recording_of
 
@@ -355,7 +356,7 @@ def _find(dock: Path, items: Sequence[tuple[str, int]]) -> list[tuple[str, Recor
     out = []
     for serial, seq in items:
         if serial not in chains:
-            chains[serial] = courtcopy.recordings(courtcopy.verified_copy(dock, serial).chain)
+            chains[serial] = courtcopy.recordings(courtcopy.verified_chain(dock, serial).chain)
         out.append((serial, recording_of(chains[serial], dock, serial, seq)))
     return out
 

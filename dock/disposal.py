@@ -125,13 +125,19 @@ def check_due(
                                  "the role that approves disposals (%(role)s)", id=req.id,
                                  name=req.approver, role=wanted))  # fmt: skip
     try:
-        report = courtcopy.verified_copy(dock_dir, serial)
+        report = courtcopy.verified_chain(dock_dir, serial)
+        rec = next((r for r in recordings(report.chain) if r.start.seq == recording), None)
+        if rec is None:
+            raise DisposeRefused(msg("no recording %(seq)s of %(serial)s on this dock",
+                                     seq=recording, serial=serial))  # fmt: skip
+        # the files to be removed verified first (an altered one is found,
+        # not destroyed unseen); the unit's other recordings are not read
+        courtcopy.verified_copy(dock_dir, serial, only={str(r.body["file"]) for r in rec.media()})
     except courtcopy.CaseError as exc:
         raise DisposeRefused(exc.args[0]) from None
     genesis = report.chain[0].body if report.chain else {}
     if fingerprint(key.public_key()) not in (genesis.get("docks") or []):
         raise DisposeRefused(msg("this dock's key is not one the unit's genesis enrolls"))
-    rec = next(r for r in recordings(report.chain) if r.start.seq == recording)
     files = tuple({"seq": r.seq, "file": r.body["file"], "ct_sha256": r.body["ct_sha256"]}
                   for r in rec.media())  # fmt: skip
     return Due(serial, recording, v.retention, v.expires, by, req.approver, req.id, files,

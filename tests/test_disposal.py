@@ -147,3 +147,35 @@ def test_due_recordings_are_disposed_of_only_on_approval_and_verify_explains(
 def _segments(out: str) -> list[dict]:
     """The segments of `bodycam verify --json`'s one document."""
     return list(json.loads(out)["segments"])
+
+
+def test_the_files_to_dispose_of_are_verified_and_no_others_are_read(
+    pulled: tuple[Link, Path, list[int]],
+) -> None:
+    """A file of the recording to be disposed of that is not as sealed
+    refuses the disposal, named, and nothing is removed (tampering is found,
+    not destroyed unseen); one of another recording does not stop it."""
+    link, dock, (old, recent, _held) = pulled
+    report = verify_store(dock / "units" / "BC-TEST-0001", keep=True)
+    files = {
+        r.start.seq: sorted(str(x.body["file"]) for x in r.media())
+        for r in recordings(report.chain)
+    }
+    rid = approved_request(dock, "孙法制", "钱局长", act="dispose", serial="BC-TEST-0001")
+    for name in (files[old][0], files[recent][1]):
+        (seg,) = dock.rglob(name)
+        data = bytearray(seg.read_bytes())
+        data[len(data) // 2] ^= 0x40
+        seg.write_bytes(bytes(data))
+    before = _files(dock)
+    r = _dispose(link, dock, recent, rid)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "does not verify" in r.stderr and files[recent][1] in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and _files(dock) == before
+    (seg,) = dock.rglob(files[recent][1])
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    seg.write_bytes(bytes(data))
+    r = _dispose(link, dock, recent, rid)  # the altered file of `old` is not read
+    assert r.returncode == 0, r.stderr
+    assert before - _files(dock) == set(files[recent])
