@@ -940,18 +940,22 @@ def _safety_check(
     now: Callable[[], float],
     already_read: Mapping[str, SegmentRead] | None = None,
 ) -> SafetyCheck:
-    """Re-read every held segment from the dock's disk (its pages were
-    dropped from the cache after fsync, so this reads the medium) and
-    re-hash it against the chain, verify the chain copy, and name every
-    segment the chain cites that neither side holds and every hole in the
-    segment numbers. Segments in `already_read` were re-read as they
-    landed (`_ReadBack`): what was read is judged here, not read again.
+    """Re-read every segment the receipt will cover (held here, still on
+    the unit) from the dock's disk (its pages were dropped from the cache
+    after fsync, so this reads the medium) and re-hash it against the
+    chain, verify the chain copy, and name every segment the chain cites
+    that neither side holds and every hole in the segment numbers. Segments
+    in `already_read` were re-read as they landed (`_ReadBack`): what was
+    read is judged here, not read again. The dock's older segments, which
+    the unit released at earlier pulls, are not read again: each pull
+    would otherwise re-read the unit's whole retention window (months).
     Written to verification.json whether or not it passes."""
     report = verify_store(
         mirror,
         identity=identity,
         find_segment=lambda f: (dock_dir / held[f]["path"]) if f in held else None,
         already_read=already_read,
+        only=lambda f: f in offered or f not in held,  # not held: found missing, unread
     )
     missing = [
         s["file"] for s in report.segments if s["status"] == "missing" and s["file"] not in offered

@@ -441,3 +441,52 @@ def test_wrong_passwords_are_asked_again_without_redocking(link: Link, tmp_path:
     assert attempts[:4] == ["bad_password", "bad_password", "bad_password", "ok"], attempts
     # no reader is wired to the dock: the unit records whose word the fingerprint was
     assert {x.body["reader"] for x in link.store.records() if x.type == "auth"} == {"none"}
+
+
+def test_a_later_pull_reads_what_it_releases_not_what_was_released_before(
+    link: Link, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety check re-reads the segments its receipt covers, not the
+    dock's older ones the unit released at an earlier pull (a dock holds
+    months of them): one of those altered on the dock since is not read
+    and does not stop the next receipt; a segment neither side holds is
+    still named."""
+    from sealing import verify as sealing_verify
+
+    from .conftest import write_segment
+
+    dock_dir = tmp_path / "dockstore"
+    first = link.pull(dock_dir)
+    assert first.released and link.files() == set()
+    index = Index.open(dock_dir / "dock.sqlite")
+    held = index.held(link.store.serial)
+    index.close()
+    old = sorted(held)[0]
+    path = dock_dir / held[old]["path"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    write_segment(link.store, os.urandom(30_000))
+    write_segment(link.store, os.urandom(30_000))
+    lost = sorted(link.files())[0]
+    (link.unit.path / "store" / "segments" / lost).unlink()
+    new = link.files()
+    read: list[str] = []
+    real_read_files = sealing_verify._read_files
+
+    def spied(todo, *args, **kwargs):  # type: ignore[no-untyped-def]
+        read.extend(f.file for f in todo)
+        return real_read_files(todo, *args, **kwargs)
+
+    monkeypatch.setattr(sealing_verify, "_read_files", spied)
+    again = link.pull(dock_dir)
+    assert sorted(again.released) == sorted(new) and link.files() == set()
+    assert again.missing == [lost]
+    assert not set(read) & set(held), read  # the older segments: none read again
+    ver = json.loads((dock_dir / "units" / link.store.serial / "verification.json").read_text())
+    assert ver["ok"] and ver["missing"] == [lost], ver
+    whole = verify_store(
+        dock_dir / "units" / link.store.serial,
+        find_segment=lambda f: next(dock_dir.glob(f"*/*/*/*/{f}"), None),
+    )
+    assert not whole.ok and old in str(whole.problems[0])  # the dock's own check finds it
