@@ -187,3 +187,19 @@ def browser() -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+def files_the_verifier_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A list that gets the name of every media file sealing.verify reads
+    itself from now on (not those handed to it as already read)."""
+    from sealing import verify as sealing_verify
+
+    read: list[str] = []
+    real_read_files = sealing_verify._read_files
+
+    def spied(todo, *args, **kwargs):  # type: ignore[no-untyped-def]
+        read.extend(f.file for f in todo)
+        return real_read_files(todo, *args, **kwargs)
+
+    monkeypatch.setattr(sealing_verify, "_read_files", spied)
+    return read

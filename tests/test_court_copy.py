@@ -34,7 +34,7 @@ from sealing.cli_verify import dock_lookup
 from sealing.verify import verify_store
 
 from .access_fixtures import approved_request
-from .conftest import BODYCAM_DOCK, DemoRun
+from .conftest import BODYCAM_DOCK, DemoRun, files_the_verifier_reads
 from .english import EN_ARGS
 from .media_check import decode, ffmpeg_streamhash, ffmpeg_warnings
 
@@ -464,16 +464,8 @@ def test_the_copy_reads_its_recording_once_and_no_other_recording(
     recording's file does not touch this copy, which says it did not read
     them, while the dock's whole verification still finds it."""
     from dock import courtcopy
-    from sealing import verify as sealing_verify
 
-    read_by_verifier: list[str] = []
-    real_read_files = sealing_verify._read_files
-
-    def spied(todo, *args, **kwargs):  # type: ignore[no-untyped-def]
-        read_by_verifier.extend(f.file for f in todo)
-        return real_read_files(todo, *args, **kwargs)
-
-    monkeypatch.setattr(sealing_verify, "_read_files", spied)
+    read_by_verifier = files_the_verifier_reads(monkeypatch)
     dock = _with_a_second_recording(demo_run, tmp_path / "demo")
     report = courtcopy.verified_copy(dock, SERIAL)
     rec = courtcopy_steps.recording_of(courtcopy.recordings(report.chain), dock, SERIAL, 4)

@@ -33,7 +33,7 @@ from sealing.segcheck import read_segment
 from sealing.store import SegmentMeta
 from sealing.verify import verify_store
 
-from .conftest import BODYCAM_DOCK, Agency, make_unit
+from .conftest import BODYCAM_DOCK, Agency, files_the_verifier_reads, make_unit, write_segment
 from .english import EN_ARGS
 from .export_fixtures import PASSWORD, Link, start_link, write_inventory
 
@@ -451,10 +451,6 @@ def test_a_later_pull_reads_what_it_releases_not_what_was_released_before(
     months of them): one of those altered on the dock since is not read
     and does not stop the next receipt; a segment neither side holds is
     still named."""
-    from sealing import verify as sealing_verify
-
-    from .conftest import write_segment
-
     dock_dir = tmp_path / "dockstore"
     first = link.pull(dock_dir)
     assert first.released and link.files() == set()
@@ -471,14 +467,7 @@ def test_a_later_pull_reads_what_it_releases_not_what_was_released_before(
     lost = sorted(link.files())[0]
     (link.unit.path / "store" / "segments" / lost).unlink()
     new = link.files()
-    read: list[str] = []
-    real_read_files = sealing_verify._read_files
-
-    def spied(todo, *args, **kwargs):  # type: ignore[no-untyped-def]
-        read.extend(f.file for f in todo)
-        return real_read_files(todo, *args, **kwargs)
-
-    monkeypatch.setattr(sealing_verify, "_read_files", spied)
+    read = files_the_verifier_reads(monkeypatch)
     again = link.pull(dock_dir)
     assert sorted(again.released) == sorted(new) and link.files() == set()
     assert again.missing == [lost]
