@@ -721,8 +721,9 @@ def test_export_case_refuses_what_the_checks_in_the_join_refuse(
 
 
 def _killed(pid_file: Path) -> None:
-    """A bound, not a wait: the sleeper (11 days) is gone, so it was killed;
-    killed before it wrote its pid (a slow start), it never slept."""
+    """A bound, not a wait: the sleeper (it waits for a signal that never
+    comes) is gone, so it was killed; killed before it wrote its pid (a
+    slow start), it never waited."""
     pid = pid_file.read_text() if pid_file.exists() else ""
     if pid:
         with pytest.raises(ProcessLookupError):
@@ -760,8 +761,8 @@ def test_a_signer_that_fails_or_dies_is_one_line_and_no_copy(
         ("raise SystemExit('killed by the test')", "code 1: killed by the test", 120),
         ("print('{\"laid_out\": true}', flush=True); exit(4)", "ended with code 4", 120),
         (
-            f"import os, time; open({str(tmp_path / 'sleeper.pid')!r}, 'w')"
-            ".write(str(os.getpid())); time.sleep(10**6)",
+            f"import os, signal; open({str(tmp_path / 'sleeper.pid')!r}, 'w')"
+            ".write(str(os.getpid())); signal.pause()",
             "no answer within 2 s",
             2,
         ),
